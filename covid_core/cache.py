@@ -1,0 +1,102 @@
+"""A memory-mapped cache of decoded, preprocessed images.
+
+Decoding JPEGs every epoch dominates CPU training time, so each image is decoded and
+resized once into a uint8 NxSxS file keyed by the file list and the preprocessing
+settings; later epochs (and later runs) read it with no decoding at all.
+Cache folder: ``$COVID_CORE_CACHE`` or ``~/.cache/covid_core``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from .decode import decode_image
+from .errors import DatasetError, InvalidImageError
+from .preprocess import PreprocessConfig, prepare_pixels
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("COVID_CORE_CACHE", Path.home() / ".cache" / "covid_core"))
+
+
+def cache_key(paths: list[str], config: PreprocessConfig) -> str:
+    h = hashlib.sha256(config.cache_key().encode())
+    for p in paths:
+        st = os.stat(p)
+        h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    return f"{config.cache_key()}-{len(paths)}-{h.hexdigest()[:16]}"
+
+
+def _decode_one(args) -> tuple[np.ndarray | None, str | None]:
+    path, config = args
+    try:
+        pixels, _ = prepare_pixels(decode_image(path).pixels, config)
+        return pixels, None
+    except InvalidImageError as exc:
+        return None, str(exc)
+
+
+def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, progress: bool = True,
+                  folder: Path | None = None) -> np.ndarray:
+    """uint8 NxSxS images for ``paths`` (read-only memmap), building the cache on first use.
+
+    Raises DatasetError naming the unreadable files, if any.
+    """
+    folder = Path(folder or cache_dir())
+    folder.mkdir(parents=True, exist_ok=True)
+    key = cache_key(paths, config)
+    data_file = folder / f"{key}.u8"
+    s = config.image_size
+    if data_file.is_file() and data_file.stat().st_size == len(paths) * s * s:
+        return np.memmap(data_file, dtype=np.uint8, mode="r", shape=(len(paths), s, s))
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(paths), s, s))
+        errors = []
+        jobs = [(p, config) for p in paths]
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(paths), desc=f"caching images ({s}px)", unit="img", leave=False)
+        if workers > 1 and len(paths) > 64:
+            with ProcessPoolExecutor(workers) as pool:
+                results = pool.map(_decode_one, jobs, chunksize=32)
+                for i, (pix, err) in enumerate(results):
+                    _store(out, i, pix, err, paths, errors)
+                    if bar:
+                        bar.update()
+        else:
+            for i, job in enumerate(jobs):
+                _store(out, i, *_decode_one(job), paths, errors)
+                if bar:
+                    bar.update()
+        if bar:
+            bar.close()
+        if errors:
+            shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+            raise DatasetError(f"{len(errors)} image(s) could not be read: {shown}")
+        out.flush()
+        del out
+        os.replace(tmp, data_file)
+        (folder / f"{key}.json").write_text(json.dumps({"n": len(paths), "config": config.to_dict()}))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return np.memmap(data_file, dtype=np.uint8, mode="r", shape=(len(paths), s, s))
+
+
+def _store(out, i, pix, err, paths, errors):
+    if err is not None:
+        errors.append(f"{Path(paths[i]).name}: {err}")
+    else:
+        out[i] = pix

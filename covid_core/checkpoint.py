@@ -1,0 +1,132 @@
+"""Self-describing checkpoints: saved atomically, loaded only with ``weights_only=True``.
+
+A classifier checkpoint is one dict::
+
+    {"format": "covid_core.classifier/1", "model_name", "target", "classes",
+     "preprocess": PreprocessConfig dict, "state_dict", "train_config", "metrics",
+     "data_fingerprint", "class_counts", "created", "package_version",
+     "temperature", "threshold", "ood", "training_time_s", "hardware"}
+
+It is rebuilt through the model registry, so any registered architecture loads.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import CheckpointError, ConfigError
+from .models import ModelSpec, build_model, get_spec
+from .preprocess import PreprocessConfig
+
+CLASSIFIER_FORMAT = "covid_core.classifier/1"
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """torch.save to a temp file in the same folder, fsync, then rename over ``path``.
+
+    A kill or a full disk at any moment leaves either the old file or the new one, never
+    a broken one (the rename is atomic on POSIX file systems).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    try:
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def load_checkpoint_dict(path: str | Path, map_location="cpu") -> dict:
+    """Load a checkpoint dict safely (``weights_only=True``: no code in it can run)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist")
+    try:
+        obj = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln), "")
+        raise CheckpointError(
+            f"{path.name} was refused: it holds Python objects that could run code when loaded "
+            f"(only tensors and plain data are accepted). {detail}"
+        ) from exc
+    except Exception as exc:
+        raise CheckpointError(f"{path.name} is not a readable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}); it may be truncated or corrupt") from exc
+    if not isinstance(obj, dict) or "state_dict" not in obj:
+        raise CheckpointError(f"{path.name} is not a covid_core checkpoint (no state_dict/metadata)")
+    return obj
+
+
+@dataclass
+class Classifier:
+    """A loaded classifier: model in eval mode plus everything needed to use it honestly."""
+
+    model: nn.Module
+    spec: ModelSpec
+    classes: tuple[str, ...]
+    target: str
+    preprocess: PreprocessConfig
+    temperature: float = 1.0
+    threshold: dict = field(default_factory=dict)
+    ood: dict = field(default_factory=dict)
+    metadata: dict = field(default_factory=dict)
+    path: str = ""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def classifier_checkpoint(model: nn.Module, *, model_name: str, target: str, classes, preprocess: PreprocessConfig,
+                          **metadata) -> dict:
+    """Assemble the checkpoint dict for a classifier (state dict moved to CPU)."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    ckpt = {"format": CLASSIFIER_FORMAT, "model_name": model_name, "target": target, "classes": list(classes),
+            "preprocess": preprocess.to_dict(), "state_dict": state}
+    ckpt.update(metadata)
+    return ckpt
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Rebuild a classifier from its checkpoint through the registry."""
+    ckpt = load_checkpoint_dict(path)
+    if ckpt.get("format") != CLASSIFIER_FORMAT:
+        raise CheckpointError(f"{Path(path).name} is not a classifier checkpoint (format {ckpt.get('format')!r})")
+    try:
+        spec = get_spec(ckpt["model_name"])
+        model = build_model(spec.name, len(ckpt["classes"]))
+        model.load_state_dict(ckpt["state_dict"])
+        preprocess = PreprocessConfig.from_dict(ckpt["preprocess"])
+    except (ConfigError, RuntimeError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{Path(path).name} does not match its architecture: {str(exc).splitlines()[0]}") from exc
+    model.to(device).eval()
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return Classifier(model=model, spec=spec, classes=tuple(ckpt["classes"]), target=ckpt["target"],
+                      preprocess=preprocess, temperature=float(ckpt.get("temperature", 1.0) or 1.0),
+                      threshold=dict(ckpt.get("threshold") or {}), ood=dict(ckpt.get("ood") or {}),
+                      metadata=meta, path=str(path))

@@ -1,0 +1,102 @@
+"""Evaluate a classifier checkpoint on a data split.
+
+Prints a human summary, then as its LAST line one JSON object:
+{"n", "accuracy", "macro_auc", "ece", "classes", "per_class": {class: {"sensitivity", "specificity",
+"ppv", "auc", "support"}}, "confusion_matrix"} (rows true class, columns predicted, in classes order).
+Metrics a missing class makes undefined are null.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+SPLITS = ("test", "train", "val", "all")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from ..datasets import LAYOUTS
+
+    p.add_argument("--model", required=True, help="classifier checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="data folder")
+    p.add_argument("--layout", choices=LAYOUTS, default="auto", help="data set layout")
+    p.add_argument("--split", type=str.lower, choices=SPLITS, default="test",
+                   help="which split (val = the checkpoint's validation split of TRAIN)")
+    p.add_argument("--out", default=None, help="folder for roc.json, confusion_matrix.csv, predictions.csv, metrics.json")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+
+
+def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split: str = "test",
+                        batch_size: int = 64, progress: bool = True):
+    """(metrics dict, table of the evaluated rows, calibrated probabilities NxC)."""
+    from ..cache import load_or_build
+    from ..checkpoint import load_classifier
+    from ..datasets import load_dataset, split_validation
+    from ..errors import DatasetError
+    from ..inference import predict_pixels
+    from ..metrics import classification_metrics, rates_at_threshold
+    from ..training import per_source_metrics
+
+    clf = load_classifier(model_path)
+    table = load_dataset(data, layout).for_target(clf.target)
+    if split == "val":
+        cfg = clf.metadata.get("train_config", {})
+        table = split_validation(table, cfg.get("val_fraction", 0.15), cfg.get("seed", 0))
+    if split != "all":
+        table = table[table["split"] == split].reset_index(drop=True)
+    if table.empty:
+        raise DatasetError(f"the {split} split of {data} has no images usable for target {clf.target!r}")
+    images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
+    probs = np.concatenate([predict_pixels(clf, np.asarray(images[i:i + batch_size]))[0]
+                            for i in range(0, len(images), batch_size)])
+    metrics = classification_metrics(table["label_idx"].to_numpy(), probs, clf.classes)
+    if clf.threshold.get("class") in clf.classes:
+        ci = clf.classes.index(clf.threshold["class"])
+        metrics["at_threshold"] = {"class": clf.threshold["class"], "threshold": clf.threshold["value"],
+                                   **rates_at_threshold(table["label_idx"].to_numpy() == ci, probs[:, ci],
+                                                        clf.threshold["value"])}
+    metrics["per_source"] = per_source_metrics(table, probs, clf.classes)
+    return metrics, table, probs
+
+
+def _fmt(v):
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..metrics import roc_points
+
+    metrics, table, probs = evaluate_checkpoint(args.model, args.data, args.layout, args.split, args.batch_size)
+    classes = metrics["classes"]
+    print(f"{args.split.upper()}: {metrics['n']} images, accuracy {_fmt(metrics['accuracy'])}, "
+          f"macro AUC {_fmt(metrics['macro_auc'])}, calibration error {_fmt(metrics['ece'])}")
+    for c in classes:
+        m = metrics["per_class"][c]
+        print(f"  {c:>10}: n={m['support']:4d}  sensitivity {_fmt(m['sensitivity'])}  specificity "
+              f"{_fmt(m['specificity'])}  PPV {_fmt(m['ppv'])}  AUC {_fmt(m['auc'])}")
+    print("  confusion (rows true, columns predicted): " + ", ".join(classes))
+    for c, row in zip(classes, metrics["confusion_matrix"]):
+        print(f"  {c:>10}: {row}")
+    for source, s in metrics["per_source"].items():
+        print(f"  source {source}: n={s['n']} accuracy {_fmt(s['accuracy'])} predicted {s['predicted']}")
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "roc.json").write_text(json.dumps(roc_points(table["label_idx"].to_numpy(), probs, classes)))
+        with open(out / "confusion_matrix.csv", "w") as f:
+            f.write("true\\predicted," + ",".join(classes) + "\n")
+            for c, row in zip(classes, metrics["confusion_matrix"]):
+                f.write(c + "," + ",".join(map(str, row)) + "\n")
+        pred = table[["filename", "split", "label"]].copy()
+        for i, c in enumerate(classes):
+            pred[f"p_{c}"] = probs[:, i].round(6)
+        pred["predicted"] = np.asarray(classes)[probs.argmax(1)]
+        pred.to_csv(out / "predictions.csv", index=False)
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        print(f"wrote roc.json, confusion_matrix.csv, predictions.csv, metrics.json to {out}")
+    core = {k: metrics[k] for k in ("n", "accuracy", "macro_auc", "ece", "classes", "per_class", "confusion_matrix")}
+    print(json.dumps(core))
+    return 0

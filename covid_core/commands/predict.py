@@ -1,0 +1,79 @@
+"""Classify chest X-ray files (PNG, JPEG, BMP, TIFF, DICOM) with a checkpoint.
+
+Writes one row per image: filename, label, p_<class> for every class, covid_verdict,
+ood_flagged, error. A bad file gets its reason in `error`; the others still get predictions.
+Exit code 0 unless every file failed. --format submission writes the data challenge's
+filename,label with positive/negative (COVID-19 at the model's stored threshold).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from ..decode import SUPPORTED_FORMATS
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="classifier checkpoint (.pt)")
+    p.add_argument("paths", nargs="+", metavar="PATH", help=f"image files or folders ({SUPPORTED_FORMATS})")
+    p.add_argument("--out", default=None, help="CSV file to write (default: print to standard output)")
+    p.add_argument("--format", choices=("full", "submission"), default="full",
+                   help="full: all probabilities; submission: filename,label with positive/negative")
+
+
+def _expand(paths: list[str]) -> list[Path]:
+    from ..datasets import IMAGE_EXTENSIONS
+
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()))
+        else:
+            files.append(p)
+    return files
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..checkpoint import load_classifier
+    from ..errors import ConfigError
+    from ..inference import predict_files
+
+    clf = load_classifier(args.model)
+    files = _expand(args.paths)
+    if not files:
+        raise ConfigError("no image files found in the given paths")
+    if args.format == "submission" and clf.threshold.get("class") is None:
+        raise ConfigError(f"--format submission needs a model with a COVID-19 class; this one predicts {clf.classes}")
+    results = predict_files(clf, [str(f) for f in files], [f.name for f in files], keep_images=False)
+    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    try:
+        writer = csv.writer(out)
+        if args.format == "submission":
+            writer.writerow(["filename", "label"])
+        else:
+            writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged", "error"])
+        for r in results:
+            p = r.prediction
+            if args.format == "submission":
+                writer.writerow([r.name, "" if p is None else ("positive" if p.covid_positive else "negative")])
+                continue
+            if p is None:
+                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error])
+            else:
+                verdict = "" if p.covid_positive is None else ("positive" if p.covid_positive else "negative")
+                writer.writerow([r.name, p.label, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], verdict,
+                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), ""])
+    finally:
+        if args.out:
+            out.close()
+    failed = sum(r.error is not None for r in results)
+    for r in results:
+        if r.error:
+            print(f"{r.name}: {r.error}", file=sys.stderr)
+    print(f"{len(results) - failed} of {len(results)} images classified"
+          + (f", {failed} failed (see the error column)" if failed else "")
+          + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    return 1 if failed == len(results) else 0

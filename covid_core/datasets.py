@@ -1,0 +1,372 @@
+"""Read chest X-ray data sets in three layouts into one table.
+
+Layouts (detected automatically, or chosen by name):
+
+``coronahack``
+    Kaggle "CoronaHack - Chest X-Ray-Dataset": ``Chest_Xray_Corona_Metadata.csv`` (unnamed
+    index, X_ray_image_name, Label = Normal | Pnemonia (sic), Dataset_type = TRAIN | TEST,
+    Label_2_Virus_category, Label_1_Virus_category) and images under
+    ``Coronahack-Chest-XRay-Dataset/Coronahack-Chest-XRay-Dataset/{train,test}/``.
+    Finding: Label Normal -> normal; Pnemonia with Label_2_Virus_category COVID-19 -> covid19;
+    any other Pnemonia (bacterial, viral, SARS, ARDS, Streptococcus) -> pneumonia.
+    A ``provenance.csv`` beside the metadata (X_ray_image_name, source, patient) gives
+    patients for grouped validation splits and sources for per-source metrics.
+``folders``
+    ``train/<class>/*.png`` and ``test/<class>/*.png`` (any image extension). Class folder
+    names are matched case-insensitively: normal/healthy/no_finding -> normal;
+    pneumonia/bacteria/bacterial/virus/viral -> pneumonia; covid/covid19/covid-19 -> covid19;
+    negative -> noncovid; positive -> covid19.
+``covidx``
+    The COVIDx data-challenge variant: folders ``train/`` and ``test/`` with a CSV of
+    ``filename,label`` (labels ``positive``/``negative``): either ``train.csv`` + ``test.csv``,
+    or one CSV (an optional ``split`` column, else the folder that holds the file decides).
+    positive -> covid19, negative -> noncovid (so only ``--target covid`` applies).
+
+The table has one row per image: path (absolute), filename, split (train/test/val),
+finding, patient, source.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import io
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DatasetError
+from .targets import check_target, class_names, map_finding
+
+LAYOUTS = ("auto", "coronahack", "folders", "covidx")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
+CORONAHACK_CSV = "Chest_Xray_Corona_Metadata.csv"
+CORONAHACK_COLUMNS = ("X_ray_image_name", "Label", "Dataset_type")
+MAX_LISTED = 5
+
+FOLDER_ALIASES = {
+    "normal": "normal", "healthy": "normal", "no_finding": "normal", "nofinding": "normal",
+    "pneumonia": "pneumonia", "pnemonia": "pneumonia", "bacteria": "pneumonia", "bacterial": "pneumonia",
+    "virus": "pneumonia", "viral": "pneumonia", "other_pneumonia": "pneumonia",
+    "covid": "covid19", "covid19": "covid19", "covid-19": "covid19", "covid_19": "covid19",
+    "positive": "covid19", "negative": "noncovid",
+}
+
+
+@dataclass
+class DataSet:
+    """A data set read from ``root``: ``table`` has one row per image (see module doc)."""
+
+    root: Path
+    layout: str
+    table: pd.DataFrame
+
+    def fingerprint(self) -> str:
+        """A short hash of the file list, sizes, splits and findings (not of the pixels)."""
+        h = hashlib.sha256(self.layout.encode())
+        for row in self.table.sort_values("filename").itertuples():
+            try:
+                size = os.path.getsize(row.path)
+            except OSError:
+                size = -1
+            h.update(f"{row.filename}|{row.split}|{row.finding}|{size}\n".encode())
+        return h.hexdigest()[:16]
+
+    def for_target(self, target: str) -> pd.DataFrame:
+        """Rows usable for ``target`` with columns ``label`` (class name) and ``label_idx``."""
+        check_target(target)
+        table = self.table.copy()
+        table["label"] = [map_finding(f, target) for f in table["finding"]]
+        unusable = table["label"].isna()
+        if unusable.all():
+            raise DatasetError(
+                f"no image in {self.root} can be used for target {target!r}: its labels only say "
+                "COVID-19 positive/negative; use --target covid"
+            )
+        table = table[~unusable].reset_index(drop=True)
+        classes = class_names(target)
+        table["label_idx"] = [classes.index(c) for c in table["label"]]
+        return table
+
+    def class_counts(self, target: str) -> dict:
+        """{split: {class: count}} for ``target``."""
+        table = self.for_target(target)
+        return {s: table[table.split == s]["label"].value_counts().to_dict() for s in sorted(table.split.unique())}
+
+
+def _rows_message(what: str, rows: list[str]) -> str:
+    shown = ", ".join(rows[:MAX_LISTED])
+    more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
+    return f"{len(rows)} {what}: {shown}{more}"
+
+
+def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path.name} is not UTF-8 text (bad byte at line {line}); save it as UTF-8 CSV") from exc
+    try:
+        return pd.read_csv(io.StringIO(text), skip_blank_lines=True, dtype=str, keep_default_na=False, **kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DatasetError(f"{path.name} is not a readable CSV: {exc}") from exc
+
+
+def _require_columns(df: pd.DataFrame, required: tuple[str, ...], csv_name: str) -> None:
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        hints = []
+        for c in missing:
+            close = difflib.get_close_matches(c, [str(x) for x in df.columns], n=1, cutoff=0.6)
+            hints.append(f"{c!r}" + (f" (found {close[0]!r}; misspelled?)" if close else ""))
+        raise DatasetError(
+            f"{csv_name} lacks the column(s) {', '.join(hints)}; it has: "
+            f"{', '.join(map(str, df.columns))}"
+        )
+
+
+def safe_path(root: Path, name: str, folder: Path) -> Path | None:
+    """``folder/name`` if it stays inside ``root`` (after resolving symlinks), else None."""
+    if not name or os.path.isabs(name) or name.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", name):
+        return None
+    parts = Path(name.replace("\\", "/")).parts
+    if ".." in parts:
+        return None
+    candidate = folder / name
+    real_root = os.path.realpath(root)
+    if os.path.commonpath([real_root, os.path.realpath(candidate)]) != real_root:
+        return None
+    return candidate
+
+
+def _check_rows(table: pd.DataFrame, csv_name: str) -> None:
+    """Refuse rows that escape the folder, are missing, duplicated or unlabelled."""
+    problems = []
+    escaping = table[table["path"].isna()]
+    if len(escaping):
+        problems.append(_rows_message(
+            f"rows of {csv_name} name a file outside the data folder (absolute path, '..' or a symlink)",
+            [f"row {r.row} ({r.filename!r})" for r in escaping.itertuples()]))
+    present = table[table["path"].notna()]
+    missing = present[[not os.path.isfile(p) for p in present["path"]]]
+    if len(missing):
+        problems.append(_rows_message(f"rows of {csv_name} list files that do not exist",
+                                      [f"row {r.row} ({r.filename})" for r in missing.itertuples()]))
+    dup = table[table.duplicated(["split", "filename"], keep=False)]
+    if len(dup):
+        problems.append(_rows_message(f"rows of {csv_name} repeat a file name",
+                                      [f"row {r.row} ({r.filename})" for r in dup.itertuples()]))
+    if problems:
+        raise DatasetError("; ".join(problems))
+
+
+def _patient_from_name(name: str) -> str:
+    stem = Path(name).stem
+    for pattern in (r"^(person\d+)_", r"^((?:NORMAL\d?-)?IM-\d+)-", r"^(\d{8})_\d{3}$"):
+        m = re.match(pattern, stem)
+        if m:
+            return m.group(1)
+    return stem
+
+
+def _attach_provenance(table: pd.DataFrame, metadata_dir: Path) -> pd.DataFrame:
+    table["patient"] = [_patient_from_name(f) for f in table["filename"]]
+    table["source"] = "unknown"
+    prov = metadata_dir / "provenance.csv"
+    if prov.is_file():
+        p = _read_csv(prov)
+        if {"X_ray_image_name", "patient"} <= set(p.columns):
+            p = p.drop_duplicates("X_ray_image_name").set_index("X_ray_image_name")
+            known = table["filename"].isin(p.index)
+            table.loc[known, "patient"] = p.loc[table.loc[known, "filename"], "patient"].to_numpy()
+            if "source" in p.columns:
+                table.loc[known, "source"] = p.loc[table.loc[known, "filename"], "source"].to_numpy()
+    return table
+
+
+def _read_coronahack(root: Path) -> pd.DataFrame:
+    csv = root / CORONAHACK_CSV
+    df = _read_csv(csv)
+    _require_columns(df, CORONAHACK_COLUMNS, CORONAHACK_CSV)
+    image_root = root / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset"
+    if not image_root.is_dir():
+        image_root = root / "Coronahack-Chest-XRay-Dataset"
+    label2 = df["Label_2_Virus_category"] if "Label_2_Virus_category" in df.columns else pd.Series([""] * len(df))
+    rows, bad_split, bad_label = [], [], []
+    for i, (name, label, split, l2) in enumerate(zip(df["X_ray_image_name"], df["Label"], df["Dataset_type"], label2)):
+        row_no = i + 2  # 1-based, after the header line
+        name, label_norm, split_norm = name.strip(), label.strip().lower(), split.strip().lower()
+        if split_norm not in ("train", "test"):
+            bad_split.append(f"row {row_no} ({split!r})")
+            continue
+        if label_norm == "normal":
+            finding = "normal"
+        elif label_norm in ("pnemonia", "pneumonia"):
+            finding = "covid19" if l2.strip().lower().replace("-", "") == "covid19" else "pneumonia"
+        else:
+            bad_label.append(f"row {row_no} ({label!r})")
+            continue
+        path = safe_path(root, name, image_root / split_norm)
+        rows.append({"row": row_no, "filename": name, "split": split_norm, "finding": finding,
+                     "path": None if path is None else str(path)})
+    problems = []
+    if bad_label:
+        problems.append(_rows_message(f"rows of {CORONAHACK_CSV} have a Label other than Normal or Pnemonia", bad_label))
+    if bad_split:
+        problems.append(_rows_message(f"rows of {CORONAHACK_CSV} have a Dataset_type other than TRAIN or TEST", bad_split))
+    if problems:
+        raise DatasetError("; ".join(problems))
+    table = pd.DataFrame(rows, columns=["row", "filename", "split", "finding", "path"])
+    _check_rows(table, CORONAHACK_CSV)
+    return _attach_provenance(table, root)
+
+
+def _read_folders(root: Path) -> pd.DataFrame:
+    rows, unknown = [], []
+    for split in ("train", "test"):
+        split_dir = root / split
+        if not split_dir.is_dir():
+            continue
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            finding = FOLDER_ALIASES.get(class_dir.name.lower())
+            if finding is None:
+                unknown.append(f"{split}/{class_dir.name}")
+                continue
+            for f in sorted(class_dir.iterdir()):
+                if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                    path = safe_path(root, f"{class_dir.name}/{f.name}", split_dir)
+                    rows.append({"row": len(rows) + 1, "filename": f"{class_dir.name}/{f.name}", "split": split,
+                                 "finding": finding, "path": None if path is None else str(path)})
+    if unknown:
+        raise DatasetError(
+            f"class folder(s) {', '.join(unknown)} have no known class; name them one of: "
+            f"{', '.join(sorted(set(FOLDER_ALIASES)))}"
+        )
+    table = pd.DataFrame(rows, columns=["row", "filename", "split", "finding", "path"])
+    _check_rows(table, "the folder tree")
+    table["filename"] = [Path(f).name for f in table["filename"]]
+    return _attach_provenance(table, root)
+
+
+def _covidx_csvs(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*.csv") if p.name != "provenance.csv")
+
+
+def _read_covidx(root: Path) -> pd.DataFrame:
+    csvs = _covidx_csvs(root)
+    per_split = {p.stem.lower(): p for p in csvs if p.stem.lower() in ("train", "test")}
+    if not per_split and len(csvs) != 1:
+        raise DatasetError(
+            f"covidx layout needs train.csv and test.csv, or exactly one CSV of filename,label; found "
+            f"{', '.join(p.name for p in csvs) or 'none'} in {root}"
+        )
+    sources = per_split.items() if per_split else [(None, csvs[0])]
+    rows, bad_label = [], []
+    for split, csv in sources:
+        df = _read_csv(csv)
+        if "filename" not in df.columns and len(df.columns) >= 2:  # headerless filename,label
+            df = _read_csv(csv, header=None)
+            df = df.rename(columns={0: "filename", 1: "label"})
+        _require_columns(df, ("filename", "label"), csv.name)
+        for i, r in enumerate(df.to_dict("records")):
+            row_no = i + 2
+            name, label = str(r["filename"]).strip(), str(r["label"]).strip().lower()
+            if label not in ("positive", "negative"):
+                bad_label.append(f"{csv.name} row {row_no} ({r['label']!r})")
+                continue
+            row_split = split or str(r.get("split", "")).strip().lower()
+            if row_split not in ("train", "test"):
+                row_split = "test" if (root / "test" / name).is_file() else "train"
+            path = safe_path(root, name, root / row_split)
+            rows.append({"row": row_no, "filename": name, "split": row_split,
+                         "finding": "covid19" if label == "positive" else "noncovid",
+                         "path": None if path is None else str(path)})
+    if bad_label:
+        raise DatasetError(_rows_message("rows have a label other than positive or negative", bad_label))
+    table = pd.DataFrame(rows, columns=["row", "filename", "split", "finding", "path"])
+    _check_rows(table, "the CSV")
+    return _attach_provenance(table, root)
+
+
+def detect_layout(root: Path) -> str:
+    """Name the layout of ``root``; raises DatasetError if none fits."""
+    if (root / CORONAHACK_CSV).is_file():
+        return "coronahack"
+    has_splits = (root / "train").is_dir() or (root / "test").is_dir()
+    if has_splits and _covidx_csvs(root):
+        return "covidx"
+    if (root / "train").is_dir() and any(p.is_dir() for p in (root / "train").iterdir()):
+        return "folders"
+    raise DatasetError(
+        f"{root} is not a data set in a known layout: expected {CORONAHACK_CSV} (CoronaHack), "
+        "train/<class>/ and test/<class>/ folders, or train/ + test/ with a filename,label CSV (COVIDx)"
+    )
+
+
+_READERS = {"coronahack": _read_coronahack, "folders": _read_folders, "covidx": _read_covidx}
+
+
+def load_dataset(root: str | Path, layout: str = "auto") -> DataSet:
+    """Read the data set at ``root`` (see the module doc for layouts and label mapping)."""
+    if layout not in LAYOUTS:
+        raise DatasetError(f"unknown layout {layout!r}; choose one of: {', '.join(LAYOUTS)}")
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"data folder {root} does not exist or is not a folder")
+    root = root.resolve()
+    if layout == "auto":
+        layout = detect_layout(root)
+    table = _READERS[layout](root)
+    if table.empty:
+        raise DatasetError(f"no images found in {root} ({layout} layout)")
+    return DataSet(root=root, layout=layout, table=table.drop(columns=["row"]).reset_index(drop=True))
+
+
+def file_sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_duplicates(dataset: DataSet) -> pd.DataFrame:
+    """Images with identical bytes: columns sha256, filename, split, finding, cross_split.
+
+    ``cross_split`` is True for a group that has copies in more than one split (a leak).
+    """
+    table = dataset.table.copy()
+    table["sha256"] = [file_sha256(p) for p in table["path"]]
+    dup = table[table.duplicated("sha256", keep=False)].copy()
+    dup["cross_split"] = dup.groupby("sha256")["split"].transform("nunique") > 1
+    return dup[["sha256", "filename", "split", "finding", "cross_split"]].sort_values(["sha256", "split"])
+
+
+def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0) -> pd.DataFrame:
+    """Move about ``fraction`` of the train rows to split "val", stratified by label and
+    grouped by patient (no patient in both train and val). Needs a ``label`` column."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 < fraction < 0.5:
+        raise DatasetError(f"validation fraction {fraction} must be between 0 and 0.5")
+    table = table.copy()
+    train_idx = np.flatnonzero(table["split"].to_numpy() == "train")
+    if len(train_idx) < 4:
+        raise DatasetError(f"only {len(train_idx)} training images; at least 4 are needed to carve a validation split")
+    labels = table["label"].to_numpy()[train_idx]
+    groups = table["patient"].to_numpy()[train_idx]
+    n_splits = max(2, round(1 / fraction))
+    min_class = pd.Series(labels).value_counts().min()
+    if min_class < n_splits or len(set(groups)) < n_splits:
+        rng = np.random.default_rng(seed)
+        val = rng.permutation(len(train_idx))[: max(1, round(fraction * len(train_idx)))]
+    else:
+        splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        _, val = next(splitter.split(np.zeros(len(train_idx)), labels, groups))
+    table.loc[table.index[train_idx[val]], "split"] = "val"
+    return table

@@ -1,0 +1,289 @@
+"""Decode any supported file into one grayscale float image.
+
+Step 1 of the one image path: bytes -> :func:`decode_image` -> ``DecodedImage``.
+Supported: PNG, JPEG, BMP, TIFF (8/16-bit, float), grayscale/RGB/RGBA/palette/CMYK,
+and DICOM through pydicom (modality LUT, VOI LUT or window, MONOCHROME1 inverted).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import InvalidImageError
+
+#: Largest accepted file, in bytes (a 16-bit 4k x 4k DICOM is ~32 MB).
+MAX_FILE_BYTES = 200 * 1024 * 1024
+#: Largest accepted image, in pixels; larger ones are refused as possible decompression bombs.
+MAX_PIXELS = 60_000_000
+#: Smallest accepted side, in pixels.
+MIN_SIDE = 32
+
+SUPPORTED_FORMATS = "PNG, JPEG, BMP, TIFF or DICOM"
+
+# DICOM fields that identify a patient: kept apart, never shown unless asked for.
+PATIENT_FIELDS = (
+    "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "PatientAge",
+    "PatientAddress", "OtherPatientIDs", "InstitutionName", "ReferringPhysicianName",
+    "AccessionNumber", "StudyDate", "StudyTime",
+)
+
+
+@dataclass
+class DecodedImage:
+    """A decoded image.
+
+    pixels: float32 HxW in [0, 1], 0 = black (air), 1 = white (bone); for DICOM after
+    the modality LUT and the VOI LUT / window, MONOCHROME1 already inverted.
+    raw: for DICOM only, float32 HxW modality values (e.g. Hounsfield-like units) so that
+    a viewer can re-window with :func:`apply_window`; None otherwise.
+    window: the (center, width) used for DICOM, in raw units; None otherwise.
+    """
+
+    pixels: np.ndarray
+    format: str
+    original_mode: str
+    raw: np.ndarray | None = None
+    window: tuple[float, float] | None = None
+    notes: list[str] = field(default_factory=list)
+    dicom_info: dict = field(default_factory=dict)
+    patient_info: dict = field(default_factory=dict)
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def _sniff(data: bytes) -> str | None:
+    """Name what a non-image file looks like, for a helpful error."""
+    head = data[:16]
+    if head.startswith(b"%PDF"):
+        return "a PDF document"
+    if head.startswith(b"PK\x03\x04"):
+        return "a ZIP archive (or an Office document)"
+    if head.startswith(b"\x1f\x8b"):
+        return "a gzip archive"
+    if head.lstrip().startswith((b"<html", b"<!DOCTYPE", b"<?xml", b"<svg")):
+        return "an HTML/XML/SVG text file"
+    try:
+        data[:512].decode("utf-8")
+        return "a text file"
+    except UnicodeDecodeError:
+        return None
+
+
+def _is_dicom(data: bytes, name: str) -> bool:
+    return data[128:132] == b"DICM" or name.lower().endswith((".dcm", ".dicom"))
+
+
+def _robust_unit(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
+    """Scale a float array to [0, 1] between two percentiles (clipping outside)."""
+    values = values.astype(np.float32, copy=False)
+    lo, hi = np.percentile(values, [low_pct, high_pct])
+    if hi <= lo:
+        lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return np.zeros_like(values, dtype=np.float32)
+    return np.clip((values - lo) / (hi - lo), 0.0, 1.0).astype(np.float32)
+
+
+def apply_window(raw: np.ndarray, center: float, width: float, invert: bool = False) -> np.ndarray:
+    """Window raw DICOM values: float32 HxW in [0, 1] (linear window, DICOM PS3.3 C.11.2.1.2)."""
+    width = max(float(width), 1e-6)
+    low = center - width / 2.0
+    out = np.clip((raw.astype(np.float32) - low) / width, 0.0, 1.0)
+    return (1.0 - out if invert else out).astype(np.float32)
+
+
+def _check_size(width: int, height: int) -> None:
+    if width * height > MAX_PIXELS:
+        raise InvalidImageError(
+            f"image is {width}x{height} px ({width * height / 1e6:.0f} megapixels), over the limit of "
+            f"{MAX_PIXELS / 1e6:.0f} megapixels (a possible decompression bomb); downscale it first"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise InvalidImageError(
+            f"image is only {width}x{height} px; a chest X-ray needs at least {MIN_SIDE} px on each side"
+        )
+
+
+def _decode_dicom(data: bytes) -> DecodedImage:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
+    except Exception as exc:  # pydicom raises many types for broken files
+        raise InvalidImageError(f"DICOM file could not be read ({exc}); the file may be truncated") from exc
+    if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
+        raise InvalidImageError(
+            "DICOM file has no pixel data (it may be a report or structured document, not an image)"
+        )
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    _check_size(cols, rows)
+    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise InvalidImageError(
+            f"multi-frame DICOM ({frames} frames); export the single frontal frame you want as its own file"
+        )
+    try:
+        arr = ds.pixel_array
+    except Exception as exc:
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        syntax_name = getattr(syntax, "name", str(syntax))
+        raise InvalidImageError(
+            f"DICOM pixel data could not be decoded (transfer syntax: {syntax_name}): {exc}. "
+            "Re-export it uncompressed, or install a decoder plugin for that compression "
+            "(e.g. pylibjpeg, pylibjpeg-openjpeg)"
+        ) from exc
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
+    notes = []
+    if arr.ndim == 3:  # colour DICOM (e.g. a secondary capture)
+        if photometric.startswith("YBR"):
+            from pydicom.pixels import convert_color_space
+
+            arr = convert_color_space(arr, photometric, "RGB")
+        arr = arr[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+        notes.append("colour DICOM converted to grayscale")
+    raw = apply_modality_lut(arr, ds).astype(np.float32)
+    if not np.isfinite(raw).all():
+        raise InvalidImageError("DICOM pixel data contains NaN or infinite values")
+    window = None
+    center, width = ds.get("WindowCenter"), ds.get("WindowWidth")
+    if center is not None and width is not None:
+        c = float(center[0] if isinstance(center, pydicom.multival.MultiValue) else center)
+        w = float(width[0] if isinstance(width, pydicom.multival.MultiValue) else width)
+        window = (c, w)
+        shown = apply_voi_lut(raw, ds).astype(np.float32)
+        pixels = _robust_unit(shown, 0.0, 100.0)
+    elif "VOILUTSequence" in ds:
+        pixels = _robust_unit(apply_voi_lut(raw, ds).astype(np.float32), 0.0, 100.0)
+    else:
+        lo, hi = np.percentile(raw, [0.5, 99.5])
+        window = (float((lo + hi) / 2), float(max(hi - lo, 1.0)))
+        pixels = _robust_unit(raw)
+        notes.append("no window in the DICOM header; windowed at the 0.5-99.5 percentiles")
+    if photometric == "MONOCHROME1":
+        pixels = 1.0 - pixels
+        notes.append("MONOCHROME1 inverted so that bone is white")
+    dicom_info = {
+        k: str(ds.get(k)) for k in ("Modality", "ViewPosition", "BodyPartExamined", "Manufacturer",
+                                     "PhotometricInterpretation", "BitsStored") if ds.get(k) is not None
+    }
+    patient_info = {k: str(ds.get(k)) for k in PATIENT_FIELDS if ds.get(k) not in (None, "")}
+    return DecodedImage(
+        pixels=pixels.astype(np.float32), format="DICOM", original_mode=photometric, raw=raw,
+        window=window, notes=notes, dicom_info=dicom_info, patient_info=patient_info,
+    )
+
+
+def _pil_to_gray(img: Image.Image) -> tuple[np.ndarray, list[str]]:
+    """Convert any PIL mode to float32 HxW in [0, 1]."""
+    notes = []
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img).astype(np.float32)
+        if not np.isfinite(arr).all():
+            raise InvalidImageError(
+                "image contains NaN or infinite pixel values; export it again as an integer image"
+            )
+        notes.append(f"{mode} image windowed at the 0.5-99.5 percentiles")
+        return _robust_unit(arr), notes
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        notes.append("transparency dropped")
+        img = img.convert("RGBA").convert("RGB")
+    if mode == "CMYK":
+        notes.append("CMYK converted to grayscale")
+    if mode not in ("L", "1"):
+        if mode not in ("RGBA", "LA", "PA", "P", "CMYK", "RGB", "YCbCr"):
+            notes.append(f"{mode} converted to grayscale")
+        img = img.convert("RGB").convert("L")
+    elif mode == "1":
+        img = img.convert("L")
+    return np.asarray(img, dtype=np.float32) / 255.0, notes
+
+
+def _decode_with_opencv(data: bytes) -> np.ndarray | None:
+    """Fallback for files PIL cannot read (e.g. 16-bit RGB TIFF); float32 HxW or None."""
+    import cv2
+
+    buf = np.frombuffer(data, np.uint8)
+    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        return None
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2GRAY)
+    return arr.astype(np.float32)
+
+
+def _decode_raster(data: bytes) -> DecodedImage:
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        kind = _sniff(data)
+        what = f"it looks like {kind}" if kind else "its contents are not a known image format"
+        raise InvalidImageError(f"not a recognised image ({what}); upload a {SUPPORTED_FORMATS} file")
+    except Exception as exc:
+        raise InvalidImageError(f"image header could not be read ({exc}); the file may be corrupt") from exc
+    _check_size(*img.size)
+    fmt = img.format or "image"
+    mode = img.mode
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img.load()
+            img = ImageOps.exif_transpose(img)
+        pixels, notes = _pil_to_gray(img)
+    except InvalidImageError:
+        raise
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+        fallback = _decode_with_opencv(data)
+        if fallback is None:
+            raise InvalidImageError(
+                f"{fmt} file is truncated or corrupt ({exc}); export or download it again"
+            ) from exc
+        pixels, notes = _robust_unit(fallback), ["decoded with OpenCV"]
+    if pixels.ndim != 2:
+        raise InvalidImageError(f"unexpected {fmt} image layout {pixels.shape}; save it as a grayscale PNG")
+    return DecodedImage(pixels=np.ascontiguousarray(pixels, np.float32), format=fmt, original_mode=mode, notes=notes)
+
+
+def decode_image(source: bytes | str | Path, name: str | None = None) -> DecodedImage:
+    """Decode a file (bytes or path) into a :class:`DecodedImage` (float32 HxW in [0, 1]).
+
+    Raises :class:`InvalidImageError` with a specific message for anything unusable:
+    empty, truncated, not an image, too large, too small, no pixel data, NaN values.
+    """
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        name = name or path.name
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise InvalidImageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        if size > MAX_FILE_BYTES:
+            raise InvalidImageError(
+                f"file is {size / 2**20:.0f} MB, over the limit of {MAX_FILE_BYTES / 2**20:.0f} MB"
+            )
+        data = path.read_bytes()
+    else:
+        data = bytes(source)
+    name = name or ""
+    if not data:
+        raise InvalidImageError("file is empty (0 bytes)")
+    if len(data) > MAX_FILE_BYTES:
+        raise InvalidImageError(
+            f"file is {len(data) / 2**20:.0f} MB, over the limit of {MAX_FILE_BYTES / 2**20:.0f} MB"
+        )
+    if _is_dicom(data, name):
+        return _decode_dicom(data)
+    return _decode_raster(data)

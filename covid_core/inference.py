@@ -1,0 +1,140 @@
+"""Classify images: the predict step of the one image path.
+
+:func:`predict` takes a decoded image; :func:`predict_files` takes paths or bytes and
+never lets one bad file stop the rest. Temperature scaling and the stored operating
+threshold are applied here, so every caller gets the same calibrated answer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import Classifier
+from .decode import DecodedImage, decode_image
+from .errors import CovidCoreError
+from .models import penultimate_features
+from .ood import ood_scores
+from .preprocess import Geometry, prepare_pixels, to_model_input
+from .targets import COVID_CLASS
+
+
+@dataclass
+class Prediction:
+    """One image's result.
+
+    probabilities: {class: calibrated probability}; label: the most probable class.
+    covid_positive: the COVID-19 verdict at the stored threshold (None if the target has no COVID class).
+    ood_score / ood_flagged: familiarity of the image to the training data (see :mod:`covid_core.ood`).
+    pixels_u8: uint8 SxS model-space image; geometry maps model space back to the original.
+    """
+
+    probabilities: dict
+    label: str
+    covid_positive: bool | None
+    covid_probability: float | None
+    threshold: float | None
+    ood_score: float | None
+    ood_flagged: bool | None
+    pixels_u8: np.ndarray
+    geometry: Geometry
+    warnings: list[str] = field(default_factory=list)
+
+
+@torch.no_grad()
+def logits_and_features(model: torch.nn.Module, images_u8: np.ndarray, config, batch_size: int = 64,
+                        device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
+    """uint8 NxSxS -> (logits NxC float32, penultimate features NxD float32), model in eval mode."""
+    model.eval()
+    logits, feats = [], []
+    for i in range(0, len(images_u8), batch_size):
+        x = to_model_input(np.asarray(images_u8[i:i + batch_size]), config).to(device)
+        lo, fe = penultimate_features(model, x)
+        logits.append(lo.float().cpu())
+        feats.append(fe.float().cpu())
+    if not logits:
+        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
+    return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+
+
+def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
+    return torch.softmax(torch.as_tensor(logits) / temperature, dim=1).numpy()
+
+
+def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 NxSxS (already preprocessed) -> (probabilities NxC, OOD scores N or None)."""
+    logits, feats = logits_and_features(classifier.model, pixels_u8, classifier.preprocess,
+                                        device=classifier.device)
+    probs = calibrated_probabilities(logits, classifier.temperature)
+    scores = ood_scores(classifier.ood, feats) if classifier.ood.get("means") is not None else None
+    return probs, scores
+
+
+def _prediction(classifier: Classifier, probs: np.ndarray, score, pixels, geometry) -> Prediction:
+    classes = classifier.classes
+    covid_class = COVID_CLASS.get(classifier.target)
+    threshold = covid_prob = covid_positive = None
+    if covid_class in classes:
+        covid_prob = float(probs[classes.index(covid_class)])
+        threshold = float(classifier.threshold.get("value", 0.5))
+        covid_positive = covid_prob >= threshold
+    flagged, warnings = None, []
+    if score is not None:
+        flagged = bool(score > classifier.ood["threshold"])
+        if flagged:
+            warnings.append("This image is unlike the chest X-rays the model was trained on (out-of-distribution "
+                            "score above threshold); do not trust the verdict. Check it is a frontal chest X-ray.")
+    return Prediction(
+        probabilities={c: float(p) for c, p in zip(classes, probs)}, label=classes[int(np.argmax(probs))],
+        covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,
+        ood_score=None if score is None else float(score), ood_flagged=flagged,
+        pixels_u8=pixels, geometry=geometry, warnings=warnings,
+    )
+
+
+def predict(classifier: Classifier, image: DecodedImage | np.ndarray) -> Prediction:
+    """Classify one decoded image (DecodedImage or float32 HxW in [0, 1])."""
+    pixels_f = image.pixels if isinstance(image, DecodedImage) else image
+    pixels, geometry = prepare_pixels(pixels_f, classifier.preprocess)
+    probs, scores = predict_pixels(classifier, pixels[None])
+    return _prediction(classifier, probs[0], None if scores is None else scores[0], pixels, geometry)
+
+
+@dataclass
+class FileResult:
+    name: str
+    prediction: Prediction | None = None
+    image: DecodedImage | None = None
+    error: str | None = None
+
+
+def predict_files(classifier: Classifier, sources: list, names: list[str] | None = None,
+                  batch_size: int = 16, keep_images: bool = True) -> list[FileResult]:
+    """Classify many files (paths or bytes). A bad file gets ``error`` set; the rest still run.
+
+    keep_images=False drops the decoded images (the CLI's many-file case saves memory).
+    """
+    names = names or [Path(s).name if isinstance(s, (str, Path)) else f"image {i + 1}" for i, s in enumerate(sources)]
+    results = [FileResult(name=n) for n in names]
+    ok, pixels, geoms = [], [], []
+    for i, src in enumerate(sources):
+        try:
+            img = decode_image(src, names[i])
+            pix, geom = prepare_pixels(img.pixels, classifier.preprocess)
+        except CovidCoreError as exc:
+            results[i].error = str(exc)
+            continue
+        results[i].image = img if keep_images else None
+        ok.append(i)
+        pixels.append(pix)
+        geoms.append(geom)
+    for start in range(0, len(ok), batch_size):
+        chunk = np.stack(pixels[start:start + batch_size])
+        probs, scores = predict_pixels(classifier, chunk)
+        for j, idx in enumerate(ok[start:start + batch_size]):
+            results[idx].prediction = _prediction(classifier, probs[j], None if scores is None else scores[j],
+                                                  pixels[start + j], geoms[start + j])
+    return results

@@ -1,0 +1,178 @@
+"""The model registry: every classifier by name, with what call sites need to know.
+
+A :class:`ModelSpec` holds the builder, default input size, channel count, a
+description and the Grad-CAM target layer, so no call site special-cases an
+architecture (as torchvision's ``get_model`` and timm's ``_cfg`` do).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from .errors import ConfigError, PretrainedWeightsUnavailable
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture.
+
+    build(num_classes) -> nn.Module taking float32 Bx1xSxS, returning logits BxC.
+    target_layer(model) -> the module whose activations Grad-CAM explains.
+    imagenet_weights: torchvision weights enum name, or None if there are none.
+    """
+
+    name: str
+    build: Callable[[int], nn.Module]
+    target_layer: Callable[[nn.Module], nn.Module]
+    default_image_size: int
+    description: str
+    imagenet_weights: str | None = None
+    in_channels: int = 1
+
+
+_REGISTRY: dict[str, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> ModelSpec:
+    _REGISTRY[spec.name] = spec
+    return spec
+
+
+def list_models() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> ModelSpec:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model {name!r}; choose one of: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+class BaselineCNN(nn.Module):
+    """The "sequential" baseline: four conv-BN-ReLU-pool blocks, global pooling, a linear head."""
+
+    def __init__(self, num_classes: int, widths=(32, 64, 128, 256)):
+        super().__init__()
+        blocks, c_in = [], 1
+        for c in widths:
+            blocks.append(nn.Sequential(
+                nn.Conv2d(c_in, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            ))
+            c_in = c
+        self.features = nn.Sequential(*blocks)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.3), nn.Linear(c_in, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
+def _resnet(arch: str):
+    def build(num_classes: int) -> nn.Module:
+        import torchvision
+
+        model = getattr(torchvision.models, arch)(weights=None)
+        model.conv1 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+        return model
+    return build
+
+
+def _densenet121(num_classes: int) -> nn.Module:
+    import torchvision
+
+    model = torchvision.models.densenet121(weights=None)
+    model.features.conv0 = nn.Conv2d(1, 64, kernel_size=7, stride=2, padding=3, bias=False)
+    model.classifier = nn.Linear(model.classifier.in_features, num_classes)
+    return model
+
+
+register_model(ModelSpec(
+    "cnn", BaselineCNN, lambda m: m.features[-1], 128,
+    "baseline sequential CNN (4 conv blocks, ~1.2M parameters)"))
+register_model(ModelSpec(
+    "resnet18", _resnet("resnet18"), lambda m: m.layer4[-1], 224,
+    "ResNet-18 (He et al. 2016), 11M parameters", imagenet_weights="ResNet18_Weights"))
+register_model(ModelSpec(
+    "resnet50", _resnet("resnet50"), lambda m: m.layer4[-1], 224,
+    "ResNet-50, 24M parameters", imagenet_weights="ResNet50_Weights"))
+register_model(ModelSpec(
+    "densenet121", _densenet121, lambda m: m.features[-1], 224,
+    "DenseNet-121, CheXNet's backbone (Rajpurkar et al. 2017), 7M parameters",
+    imagenet_weights="DenseNet121_Weights"))
+
+
+def _imagenet_state_dict(spec: ModelSpec) -> dict:
+    """Download (or read from the torch hub cache) torchvision's ImageNet weights."""
+    import torchvision
+
+    if spec.imagenet_weights is None:
+        raise ConfigError(f"model {spec.name!r} has no ImageNet weights; train it from scratch")
+    weights = getattr(torchvision.models, spec.imagenet_weights).IMAGENET1K_V1
+    filename = os.path.basename(weights.url)
+    cached = os.path.join(torch.hub.get_dir(), "checkpoints", filename)
+    try:
+        return weights.get_state_dict(progress=False, check_hash=False)
+    except Exception as exc:  # URLError, socket errors, HTTP errors: all mean "offline"
+        raise PretrainedWeightsUnavailable(
+            f"ImageNet weights for {spec.name} could not be downloaded ({type(exc).__name__}: {exc}). "
+            f"Offline, place the file {filename} (from {weights.url}) at {cached}, or train without --pretrained"
+        ) from exc
+
+
+def _adapt_to_one_channel(state: dict, model: nn.Module) -> dict:
+    """Sum the RGB filters of the first conv into one grayscale filter; drop the ImageNet head."""
+    own = model.state_dict()
+    out = {}
+    for k, v in state.items():
+        if k not in own:
+            continue
+        if v.ndim == 4 and v.shape[1] == 3 and own[k].shape[1] == 1:
+            v = v.sum(dim=1, keepdim=True)
+        if v.shape == own[k].shape:
+            out[k] = v
+    return out
+
+
+def build_model(name: str, num_classes: int, pretrained: str | None = None) -> nn.Module:
+    """Build ``name`` for ``num_classes``; ``pretrained="imagenet"`` loads adapted ImageNet weights."""
+    spec = get_spec(name)
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise ConfigError(f"num_classes must be at least 2, got {num_classes!r}")
+    model = spec.build(num_classes)
+    if pretrained in (None, "", "none"):
+        return model
+    if pretrained != "imagenet":
+        raise ConfigError(f"unknown pretrained source {pretrained!r}; choose one of: none, imagenet")
+    state = _adapt_to_one_channel(_imagenet_state_dict(spec), model)
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    """The parameters of the final classifier layer (trained alone during --freeze-epochs)."""
+    last_linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    return list(last_linear.parameters())
+
+
+def penultimate_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits BxC, features BxD): the input of the final linear layer, via a forward hook."""
+    last_linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+    captured = {}
+
+    def hook(module, inputs, output):  # returns None, so the output is left unchanged
+        captured["f"] = inputs[0]
+
+    handle = last_linear.register_forward_hook(hook)
+    try:
+        logits = model(x)
+    finally:
+        handle.remove()
+    return logits, captured["f"].flatten(1)

@@ -1,0 +1,104 @@
+"""Run folders: ``runs/<run-id>/`` with config.json, metrics.jsonl, status.json and checkpoints.
+
+Shared by classifier and denoiser training, the CLI and the app's Train page.
+Run ids are created with ``mkdir`` (atomic), so two runs started at once never share a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigError
+
+RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+def default_runs_dir() -> Path:
+    return Path(os.environ.get("COVID_CORE_RUNS", "runs"))
+
+
+def new_run_id(prefix: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{prefix}-{secrets.token_hex(3)}"
+
+
+def check_run_id(run_id: str) -> str:
+    if not RUN_ID_PATTERN.match(run_id or "") or ".." in run_id:
+        raise ConfigError(f"run id {run_id!r} is not allowed; use letters, digits, '-', '_' and '.' only")
+    return run_id
+
+
+@dataclass
+class RunDir:
+    path: Path
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @classmethod
+    def create(cls, runs_dir: str | Path, run_id: str) -> "RunDir":
+        path = Path(runs_dir) / check_run_id(run_id)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir()
+        except FileExistsError:
+            # The app pre-creates the folder to hold the log; accept it only while it holds no run yet.
+            if (path / "config.json").exists():
+                raise ConfigError(f"run folder {path} already exists; choose another run id") from None
+        return cls(path)
+
+    def write_json(self, name: str, obj) -> None:
+        tmp = self.path / f".{name}.tmp"
+        tmp.write_text(json.dumps(obj, indent=2, default=str))
+        os.replace(tmp, self.path / name)
+
+    def read_json(self, name: str, default=None):
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError):
+            return default
+
+    def append_metrics(self, row: dict) -> None:
+        with open(self.path / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(row, default=float) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def metrics(self) -> list[dict]:
+        rows = []
+        try:
+            for line in (self.path / "metrics.jsonl").read_text().splitlines():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    pass  # a line cut by a kill
+        except OSError:
+            pass
+        return rows
+
+    def set_status(self, state: str, **fields) -> None:
+        status = self.read_json("status.json", {}) or {}
+        status.update(fields, state=state, updated=time.time(), pid=os.getpid())
+        self.write_json("status.json", status)
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "best.pt"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / "last.pt"
+
+
+def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
+    root = Path(runs_dir or default_runs_dir())
+    if not root.is_dir():
+        return []
+    return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)),
+                  key=lambda r: r.id, reverse=True)

@@ -1,0 +1,441 @@
+"""Train and evaluate classifiers: ``run(config, on_epoch=...)`` serves train.py and the app.
+
+Shaped like torchvision's references/classification/train.py: ``train_one_epoch``,
+``evaluate``, ``run``. Multi-process data-parallel training works under ``torchrun``
+(DistributedDataParallel, gloo on CPU, NCCL on GPU).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import __version__
+from .cache import load_or_build
+from .checkpoint import atomic_save, classifier_checkpoint, load_checkpoint_dict
+from .datasets import load_dataset, split_validation
+from .errors import CheckpointError, ConfigError
+from .inference import calibrated_probabilities, logits_and_features
+from .metrics import choose_threshold, classification_metrics, fit_temperature, rates_at_threshold, roc_points
+from .models import build_model, get_spec, head_parameters
+from .ood import fit_ood
+from .preprocess import EQUALIZE_CHOICES, FIT_CHOICES, PreprocessConfig, to_model_input
+from .runs import RunDir, default_runs_dir, new_run_id
+from .targets import COVID_CLASS, class_names, check_target
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved as runs/<id>/config.json and in the checkpoint)."""
+
+    data: str = ""
+    layout: str = "auto"
+    target: str = "3class"
+    model: str = "resnet18"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    image_size: int | None = None
+    fit: str = "pad"
+    equalize: str = "none"
+    augment: bool = True
+    pretrained: str = "none"
+    freeze_epochs: int = 0
+    seed: int = 0
+    val_fraction: float = 0.15
+    patience: int = 5
+    balance: str = "loss"
+    label_smoothing: float = 0.0
+    workers: int = 0
+    limit: int | None = None
+    device: str = "auto"
+    runs_dir: str = ""
+    run_id: str | None = None
+    out: str | None = None
+
+    def validate(self) -> "TrainConfig":
+        get_spec(self.model)
+        check_target(self.target)
+        checks = [
+            (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000, "epochs must be a whole number from 1 to 1000"),
+            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 1024, "batch size must be from 1 to 1024"),
+            (0 < self.lr <= 1, "learning rate must be above 0 and at most 1"),
+            (0 <= self.weight_decay <= 1, "weight decay must be from 0 to 1"),
+            (self.image_size is None or 32 <= self.image_size <= 1024, "image size must be from 32 to 1024"),
+            (self.fit in FIT_CHOICES, f"fit must be one of: {', '.join(FIT_CHOICES)}"),
+            (self.equalize in EQUALIZE_CHOICES, f"equalize must be one of: {', '.join(EQUALIZE_CHOICES)}"),
+            (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
+            (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
+            (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
+            (self.patience >= 1, "patience must be at least 1"),
+            (self.balance in ("loss", "sampler", "none"), "balance must be one of: loss, sampler, none"),
+            (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
+            (0 <= self.workers <= 32, "workers must be from 0 to 32"),
+            (self.limit is None or self.limit >= 8, "limit must be at least 8 images"),
+            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+             "device must be one of: auto, cpu, cuda, mps"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def preprocess_config(self) -> PreprocessConfig:
+        size = self.image_size or get_spec(self.model).default_image_size
+        return PreprocessConfig(image_size=size, fit=self.fit, equalize=self.equalize)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class CachedXrays(Dataset):
+    """Items (uint8 1xSxS tensor, label) from the image cache, with light chest-X-ray augmentation.
+
+    No horizontal flips (left and right matter): small rotations, shifts, zoom, brightness/contrast.
+    """
+
+    def __init__(self, images: np.ndarray, indices: np.ndarray, labels: np.ndarray, augment: bool):
+        self.images, self.indices, self.labels = images, np.asarray(indices), np.asarray(labels)
+        self.transform = None
+        if augment:
+            from torchvision.transforms import v2
+
+            self.transform = v2.Compose([
+                v2.RandomAffine(degrees=7, translate=(0.05, 0.05), scale=(0.92, 1.08)),
+                v2.ColorJitter(brightness=0.15, contrast=0.15),
+            ])
+
+    def __len__(self):
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        img = torch.from_numpy(np.array(self.images[self.indices[i]]))[None]
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, int(self.labels[i])
+
+
+def _distributed() -> tuple[int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def _setup_distributed(device: torch.device):
+    rank, world = _distributed()
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch.distributed.init_process_group(backend)
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // world))
+    return rank, world
+
+
+def _barrier(world: int):
+    if world > 1:
+        torch.distributed.barrier()
+
+
+def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: PreprocessConfig, device, *,
+                    epoch: int, epochs: int, progress: bool = True, on_step: Callable | None = None,
+                    should_stop: Callable | None = None) -> dict:
+    """One pass over ``loader``; returns {"loss", "images", "seconds", "data_wait_share"}."""
+    from tqdm import tqdm
+
+    model.train()
+    total_loss, seen, waited = 0.0, 0, 0.0
+    start = time.perf_counter()
+    bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, dynamic_ncols=True)
+    tick = time.perf_counter()
+    for step, (x_u8, y) in enumerate(bar):
+        waited += time.perf_counter() - tick
+        x = to_model_input(x_u8[:, 0], config).to(device, non_blocking=True)
+        x = x.contiguous(memory_format=torch.channels_last)
+        y = y.to(device, non_blocking=True)
+        with torch.autocast(device.type, enabled=device.type == "cuda"):
+            loss = loss_fn(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total_loss += float(loss.detach()) * len(y)
+        seen += len(y)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}")
+        if on_step is not None:
+            on_step(step + 1, len(loader), total_loss / seen)
+        if should_stop is not None and should_stop():
+            break
+        tick = time.perf_counter()
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"loss": total_loss / max(seen, 1), "images": seen, "seconds": seconds,
+            "data_wait_share": waited / max(seconds, 1e-9)}
+
+
+def evaluate(model, images_u8, labels, classes, config: PreprocessConfig, device, temperature: float = 1.0,
+             batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """(metrics dict, calibrated probabilities NxC, logits NxC, features NxD) on uint8 NxSxS images."""
+    logits, feats = logits_and_features(getattr(model, "module", model), images_u8, config, batch_size, device)
+    probs = calibrated_probabilities(logits, temperature)
+    return classification_metrics(labels, probs, classes), probs, logits, feats
+
+
+def per_source_metrics(table, probs: np.ndarray, classes) -> dict:
+    """{source: {"n", "accuracy", "true": {class: n}, "predicted": {class: n}}} for confound checks."""
+    out = {}
+    pred = np.asarray(classes)[probs.argmax(1)]
+    for source in sorted(table["source"].unique()):
+        m = (table["source"] == source).to_numpy()
+        true = table["label"].to_numpy()[m]
+        out[source] = {"n": int(m.sum()), "accuracy": float((pred[m] == true).mean()),
+                       "true": {c: int((true == c).sum()) for c in classes},
+                       "predicted": {c: int((pred[m] == c).sum()) for c in classes},
+                       "confusion": {t: {c: int(((true == t) & (pred[m] == c)).sum()) for c in classes}
+                                     for t in classes if (true == t).any()}}
+    return out
+
+
+def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, world: int = 1):
+    """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, fingerprint)."""
+    dataset = load_dataset(config.data, config.layout)
+    table = split_validation(dataset.for_target(config.target), config.val_fraction, config.seed)
+    if config.limit:
+        rng = np.random.default_rng(config.seed)
+        keep = []
+        for split in ("train", "val", "test"):
+            idx = np.flatnonzero(table["split"].to_numpy() == split)
+            keep.extend(rng.permutation(idx)[: config.limit])
+        table = table.iloc[sorted(keep)].reset_index(drop=True)
+    pre = config.preprocess_config()
+    paths = table["path"].tolist()
+    if rank == 0:
+        images = load_or_build(paths, pre, progress=progress)
+    _barrier(world)
+    if rank != 0:
+        images = load_or_build(paths, pre, progress=False)
+    return table, images, pre, dataset.fingerprint()
+
+
+def _class_counts(table) -> dict:
+    return {s: {str(k): int(v) for k, v in table[table.split == s]["label"].value_counts().items()}
+            for s in ("train", "val", "test")}
+
+
+def _resume_state(run: RunDir) -> dict | None:
+    if not run.last_checkpoint.is_file():
+        return None
+    try:
+        return load_checkpoint_dict(run.last_checkpoint)
+    except CheckpointError:
+        return None
+
+
+def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = None,
+        should_stop: Callable[[], bool] | None = None, progress: bool = True, resume: str | None = None) -> Path:
+    """Train a classifier; returns the path of the best checkpoint (``runs/<id>/best.pt``).
+
+    ``on_epoch(row)`` is called with each epoch's metrics; returning False stops training.
+    ``resume`` is a run folder whose config and ``last.pt`` are continued.
+    """
+    if resume:
+        run_dir = RunDir(Path(resume))
+        saved = run_dir.read_json("config.json")
+        if saved is None:
+            raise ConfigError(f"{resume} is not a run folder (no config.json)")
+        config = TrainConfig.from_dict(saved)
+    config.validate()
+    device = pick_device(config.device)
+    rank, world = _setup_distributed(device)
+    is_main = rank == 0
+    torch.manual_seed(config.seed)
+    classes = class_names(config.target)
+
+    if not resume:
+        config.runs_dir = config.runs_dir or str(default_runs_dir())
+        config.run_id = config.run_id or new_run_id(config.model)
+        if is_main:
+            run_dir = RunDir.create(config.runs_dir, config.run_id)
+        _barrier(world)
+        run_dir = RunDir(Path(config.runs_dir) / config.run_id)
+    if is_main:
+        run_dir.write_json("config.json", asdict(config))
+        run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="classifier")
+    started = time.time()
+    table, images, pre, fingerprint = prepare_data(config, progress and is_main, rank, world)
+    split = table["split"].to_numpy()
+    labels = table["label_idx"].to_numpy()
+    idx = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
+    if len(idx["train"]) == 0 or len(idx["val"]) == 0:
+        raise ConfigError("the data set needs training images to train on and to carve a validation split from")
+
+    model = build_model(config.model, len(classes), None if config.pretrained == "none" else config.pretrained)
+    model.to(device).to(memory_format=torch.channels_last)
+    train_model = model
+    if world > 1:
+        train_model = nn.parallel.DistributedDataParallel(model)
+
+    counts = np.bincount(labels[idx["train"]], minlength=len(classes)).astype(np.float64)
+    class_weights = counts.sum() / (len(classes) * np.maximum(counts, 1))
+    loss_weight = torch.tensor(class_weights, dtype=torch.float32, device=device) if config.balance == "loss" else None
+    loss_fn = nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.label_smoothing)
+
+    train_set = CachedXrays(images, idx["train"], labels[idx["train"]], config.augment)
+    sampler = None
+    if world > 1:
+        sampler = torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=config.seed)
+    elif config.balance == "sampler":
+        w = class_weights[labels[idx["train"]]]
+        sampler = torch.utils.data.WeightedRandomSampler(w, len(w), generator=torch.Generator().manual_seed(config.seed))
+    steps_per_epoch = -(-len(train_set) // (config.batch_size * world))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15,
+        anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0)
+
+    first_epoch, best_auc, bad_epochs, history = 1, -1.0, 0, []
+    state = _resume_state(run_dir) if resume else None
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        first_epoch, best_auc, bad_epochs = state["epoch"] + 1, state["best_auc"], state["bad_epochs"]
+        history = run_dir.metrics()[: state["epoch"]]
+    val_u8 = images[idx["val"]]
+    stop = False
+    for epoch in range(first_epoch, config.epochs + 1):
+        if stop or (should_stop is not None and should_stop()):
+            break
+        head_only = epoch <= config.freeze_epochs
+        head = set(map(id, head_parameters(model)))
+        for p in model.parameters():
+            p.requires_grad_(not head_only or id(p) in head)
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler,
+                            num_workers=config.workers, drop_last=len(train_set) > config.batch_size,
+                            generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+                            persistent_workers=False, pin_memory=device.type == "cuda")
+
+        def on_step(step, total, loss, epoch=epoch):
+            if is_main and (step % 10 == 0 or step == total):
+                run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=step, steps=total, loss=loss)
+
+        stats = train_one_epoch(train_model, loader, optimizer, scheduler, loss_fn, pre, device, epoch=epoch,
+                                epochs=config.epochs, progress=progress and is_main, on_step=on_step,
+                                should_stop=should_stop)
+        val_metrics, *_ = evaluate(model, val_u8, labels[idx["val"]], classes, pre, device)
+        # Early stopping watches macro AUC (accuracy when validation has a single class).
+        auc = val_metrics["macro_auc"] if val_metrics["macro_auc"] is not None else (val_metrics["accuracy"] or 0.0)
+        improved = auc > best_auc
+        if improved:
+            best_auc, bad_epochs = auc, 0
+        else:
+            bad_epochs += 1
+        row = {"epoch": epoch, "train_loss": stats["loss"], "val_accuracy": val_metrics["accuracy"],
+               "val_macro_auc": val_metrics["macro_auc"], "val_ece": val_metrics["ece"],
+               "lr": optimizer.param_groups[0]["lr"], "seconds": stats["seconds"],
+               "images_per_s": stats["images"] * world / max(stats["seconds"], 1e-9),
+               "data_wait_share": stats["data_wait_share"], "best": improved}
+        history.append(row)
+        if is_main:
+            if improved:
+                atomic_save(classifier_checkpoint(model, model_name=config.model, target=config.target,
+                                                  classes=classes, preprocess=pre, train_config=asdict(config),
+                                                  metrics={"val": val_metrics}, data_fingerprint=fingerprint,
+                                                  epoch=epoch), run_dir.best_checkpoint)
+            atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
+                         "best_auc": best_auc, "bad_epochs": bad_epochs}, run_dir.last_checkpoint)
+            run_dir.append_metrics(row)
+            run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=0, steps=steps_per_epoch)
+        if on_epoch is not None and on_epoch(row) is False:
+            stop = True
+        if bad_epochs >= config.patience:
+            if is_main:
+                print(f"early stopping: validation macro AUC has not improved for {bad_epochs} epochs", flush=True)
+            stop = True
+    cancelled = should_stop is not None and should_stop()
+    if is_main:
+        finalize(run_dir, config, table, images, pre, fingerprint, classes, device,
+                 training_time_s=time.time() - started, cancelled=cancelled)
+    _barrier(world)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return run_dir.best_checkpoint
+
+
+def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerprint, classes, device,
+             training_time_s: float, cancelled: bool = False) -> None:
+    """Calibrate, set the threshold and OOD score on VALIDATION, evaluate TEST, rewrite best.pt."""
+    if not run_dir.best_checkpoint.is_file():
+        run_dir.set_status("cancelled" if cancelled else "failed", error="no epoch finished")
+        return
+    run_dir.set_status("evaluating")
+    ckpt = load_checkpoint_dict(run_dir.best_checkpoint)
+    model = build_model(config.model, len(classes)).to(device)
+    model.load_state_dict(ckpt["state_dict"])
+    split, labels = table["split"].to_numpy(), table["label_idx"].to_numpy()
+    idx = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
+
+    _, _, val_logits, val_feats = evaluate(model, images[idx["val"]], labels[idx["val"]], classes, pre, device)
+    temperature = fit_temperature(torch.as_tensor(val_logits), torch.as_tensor(labels[idx["val"]]))
+    val_probs = calibrated_probabilities(val_logits, temperature)
+    val_metrics = classification_metrics(labels[idx["val"]], val_probs, classes)
+    threshold = {}
+    covid = COVID_CLASS.get(config.target)
+    if covid in classes:
+        ci = classes.index(covid)
+        threshold = {"class": covid, **choose_threshold(labels[idx["val"]] == ci, val_probs[:, ci])}
+    _, train_feats = logits_and_features(model, images[idx["train"]], pre, 64, device)
+    ood = fit_ood(train_feats, labels[idx["train"]], val_feats)
+
+    metrics = {"val": val_metrics}
+    if len(idx["test"]):
+        test_metrics, test_probs, _, _ = evaluate(model, images[idx["test"]], labels[idx["test"]], classes, pre,
+                                                  device, temperature)
+        test_table = table.iloc[idx["test"]]
+        test_metrics["per_source"] = per_source_metrics(test_table, test_probs, classes)
+        if threshold:
+            ci = classes.index(covid)
+            threshold["test"] = rates_at_threshold(labels[idx["test"]] == ci, test_probs[:, ci], threshold["value"])
+        metrics["test"] = test_metrics
+        metrics["test_roc"] = roc_points(labels[idx["test"]], test_probs, classes)
+    hardware = f"{torch.cuda.get_device_name(0)}" if device.type == "cuda" else \
+        f"CPU x{os.cpu_count()} ({torch.get_num_threads()} threads) on {socket.gethostname()}"
+    ckpt.update(metrics=metrics, temperature=temperature, threshold=threshold, ood=ood,
+                class_counts=_class_counts(table), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                package_version=__version__, training_time_s=round(training_time_s, 1), hardware=hardware,
+                torch_version=str(torch.__version__), train_config=asdict(config))
+    atomic_save(ckpt, run_dir.best_checkpoint)
+    summary = {k: metrics.get("test", metrics["val"]).get(k) for k in ("n", "accuracy", "macro_auc", "ece")}
+    run_dir.write_json("result.json", {"metrics": metrics, "temperature": temperature, "threshold": threshold,
+                                       "training_time_s": training_time_s})
+    if config.out:
+        out = Path(config.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.copyfile(run_dir.best_checkpoint, tmp)
+        os.replace(tmp, out)
+    run_dir.set_status("cancelled" if cancelled else "finished", summary=summary,
+                       checkpoint=str(run_dir.best_checkpoint))
