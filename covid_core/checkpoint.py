@@ -44,11 +44,17 @@ def atomic_save(obj, path: str | Path) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        # torch reports a full disk as RuntimeError ("unexpected pos ..."); say what happened instead.
+        if isinstance(exc, (OSError, RuntimeError)):
+            raise CheckpointError(
+                f"could not save {path} ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
+                "the disk may be full or read-only. The previous checkpoint, if any, is unchanged"
+            ) from exc
         raise
     try:
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -65,10 +71,17 @@ def load_checkpoint_dict(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"version https://git-lfs"):
+        raise CheckpointError(f"{path.name} is a Git LFS pointer, not the weights; run `git lfs pull` to fetch them")
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
         detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln), "")
+        if "Unsupported global" not in detail:  # e.g. "Unsupported operand": bytes that are no pickle at all
+            raise CheckpointError(f"{path.name} is not a readable checkpoint ({detail or 'bad pickle data'}); "
+                                  "it may be truncated or corrupt") from exc
         raise CheckpointError(
             f"{path.name} was refused: it holds Python objects that could run code when loaded "
             f"(only tensors and plain data are accepted). {detail}"

@@ -16,6 +16,7 @@ COMMANDS = {
     "train": ("train", "train a classifier (or the denoising autoencoder with --task denoise)"),
     "evaluate": ("evaluate", "evaluate a checkpoint on a data split; last line is JSON"),
     "predict": ("predict", "classify image files and write a CSV"),
+    "explain": ("explain", "explain a prediction with a heatmap overlay (Grad-CAM family)"),
 }
 
 

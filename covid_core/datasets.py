@@ -82,10 +82,10 @@ class DataSet:
         table = self.table.copy()
         table["label"] = [map_finding(f, target) for f in table["finding"]]
         unusable = table["label"].isna()
-        if unusable.all():
+        if unusable.any():
             raise DatasetError(
-                f"no image in {self.root} can be used for target {target!r}: its labels only say "
-                "COVID-19 positive/negative; use --target covid"
+                f"{int(unusable.sum())} images in {self.root} are labelled only COVID-19 negative (normal or "
+                f"pneumonia unknown), which target {target!r} cannot use; use --target covid"
             )
         table = table[~unusable].reset_index(drop=True)
         classes = class_names(target)
@@ -105,6 +105,8 @@ def _rows_message(what: str, rows: list[str]) -> str:
 
 
 def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
+    """All cells as str ("" when empty); blank lines dropped, but the index keeps each row's
+    0-based position among the non-header lines, so messages can name the real line."""
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")
@@ -112,9 +114,12 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
         line = data[: exc.start].count(b"\n") + 1
         raise DatasetError(f"{path.name} is not UTF-8 text (bad byte at line {line}); save it as UTF-8 CSV") from exc
     try:
-        return pd.read_csv(io.StringIO(text), skip_blank_lines=True, dtype=str, keep_default_na=False, **kwargs)
+        df = pd.read_csv(io.StringIO(text), skip_blank_lines=False, dtype=str, keep_default_na=False, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DatasetError(f"{path.name} is not a readable CSV: {exc}") from exc
+        raise DatasetError(f"{path.name} is not a readable CSV: {str(exc).strip()}") from exc
+    df = df.fillna("")  # short rows leave NaN even with keep_default_na=False
+    blank = (df.astype(str).apply(lambda col: col.str.strip()) == "").all(axis=1)
+    return df[~blank]
 
 
 def _require_columns(df: pd.DataFrame, required: tuple[str, ...], csv_name: str) -> None:
@@ -196,10 +201,10 @@ def _read_coronahack(root: Path) -> pd.DataFrame:
     image_root = root / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset"
     if not image_root.is_dir():
         image_root = root / "Coronahack-Chest-XRay-Dataset"
-    label2 = df["Label_2_Virus_category"] if "Label_2_Virus_category" in df.columns else pd.Series([""] * len(df))
+    label2 = df["Label_2_Virus_category"] if "Label_2_Virus_category" in df.columns else [""] * len(df)
     rows, bad_split, bad_label = [], [], []
-    for i, (name, label, split, l2) in enumerate(zip(df["X_ray_image_name"], df["Label"], df["Dataset_type"], label2)):
-        row_no = i + 2  # 1-based, after the header line
+    for i, name, label, split, l2 in zip(df.index, df["X_ray_image_name"], df["Label"], df["Dataset_type"], label2):
+        row_no = i + 2  # the CSV's line number: 1-based, after the header line
         name, label_norm, split_norm = name.strip(), label.strip().lower(), split.strip().lower()
         if split_norm not in ("train", "test"):
             bad_split.append(f"row {row_no} ({split!r})")
@@ -269,19 +274,24 @@ def _read_covidx(root: Path) -> pd.DataFrame:
     rows, bad_label = [], []
     for split, csv in sources:
         df = _read_csv(csv)
-        if "filename" not in df.columns and len(df.columns) >= 2:  # headerless filename,label
+        first_line = 2
+        # Headerless filename,label: the "header" is then itself a data row with a known label.
+        if "filename" not in df.columns and len(df.columns) >= 2 \
+                and str(df.columns[1]).strip().lower() in ("positive", "negative"):
             df = _read_csv(csv, header=None)
             df = df.rename(columns={0: "filename", 1: "label"})
+            first_line = 1
         _require_columns(df, ("filename", "label"), csv.name)
-        for i, r in enumerate(df.to_dict("records")):
-            row_no = i + 2
+        for i, r in zip(df.index, df.to_dict("records")):
+            row_no = i + first_line
             name, label = str(r["filename"]).strip(), str(r["label"]).strip().lower()
             if label not in ("positive", "negative"):
                 bad_label.append(f"{csv.name} row {row_no} ({r['label']!r})")
                 continue
             row_split = split or str(r.get("split", "")).strip().lower()
             if row_split not in ("train", "test"):
-                row_split = "test" if (root / "test" / name).is_file() else "train"
+                in_test = safe_path(root, name, root / "test")  # never probe a path outside the folder
+                row_split = "test" if in_test is not None and in_test.is_file() else "train"
             path = safe_path(root, name, root / row_split)
             rows.append({"row": row_no, "filename": name, "split": row_split,
                          "finding": "covid19" if label == "positive" else "noncovid",

@@ -8,7 +8,7 @@ and DICOM through pydicom (modality LUT, VOI LUT or window, MONOCHROME1 inverted
 from __future__ import annotations
 
 import io
-import warnings
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,8 +81,23 @@ def _sniff(data: bytes) -> str | None:
         return None
 
 
+#: Leading bytes of the raster formats PIL reads, so that a PNG named ``x.dcm`` is still read as a PNG.
+_RASTER_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
+
+
 def _is_dicom(data: bytes, name: str) -> bool:
-    return data[128:132] == b"DICM" or name.lower().endswith((".dcm", ".dicom"))
+    """DICOM by its magic; a ``.dcm`` name counts only for preamble-less files that are no known raster."""
+    if data[128:132] == b"DICM":
+        return True
+    return name.lower().endswith((".dcm", ".dicom")) and not data.startswith(_RASTER_MAGIC)
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """One short line of an exception's text (some libraries raise multi-line essays)."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    text = " ".join(lines)
+    text = text if text else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _robust_unit(values: np.ndarray, low_pct: float = 0.5, high_pct: float = 99.5) -> np.ndarray:
@@ -118,12 +133,24 @@ def _check_size(width: int, height: int) -> None:
 
 def _decode_dicom(data: bytes) -> DecodedImage:
     import pydicom
-    from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as exc:  # pydicom raises many types for broken files
-        raise InvalidImageError(f"DICOM file could not be read ({exc}); the file may be truncated") from exc
+        return _dicom_image(ds)
+    except InvalidImageError:
+        raise
+    except MemoryError as exc:
+        raise InvalidImageError("DICOM pixel data is too large to decode on this machine; downscale it first") from exc
+    except Exception as exc:  # pydicom raises many types for broken files and headers
+        raise InvalidImageError(
+            f"DICOM file is truncated or its header is malformed ({_first_line(exc)}); export it again"
+        ) from exc
+
+
+def _dicom_image(ds) -> DecodedImage:
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InvalidImageError(
             "DICOM file has no pixel data (it may be a report or structured document, not an image)"
@@ -141,12 +168,16 @@ def _decode_dicom(data: bytes) -> DecodedImage:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         syntax_name = getattr(syntax, "name", str(syntax))
         raise InvalidImageError(
-            f"DICOM pixel data could not be decoded (transfer syntax: {syntax_name}): {exc}. "
+            f"DICOM pixel data could not be decoded (transfer syntax: {syntax_name}): {_first_line(exc)}. "
             "Re-export it uncompressed, or install a decoder plugin for that compression "
             "(e.g. pylibjpeg, pylibjpeg-openjpeg)"
         ) from exc
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     notes = []
+    if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
+        raise InvalidImageError(
+            f"DICOM pixel data has an unexpected layout {arr.shape}; export a single grayscale frame"
+        )
     if arr.ndim == 3:  # colour DICOM (e.g. a secondary capture)
         if photometric.startswith("YBR"):
             from pydicom.pixels import convert_color_space
@@ -217,8 +248,16 @@ def _decode_with_opencv(data: bytes) -> np.ndarray | None:
     import cv2
 
     buf = np.frombuffer(data, np.uint8)
-    arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
-    if arr is None:
+    level = cv2.utils.logging.getLogLevel()
+    # OpenCV prints its own warnings for broken files; our error message replaces them.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        arr = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        return None
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+    if arr is None or arr.ndim not in (2, 3) or arr.size == 0:
         return None
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr[..., :3], cv2.COLOR_BGR2GRAY)
@@ -228,28 +267,47 @@ def _decode_with_opencv(data: bytes) -> np.ndarray | None:
 def _decode_raster(data: bytes) -> DecodedImage:
     try:
         img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        claimed = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else "too many pixels"
+        raise InvalidImageError(
+            f"image claims {size}, over the limit of {MAX_PIXELS / 1e6:.0f} megapixels "
+            "(a possible decompression bomb); downscale it first"
+        ) from exc
     except UnidentifiedImageError:
         kind = _sniff(data)
         what = f"it looks like {kind}" if kind else "its contents are not a known image format"
         raise InvalidImageError(f"not a recognised image ({what}); upload a {SUPPORTED_FORMATS} file")
     except Exception as exc:
-        raise InvalidImageError(f"image header could not be read ({exc}); the file may be corrupt") from exc
+        raise InvalidImageError(
+            f"image file is truncated or corrupt: its header could not be read ({_first_line(exc)}); "
+            "export or download it again"
+        ) from exc
     _check_size(*img.size)
     fmt = img.format or "image"
     mode = img.mode
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img.load()
-            img = ImageOps.exif_transpose(img)
+        # No warnings.catch_warnings here: it is not thread-safe (the app decodes in several sessions at
+        # once) and _check_size above already refuses images before PIL's own bomb warning could fire.
+        img.load()
+        orientation = img.getexif().get(0x0112, 1)
+        img = ImageOps.exif_transpose(img)
         pixels, notes = _pil_to_gray(img)
+        if orientation not in (1, None):
+            notes.append(f"EXIF orientation {orientation} applied")
     except InvalidImageError:
         raise
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombWarning) as exc:
+    except MemoryError as exc:
+        raise InvalidImageError(f"{fmt} image is too large to decode on this machine; downscale it first") from exc
+    except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, struct.error... for broken files
         fallback = _decode_with_opencv(data)
-        if fallback is None:
+        if fallback is None or fallback.shape[:2] != (img.size[1], img.size[0]):
             raise InvalidImageError(
-                f"{fmt} file is truncated or corrupt ({exc}); export or download it again"
+                f"{fmt} file is truncated or corrupt ({_first_line(exc)}); export or download it again"
+            ) from exc
+        if not np.isfinite(fallback).all():
+            raise InvalidImageError(
+                "image contains NaN or infinite pixel values; export it again as an integer image"
             ) from exc
         pixels, notes = _robust_unit(fallback), ["decoded with OpenCV"]
     if pixels.ndim != 2:
@@ -267,14 +325,16 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Decoded
         path = Path(source)
         name = name or path.name
         try:
+            if not path.is_file():
+                raise InvalidImageError(f"cannot read {path}: it is not a file (a folder, or missing)")
             size = path.stat().st_size
+            if size > MAX_FILE_BYTES:
+                raise InvalidImageError(
+                    f"file is {size / 2**20:.0f} MB, over the limit of {MAX_FILE_BYTES / 2**20:.0f} MB"
+                )
+            data = path.read_bytes()
         except OSError as exc:
             raise InvalidImageError(f"cannot read {path}: {exc.strerror or exc}") from exc
-        if size > MAX_FILE_BYTES:
-            raise InvalidImageError(
-                f"file is {size / 2**20:.0f} MB, over the limit of {MAX_FILE_BYTES / 2**20:.0f} MB"
-            )
-        data = path.read_bytes()
     else:
         data = bytes(source)
     name = name or ""
@@ -284,6 +344,11 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Decoded
         raise InvalidImageError(
             f"file is {len(data) / 2**20:.0f} MB, over the limit of {MAX_FILE_BYTES / 2**20:.0f} MB"
         )
-    if _is_dicom(data, name):
-        return _decode_dicom(data)
-    return _decode_raster(data)
+    image = _decode_dicom(data) if _is_dicom(data, name) else _decode_raster(data)
+    # The decoders above already check; this is the contract every caller relies on.
+    if image.pixels.ndim != 2 or min(image.pixels.shape) < MIN_SIDE or not np.isfinite(image.pixels).all():
+        raise InvalidImageError(
+            f"decoded {image.format} image is unusable (shape {image.pixels.shape}, or non-finite values); "
+            f"export it again as a grayscale {SUPPORTED_FORMATS} file"
+        )
+    return image

@@ -41,7 +41,7 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 def classification_metrics(labels, probs, classes) -> dict:
     """labels: int N (class indices); probs: float NxC rows summing to 1.
 
-    Returns {"n", "accuracy", "macro_auc", "ece", "classes", "per_class": {c: {"sensitivity",
+    Returns {"n", "accuracy", "macro_auc", "ece", "nll" (mean negative log-likelihood), "classes", "per_class": {c: {"sensitivity",
     "specificity", "ppv", "auc", "support"}}, "confusion_matrix"} (rows true, columns predicted).
     """
     labels = np.asarray(labels, dtype=int)
@@ -67,6 +67,7 @@ def classification_metrics(labels, probs, classes) -> dict:
         "accuracy": _ratio((pred == labels).sum(), len(labels)),
         "macro_auc": float(np.mean(aucs)) if aucs else None,
         "ece": expected_calibration_error(probs, labels),
+        "nll": float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()) if len(labels) else None,
         "classes": classes,
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),

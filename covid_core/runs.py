@@ -82,6 +82,15 @@ class RunDir:
             pass
         return rows
 
+    def keep_metrics_through(self, epoch: int) -> list[dict]:
+        """Rewrite metrics.jsonl with one row per epoch 1..epoch (the last copy wins); returns the rows."""
+        by_epoch = {r["epoch"]: r for r in self.metrics() if isinstance(r.get("epoch"), int) and r["epoch"] <= epoch}
+        rows = [by_epoch[e] for e in sorted(by_epoch)]
+        tmp = self.path / ".metrics.jsonl.tmp"
+        tmp.write_text("".join(json.dumps(r, default=float) + "\n" for r in rows))
+        os.replace(tmp, self.path / "metrics.jsonl")
+        return rows
+
     def set_status(self, state: str, **fields) -> None:
         status = self.read_json("status.json", {}) or {}
         status.update(fields, state=state, updated=time.time(), pid=os.getpid())

@@ -312,15 +312,18 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15,
         anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0)
 
-    first_epoch, best_auc, bad_epochs, history = 1, -1.0, 0, []
+    first_epoch, best_score, bad_epochs, history = 1, [-1.0, float("-inf")], 0, []
     state = _resume_state(run_dir) if resume else None
     if state is not None:
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        first_epoch, best_auc, bad_epochs = state["epoch"] + 1, state["best_auc"], state["bad_epochs"]
+        first_epoch, best_score, bad_epochs = state["epoch"] + 1, list(state["best_score"]), state["bad_epochs"]
         history = run_dir.metrics()[: state["epoch"]]
+    if resume and is_main:
+        # A kill between the metrics line and last.pt leaves rows last.pt does not know: drop them.
+        history = run_dir.keep_metrics_through(state["epoch"] if state is not None else 0)
     val_u8 = images[idx["val"]]
     stop = False
     for epoch in range(first_epoch, config.epochs + 1):
@@ -345,20 +348,26 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
                                 epochs=config.epochs, progress=progress and is_main, on_step=on_step,
                                 should_stop=should_stop)
         val_metrics, *_ = evaluate(model, val_u8, labels[idx["val"]], classes, pre, device)
-        # Early stopping watches macro AUC (accuracy when validation has a single class).
+        # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once
+        # AUC saturates, go to the lower validation loss.
         auc = val_metrics["macro_auc"] if val_metrics["macro_auc"] is not None else (val_metrics["accuracy"] or 0.0)
-        improved = auc > best_auc
+        score = [round(auc, 4), -val_metrics["nll"]]
+        improved = score > best_score
         if improved:
-            best_auc, bad_epochs = auc, 0
+            best_score, bad_epochs = score, 0
         else:
             bad_epochs += 1
-        row = {"epoch": epoch, "train_loss": stats["loss"], "val_accuracy": val_metrics["accuracy"],
+        row = {"epoch": epoch, "train_loss": stats["loss"], "val_loss": val_metrics["nll"],
+               "val_accuracy": val_metrics["accuracy"],
                "val_macro_auc": val_metrics["macro_auc"], "val_ece": val_metrics["ece"],
                "lr": optimizer.param_groups[0]["lr"], "seconds": stats["seconds"],
                "images_per_s": stats["images"] * world / max(stats["seconds"], 1e-9),
                "data_wait_share": stats["data_wait_share"], "best": improved}
         history.append(row)
         if is_main:
+            # The metrics line goes first: a kill before last.pt is written repeats this epoch on resume
+            # (keep_metrics_through drops the orphan line) instead of losing its row.
+            run_dir.append_metrics(row)
             if improved:
                 atomic_save(classifier_checkpoint(model, model_name=config.model, target=config.target,
                                                   classes=classes, preprocess=pre, train_config=asdict(config),
@@ -366,8 +375,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
                                                   epoch=epoch), run_dir.best_checkpoint)
             atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
-                         "best_auc": best_auc, "bad_epochs": bad_epochs}, run_dir.last_checkpoint)
-            run_dir.append_metrics(row)
+                         "best_score": best_score, "bad_epochs": bad_epochs}, run_dir.last_checkpoint)
             run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=0, steps=steps_per_epoch)
         if on_epoch is not None and on_epoch(row) is False:
             stop = True

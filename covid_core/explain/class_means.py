@@ -1,0 +1,63 @@
+"""Per-class mean heatmaps over a data split (for the model card, the Models page and EDA).
+
+For every class, the images whose true label is that class are explained for that class;
+their model-space heatmaps are averaged, so a reviewer sees at a glance where each class's
+evidence lies, with the mean share of it inside the estimated thorax.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from ..checkpoint import Classifier
+from ..datasets import load_dataset
+from ..decode import decode_image
+from ..errors import CovidCoreError, DatasetError
+from ..preprocess import prepare_pixels
+from .explanation import explain_pixels
+
+
+def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
+                                   limit: int | None = None, layout: str = "auto",
+                                   on_progress: Callable[[int, int], None] | None = None
+                                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """({class: float32 SxS mean heatmap in [0, 1]}, {class: mean share of heatmap energy in the thorax}).
+
+    limit: at most this many images per class (the first ones by file name). Classes without
+    images in the split are left out. Unreadable files are skipped.
+    on_progress(done, total) is called after each class.
+    """
+    table = load_dataset(data_dir, layout).for_target(classifier.target)
+    rows = table[table["split"] == split]
+    if rows.empty:
+        raise DatasetError(f"no images in split {split!r} of {data_dir}; "
+                           f"choose one of: {', '.join(sorted(table['split'].unique()))}")
+    maps, shares = {}, {}
+    total = len(classifier.classes)
+    for done, cls in enumerate(classifier.classes, 1):
+        paths = sorted(rows.loc[rows["label"] == cls, "path"])[:limit]
+        pixels, geometries = [], []
+        for path in paths:
+            try:
+                pix, geom = prepare_pixels(decode_image(path).pixels, classifier.preprocess)
+            except CovidCoreError:
+                continue
+            pixels.append(pix)
+            geometries.append(geom)
+        if pixels:
+            found = explain_pixels(classifier, np.stack(pixels), geometries, method, cls, with_faithfulness=False)
+            mean = np.mean([e.heatmap_model for e in found], axis=0)
+            peak = mean.max()
+            maps[cls] = (mean / peak if peak > 0 else mean).astype(np.float32)
+            shares[cls] = float(np.mean([e.thorax_share for e in found]))
+        if on_progress:
+            on_progress(done, total)
+    return maps, shares
+
+
+def class_mean_heatmaps(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
+                        limit: int | None = None) -> dict[str, np.ndarray]:
+    """{class: float32 SxS mean heatmap in [0, 1]} (see :func:`mean_heatmaps_and_thorax_share`)."""
+    return mean_heatmaps_and_thorax_share(classifier, data_dir, split, method, limit)[0]

@@ -1,0 +1,77 @@
+"""Registry-driven model tests: every registered model builds, runs and round-trips a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from covid_core.checkpoint import atomic_save, classifier_checkpoint, load_classifier
+from covid_core.errors import CheckpointError, ConfigError, PretrainedWeightsUnavailable
+from covid_core.models import build_model, get_spec, list_models, penultimate_features
+from covid_core.preprocess import PreprocessConfig
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_every_model_runs_on_one_channel_and_names_its_cam_layer(name):
+    torch.manual_seed(0)
+    model = build_model(name, 3).eval()
+    x = torch.randn(2, 1, 64, 64)
+    with torch.no_grad():
+        logits, feats = penultimate_features(model, x)
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+    assert feats.ndim == 2 and feats.shape[0] == 2
+    layer = get_spec(name).target_layer(model)
+    assert isinstance(layer, torch.nn.Module) and any(True for _ in layer.parameters())
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_checkpoint_round_trip_gives_identical_outputs(name, tmp_path):
+    torch.manual_seed(1)
+    model = build_model(name, 2).eval()
+    path = tmp_path / f"{name}.pt"
+    atomic_save(classifier_checkpoint(model, model_name=name, target="covid", classes=("negative", "positive"),
+                                      preprocess=PreprocessConfig(image_size=64)), path)
+    clf = load_classifier(path)
+    x = torch.randn(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), clf.model(x), atol=1e-6)
+    assert clf.classes == ("negative", "positive") and clf.preprocess.image_size == 64
+
+
+def test_unknown_model_lists_the_choices():
+    with pytest.raises(ConfigError, match="unknown model 'resnet19'; choose one of: cnn, resnet18, resnet50, densenet121"):
+        build_model("resnet19", 3)
+
+
+def test_checkpoint_of_another_architecture_is_refused(tmp_path):
+    model = build_model("cnn", 3)
+    ckpt = classifier_checkpoint(model, model_name="resnet18", target="3class", classes=("a", "b", "c"),
+                                 preprocess=PreprocessConfig())
+    atomic_save(ckpt, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="does not match its architecture"):
+        load_classifier(tmp_path / "x.pt")
+
+
+def test_offline_imagenet_weights_give_a_clear_error(monkeypatch, tmp_path):
+    import torchvision
+
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(*args, **kwargs):
+        raise OSError("Temporary failure in name resolution")
+
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    with pytest.raises(PretrainedWeightsUnavailable, match=r"place the file resnet18-f37072fd.pth .* at .*hub/checkpoints"):
+        build_model("resnet18", 3, pretrained="imagenet")
+
+
+def test_imagenet_weights_from_a_local_file_are_adapted_to_one_channel(monkeypatch, tmp_path):
+    """A local weights file (as a user offline would place it) is summed over RGB and loaded."""
+    import torchvision
+
+    rgb = torchvision.models.resnet18(weights=None).state_dict()
+    monkeypatch.setattr(torchvision.models.ResNet18_Weights.IMAGENET1K_V1.__class__, "get_state_dict",
+                        lambda self, **kw: rgb)
+    model = build_model("resnet18", 3, pretrained="imagenet")
+    assert torch.allclose(model.conv1.weight, rgb["conv1.weight"].sum(1, keepdim=True))
+    assert model.fc.out_features == 3

@@ -1,0 +1,141 @@
+"""Training end to end on tiny synthetic data: run folder, checkpoint metadata, resume, seeds, DDP, CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import REPO
+from covid_core.checkpoint import load_checkpoint_dict, load_classifier
+from covid_core.errors import ConfigError
+from covid_core.runs import RunDir
+from covid_core.training import TrainConfig, run
+
+
+def _config(data, tmp_path, **kw):
+    base = dict(data=str(data), model="cnn", epochs=4, batch_size=4, lr=3e-3, image_size=32, seed=0, augment=False,
+                val_fraction=0.2, patience=10, runs_dir=str(tmp_path / "runs"))
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _cli(*args, cwd=REPO, env=None):
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **(env or {})})
+
+
+def test_training_learns_and_writes_a_self_describing_checkpoint(folder_dataset, tmp_path):
+    rows = []
+    best = run(_config(folder_dataset, tmp_path, epochs=5, run_id="learn"), on_epoch=rows.append, progress=False)
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5]
+    run_dir = RunDir(best.parent)
+    assert [r["epoch"] for r in run_dir.metrics()] == [1, 2, 3, 4, 5]
+    assert run_dir.read_json("status.json")["state"] == "finished"
+    assert run_dir.read_json("config.json")["model"] == "cnn"
+    ckpt = load_checkpoint_dict(best)
+    test = ckpt["metrics"]["test"]
+    assert test["n"] == 12 and test["accuracy"] >= 0.75, test  # the disc position is easy to learn
+    assert set(test["per_class"]) == {"normal", "pneumonia", "covid19"}
+    assert 0.01 < ckpt["temperature"] < 100
+    assert ckpt["threshold"]["class"] == "covid19" and 0 <= ckpt["threshold"]["value"] <= 1
+    assert ckpt["ood"]["threshold"] > 0 and ckpt["data_fingerprint"]
+    assert ckpt["class_counts"]["test"] == {"normal": 4, "pneumonia": 4, "covid19": 4}
+    assert ckpt["preprocess"]["image_size"] == 32
+    clf = load_classifier(best)
+    assert clf.temperature == ckpt["temperature"] and clf.classes == ("normal", "pneumonia", "covid19")
+
+
+def test_same_seed_repeats_and_resume_continues(folder_dataset, tmp_path):
+    a, b = [], []
+    run(_config(folder_dataset, tmp_path, epochs=2, run_id="a"), on_epoch=a.append, progress=False)
+    # Stop b after its first epoch (as an interruption would), then resume it: the result must equal a.
+    best_b = run(_config(folder_dataset, tmp_path, epochs=2, run_id="b"),
+                 on_epoch=lambda r: b.append(r) or False, progress=False)
+    assert len(b) == 1 and a[0]["train_loss"] == pytest.approx(b[0]["train_loss"], rel=1e-6)
+    run(TrainConfig(), on_epoch=b.append, progress=False, resume=str(best_b.parent))
+    assert [r["epoch"] for r in RunDir(best_b.parent).metrics()] == [1, 2]
+    assert b[1]["train_loss"] == pytest.approx(a[1]["train_loss"], rel=1e-5)
+    assert b[1]["val_macro_auc"] == pytest.approx(a[1]["val_macro_auc"], rel=1e-5)
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("epochs", 0, "epochs must be a whole number from 1 to 1000"),
+    ("batch_size", 100000, "batch size must be from 1 to 1024"),
+    ("lr", -1.0, "learning rate must be above 0"),
+    ("model", "vgg", "unknown model 'vgg'; choose one of"),
+    ("target", "flu", "unknown target 'flu'; choose one of: 3class, covid, pneumonia"),
+])
+def test_absurd_settings_are_refused(field, value, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainConfig(**{"data": "x", field: value}).validate()
+
+
+def test_train_evaluate_predict_cli(folder_dataset, tmp_path):
+    out = tmp_path / "model.pt"
+    r = _cli("train.py", "--data", str(folder_dataset), "--model", "cnn", "--epochs", "2", "--image-size", "32",
+             "--batch-size", "12", "--runs-dir", str(tmp_path / "runs"), "--out", str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and "epoch 2:" in r.stdout
+
+    r = _cli("-m", "covid_core", "evaluate", "--model", str(out), "--data", str(folder_dataset),
+             "--out", str(tmp_path / "eval"))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["n"] == 12 and result["classes"] == ["normal", "pneumonia", "covid19"]
+    assert len(result["confusion_matrix"]) == 3 and sum(map(sum, result["confusion_matrix"])) == 12
+    assert set(result["per_class"]["covid19"]) >= {"sensitivity", "specificity", "ppv", "auc"}
+    assert (tmp_path / "eval" / "roc.json").is_file() and (tmp_path / "eval" / "confusion_matrix.csv").is_file()
+
+    good = folder_dataset / "test" / "covid19" / "covid19_000.png"
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(good.read_bytes()[:100])
+    csv_path = tmp_path / "pred.csv"
+    r = _cli("-m", "covid_core", "predict", "--model", str(out), str(good), str(bad), "--out", str(csv_path))
+    assert r.returncode == 0, r.stderr
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("filename,label,p_normal,p_pneumonia,p_covid19")
+    assert lines[1].split(",")[1] in ("normal", "pneumonia", "covid19")
+    assert lines[2].startswith("broken.png,,") and "truncated or corrupt" in lines[2]
+
+    r = _cli("-m", "covid_core", "predict", "--model", str(out), str(bad))
+    assert r.returncode != 0  # every file failed
+
+    r = _cli("-m", "covid_core", "predict", "--model", str(out), str(good), "--format", "submission")
+    assert r.returncode == 0 and r.stdout.splitlines()[0] == "filename,label"
+    assert r.stdout.splitlines()[1].split(",")[1] in ("positive", "negative")
+
+
+def test_evaluate_on_a_set_missing_a_class_gives_nulls(folder_dataset, tmp_path, tiny_checkpoint):
+    import shutil
+
+    shutil.rmtree(folder_dataset / "test" / "pneumonia")
+    r = _cli("-m", "covid_core", "evaluate", "--model", str(tiny_checkpoint), "--data", str(folder_dataset))
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["n"] == 8
+    assert result["per_class"]["pneumonia"]["sensitivity"] is None
+    assert result["per_class"]["pneumonia"]["auc"] is None
+
+
+def test_cli_bad_input_is_one_line(tmp_path):
+    r = _cli("-m", "covid_core", "evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+    r = _cli("train.py", "--data", str(tmp_path / "missing"), "--model", "cnn")
+    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_ddp_with_two_processes(folder_dataset, tmp_path):
+    r = _cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+             "--data", str(folder_dataset), "--model", "cnn", "--epochs", "2", "--image-size", "32",
+             "--batch-size", "6", "--runs-dir", str(tmp_path / "runs"), "--run-id", "ddp", "--quiet",
+             env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    run_dir = RunDir(tmp_path / "runs" / "ddp")
+    assert [m["epoch"] for m in run_dir.metrics()] == [1, 2]
+    assert run_dir.read_json("status.json")["state"] == "finished"
+    assert load_classifier(run_dir.best_checkpoint).classes == ("normal", "pneumonia", "covid19")
