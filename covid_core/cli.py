@@ -16,7 +16,10 @@ COMMANDS = {
     "train": ("train", "train a classifier (or the denoising autoencoder with --task denoise)"),
     "evaluate": ("evaluate", "evaluate a checkpoint on a data split; last line is JSON"),
     "predict": ("predict", "classify image files and write a CSV"),
+    "model-card": ("model_card", "write a model card (markdown) from a checkpoint's metadata"),
     "explain": ("explain", "explain a prediction with a heatmap overlay (Grad-CAM family)"),
+    "denoise": ("denoise", "denoise an image file (dae, dip, nlm, gaussian, median, bm3d) and write a PNG"),
+    "train-dae": ("train_dae", "train the denoising autoencoder (same as train --task denoise)"),
 }
 
 

@@ -134,6 +134,8 @@ def prepare_pixels(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndar
 
 def to_model_input(batch_u8: np.ndarray | torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
     """uint8 (B)xSxS -> float32 Bx1xSxS tensor, normalised with the config's mean/std."""
+    if isinstance(batch_u8, np.ndarray) and not batch_u8.flags.writeable:
+        batch_u8 = np.array(batch_u8)  # e.g. a read-only memmap slice; torch wants writable memory
     t = torch.as_tensor(batch_u8)
     if t.ndim == 2:
         t = t[None]

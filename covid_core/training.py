@@ -439,7 +439,7 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
     summary = {k: metrics.get("test", metrics["val"]).get(k) for k in ("n", "accuracy", "macro_auc", "ece")}
     run_dir.write_json("result.json", {"metrics": metrics, "temperature": temperature, "threshold": threshold,
                                        "training_time_s": training_time_s})
-    if config.out:
+    if config.out and not cancelled:  # a cancelled run keeps its best-so-far in the run folder only
         out = Path(config.out)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")

@@ -1,0 +1,41 @@
+"""Chest X-ray COVID-19 / pneumonia research app: the router.
+
+Run from the repository root:  streamlit run app/streamlit_app.py
+
+Environment variables:
+  COVID_XRAY_WEIGHTS  folder of classifier checkpoints (and dae.pt for denoising); default <repo>/weights
+  COVID_XRAY_DATA     default data folder for the Explore and Train pages; default none (the page asks for a path)
+  COVID_CORE_RUNS     folder of training runs (started from the Train page); default ./runs
+  COVID_CORE_CACHE    folder for decoded-image and data-statistics caches; default ~/.cache/covid_core
+
+Every page is UI only; the computations live in covid_core. The page files live in app/views/, not
+app/pages/: Streamlit treats a pages/ folder beside the main script as an old-style (v1) multipage app,
+and a reload or deep link to /train would then run the page without this router (no notice, no layout).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import streamlit as st
+
+_APP_DIR = Path(__file__).resolve().parent
+# `streamlit run` puts only app/ on sys.path; the covid_core package sits beside it.
+for _p in (str(_APP_DIR.parent), str(_APP_DIR)):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+st.set_page_config(page_title="Chest X-ray AI (research)", page_icon=":material/radiology:", layout="wide")
+
+pages = [
+    st.Page("views/diagnose.py", title="Diagnose", icon=":material/stethoscope:", default=True),
+    st.Page("views/denoise.py", title="Denoise", icon=":material/blur_off:"),
+    st.Page("views/explore.py", title="Explore data", icon=":material/query_stats:"),
+    st.Page("views/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("views/models.py", title="Models", icon=":material/inventory_2:"),
+]
+page = st.navigation(pages)
+with st.sidebar:
+    st.caption(":material/warning: **Research use only - not for diagnosis.**")
+page.run()

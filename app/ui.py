@@ -1,0 +1,98 @@
+"""Small shared UI helpers: cached loaders, the notice, the data-folder picker.
+
+Nothing here computes; the computations live in covid_core.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import streamlit as st
+
+from covid_core.checkpoint import load_classifier
+from covid_core.model_catalog import CatalogEntry, list_checkpoints, weights_dir
+from covid_core.report import DISCLAIMER
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def research_notice() -> None:
+    st.warning(f"**Research use only - not for diagnosis.** {DISCLAIMER.split('. ', 1)[1]}", icon=":material/info:")
+
+
+def optional_module(name: str):
+    """(module, None) or (None, message) when a part of covid_core is missing or broken."""
+    try:
+        return importlib.import_module(name), None
+    except Exception as exc:  # the page degrades instead of crashing
+        return None, f"`{name}` is not available ({type(exc).__name__}: {exc})."
+
+
+@st.cache_resource(show_spinner="Loading model...", max_entries=4)
+def cached_classifier(path: str, mtime_ns: int):
+    """Loaded once per checkpoint file version (mtime in the key reloads a retrained file)."""
+    return load_classifier(path)
+
+
+def classifier_for(entry: CatalogEntry):
+    return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)
+
+
+@st.cache_resource(show_spinner="Loading the denoising autoencoder...", max_entries=2)
+def cached_dae(path: str, mtime_ns: int):
+    from covid_core.denoise import load_dae
+
+    return load_dae(path)
+
+
+def dae_path() -> Path:
+    return weights_dir() / "dae.pt"
+
+
+def dae_or_message():
+    """(loaded DAE, None) or (None, message saying what is missing and how to get it)."""
+    path = dae_path()
+    if not path.is_file():
+        return None, (f"No denoising autoencoder found at `{path}`. Train one on the **Train** page "
+                      "(task: denoiser) and copy its `best.pt` there as `dae.pt`.")
+    mod, err = optional_module("covid_core.denoise")
+    if mod is None:
+        return None, err
+    try:
+        return cached_dae(str(path), path.stat().st_mtime_ns), None
+    except Exception as exc:
+        return None, f"The denoiser at `{path}` could not be loaded: {exc}"
+
+
+def catalog() -> list[CatalogEntry]:
+    return list_checkpoints()
+
+
+def no_model_help() -> None:
+    st.info(
+        f"No usable classifier checkpoint was found. Put a checkpoint (e.g. `resnet18.pt`) in `{weights_dir()}` "
+        "(or point `COVID_XRAY_WEIGHTS` at a folder that holds one), or train one on the **Train** page: "
+        "finished runs appear here automatically.", icon=":material/model_training:")
+
+
+def data_folder_input(key: str, label: str = "Data folder") -> Path | None:
+    """A text box for the data folder (default ``$COVID_XRAY_DATA``); None until it names a folder."""
+    default = st.session_state.get("data_folder") or os.environ.get("COVID_XRAY_DATA", "")
+    value = st.text_input(label, value=default, key=key, placeholder="/path/to/coronahack",
+                          help="A folder in a layout covid_core reads: CoronaHack (Kaggle), "
+                               "train/<class>/ + test/<class>/ folders, or COVIDx. "
+                               "Default: the COVID_XRAY_DATA environment variable.").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        st.error(f"`{path}` is not a folder. Give the folder that holds the data set.")
+        return None
+    st.session_state["data_folder"] = value
+    return path
+
+
+def pct(x) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.1f}%"

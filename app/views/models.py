@@ -1,0 +1,154 @@
+"""Models: a model card for every checkpoint in the weights folder and every finished run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from covid_core.errors import CovidCoreError
+from covid_core.model_catalog import source_confounds, weights_dir
+
+st.title("Models")
+entries = ui.catalog()
+if not entries:
+    ui.no_model_help()
+    st.stop()
+
+overview = pd.DataFrame([{
+    "checkpoint": e.label, "usable": "yes" if e.usable else "no", "kind": e.kind,
+    "architecture": e.metadata.get("model_name", ""), "target": e.metadata.get("target", ""),
+    "TEST macro AUC": ((e.metadata.get("metrics") or {}).get("test") or {}).get("macro_auc"),
+    "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1), "problem": e.reason or ""} for e in entries])
+st.dataframe(overview, hide_index=True, column_config={
+    "TEST macro AUC": st.column_config.NumberColumn(format="%.3f")})
+st.caption(f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to change); finished training runs are "
+           "listed too.")
+
+cards = [e for e in entries if e.usable]
+if not cards:
+    st.stop()
+entry = st.selectbox("Model card", cards, format_func=lambda e: e.summary(), key="models_pick")
+meta = entry.metadata
+metrics = meta.get("metrics") or {}
+test = metrics.get("test") or {}
+classes = list(meta.get("classes") or test.get("classes") or [])
+
+st.header(entry.label)
+c = st.columns(4)
+c[0].metric("Architecture", meta.get("model_name", "?"))
+c[1].metric("Target", meta.get("target", "?"))
+c[2].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
+c[3].metric("TEST accuracy", ui.pct(test.get("accuracy")))
+facts = {"classes": ", ".join(classes), "weights fingerprint (SHA-256)": entry.fingerprint,
+         "data set fingerprint": meta.get("data_fingerprint", "n/a"), "created": meta.get("created", "n/a"),
+         "training time (s)": meta.get("training_time_s", "n/a"), "hardware": meta.get("hardware", "n/a"),
+         "input": f"{(meta.get('preprocess') or {}).get('image_size', '?')} px, "
+                  f"fit {(meta.get('preprocess') or {}).get('fit', '?')}, "
+                  f"equalize {(meta.get('preprocess') or {}).get('equalize', '?')}",
+         "temperature (calibration)": meta.get("temperature", "n/a"), "file": str(entry.path)}
+st.table(pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts)))
+
+if not test:
+    st.warning("This checkpoint holds no TEST metrics (training was cancelled before evaluation, or it was made "
+               "elsewhere). Treat it as unvalidated.")
+
+thr = meta.get("threshold") or {}
+if thr:
+    st.subheader("Operating threshold")
+    t = st.columns(4)
+    t[0].metric(f"Threshold on p({thr.get('class', '?')})", f"{thr.get('value', 0):.3f}")
+    t[1].metric("TEST sensitivity", ui.pct((thr.get("test") or {}).get("sensitivity")))
+    t[2].metric("TEST specificity", ui.pct((thr.get("test") or {}).get("specificity")))
+    t[3].metric("TEST PPV", ui.pct((thr.get("test") or {}).get("ppv")))
+    st.caption(f"Chosen on VALIDATION: {thr.get('rule', '?')} (validation sensitivity "
+               f"{ui.pct(thr.get('val_sensitivity'))}, specificity {ui.pct(thr.get('val_specificity'))}).")
+
+left, right = st.columns(2)
+roc = metrics.get("test_roc") or {}
+if roc:
+    fig = go.Figure()
+    for cls, pts in roc.items():
+        auc = ((test.get("per_class") or {}).get(cls) or {}).get("auc")
+        fig.add_trace(go.Scatter(x=pts["fpr"], y=pts["tpr"], mode="lines",
+                                 name=f"{cls}" + (f" (AUC {auc:.3f})" if auc is not None else "")))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#adb5bd"),
+                             showlegend=False))
+    fig.update_layout(title="TEST ROC (one class vs rest)", xaxis_title="1 - specificity",
+                      yaxis_title="sensitivity", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    left.plotly_chart(fig, key="models_roc")
+cm = test.get("confusion_matrix")
+if cm:
+    cm = np.asarray(cm)
+    row_share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig = go.Figure(go.Heatmap(z=row_share, x=classes, y=classes, colorscale="Blues", zmin=0, zmax=1,
+                               text=[[f"{n}<br>{100 * s:.0f}%" for n, s in zip(r, rs)] for r, rs in zip(cm, row_share)],
+                               texttemplate="%{text}", showscale=False))
+    fig.update_layout(title="TEST confusion matrix (rows: true class)", xaxis_title="predicted",
+                      yaxis_title="true", yaxis_autorange="reversed", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    right.plotly_chart(fig, key="models_cm")
+
+per_class = test.get("per_class") or {}
+if per_class:
+    st.subheader("TEST metrics per class")
+    st.dataframe(pd.DataFrame(per_class).T, column_config={
+        k: st.column_config.NumberColumn(format="%.3f") for k in ("sensitivity", "specificity", "ppv", "auc")})
+
+per_source = test.get("per_source") or {}
+if per_source:
+    st.subheader("TEST results per image source")
+    rows = [{"source": s, "images": v.get("n"), "accuracy": v.get("accuracy"),
+             **{f"true {c}": (v.get("true") or {}).get(c, 0) for c in classes}} for s, v in per_source.items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True,
+                 column_config={"accuracy": st.column_config.NumberColumn(format="%.3f")})
+    for w in source_confounds(per_source):
+        st.warning(f"Possible confound - {w}.", icon=":material/warning:")
+
+train_config = meta.get("train_config") or {}
+if train_config:
+    with st.expander("Training settings"):
+        st.table(pd.DataFrame({"value": [str(v) for v in train_config.values()]}, index=list(train_config)))
+
+st.subheader("Mean Grad-CAM per class")
+explain_mod, explain_error = ui.optional_module("covid_core.explain")
+if explain_mod is None:
+    st.info(explain_error)
+    st.stop()
+data_dir = ui.data_folder_input("models_data", "Data folder with a TEST split")
+if data_dir is None:
+    st.caption("Give the data folder the model was tested on to see where it looks, on average, for each class.")
+    st.stop()
+g1, g2 = st.columns(2)
+method = g1.selectbox("Method", explain_mod.CAM_METHODS, key="models_cam")
+limit = g2.number_input("Images per class (0 = all)", min_value=0, value=40, step=10, key="models_limit")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def mean_maps(model_key: str, data: str, method: str, limit: int, _classifier):
+    bar = st.progress(0.0, text="Computing heatmaps...")
+
+    def progress(done, total):
+        bar.progress(done / max(total, 1), text=f"Computing heatmaps: {done}/{total} images")
+
+    result = explain_mod.mean_heatmaps_and_thorax_share(_classifier, data, method=method, limit=limit or None,
+                                                        on_progress=progress)
+    bar.empty()
+    return result
+
+
+key = (f"{entry.path}:{entry.fingerprint}", str(Path(data_dir).resolve()), method, int(limit))
+if st.button("Compute mean heatmaps", key="models_cam_go") or st.session_state.get("models_cam_done") == key:
+    try:
+        maps, shares = mean_maps(*key, ui.classifier_for(entry))
+    except CovidCoreError as exc:
+        st.error(str(exc))
+    else:
+        st.session_state["models_cam_done"] = key
+        cols = st.columns(max(len(maps), 1))
+        for col, (cls, m) in zip(cols, maps.items()):
+            col.image(explain_mod.overlay(np.full(m.shape, 0.35, np.float32), m, opacity=0.9), width="stretch",
+                      caption=f"{cls}: {ui.pct(shares.get(cls))} inside the thorax")

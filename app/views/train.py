@@ -1,0 +1,137 @@
+"""Train: start train.py as a separate process and follow every run live."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import plotly.graph_objects as go
+import streamlit as st
+from plotly.subplots import make_subplots
+
+import ui
+from covid_core import jobs
+from covid_core.errors import CovidCoreError
+from covid_core.models import get_spec, list_models
+from covid_core.runs import RunDir, default_runs_dir
+from covid_core.targets import TARGETS
+from covid_core.training import TrainConfig
+
+st.title("Train")
+st.caption(f"Runs are separate processes: they keep going if you close this tab or reload the page. "
+           f"Run folders: `{default_runs_dir().resolve()}` (set `COVID_CORE_RUNS` to change).")
+
+with st.form("train_form"):
+    c1, c2, c3 = st.columns(3)
+    task = c1.radio("Task", ["classify", "denoise"], horizontal=True, key="train_task",
+                    format_func=lambda t: {"classify": "Classifier", "denoise": "Denoiser (DAE)"}[t])
+    model = c2.selectbox("Architecture", list_models(), index=list_models().index("resnet18"), key="train_model",
+                         format_func=lambda m: f"{m} - {get_spec(m).description}"[:70],
+                         help="Classifier only; the denoiser has its own architecture.")
+    target = c3.selectbox("Target", list(TARGETS), key="train_target",
+                          help="3class: normal / pneumonia / COVID-19; covid: positive / negative; "
+                               "pneumonia: normal / pneumonia.")
+    c4, c5, c6, c7 = st.columns(4)
+    epochs = c4.number_input("Epochs", min_value=0, max_value=10_000, value=10, step=1, key="train_epochs")
+    batch_size = c5.number_input("Batch size", min_value=0, max_value=100_000, value=32, step=1, key="train_bs")
+    lr = c6.number_input("Learning rate", min_value=0.0, max_value=100.0, value=1e-3, step=1e-4, format="%.5f",
+                         key="train_lr")
+    image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=10_000, value=0, step=16,
+                                 key="train_size")
+    c8, c9, c10 = st.columns(3)
+    augment = c8.checkbox("Augmentation (small rotations/shifts, never flips)", value=True, key="train_aug")
+    pretrained = c9.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
+                             help="Needs the torchvision weights in the local torch hub cache or network access.")
+    limit = c10.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
+                             help="For a quick trial run.")
+    data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
+        "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
+    submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
+
+if submitted:
+    config = TrainConfig(data=data.strip(), target=target, model=model, epochs=int(epochs),
+                         batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
+                         augment=bool(augment), pretrained="imagenet" if pretrained else "none",
+                         limit=int(limit) or None)
+    try:
+        job = jobs.start_training(config, task=task)
+    except CovidCoreError as exc:
+        st.error(f"Not started: {exc}", icon=":material/block:")
+    else:
+        st.success(f"Started run `{job.run_id}` (process {job.pid}).", icon=":material/rocket_launch:")
+
+STATE_ICONS = {"starting": "⏳", "preparing": "⏳", "running": "▶️", "evaluating": "🧪", "finished": "✅",
+               "failed": "❌", "cancelled": "⏹️", "stopped": "⚠️", "unknown": "❔"}
+
+
+def curves(rows: list[dict]) -> go.Figure:
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    ep = [r.get("epoch") for r in rows]
+    loss_key = "train_loss" if any("train_loss" in r for r in rows) else next(
+        (k for k in rows[0] if "loss" in k), None)
+    if loss_key:
+        fig.add_trace(go.Scatter(x=ep, y=[r.get(loss_key) for r in rows], name=loss_key.replace("_", " "),
+                                 mode="lines+markers"), secondary_y=False)
+    for key in ("val_macro_auc", "val_accuracy", "val_psnr", "val_ssim"):
+        if any(r.get(key) is not None for r in rows):
+            fig.add_trace(go.Scatter(x=ep, y=[r.get(key) for r in rows], name=key.replace("_", " "),
+                                     mode="lines+markers"), secondary_y=True)
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title="epoch", dtick=1)
+    return fig
+
+
+def show_job(job: jobs.Job) -> None:
+    status = job.status
+    title = f"{STATE_ICONS.get(job.state, '')} `{job.run_id}` - {job.task}, {job.state}"
+    with st.expander(title, expanded=job.active):
+        cfg = job.config
+        if cfg:
+            st.caption(f"{cfg.get('model', '')} · target {cfg.get('target', '')} · {cfg.get('epochs')} epochs · "
+                       f"batch {cfg.get('batch_size')} · lr {cfg.get('lr')} · data `{cfg.get('data')}`")
+        if job.active:
+            text = f"epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}"
+            if status.get("steps"):
+                text += f", step {status.get('step', 0)}/{status['steps']}"
+            if status.get("loss") is not None:
+                text += f", loss {status['loss']:.4f}"
+            st.progress(job.progress, text=text)
+            if st.button("Cancel", key=f"cancel_{job.run_id}", icon=":material/stop:"):
+                if jobs.cancel(job):
+                    st.toast(f"Stopping {job.run_id}; it finishes the current step and evaluates what it has.")
+        if job.state == "failed" and status.get("error"):
+            st.error(status["error"])
+        if job.state == "stopped":
+            st.warning("Its process is gone (killed or the machine restarted) although it never reported an end. "
+                       "Resume it with `python train.py --resume " + str(job.path) + "`.")
+        rows = RunDir(job.path).metrics()
+        if rows:
+            st.plotly_chart(curves(rows), key=f"curves_{job.run_id}_{len(rows)}", config={"displayModeBar": False})
+        result = RunDir(job.path).read_json("result.json") or {}
+        test = (result.get("metrics") or {}).get("test")
+        if test:
+            m = st.columns(4)
+            m[0].metric("TEST accuracy", ui.pct(test.get("accuracy")))
+            m[1].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
+            thr = result.get("threshold") or {}
+            m[2].metric("TEST sensitivity (COVID)", ui.pct((thr.get("test") or {}).get("sensitivity")))
+            m[3].metric("TEST specificity (COVID)", ui.pct((thr.get("test") or {}).get("specificity")))
+            if job.state == "finished" and job.task == "classify":
+                st.caption("This model is now selectable on the **Diagnose** page.")
+        log = jobs.tail_log(job, 30)
+        if log:
+            st.code(log, language=None)
+
+
+@st.fragment(run_every=2)
+def runs_panel() -> None:
+    all_jobs = jobs.list_jobs()
+    st.subheader(f"Runs ({len(all_jobs)})")
+    if not all_jobs:
+        st.caption("No runs yet. Fill in the form above to start one.")
+    for job in all_jobs[:30]:
+        show_job(job)
+    st.caption(f"Updated {time.strftime('%H:%M:%S')}")
+
+
+runs_panel()

@@ -1,0 +1,55 @@
+"""Write a classifier's model card (weights/<name>.md) from its checkpoint's metadata.
+
+With --data, first re-evaluates TEST (as `evaluate` does), adds the normal-vs-pneumonia analysis, per-source
+results and the per-class Grad-CAM thorax share, and stores them in the checkpoint under `card`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="classifier checkpoint (.pt)")
+    p.add_argument("--data", default=None, help="data folder to (re)compute TEST results, per-source and thorax shares")
+    p.add_argument("--out", default=None, help="markdown file (default: the checkpoint's path with .md)")
+    p.add_argument("--cam-limit", type=int, default=40, help="images per class for the Grad-CAM thorax share")
+
+
+def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
+    """The `card` dict: TEST metrics, normal-vs-pneumonia, thorax share per class."""
+    from ..checkpoint import load_classifier
+    from ..explain import mean_heatmaps_and_thorax_share
+    from ..model_card import pair_metrics
+    from .evaluate import evaluate_checkpoint
+
+    metrics, table, probs = evaluate_checkpoint(checkpoint, data, progress=False)
+    table = table[table["split"] == "test"]
+    card = {"test": metrics, "normal_vs_pneumonia": pair_metrics(table["label_idx"].to_numpy(), probs, metrics["classes"])}
+    _, shares = mean_heatmaps_and_thorax_share(load_classifier(checkpoint), data, split="test", limit=cam_limit)
+    card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
+    card["thorax_n"] = cam_limit
+    from ..decode import decode_image
+    from ..ood import ood_check
+
+    classifier = load_classifier(checkpoint)
+    if classifier.ood.get("means") is not None:
+        test_xrays = [decode_image(p).pixels for p in table["path"]]
+        card["ood_check"] = ood_check(classifier, test_xrays)
+    return card
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..checkpoint import atomic_save, load_checkpoint_dict
+    from ..model_card import card_markdown
+
+    path = Path(args.checkpoint)
+    ckpt = load_checkpoint_dict(path)
+    if args.data:
+        ckpt["card"] = {**ckpt.get("card", {}), **build_card_section(str(path), args.data, args.cam_limit)}
+        atomic_save(ckpt, path)
+    out = Path(args.out) if args.out else path.with_suffix(".md")
+    out.write_text(card_markdown(ckpt, path.name, f"weights/{path.name}"))
+    print(f"wrote {out}")
+    return 0

@@ -1,0 +1,94 @@
+"""Plotly figures of a :class:`covid_core.eda.DataSummary` (no streamlit here)."""
+
+from __future__ import annotations
+
+from statistics import NormalDist
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .eda import QUANTILES, DataSummary
+
+STAT_LABELS = {"width": "width (px)", "height": "height (px)", "aspect": "aspect ratio (width / height)",
+               "mean": "mean intensity", "std": "contrast (intensity std)"}
+_LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=360)
+
+
+def class_balance(summary: DataSummary) -> go.Figure:
+    counts = summary.counts()
+    fig = px.bar(counts, x="finding", y="images", color="split", barmode="group", text="images",
+                 title="Images per class and split")
+    return fig.update_layout(**_LAYOUT)
+
+
+def missing_values(summary: DataSummary) -> go.Figure:
+    m = summary.missing
+    fig = px.bar(m, x="column", y="missing", text="missing", title="Missing (empty) values per metadata column")
+    return fig.update_layout(**_LAYOUT)
+
+
+def distribution(summary: DataSummary, column: str, kind: str = "histogram") -> go.Figure:
+    """Per-class distribution of one per-image statistic: 'histogram' or 'violin'."""
+    stats = summary.stats[summary.stats["error"] == ""]
+    label = STAT_LABELS.get(column, column)
+    if kind == "violin":
+        fig = px.violin(stats, x="finding", y=column, color="finding", box=True, points=False,
+                        labels={column: label}, title=f"{label} per class")
+    else:
+        fig = px.histogram(stats, x=column, color="finding", barmode="overlay", opacity=0.6, nbins=50,
+                           histnorm="probability density", labels={column: label}, title=f"{label} per class")
+    return fig.update_layout(**_LAYOUT)
+
+
+def qq_plot(summary: DataSummary) -> go.Figure:
+    """Pooled pixel-intensity quantiles per class against a normal distribution's quantiles."""
+    z = np.array([NormalDist().inv_cdf(q) for q in QUANTILES])
+    fig = go.Figure()
+    for cls, q in sorted(summary.quantiles.items()):
+        fig.add_trace(go.Scatter(x=z, y=q, mode="markers", name=cls, marker=dict(size=5)))
+        # the reference line of a normal distribution with this class's median and IQR-based spread
+        q25, q50, q75 = np.interp([0.25, 0.5, 0.75], QUANTILES, q)
+        sigma = (q75 - q25) / 1.349
+        fig.add_trace(go.Scatter(x=z, y=q50 + sigma * z, mode="lines", line=dict(dash="dot", width=1),
+                                 name=f"{cls} normal ref.", showlegend=False))
+    fig.update_layout(title="Q-Q plot of pixel intensities vs a normal distribution",
+                      xaxis_title="normal quantile", yaxis_title="intensity quantile", **_LAYOUT)
+    return fig
+
+
+def mean_images(summary: DataSummary) -> go.Figure:
+    """Heatmaps of the mean image per class (same colour scale), plus each minus the overall mean."""
+    classes = sorted(summary.mean_images)
+    if not classes:
+        return go.Figure()
+    overall = np.mean([summary.mean_images[c] for c in classes], axis=0)
+    fig = make_subplots(rows=2, cols=len(classes), horizontal_spacing=0.02, vertical_spacing=0.08,
+                        subplot_titles=[f"mean {c}" for c in classes] + [f"{c} - overall" for c in classes])
+    for j, c in enumerate(classes, start=1):
+        fig.add_trace(go.Heatmap(z=summary.mean_images[c], colorscale="gray", zmin=0, zmax=1, showscale=False),
+                      row=1, col=j)
+        fig.add_trace(go.Heatmap(z=summary.mean_images[c] - overall, colorscale="RdBu_r", zmid=0, zmin=-0.15,
+                                 zmax=0.15, showscale=j == len(classes)), row=2, col=j)
+    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
+    fig.update_xaxes(showticklabels=False)
+    fig.update_layout(title="Mean image per class", margin=dict(l=10, r=10, t=60, b=10), height=520)
+    return fig
+
+
+def split_finding_heatmap(summary: DataSummary) -> go.Figure:
+    table = pd.crosstab(summary.stats["split"], summary.stats["finding"])
+    fig = px.imshow(table, text_auto=True, color_continuous_scale="Blues", title="Split x class co-occurrence",
+                    aspect="auto")
+    return fig.update_layout(**_LAYOUT)
+
+
+def size_scatter(summary: DataSummary) -> go.Figure:
+    stats = summary.stats[summary.stats["error"] == ""].copy()
+    stats["outlier"] = stats["outlier"].replace("", "none")
+    fig = px.scatter(stats, x="mean", y="std", color="finding", symbol="outlier", hover_data=["filename", "split"],
+                     labels={"mean": STAT_LABELS["mean"], "std": STAT_LABELS["std"]},
+                     title="Intensity vs contrast (outliers marked)")
+    return fig.update_layout(**_LAYOUT)

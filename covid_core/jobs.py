@@ -1,0 +1,213 @@
+"""Training jobs that outlive the app: ``python train.py ...`` started as its own process.
+
+The command is an argument list (never a shell), built from a validated
+:class:`covid_core.training.TrainConfig`. Each job gets its own ``runs/<run-id>/`` folder
+(created atomically by :func:`covid_core.runs.new_run_id` + ``mkdir``), with stdout and
+stderr in ``log.txt`` and the launch facts in ``job.json``. The process runs in a new
+session so that reloading the page or stopping the app server does not kill it.
+Cancelling sends SIGTERM; train.py then finishes the current step and evaluates cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError
+from .runs import RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
+from .training import TrainConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = REPO_ROOT / "train.py"
+TASKS = ("classify", "denoise")
+ACTIVE_STATES = ("starting", "preparing", "running", "evaluating")
+
+# Popen objects of jobs this process started, so finished children are reaped (no zombies).
+_CHILDREN: dict[str, subprocess.Popen] = {}
+
+
+@dataclass
+class Job:
+    """A run folder seen as a job.
+
+    state: starting | preparing | running | evaluating | finished | failed | cancelled | stopped
+    ("stopped": the status says running but its process is gone, e.g. killed or machine restarted).
+    progress: fraction in [0, 1] of the planned steps done.
+    """
+
+    run_id: str
+    path: Path
+    state: str
+    task: str = "classify"
+    status: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    pid: int | None = None
+    started: float | None = None
+    progress: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / "log.txt"
+
+
+def build_command(config: TrainConfig, task: str = "classify") -> list[str]:
+    """The argument list for train.py (the interpreter running this code)."""
+    cmd = [sys.executable, str(TRAIN_SCRIPT), "--task", task, "--data", config.data, "--layout", config.layout,
+           "--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--lr", repr(float(config.lr)),
+           "--seed", str(config.seed), "--runs-dir", str(config.runs_dir), "--run-id", str(config.run_id),
+           "--device", config.device, "--workers", str(config.workers), "--quiet"]
+    if config.image_size:
+        cmd += ["--image-size", str(config.image_size)]
+    if config.limit:
+        cmd += ["--limit", str(config.limit)]
+    if task == "classify":
+        cmd += ["--model", config.model, "--target", config.target, "--pretrained", config.pretrained,
+                "--fit", config.fit, "--equalize", config.equalize,
+                "--augment" if config.augment else "--no-augment"]
+    return cmd
+
+
+def start_training(config: TrainConfig, task: str = "classify", runs_dir: str | Path | None = None) -> Job:
+    """Validate ``config`` and start train.py in the background; returns the new Job.
+
+    Raises ConfigError (nothing is started) for an unknown task, invalid values or a
+    missing data folder.
+    """
+    if task not in TASKS:
+        raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
+    config.validate()
+    if not config.data or not Path(config.data).expanduser().is_dir():
+        raise ConfigError(f"data folder {config.data!r} does not exist; give the folder that holds the data set")
+    config.data = str(Path(config.data).expanduser().resolve())
+    root = Path(runs_dir or config.runs_dir or default_runs_dir()).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    prefix = "dae" if task == "denoise" else config.model
+    run_id = config.run_id and check_run_id(config.run_id)
+    # mkdir is atomic: two jobs started in the same second still get different folders.
+    for _ in range(20):
+        run_id = run_id or new_run_id(prefix)
+        try:
+            (root / run_id).mkdir()
+            break
+        except FileExistsError:
+            if config.run_id:
+                raise ConfigError(f"run folder {root / run_id} already exists; choose another run id") from None
+            run_id = None
+    else:
+        raise ConfigError(f"could not create a new run folder in {root}")
+    config.run_id, config.runs_dir = run_id, str(root)
+    path = root / run_id
+    cmd = build_command(config, task)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    with open(path / "log.txt", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                cwd=str(REPO_ROOT), env=env, start_new_session=True, close_fds=True)
+    _CHILDREN[run_id] = proc
+    started = time.time()
+    (path / "job.json").write_text(json.dumps({"pid": proc.pid, "task": task, "command": cmd, "started": started},
+                                              indent=2))
+    return read_job(path)
+
+
+def _reap() -> None:
+    for run_id, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[run_id]
+
+
+def _alive(pid: int | None, run_id: str) -> bool:
+    """True if ``pid`` is a live (non-zombie) process whose command line names ``run_id``."""
+    if not pid:
+        return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        if stat.rsplit(")", 1)[-1].split()[0] == "Z":
+            return False
+        return run_id.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        pass
+    try:  # no /proc (macOS): fall back to a signal-0 probe
+        os.kill(pid, 0)
+        return True
+    except (OSError, ProcessLookupError):
+        return False
+
+
+def read_job(path: str | Path) -> Job:
+    """The job in run folder ``path`` with its current state."""
+    _reap()
+    run = RunDir(Path(path))
+    status = run.read_json("status.json", {}) or {}
+    launch = run.read_json("job.json", {}) or {}
+    config = run.read_json("config.json", {}) or {}
+    pid = status.get("pid") or launch.get("pid")
+    state = status.get("state")
+    launch_pid = launch.get("pid")
+    if state is None:
+        state = "starting" if _alive(launch_pid, run.id) else ("failed" if launch else "unknown")
+    elif state in ACTIVE_STATES and not (_alive(pid, run.id) or _alive(launch_pid, run.id)):
+        state = "stopped"
+    task = launch.get("task") or ("denoise" if status.get("kind") in ("dae", "denoiser") else "classify")
+    progress = 0.0
+    epochs, epoch = status.get("epochs") or config.get("epochs"), status.get("epoch") or 0
+    if state == "finished":
+        progress = 1.0
+    elif epochs:
+        steps, step = status.get("steps") or 0, status.get("step") or 0
+        done_epochs = max(epoch - 1, 0) + (step / steps if steps else (1 if epoch else 0))
+        progress = float(min(max(done_epochs / epochs, 0.0), 1.0))
+    return Job(run_id=run.id, path=run.path, state=state, task=task, status=status, config=config,
+               pid=pid, started=launch.get("started"), progress=progress)
+
+
+def list_jobs(runs_dir: str | Path | None = None) -> list[Job]:
+    """Every run folder as a Job, newest first."""
+    return [read_job(r.path) for r in list_runs(runs_dir or default_runs_dir())]
+
+
+def tail_log(job: Job, lines: int = 40, max_bytes: int = 64_000) -> str:
+    """The last ``lines`` lines of the job's log (progress-bar carriage returns folded)."""
+    try:
+        with open(job.log_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - max_bytes))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    rows = [ln.rsplit("\r", 1)[-1] for ln in text.replace("\r\n", "\n").split("\n")]
+    return "\n".join(rows[-lines:]).strip("\n")
+
+
+def cancel(job: Job) -> bool:
+    """Ask the job to stop (SIGTERM); returns False if its process is not running."""
+    pids = {p for p in (job.pid, (RunDir(job.path).read_json("job.json", {}) or {}).get("pid")) if p}
+    sent = False
+    for pid in pids:
+        if _alive(pid, job.run_id):
+            try:
+                os.kill(pid, signal.SIGTERM)
+                sent = True
+            except ProcessLookupError:
+                pass
+    return sent
+
+
+def wait(job: Job, timeout_s: float = 600, poll_s: float = 0.5) -> Job:
+    """Block until the job is no longer active (for tests and scripts); returns its final state."""
+    deadline = time.time() + timeout_s
+    while True:
+        job = read_job(job.path)
+        if not job.active or time.time() > deadline:
+            return job
+        time.sleep(poll_s)

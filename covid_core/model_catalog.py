@@ -1,0 +1,149 @@
+"""Every checkpoint a user could pick: files in the weights folder and finished training runs.
+
+Each entry says whether it is usable as a classifier and, if not, why (corrupt, foreign,
+refused because it holds pickled code, a denoiser rather than a classifier). Metadata is
+read through :func:`covid_core.checkpoint.load_checkpoint_dict` (``weights_only=True``).
+Weights folder: ``$COVID_XRAY_WEIGHTS`` or ``<repo>/weights``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checkpoint import CLASSIFIER_FORMAT, load_checkpoint_dict
+from .errors import CheckpointError
+from .runs import default_runs_dir, list_runs
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+
+
+def weights_dir() -> Path:
+    """The weights folder: ``$COVID_XRAY_WEIGHTS`` or ``<repo>/weights``."""
+    return Path(os.environ.get("COVID_XRAY_WEIGHTS") or REPO_ROOT / "weights")
+
+
+@dataclass
+class CatalogEntry:
+    """One checkpoint file.
+
+    label: what a user sees ("resnet18.pt" or "run 20250101-...-cnn-ab12cd").
+    source: "weights" or "run". kind: "classifier", "denoiser" or "unknown".
+    fingerprint: first 12 hex digits of the file's SHA-256 (identifies the exact weights).
+    metadata: the checkpoint dict without the state dict (empty when unusable).
+    """
+
+    label: str
+    path: Path
+    source: str
+    usable: bool
+    kind: str = "unknown"
+    reason: str | None = None
+    fingerprint: str = ""
+    size_mb: float = 0.0
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        return str(self.metadata.get("model_name", "?"))
+
+    @property
+    def target(self) -> str:
+        return str(self.metadata.get("target", "?"))
+
+    def summary(self) -> str:
+        """One line for a select box: name, architecture, target, TEST macro AUC."""
+        if not self.usable:
+            return f"{self.label} (unusable: {self.reason})"
+        test = (self.metadata.get("metrics") or {}).get("test") or {}
+        auc = test.get("macro_auc")
+        auc_txt = f", TEST AUC {auc:.3f}" if isinstance(auc, (int, float)) else ""
+        return f"{self.label} - {self.model_name}, {self.target}{auc_txt}"
+
+
+_CACHE: dict[tuple, CatalogEntry] = {}
+
+
+def file_fingerprint(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:12]
+
+
+def describe_checkpoint(path: str | Path, label: str | None = None, source: str = "weights") -> CatalogEntry:
+    """Inspect one file; never raises for a bad checkpoint (the entry carries the reason)."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return CatalogEntry(label or path.name, path, source, False, reason=f"cannot read: {exc.strerror or exc}")
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, label, source)
+    if key in _CACHE:
+        return _CACHE[key]
+    entry = CatalogEntry(label or path.name, path, source, False, size_mb=st.st_size / 2**20)
+    try:
+        ckpt = load_checkpoint_dict(path)
+    except CheckpointError as exc:
+        entry.reason = str(exc)
+    else:
+        entry.metadata = {k: v for k, v in ckpt.items() if k not in ("state_dict", "optimizer", "scheduler", "rng")}
+        fmt = str(ckpt.get("format", ""))
+        if fmt == CLASSIFIER_FORMAT:
+            entry.kind, entry.usable = "classifier", True
+        elif "dae" in fmt or "denois" in fmt or "dae" in path.stem.lower():
+            entry.kind, entry.reason = "denoiser", "a denoising autoencoder, not a classifier"
+        elif "optimizer" in ckpt:
+            entry.reason = "a training resume state (last.pt), not a finished model"
+        else:
+            entry.reason = f"not a covid_core classifier checkpoint (format {ckpt.get('format')!r})"
+        entry.fingerprint = file_fingerprint(path)
+    _CACHE[key] = entry
+    return entry
+
+
+def list_checkpoints(weights: str | Path | None = None, runs_dir: str | Path | None = None) -> list[CatalogEntry]:
+    """All checkpoints: weights folder files (sorted by name), then finished runs (newest first).
+
+    Runs that are still going, failed or were cancelled without a best.pt are left out.
+    """
+    entries = []
+    folder = Path(weights) if weights else weights_dir()
+    if folder.is_dir():
+        for p in sorted(folder.iterdir()):
+            if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES and not p.name.startswith("."):
+                entries.append(describe_checkpoint(p, source="weights"))
+    for run in list_runs(runs_dir or default_runs_dir()):
+        status = run.read_json("status.json", {}) or {}
+        if status.get("state") != "finished" or not run.best_checkpoint.is_file():
+            continue
+        entries.append(describe_checkpoint(run.best_checkpoint, label=f"run {run.id}", source="run"))
+    return entries
+
+
+def usable_classifiers(weights: str | Path | None = None, runs_dir: str | Path | None = None) -> list[CatalogEntry]:
+    return [e for e in list_checkpoints(weights, runs_dir) if e.usable and e.kind == "classifier"]
+
+
+def source_confounds(per_source: dict, min_share: float = 0.9) -> list[str]:
+    """Warnings for sources whose TEST images are (nearly) all one class.
+
+    per_source: metadata["metrics"]["test"]["per_source"] ({source: {"n", "true": {class: n}, ...}}).
+    When a class comes (almost) only from one source, a model can score well by recognising the
+    source (scanner, text marks, age group) instead of the disease.
+    """
+    warnings = []
+    for source, s in sorted(per_source.items()):
+        true = {c: n for c, n in (s.get("true") or {}).items() if n}
+        total = sum(true.values())
+        if not total or len(per_source) < 2:
+            continue
+        top, n = max(true.items(), key=lambda kv: kv[1])
+        if n / total >= min_share:
+            warnings.append(f"source '{source}': {n} of {total} TEST images are '{top}'; a high score on it may "
+                            f"reflect recognising the source rather than the finding")
+    return warnings

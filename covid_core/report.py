@@ -1,0 +1,134 @@
+"""A self-contained HTML report for one case (images embedded as base64 PNG).
+
+DICOM patient fields are left out unless ``include_patient_info=True``.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import time
+
+import numpy as np
+from PIL import Image
+
+from . import __version__
+
+DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
+              "Its output must not replace the judgement of a qualified clinician.")
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """float HxW in [0, 1], uint8 HxW or uint8 HxWx3 -> 'data:image/png;base64,...'."""
+    arr = np.asarray(image)
+    if arr.dtype != np.uint8:
+        arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * float(x):.1f}%"
+
+
+def _rows(pairs) -> str:
+    return "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in pairs)
+
+
+def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, model_label: str,
+                     model_fingerprint: str = "", explanation=None, overlay_rgb: np.ndarray | None = None,
+                     denoised: np.ndarray | None = None, patient_info: dict | None = None,
+                     include_patient_info: bool = False) -> str:
+    """HTML text of a one-case report.
+
+    image: float32 HxW in [0, 1] as shown; prediction: covid_core.inference.Prediction;
+    classifier: covid_core.checkpoint.Classifier; explanation: covid_core.explain.Explanation or None;
+    overlay_rgb: uint8 HxWx3 Grad-CAM overlay; denoised: float32 HxW in [0, 1] or None.
+    """
+    esc = html.escape
+    thr = classifier.threshold or {}
+    test = thr.get("test") or {}
+    if prediction.covid_positive is None:
+        verdict, verdict_class = f"Most probable class: {prediction.label}", "neutral"
+    else:
+        verdict = "COVID-19: positive" if prediction.covid_positive else "COVID-19: negative"
+        verdict_class = "pos" if prediction.covid_positive else "neg"
+    figures = [("Image", png_data_uri(image))]
+    if overlay_rgb is not None:
+        figures.append((f"Grad-CAM ({esc(getattr(explanation, 'method', ''))}, "
+                        f"class {esc(str(getattr(explanation, 'target_class', '')))})", png_data_uri(overlay_rgb)))
+    if denoised is not None:
+        figures.append(("Denoised (DAE)", png_data_uri(denoised)))
+    fig_html = "".join(f'<figure><img src="{uri}" alt="{esc(cap)}"><figcaption>{cap}</figcaption></figure>'
+                       for cap, uri in figures)
+    probs = "".join(
+        f'<tr><th>{esc(c)}</th><td><div class="bar" style="width:{100 * p:.1f}%"></div></td><td>{100 * p:.1f}%</td></tr>'
+        for c, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]))
+    numbers = []
+    if prediction.threshold is not None:
+        numbers += [("COVID-19 probability", _pct(prediction.covid_probability)),
+                    ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})"),
+                    ("TEST sensitivity at this threshold", _pct(test.get("sensitivity"))),
+                    ("TEST specificity at this threshold", _pct(test.get("specificity")))]
+    if prediction.ood_score is not None:
+        numbers.append(("Out-of-distribution score", f"{prediction.ood_score:.2f}"
+                        + (" (unlike the training images)" if prediction.ood_flagged else " (familiar)")))
+    if explanation is not None:
+        if explanation.faithfulness is not None:
+            numbers.append(("Heatmap faithfulness", f"{explanation.faithfulness:.3f} - {explanation.faithfulness_name}"))
+        numbers.append(("Heatmap share inside the thorax", _pct(explanation.thorax_share)))
+    warnings = list(prediction.warnings)
+    if explanation is not None and explanation.shortcut_warning:
+        warnings.append(explanation.shortcut_warning)
+    warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
+    meta = classifier.metadata
+    model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
+                  ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),
+                  ("Data set fingerprint", meta.get("data_fingerprint", "n/a")),
+                  ("Trained", meta.get("created", "n/a")), ("covid_core version", __version__)]
+    patient_html = ""
+    if include_patient_info and patient_info:
+        patient_html = f"<h2>Patient (from the DICOM header)</h2><table>{_rows(patient_info.items())}</table>"
+    created = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Chest X-ray report - {esc(name)}</title>
+<style>
+body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem; margin: 2rem auto; color: #1b1f24; }}
+.notice {{ background: #fff4e5; border-left: 4px solid #e8590c; padding: .6rem 1rem; }}
+.verdict {{ font-size: 1.6rem; font-weight: 700; padding: .6rem 1rem; border-radius: 6px; display: inline-block; }}
+.pos {{ background: #ffe3e3; color: #a61e1e; }} .neg {{ background: #e6f4ea; color: #1e6b34; }} .neutral {{ background: #eef; }}
+figure {{ display: inline-block; margin: .5rem; width: 30%; vertical-align: top; }} figure img {{ width: 100%; }}
+figcaption {{ font-size: .85rem; color: #555; text-align: center; }}
+table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #ddd; }}
+.bar {{ background: #1c7ed6; height: .8rem; min-width: 1px; }} td:nth-child(2) {{ width: 16rem; }}
+.warn {{ background: #fff9db; border-left: 4px solid #f08c00; padding: .4rem .8rem; }}
+</style></head><body>
+<p class="notice"><strong>{esc(DISCLAIMER)}</strong></p>
+<h1>Chest X-ray analysis: {esc(name)}</h1>
+<p>Generated {esc(created)}</p>
+<div class="verdict {verdict_class}">{esc(verdict)}</div>
+{warn_html}
+<div>{fig_html}</div>
+<h2>Class probabilities</h2><table>{probs}</table>
+<h2>Numbers</h2><table>{_rows(numbers)}</table>
+<h2>Model</h2><table>{_rows(model_rows)}</table>
+{patient_html}
+<p class="notice">{esc(DISCLAIMER)}</p>
+</body></html>
+"""
+
+
+def prediction_row(name: str, prediction, error: str | None = None) -> dict:
+    """One row of the many-files results table (also its CSV): verdict, probabilities, OOD flag, error."""
+    row = {"file": name, "verdict": "", "most probable": "", "COVID-19 probability": None, "out of distribution": None}
+    if prediction is not None:
+        if prediction.covid_positive is not None:
+            row["verdict"] = "COVID-19: positive" if prediction.covid_positive else "COVID-19: negative"
+        row["most probable"] = prediction.label
+        row["COVID-19 probability"] = prediction.covid_probability
+        row["out of distribution"] = prediction.ood_flagged
+        row.update({f"p({c})": p for c, p in prediction.probabilities.items()})
+    row["error"] = error or ""
+    return row

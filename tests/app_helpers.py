@@ -1,0 +1,89 @@
+"""Shared fixtures for the app tests: a tiny classifier checkpoint and tiny synthetic X-rays."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from covid_core.checkpoint import atomic_save, classifier_checkpoint
+from covid_core.models import build_model
+from covid_core.preprocess import PreprocessConfig
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app" / "streamlit_app.py")
+CLASSES = ("normal", "pneumonia", "covid19")
+
+
+def fake_metrics() -> dict:
+    """Plausible TEST metrics of a 3-class model (made up for the tests, never shown as real)."""
+    per_class = {c: {"sensitivity": 0.8, "specificity": 0.9, "ppv": 0.7, "auc": 0.9, "support": 10} for c in CLASSES}
+    test = {"n": 30, "accuracy": 0.8, "macro_auc": 0.9, "ece": 0.05, "classes": list(CLASSES), "per_class": per_class,
+            "confusion_matrix": [[8, 1, 1], [1, 8, 1], [0, 2, 8]],
+            "per_source": {"kermany": {"n": 20, "accuracy": 0.85, "true": {"normal": 10, "pneumonia": 10, "covid19": 0},
+                                       "predicted": {"normal": 10, "pneumonia": 9, "covid19": 1}},
+                           "cohen": {"n": 10, "accuracy": 0.8, "true": {"normal": 0, "pneumonia": 0, "covid19": 10},
+                                     "predicted": {"normal": 0, "pneumonia": 2, "covid19": 8}}}}
+    roc = {c: {"fpr": [0.0, 0.1, 0.3, 1.0], "tpr": [0.0, 0.7, 0.9, 1.0], "thresholds": [1.0, 0.7, 0.4, 0.0]}
+           for c in CLASSES}
+    return {"val": dict(test), "test": test, "test_roc": roc}
+
+
+def make_checkpoint(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    model = build_model("cnn", len(CLASSES))
+    ckpt = classifier_checkpoint(
+        model, model_name="cnn", target="3class", classes=CLASSES, preprocess=PreprocessConfig(image_size=64),
+        metrics=fake_metrics(), temperature=1.0,
+        threshold={"class": "covid19", "value": 0.4, "rule": "test fixture", "val_sensitivity": 0.95,
+                   "val_specificity": 0.7, "test": {"sensitivity": 0.9, "specificity": 0.75, "ppv": 0.6}},
+        ood={}, data_fingerprint="feedc0ffee123456", class_counts={"train": {"normal": 10}},
+        created="2025-01-01T00:00:00+0000", train_config={"model": "cnn", "epochs": 1, "lr": 0.001, "batch_size": 8},
+        training_time_s=1.0, hardware="test")
+    atomic_save(ckpt, path)
+    return path
+
+
+def xray_array(size: int = 64, seed: int = 0) -> np.ndarray:
+    """uint8 SxS: a dark background with two bright 'lungs' shaped blobs and noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    body = np.exp(-(((xx - 0.5) / 0.35) ** 2 + ((yy - 0.5) / 0.45) ** 2))
+    lungs = np.exp(-(((xx - 0.33) / 0.1) ** 2 + ((yy - 0.5) / 0.25) ** 2)) + \
+        np.exp(-(((xx - 0.67) / 0.1) ** 2 + ((yy - 0.5) / 0.25) ** 2))
+    img = 0.8 * body - 0.4 * lungs + 0.05 * rng.standard_normal((size, size))
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def make_folders_data(root: Path, per_class: int = 3, size: int = 48, classes=("normal", "pneumonia", "covid")) -> Path:
+    """train/<class>/*.png + test/<class>/*.png of tiny distinct synthetic X-rays."""
+    for s, split in enumerate(("train", "test")):
+        for k, cls in enumerate(classes):
+            d = root / split / cls
+            d.mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(xray_array(size, seed=1000 * s + 10 * k + i)).save(d / f"{split}{i}.png")
+    return root
+
+
+def app_env(tmp_path: Path, monkeypatch, broken: bool = False) -> Path:
+    """A tmp weights folder with the tiny checkpoint (and a broken file), runs and cache in tmp."""
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    make_checkpoint(weights / "tiny_cnn.pt")
+    if broken:
+        (weights / "broken.pt").write_bytes(b"not a checkpoint")
+    monkeypatch.setenv("COVID_XRAY_WEIGHTS", str(weights))
+    monkeypatch.setenv("COVID_CORE_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("COVID_XRAY_DATA", raising=False)
+    return weights

@@ -1,0 +1,107 @@
+"""Synthetic image files and a tiny classifier for the robustness tests (nothing read from disk).
+
+Every maker returns the bytes of one file, small enough to build hundreds in a test.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def gradient(size: int = 64) -> np.ndarray:
+    """uint8 size x size, dark top-left to bright bottom-right (a pattern any decode must keep)."""
+    ramp = np.add.outer(np.arange(size), np.arange(size)) * (255.0 / (2 * size - 2))
+    return ramp.astype(np.uint8)
+
+
+def encode(image: Image.Image | np.ndarray, fmt: str, **kwargs) -> bytes:
+    """Bytes of ``image`` saved by PIL as ``fmt`` (PNG, JPEG, TIFF, BMP...)."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(image)
+    buf = io.BytesIO()
+    image.save(buf, fmt, **kwargs)
+    return buf.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def png_claiming(width: int, height: int, idat: bytes = b"") -> bytes:
+    """A grayscale 8-bit PNG whose header claims width x height (pixel data: ``idat``, may be short)."""
+    header = _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + header + (_png_chunk(b"IDAT", idat) if idat else b"") + _png_chunk(b"IEND", b"")
+
+
+def png_bomb(width: int = 8000, height: int = 8000) -> bytes:
+    """A valid all-black PNG of width x height that compresses ~1000:1 (built row by row, never in memory)."""
+    comp = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + pixels
+    idat = b"".join(comp.compress(row) for _ in range(height)) + comp.flush()
+    return png_claiming(width, height, idat)
+
+
+def dicom_bytes(pixels: np.ndarray | None = None, photometric: str = "MONOCHROME2", frames: int = 1,
+                transfer_syntax: str | None = None, encapsulated: bytes | None = None,
+                patient_name: str = "Doe^Jane") -> bytes:
+    """A DX DICOM file (Part 10) with uint16 ``pixels`` (HxW, or FxHxW for frames > 1).
+
+    ``pixels=None`` writes no pixel data; ``encapsulated`` writes those compressed fragments
+    with ``transfer_syntax`` instead of native pixels.
+    """
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = transfer_syntax or ExplicitVRLittleEndian
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset("synthetic.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.Modality = patient_name, "PID-12345", "DX"
+    shape = (64, 64) if pixels is None else pixels.shape[-2:]
+    ds.Rows, ds.Columns = shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    if encapsulated is not None:
+        ds.PixelData = encapsulate([encapsulated])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    elif pixels is not None:
+        ds.PixelData = np.ascontiguousarray(pixels, np.uint16).tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def dicom_gradient(size: int = 64, **kwargs) -> bytes:
+    """dicom_bytes of a 12-bit gradient (raw value grows to the bottom-right)."""
+    return dicom_bytes(gradient(size).astype(np.uint16) * 16, **kwargs)
+
+
+def tiny_classifier(folder: Path, image_size: int = 64, seed: int = 0, target: str = "3class"):
+    """A randomly initialised cnn classifier saved as a real checkpoint and loaded back."""
+    import torch
+
+    from covid_core.checkpoint import atomic_save, classifier_checkpoint, load_classifier
+    from covid_core.models import build_model
+    from covid_core.preprocess import PreprocessConfig
+    from covid_core.targets import class_names
+
+    torch.manual_seed(seed)
+    classes = class_names(target)
+    model = build_model("cnn", len(classes))
+    path = Path(folder) / "tiny.pt"
+    atomic_save(classifier_checkpoint(model, model_name="cnn", target=target, classes=classes,
+                                      preprocess=PreprocessConfig(image_size=image_size)), path)
+    return load_classifier(path)

@@ -1,0 +1,64 @@
+"""Core modules behind the app: the model catalog and the one-case HTML report."""
+
+from __future__ import annotations
+
+import torch
+
+from app_helpers import make_checkpoint, xray_array
+from covid_core.checkpoint import load_classifier
+from covid_core.decode import decode_image
+from covid_core.inference import predict
+from covid_core.model_catalog import list_checkpoints, source_confounds, usable_classifiers
+from covid_core.report import DISCLAIMER, case_report_html, prediction_row
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("this would run",))
+
+
+def test_catalog_lists_usable_and_unusable_with_reasons(tmp_path):
+    w = tmp_path / "weights"
+    w.mkdir()
+    make_checkpoint(w / "good.pt")
+    (w / "corrupt.pt").write_bytes(b"\x00garbage")
+    torch.save({"state_dict": {}, "format": "someone-else/1"}, w / "foreign.pt")
+    torch.save({"state_dict": {}, "payload": Evil()}, w / "pickled.pt")
+    (w / "notes.txt").write_text("not a checkpoint")
+    entries = {e.label: e for e in list_checkpoints(w, tmp_path / "runs")}
+    assert set(entries) == {"good.pt", "corrupt.pt", "foreign.pt", "pickled.pt"}
+    assert entries["good.pt"].usable and len(entries["good.pt"].fingerprint) == 12
+    assert "corrupt" in entries["corrupt.pt"].reason
+    assert "not a covid_core classifier" in entries["foreign.pt"].reason
+    assert "refused" in entries["pickled.pt"].reason
+    assert [e.label for e in usable_classifiers(w, tmp_path / "runs")] == ["good.pt"]
+
+
+def test_confound_warning_names_single_class_sources():
+    warnings = source_confounds({"a": {"true": {"covid19": 9, "normal": 0}}, "b": {"true": {"covid19": 5, "normal": 5}}})
+    assert len(warnings) == 1 and "source 'a'" in warnings[0] and "covid19" in warnings[0]
+
+
+def test_report_is_self_contained_and_hides_patient_fields_by_default(tmp_path):
+    clf = load_classifier(make_checkpoint(tmp_path / "m.pt"))
+    img = decode_image(_png(xray_array(64)), "x.png")
+    pred = predict(clf, img)
+    patient = {"PatientName": "Doe^Jane", "PatientID": "PID-7781-ZX"}
+    html = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="m.pt",
+                            model_fingerprint="abc123", patient_info=patient)
+    assert DISCLAIMER in html and "data:image/png;base64," in html
+    assert ("COVID-19: positive" in html) != ("COVID-19: negative" in html)
+    assert "90.0%" in html and "75.0%" in html  # TEST sensitivity/specificity at the threshold
+    assert "Doe^Jane" not in html and "PID-7781-ZX" not in html
+    assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
+    shown = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="m.pt",
+                             patient_info=patient, include_patient_info=True)
+    assert "Doe^Jane" in shown
+    row = prediction_row("x.png", pred)
+    assert row["verdict"].startswith("COVID-19") and abs(sum(v for k, v in row.items() if k.startswith("p(")) - 1) < 1e-5
+
+
+def _png(arr):
+    from app_helpers import png_bytes
+
+    return png_bytes(arr)

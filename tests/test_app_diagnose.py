@@ -1,0 +1,112 @@
+"""AppTest of the Diagnose page: verdict, heatmap, bad files, many files, no model."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app_helpers import APP, app_env, png_bytes, xray_array  # noqa: E402
+
+TIMEOUT = 60
+
+
+@pytest.fixture
+def weights(tmp_path, monkeypatch):
+    return app_env(tmp_path, monkeypatch, broken=True)
+
+
+def _all_text(at) -> str:
+    parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning] + \
+        [i.value for i in at.info] + [c.value for c in at.caption]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_no_model_says_how_to_get_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("COVID_XRAY_WEIGHTS", str(tmp_path / "empty"))
+    monkeypatch.setenv("COVID_CORE_RUNS", str(tmp_path / "runs"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    text = _all_text(at)
+    assert "Research use only" in text
+    assert "No usable classifier" in text and "Train" in text
+
+
+def test_one_image_gives_verdict_heatmap_and_report(weights):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert "tiny_cnn.pt" in at.selectbox(key="diag_model").value.label
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    text = _all_text(at)
+    assert "COVID-19: positive" in text or "COVID-19: negative" in text
+    assert "TEST sensitivity" in [m.label for m in at.metric]
+    assert any(m.value == "90.0%" for m in at.metric)  # the stored TEST sensitivity at the threshold
+    images = at.get("image")
+    assert len(images) == 2  # the original and the Grad-CAM overlay
+    assert any("faithfulness" in m.label for m in at.metric)
+    assert any("report" in d.proto.label.lower() for d in at.get("download_button"))
+    # the unusable checkpoint is listed with its reason, not hidden
+    unusable = at.sidebar.expander[0]
+    assert "1 unusable" in unusable.label and "broken.pt" in unusable.caption[0].value
+
+
+def test_bad_file_fails_alone_and_table_lists_all(weights):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value([
+        ("a.png", png_bytes(xray_array(64, 1)), "image/png"),
+        ("notes.png", b"this is a text file, not an image", "image/png"),
+        ("b.png", png_bytes(xray_array(64, 2)), "image/png"),
+    ])
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "notes.png" in errors[0] and "text file" in errors[0]
+    table = at.dataframe[0].value
+    assert list(table["file"]) == ["a.png", "notes.png", "b.png"]
+    assert table["verdict"].str.startswith("COVID-19").sum() == 2
+    assert any("CSV" in d.proto.label for d in at.get("download_button"))
+
+
+def _dicom_bytes() -> bytes:
+    import io
+
+    import numpy as np
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.PatientID, ds.Modality = "Doe^Jane", "PID-7781-ZX", "CR"
+    pixels = (xray_array(64).astype(np.uint16) * 16)
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.WindowCenter, ds.WindowWidth = 2000, 4000
+    ds.PixelData = pixels.tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_dicom_window_sliders_and_patient_fields_hidden_by_default(weights):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.toggle(key="diag_dae").set_value(True)
+    at.file_uploader(key="diag_upload").set_value(("chest.dcm", _dicom_bytes(), "application/dicom")).run()
+    assert not at.exception, at.exception
+    sliders = [s.label for s in at.main.slider]
+    assert "Window level" in sliders and "Window width" in sliders
+    shown = lambda: " ".join(t.value.to_string() for t in at.table) + _all_text(at)  # noqa: E731
+    assert "DICOM" in shown() or at.expander  # the technical header is available
+    assert "Doe^Jane" not in shown() and "PID-7781-ZX" not in shown()
+    assert any("No denoising autoencoder found" in i.value for i in at.info)  # the tmp weights hold no dae.pt
+    box = next(c for c in at.checkbox if c.label.startswith("Show patient fields"))
+    box.check().run()
+    assert "Doe^Jane" in shown() and "PID-7781-ZX" in shown()

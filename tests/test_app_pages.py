@@ -1,0 +1,95 @@
+"""AppTest of the Train, Models, Explore and Denoise pages (tiny checkpoint, tiny synthetic images)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from PIL import Image
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app_helpers import APP, app_env, make_folders_data, png_bytes, xray_array  # noqa: E402
+
+TIMEOUT = 60
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    app_env(tmp_path, monkeypatch)
+    return tmp_path
+
+
+@pytest.fixture
+def folders_data(tmp_path):
+    root = make_folders_data(tmp_path / "data")
+    # a byte-identical copy across splits (a leak) and a blank image (an outlier)
+    (root / "test" / "normal" / "leak.png").write_bytes((root / "train" / "normal" / "train0.png").read_bytes())
+    Image.new("L", (48, 48), 0).save(root / "train" / "normal" / "blank.png")
+    return root
+
+
+def page(name: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page(f"views/{name}.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_train_refuses_bad_values_and_lists_runs(env):
+    run = env / "runs" / "20250101-000000-cnn-abcdef"
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"state": "finished", "epoch": 1, "epochs": 1}))
+    (run / "config.json").write_text(json.dumps({"model": "cnn", "target": "3class", "epochs": 1}))
+    (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 1.0, "val_macro_auc": 0.6}) + "\n")
+    (run / "result.json").write_text(json.dumps({"metrics": {"test": {"accuracy": 0.5, "macro_auc": 0.61}}}))
+    at = page("train")
+    assert "20250101-000000-cnn-abcdef" in at.expander[0].label and "finished" in at.expander[0].label
+    assert any(m.value == "0.610" for m in at.metric)  # the run's TEST macro AUC
+    at.number_input(key="train_epochs").set_value(0)
+    at.text_input(key="train_data").set_value(str(env))
+    at.button[0].click().run()  # the form's submit button
+    assert not at.exception
+    assert any("Not started" in e.value and "epochs" in e.value for e in at.error)
+    assert len(list((env / "runs").iterdir())) == 1  # nothing new started
+    at.number_input(key="train_epochs").set_value(2)
+    at.text_input(key="train_data").set_value(str(env / "nowhere"))
+    at.button[0].click().run()
+    assert any("does not exist" in e.value for e in at.error)
+
+
+def test_models_card_shows_metrics_roc_confusion_and_confound(env):
+    at = page("models")
+    assert at.dataframe[0].value["checkpoint"].tolist() == ["tiny_cnn.pt"]
+    labels = {m.label: m.value for m in at.metric}
+    assert labels["Architecture"] == "cnn" and labels["TEST macro AUC"] == "0.900"
+    assert labels["TEST sensitivity"] == "90.0%"
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # ROC and confusion matrix
+    assert any("cohen" in w.value and "covid19" in w.value for w in at.warning)  # one-class source
+
+
+def test_explore_needs_a_folder_then_shows_statistics(env, folders_data):
+    at = page("explore")
+    assert any("CoronaHack" in i.value for i in at.info)
+    at.text_input(key="explore_data").set_value(str(folders_data)).run()
+    assert not at.exception, at.exception
+    values = {m.label: m.value for m in at.metric}
+    assert values["Images"] == "20" and values["Cross-split leaks"] == "2"
+    assert any("identical copies in another split" in e.value for e in at.error)
+    outliers = [df.value for df in at.dataframe if "outlier" in df.value.columns]
+    assert outliers and "near-blank" in outliers[0]["outlier"].str.cat()
+    assert len(at.get("plotly_chart")) >= 5
+
+
+def test_denoise_compares_methods_with_psnr(env):
+    at = page("denoise")
+    at.file_uploader(key="dn_upload").set_value(("x.png", png_bytes(xray_array(64, 3)), "image/png")).run()
+    assert not at.exception, at.exception
+    at.multiselect(key="dn_methods").set_value(["median", "gaussian"]).run()
+    captions = [c.value for c in at.caption if "PSNR" in c.value]
+    assert len(captions) == 3  # noisy input + two methods, each measured against the clean original
+    assert len(at.get("image")) == 4
+    at.file_uploader(key="dn_upload").set_value(("bad.png", b"%PDF-1.4 nonsense", "image/png")).run()
+    assert any("bad.png" in e.value and "PDF" in e.value for e in at.error)

@@ -1,0 +1,110 @@
+"""End to end in a real headless browser: upload a real X-ray on Diagnose, see the verdict and heatmap.
+
+Debian's chromium (/usr/bin/chromium) driven by Playwright's Python package; the screenshot goes to
+test-artifacts/diagnose.png (git-ignored). Skips with a reason when chromium or the data is absent.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app_helpers import REPO, make_checkpoint
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = REPO / "weights" / "resnet18.pt"
+    if shipped.is_file():
+        shutil.copyfile(shipped, weights / shipped.name)
+    else:
+        make_checkpoint(weights / "tiny_cnn.pt")
+    port = _free_port()
+    env = dict(os.environ, COVID_XRAY_WEIGHTS=str(weights), COVID_CORE_RUNS=str(tmp_path / "runs"))
+    cmd = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.port", str(port),
+           "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    log = open(tmp_path / "server.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                pytest.fail("streamlit did not start:\n" + (tmp_path / "server.log").read_text()[-3000:])
+            time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _covid_test_image(data: Path) -> Path:
+    import pandas as pd
+
+    meta = pd.read_csv(data / "Chest_Xray_Corona_Metadata.csv")
+    row = meta[(meta["Dataset_type"] == "TEST") & (meta["Label_2_Virus_category"] == "COVID-19")].iloc[0]
+    return data / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset" / "test" / row["X_ray_image_name"]
+
+
+def test_upload_shows_verdict_and_heatmap(real_data, app_server):
+    if not CHROMIUM.is_file():
+        pytest.skip("Debian chromium not installed at /usr/bin/chromium (apt-get install -y chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    image = _covid_test_image(real_data)
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as pw:
+        try:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        except Exception as exc:  # e.g. missing shared libraries in a minimal container
+            pytest.skip(f"chromium cannot run here: {exc}")
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(app_server, wait_until="domcontentloaded")
+            page.get_by_text("Research use only").first.wait_for(timeout=60_000)
+            page.locator("input[type=file]").first.set_input_files(str(image))
+            verdict = page.get_by_text("COVID-19: ", exact=False).first
+            verdict.wait_for(timeout=90_000)
+            assert verdict.inner_text().strip() in ("COVID-19: positive", "COVID-19: negative")
+            heatmap = page.get_by_text("gradcam: evidence for", exact=False).first
+            heatmap.wait_for(timeout=60_000)
+            page.wait_for_function("() => [...document.querySelectorAll('img')].filter("
+                                   "i => i.complete && i.naturalWidth > 0 && i.width > 100).length >= 2",
+                                   timeout=30_000)
+            page.get_by_text("TEST sensitivity").first.wait_for(timeout=10_000)
+            page.get_by_text("Download report").first.wait_for(timeout=30_000)
+            time.sleep(1.0)  # let the plotly chart finish drawing
+            page.screenshot(path=str(ARTIFACTS / "diagnose.png"), full_page=True)
+            assert page.locator("[data-testid=stException]").count() == 0
+        finally:
+            browser.close()

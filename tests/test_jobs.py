@@ -1,0 +1,77 @@
+"""Training jobs started through covid_core.jobs: a real tiny run, refusals, concurrent starts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from app_helpers import make_folders_data
+from covid_core import jobs
+from covid_core.errors import ConfigError
+from covid_core.model_catalog import usable_classifiers
+from covid_core.training import TrainConfig
+
+
+@pytest.fixture
+def folders_data(tmp_path):
+    return make_folders_data(tmp_path / "data", per_class=6, size=40)
+
+
+def _config(data_dir, runs, **kw) -> TrainConfig:
+    base = dict(data=str(data_dir), model="cnn", epochs=1, batch_size=8, image_size=32, limit=12, runs_dir=str(runs),
+                augment=False)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_tiny_job_runs_to_the_end(folders_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    job = jobs.start_training(_config(folders_data, runs))
+    assert job.path.parent == runs.resolve() and (job.path / "job.json").is_file()
+    final = jobs.wait(job, timeout_s=240)
+    log = jobs.tail_log(final, 50)
+    assert final.state == "finished", log
+    assert final.progress == 1.0
+    result = json.loads((final.path / "result.json").read_text())
+    assert result["metrics"]["test"]["n"] > 0
+    assert [j.run_id for j in jobs.list_jobs(runs)] == [final.run_id]
+    # a finished run becomes a usable model in the catalog
+    monkeypatch.setenv("COVID_XRAY_WEIGHTS", str(tmp_path / "no-weights"))
+    assert [e.label for e in usable_classifiers(runs_dir=runs)] == [f"run {final.run_id}"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "learning rate"), ({"batch_size": 0}, "batch size"),
+    ({"model": "resnet19"}, "resnet18"), ({"image_size": 8}, "image size"), ({"data": "/nonexistent/folder"}, "data folder"),
+])
+def test_bad_values_are_refused_before_anything_starts(folders_data, tmp_path, change, message):
+    runs = tmp_path / "runs"
+    with pytest.raises(ConfigError, match=message):
+        jobs.start_training(_config(folders_data, runs, **change))
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def test_unknown_task_is_refused(folders_data, tmp_path):
+    with pytest.raises(ConfigError, match="classify, denoise"):
+        jobs.start_training(_config(folders_data, tmp_path / "runs"), task="segment")
+
+
+def test_two_jobs_at_once_get_separate_folders_and_can_be_cancelled(folders_data, tmp_path, monkeypatch):
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    runs = tmp_path / "runs"
+    a = jobs.start_training(_config(folders_data, runs, epochs=50))
+    b = jobs.start_training(_config(folders_data, runs, epochs=50))
+    try:
+        assert a.run_id != b.run_id and a.path != b.path
+        assert a.pid != b.pid
+        assert {j.run_id for j in jobs.list_jobs(runs)} == {a.run_id, b.run_id}
+        assert all(j.active for j in jobs.list_jobs(runs))
+    finally:
+        for j in (a, b):
+            jobs.cancel(j)
+    for j in (a, b):
+        final = jobs.wait(j, timeout_s=120)
+        assert final.state in ("cancelled", "finished", "failed"), final.state
+        assert not final.active
+    assert jobs.cancel(jobs.read_job(a.path)) is False  # nothing left to stop
