@@ -53,6 +53,15 @@ class RunDir:
                 raise ConfigError(f"run folder {path} already exists; choose another run id") from None
         return cls(path)
 
+    @classmethod
+    def for_resume(cls, path: str | Path) -> tuple["RunDir", dict]:
+        """(the run folder, its saved config dict) of a run to continue; ConfigError if it is none."""
+        run_dir = cls(Path(path))
+        saved = run_dir.read_json("config.json")
+        if saved is None:
+            raise ConfigError(f"{path} is not a run folder (no config.json)")
+        return run_dir, saved
+
     def write_json(self, name: str, obj) -> None:
         tmp = self.path / f".{name}.tmp"
         tmp.write_text(json.dumps(obj, indent=2, default=str))

@@ -258,10 +258,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     ``resume`` is a run folder whose config and ``last.pt`` are continued.
     """
     if resume:
-        run_dir = RunDir(Path(resume))
-        saved = run_dir.read_json("config.json")
-        if saved is None:
-            raise ConfigError(f"{resume} is not a run folder (no config.json)")
+        run_dir, saved = RunDir.for_resume(resume)
         config = TrainConfig.from_dict(saved)
     config.validate()
     device = pick_device(config.device)

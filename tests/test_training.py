@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-from PIL import Image
 
 from conftest import REPO
 from covid_core.checkpoint import load_checkpoint_dict, load_classifier

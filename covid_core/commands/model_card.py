@@ -42,14 +42,18 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from ..checkpoint import atomic_save, load_checkpoint_dict
-    from ..model_card import card_markdown
+    from ..model_card import card_markdown, dae_card_markdown
 
     path = Path(args.checkpoint)
     ckpt = load_checkpoint_dict(path)
+    out = Path(args.out) if args.out else path.with_suffix(".md")
+    if str(ckpt.get("format", "")).startswith("covid_core.dae"):
+        out.write_text(dae_card_markdown(ckpt, path.name))
+        print(f"wrote {out}")
+        return 0
     if args.data:
         ckpt["card"] = {**ckpt.get("card", {}), **build_card_section(str(path), args.data, args.cam_limit)}
         atomic_save(ckpt, path)
-    out = Path(args.out) if args.out else path.with_suffix(".md")
     out.write_text(card_markdown(ckpt, path.name, f"weights/{path.name}"))
     print(f"wrote {out}")
     return 0

@@ -183,10 +183,7 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
     from tqdm import tqdm
 
     if resume:
-        run_dir = RunDir(Path(resume))
-        saved = run_dir.read_json("config.json")
-        if saved is None:
-            raise ConfigError(f"{resume} is not a run folder (no config.json)")
+        run_dir, saved = RunDir.for_resume(resume)
         config = DAETrainConfig.from_dict(saved)
     config.validate()
     torch.manual_seed(config.seed)

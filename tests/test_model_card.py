@@ -1,0 +1,69 @@
+"""Model cards are generated from checkpoints; the reproduce command really is a train.py command line."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from covid_core.checkpoint import load_checkpoint_dict
+from covid_core.cli import build_parser
+from covid_core.model_card import card_markdown, pair_metrics, reproduce_command
+from covid_core.ood import probe_images
+from covid_core.training import TrainConfig
+
+
+def test_reproduce_command_parses_back_to_the_same_settings():
+    cfg = TrainConfig(data="d", model="resnet18", image_size=128, epochs=8, lr=0.0005, seed=3, augment=False,
+                      equalize="clahe").__dict__
+    cmd = reproduce_command(cfg, "weights/resnet18.pt")
+    argv = shlex.split(cmd)
+    assert argv[:2] == ["python", "train.py"]
+    args = build_parser().parse_args(["train", *argv[2:]])
+    assert (args.model, args.image_size, args.epochs, args.lr, args.seed, args.augment, args.equalize) == \
+        ("resnet18", 128, 8, 0.0005, 3, False, "clahe")
+    assert args.out == "weights/resnet18.pt"
+
+
+def test_pair_metrics_only_looks_at_the_two_classes():
+    labels = np.array([0, 0, 1, 1, 2])
+    probs = np.array([[.8, .1, .1], [.6, .3, .1], [.2, .7, .1], [.45, .4, .15], [.1, .1, .8]])
+    m = pair_metrics(labels, probs, ("normal", "pneumonia", "covid19"))
+    assert m["n"] == 4 and m["auc"] == pytest.approx(1.0) and m["accuracy"] == pytest.approx(0.75)
+    assert pair_metrics(labels[:2], probs[:2], ("negative", "positive", "x")) is None
+
+
+def test_probe_images_are_valid_images_of_each_kind():
+    xray = np.random.default_rng(0).random((60, 40)).astype(np.float32)
+    probes = probe_images([xray], n_synthetic=10)
+    assert len(probes["non_xray"]) == 10 and len(probes["transformed_xray"]) == 4
+    assert probes["transformed_xray"][0].shape == (40, 60)
+    assert np.allclose(probes["transformed_xray"][3], 1 - xray)
+    for img in probes["non_xray"]:
+        assert img.ndim == 2 and img.dtype == np.float32 and 0 <= img.min() and img.max() <= 1 and img.std() > 0.01
+
+
+def _classifier_weights():
+    return [p for p in sorted((REPO / "weights").glob("*.pt"))
+            if load_checkpoint_dict(p).get("format", "").startswith("covid_core.classifier")]
+
+
+@pytest.mark.parametrize("path", _classifier_weights(), ids=lambda p: p.name)
+def test_shipped_classifier_has_its_generated_card(path: Path):
+    assert path.stat().st_size < 50 * 2**20
+    card = path.with_suffix(".md")
+    assert card.is_file(), f"run: python -m covid_core model-card {path} --data DATA_DIR"
+    assert card.read_text() == card_markdown(load_checkpoint_dict(path), path.name, f"weights/{path.name}")
+
+
+def test_shipped_dae_has_its_generated_card():
+    from covid_core.model_card import dae_card_markdown
+
+    path = REPO / "weights" / "dae.pt"
+    if not path.is_file():
+        pytest.skip("weights/dae.pt is not shipped in this checkout")
+    assert path.stat().st_size < 50 * 2**20
+    assert path.with_suffix(".md").read_text() == dae_card_markdown(load_checkpoint_dict(path), "dae.pt")
