@@ -134,10 +134,15 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                   "| source | n | accuracy | true classes | predicted classes |", "| --- | --- | --- | --- | --- |"]
         for s, m in per_source.items():
             lines.append(f"| {s} | {m['n']} | {_f(m['accuracy'])} | {m['true']} | {m['predicted']} |")
-        nih = per_source.get("nih", {}).get("confusion", {}).get("normal")
-        if nih and covid in nih:
-            n = sum(nih.values())
-            lines += ["", f"Adult normals (NIH) called {covid}: {nih[covid]} of {n} ({100 * nih[covid] / max(n, 1):.1f}%)."]
+        called = []
+        for source, m in per_source.items():
+            for true_class, row in m.get("confusion", {}).items():
+                if covid in row and true_class != covid:
+                    n = sum(row.values())
+                    called.append(f"{source} {true_class}: {row[covid]} of {n} ({100 * row[covid] / max(n, 1):.1f}%)")
+        if called:
+            lines += ["", f"Non-COVID films called {covid}, by source and true class (nih = adult normals; cohen "
+                          "pneumonia = the only adult non-COVID pneumonias): " + "; ".join(called) + "."]
     thorax = card.get("thorax_share")
     if thorax:
         lines += ["", "## Where the model looks (Grad-CAM on TEST)",
