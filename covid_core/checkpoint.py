@@ -94,7 +94,7 @@ def load_checkpoint_dict(path: str | Path, map_location="cpu") -> dict:
     return obj
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
 class Classifier:
     """A loaded classifier: model in eval mode plus everything needed to use it honestly."""
 

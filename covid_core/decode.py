@@ -34,7 +34,7 @@ PATIENT_FIELDS = (
 )
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
 class DecodedImage:
     """A decoded image.
 

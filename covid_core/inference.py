@@ -22,7 +22,7 @@ from .preprocess import Geometry, prepare_pixels, to_model_input
 from .targets import COVID_CLASS
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
 class Prediction:
     """One image's result.
 
@@ -103,7 +103,7 @@ def predict(classifier: Classifier, image: DecodedImage | np.ndarray) -> Predict
     return _prediction(classifier, probs[0], None if scores is None else scores[0], pixels, geometry)
 
 
-@dataclass
+@dataclass(eq=False)
 class FileResult:
     name: str
     prediction: Prediction | None = None

@@ -26,7 +26,7 @@ def weights_dir() -> Path:
     return Path(os.environ.get("COVID_XRAY_WEIGHTS") or REPO_ROOT / "weights")
 
 
-@dataclass
+@dataclass(eq=False)  # metadata holds tensors: compare by identity
 class CatalogEntry:
     """One checkpoint file.
 

@@ -40,7 +40,10 @@ def make_checkpoint(path: Path, seed: int = 0) -> Path:
         metrics=fake_metrics(), temperature=1.0,
         threshold={"class": "covid19", "value": 0.4, "rule": "test fixture", "val_sensitivity": 0.95,
                    "val_specificity": 0.7, "test": {"sensitivity": 0.9, "specificity": 0.75, "ppv": 0.6}},
-        ood={}, data_fingerprint="feedc0ffee123456", class_counts={"train": {"normal": 10}},
+        # Tensors in the metadata, as in every real checkpoint (they once broke Streamlit's widget comparisons).
+        ood={"method": "mahalanobis", "means": torch.zeros(len(CLASSES), 256), "precision": torch.eye(256),
+             "threshold": 1e12, "percentile": 98.0},
+        data_fingerprint="feedc0ffee123456", class_counts={"train": {"normal": 10}},
         created="2025-01-01T00:00:00+0000", train_config={"model": "cnn", "epochs": 1, "lr": 0.001, "batch_size": 8},
         training_time_s=1.0, hardware="test")
     atomic_save(ckpt, path)

@@ -36,7 +36,7 @@ def test_no_model_says_how_to_get_one(tmp_path, monkeypatch):
 def test_one_image_gives_verdict_heatmap_and_report(weights):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
-    assert "tiny_cnn.pt" in at.selectbox(key="diag_model").value.label
+    assert "tiny_cnn.pt" in at.selectbox(key="diag_model").value
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
     at.run()
     assert not at.exception, at.exception

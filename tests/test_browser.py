@@ -106,5 +106,8 @@ def test_upload_shows_verdict_and_heatmap(real_data, app_server):
             time.sleep(1.0)  # let the plotly chart finish drawing
             page.screenshot(path=str(ARTIFACTS / "diagnose.png"), full_page=True)
             assert page.locator("[data-testid=stException]").count() == 0
+        except Exception:
+            page.screenshot(path=str(ARTIFACTS / "diagnose-failure.png"), full_page=True)
+            raise
         finally:
             browser.close()

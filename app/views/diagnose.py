@@ -36,8 +36,9 @@ explain_mod, explain_error = ui.optional_module("covid_core.explain")
 
 with st.sidebar:
     st.subheader("Model")
-    entry = st.selectbox("Classifier", usable, format_func=lambda e: e.summary(), key="diag_model",
-                         help="Checkpoints in the weights folder and finished training runs.")
+    by_path = {str(e.path): e for e in usable}  # options are strings: entries hold tensors, unsafe to compare
+    entry = by_path[st.selectbox("Classifier", list(by_path), format_func=lambda p: by_path[p].summary(),
+                                 key="diag_model", help="Checkpoints in the weights folder and finished training runs.")]
     if unusable:
         with st.expander(f"{len(unusable)} unusable checkpoint(s)"):
             for e in unusable:

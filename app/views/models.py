@@ -32,7 +32,8 @@ st.caption(f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to chan
 cards = [e for e in entries if e.usable]
 if not cards:
     st.stop()
-entry = st.selectbox("Model card", cards, format_func=lambda e: e.summary(), key="models_pick")
+by_path = {str(e.path): e for e in cards}  # options are strings: entries hold tensors, unsafe to compare
+entry = by_path[st.selectbox("Model card", list(by_path), format_func=lambda p: by_path[p].summary(), key="models_pick")]
 meta = entry.metadata
 metrics = meta.get("metrics") or {}
 test = metrics.get("test") or {}

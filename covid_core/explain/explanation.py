@@ -24,7 +24,7 @@ from .trust import FAITHFULNESS_NAME, border_band, energy_shares, faithfulness, 
 BATCH_SIZE = 16
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
 class Explanation:
     """Where the model looked for one class on one image.
 
