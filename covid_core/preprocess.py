@@ -132,6 +132,11 @@ def prepare_pixels(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndar
     return out, geometry
 
 
+def normalize(x01: torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
+    """float values in [0, 1] -> (x - mean) / std, the model's input scale (in place)."""
+    return x01.sub_(config.mean).div_(config.std)
+
+
 def to_model_input(batch_u8: np.ndarray | torch.Tensor, config: PreprocessConfig) -> torch.Tensor:
     """uint8 (B)xSxS -> float32 Bx1xSxS tensor, normalised with the config's mean/std."""
     if isinstance(batch_u8, np.ndarray) and not batch_u8.flags.writeable:
@@ -139,8 +144,7 @@ def to_model_input(batch_u8: np.ndarray | torch.Tensor, config: PreprocessConfig
     t = torch.as_tensor(batch_u8)
     if t.ndim == 2:
         t = t[None]
-    t = t[:, None].float().div_(255.0)
-    return t.sub_(config.mean).div_(config.std)
+    return normalize(t[:, None].float().div_(255.0), config)
 
 
 def preprocess(image: np.ndarray, config: PreprocessConfig) -> tuple[torch.Tensor, Geometry]:

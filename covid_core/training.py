@@ -7,6 +7,7 @@ Shaped like torchvision's references/classification/train.py: ``train_one_epoch`
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import socket
@@ -18,6 +19,7 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
@@ -29,7 +31,7 @@ from .inference import calibrated_probabilities, logits_and_features
 from .metrics import choose_threshold, classification_metrics, fit_temperature, rates_at_threshold, roc_points
 from .models import build_model, get_spec, head_parameters
 from .ood import fit_ood
-from .preprocess import EQUALIZE_CHOICES, FIT_CHOICES, PreprocessConfig, to_model_input
+from .preprocess import EQUALIZE_CHOICES, FIT_CHOICES, PreprocessConfig, normalize
 from .runs import RunDir, default_runs_dir, new_run_id
 from .targets import COVID_CLASS, class_names, check_target
 
@@ -112,30 +114,42 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 class CachedXrays(Dataset):
-    """Items (uint8 1xSxS tensor, label) from the image cache, with light chest-X-ray augmentation.
+    """Items (uint8 1xSxS tensor, label) read from the image cache; augmentation happens per batch
+    in the training step (:func:`augment_batch`), where it costs one grid_sample for the whole batch."""
 
-    No horizontal flips (left and right matter): small rotations, shifts, zoom, brightness/contrast.
-    """
-
-    def __init__(self, images: np.ndarray, indices: np.ndarray, labels: np.ndarray, augment: bool):
+    def __init__(self, images: np.ndarray, indices: np.ndarray, labels: np.ndarray):
         self.images, self.indices, self.labels = images, np.asarray(indices), np.asarray(labels)
-        self.transform = None
-        if augment:
-            from torchvision.transforms import v2
-
-            self.transform = v2.Compose([
-                v2.RandomAffine(degrees=7, translate=(0.05, 0.05), scale=(0.92, 1.08)),
-                v2.ColorJitter(brightness=0.15, contrast=0.15),
-            ])
 
     def __len__(self):
         return len(self.indices)
 
     def __getitem__(self, i):
-        img = torch.from_numpy(np.array(self.images[self.indices[i]]))[None]
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, int(self.labels[i])
+        return torch.from_numpy(np.array(self.images[self.indices[i]]))[None], int(self.labels[i])
+
+
+def augment_batch(x01: torch.Tensor) -> torch.Tensor:
+    """Light chest-X-ray augmentation of float Bx1xSxS in [0, 1], a different draw per image.
+
+    Rotation up to 7 degrees, shift up to 5%, zoom 0.92-1.08 (one affine grid_sample for the whole
+    batch), then contrast and brightness within 15%. Never flips: left and right matter on a chest film.
+    Uses torch's global generator, so --seed and --resume reproduce it.
+    """
+    b = x01.shape[0]
+
+    def uniform(lo, hi):
+        return torch.empty(b).uniform_(lo, hi).to(x01.device)
+
+    angle = uniform(-7.0, 7.0) * (math.pi / 180)
+    scale = uniform(0.92, 1.08)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # Shifts are in grid units, where the image spans [-1, 1]: 5% of the side is 0.1.
+    theta = torch.stack([torch.stack([cos, -sin, uniform(-0.1, 0.1)], 1),
+                         torch.stack([sin, cos, uniform(-0.1, 0.1)], 1)], 1)
+    grid = F.affine_grid(theta, list(x01.shape), align_corners=False)
+    out = F.grid_sample(x01, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    mean = out.mean((2, 3), keepdim=True)
+    out = (out - mean) * uniform(0.85, 1.15).view(b, 1, 1, 1) + mean
+    return (out * uniform(0.85, 1.15).view(b, 1, 1, 1)).clamp_(0.0, 1.0)
 
 
 def _distributed() -> tuple[int, int]:
@@ -157,8 +171,8 @@ def _barrier(world: int):
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: PreprocessConfig, device, *,
-                    epoch: int, epochs: int, progress: bool = True, on_step: Callable | None = None,
-                    should_stop: Callable | None = None) -> dict:
+                    epoch: int, epochs: int, augment: bool = True, progress: bool = True,
+                    on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
     """One pass over ``loader``; returns {"loss", "images", "seconds", "data_wait_share"}."""
     from tqdm import tqdm
 
@@ -169,8 +183,10 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
     tick = time.perf_counter()
     for step, (x_u8, y) in enumerate(bar):
         waited += time.perf_counter() - tick
-        x = to_model_input(x_u8[:, 0], config).to(device, non_blocking=True)
-        x = x.contiguous(memory_format=torch.channels_last)
+        x = x_u8.to(device, non_blocking=True).float().div_(255.0)
+        if augment:
+            x = augment_batch(x)
+        x = normalize(x, config).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
             loss = loss_fn(model(x), y)
@@ -296,7 +312,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     loss_weight = torch.tensor(class_weights, dtype=torch.float32, device=device) if config.balance == "loss" else None
     loss_fn = nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.label_smoothing)
 
-    train_set = CachedXrays(images, idx["train"], labels[idx["train"]], config.augment)
+    train_set = CachedXrays(images, idx["train"], labels[idx["train"]])
     sampler = None
     if world > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=config.seed)
@@ -342,7 +358,8 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
                 run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=step, steps=total, loss=loss)
 
         stats = train_one_epoch(train_model, loader, optimizer, scheduler, loss_fn, pre, device, epoch=epoch,
-                                epochs=config.epochs, progress=progress and is_main, on_step=on_step,
+                                epochs=config.epochs, augment=config.augment, progress=progress and is_main,
+                                on_step=on_step,
                                 should_stop=should_stop)
         val_metrics, *_ = evaluate(model, val_u8, labels[idx["val"]], classes, pre, device)
         # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once

@@ -138,3 +138,21 @@ def test_ddp_with_two_processes(folder_dataset, tmp_path):
     assert [m["epoch"] for m in run_dir.metrics()] == [1, 2]
     assert run_dir.read_json("status.json")["state"] == "finished"
     assert load_classifier(run_dir.best_checkpoint).classes == ("normal", "pneumonia", "covid19")
+
+
+def test_batched_augmentation_is_small_random_and_never_flips():
+    import torch
+
+    from covid_core.training import augment_batch
+
+    torch.manual_seed(0)
+    x = torch.zeros(64, 1, 48, 48)
+    x[:, :, 10:38, 4:18] = 1.0  # a bright block on the LEFT side
+    out = augment_batch(x.clone())
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    left, right = out[..., :24].mean((1, 2, 3)), out[..., 24:].mean((1, 2, 3))
+    assert (left > 3 * right).all()  # no image was mirrored
+    assert (out - x).abs().mean() > 0.01  # it did change the images...
+    assert not torch.allclose(out[0], out[1])  # ...each differently
+    torch.manual_seed(0)
+    assert torch.equal(augment_batch(x.clone()), out)  # and the seed reproduces it
