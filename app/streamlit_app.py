@@ -7,6 +7,8 @@ Environment variables:
   COVID_XRAY_DATA     default data folder for the Explore and Train pages; default none (the page asks for a path)
   COVID_CORE_RUNS     folder of training runs (started from the Train page); default ./runs
   COVID_CORE_CACHE    folder for decoded-image and data-statistics caches; default ~/.cache/covid_core
+  COVID_XRAY_MAX_FILES, COVID_XRAY_MAX_BATCH_MB  files and MB analysed per upload batch; default 100 and 500
+  (one file's size is capped by server.maxUploadSize in .streamlit/config.toml)
 
 Every page is UI only; the computations live in covid_core. The page files live in app/views/, not
 app/pages/: Streamlit treats a pages/ folder beside the main script as an old-style (v1) multipage app,

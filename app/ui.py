@@ -96,3 +96,26 @@ def data_folder_input(key: str, label: str = "Data folder") -> Path | None:
 
 def pct(x) -> str:
     return "n/a" if x is None else f"{100 * float(x):.1f}%"
+
+
+def capped_uploads(uploads: list) -> list:
+    """The first files of a batch within the batch limits; says what was left out.
+
+    Each file's size is capped by server.maxUploadSize (.streamlit/config.toml); these limits cap one batch
+    ($COVID_XRAY_MAX_FILES files, default 100; $COVID_XRAY_MAX_BATCH_MB, default 500), so a session never
+    holds more than that in memory.
+    """
+    max_files = int(os.environ.get("COVID_XRAY_MAX_FILES", "100"))
+    max_mb = float(os.environ.get("COVID_XRAY_MAX_BATCH_MB", "500"))
+    kept, total = [], 0
+    for up in uploads:
+        if len(kept) >= max_files or total + up.size > max_mb * 2**20:
+            break
+        kept.append(up)
+        total += up.size
+    if len(kept) < len(uploads):
+        st.warning(f"{len(uploads)} files uploaded; only the first {len(kept)} are analysed (limit: "
+                   f"{max_files} files and {max_mb:.0f} MB per batch). Remove some files or "
+                   f"analyse the rest in another batch. Left out: {', '.join(u.name for u in uploads[len(kept):][:5])}"
+                   f"{' ...' if len(uploads) - len(kept) > 5 else ''}.", icon=":material/block:")
+    return kept

@@ -32,6 +32,22 @@ KNOWN_LIMITS = """\
 - Research use only, not for diagnosis."""
 
 
+def covid_calls_by_source(per_source: dict, covid: str | None) -> list[dict]:
+    """How often non-COVID films were called COVID-19, per source and true class (the confound check).
+
+    per_source: ``metrics["per_source"]`` ({source: {"confusion": {true: {predicted: n}}, ...}}).
+    Rows: {"source", "true class", "n", "called covid", "share"}.
+    """
+    rows = []
+    for source, m in per_source.items():
+        for true_class, row in (m.get("confusion") or {}).items():
+            if covid and covid in row and true_class != covid:
+                n = sum(row.values())
+                rows.append({"source": source, "true class": true_class, "n": n, "called covid": row[covid],
+                             "share": row[covid] / max(n, 1)})
+    return rows
+
+
 def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "normal", b: str = "pneumonia") -> dict | None:
     """AUC and accuracy of ``a`` vs ``b`` on the images whose true class is one of the two
     (score: p_b / (p_a + p_b); accuracy: the more probable of the two). None if not applicable."""
@@ -134,12 +150,8 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                   "| source | n | accuracy | true classes | predicted classes |", "| --- | --- | --- | --- | --- |"]
         for s, m in per_source.items():
             lines.append(f"| {s} | {m['n']} | {_f(m['accuracy'])} | {m['true']} | {m['predicted']} |")
-        called = []
-        for source, m in per_source.items():
-            for true_class, row in m.get("confusion", {}).items():
-                if covid in row and true_class != covid:
-                    n = sum(row.values())
-                    called.append(f"{source} {true_class}: {row[covid]} of {n} ({100 * row[covid] / max(n, 1):.1f}%)")
+        called = [f"{r['source']} {r['true class']}: {r['called covid']} of {r['n']} ({100 * r['share']:.1f}%)"
+                  for r in covid_calls_by_source(per_source, covid)]
         if called:
             lines += ["", f"Non-COVID films called {covid}, by source and true class (nih = adult normals; cohen "
                           "pneumonia = the only adult non-COVID pneumonias): " + "; ".join(called) + "."]

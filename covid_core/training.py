@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import shutil
 import socket
 import time
@@ -85,7 +86,7 @@ class TrainConfig:
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
             (0 <= self.workers <= 32, "workers must be from 0 to 32"),
             (self.limit is None or self.limit >= 8, "limit must be at least 8 images"),
-            (self.device in ("auto", "cpu", "cuda", "mps") or self.device.startswith("cuda:"),
+            (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,2}", self.device),
              "device must be one of: auto, cpu, cuda, mps"),
         ]
         for ok, message in checks:

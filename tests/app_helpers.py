@@ -24,7 +24,9 @@ def fake_metrics() -> dict:
     test = {"n": 30, "accuracy": 0.8, "macro_auc": 0.9, "ece": 0.05, "classes": list(CLASSES), "per_class": per_class,
             "confusion_matrix": [[8, 1, 1], [1, 8, 1], [0, 2, 8]],
             "per_source": {"kermany": {"n": 20, "accuracy": 0.85, "true": {"normal": 10, "pneumonia": 10, "covid19": 0},
-                                       "predicted": {"normal": 10, "pneumonia": 9, "covid19": 1}},
+                                       "predicted": {"normal": 10, "pneumonia": 9, "covid19": 1},
+                                       "confusion": {"normal": {"normal": 10, "pneumonia": 0, "covid19": 0},
+                                                     "pneumonia": {"normal": 0, "pneumonia": 9, "covid19": 1}}},
                            "cohen": {"n": 10, "accuracy": 0.8, "true": {"normal": 0, "pneumonia": 0, "covid19": 10},
                                      "predicted": {"normal": 0, "pneumonia": 2, "covid19": 8}}}}
     roc = {c: {"fpr": [0.0, 0.1, 0.3, 1.0], "tpr": [0.0, 0.7, 0.9, 1.0], "thresholds": [1.0, 0.7, 0.4, 0.0]}
@@ -46,6 +48,10 @@ def make_checkpoint(path: Path, seed: int = 0) -> Path:
         data_fingerprint="feedc0ffee123456", class_counts={"train": {"normal": 10}},
         created="2025-01-01T00:00:00+0000", train_config={"model": "cnn", "epochs": 1, "lr": 0.001, "batch_size": 8},
         training_time_s=1.0, hardware="test")
+    ckpt["card"] = {"normal_vs_pneumonia": {"n": 20, "auc": 0.93, "accuracy": 0.9},
+                    "thorax_share": {"normal": 0.6, "pneumonia": 0.41, "covid19": 0.55}, "thorax_n": 10,
+                    "ood_check": {"non_xray_n": 40, "non_xray_flagged": 0.975, "transformed_xray_n": 80,
+                                  "transformed_xray_flagged": 0.9, "test_n": 30, "test_flagged": 0.033}}
     atomic_save(ckpt, path)
     return path
 

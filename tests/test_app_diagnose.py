@@ -70,6 +70,18 @@ def test_bad_file_fails_alone_and_table_lists_all(weights):
     assert any("CSV" in d.proto.label for d in at.get("download_button"))
 
 
+def test_batch_over_the_file_cap_analyses_the_first_files_and_says_so(weights, monkeypatch):
+    monkeypatch.setenv("COVID_XRAY_MAX_FILES", "3")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(
+        [(f"x{i}.png", png_bytes(xray_array(48, i)), "image/png") for i in range(5)])
+    at.run()
+    assert not at.exception, at.exception
+    assert list(at.dataframe[0].value["file"]) == ["x0.png", "x1.png", "x2.png"]
+    warning = [w.value for w in at.warning if "files uploaded" in w.value]
+    assert warning and "only the first 3" in warning[0] and "x3.png, x4.png" in warning[0]
+
+
 def _dicom_bytes() -> bytes:
     import io
 
@@ -110,3 +122,39 @@ def test_dicom_window_sliders_and_patient_fields_hidden_by_default(weights):
     box = next(c for c in at.checkbox if c.label.startswith("Show patient fields"))
     box.check().run()
     assert "Doe^Jane" in shown() and "PID-7781-ZX" in shown()
+
+
+def test_uploads_are_never_written_to_disk(weights, tmp_path, monkeypatch):
+    """An uploaded file's bytes appear in no file written during the session (repo, temp, caches, home)."""
+    import os
+    import tempfile
+    import time
+    import uuid
+    from pathlib import Path
+
+    from app_helpers import REPO
+
+    marker = f"UPLOAD-MARKER-{uuid.uuid4().hex}".encode()
+    payload = png_bytes(xray_array(64, 5)) + marker  # bytes after IEND are ignored by PNG readers
+    started = time.time() - 1
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.toggle(key="diag_dae").set_value(True)
+    at.file_uploader(key="diag_upload").set_value(("private.png", payload, "image/png")).run()
+    assert not at.exception, at.exception
+    assert "COVID-19:" in _all_text(at)  # it was analysed
+    scanned = 0
+    for root in {REPO, tmp_path, Path(tempfile.gettempdir()), Path.home() / ".cache"}:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if d != ".git"]
+            for name in filenames:
+                path = Path(dirpath, name)
+                try:
+                    if path.is_symlink() or path.stat().st_mtime < started or path.stat().st_size > 200 * 2**20:
+                        continue
+                    data = path.read_bytes()
+                except OSError:
+                    continue
+                scanned += 1
+                assert marker not in data, f"upload bytes found in {path}"
+                assert b"private.png" not in data or path.suffix in (".py", ".pyc"), f"upload name logged in {path}"
+    assert scanned >= 1, "nothing was scanned: the walk itself is broken"

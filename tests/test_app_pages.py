@@ -68,6 +68,14 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # ROC and confusion matrix
     assert any("cohen" in w.value and "covid19" in w.value for w in at.warning)  # one-class source
+    # The limits stored by `model-card`: normal vs pneumonia, thorax share (lowest class), OOD check.
+    assert labels["Normal vs pneumonia AUC"] == "0.930"
+    assert labels["Grad-CAM energy inside the thorax"] == "41.0% (pneumonia, lowest)"
+    assert labels["Out-of-distribution flags"] == "97.5% non-X-rays"
+    calls = [df.value for df in at.dataframe if "called covid" in df.value.columns][0]
+    assert calls.set_index("true class").loc["pneumonia", "called covid"] == 1
+    card = [m.value for m in at.markdown if m.value.startswith("# Model card")]
+    assert card and "## Known limits" in card[0] and "0.930" in card[0] and "97.5% of 40 non-X-ray" in card[0]
 
 
 def test_explore_needs_a_folder_then_shows_statistics(env, folders_data):

@@ -75,3 +75,26 @@ def test_two_jobs_at_once_get_separate_folders_and_can_be_cancelled(folders_data
         assert final.state in ("cancelled", "finished", "failed"), final.state
         assert not final.active
     assert jobs.cancel(jobs.read_job(a.path)) is False  # nothing left to stop
+
+
+def test_hostile_form_values_run_nothing_and_write_nowhere_else(tmp_path, monkeypatch):
+    """Shell metacharacters are plain text to train.py; run ids cannot climb out of the runs folder."""
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    runs = tmp_path / "runs"
+    plain = make_folders_data(tmp_path / "plain", per_class=2, size=32)
+    for change, message in (({"run_id": "../outside"}, "run id"), ({"run_id": "/tmp/abs"}, "run id"),
+                            ({"model": "cnn; touch pwned"}, "resnet18"), ({"target": "3class && touch pwned"}, "target"),
+                            ({"device": "cuda:0; touch pwned"}, "device")):
+        with pytest.raises(ConfigError, match=message):
+            jobs.start_training(_config(plain, runs, **change))
+    assert not (tmp_path / "outside").exists() and not (tmp_path / "pwned").exists()
+    # A data folder whose name is a shell injection attempt is just a folder name.
+    evil = make_folders_data(tmp_path / "d; touch pwned1 $(touch pwned2) `touch pwned3`", per_class=6, size=40)
+    job = jobs.start_training(_config(evil, runs))
+    command = json.loads((job.path / "job.json").read_text())["command"]
+    assert command[command.index("--data") + 1] == str(evil.resolve())  # one argument, passed verbatim
+    final = jobs.wait(job, timeout_s=240)
+    assert final.state == "finished", jobs.tail_log(final, 30)
+    assert not list(tmp_path.glob("pwned*")) and not list(evil.glob("pwned*"))
+    assert sorted(p.name for p in runs.iterdir()) == [final.run_id]  # everything the run wrote is in its folder

@@ -94,7 +94,7 @@ if not uploads:
     st.stop()
 
 cases = []
-for up in uploads:
+for up in ui.capped_uploads(uploads):
     data = up.getvalue()
     digest = _sha(data)
     case = {"name": up.name, "digest": digest, "image": None, "prediction": None, "error": None}

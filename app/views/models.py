@@ -11,7 +11,9 @@ import streamlit as st
 
 import ui
 from covid_core.errors import CovidCoreError
+from covid_core.model_card import card_markdown, covid_calls_by_source
 from covid_core.model_catalog import source_confounds, weights_dir
+from covid_core.targets import COVID_CLASS
 
 st.title("Models")
 entries = ui.catalog()
@@ -108,6 +110,42 @@ if per_source:
                  column_config={"accuracy": st.column_config.NumberColumn(format="%.3f")})
     for w in source_confounds(per_source):
         st.warning(f"Possible confound - {w}.", icon=":material/warning:")
+
+card = meta.get("card") or {}
+covid_class = COVID_CLASS.get(meta.get("target"))
+calls = covid_calls_by_source((card.get("test") or test).get("per_source") or {}, covid_class)
+if card or calls:
+    st.subheader("Limits measured on TEST")
+    lim = st.columns(3)
+    pair = card.get("normal_vs_pneumonia")
+    if pair:
+        lim[0].metric("Normal vs pneumonia AUC", f"{pair['auc']:.3f}",
+                      help=f"{pair['n']} TEST films whose true class is normal or pneumonia; accuracy "
+                           f"{ui.pct(pair.get('accuracy'))}")
+    thorax = card.get("thorax_share") or {}
+    if thorax:
+        low = min(thorax, key=thorax.get)
+        lim[1].metric("Grad-CAM energy inside the thorax", f"{ui.pct(thorax[low])} ({low}, lowest)",
+                      help=", ".join(f"{c} {ui.pct(v)}" for c, v in thorax.items()) + ": mean per true class over at most {card.get('thorax_n', '?')} TEST films; evidence outside "
+                           "the chest (text, borders) is a shortcut warning sign.")
+    check = card.get("ood_check")
+    if check:
+        lim[2].metric("Out-of-distribution flags", f"{ui.pct(check['non_xray_flagged'])} non-X-rays",
+                      help=f"{ui.pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or "
+                           f"inverted X-rays and {ui.pct(check['test_flagged'])} of {check['test_n']} TEST X-rays "
+                           "flagged")
+    if calls:
+        st.dataframe(pd.DataFrame(calls), hide_index=True, column_config={
+            "share": st.column_config.ProgressColumn(f"share called {covid_class}", format="percent", min_value=0,
+                                                     max_value=1)})
+        st.caption(f"Non-COVID TEST films called {covid_class}, by source and true class. Adult normals (nih) and "
+                   "adult non-COVID pneumonias (cohen) called COVID-19 far more often than paediatric films (kermany) "
+                   "mean the model partly learned age or source.")
+    with st.expander("Known limits and the full model card"):
+        md = card_markdown(meta, entry.path.name, f"weights/{entry.path.name}")
+        st.markdown(md)
+        st.download_button("Download model card (Markdown)", md, file_name=f"{entry.path.stem}.md",
+                           mime="text/markdown", key="models_card_dl")
 
 train_config = meta.get("train_config") or {}
 if train_config:
