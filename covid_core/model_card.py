@@ -83,6 +83,21 @@ def reproduce_command(train_config: dict, out: str) -> str:
     return " ".join(parts)
 
 
+def _timing_text(timing: dict | None) -> str:
+    """': decode + cache 41 s, epoch 1 105 s, later epochs 84-128 s (median 99 s), calibration + TEST 35 s'."""
+    if not timing or not timing.get("epoch_s"):
+        return ""
+    ep = timing["epoch_s"]
+    parts = [f"decode + cache {timing['prepare_s']:.0f} s"] if timing.get("prepare_s") is not None else []
+    parts.append(f"epoch 1 {ep[0]:.0f} s")
+    if len(ep) > 1:
+        later = sorted(ep[1:])
+        parts.append(f"later epochs {later[0]:.0f}-{later[-1]:.0f} s (median {float(np.median(later)):.0f} s)")
+    if timing.get("finalize_s") is not None:
+        parts.append(f"calibration + OOD fit + TEST evaluation {timing['finalize_s']:.0f} s")
+    return ": " + ", ".join(parts)
+
+
 def _pct(v):
     return "n/a" if v is None else f"{100 * v:.1f}%"
 
@@ -114,7 +129,7 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
              "", "## Reproduce",
              f"```\n{reproduce_command(cfg, out_path)}\n```",
              f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')} "
-             "(including caching, calibration and TEST evaluation)",
+             "(including caching, calibration and TEST evaluation)" + _timing_text(ckpt.get("timing")),
              "", "## TEST metrics", ""]
     if metrics:
         lines += [f"- Images: {metrics.get('n')}; accuracy **{_f(metrics.get('accuracy'))}**; macro AUC "

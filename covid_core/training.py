@@ -296,6 +296,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="classifier")
     started = time.time()
     table, images, pre, fingerprint = prepare_data(config, progress and is_main, rank, world)
+    prepare_s = time.time() - started
     split = table["split"].to_numpy()
     labels = table["label_idx"].to_numpy()
     idx = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
@@ -401,7 +402,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     cancelled = should_stop is not None and should_stop()
     if is_main:
         finalize(run_dir, config, table, images, pre, fingerprint, classes, device,
-                 training_time_s=time.time() - started, cancelled=cancelled)
+                 training_time_s=time.time() - started, cancelled=cancelled, prepare_s=prepare_s)
     _barrier(world)
     if world > 1:
         torch.distributed.destroy_process_group()
@@ -409,8 +410,13 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
 
 
 def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerprint, classes, device,
-             training_time_s: float, cancelled: bool = False) -> None:
-    """Calibrate, set the threshold and OOD score on VALIDATION, evaluate TEST, rewrite best.pt."""
+             training_time_s: float, cancelled: bool = False, prepare_s: float | None = None) -> None:
+    """Calibrate, set the threshold and OOD score on VALIDATION, evaluate TEST, rewrite best.pt.
+
+    ``training_time_s`` (time so far) grows by this step's own time; ``timing`` in the checkpoint splits it
+    into data preparation (decode + cache), each epoch, and this calibration/evaluation step.
+    """
+    finalize_started = time.time()
     if not run_dir.best_checkpoint.is_file():
         run_dir.set_status("cancelled" if cancelled else "failed", error="no epoch finished")
         return
@@ -446,7 +452,11 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
         metrics["test_roc"] = roc_points(labels[idx["test"]], test_probs, classes)
     hardware = f"{torch.cuda.get_device_name(0)}" if device.type == "cuda" else \
         f"CPU x{os.cpu_count()} ({torch.get_num_threads()} threads) on {socket.gethostname()}"
-    ckpt.update(metrics=metrics, temperature=temperature, threshold=threshold, ood=ood,
+    finalize_s = time.time() - finalize_started
+    training_time_s += finalize_s
+    timing = {"prepare_s": None if prepare_s is None else round(prepare_s, 1), "finalize_s": round(finalize_s, 1),
+              "epoch_s": [round(float(r.get("seconds", 0.0)), 1) for r in run_dir.metrics()]}
+    ckpt.update(metrics=metrics, temperature=temperature, threshold=threshold, ood=ood, timing=timing,
                 class_counts=_class_counts(table), created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 package_version=__version__, training_time_s=round(training_time_s, 1), hardware=hardware,
                 torch_version=str(torch.__version__), train_config=asdict(config))

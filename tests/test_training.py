@@ -45,6 +45,13 @@ def test_training_learns_and_writes_a_self_describing_checkpoint(folder_dataset,
     assert ckpt["ood"]["threshold"] > 0 and ckpt["data_fingerprint"]
     assert ckpt["class_counts"]["test"] == {"normal": 4, "pneumonia": 4, "covid19": 4}
     assert ckpt["preprocess"]["image_size"] == 32
+    timing = ckpt["timing"]  # what the model card reports as the training time, split into its parts
+    assert [round(r["seconds"], 1) for r in rows] == timing["epoch_s"]
+    assert timing["prepare_s"] >= 0 and timing["finalize_s"] > 0
+    assert ckpt["training_time_s"] >= timing["prepare_s"] + sum(timing["epoch_s"]) + timing["finalize_s"] - 0.5
+    from covid_core.model_card import card_markdown
+
+    assert "epoch 1 " in card_markdown(ckpt, "x.pt", "weights/x.pt")
     clf = load_classifier(best)
     assert clf.temperature == ckpt["temperature"] and clf.classes == ("normal", "pneumonia", "covid19")
 
