@@ -41,6 +41,16 @@ class RunDir:
     def id(self) -> str:
         return self.path.name
 
+    def started(self) -> float:
+        """When the run began, for newest-first lists: job.json (written once when the app starts a job), else
+        config.json (written when train.py starts or resumes), else the folder's own time."""
+        for name in ("job.json", "config.json", "."):
+            try:
+                return (self.path / name).stat().st_mtime
+            except OSError:
+                continue
+        return 0.0
+
     @classmethod
     def create(cls, runs_dir: str | Path, run_id: str) -> "RunDir":
         path = Path(runs_dir) / check_run_id(run_id)
@@ -119,4 +129,4 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
     if not root.is_dir():
         return []
     return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)),
-                  key=lambda r: r.id, reverse=True)
+                  key=lambda r: (r.started(), r.id), reverse=True)

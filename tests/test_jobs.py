@@ -98,3 +98,16 @@ def test_hostile_form_values_run_nothing_and_write_nowhere_else(tmp_path, monkey
     assert final.state == "finished", jobs.tail_log(final, 30)
     assert not list(tmp_path.glob("pwned*")) and not list(evil.glob("pwned*"))
     assert sorted(p.name for p in runs.iterdir()) == [final.run_id]  # everything the run wrote is in its folder
+
+
+def test_runs_are_listed_newest_first_whatever_their_names(tmp_path):
+    import os
+
+    from covid_core.runs import list_runs
+
+    runs = tmp_path / "runs"
+    for i, name in enumerate(["zz-old", "aa-newest", "mm-middle"]):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "config.json").write_text("{}")
+        os.utime(runs / name / "config.json", (1_000 + [0, 200, 100][i],) * 2)
+    assert [r.id for r in list_runs(runs)] == ["aa-newest", "mm-middle", "zz-old"]

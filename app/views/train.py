@@ -60,8 +60,10 @@ if submitted:
     else:
         st.success(f"Started run `{job.run_id}` (process {job.pid}).", icon=":material/rocket_launch:")
 
-STATE_ICONS = {"starting": "⏳", "preparing": "⏳", "running": "▶️", "evaluating": "🧪", "finished": "✅",
-               "failed": "❌", "cancelled": "⏹️", "stopped": "⚠️", "unknown": "❔"}
+STATE_ICONS = {"starting": ":material/hourglass_top:", "preparing": ":material/hourglass_top:",
+               "running": ":material/play_circle:", "evaluating": ":material/science:",
+               "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/stop_circle:",
+               "stopped": ":material/warning:", "unknown": ":material/help:"}
 
 
 def curves(rows: list[dict]) -> go.Figure:
@@ -83,8 +85,8 @@ def curves(rows: list[dict]) -> go.Figure:
 
 def show_job(job: jobs.Job) -> None:
     status = job.status
-    title = f"{STATE_ICONS.get(job.state, '')} `{job.run_id}` - {job.task}, {job.state}"
-    with st.expander(title, expanded=job.active):
+    title = f"`{job.run_id}` - {job.task}, {job.state}"
+    with st.expander(title, expanded=job.active, icon=STATE_ICONS.get(job.state, STATE_ICONS["unknown"])):
         cfg = job.config
         if cfg:
             st.caption(f"{cfg.get('model', '')} · target {cfg.get('target', '')} · {cfg.get('epochs')} epochs · "
