@@ -18,6 +18,7 @@ from .errors import CheckpointError
 from .runs import default_runs_dir, list_runs
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_FILE = "resnet18.pt"  # the app's default classifier, listed first when present
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
 
 
@@ -107,14 +108,15 @@ def describe_checkpoint(path: str | Path, label: str | None = None, source: str 
 
 
 def list_checkpoints(weights: str | Path | None = None, runs_dir: str | Path | None = None) -> list[CatalogEntry]:
-    """All checkpoints: weights folder files (sorted by name), then finished runs (newest first).
+    """All checkpoints: weights folder files (DEFAULT_MODEL_FILE first, then by name), then finished runs
+    (newest first).
 
     Runs that are still going, failed or were cancelled without a best.pt are left out.
     """
     entries = []
     folder = Path(weights) if weights else weights_dir()
     if folder.is_dir():
-        for p in sorted(folder.iterdir()):
+        for p in sorted(folder.iterdir(), key=lambda p: (p.name != DEFAULT_MODEL_FILE, p.name)):
             if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES and not p.name.startswith("."):
                 entries.append(describe_checkpoint(p, source="weights"))
     for run in list_runs(runs_dir or default_runs_dir()):

@@ -34,6 +34,14 @@ def test_catalog_lists_usable_and_unusable_with_reasons(tmp_path):
     assert [e.label for e in usable_classifiers(w, tmp_path / "runs")] == ["good.pt"]
 
 
+def test_the_default_model_is_listed_first(tmp_path):
+    w = tmp_path / "weights"
+    w.mkdir()
+    for name in ("cnn.pt", "resnet18.pt", "aaa.pt"):
+        make_checkpoint(w / name)
+    assert [e.label for e in usable_classifiers(w, tmp_path / "runs")] == ["resnet18.pt", "aaa.pt", "cnn.pt"]
+
+
 def test_confound_warning_names_single_class_sources():
     warnings = source_confounds({"a": {"true": {"covid19": 9, "normal": 0}}, "b": {"true": {"covid19": 5, "normal": 5}}})
     assert len(warnings) == 1 and "source 'a'" in warnings[0] and "covid19" in warnings[0]
