@@ -84,11 +84,12 @@ def reproduce_command(train_config: dict, out: str) -> str:
 
 
 def _timing_text(timing: dict | None) -> str:
-    """': decode + cache 41 s, epoch 1 105 s, later epochs 84-128 s (median 99 s), calibration + TEST 35 s'."""
+    """': data preparation 41 s (...), epoch 1 105 s, later epochs 84-128 s (median 99 s), calibration ... 35 s'."""
     if not timing or not timing.get("epoch_s"):
         return ""
     ep = timing["epoch_s"]
-    parts = [f"decode + cache {timing['prepare_s']:.0f} s"] if timing.get("prepare_s") is not None else []
+    parts = [f"data preparation {timing['prepare_s']:.0f} s (decoding into the cache, or reading the cache when "
+             "an earlier run with the same settings built it)"] if timing.get("prepare_s") is not None else []
     parts.append(f"epoch 1 {ep[0]:.0f} s")
     if len(ep) > 1:
         later = sorted(ep[1:])
@@ -129,7 +130,9 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
              "", "## Reproduce",
              f"```\n{reproduce_command(cfg, out_path)}\n```",
              f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')} "
-             "(including caching, calibration and TEST evaluation)" + _timing_text(ckpt.get("timing")),
+             + ("(including caching, calibration and TEST evaluation)" + _timing_text(ckpt["timing"]) if ckpt.get("timing")
+                else "(caching and training epochs; this older checkpoint recorded it before the final calibration "
+                     "and TEST evaluation)"),
              "", "## TEST metrics", ""]
     if metrics:
         lines += [f"- Images: {metrics.get('n')}; accuracy **{_f(metrics.get('accuracy'))}**; macro AUC "
