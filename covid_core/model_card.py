@@ -83,6 +83,33 @@ def reproduce_command(train_config: dict, out: str) -> str:
     return " ".join(parts)
 
 
+DAE_FLAGS = (("epochs", "--epochs"), ("steps_per_epoch", "--steps-per-epoch"), ("batch_size", "--batch-size"),
+             ("crop", "--crop"), ("lr", "--lr"), ("image_size", "--image-size"), ("poisson_share", "--poisson-share"),
+             ("limit", "--limit"), ("seed", "--seed"))
+
+
+def dae_reproduce_command(train_config: dict, out: str) -> str:
+    """The train-dae command line that reproduces a DAE from its saved config (settings that differ from the
+    defaults, plus epochs, steps and seed)."""
+    from .denoise.training import DAETrainConfig
+
+    default = DAETrainConfig()
+    parts = ["python -m covid_core train-dae", "--data ../shared/data/coronahack-mini"]
+    for field, flag in DAE_FLAGS:
+        value = train_config.get(field)
+        if value is not None and (field in ("epochs", "steps_per_epoch", "seed") or value != getattr(default, field)):
+            parts.append(f"{flag} {value}")
+    for low, high, flag in (("sigma_min", "sigma_max", "--sigma-range"), ("photons_min", "photons_max", "--photons-range")):
+        pair = (train_config.get(low), train_config.get(high))
+        if None not in pair and pair != (getattr(default, low), getattr(default, high)):
+            parts.append(f"{flag} {pair[0]} {pair[1]}")
+    channels = train_config.get("channels")
+    if channels and tuple(channels) != tuple(default.channels):
+        parts.append("--channels " + " ".join(map(str, channels)))
+    parts.append(f"--out {out}")
+    return " ".join(parts)
+
+
 def _timing_text(timing: dict | None) -> str:
     """': data preparation 41 s (...), epoch 1 105 s, later epochs 84-128 s (median 99 s), calibration ... 35 s'."""
     if not timing or not timing.get("epoch_s"):
@@ -211,7 +238,7 @@ def dae_card_markdown(ckpt: dict, name: str) -> str:
         "", "## Data",
         f"- Data set fingerprint: `{ckpt.get('data_fingerprint', '?')}` (coronahack-mini TRAIN; validation carved from TRAIN)",
         "", "## Reproduce",
-        f"```\n{ckpt.get('train_command', '?')}\n```",
+        f"```\n{dae_reproduce_command(cfg, f'weights/{name}')}\n```",
         f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')}",
         "", "## Validation PSNR (crops)", f"- {noise or 'n/a'}",
         "", "## Known limits",

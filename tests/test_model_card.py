@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 from covid_core.checkpoint import load_checkpoint_dict
 from covid_core.cli import build_parser
-from covid_core.model_card import card_markdown, pair_metrics, reproduce_command
+from covid_core.model_card import card_markdown, dae_reproduce_command, pair_metrics, reproduce_command
 from covid_core.ood import probe_images
 from covid_core.training import TrainConfig
 
@@ -26,6 +26,18 @@ def test_reproduce_command_parses_back_to_the_same_settings():
     assert (args.model, args.image_size, args.epochs, args.lr, args.seed, args.augment, args.equalize) == \
         ("resnet18", 128, 8, 0.0005, 3, False, "clahe")
     assert args.out == "weights/resnet18.pt"
+
+
+def test_dae_reproduce_command_parses_back_to_the_same_settings():
+    from covid_core.denoise.training import DAETrainConfig
+
+    cfg = DAETrainConfig(data="d", epochs=30, steps_per_epoch=200, crop=96, lr=0.003, sigma_min=2.0, sigma_max=40.0,
+                         channels=(16, 32), seed=4).to_dict()
+    argv = shlex.split(dae_reproduce_command(cfg, "weights/dae.pt"))
+    assert argv[:4] == ["python", "-m", "covid_core", "train-dae"]
+    args = build_parser().parse_args(argv[3:])
+    assert (args.epochs, args.steps_per_epoch, args.crop, args.lr, tuple(args.sigma_range), args.channels,
+            args.seed, args.out) == (30, 200, 96, 0.003, (2.0, 40.0), [16, 32], 4, "weights/dae.pt")
 
 
 def test_pair_metrics_only_looks_at_the_two_classes():
