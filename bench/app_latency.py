@@ -34,7 +34,8 @@ from covid_core.preprocess import PreprocessConfig  # noqa: E402
 from covid_core.targets import class_names  # noqa: E402
 
 
-def _jpeg_512(path: str | None) -> bytes:
+def xray_like_jpeg_512(path: str | None = None) -> bytes:
+    """The bytes of ``path``, or a synthetic 512x512 X-ray-like JPEG (a bright oval torso with noise)."""
     if path:
         return Path(path).read_bytes()
     rng = np.random.default_rng(0)
@@ -73,7 +74,7 @@ def main() -> int:
     args = ap.parse_args()
     from covid_core.explain import explain, overlay
 
-    data = _jpeg_512(args.image)
+    data = xray_like_jpeg_512(args.image)
     dae = None
     dae_path = weights_dir() / "dae.pt"
     if dae_path.is_file():

@@ -75,7 +75,9 @@ def _child_serve(checkpoint: str, runs: int, loads: int) -> dict:
         t0 = time.perf_counter()
         load_classifier(checkpoint)
         reloads.append(time.perf_counter() - t0)
-    data = _jpeg_512()
+    from app_latency import xray_like_jpeg_512  # bench/ is on sys.path when run as a script
+
+    data = xray_like_jpeg_512()
     parts = {"decode": [], "predict": [], "gradcam": [], "total": []}
     for i in range(runs + 3):
         t0 = time.perf_counter()
@@ -93,20 +95,6 @@ def _child_serve(checkpoint: str, runs: int, loads: int) -> dict:
             "image_size": clf.preprocess.image_size,
             **{f"{k}_ms": 1000 * statistics.median(v) for k, v in parts.items()},
             "total_p95_ms": 1000 * sorted(parts["total"])[min(runs - 1, round(0.95 * (runs - 1)))]}
-
-
-def _jpeg_512() -> bytes:
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:512, 0:512] / 512
-    img = 0.7 * np.exp(-(((xx - 0.5) / 0.35) ** 2 + ((yy - 0.5) / 0.45) ** 2)) + 0.05 * rng.standard_normal((512, 512))
-    buf = io.BytesIO()
-    Image.fromarray((np.clip(img, 0, 1) * 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
-    return buf.getvalue()
 
 
 def _in_child(*args: str) -> tuple[dict, float]:

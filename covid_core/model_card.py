@@ -67,16 +67,22 @@ def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "norma
     return {"n": int(m.sum()), "auc": auc, "accuracy": float(((score >= 0.5) == y).mean())}
 
 
+def _set_flags(train_config: dict, default, flags, always: tuple[str, ...]) -> list[str]:
+    """``--flag value`` for each (field, flag) whose saved value is set and either in ``always`` or differs from
+    the config class's default (``default`` is an instance of it)."""
+    out = []
+    for field, flag in flags:
+        value = train_config.get(field)
+        if value is not None and (field in always or value != getattr(default, field)):
+            out.append(f"{flag} {value}")
+    return out
+
+
 def reproduce_command(train_config: dict, out: str) -> str:
     from .training import TrainConfig
 
-    default = TrainConfig()
-    parts = ["python train.py", "--data ../shared/data/coronahack-mini"]
-    for field, flag in TRAIN_FLAGS:
-        value = train_config.get(field)
-        if field in ("model", "epochs", "image_size", "seed") or value != getattr(default, field):
-            if value is not None:
-                parts.append(f"{flag} {value}")
+    parts = ["python train.py", "--data ../shared/data/coronahack-mini",
+             *_set_flags(train_config, TrainConfig(), TRAIN_FLAGS, always=("model", "epochs", "image_size", "seed"))]
     if not train_config.get("augment", True):
         parts.append("--no-augment")
     parts.append(f"--out {out}")
@@ -94,11 +100,8 @@ def dae_reproduce_command(train_config: dict, out: str) -> str:
     from .denoise.training import DAETrainConfig
 
     default = DAETrainConfig()
-    parts = ["python -m covid_core train-dae", "--data ../shared/data/coronahack-mini"]
-    for field, flag in DAE_FLAGS:
-        value = train_config.get(field)
-        if value is not None and (field in ("epochs", "steps_per_epoch", "seed") or value != getattr(default, field)):
-            parts.append(f"{flag} {value}")
+    parts = ["python -m covid_core train-dae", "--data ../shared/data/coronahack-mini",
+             *_set_flags(train_config, default, DAE_FLAGS, always=("epochs", "steps_per_epoch", "seed"))]
     for low, high, flag in (("sigma_min", "sigma_max", "--sigma-range"), ("photons_min", "photons_max", "--photons-range")):
         pair = (train_config.get(low), train_config.get(high))
         if None not in pair and pair != (getattr(default, low), getattr(default, high)):

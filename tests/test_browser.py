@@ -6,6 +6,7 @@ test-artifacts/diagnose.png (git-ignored). Skips with a reason when chromium or 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -77,11 +78,13 @@ def _covid_test_image(data: Path) -> Path:
     return data / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset" / "test" / row["X_ray_image_name"]
 
 
-def test_upload_shows_verdict_and_heatmap(real_data, app_server):
+@contextlib.contextmanager
+def browser_page(name: str):
+    """A chromium page for one test; skips where chromium cannot run. On any failure it saves
+    test-artifacts/<name>-failure.png; at the end it asserts that the app showed no exception."""
     if not CHROMIUM.is_file():
         pytest.skip("Debian chromium not installed at /usr/bin/chromium (apt-get install -y chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    image = _covid_test_image(real_data)
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_api.sync_playwright() as pw:
         try:
@@ -90,63 +93,54 @@ def test_upload_shows_verdict_and_heatmap(real_data, app_server):
             pytest.skip(f"chromium cannot run here: {exc}")
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app_server, wait_until="domcontentloaded")
-            page.get_by_text("Research use only").first.wait_for(timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(image))
-            verdict = page.get_by_text("COVID-19: ", exact=False).first
-            verdict.wait_for(timeout=90_000)
-            assert verdict.inner_text().strip() in ("COVID-19: positive", "COVID-19: negative")
-            heatmap = page.get_by_text("gradcam: evidence for", exact=False).first
-            heatmap.wait_for(timeout=60_000)
-            page.wait_for_function("() => [...document.querySelectorAll('img')].filter("
-                                   "i => i.complete && i.naturalWidth > 0 && i.width > 100).length >= 2",
-                                   timeout=30_000)
-            page.get_by_text("TEST sensitivity").first.wait_for(timeout=10_000)
-            page.get_by_text("Download report").first.wait_for(timeout=30_000)
-            time.sleep(1.0)  # let the plotly chart finish drawing
-            page.screenshot(path=str(ARTIFACTS / "diagnose.png"), full_page=True)
-            assert page.locator("[data-testid=stException]").count() == 0
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "diagnose-failure.png"), full_page=True)
-            raise
+            try:
+                yield page
+                assert page.locator("[data-testid=stException]").count() == 0
+            except Exception:
+                page.screenshot(path=str(ARTIFACTS / f"{name}-failure.png"), full_page=True)
+                raise
         finally:
             browser.close()
+
+
+def test_upload_shows_verdict_and_heatmap(real_data, app_server):
+    image = _covid_test_image(real_data)
+    with browser_page("diagnose") as page:
+        page.goto(app_server, wait_until="domcontentloaded")
+        page.get_by_text("Research use only").first.wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files(str(image))
+        verdict = page.get_by_text("COVID-19: ", exact=False).first
+        verdict.wait_for(timeout=90_000)
+        assert verdict.inner_text().strip() in ("COVID-19: positive", "COVID-19: negative")
+        heatmap = page.get_by_text("gradcam: evidence for", exact=False).first
+        heatmap.wait_for(timeout=60_000)
+        page.wait_for_function("() => [...document.querySelectorAll('img')].filter("
+                               "i => i.complete && i.naturalWidth > 0 && i.width > 100).length >= 2",
+                               timeout=30_000)
+        page.get_by_text("TEST sensitivity").first.wait_for(timeout=10_000)
+        page.get_by_text("Download report").first.wait_for(timeout=30_000)
+        time.sleep(1.0)  # let the plotly chart finish drawing
+        page.screenshot(path=str(ARTIFACTS / "diagnose.png"), full_page=True)
 
 
 def test_dip_shows_progress_and_preview_and_can_be_cancelled(app_server, tmp_path):
     """Denoise page: DIP runs in the background with a progress bar and live preview; Cancel stops it."""
-    if not CHROMIUM.is_file():
-        pytest.skip("Debian chromium not installed at /usr/bin/chromium (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
     from app_helpers import png_bytes, xray_array
 
     image = tmp_path / "small.png"
     image.write_bytes(png_bytes(xray_array(128, 3)))
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as pw:
-        try:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        except Exception as exc:
-            pytest.skip(f"chromium cannot run here: {exc}")
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(f"{app_server}/denoise", wait_until="domcontentloaded")
-            page.get_by_text("Research use only").first.wait_for(timeout=60_000)
-            page.locator("input[type=file]").first.set_input_files(str(image))
-            page.get_by_text("Not started.").first.wait_for(timeout=60_000)
-            page.get_by_role("button", name="Run DIP").click()
-            page.get_by_text("iteration ", exact=False).first.wait_for(timeout=60_000)
-            page.get_by_text("Live preview").first.wait_for(timeout=90_000)  # a preview every 25 steps
-            page.get_by_text("Not started.").first.wait_for(state="detached", timeout=10_000)
-            page.screenshot(path=str(ARTIFACTS / "dip-running.png"), full_page=True)
-            page.get_by_role("button", name="Cancel DIP").click()
-            done = page.get_by_text("DIP finished", exact=False).first
-            done.wait_for(timeout=60_000)
-            assert "cancelled" in done.inner_text()
-            page.screenshot(path=str(ARTIFACTS / "dip-cancelled.png"), full_page=True)
-            assert page.locator("[data-testid=stException]").count() == 0
-        except Exception:
-            page.screenshot(path=str(ARTIFACTS / "dip-failure.png"), full_page=True)
-            raise
-        finally:
-            browser.close()
+    with browser_page("dip") as page:
+        page.goto(f"{app_server}/denoise", wait_until="domcontentloaded")
+        page.get_by_text("Research use only").first.wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files(str(image))
+        page.get_by_text("Not started.").first.wait_for(timeout=60_000)
+        page.get_by_role("button", name="Run DIP").click()
+        page.get_by_text("iteration ", exact=False).first.wait_for(timeout=60_000)
+        page.get_by_text("Live preview").first.wait_for(timeout=90_000)  # a preview every 25 steps
+        page.get_by_text("Not started.").first.wait_for(state="detached", timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "dip-running.png"), full_page=True)
+        page.get_by_role("button", name="Cancel DIP").click()
+        done = page.get_by_text("DIP finished", exact=False).first
+        done.wait_for(timeout=60_000)
+        assert "cancelled" in done.inner_text()
+        page.screenshot(path=str(ARTIFACTS / "dip-cancelled.png"), full_page=True)
