@@ -142,6 +142,12 @@ def main() -> int:
         res = evaluate(dae.denoise, clean, noisy)
         results.append({"method": "dae", "noise": name, **res})
         print(f"  {name}: dae -> {res['psnr']:.2f} dB", flush=True)
+        if args.bm3d_n and args.bm3d_n < len(clean):
+            # BM3D ran on the first --bm3d-n images only: compare the DAE on exactly those too.
+            k = args.bm3d_n
+            res = evaluate(dae.denoise, clean[:k], noisy[:k])
+            results.append({"method": "dae (BM3D's images)", "noise": name, **res})
+            print(f"  {name}: dae on the {k} BM3D images -> {res['psnr']:.2f} dB", flush=True)
     if results:
         print("\n## Method x noise on TEST 512x512 (classical methods tuned per noise level on TRAIN)")
         print_table(results)

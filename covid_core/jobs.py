@@ -72,7 +72,7 @@ def build_command(config: TrainConfig, task: str = "classify") -> list[str]:
         cmd += ["--limit", str(config.limit)]
     if task == "classify":
         cmd += ["--model", config.model, "--target", config.target, "--pretrained", config.pretrained,
-                "--fit", config.fit, "--equalize", config.equalize,
+                "--fit", config.fit, "--equalize", config.equalize, "--balance", config.balance,
                 "--augment" if config.augment else "--no-augment"]
     return cmd
 

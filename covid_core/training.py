@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
+from .balance import BALANCE_CHOICES, class_weights, group_sample_weights
 from .cache import load_or_build
 from .checkpoint import atomic_save, classifier_checkpoint, load_checkpoint_dict
 from .datasets import load_dataset, split_validation
@@ -82,7 +83,7 @@ class TrainConfig:
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
             (self.patience >= 1, "patience must be at least 1"),
-            (self.balance in ("loss", "sampler", "none"), "balance must be one of: loss, sampler, none"),
+            (self.balance in BALANCE_CHOICES, f"balance must be one of: {', '.join(BALANCE_CHOICES)}"),
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
             (0 <= self.workers <= 32, "workers must be from 0 to 32"),
             (self.limit is None or self.limit >= 8, "limit must be at least 8 images"),
@@ -309,17 +310,17 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     if world > 1:
         train_model = nn.parallel.DistributedDataParallel(model)
 
-    counts = np.bincount(labels[idx["train"]], minlength=len(classes)).astype(np.float64)
-    class_weights = counts.sum() / (len(classes) * np.maximum(counts, 1))
-    loss_weight = torch.tensor(class_weights, dtype=torch.float32, device=device) if config.balance == "loss" else None
+    weights = class_weights(labels[idx["train"]], len(classes))
+    loss_weight = torch.tensor(weights, dtype=torch.float32, device=device) if config.balance == "loss" else None
     loss_fn = nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.label_smoothing)
 
     train_set = CachedXrays(images, idx["train"], labels[idx["train"]])
     sampler = None
     if world > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=config.seed)
-    elif config.balance == "sampler":
-        w = class_weights[labels[idx["train"]]]
+    elif config.balance in ("sampler", "group"):
+        w = (weights[labels[idx["train"]]] if config.balance == "sampler" else
+             group_sample_weights(labels[idx["train"]], table["source"].to_numpy()[idx["train"]], len(classes)))
         sampler = torch.utils.data.WeightedRandomSampler(w, len(w), generator=torch.Generator().manual_seed(config.seed))
     steps_per_epoch = -(-len(train_set) // (config.batch_size * world))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

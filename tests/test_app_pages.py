@@ -47,6 +47,7 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     at = page("train")
     assert "20250101-000000-cnn-abcdef" in at.expander[0].label and "finished" in at.expander[0].label
     assert any(m.value == "0.610" for m in at.metric)  # the run's TEST macro AUC
+    assert "source and class sampler" in at.selectbox(key="train_balance").options
     at.number_input(key="train_epochs").set_value(0)
     at.text_input(key="train_data").set_value(str(env))
     at.button[0].click().run()  # the form's submit button

@@ -12,6 +12,7 @@ from plotly.subplots import make_subplots
 import ui
 from covid_core import jobs
 from covid_core.errors import CovidCoreError
+from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
 from covid_core.models import get_spec, list_models
 from covid_core.runs import RunDir, default_runs_dir
 from covid_core.targets import TARGETS
@@ -38,12 +39,16 @@ with st.form("train_form"):
                          key="train_lr")
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=10_000, value=0, step=16,
                                  key="train_size")
-    c8, c9, c10 = st.columns(3)
+    c8, c9, c10, c11 = st.columns(4)
     augment = c8.checkbox("Augmentation (small rotations/shifts, never flips)", value=True, key="train_aug")
     pretrained = c9.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
                              help="Needs the torchvision weights in the local torch hub cache or network access.")
     limit = c10.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
                              help="For a quick trial run.")
+    balance = c11.selectbox("Imbalance", BALANCE_CHOICES, key="train_balance", format_func=BALANCE_LABELS.get,
+                            help="Classifier only. 'Source and class' draws each (source, class) group of "
+                                 "provenance.csv equally often within a class, so rare adult non-COVID films "
+                                 "are not drowned out by the paediatric ones.")
     data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
@@ -52,7 +57,7 @@ if submitted:
     config = TrainConfig(data=data.strip(), target=target, model=model, epochs=int(epochs),
                          batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
                          augment=bool(augment), pretrained="imagenet" if pretrained else "none",
-                         limit=int(limit) or None)
+                         balance=balance, limit=int(limit) or None)
     try:
         job = jobs.start_training(config, task=task)
     except CovidCoreError as exc:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 
+from ..balance import BALANCE_CHOICES
 from ..datasets import LAYOUTS
 from ..models import list_models
 from ..preprocess import EQUALIZE_CHOICES, FIT_CHOICES
@@ -43,8 +44,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=d.val_fraction,
                    help="share of TRAIN held out for validation (grouped by patient, stratified)")
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping: epochs without val AUC gain")
-    p.add_argument("--balance", choices=("loss", "sampler", "none"), default=d.balance,
-                   help="class imbalance: weighted loss, weighted sampler, or nothing")
+    p.add_argument("--balance", choices=BALANCE_CHOICES, default=d.balance,
+                   help="imbalance: weighted loss by class, weighted sampler by class, weighted sampler by "
+                        "(source, class) group from provenance.csv (counters source confounds), or nothing")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy label smoothing")
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     p.add_argument("--limit", type=int, default=None, help="use at most N images per split (quick experiments)")

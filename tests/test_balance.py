@@ -1,0 +1,79 @@
+"""Class and (source, class) group weights, and a training run that samples by group."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from covid_core import training
+from covid_core.balance import class_weights, group_sample_weights
+from covid_core.training import TrainConfig
+
+
+def _shares(weights, keys):
+    frame = pd.DataFrame({"w": weights, "k": keys})
+    return (frame.groupby("k")["w"].sum() / frame["w"].sum()).to_dict()
+
+
+def test_class_weights_make_classes_count_equally():
+    labels = np.array([0] * 60 + [1] * 30 + [2] * 10)
+    w = class_weights(labels, 3)[labels]
+    assert _shares(w, labels) == pytest.approx({0: 1 / 3, 1: 1 / 3, 2: 1 / 3})
+
+
+def test_group_weights_balance_sources_within_each_class():
+    # Class 1 mixes a big paediatric source with a small adult one, as in CoronaHack.
+    labels = np.array([0] * 50 + [1] * 80 + [1] * 20 + [2] * 50)
+    sources = np.array(["a"] * 50 + ["kids"] * 80 + ["adults"] * 20 + ["c"] * 50)
+    w = group_sample_weights(labels, sources, 3)
+    assert w.mean() == pytest.approx(1.0)
+    assert _shares(w, labels) == pytest.approx({0: 1 / 3, 1: 1 / 3, 2: 1 / 3})
+    groups = _shares(w, [f"{s}" for s in sources])
+    assert groups["kids"] == pytest.approx(groups["adults"]) == pytest.approx(1 / 6)
+    assert w[sources == "adults"][0] == pytest.approx(4 * w[sources == "kids"][0])
+
+
+def test_group_weights_are_capped_for_tiny_groups():
+    labels = np.array([0] * 99 + [0] + [1] * 100)
+    sources = np.array(["big"] * 99 + ["single"] + ["b"] * 100)
+    w = group_sample_weights(labels, sources, 2, cap=5.0)
+    assert w.max() == pytest.approx(5.0)  # uncapped, the single image would weigh 50
+    assert w.mean() == pytest.approx(1.0)
+    assert np.all(w[sources == "big"] < w[sources == "single"])
+
+
+def test_one_source_is_plain_class_balancing():
+    labels = np.array([0] * 70 + [1] * 20 + [2] * 10)
+    w = group_sample_weights(labels, np.array(["unknown"] * 100), 3)
+    expected = class_weights(labels, 3)[labels]
+    assert w == pytest.approx(expected / expected.mean())
+
+
+def test_training_with_group_balance_samples_by_provenance(folder_dataset, tmp_path, monkeypatch):
+    files = sorted(p.name for p in folder_dataset.rglob("*.png"))
+    rare = {f for f in files if f.startswith("pneumonia_00") and int(f[-7:-4]) < 3}
+    pd.DataFrame({"X_ray_image_name": files, "source": ["rare" if f in rare else "common" for f in files],
+                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
+    seen = {}
+
+    def spy(labels, sources, n_classes, **kw):
+        out = group_sample_weights(labels, sources, n_classes, **kw)
+        seen.update(sources=list(sources), weights=out)
+        return out
+
+    monkeypatch.setattr(training, "group_sample_weights", spy)
+    config = TrainConfig(data=str(folder_dataset), model="cnn", epochs=1, batch_size=4, image_size=32,
+                         augment=False, val_fraction=0.2, balance="group", runs_dir=str(tmp_path / "runs"))
+    best = training.run(config, progress=False)
+    assert best.is_file()
+    sources, weights = np.array(seen["sources"]), seen["weights"]
+    assert "rare" in sources and "common" in sources
+    assert weights[sources == "rare"].min() > weights[sources == "common"].max()
+
+
+def test_unknown_balance_is_refused():
+    from covid_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="balance must be one of: loss, sampler, group, none"):
+        TrainConfig(data="x", balance="magic").validate()
