@@ -279,6 +279,9 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         run_dir, saved = RunDir.for_resume(resume)
         config = TrainConfig.from_dict(saved)
     config.validate()
+    if _distributed()[1] > 1 and config.balance in ("sampler", "group"):
+        raise ConfigError(f"--balance {config.balance} draws samples with weights, which several processes "
+                          "(torchrun) cannot share; use --balance loss (class-weighted loss) with torchrun")
     device = pick_device(config.device)
     rank, world = _setup_distributed(device)
     is_main = rank == 0

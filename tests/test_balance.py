@@ -77,3 +77,14 @@ def test_unknown_balance_is_refused():
 
     with pytest.raises(ConfigError, match="balance must be one of: loss, sampler, group, none"):
         TrainConfig(data="x", balance="magic").validate()
+
+
+def test_weighted_sampling_is_refused_under_torchrun(folder_dataset, tmp_path, monkeypatch):
+    from covid_core.errors import ConfigError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    config = TrainConfig(data=str(folder_dataset), model="cnn", epochs=1, balance="group",
+                         runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(ConfigError, match="use --balance loss"):
+        training.run(config, progress=False)
+    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
