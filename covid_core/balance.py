@@ -1,8 +1,8 @@
 """Weights that counter imbalance in the training set: by class, or by (source, class) group.
 
 ``--balance group`` targets this data set's confound: within a class, images from a rare
-source (adult non-COVID pneumonia from the cohen collection, 32 TRAIN images against 871
-paediatric ones) would otherwise teach the model little beside "adult film = COVID-19".
+source (adult non-COVID pneumonia from the cohen collection: 37 TRAIN images, 26 after the
+validation split, against 871 and 752 paediatric ones) would otherwise teach the model little beside "adult film = COVID-19".
 Each class gets the same total weight and, within a class, each source the same share
 (group DRO's reweighting, Sagawa et al. 2020), so the model has to separate adult
 pneumonia from COVID-19 by the lungs. One image is never weighted above ``cap`` times the
@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 BALANCE_CHOICES = ("loss", "sampler", "group", "none")
+WEIGHTED_SAMPLING = ("sampler", "group")  # the choices that draw training images by weight
 BALANCE_LABELS = {"loss": "class-weighted loss", "sampler": "class-balanced sampler",
                   "group": "source and class sampler", "none": "none"}
 GROUP_WEIGHT_CAP = 10.0
@@ -25,8 +26,7 @@ def class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return counts.sum() / (n_classes * np.maximum(counts, 1))
 
 
-def group_sample_weights(labels: np.ndarray, sources: np.ndarray, n_classes: int,
-                         cap: float = GROUP_WEIGHT_CAP) -> np.ndarray:
+def group_sample_weights(labels: np.ndarray, sources: np.ndarray, cap: float = GROUP_WEIGHT_CAP) -> np.ndarray:
     """Per-sample weights (mean 1): classes equal, sources equal within a class, none above ``cap``.
 
     With a single source (no provenance) this is plain class balancing.

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
-from .balance import BALANCE_CHOICES, class_weights, group_sample_weights
+from .balance import BALANCE_CHOICES, WEIGHTED_SAMPLING, class_weights, group_sample_weights
 from .cache import load_or_build
 from .checkpoint import atomic_save, classifier_checkpoint, load_checkpoint_dict
 from .datasets import load_dataset, split_validation
@@ -279,7 +279,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         run_dir, saved = RunDir.for_resume(resume)
         config = TrainConfig.from_dict(saved)
     config.validate()
-    if _distributed()[1] > 1 and config.balance in ("sampler", "group"):
+    if _distributed()[1] > 1 and config.balance in WEIGHTED_SAMPLING:
         raise ConfigError(f"--balance {config.balance} draws samples with weights, which several processes "
                           "(torchrun) cannot share; use --balance loss (class-weighted loss) with torchrun")
     device = pick_device(config.device)
@@ -321,9 +321,9 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     sampler = None
     if world > 1:
         sampler = torch.utils.data.distributed.DistributedSampler(train_set, world, rank, shuffle=True, seed=config.seed)
-    elif config.balance in ("sampler", "group"):
+    elif config.balance in WEIGHTED_SAMPLING:
         w = (weights[labels[idx["train"]]] if config.balance == "sampler" else
-             group_sample_weights(labels[idx["train"]], table["source"].to_numpy()[idx["train"]], len(classes)))
+             group_sample_weights(labels[idx["train"]], table["source"].to_numpy()[idx["train"]]))
         sampler = torch.utils.data.WeightedRandomSampler(w, len(w), generator=torch.Generator().manual_seed(config.seed))
     steps_per_epoch = -(-len(train_set) // (config.batch_size * world))
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -26,7 +26,7 @@ def test_group_weights_balance_sources_within_each_class():
     # Class 1 mixes a big paediatric source with a small adult one, as in CoronaHack.
     labels = np.array([0] * 50 + [1] * 80 + [1] * 20 + [2] * 50)
     sources = np.array(["a"] * 50 + ["kids"] * 80 + ["adults"] * 20 + ["c"] * 50)
-    w = group_sample_weights(labels, sources, 3)
+    w = group_sample_weights(labels, sources)
     assert w.mean() == pytest.approx(1.0)
     assert _shares(w, labels) == pytest.approx({0: 1 / 3, 1: 1 / 3, 2: 1 / 3})
     groups = _shares(w, [f"{s}" for s in sources])
@@ -37,7 +37,7 @@ def test_group_weights_balance_sources_within_each_class():
 def test_group_weights_are_capped_for_tiny_groups():
     labels = np.array([0] * 99 + [0] + [1] * 100)
     sources = np.array(["big"] * 99 + ["single"] + ["b"] * 100)
-    w = group_sample_weights(labels, sources, 2, cap=5.0)
+    w = group_sample_weights(labels, sources, cap=5.0)
     assert w.max() == pytest.approx(5.0)  # uncapped, the single image would weigh 50
     assert w.mean() == pytest.approx(1.0)
     assert np.all(w[sources == "big"] < w[sources == "single"])
@@ -45,7 +45,7 @@ def test_group_weights_are_capped_for_tiny_groups():
 
 def test_one_source_is_plain_class_balancing():
     labels = np.array([0] * 70 + [1] * 20 + [2] * 10)
-    w = group_sample_weights(labels, np.array(["unknown"] * 100), 3)
+    w = group_sample_weights(labels, np.array(["unknown"] * 100))
     expected = class_weights(labels, 3)[labels]
     assert w == pytest.approx(expected / expected.mean())
 
@@ -57,8 +57,8 @@ def test_training_with_group_balance_samples_by_provenance(folder_dataset, tmp_p
                   "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
     seen = {}
 
-    def spy(labels, sources, n_classes, **kw):
-        out = group_sample_weights(labels, sources, n_classes, **kw)
+    def spy(labels, sources, **kw):
+        out = group_sample_weights(labels, sources, **kw)
         seen.update(sources=list(sources), weights=out)
         return out
 
