@@ -17,6 +17,7 @@ COMMANDS = {
     "evaluate": ("evaluate", "evaluate a checkpoint on a data split; last line is JSON"),
     "predict": ("predict", "classify image files and write a CSV"),
     "model-card": ("model_card", "write a model card (markdown) from a checkpoint's metadata"),
+    "fit-ood": ("fit_ood", "refit a classifier checkpoint's out-of-distribution score with the current method"),
     "explain": ("explain", "explain a prediction with a heatmap overlay (Grad-CAM family)"),
     "denoise": ("denoise", "denoise an image file (dae, dip, nlm, gaussian, median, bm3d) and write a PNG"),
     "train-dae": ("train_dae", "train the denoising autoencoder (same as train --task denoise)"),

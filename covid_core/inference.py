@@ -16,8 +16,8 @@ import torch
 from .checkpoint import Classifier
 from .decode import DecodedImage, decode_image
 from .errors import CovidCoreError
-from .models import penultimate_features
-from .ood import ood_scores
+from .models import model_features
+from .ood import has_ood, ood_scores
 from .preprocess import Geometry, prepare_pixels, to_model_input
 from .targets import COVID_CLASS
 
@@ -46,18 +46,23 @@ class Prediction:
 
 @torch.no_grad()
 def logits_and_features(model: torch.nn.Module, images_u8: np.ndarray, config, batch_size: int = 64,
-                        device: str | torch.device = "cpu") -> tuple[np.ndarray, np.ndarray]:
-    """uint8 NxSxS -> (logits NxC float32, penultimate features NxD float32), model in eval mode."""
+                        device: str | torch.device = "cpu",
+                        spatial_layer: torch.nn.Module | None = None) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """uint8 NxSxS -> (logits NxC float32, {name: features NxD float32}), model in eval mode.
+
+    The features are "penultimate", plus "spatial" when ``spatial_layer`` is given (see ``model_features``).
+    """
     model.eval()
-    logits, feats = [], []
+    logits, feats = [], {}
     for i in range(0, len(images_u8), batch_size):
         x = to_model_input(np.asarray(images_u8[i:i + batch_size]), config).to(device)
-        lo, fe = penultimate_features(model, x)
+        lo, fe = model_features(model, x, spatial_layer)
         logits.append(lo.float().cpu())
-        feats.append(fe.float().cpu())
+        for name, f in fe.items():
+            feats.setdefault(name, []).append(f.float().cpu())
     if not logits:
-        return np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32)
-    return torch.cat(logits).numpy(), torch.cat(feats).numpy()
+        return np.zeros((0, 0), np.float32), {}
+    return torch.cat(logits).numpy(), {name: torch.cat(f).numpy() for name, f in feats.items()}
 
 
 def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -67,9 +72,10 @@ def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarr
 def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """uint8 NxSxS (already preprocessed) -> (probabilities NxC, OOD scores N or None)."""
     logits, feats = logits_and_features(classifier.model, pixels_u8, classifier.preprocess,
-                                        device=classifier.device)
+                                        device=classifier.device,
+                                        spatial_layer=classifier.spec.target_layer(classifier.model))
     probs = calibrated_probabilities(logits, classifier.temperature)
-    scores = ood_scores(classifier.ood, feats) if classifier.ood.get("means") is not None else None
+    scores = ood_scores(classifier.ood, feats) if has_ood(classifier.ood) else None
     return probs, scores
 
 

@@ -211,9 +211,17 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                   ". Low values mean the evidence lies outside the chest (text markers, borders): a shortcut warning sign."]
     ood = ckpt.get("ood") or {}
     if ood:
-        lines += ["", "## Out-of-distribution score",
-                  f"- {ood.get('method', '?')} distance in penultimate-feature space; threshold {ood.get('threshold', 0):.1f} "
-                  f"= the {ood.get('percentile', '?')}th percentile of VALIDATION scores."]
+        if ood.get("parts"):
+            how = (f"- {ood.get('method', '?')} distance in each of {len(ood['parts'])} feature spaces "
+                   f"({', '.join(p['name'] for p in ood['parts'])}), each divided by its own threshold (the "
+                   f"{ood.get('percentile', '?')}th percentile of VALIDATION distances); flagged when any ratio is "
+                   f"above 1 (together {_pct(ood.get('val_flagged'))} of VALIDATION images).")
+        else:
+            how = (f"- {ood.get('method', '?')} distance in penultimate-feature space; threshold "
+                   f"{ood.get('threshold', 0):.1f} = the {ood.get('percentile', '?')}th percentile of VALIDATION scores.")
+        if ood.get("refitted_with"):
+            how += f" Refitted after training with `{ood['refitted_with']}` (weights unchanged)."
+        lines += ["", "## Out-of-distribution score", how]
         check = card.get("ood_check")
         if check:
             lines.append(f"- Flagged as unlike the training data: {_pct(check['non_xray_flagged'])} of "

@@ -162,17 +162,33 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(last_linear.parameters())
 
 
-def penultimate_features(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits BxC, features BxD): the input of the final linear layer, via a forward hook."""
+SPATIAL_GRID = 2  # the final feature map is pooled to this many cells a side for the OOD score
+
+
+def model_features(model: nn.Module, x: torch.Tensor, spatial_layer: nn.Module | None = None,
+                   grid: int = SPATIAL_GRID) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(logits BxC, {name: features BxD}) from one forward pass, via forward hooks.
+
+    "penultimate": the input of the final linear layer (globally pooled, so blind to where things are).
+    "spatial" (only with ``spatial_layer``, usually the spec's Grad-CAM layer): that layer's output
+    average-pooled to ``grid`` x ``grid`` cells, which keeps the layout (lungs above the diaphragm), so a
+    rotated or upside-down film looks unfamiliar.
+    """
     last_linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured = {}
 
-    def hook(module, inputs, output):  # returns None, so the output is left unchanged
-        captured["f"] = inputs[0]
+    def keep(name, pool):
+        def hook(module, inputs, output):  # returns None, so the output is left unchanged
+            captured[name] = pool(inputs, output).flatten(1)
+        return hook
 
-    handle = last_linear.register_forward_hook(hook)
+    handles = [last_linear.register_forward_hook(keep("penultimate", lambda i, o: i[0]))]
+    if spatial_layer is not None:
+        handles.append(spatial_layer.register_forward_hook(
+            keep("spatial", lambda i, o: nn.functional.adaptive_avg_pool2d(o, grid))))
     try:
         logits = model(x)
     finally:
-        handle.remove()
-    return logits, captured["f"].flatten(1)
+        for handle in handles:
+            handle.remove()
+    return logits, captured

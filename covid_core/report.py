@@ -74,7 +74,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
                     ("TEST specificity at this threshold", _pct(test.get("specificity")))]
     if prediction.ood_score is not None:
         numbers.append(("Out-of-distribution score", f"{prediction.ood_score:.2f}"
-                        + (" (unlike the training images)" if prediction.ood_flagged else " (familiar)")))
+                        + f" (flagged above {classifier.ood.get('threshold', float('nan')):.2f}; "
+                        + ("unlike the training images)" if prediction.ood_flagged else "familiar)")))
     if explanation is not None:
         if explanation.faithfulness is not None:
             numbers.append(("Heatmap faithfulness", f"{explanation.faithfulness:.3f} - {explanation.faithfulness_name}"))

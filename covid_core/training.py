@@ -211,11 +211,20 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
 
 
 def evaluate(model, images_u8, labels, classes, config: PreprocessConfig, device, temperature: float = 1.0,
-             batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
-    """(metrics dict, calibrated probabilities NxC, logits NxC, features NxD) on uint8 NxSxS images."""
-    logits, feats = logits_and_features(getattr(model, "module", model), images_u8, config, batch_size, device)
+             batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(metrics dict, calibrated probabilities NxC, logits NxC) on uint8 NxSxS images."""
+    logits, _ = logits_and_features(getattr(model, "module", model), images_u8, config, batch_size, device)
     probs = calibrated_probabilities(logits, temperature)
-    return classification_metrics(labels, probs, classes), probs, logits, feats
+    return classification_metrics(labels, probs, classes), probs, logits
+
+
+def fit_classifier_ood(model, spec, images_u8, labels, idx: dict, config: PreprocessConfig, device) -> dict:
+    """The checkpoint's ``ood`` entry: Gaussians fitted on the TRAIN rows, thresholds on the VAL rows (see ood.py)."""
+    model = getattr(model, "module", model)
+    layer = spec.target_layer(model)
+    _, train_feats = logits_and_features(model, images_u8[idx["train"]], config, 64, device, layer)
+    _, val_feats = logits_and_features(model, images_u8[idx["val"]], config, 64, device, layer)
+    return fit_ood(train_feats, labels[idx["train"]], val_feats)
 
 
 def per_source_metrics(table, probs: np.ndarray, classes) -> dict:
@@ -431,7 +440,7 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
     split, labels = table["split"].to_numpy(), table["label_idx"].to_numpy()
     idx = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
 
-    _, _, val_logits, val_feats = evaluate(model, images[idx["val"]], labels[idx["val"]], classes, pre, device)
+    _, _, val_logits = evaluate(model, images[idx["val"]], labels[idx["val"]], classes, pre, device)
     temperature = fit_temperature(torch.as_tensor(val_logits), torch.as_tensor(labels[idx["val"]]))
     val_probs = calibrated_probabilities(val_logits, temperature)
     val_metrics = classification_metrics(labels[idx["val"]], val_probs, classes)
@@ -440,12 +449,11 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
     if covid in classes:
         ci = classes.index(covid)
         threshold = {"class": covid, **choose_threshold(labels[idx["val"]] == ci, val_probs[:, ci])}
-    _, train_feats = logits_and_features(model, images[idx["train"]], pre, 64, device)
-    ood = fit_ood(train_feats, labels[idx["train"]], val_feats)
+    ood = fit_classifier_ood(model, get_spec(config.model), images, labels, idx, pre, device)
 
     metrics = {"val": val_metrics}
     if len(idx["test"]):
-        test_metrics, test_probs, _, _ = evaluate(model, images[idx["test"]], labels[idx["test"]], classes, pre,
+        test_metrics, test_probs, _ = evaluate(model, images[idx["test"]], labels[idx["test"]], classes, pre,
                                                   device, temperature)
         test_table = table.iloc[idx["test"]]
         test_metrics["per_source"] = per_source_metrics(test_table, test_probs, classes)

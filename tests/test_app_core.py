@@ -58,6 +58,8 @@ def test_report_is_self_contained_and_hides_patient_fields_by_default(tmp_path):
     assert ("COVID-19: positive" in html) != ("COVID-19: negative" in html)
     assert "90.0%" in html and "75.0%" in html  # TEST sensitivity/specificity at the threshold
     assert "Doe^Jane" not in html and "PID-7781-ZX" not in html
+    # an old-format OOD entry (raw distance, threshold 1e12) still scores, and the report names the threshold
+    assert f"{pred.ood_score:.2f} (flagged above {1e12:.2f}; familiar)" in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
     shown = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="m.pt",
                              patient_info=patient, include_patient_info=True)

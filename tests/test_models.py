@@ -7,7 +7,7 @@ import torch
 
 from covid_core.checkpoint import atomic_save, classifier_checkpoint, load_classifier
 from covid_core.errors import CheckpointError, ConfigError, PretrainedWeightsUnavailable
-from covid_core.models import build_model, get_spec, list_models, penultimate_features
+from covid_core.models import SPATIAL_GRID, build_model, get_spec, list_models, model_features
 from covid_core.preprocess import PreprocessConfig
 
 
@@ -16,12 +16,18 @@ def test_every_model_runs_on_one_channel_and_names_its_cam_layer(name):
     torch.manual_seed(0)
     model = build_model(name, 3).eval()
     x = torch.randn(2, 1, 64, 64)
-    with torch.no_grad():
-        logits, feats = penultimate_features(model, x)
-    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
-    assert feats.ndim == 2 and feats.shape[0] == 2
     layer = get_spec(name).target_layer(model)
     assert isinstance(layer, torch.nn.Module) and any(True for _ in layer.parameters())
+    with torch.no_grad():
+        logits, feats = model_features(model, x, spatial_layer=layer)
+        plain = model(x)
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()
+    assert torch.equal(logits, plain)  # the hooks leave the output alone
+    head = [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1]
+    assert feats["penultimate"].shape == (2, head.in_features)
+    # the named layer is the last feature map: SPATIAL_GRID^2 cells of its channels
+    assert feats["spatial"].shape[0] == 2 and feats["spatial"].shape[1] % SPATIAL_GRID ** 2 == 0
+    assert not layer._forward_hooks and not head._forward_hooks  # hooks removed
 
 
 @pytest.mark.parametrize("name", list_models())

@@ -31,10 +31,10 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
     card["thorax_n"] = cam_limit
     from ..decode import decode_image
-    from ..ood import ood_check
+    from ..ood import has_ood, ood_check
 
     classifier = load_classifier(checkpoint)
-    if classifier.ood.get("means") is not None:
+    if has_ood(classifier.ood):
         test_xrays = [decode_image(p).pixels for p in table["path"]]
         card["ood_check"] = ood_check(classifier, test_xrays)
     return card
