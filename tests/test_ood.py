@@ -103,8 +103,10 @@ def test_fit_ood_refits_an_old_checkpoint_in_place_and_refuses_other_data(folder
     from covid_core.model_card import card_markdown
 
     assert "Refitted after training with `python -m covid_core fit-ood" in card_markdown(refit, "old.pt", "old.pt")
-    for name, part in zip(("penultimate", "spatial"), refit["ood"]["parts"]):  # the same fit training made
-        torch.testing.assert_close(part["means"], fresh["ood"]["parts"][["penultimate", "spatial"].index(name)]["means"])
+    for part, trained in zip(refit["ood"]["parts"], fresh["ood"]["parts"]):  # the same fit training made
+        assert part["name"] == trained["name"] and part["threshold"] == pytest.approx(trained["threshold"])
+        torch.testing.assert_close(part["means"], trained["means"])
+        torch.testing.assert_close(part["precision"], trained["precision"])
     assert all(torch.equal(refit["state_dict"][k], v) for k, v in fresh["state_dict"].items())
     assert refit["temperature"] == fresh["temperature"] and refit["threshold"] == fresh["threshold"]
 
