@@ -112,7 +112,12 @@ def main() -> int:
     p.add_argument("--parts", default="table,dip,auc",
                    help="comma-separated parts to run: table (method x noise), dip, auc")
     p.add_argument("--json", default=None, help="also write all results to this JSON file")
+    p.add_argument("--record", action="store_true",
+                   help="store the method x noise table in the --dae checkpoint (key test_benchmark), rewritten "
+                        "atomically, so `python -m covid_core model-card` reports it in the DAE's card")
     args = p.parse_args()
+    if args.record and "table" not in args.parts.split(","):
+        p.error("--record stores the method x noise table: include 'table' in --parts")
 
     import torch
 
@@ -157,10 +162,24 @@ def main() -> int:
     if "auc" in parts:
         auc_report = bench_auc(args, dae)
     print(f"\nload average at end {os.getloadavg()[0]:.1f}; total {time.time() - t_start:.0f} s")
+    if args.record:
+        record_in_checkpoint(args.dae, results, tuned)
     if args.json:
         Path(args.json).write_text(json.dumps({"table": results, "tuned": tuned, "dip": dip_report,
                                                "auc": auc_report}, indent=1))
     return 0
+
+
+def record_in_checkpoint(path: str, rows: list[dict], tuned: dict) -> None:
+    """Store the table in the DAE checkpoint, so its generated model card reports measured figures."""
+    from covid_core.checkpoint import atomic_save, load_checkpoint_dict
+
+    ckpt = load_checkpoint_dict(path)
+    ckpt["test_benchmark"] = {"command": "python bench/denoise.py " + " ".join(sys.argv[1:]),
+                              "measured": time.strftime("%Y-%m-%d"), "rows": rows, "tuned": tuned}
+    atomic_save(ckpt, path)
+    print(f"recorded the table in {path} (key test_benchmark); regenerate its card with "
+          f"`python -m covid_core model-card {path}`")
 
 
 def bench_dip(args, clean512: list[np.ndarray], tune_imgs) -> dict:

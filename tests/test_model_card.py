@@ -79,3 +79,27 @@ def test_shipped_dae_has_its_generated_card():
         pytest.skip("weights/dae.pt is not shipped in this checkout")
     assert path.stat().st_size < 50 * 2**20
     assert path.with_suffix(".md").read_text() == dae_card_markdown(load_checkpoint_dict(path), "dae.pt")
+
+
+def _bench_row(method, noise, psnr, n):
+    return {"method": method, "noise": noise, "psnr": psnr, "ssim": 0.9, "ms": 100.0, "n": n}
+
+
+def test_dae_margin_compares_each_classical_method_on_its_own_images():
+    from covid_core.model_card import dae_card_markdown, dae_margins
+
+    rows = [_bench_row("noisy input", "gaussian 25", 20.3, 50), _bench_row("nlm", "gaussian 25", 33.59, 50),
+            _bench_row("bm3d", "gaussian 25", 36.13, 10), _bench_row("dae", "gaussian 25", 34.96, 50),
+            _bench_row("dae (BM3D's images)", "gaussian 25", 35.95, 10),
+            _bench_row("nlm", "poisson 30 photons", 32.0, 50), _bench_row("dae", "poisson 30 photons", 33.5, 50)]
+    margins = dae_margins({"rows": rows})
+    # Against BM3D the DAE is compared on BM3D's 10 images (35.95 - 36.13), not on all 50 (34.96 - 36.13).
+    assert margins["gaussian 25"]["best"] == "bm3d" and margins["gaussian 25"]["n"] == 10
+    assert margins["gaussian 25"]["margin"] == pytest.approx(-0.18)
+    assert margins["poisson 30 photons"] == {"best": "nlm", "margin": pytest.approx(1.5), "n": 50}
+    card = dae_card_markdown({"test_benchmark": {"rows": rows, "command": "python bench/denoise.py --record",
+                                                 "measured": "2026-12-01"}}, "dae.pt")
+    assert "- gaussian 25: -0.18 dB against bm3d on 10 images (below +1.0 dB)" in card
+    assert "- poisson 30 photons: +1.50 dB against nlm on 50 images (meets +1.0 dB)" in card
+    assert "| gaussian 25 | noisy input |" not in card and "| gaussian 25 | bm3d | 36.13 |" in card
+    assert "None recorded" in dae_card_markdown({}, "dae.pt")
