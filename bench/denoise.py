@@ -29,6 +29,7 @@ from covid_core.cache import load_or_build  # noqa: E402
 from covid_core.datasets import load_dataset  # noqa: E402
 from covid_core.denoise import add_noise, load_dae, psnr, run_dip, ssim  # noqa: E402
 from covid_core.denoise.classical import FILTERS  # noqa: E402
+from covid_core.model_card import CLASSICAL_DENOISERS, DAE_ON_BM3D_IMAGES  # noqa: E402
 from covid_core.preprocess import PreprocessConfig  # noqa: E402
 
 NOISES = (("gaussian", 15.0), ("gaussian", 25.0), ("gaussian", 50.0), ("poisson", 30.0))
@@ -137,7 +138,7 @@ def main() -> int:
         name = f"{kind} {level:g}" if kind == "gaussian" else f"poisson {level:g} photons"
         noisy = [noisy_copy(c, kind, level, i, args.seed) for i, c in enumerate(clean)]
         results.append({"method": "noisy input", "noise": name, **evaluate(lambda x: x, clean, noisy)})
-        for method in ("gaussian", "median", "nlm", "bm3d"):
+        for method in CLASSICAL_DENOISERS:
             settings = tune(method, tune_imgs, kind, level, args.seed)
             tuned[f"{method} @ {name}"] = settings
             k = args.bm3d_n if method == "bm3d" and args.bm3d_n else len(clean)
@@ -151,7 +152,7 @@ def main() -> int:
             # BM3D ran on the first --bm3d-n images only: compare the DAE on exactly those too.
             k = args.bm3d_n
             res = evaluate(dae.denoise, clean[:k], noisy[:k])
-            results.append({"method": "dae (BM3D's images)", "noise": name, **res})
+            results.append({"method": DAE_ON_BM3D_IMAGES, "noise": name, **res})
             print(f"  {name}: dae on the {k} BM3D images -> {res['psnr']:.2f} dB", flush=True)
     if results:
         print("\n## Method x noise on TEST 512x512 (classical methods tuned per noise level on TRAIN)")

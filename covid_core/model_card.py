@@ -234,14 +234,16 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
     return "\n".join(lines)
 
 
+# Row names of bench/denoise.py's method x noise table (it imports them from here), which --record stores.
 CLASSICAL_DENOISERS = ("gaussian", "median", "nlm", "bm3d")
+DAE_ON_BM3D_IMAGES = "dae (BM3D's images)"  # the DAE on the first k images, the only ones BM3D runs on
 DAE_GOAL_DB = 1.0  # the denoising issue's goal: beat the best tuned classical method by this much
 
 
 def dae_margins(bench: dict) -> dict:
     """{noise: {"best": classical method the DAE is closest to, "margin": DAE minus it in dB, "n": images}} from
     ``bench/denoise.py --record``'s rows. Each classical method is compared with the DAE on the same images:
-    BM3D runs on the first k images only and has its own "dae (BM3D's images)" row."""
+    BM3D runs on the first k images only and has its own DAE_ON_BM3D_IMAGES row."""
     rows = bench.get("rows", [])
     out = {}
     for noise in dict.fromkeys(r["noise"] for r in rows):
@@ -253,7 +255,7 @@ def dae_margins(bench: dict) -> dict:
             if method in mine:
                 dae = mine["dae"]
                 if mine[method]["n"] != dae["n"]:
-                    dae = mine.get("dae (BM3D's images)", {"n": None})
+                    dae = mine.get(DAE_ON_BM3D_IMAGES, {"n": None})
                 if dae["n"] == mine[method]["n"]:
                     pairs.append((dae["psnr"] - mine[method]["psnr"], method, mine[method]["n"]))
         if pairs:
