@@ -240,10 +240,24 @@ DAE_ON_BM3D_IMAGES = "dae (BM3D's images)"  # the DAE on the first k images, the
 DAE_GOAL_DB = 1.0  # the denoising issue's goal: beat the best tuned classical method by this much
 
 
+def paired_interval(better: list[float], worse: list[float], level: float = 0.95) -> tuple[float, float] | None:
+    """Two-sided ``level`` t-interval (dB) of the mean per-image difference ``better - worse`` (same images, same
+    order); None when there are fewer than 2 pairs or the lists differ in length."""
+    from scipy import stats
+
+    if len(better) != len(worse) or len(better) < 2:
+        return None
+    d = np.asarray(better, float) - np.asarray(worse, float)
+    half = stats.t.ppf(0.5 + level / 2, len(d) - 1) * d.std(ddof=1) / np.sqrt(len(d))
+    return float(d.mean() - half), float(d.mean() + half)
+
+
 def dae_margins(bench: dict) -> dict:
-    """{noise: {"best": classical method the DAE is closest to, "margin": DAE minus it in dB, "n": images}} from
-    ``bench/denoise.py --record``'s rows. Each classical method is compared with the DAE on the same images:
-    BM3D runs on the first k images only and has its own DAE_ON_BM3D_IMAGES row."""
+    """{noise: {"best": classical method the DAE is closest to, "margin": DAE minus it in dB, "n": images,
+    "interval": 95% interval of the margin or None}} from ``bench/denoise.py --record``'s rows. Each classical
+    method is compared with the DAE on the same images: BM3D may run on the first k images only and then has its
+    own DAE_ON_BM3D_IMAGES row. The interval needs the rows' per-image PSNRs (``psnr_each``, recorded since
+    2026-12-01); it is paired by image, so it measures how sure the margin is, not how the images vary."""
     rows = bench.get("rows", [])
     out = {}
     for noise in dict.fromkeys(r["noise"] for r in rows):
@@ -257,10 +271,11 @@ def dae_margins(bench: dict) -> dict:
                 if mine[method]["n"] != dae["n"]:
                     dae = mine.get(DAE_ON_BM3D_IMAGES, {"n": None})
                 if dae["n"] == mine[method]["n"]:
-                    pairs.append((dae["psnr"] - mine[method]["psnr"], method, mine[method]["n"]))
+                    interval = paired_interval(dae.get("psnr_each", []), mine[method].get("psnr_each", []))
+                    pairs.append((dae["psnr"] - mine[method]["psnr"], method, mine[method]["n"], interval))
         if pairs:
-            margin, method, n = min(pairs)
-            out[noise] = {"best": method, "margin": margin, "n": n}
+            margin, method, n, interval = min(pairs, key=lambda p: p[0])
+            out[noise] = {"best": method, "margin": margin, "n": n, "interval": interval}
     return out
 
 
@@ -275,8 +290,10 @@ def _dae_benchmark_lines(bench: dict | None) -> list[str]:
               for r in bench.get("rows", []) if r["method"] != "noisy input"]
     lines += ["", "The DAE against the best tuned classical method on the same images "
               f"(goal: at least +{DAE_GOAL_DB:.1f} dB at Gaussian sigma 25 and on Poisson noise):"]
-    lines += [f"- {noise}: {m['margin']:+.2f} dB against {m['best']} on {m['n']} images "
-              f"({'meets' if m['margin'] >= DAE_GOAL_DB else 'below'} +{DAE_GOAL_DB:.1f} dB)"
+    lines += [f"- {noise}: {m['margin']:+.2f} dB against {m['best']} on {m['n']} images"
+              + (f" (95% interval {m['interval'][0]:+.2f} to {m['interval'][1]:+.2f} dB, paired by image)"
+                 if m["interval"] else "")
+              + f" ({'meets' if m['margin'] >= DAE_GOAL_DB else 'below'} +{DAE_GOAL_DB:.1f} dB)"
               for noise, m in dae_margins(bench).items()]
     return lines
 

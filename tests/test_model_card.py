@@ -96,10 +96,26 @@ def test_dae_margin_compares_each_classical_method_on_its_own_images():
     # Against BM3D the DAE is compared on BM3D's 10 images (35.95 - 36.13), not on all 50 (34.96 - 36.13).
     assert margins["gaussian 25"]["best"] == "bm3d" and margins["gaussian 25"]["n"] == 10
     assert margins["gaussian 25"]["margin"] == pytest.approx(-0.18)
-    assert margins["poisson 30 photons"] == {"best": "nlm", "margin": pytest.approx(1.5), "n": 50}
+    # Rows without per-image PSNRs (recorded before 2026-12-01) get no interval.
+    assert margins["poisson 30 photons"] == {"best": "nlm", "margin": pytest.approx(1.5), "n": 50, "interval": None}
     card = dae_card_markdown({"test_benchmark": {"rows": rows, "command": "python bench/denoise.py --record",
                                                  "measured": "2026-12-01"}}, "dae.pt")
     assert "- gaussian 25: -0.18 dB against bm3d on 10 images (below +1.0 dB)" in card
     assert "- poisson 30 photons: +1.50 dB against nlm on 50 images (meets +1.0 dB)" in card
     assert "| gaussian 25 | noisy input |" not in card and "| gaussian 25 | bm3d | 36.13 |" in card
     assert "None recorded" in dae_card_markdown({}, "dae.pt")
+
+
+def test_dae_margin_interval_is_paired_by_image():
+    from covid_core.model_card import dae_card_markdown, dae_margins
+
+    # Per-image differences 1, 2, 3 dB: mean 2, sd 1, t(0.975, 2) = 4.303 -> 2 +- 2.484.
+    bm3d = {**_bench_row("bm3d", "gaussian 25", 30.0, 3), "psnr_each": [30.0, 20.0, 40.0]}
+    dae = {**_bench_row("dae", "gaussian 25", 32.0, 3), "psnr_each": [31.0, 22.0, 43.0]}
+    margin = dae_margins({"rows": [bm3d, dae]})["gaussian 25"]
+    assert margin["best"] == "bm3d" and margin["margin"] == pytest.approx(2.0)
+    assert margin["interval"] == pytest.approx((2.0 - 2.484, 2.0 + 2.484), abs=1e-3)
+    # The images vary by 20 dB, but pairing removes that: an unpaired interval would span about +-30 dB.
+    card = dae_card_markdown({"test_benchmark": {"rows": [bm3d, dae]}}, "dae.pt")
+    assert "- gaussian 25: +2.00 dB against bm3d on 3 images (95% interval -0.48 to +4.48 dB, paired by image) " \
+           "(meets +1.0 dB)" in card
