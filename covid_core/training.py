@@ -61,6 +61,7 @@ class TrainConfig:
     patience: int = 5
     balance: str = "loss"
     label_smoothing: float = 0.0
+    ema_decay: float = 0.0
     workers: int = 0
     limit: int | None = None
     device: str = "auto"
@@ -85,6 +86,7 @@ class TrainConfig:
             (self.patience >= 1, "patience must be at least 1"),
             (self.balance in BALANCE_CHOICES, f"balance must be one of: {', '.join(BALANCE_CHOICES)}"),
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
+            (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
             (0 <= self.workers <= 32, "workers must be from 0 to 32"),
             (self.limit is None or self.limit >= 8, "limit must be at least 8 images"),
             (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,2}", self.device),
@@ -173,9 +175,12 @@ def _barrier(world: int):
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: PreprocessConfig, device, *,
-                    epoch: int, epochs: int, augment: bool = True, progress: bool = True,
+                    epoch: int, epochs: int, augment: bool = True, progress: bool = True, ema=None,
                     on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
-    """One pass over ``loader``; returns {"loss", "images", "seconds", "data_wait_share"}."""
+    """One pass over ``loader``; returns {"loss", "images", "seconds", "data_wait_share"}.
+
+    ``ema`` (a :class:`torch.optim.swa_utils.AveragedModel`) is updated after every optimiser step.
+    """
     from tqdm import tqdm
 
     model.train()
@@ -196,6 +201,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
         loss.backward()
         optimizer.step()
         scheduler.step()
+        if ema is not None:
+            ema.update_parameters(getattr(model, "module", model))
         total_loss += float(loss.detach()) * len(y)
         seen += len(y)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}")
@@ -340,10 +347,21 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch, pct_start=0.15,
         anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0)
 
+    # With --ema-decay the exponential moving average of the weights (and of BatchNorm's statistics) is what
+    # validation scores, early stopping watches and the checkpoint keeps; the raw weights only train.
+    ema = None
+    if config.ema_decay:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    scored = ema.module if ema is not None else model
+
     first_epoch, best_score, bad_epochs, history = 1, [-1.0, float("-inf")], 0, []
     state = _resume_state(run_dir) if resume else None
     if state is not None:
         model.load_state_dict(state["state_dict"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -374,9 +392,9 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
 
         stats = train_one_epoch(train_model, loader, optimizer, scheduler, loss_fn, pre, device, epoch=epoch,
                                 epochs=config.epochs, augment=config.augment, progress=progress and is_main,
-                                on_step=on_step,
+                                ema=ema, on_step=on_step,
                                 should_stop=should_stop)
-        val_metrics, *_ = evaluate(model, val_u8, labels[idx["val"]], classes, pre, device)
+        val_metrics, *_ = evaluate(scored, val_u8, labels[idx["val"]], classes, pre, device)
         # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once
         # AUC saturates, go to the lower validation loss.
         auc = val_metrics["macro_auc"] if val_metrics["macro_auc"] is not None else (val_metrics["accuracy"] or 0.0)
@@ -398,13 +416,14 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
             # (keep_metrics_through drops the orphan line) instead of losing its row.
             run_dir.append_metrics(row)
             if improved:
-                atomic_save(classifier_checkpoint(model, model_name=config.model, target=config.target,
+                atomic_save(classifier_checkpoint(scored, model_name=config.model, target=config.target,
                                                   classes=classes, preprocess=pre, train_config=asdict(config),
                                                   metrics={"val": val_metrics}, data_fingerprint=fingerprint,
                                                   epoch=epoch), run_dir.best_checkpoint)
             atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                          "scheduler": scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
-                         "best_score": best_score, "bad_epochs": bad_epochs}, run_dir.last_checkpoint)
+                         "best_score": best_score, "bad_epochs": bad_epochs,
+                         **({"ema": ema.state_dict()} if ema is not None else {})}, run_dir.last_checkpoint)
             run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=0, steps=steps_per_epoch)
         if on_epoch is not None and on_epoch(row) is False:
             stop = True

@@ -62,7 +62,10 @@ def test_train_refuses_bad_values_and_lists_runs(env):
 
 def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     at = page("models")
-    assert at.dataframe[0].value["checkpoint"].tolist() == ["tiny_cnn.pt"]
+    overview = at.dataframe[0].value
+    assert overview["checkpoint"].tolist() == ["tiny_cnn.pt"]
+    # the fixture's TEST accuracy and its COVID-19 PPV at the operating threshold, for comparing runs at a glance
+    assert overview["TEST accuracy"].tolist() == [0.8] and overview["COVID-19 PPV"].tolist() == [0.6]
     labels = {m.label: m.value for m in at.metric}
     assert labels["Architecture"] == "cnn" and labels["TEST macro AUC"] == "0.900"
     assert labels["TEST sensitivity"] == "90.0%"

@@ -56,11 +56,14 @@ def test_training_learns_and_writes_a_self_describing_checkpoint(folder_dataset,
     assert clf.temperature == ckpt["temperature"] and clf.classes == ("normal", "pneumonia", "covid19")
 
 
-def test_same_seed_repeats_and_resume_continues(folder_dataset, tmp_path):
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_same_seed_repeats_and_resume_continues(folder_dataset, tmp_path, ema_decay):
     a, b = [], []
-    run(_config(folder_dataset, tmp_path, epochs=2, run_id="a"), on_epoch=a.append, progress=False)
+    run(_config(folder_dataset, tmp_path, epochs=2, run_id="a", ema_decay=ema_decay), on_epoch=a.append,
+        progress=False)
     # Stop b after its first epoch (as an interruption would), then resume it: the result must equal a.
-    best_b = run(_config(folder_dataset, tmp_path, epochs=2, run_id="b"),
+    # With EMA on, the validation figures come from the averaged weights, so resume must restore them too.
+    best_b = run(_config(folder_dataset, tmp_path, epochs=2, run_id="b", ema_decay=ema_decay),
                  on_epoch=lambda r: b.append(r) or False, progress=False)
     assert len(b) == 1 and a[0]["train_loss"] == pytest.approx(b[0]["train_loss"], rel=1e-6)
     run(TrainConfig(), on_epoch=b.append, progress=False, resume=str(best_b.parent))
@@ -69,12 +72,26 @@ def test_same_seed_repeats_and_resume_continues(folder_dataset, tmp_path):
     assert b[1]["val_macro_auc"] == pytest.approx(a[1]["val_macro_auc"], rel=1e-5)
 
 
+def test_ema_weights_are_what_the_checkpoint_keeps(folder_dataset, tmp_path):
+    import torch
+
+    best = run(_config(folder_dataset, tmp_path, epochs=1, run_id="ema", ema_decay=0.9), progress=False)
+    saved = load_checkpoint_dict(best)["state_dict"]
+    last = torch.load(RunDir(best.parent).last_checkpoint, weights_only=True)
+    ema = {k.removeprefix("module."): v for k, v in last["ema"].items() if k != "n_averaged"}
+    assert last["ema"]["n_averaged"] > 1 and set(ema) == set(saved)
+    assert all(torch.equal(saved[k], ema[k]) for k in saved)  # best.pt holds the averaged weights ...
+    raw = last["state_dict"]
+    assert any(not torch.equal(saved[k], raw[k]) for k in saved if raw[k].is_floating_point())  # ... not the raw
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("epochs", 0, "epochs must be a whole number from 1 to 1000"),
     ("batch_size", 100000, "batch size must be from 1 to 1024"),
     ("lr", -1.0, "learning rate must be above 0"),
     ("model", "vgg", "unknown model 'vgg'; choose one of"),
     ("target", "flu", "unknown target 'flu'; choose one of: 3class, covid, pneumonia"),
+    ("ema_decay", 1.0, "EMA decay must be 0 \\(off\\) or from 0.5 to below 1"),
 ])
 def test_absurd_settings_are_refused(field, value, message):
     with pytest.raises(ConfigError, match=message):

@@ -15,19 +15,28 @@ from covid_core.model_card import card_markdown, covid_calls_by_source
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.targets import COVID_CLASS
 
+
+def overview_row(e) -> dict:
+    test = (e.metadata.get("metrics") or {}).get("test") or {}
+    at_threshold = (e.metadata.get("threshold") or {}).get("test") or {}
+    return {"checkpoint": e.label, "usable": "yes" if e.usable else "no", "kind": e.kind,
+            "architecture": e.metadata.get("model_name", ""), "target": e.metadata.get("target", ""),
+            "TEST macro AUC": test.get("macro_auc"), "TEST accuracy": test.get("accuracy"), "TEST ECE": test.get("ece"),
+            "COVID-19 sensitivity": at_threshold.get("sensitivity"), "COVID-19 PPV": at_threshold.get("ppv"),
+            "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1), "problem": e.reason or ""}
+
+
 st.title("Models")
 entries = ui.catalog()
 if not entries:
     ui.no_model_help()
     st.stop()
 
-overview = pd.DataFrame([{
-    "checkpoint": e.label, "usable": "yes" if e.usable else "no", "kind": e.kind,
-    "architecture": e.metadata.get("model_name", ""), "target": e.metadata.get("target", ""),
-    "TEST macro AUC": ((e.metadata.get("metrics") or {}).get("test") or {}).get("macro_auc"),
-    "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1), "problem": e.reason or ""} for e in entries])
-st.dataframe(overview, hide_index=True, column_config={
-    "TEST macro AUC": st.column_config.NumberColumn(format="%.3f")})
+threshold_help = "On TEST at the COVID-19 operating threshold chosen on VALIDATION"
+st.dataframe(pd.DataFrame([overview_row(e) for e in entries]), hide_index=True, column_config={
+    **{name: st.column_config.NumberColumn(format="%.3f") for name in ("TEST macro AUC", "TEST accuracy", "TEST ECE")},
+    **{name: st.column_config.NumberColumn(format="%.3f", help=threshold_help)
+       for name in ("COVID-19 sensitivity", "COVID-19 PPV")}})
 st.caption(f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to change); finished training runs are "
            "listed too.")
 

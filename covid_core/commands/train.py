@@ -48,6 +48,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="imbalance: weighted loss by class, weighted sampler by class, weighted sampler by "
                         "(source, class) group from provenance.csv (counters source confounds), or nothing")
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing, help="cross-entropy label smoothing")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay,
+                   help="keep an exponential moving average of the weights with this decay per step "
+                        "(e.g. 0.99) and validate and save it instead of the raw weights; 0 = off")
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     p.add_argument("--limit", type=int, default=None, help="use at most N images per split (quick experiments)")
     p.add_argument("--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
@@ -84,7 +87,8 @@ def main(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, image_size=args.image_size,
         fit=args.fit, equalize=args.equalize, augment=args.augment, pretrained=args.pretrained,
         freeze_epochs=args.freeze_epochs, seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
-        balance=args.balance, label_smoothing=args.label_smoothing, workers=args.workers, limit=args.limit,
+        balance=args.balance, label_smoothing=args.label_smoothing, ema_decay=args.ema_decay,
+        workers=args.workers, limit=args.limit,
         device=args.device, runs_dir=args.runs_dir or "", run_id=args.run_id, out=args.out)
     if not args.resume:
         config.validate()
