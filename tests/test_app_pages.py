@@ -48,6 +48,7 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     assert "20250101-000000-cnn-abcdef" in at.expander[0].label and "finished" in at.expander[0].label
     assert any(m.value == "0.610" for m in at.metric)  # the run's TEST macro AUC
     assert "source and class sampler" in at.selectbox(key="train_balance").options
+    assert at.checkbox(key="train_ema").value is False  # weight averaging is offered, off by default
     at.number_input(key="train_epochs").set_value(0)
     at.text_input(key="train_data").set_value(str(env))
     at.button[0].click().run()  # the form's submit button
@@ -58,6 +59,25 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     at.text_input(key="train_data").set_value(str(env / "nowhere"))
     at.button[0].click().run()
     assert any("does not exist" in e.value for e in at.error)
+
+
+def test_train_form_choices_reach_the_started_command(env, folders_data):
+    from covid_core import jobs
+
+    at = page("train")
+    at.text_input(key="train_data").set_value(str(folders_data))
+    at.number_input(key="train_epochs").set_value(1)
+    at.checkbox(key="train_ema").check()
+    at.selectbox(key="train_balance").select("none")
+    at.button[0].click().run()
+    assert not at.exception and any("Started run" in s.value for s in at.success)
+    [job] = jobs.list_jobs(env / "runs")
+    try:
+        command = json.loads((job.path / "job.json").read_text())["command"]
+        assert command[command.index("--ema-decay") + 1] == "0.99"
+        assert command[command.index("--balance") + 1] == "none"
+    finally:
+        jobs.cancel(job)
 
 
 def test_models_card_shows_metrics_roc_confusion_and_confound(env):

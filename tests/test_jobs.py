@@ -27,7 +27,7 @@ def _config(data_dir, runs, **kw) -> TrainConfig:
 def test_tiny_job_runs_to_the_end(folders_data, tmp_path, monkeypatch):
     monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
     runs = tmp_path / "runs"
-    job = jobs.start_training(_config(folders_data, runs, balance="group"))
+    job = jobs.start_training(_config(folders_data, runs, balance="group", ema_decay=0.9))
     assert job.path.parent == runs.resolve() and (job.path / "job.json").is_file()
     final = jobs.wait(job, timeout_s=240)
     log = jobs.tail_log(final, 50)
@@ -35,7 +35,8 @@ def test_tiny_job_runs_to_the_end(folders_data, tmp_path, monkeypatch):
     assert final.progress == 1.0
     result = json.loads((final.path / "result.json").read_text())
     assert result["metrics"]["test"]["n"] > 0
-    assert json.loads((final.path / "config.json").read_text())["balance"] == "group"  # the form's choice reached train.py
+    saved = json.loads((final.path / "config.json").read_text())
+    assert saved["balance"] == "group" and saved["ema_decay"] == 0.9  # the form's choices reached train.py
     assert [j.run_id for j in jobs.list_jobs(runs)] == [final.run_id]
     # a finished run becomes a usable model in the catalog
     monkeypatch.setenv("COVID_XRAY_WEIGHTS", str(tmp_path / "no-weights"))

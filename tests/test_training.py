@@ -83,6 +83,9 @@ def test_ema_weights_are_what_the_checkpoint_keeps(folder_dataset, tmp_path):
     assert all(torch.equal(saved[k], ema[k]) for k in saved)  # best.pt holds the averaged weights ...
     raw = last["state_dict"]
     assert any(not torch.equal(saved[k], raw[k]) for k in saved if raw[k].is_floating_point())  # ... not the raw
+    from covid_core.model_card import reproduce_command
+
+    assert "--ema-decay 0.9 " in reproduce_command(load_checkpoint_dict(best)["train_config"], "out.pt")
 
 
 @pytest.mark.parametrize("field,value,message", [
