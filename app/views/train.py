@@ -22,6 +22,8 @@ st.title("Train")
 st.caption(f"Runs are separate processes: they keep going if you close this tab or reload the page. "
            f"Run folders: `{default_runs_dir().resolve()}` (set `COVID_CORE_RUNS` to change).")
 
+EMA_DECAY = 0.99  # the shipped resnet18's recipe (weights/resnet18.md)
+
 with st.form("train_form"):
     c1, c2, c3 = st.columns(3)
     task = c1.radio("Task", ["classify", "denoise"], horizontal=True, key="train_task",
@@ -41,10 +43,10 @@ with st.form("train_form"):
                                  key="train_size")
     c8, c9, c10, c11 = st.columns(4)
     augment = c8.checkbox("Augmentation (small rotations/shifts, never flips)", value=True, key="train_aug")
-    ema = c8.checkbox("Average the weights (EMA 0.99)", value=False, key="train_ema",
+    ema = c8.checkbox(f"Average the weights (EMA {EMA_DECAY})", value=False, key="train_ema",
                       help="Classifier only. Validates and saves an exponential moving average of the weights "
-                           "(decay 0.99 per step): a smoother validation curve, so the epoch kept depends less on "
-                           "chance.")
+                           f"(decay {EMA_DECAY} per step): a smoother validation curve, so the epoch kept depends "
+                           "less on chance.")
     pretrained = c9.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
                              help="Needs the torchvision weights in the local torch hub cache or network access.")
     limit = c10.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
@@ -61,7 +63,7 @@ if submitted:
     config = TrainConfig(data=data.strip(), target=target, model=model, epochs=int(epochs),
                          batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
                          augment=bool(augment), pretrained="imagenet" if pretrained else "none",
-                         balance=balance, ema_decay=0.99 if ema else 0.0, limit=int(limit) or None)
+                         balance=balance, ema_decay=EMA_DECAY if ema else 0.0, limit=int(limit) or None)
     try:
         job = jobs.start_training(config, task=task)
     except CovidCoreError as exc:
