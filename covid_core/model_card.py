@@ -49,6 +49,43 @@ def covid_calls_by_source(per_source: dict, covid: str | None) -> list[dict]:
     return rows
 
 
+# A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict.
+NOTABLE_FALSE_COVID_SHARE = 0.2
+
+
+def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
+    """What a COVID-19 positive verdict of this model is worth, measured on TEST: sentences for a clinician.
+
+    metadata: a classifier checkpoint's metadata (``Classifier.metadata``); threshold: its ``threshold`` entry, whose
+    ``test`` rates were measured at the operating threshold. The PPV sentence gives TEST's COVID-19 share, since
+    PPV falls where COVID-19 is rarer; the second names each (source, true class) group of non-COVID films that the
+    model called COVID-19 at least ``NOTABLE_FALSE_COVID_SHARE`` of the time (most probable class). Empty without a
+    COVID-19 class or TEST metrics.
+    """
+    covid = COVID_CLASS.get(metadata.get("target"))
+    test = (metadata.get("card") or {}).get("test") or (metadata.get("metrics") or {}).get("test") or {}
+    if not covid or not test:
+        return []
+    sentences = []
+    ppv = ((threshold or {}).get("test") or {}).get("ppv")
+    if ppv is not None:
+        text = f"On TEST, {_pct(ppv)} of the films this model called COVID-19 positive had COVID-19 (PPV)."
+        n, n_covid = test.get("n"), ((test.get("per_class") or {}).get(covid) or {}).get("support")
+        if n and n_covid:
+            text += (f" {n_covid} of the {n} TEST films ({_pct(n_covid / n)}) had COVID-19; where COVID-19 is rarer, "
+                     "a larger share of positive verdicts is wrong.")
+        sentences.append(text)
+    notable = [r for r in covid_calls_by_source(test.get("per_source") or {}, covid)
+               if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
+    if notable:
+        groups = "; ".join(f"{r['called covid']} of {r['n']} {r['true class']} films from source '{r['source']}'"
+                           for r in notable)
+        sentences.append(f"On TEST it also named {covid} the most probable class for {groups}. A positive verdict "
+                         "means the film looks like the COVID-19 films it was trained on; it does not tell COVID-19 "
+                         "from other lung disease in the same kind of patient (age, hospital).")
+    return sentences
+
+
 def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "normal", b: str = "pneumonia") -> dict | None:
     """AUC and accuracy of ``a`` vs ``b`` on the images whose true class is one of the two
     (score: p_b / (p_a + p_b); accuracy: the more probable of the two). None if not applicable."""

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
+from .model_card import positive_verdict_limits
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -71,7 +72,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
         numbers += [("COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})"),
                     ("TEST sensitivity at this threshold", _pct(test.get("sensitivity"))),
-                    ("TEST specificity at this threshold", _pct(test.get("specificity")))]
+                    ("TEST specificity at this threshold", _pct(test.get("specificity"))),
+                    ("TEST PPV at this threshold", _pct(test.get("ppv")))]
     if prediction.ood_score is not None:
         numbers.append(("Out-of-distribution score", f"{prediction.ood_score:.2f}"
                         + f" (flagged above {classifier.ood.get('threshold', float('nan')):.2f}; "
@@ -84,6 +86,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     if explanation is not None and explanation.shortcut_warning:
         warnings.append(explanation.shortcut_warning)
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
+    if prediction.covid_positive:
+        warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in positive_verdict_limits(classifier.metadata, thr))
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
                   ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),
@@ -105,6 +109,7 @@ figcaption {{ font-size: .85rem; color: #555; text-align: center; }}
 table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #ddd; }}
 .bar {{ background: #1c7ed6; height: .8rem; min-width: 1px; }} td:nth-child(2) {{ width: 16rem; }}
 .warn {{ background: #fff9db; border-left: 4px solid #f08c00; padding: .4rem .8rem; }}
+.limit {{ background: #e7f0fa; border-left: 4px solid #1c5d99; padding: .4rem .8rem; }}
 </style></head><body>
 <p class="notice"><strong>{esc(DISCLAIMER)}</strong></p>
 <h1>Chest X-ray analysis: {esc(name)}</h1>

@@ -11,10 +11,11 @@ import os
 import re
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ConfigError
+from .errors import ConfigError, CovidCoreError
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -114,6 +115,18 @@ class RunDir:
         status = self.read_json("status.json", {}) or {}
         status.update(fields, state=state, updated=time.time(), pid=os.getpid())
         self.write_json("status.json", status)
+
+    @contextmanager
+    def failure_recorded(self, enabled: bool = True):
+        """Mark the run "failed", with the error's message, when the block raises a CovidCoreError (a missing
+        data folder, a malformed CSV), then re-raise it: the Train page then says why, instead of showing a
+        "stopped" run and offering to resume one that can never start."""
+        try:
+            yield
+        except CovidCoreError as exc:
+            if enabled:
+                self.set_status("failed", error=str(exc))
+            raise
 
     @property
     def best_checkpoint(self) -> Path:

@@ -315,7 +315,8 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         run_dir.write_json("config.json", asdict(config))
         run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="classifier")
     started = time.time()
-    table, images, pre, fingerprint = prepare_data(config, progress and is_main, rank, world)
+    with run_dir.failure_recorded(enabled=is_main):
+        table, images, pre, fingerprint = prepare_data(config, progress and is_main, rank, world)
     prepare_s = time.time() - started
     split = table["split"].to_numpy()
     labels = table["label_idx"].to_numpy()

@@ -34,13 +34,13 @@ def fake_metrics() -> dict:
     return {"val": dict(test), "test": test, "test_roc": roc}
 
 
-def make_checkpoint(path: Path, seed: int = 0) -> Path:
+def make_checkpoint(path: Path, seed: int = 0, covid_threshold: float = 0.4) -> Path:
     torch.manual_seed(seed)
     model = build_model("cnn", len(CLASSES))
     ckpt = classifier_checkpoint(
         model, model_name="cnn", target="3class", classes=CLASSES, preprocess=PreprocessConfig(image_size=64),
         metrics=fake_metrics(), temperature=1.0,
-        threshold={"class": "covid19", "value": 0.4, "rule": "test fixture", "val_sensitivity": 0.95,
+        threshold={"class": "covid19", "value": covid_threshold, "rule": "test fixture", "val_sensitivity": 0.95,
                    "val_specificity": 0.7, "test": {"sensitivity": 0.9, "specificity": 0.75, "ppv": 0.6}},
         # Tensors in the metadata, as in every real checkpoint (they once broke Streamlit's widget comparisons).
         ood={"method": "mahalanobis", "means": torch.zeros(len(CLASSES), 256), "precision": torch.eye(256),
@@ -84,11 +84,11 @@ def make_folders_data(root: Path, per_class: int = 3, size: int = 48, classes=("
     return root
 
 
-def app_env(tmp_path: Path, monkeypatch, broken: bool = False) -> Path:
+def app_env(tmp_path: Path, monkeypatch, broken: bool = False, covid_threshold: float = 0.4) -> Path:
     """A tmp weights folder with the tiny checkpoint (and a broken file), runs and cache in tmp."""
     weights = tmp_path / "weights"
     weights.mkdir()
-    make_checkpoint(weights / "tiny_cnn.pt")
+    make_checkpoint(weights / "tiny_cnn.pt", covid_threshold=covid_threshold)
     if broken:
         (weights / "broken.pt").write_bytes(b"not a checkpoint")
     monkeypatch.setenv("COVID_XRAY_WEIGHTS", str(weights))

@@ -68,6 +68,19 @@ def test_report_is_self_contained_and_hides_patient_fields_by_default(tmp_path):
     assert row["verdict"].startswith("COVID-19") and abs(sum(v for k, v in row.items() if k.startswith("p(")) - 1) < 1e-5
 
 
+def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
+    img = decode_image(_png(xray_array(64)), "x.png")
+    positive = load_classifier(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
+                            model_label="pos.pt")
+    assert "COVID-19: positive" in html and "<th>TEST PPV at this threshold</th><td>60.0%</td>" in html
+    assert '<p class="limit">On TEST, 60.0% of the films this model called COVID-19 positive' in html
+    negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
+                            model_label="neg.pt")
+    assert "COVID-19: negative" in html and 'class="limit"' not in html
+
+
 def _png(arr):
     from app_helpers import png_bytes
 

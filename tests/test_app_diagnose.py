@@ -53,6 +53,28 @@ def test_one_image_gives_verdict_heatmap_and_report(weights):
     assert "1 unusable" in unusable.label and "broken.pt" in unusable.caption[0].value
 
 
+def test_positive_verdict_shows_ppv_and_what_a_positive_is_worth(tmp_path, monkeypatch):
+    app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # every film is COVID-19 positive
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    assert "COVID-19: positive" in _all_text(at)
+    assert [m.value for m in at.metric if m.label == "TEST PPV"] == ["60.0%"]  # the stored PPV at the threshold
+    limits = [i.value for i in at.info if "PPV" in i.value]
+    assert len(limits) == 1 and "60.0%" in limits[0] and "10 of the 30 TEST films" in limits[0]
+
+
+def test_negative_verdict_has_no_positive_verdict_limits(tmp_path, monkeypatch):
+    app_env(tmp_path, monkeypatch, covid_threshold=1.01)  # no film reaches it
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    assert "COVID-19: negative" in _all_text(at)
+    assert not [i.value for i in at.info if "PPV" in i.value]
+
+
 def test_bad_file_fails_alone_and_table_lists_all(weights):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.file_uploader(key="diag_upload").set_value([

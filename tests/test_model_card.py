@@ -11,7 +11,8 @@ import pytest
 from conftest import REPO
 from covid_core.checkpoint import load_checkpoint_dict
 from covid_core.cli import build_parser
-from covid_core.model_card import card_markdown, dae_reproduce_command, pair_metrics, reproduce_command
+from covid_core.model_card import (card_markdown, dae_reproduce_command, pair_metrics, positive_verdict_limits,
+                                   reproduce_command)
 from covid_core.ood import probe_images
 from covid_core.training import TrainConfig
 
@@ -119,3 +120,30 @@ def test_dae_margin_interval_is_paired_by_image():
     card = dae_card_markdown({"test_benchmark": {"rows": [bm3d, dae]}}, "dae.pt")
     assert "- gaussian 25: +2.00 dB against bm3d on 3 images (95% interval -0.48 to +4.48 dB, paired by image) " \
            "(meets +1.0 dB)" in card
+
+
+def _verdict_metadata(per_source: dict) -> dict:
+    per_class = {"covid19": {"support": 60}, "normal": {"support": 114}, "pneumonia": {"support": 163}}
+    return {"target": "3class", "metrics": {"test": {"n": 337, "per_class": per_class, "per_source": per_source}}}
+
+
+def test_positive_verdict_limits_give_ppv_with_prevalence_and_the_groups_often_called_covid():
+    per_source = {
+        "cohen": {"confusion": {"pneumonia": {"normal": 1, "pneumonia": 1, "covid19": 9},
+                                "covid19": {"normal": 2, "pneumonia": 0, "covid19": 55}}},
+        "nih": {"confusion": {"normal": {"normal": 55, "pneumonia": 0, "covid19": 3}}},  # 5%: not notable
+        "kermany": {"confusion": {"normal": {"normal": 4, "pneumonia": 0, "covid19": 1}}},  # 20%: notable
+    }
+    ppv, groups = positive_verdict_limits(_verdict_metadata(per_source), {"value": 0.4, "test": {"ppv": 0.766}})
+    assert "76.6%" in ppv and "PPV" in ppv and "60 of the 337 TEST films (17.8%)" in ppv
+    assert "9 of 11 pneumonia films from source 'cohen'" in groups
+    assert "1 of 5 normal films from source 'kermany'" in groups
+    assert "nih" not in groups and "covid19 films" not in groups  # true COVID-19 films are not false calls
+
+
+def test_positive_verdict_limits_stay_silent_without_evidence():
+    quiet = {"kermany": {"confusion": {"pneumonia": {"normal": 9, "pneumonia": 90, "covid19": 1}}}}
+    assert positive_verdict_limits(_verdict_metadata(quiet), {"test": {}}) == []  # no PPV, no notable group
+    assert positive_verdict_limits({"target": "pneumonia", "metrics": _verdict_metadata(quiet)["metrics"]},
+                                   {"test": {"ppv": 0.9}}) == []  # no COVID-19 class
+    assert positive_verdict_limits({"target": "3class"}, {"test": {"ppv": 0.9}}) == []  # no TEST metrics

@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO
 from covid_core.checkpoint import load_checkpoint_dict, load_classifier
 from covid_core.errors import ConfigError
+from covid_core.jobs import read_job
 from covid_core.runs import RunDir
 from covid_core.training import TrainConfig, run
 
@@ -151,8 +152,13 @@ def test_evaluate_on_a_set_missing_a_class_gives_nulls(folder_dataset, tmp_path,
 def test_cli_bad_input_is_one_line(tmp_path):
     r = _cli("-m", "covid_core", "evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(tmp_path))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
-    r = _cli("train.py", "--data", str(tmp_path / "missing"), "--model", "cnn")
-    assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+    for task in ("classify", "denoise"):
+        r = _cli("train.py", "--task", task, "--data", str(tmp_path / "missing"), "--model", "cnn",
+                 "--runs-dir", str(tmp_path / "runs"), "--run-id", f"bad-{task}")
+        assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
+        # the run folder says why it failed; the Train page shows that instead of "stopped, resume it"
+        job = read_job(tmp_path / "runs" / f"bad-{task}")
+        assert job.state == "failed" and "does not exist" in job.status["error"]
 
 
 def test_ddp_with_two_processes(folder_dataset, tmp_path):

@@ -13,6 +13,7 @@ import ui
 from covid_core.decode import apply_window, decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.inference import predict
+from covid_core.model_card import positive_verdict_limits
 from covid_core.report import case_report_html, prediction_row
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"]
@@ -142,13 +143,19 @@ def show_case(case) -> None:
         verdict_card(pred)
         thr, test = classifier.threshold or {}, (classifier.threshold or {}).get("test") or {}
         if pred.threshold is not None:
-            m2, m3 = st.columns(2)
-            m2.metric("TEST sensitivity", ui.pct(test.get("sensitivity")),
+            m1, m2, m3 = st.columns(3)
+            m1.metric("TEST sensitivity", ui.pct(test.get("sensitivity")),
                       help="Share of COVID-19 cases in the TEST set flagged positive at this threshold.")
-            m3.metric("TEST specificity", ui.pct(test.get("specificity")),
+            m2.metric("TEST specificity", ui.pct(test.get("specificity")),
                       help="Share of non-COVID-19 cases in the TEST set called negative at this threshold.")
+            m3.metric("TEST PPV", ui.pct(test.get("ppv")),
+                      help="Share of the TEST films called COVID-19 positive at this threshold that had COVID-19. "
+                           "It depends on how common COVID-19 is among the films checked.")
             st.caption(f"Operating threshold {pred.threshold:.3f} on the COVID-19 probability "
                        f"({thr.get('rule', 'stored with the model')}).")
+            if pred.covid_positive:
+                for limit in positive_verdict_limits(classifier.metadata, thr):
+                    st.info(limit, icon=":material/balance:")
         for w in pred.warnings:
             st.warning(w, icon=":material/report:")
         st.plotly_chart(probability_chart(pred), key=f"probs_{key}", config={"displayModeBar": False})

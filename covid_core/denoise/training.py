@@ -194,7 +194,8 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
     run_dir.write_json("config.json", config.to_dict())
     run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="dae")
     started = time.time()
-    images, train_idx, val_idx, fingerprint = prepare_dae_data(config, progress)
+    with run_dir.failure_recorded():
+        images, train_idx, val_idx, fingerprint = prepare_dae_data(config, progress)
     val_set = validation_set(images, val_idx, config)
 
     model = DAENet(config.channels, config.unshuffle)
