@@ -2,9 +2,10 @@
 
 :func:`summarize` reads a data folder (any layout :mod:`covid_core.datasets` reads), decodes every
 image once with :func:`covid_core.decode.decode_image`, and returns a :class:`DataSummary`:
-counts per split and class, missing values of the metadata CSV, byte-identical duplicates and
-cross-split leaks, per-image statistics with outlier flags, the mean image per class and pooled
-intensity quantiles per class. The result is stored under ``<cache>/eda/<fingerprint>/`` (CSV,
+counts per split and class, images per source and class (the data set's key confound), filled,
+not-applicable and missing values of the metadata CSV, byte-identical duplicates and cross-split
+leaks, per-image statistics with outlier flags, the mean image per class and pooled intensity
+quantiles per class. The result is stored under ``<cache>/eda/<fingerprint>/`` (CSV,
 JSON and NPZ; no pickles) and reused while the data set's fingerprint is unchanged.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from .datasets import CORONAHACK_CSV, find_duplicates, load_dataset
 from .decode import decode_image
 from .errors import CovidCoreError
 
-EDA_VERSION = 1
+EDA_VERSION = 2     # 2: stats.source, missing.filled/not_applicable
 THUMB = 128          # side of the downsampled copy the intensity statistics are computed on
 MEAN_IMAGE = 64      # side of the per-class mean image
 PIXELS_PER_IMAGE = 200
@@ -35,17 +37,21 @@ QUANTILES = np.linspace(0.005, 0.995, 100)
 NEAR_BLANK_STD = 0.03
 INVERTED_MARGIN = 0.2
 ROBUST_Z = 3.5
+UNKNOWN_SOURCE = "unknown"   # datasets._attach_provenance's source when provenance.csv does not name one
+# CoronaHack's sub-category columns (Label_1_Virus_category, Label_2_Virus_category) describe a pneumonia:
+# on a Normal film they do not apply, so an empty value there is "not applicable", not missing.
+SUBCATEGORY_COLUMN = re.compile(r"^Label_\d+_")
 
 
 @dataclass
 class DataSummary:
     """Statistics of one data folder.
 
-    stats: one row per image: filename, split, finding, path, width, height, aspect (w/h),
-    mean, std (contrast), p01, p99 (intensity percentiles in [0, 1]), border_minus_center,
-    error (decode message or ""), outlier (comma-separated reasons or "").
+    stats: one row per image: filename, split, finding, source ("unknown" without provenance), path,
+    width, height, aspect (w/h), mean, std (contrast), p01, p99 (intensity percentiles in [0, 1]),
+    border_minus_center, error (decode message or ""), outlier (comma-separated reasons or "").
     mean_images: {finding: float32 64x64 in [0, 1]}. quantiles: {finding: float32 (100,)} of pooled
-    pixel intensities at QUANTILES. missing: column, missing, share of the metadata table.
+    pixel intensities at QUANTILES. missing: one row per metadata column (see :func:`metadata_completeness`).
     """
 
     root: str
@@ -62,6 +68,55 @@ class DataSummary:
         """Records per split and finding (columns split, finding, images)."""
         return self.stats.groupby(["split", "finding"]).size().rename("images").reset_index()
 
+    @property
+    def has_sources(self) -> bool:
+        """True when provenance names the source of at least one image."""
+        return bool((self.stats["source"] != UNKNOWN_SOURCE).any()) if len(self.stats) else False
+
+    def source_counts(self) -> pd.DataFrame:
+        """Images per split, source and finding (columns split, source, finding, images; no zero rows)."""
+        return self.stats.groupby(["split", "source", "finding"]).size().rename("images").reset_index()
+
+    def source_table(self) -> pd.DataFrame:
+        """Images per source (rows) and finding, per split and in total (columns "<finding> <split>",
+        "<finding> total", "total"); int counts, zeros included."""
+        table = pd.crosstab(self.stats["source"], [self.stats["finding"], self.stats["split"]])
+        out = pd.DataFrame(index=table.index)
+        for finding in table.columns.get_level_values(0).unique():
+            for split in table[finding].columns:
+                out[f"{finding} {split}"] = table[(finding, split)]
+            out[f"{finding} total"] = table[finding].sum(axis=1)
+        out["total"] = table.sum(axis=1)
+        out.index.name = "source"
+        return out
+
+    def source_findings(self) -> list[str]:
+        """Plain sentences (markdown) on how classes and sources overlap, all splits together.
+
+        Per class: its share from each source and the sources that hold none of it; per source that
+        holds one class only: that it does. Empty when no source is known.
+        """
+        if not self.has_sources:
+            return []
+        table = pd.crosstab(self.stats["source"], self.stats["finding"])
+        sentences = []
+        for finding in table.columns:
+            col = table[finding]
+            parts = ", ".join(f"{src} {_share(n / col.sum())}"
+                              for src, n in col[col > 0].sort_values(ascending=False).items())
+            lead = (f"every **{finding}** image ({col.sum():,}) comes from one source, **{col.idxmax()}**"
+                    if (col > 0).sum() == 1 else f"**{finding}** ({col.sum():,} images): {parts}")
+            absent = [src for src, n in col.items() if n == 0 and src != UNKNOWN_SOURCE]
+            if absent:
+                lead += f"; none from {_join(absent)}"
+            sentences.append(lead + ".")
+        for src, row in table.iterrows():
+            if src != UNKNOWN_SOURCE and (row > 0).sum() == 1 and len(table.columns) > 1:
+                only = row.idxmax()
+                sentences.append(f"**{src}** holds only {only} images ({row.sum():,}): a model that recognises "
+                                 f"{src} films can call them {only} without looking at the lungs.")
+        return sentences
+
     def leaks(self) -> pd.DataFrame:
         return self.duplicates[self.duplicates["cross_split"]] if len(self.duplicates) else self.duplicates
 
@@ -75,16 +130,44 @@ class DataSummary:
                 for f, g in ok.groupby("finding")}
 
 
+def _share(x: float) -> str:
+    return "<1%" if 0 < x < 0.005 else f"{x:.0%}"
+
+
+def _join(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" or {names[-1]}"
+
+
+def metadata_completeness(meta: pd.DataFrame) -> pd.DataFrame:
+    """Per metadata column: rows filled, not applicable and missing.
+
+    A sub-category column (``Label_<n>_...``, beside a ``Label`` column) applies only to rows whose
+    Label is not Normal: its empty values on Normal rows are ``not_applicable``; empty values where a
+    column applies are ``missing``. Columns: column, applies_to (str), filled, not_applicable,
+    missing (ints), share (missing / rows the column applies to, 0 when it applies to none).
+    """
+    blank = meta.isna() | meta.astype(str).apply(lambda s: s.str.strip() == "")
+    normal = (meta["Label"].fillna("").astype(str).str.strip().str.lower() == "normal"
+              if "Label" in meta.columns else pd.Series(False, index=meta.index))
+    rows = []
+    for column in meta.columns:
+        subcategory = "Label" in meta.columns and bool(SUBCATEGORY_COLUMN.match(str(column)))
+        applies = ~normal if subcategory else pd.Series(True, index=meta.index)
+        missing = int((blank[column] & applies).sum())
+        rows.append({"column": column, "applies_to": "non-Normal rows" if subcategory else "all rows",
+                     "filled": int((~blank[column]).sum()), "not_applicable": int((blank[column] & ~applies).sum()),
+                     "missing": missing, "share": round(missing / applies.sum(), 4) if applies.sum() else 0.0})
+    return pd.DataFrame(rows, columns=["column", "applies_to", "filled", "not_applicable", "missing", "share"])
+
+
 def _missing_table(root: Path, table: pd.DataFrame) -> pd.DataFrame:
     csv = root / CORONAHACK_CSV
     if csv.is_file():
-        meta = pd.read_csv(csv, dtype=str)
+        meta = pd.read_csv(csv, dtype=str, keep_default_na=False)  # "None"/"NA" are values, not blanks
         meta = meta.loc[:, [c for c in meta.columns if not str(c).startswith("Unnamed")]]
     else:
         meta = table.drop(columns=["path"], errors="ignore")
-    blank = meta.isna() | meta.astype(str).apply(lambda s: s.str.strip() == "")
-    return pd.DataFrame({"column": meta.columns, "missing": blank.sum().to_numpy(),
-                         "share": blank.mean().to_numpy().round(4)})
+    return metadata_completeness(meta)
 
 
 def image_stats(pixels: np.ndarray) -> tuple[dict, np.ndarray]:
@@ -132,7 +215,8 @@ def _compute(root: Path, layout: str, on_progress: Callable[[int, int], None] | 
     rows, sums, counts, samples = [], {}, {}, {}
     total = len(table)
     for i, r in enumerate(table.itertuples()):
-        row = {"filename": r.filename, "split": r.split, "finding": r.finding, "path": r.path, "error": ""}
+        row = {"filename": r.filename, "split": r.split, "finding": r.finding,
+               "source": str(getattr(r, "source", "")).strip() or UNKNOWN_SOURCE, "path": r.path, "error": ""}
         try:
             stats, small = image_stats(decode_image(r.path).pixels)
         except CovidCoreError as exc:
@@ -187,6 +271,7 @@ def _load(folder: Path) -> DataSummary | None:
         stats = read("stats.csv")
         stats["error"] = stats["error"].fillna("").astype(str)
         stats["outlier"] = stats["outlier"].fillna("").astype(str)
+        stats["source"] = stats["source"].fillna(UNKNOWN_SOURCE).astype(str)
         dups = read("duplicates.csv")
         if "cross_split" in dups:
             dups["cross_split"] = dups["cross_split"].astype(bool)

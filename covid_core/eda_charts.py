@@ -24,10 +24,42 @@ def class_balance(summary: DataSummary) -> go.Figure:
     return fig.update_layout(**_LAYOUT)
 
 
+COMPLETENESS_LABELS = {"filled": "filled", "not_applicable": "not applicable (Normal film)",
+                       "missing": "missing (applies, but empty)"}
+_COMPLETENESS_COLOURS = {"filled": "#4C78A8", "not_applicable": "#BAB0AC", "missing": "#E45756"}
+
+
 def missing_values(summary: DataSummary) -> go.Figure:
+    """Stacked bars per metadata column: rows filled, not applicable (a pneumonia sub-category on a
+    Normal film) and missing (empty where the column applies)."""
     m = summary.missing
-    fig = px.bar(m, x="column", y="missing", text="missing", title="Missing (empty) values per metadata column")
-    return fig.update_layout(**_LAYOUT)
+    fig = go.Figure()
+    for part, label in COMPLETENESS_LABELS.items():
+        if part in m:
+            fig.add_trace(go.Bar(x=m["column"], y=m[part], name=label, text=m[part],
+                                 marker_color=_COMPLETENESS_COLOURS[part]))
+    fig.update_layout(barmode="stack", title="Metadata columns: filled, not applicable, missing",
+                      yaxis_title="rows", legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+    return fig
+
+
+def source_class(summary: DataSummary) -> go.Figure:
+    """Stacked bars: images per class, coloured by source, one panel per split (train left of test)."""
+    counts = summary.source_counts()
+    splits = [s for s in ("train", "val", "test") if s in set(counts["split"])]
+    # Each split on its own scale (TEST is a sixth of TRAIN), numbers only on segments tall enough to read;
+    # hover and the page's table give every count.
+    tallest = counts.groupby(["split", "finding"])["images"].sum().groupby("split").max()
+    counts["label"] = [str(n) if n >= 0.05 * tallest[s] else "" for n, s in zip(counts["images"], counts["split"])]
+    fig = px.bar(counts, x="finding", y="images", color="source", facet_col="split", text="label",
+                 category_orders={"split": splits, "finding": sorted(counts["finding"].unique()),
+                                  "source": sorted(counts["source"].unique())},
+                 color_discrete_sequence=px.colors.qualitative.Safe, hover_data={"label": False},
+                 facet_col_spacing=0.06, title="Images per class and source")
+    fig.update_traces(textposition="inside", textangle=0)
+    fig.update_yaxes(matches=None, showticklabels=True)
+    fig.for_each_annotation(lambda a: a.update(text=a.text.replace("split=", "").upper()))
+    return fig.update_layout(barmode="stack", **_LAYOUT)
 
 
 def distribution(summary: DataSummary, column: str, kind: str = "histogram") -> go.Figure:
@@ -72,8 +104,13 @@ def mean_images(summary: DataSummary) -> go.Figure:
                       row=1, col=j)
         fig.add_trace(go.Heatmap(z=summary.mean_images[c] - overall, colorscale="RdBu_r", zmid=0, zmin=-0.15,
                                  zmax=0.15, showscale=j == len(classes)), row=2, col=j)
-    fig.update_yaxes(autorange="reversed", showticklabels=False, scaleanchor="x")
-    fig.update_xaxes(showticklabels=False)
+    # Each panel square on its own axes: anchoring every y axis to the first x axis kept only the first panel
+    # square and stretched the others wider, so the classes' mean images were shown at different sizes.
+    for k in range(1, 2 * len(classes) + 1):
+        suffix = "" if k == 1 else str(k)
+        fig.layout[f"xaxis{suffix}"].update(showticklabels=False, showgrid=False, zeroline=False, constrain="domain")
+        fig.layout[f"yaxis{suffix}"].update(showticklabels=False, showgrid=False, zeroline=False, autorange="reversed",
+                                            scaleanchor=f"x{suffix}", constrain="domain")
     fig.update_layout(title="Mean image per class", margin=dict(l=10, r=10, t=60, b=10), height=520)
     return fig
 

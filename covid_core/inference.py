@@ -15,11 +15,14 @@ import torch
 
 from .checkpoint import Classifier
 from .decode import DecodedImage, decode_image
-from .errors import CovidCoreError
+from .errors import CovidCoreError, InvalidImageError
 from .models import model_features
 from .ood import has_ood, ood_scores
 from .preprocess import Geometry, prepare_pixels, to_model_input
 from .targets import COVID_CLASS
+
+
+VERDICT_WITHHELD = "No verdict: the image is unlike the training X-rays"
 
 
 @dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
@@ -43,6 +46,25 @@ class Prediction:
     geometry: Geometry
     warnings: list[str] = field(default_factory=list)
 
+    @property
+    def covid_call(self) -> str:
+        """"positive" / "negative" at the stored threshold; "withheld" when the image is out of distribution
+        (the model's output for an image unlike its training X-rays is no verdict); "" without a COVID-19 class."""
+        if self.covid_positive is None:
+            return ""
+        if self.ood_flagged:
+            return "withheld"
+        return "positive" if self.covid_positive else "negative"
+
+    @property
+    def verdict(self) -> str:
+        """The headline shown to a reader (app, report, results table)."""
+        if self.ood_flagged:
+            return VERDICT_WITHHELD
+        if self.covid_positive is None:
+            return f"Most probable: {self.label}"
+        return f"COVID-19: {self.covid_call}"
+
 
 @torch.no_grad()
 def logits_and_features(model: torch.nn.Module, images_u8: np.ndarray, config, batch_size: int = 64,
@@ -63,6 +85,15 @@ def logits_and_features(model: torch.nn.Module, images_u8: np.ndarray, config, b
     if not logits:
         return np.zeros((0, 0), np.float32), {}
     return torch.cat(logits).numpy(), {name: torch.cat(f).numpy() for name, f in feats.items()}
+
+
+def check_not_blank(pixels: np.ndarray) -> None:
+    """Refuse to classify a blank image (float HxW in [0, 1], every pixel the same value up to 8-bit precision):
+    a model would still output class probabilities for it, and the verdict would mean nothing."""
+    lo, hi = float(np.min(pixels)), float(np.max(pixels))
+    if hi - lo < 1.0 / 255:
+        raise InvalidImageError(f"the image is blank: every pixel has the same value ({round(255 * lo)} of 255), so "
+                                "there is nothing to classify; check that the right file or frame was exported")
 
 
 def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -92,7 +123,8 @@ def _prediction(classifier: Classifier, probs: np.ndarray, score, pixels, geomet
         flagged = bool(score > classifier.ood["threshold"])
         if flagged:
             warnings.append("This image is unlike the chest X-rays the model was trained on (out-of-distribution "
-                            "score above threshold); do not trust the verdict. Check it is a frontal chest X-ray.")
+                            "score above threshold), so no verdict is given; the class probabilities are the model's "
+                            "raw output, not a finding. Check it is a frontal chest X-ray.")
     return Prediction(
         probabilities={c: float(p) for c, p in zip(classes, probs)}, label=classes[int(np.argmax(probs))],
         covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,
@@ -104,6 +136,7 @@ def _prediction(classifier: Classifier, probs: np.ndarray, score, pixels, geomet
 def predict(classifier: Classifier, image: DecodedImage | np.ndarray) -> Prediction:
     """Classify one decoded image (DecodedImage or float32 HxW in [0, 1])."""
     pixels_f = image.pixels if isinstance(image, DecodedImage) else image
+    check_not_blank(pixels_f)
     pixels, geometry = prepare_pixels(pixels_f, classifier.preprocess)
     probs, scores = predict_pixels(classifier, pixels[None])
     return _prediction(classifier, probs[0], None if scores is None else scores[0], pixels, geometry)
@@ -129,6 +162,7 @@ def predict_files(classifier: Classifier, sources: list, names: list[str] | None
     for i, src in enumerate(sources):
         try:
             img = decode_image(src, names[i])
+            check_not_blank(img.pixels)
             pix, geom = prepare_pixels(img.pixels, classifier.preprocess)
         except CovidCoreError as exc:
             results[i].error = str(exc)

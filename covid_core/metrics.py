@@ -129,8 +129,10 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, min_sensitivity: float = 
 
 
 def rates_at_threshold(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
-    """Sensitivity, specificity and PPV of ``score >= threshold`` against binary ``y``."""
+    """Sensitivity, specificity, PPV and NPV of ``score >= threshold`` against binary ``y``, with the counts
+    (tp, fp, fn, tn) they come from, so a reader sees each rate's denominator."""
     y, pos = np.asarray(y, bool), np.asarray(score) >= threshold
     tp, fp = int((pos & y).sum()), int((pos & ~y).sum())
     fn, tn = int((~pos & y).sum()), int((~pos & ~y).sum())
-    return {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp), "ppv": _ratio(tp, tp + fp)}
+    return {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp), "ppv": _ratio(tp, tp + fp),
+            "npv": _ratio(tn, tn + fn), "tp": tp, "fp": fp, "fn": fn, "tn": tn}

@@ -51,6 +51,10 @@ def covid_calls_by_source(per_source: dict, covid: str | None) -> list[dict]:
 
 # A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict.
 NOTABLE_FALSE_COVID_SHARE = 0.2
+# What the sources of coronahack-mini's provenance.csv are, for a reader who has not read its SOURCES.md.
+SOURCE_NOTES = {"kermany": "paediatric films, Guangzhou", "nih": "adult films, NIH Clinical Center",
+                "cohen": "adult films from the COVID-19 image collection of Cohen et al.",
+                "figure1": "adult films from the Figure 1 COVID-19 collection"}
 
 
 def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
@@ -79,6 +83,7 @@ def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
                if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
     if notable:
         groups = "; ".join(f"{r['called covid']} of {r['n']} {r['true class']} films from source '{r['source']}'"
+                           + (f" ({SOURCE_NOTES[r['source']]})" if r["source"] in SOURCE_NOTES else "")
                            for r in notable)
         sentences.append(f"On TEST it also named {covid} the most probable class for {groups}. A positive verdict "
                          "means the film looks like the COVID-19 films it was trained on; it does not tell COVID-19 "
@@ -229,7 +234,9 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                   f"- Validation: sensitivity {_f(thr.get('val_sensitivity'))}, specificity "
                   f"{_f(thr.get('val_specificity'))}",
                   f"- TEST at this threshold: sensitivity {_f(test.get('sensitivity'))}, specificity "
-                  f"{_f(test.get('specificity'))}, PPV {_f(test.get('ppv'))}"]
+                  f"{_f(test.get('specificity'))}, PPV {_f(test.get('ppv'))}"
+                  + (f", NPV {_f(test.get('npv'))} (true / false positives {test['tp']} / {test['fp']}, "
+                     f"false / true negatives {test['fn']} / {test['tn']})" if "tp" in test else "")]
     per_source = metrics.get("per_source") if metrics else None
     if per_source:
         lines += ["", "## Results per source (confound check)", "",

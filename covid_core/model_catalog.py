@@ -131,7 +131,7 @@ def usable_classifiers(weights: str | Path | None = None, runs_dir: str | Path |
     return [e for e in list_checkpoints(weights, runs_dir) if e.usable and e.kind == "classifier"]
 
 
-def source_confounds(per_source: dict, min_share: float = 0.9) -> list[str]:
+def source_confounds(per_source: dict, min_share: float = 0.8) -> list[str]:
     """Warnings for sources whose TEST images are (nearly) all one class.
 
     per_source: metadata["metrics"]["test"]["per_source"] ({source: {"n", "true": {class: n}, ...}}).

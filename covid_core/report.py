@@ -34,6 +34,20 @@ def _pct(x) -> str:
     return "n/a" if x is None else f"{100 * float(x):.1f}%"
 
 
+# (key in a threshold's ``test`` rates, its name for a reader), and the counts each rate is made of
+THRESHOLD_RATES = (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"), ("npv", "NPV"))
+_RATE_COUNTS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn")}
+
+
+def rate_text(rates: dict, key: str) -> str:
+    """'98.3% (59 of 60)' from a threshold's TEST rates; without the counts (older checkpoints) just '98.3%'."""
+    num, other = _RATE_COUNTS[key]
+    text = _pct(rates.get(key))
+    if rates.get(key) is not None and rates.get(num) is not None and rates.get(other) is not None:
+        text += f" ({rates[num]} of {rates[num] + rates[other]})"
+    return text
+
+
 def _rows(pairs) -> str:
     return "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in pairs)
 
@@ -51,11 +65,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     esc = html.escape
     thr = classifier.threshold or {}
     test = thr.get("test") or {}
-    if prediction.covid_positive is None:
-        verdict, verdict_class = f"Most probable class: {prediction.label}", "neutral"
-    else:
-        verdict = "COVID-19: positive" if prediction.covid_positive else "COVID-19: negative"
-        verdict_class = "pos" if prediction.covid_positive else "neg"
+    verdict = prediction.verdict
+    verdict_class = {"positive": "pos", "negative": "neg"}.get(prediction.covid_call, "neutral")
     figures = [("Image", png_data_uri(image))]
     if overlay_rgb is not None:
         figures.append((f"Grad-CAM ({esc(getattr(explanation, 'method', ''))}, "
@@ -71,22 +82,22 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     if prediction.threshold is not None:
         numbers += [("COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})"),
-                    ("TEST sensitivity at this threshold", _pct(test.get("sensitivity"))),
-                    ("TEST specificity at this threshold", _pct(test.get("specificity"))),
-                    ("TEST PPV at this threshold", _pct(test.get("ppv")))]
+                    *[(f"TEST {name} at this threshold", rate_text(test, key)) for key, name in THRESHOLD_RATES]]
     if prediction.ood_score is not None:
         numbers.append(("Out-of-distribution score", f"{prediction.ood_score:.2f}"
-                        + f" (flagged above {classifier.ood.get('threshold', float('nan')):.2f}; "
-                        + ("unlike the training images)" if prediction.ood_flagged else "familiar)")))
+                        + f" ({classifier.ood.get('threshold', float('nan')):.2f} or more means unlike the training "
+                        + "X-rays; this image: " + ("unlike them, no verdict given)" if prediction.ood_flagged
+                                                    else "like them)")))
     if explanation is not None:
         if explanation.faithfulness is not None:
-            numbers.append(("Heatmap faithfulness", f"{explanation.faithfulness:.3f} - {explanation.faithfulness_name}"))
+            numbers.append(("Heatmap faithfulness", f"{100 * explanation.faithfulness:.1f} percentage points: "
+                            f"{explanation.faithfulness_name}"))
         numbers.append(("Heatmap share inside the thorax", _pct(explanation.thorax_share)))
     warnings = list(prediction.warnings)
-    if explanation is not None and explanation.shortcut_warning:
-        warnings.append(explanation.shortcut_warning)
+    if explanation is not None:
+        warnings += [w for w in (explanation.shortcut_warning, explanation.faithfulness_warning) if w]
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
-    if prediction.covid_positive:
+    if prediction.covid_call == "positive":
         warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in positive_verdict_limits(classifier.metadata, thr))
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
@@ -130,8 +141,7 @@ def prediction_row(name: str, prediction, error: str | None = None) -> dict:
     """One row of the many-files results table (also its CSV): verdict, probabilities, OOD flag, error."""
     row = {"file": name, "verdict": "", "most probable": "", "COVID-19 probability": None, "out of distribution": None}
     if prediction is not None:
-        if prediction.covid_positive is not None:
-            row["verdict"] = "COVID-19: positive" if prediction.covid_positive else "COVID-19: negative"
+        row["verdict"] = prediction.verdict
         row["most probable"] = prediction.label
         row["COVID-19 probability"] = prediction.covid_probability
         row["out of distribution"] = prediction.ood_flagged

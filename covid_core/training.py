@@ -88,13 +88,13 @@ class TrainConfig:
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
             (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
             (0 <= self.workers <= 32, "workers must be from 0 to 32"),
-            (self.limit is None or self.limit >= 8, "limit must be at least 8 images"),
+            (self.limit is None or self.limit >= 8, "images per split (limit) must be at least 8, or none for all"),
             (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,2}", self.device),
              "device must be one of: auto, cpu, cuda, mps"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        problems = [message for ok, message in checks if not ok]
+        if problems:  # every problem at once, so a form is fixed in one go
+            raise ConfigError("; ".join(problems))
         return self
 
     @classmethod

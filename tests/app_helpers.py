@@ -34,17 +34,18 @@ def fake_metrics() -> dict:
     return {"val": dict(test), "test": test, "test_roc": roc}
 
 
-def make_checkpoint(path: Path, seed: int = 0, covid_threshold: float = 0.4) -> Path:
+def make_checkpoint(path: Path, seed: int = 0, covid_threshold: float = 0.4, ood_threshold: float = 1e12) -> Path:
     torch.manual_seed(seed)
     model = build_model("cnn", len(CLASSES))
     ckpt = classifier_checkpoint(
         model, model_name="cnn", target="3class", classes=CLASSES, preprocess=PreprocessConfig(image_size=64),
         metrics=fake_metrics(), temperature=1.0,
         threshold={"class": "covid19", "value": covid_threshold, "rule": "test fixture", "val_sensitivity": 0.95,
-                   "val_specificity": 0.7, "test": {"sensitivity": 0.9, "specificity": 0.75, "ppv": 0.6}},
+                   "val_specificity": 0.7, "test": {"sensitivity": 0.9, "specificity": 0.75, "ppv": 9 / 14, "npv": 15 / 16,
+                                                     "tp": 9, "fp": 5, "fn": 1, "tn": 15}},
         # Tensors in the metadata, as in every real checkpoint (they once broke Streamlit's widget comparisons).
         ood={"method": "mahalanobis", "means": torch.zeros(len(CLASSES), 256), "precision": torch.eye(256),
-             "threshold": 1e12, "percentile": 98.0},
+             "threshold": ood_threshold, "percentile": 98.0},
         data_fingerprint="feedc0ffee123456", class_counts={"train": {"normal": 10}},
         created="2025-01-01T00:00:00+0000", train_config={"model": "cnn", "epochs": 1, "lr": 0.001, "batch_size": 8},
         training_time_s=1.0, hardware="test")
@@ -84,11 +85,12 @@ def make_folders_data(root: Path, per_class: int = 3, size: int = 48, classes=("
     return root
 
 
-def app_env(tmp_path: Path, monkeypatch, broken: bool = False, covid_threshold: float = 0.4) -> Path:
+def app_env(tmp_path: Path, monkeypatch, broken: bool = False, covid_threshold: float = 0.4,
+            ood_threshold: float = 1e12) -> Path:
     """A tmp weights folder with the tiny checkpoint (and a broken file), runs and cache in tmp."""
     weights = tmp_path / "weights"
     weights.mkdir()
-    make_checkpoint(weights / "tiny_cnn.pt", covid_threshold=covid_threshold)
+    make_checkpoint(weights / "tiny_cnn.pt", covid_threshold=covid_threshold, ood_threshold=ood_threshold)
     if broken:
         (weights / "broken.pt").write_bytes(b"not a checkpoint")
     monkeypatch.setenv("COVID_XRAY_WEIGHTS", str(weights))

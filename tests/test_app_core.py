@@ -59,7 +59,7 @@ def test_report_is_self_contained_and_hides_patient_fields_by_default(tmp_path):
     assert "90.0%" in html and "75.0%" in html  # TEST sensitivity/specificity at the threshold
     assert "Doe^Jane" not in html and "PID-7781-ZX" not in html
     # an old-format OOD entry (raw distance, threshold 1e12) still scores, and the report names the threshold
-    assert f"{pred.ood_score:.2f} (flagged above {1e12:.2f}; familiar)" in html
+    assert f"{pred.ood_score:.2f} ({1e12:.2f} or more means unlike the training X-rays; this image: like them)" in html
     assert "http://" not in html and "https://" not in html  # nothing fetched from elsewhere
     shown = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="m.pt",
                              patient_info=patient, include_patient_info=True)
@@ -73,12 +73,24 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     positive = load_classifier(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
                             model_label="pos.pt")
-    assert "COVID-19: positive" in html and "<th>TEST PPV at this threshold</th><td>60.0%</td>" in html
-    assert '<p class="limit">On TEST, 60.0% of the films this model called COVID-19 positive' in html
+    assert "COVID-19: positive" in html and "<th>TEST PPV at this threshold</th><td>64.3% (9 of 14)</td>" in html
+    assert '<p class="limit">On TEST, 64.3% of the films this model called COVID-19 positive' in html
     negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
     assert "COVID-19: negative" in html and 'class="limit"' not in html
+
+
+def test_out_of_distribution_film_is_reported_without_a_verdict(tmp_path):
+    img = decode_image(_png(xray_array(64)), "x.png")
+    clf = load_classifier(make_checkpoint(tmp_path / "ood.pt", covid_threshold=0.0, ood_threshold=-1.0))
+    pred = predict(clf, img)
+    assert pred.covid_positive and pred.ood_flagged  # the raw output would have said positive
+    assert pred.covid_call == "withheld" and pred.verdict.startswith("No verdict")
+    html = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="ood.pt")
+    assert "No verdict: the image is unlike the training X-rays" in html and "COVID-19: positive" not in html
+    assert 'class="limit"' not in html and "this image: unlike them, no verdict given" in html
+    assert prediction_row("x.png", pred)["verdict"].startswith("No verdict")
 
 
 def _png(arr):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
@@ -42,11 +43,11 @@ def test_one_image_gives_verdict_heatmap_and_report(weights):
     assert not at.exception, at.exception
     text = _all_text(at)
     assert "COVID-19: positive" in text or "COVID-19: negative" in text
-    assert "TEST sensitivity" in [m.label for m in at.metric]
-    assert any(m.value == "90.0%" for m in at.metric)  # the stored TEST sensitivity at the threshold
+    # the stored TEST rates at the threshold, each with the counts it comes from
+    assert "| sensitivity | 90.0% (9 of 10) |" in text and "| specificity | 75.0% (15 of 20) |" in text
     images = at.get("image")
     assert len(images) == 2  # the original and the Grad-CAM overlay
-    assert any("faithfulness" in m.label for m in at.metric)
+    assert any("Faithfulness" in m.label and m.value.endswith(" pts") for m in at.metric)
     assert any("report" in d.proto.label.lower() for d in at.get("download_button"))
     # the unusable checkpoint is listed with its reason, not hidden
     unusable = at.sidebar.expander[0]
@@ -59,20 +60,48 @@ def test_positive_verdict_shows_ppv_and_what_a_positive_is_worth(tmp_path, monke
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
     at.run()
     assert not at.exception, at.exception
-    assert "COVID-19: positive" in _all_text(at)
-    assert [m.value for m in at.metric if m.label == "TEST PPV"] == ["60.0%"]  # the stored PPV at the threshold
+    text = _all_text(at)
+    assert "COVID-19: positive" in text
+    assert "| **PPV** | 64.3% (9 of 14) |" in text and "| NPV | 93.8% (15 of 16) |" in text  # this verdict's value
     limits = [i.value for i in at.info if "PPV" in i.value]
-    assert len(limits) == 1 and "60.0%" in limits[0] and "10 of the 30 TEST films" in limits[0]
+    assert len(limits) == 1 and "64.3%" in limits[0] and "10 of the 30 TEST films" in limits[0]
 
 
-def test_negative_verdict_has_no_positive_verdict_limits(tmp_path, monkeypatch):
+def test_negative_verdict_stresses_npv_and_has_no_positive_verdict_limits(tmp_path, monkeypatch):
     app_env(tmp_path, monkeypatch, covid_threshold=1.01)  # no film reaches it
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
     at.run()
     assert not at.exception, at.exception
-    assert "COVID-19: negative" in _all_text(at)
+    text = _all_text(at)
+    assert "COVID-19: negative" in text and "| **NPV** | 93.8% (15 of 16) |" in text and "| PPV |" in text
     assert not [i.value for i in at.info if "PPV" in i.value]
+
+
+def test_a_film_unlike_the_training_data_gets_no_verdict(tmp_path, monkeypatch):
+    # every film is both above the COVID-19 threshold and out of distribution
+    app_env(tmp_path, monkeypatch, covid_threshold=0.0, ood_threshold=-1.0)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value([("a.png", png_bytes(xray_array(64, 1)), "image/png"),
+                                                   ("b.png", png_bytes(xray_array(64, 2)), "image/png")])
+    at.run()
+    assert not at.exception, at.exception
+    text = _all_text(at)
+    assert "No verdict: the image is unlike the training X-rays" in text and "COVID-19: positive" not in text
+    assert not [i.value for i in at.info if "PPV" in i.value]  # no "what a positive is worth": there is none
+    assert any("no verdict is given" in w.value for w in at.warning)
+    table = at.dataframe[0].value
+    assert set(table["verdict"]) == {"No verdict: the image is unlike the training X-rays"}
+
+
+def test_a_blank_film_is_refused_not_classified(weights):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("black.png", png_bytes(np.zeros((64, 64), np.uint8)), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "black.png" in errors[0] and "blank" in errors[0]
+    assert "COVID-19: " not in _all_text(at)
 
 
 def test_bad_file_fails_alone_and_table_lists_all(weights):

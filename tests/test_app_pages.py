@@ -49,13 +49,19 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     assert any(m.value == "0.610" for m in at.metric)  # the run's TEST macro AUC
     assert "source and class sampler" in at.selectbox(key="train_balance").options
     assert at.checkbox(key="train_ema").value is False  # weight averaging is offered, off by default
-    at.number_input(key="train_epochs").set_value(0)
+    # the widgets cannot go outside TrainConfig's ranges; what they allow but it refuses comes back in one message
+    assert (at.number_input(key="train_epochs").min, at.number_input(key="train_epochs").max) == (1, 1000)
+    assert (at.number_input(key="train_bs").min, at.number_input(key="train_bs").max) == (1, 1024)
+    at.number_input(key="train_size").set_value(16)
+    at.number_input(key="train_limit").set_value(3)
     at.text_input(key="train_data").set_value(str(env))
     at.button[0].click().run()  # the form's submit button
     assert not at.exception
-    assert any("Not started" in e.value and "epochs" in e.value for e in at.error)
+    [error] = [e.value for e in at.error if "Not started" in e.value]
+    assert "image size must be from 32 to 1024" in error and "images per split (limit) must be at least 8" in error
     assert len(list((env / "runs").iterdir())) == 1  # nothing new started
-    at.number_input(key="train_epochs").set_value(2)
+    at.number_input(key="train_size").set_value(0)
+    at.number_input(key="train_limit").set_value(0)
     at.text_input(key="train_data").set_value(str(env / "nowhere"))
     at.button[0].click().run()
     assert any("does not exist" in e.value for e in at.error)
@@ -85,17 +91,17 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     overview = at.dataframe[0].value
     assert overview["checkpoint"].tolist() == ["tiny_cnn.pt"]
     # the fixture's TEST accuracy and its COVID-19 PPV at the operating threshold, for comparing runs at a glance
-    assert overview["TEST accuracy"].tolist() == [0.8] and overview["COVID-19 PPV"].tolist() == [0.6]
+    assert overview["TEST accuracy"].tolist() == [0.8] and overview["COVID-19 PPV"].tolist() == [9 / 14]
     labels = {m.label: m.value for m in at.metric}
     assert labels["Architecture"] == "cnn" and labels["TEST macro AUC"] == "0.900"
-    assert labels["TEST sensitivity"] == "90.0%"
+    assert labels["TEST sensitivity"] == "90.0%" and labels["TEST NPV"] == "93.8%"
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # ROC and confusion matrix
     assert any("cohen" in w.value and "covid19" in w.value for w in at.warning)  # one-class source
     # The limits stored by `model-card`: normal vs pneumonia, thorax share (lowest class), OOD check.
     assert labels["Normal vs pneumonia AUC"] == "0.930"
-    assert labels["Grad-CAM energy inside the thorax"] == "41.0% (pneumonia, lowest)"
-    assert labels["Out-of-distribution flags"] == "97.5% non-X-rays"
+    assert labels["Grad-CAM inside thorax, pneumonia"] == "41.0%"  # the lowest class
+    assert labels["Non-X-rays flagged as unfamiliar"] == "97.5%"
     calls = [df.value for df in at.dataframe if "called covid" in df.value.columns][0]
     assert calls.set_index("true class").loc["pneumonia", "called covid"] == 1
     card = [m.value for m in at.markdown if m.value.startswith("# Model card")]
@@ -125,3 +131,15 @@ def test_denoise_compares_methods_with_psnr(env):
     assert len(at.get("image")) == 4
     at.file_uploader(key="dn_upload").set_value(("bad.png", b"%PDF-1.4 nonsense", "image/png")).run()
     assert any("bad.png" in e.value and "PDF" in e.value for e in at.error)
+
+
+def test_models_overview_says_where_each_checkpoint_is_used(env):
+    from covid_core.checkpoint import atomic_save
+    from covid_core.denoise.dae import DAENet, dae_checkpoint
+
+    atomic_save(dae_checkpoint(DAENet((8, 8), 2)), env / "weights" / "dae.pt")
+    (env / "weights" / "broken.pt").write_bytes(b"not a checkpoint")
+    overview = page("models").dataframe[0].value.set_index("checkpoint")
+    assert overview.loc["tiny_cnn.pt", "used on"] == "Diagnose"
+    assert overview.loc["dae.pt", "used on"] == "Denoise" and overview.loc["dae.pt", "problem"] == ""
+    assert overview.loc["broken.pt", "used on"] == "unusable" and overview.loc["broken.pt", "problem"]

@@ -12,7 +12,7 @@ from PIL import Image
 
 from covid_core.decode import decode_image
 from covid_core.errors import InvalidImageError
-from covid_core.inference import predict_files
+from covid_core.inference import predict, predict_files
 from synthetic_files import (dicom_bytes, dicom_gradient, encode, gradient, png_bomb, png_claiming,
                              tiny_classifier)
 
@@ -157,3 +157,13 @@ def test_batch_with_every_bad_file_classifies_the_good_ones(tmp_path):
             assert result.prediction is None and result.error, f"{label} should have failed"
     errors = [r.error for r, ok in zip(results, expect_ok) if not ok]
     assert len(set(errors)) >= len(errors) - 2, "each bad file gets its own message, not one generic one"
+
+
+def test_blank_image_decodes_but_is_never_classified(tmp_path):
+    classifier = tiny_classifier(tmp_path, image_size=64)
+    blank = encode(Image.new("L", (64, 64), 200), "PNG")
+    assert np.ptp(decode_image(blank, "blank.png").pixels) == 0  # the data explorer still sees it, as an outlier
+    with pytest.raises(InvalidImageError, match="blank: every pixel has the same value"):
+        predict(classifier, decode_image(blank, "blank.png"))
+    good, bad = predict_files(classifier, [encode(GRAY, "PNG"), blank], ["good.png", "blank.png"])
+    assert good.prediction is not None and bad.prediction is None and "blank" in bad.error

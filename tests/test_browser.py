@@ -117,7 +117,7 @@ def test_upload_shows_verdict_and_heatmap(real_data, app_server):
         page.wait_for_function("() => [...document.querySelectorAll('img')].filter("
                                "i => i.complete && i.naturalWidth > 0 && i.width > 100).length >= 2",
                                timeout=30_000)
-        page.get_by_text("TEST sensitivity").first.wait_for(timeout=10_000)
+        page.get_by_text("On TEST at this threshold").first.wait_for(timeout=10_000)
         page.get_by_text("Download report").first.wait_for(timeout=30_000)
         time.sleep(1.0)  # let the plotly chart finish drawing
         page.screenshot(path=str(ARTIFACTS / "diagnose.png"), full_page=True)

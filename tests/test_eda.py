@@ -1,6 +1,9 @@
-"""Data-set statistics: counts, missing values, leaks, outliers, disk cache."""
+"""Data-set statistics: counts, source x class, missing vs not applicable, leaks, outliers, disk cache, charts."""
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -57,19 +60,120 @@ def test_second_call_reads_the_disk_cache_and_a_change_invalidates_it(data):
     assert not eda.summarize(data).from_cache
 
 
-def test_missing_values_of_the_coronahack_csv(tmp_path, monkeypatch):
-    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
-    root = tmp_path / "ch"
+def make_coronahack(root: Path, rows: list[tuple], provenance: bool = True) -> Path:
+    """A tiny CoronaHack-layout data set of synthetic films.
+
+    rows: (split TRAIN|TEST, Label, Label_1_Virus_category, Label_2_Virus_category, source); with
+    ``provenance`` a provenance.csv names each image's source (patient = image).
+    """
     img_dir = root / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset"
-    rows = [",X_ray_image_name,Label,Dataset_type,Label_2_Virus_category,Label_1_Virus_category"]
-    for i, (split, label, l2) in enumerate([("TRAIN", "Normal", ""), ("TRAIN", "Pnemonia", "COVID-19"),
-                                            ("TEST", "Normal", ""), ("TEST", "Pnemonia", "")]):
+    meta = [",X_ray_image_name,Label,Dataset_type,Label_2_Virus_category,Label_1_Virus_category"]
+    prov = ["X_ray_image_name,source,patient"]
+    for i, (split, label, l1, l2, source) in enumerate(rows):
         (img_dir / split.lower()).mkdir(parents=True, exist_ok=True)
         Image.fromarray(xray_array(40, seed=i)).save(img_dir / split.lower() / f"{i}.jpeg")
-        rows.append(f"{i},{i}.jpeg,{label},{split},{l2},{'Virus' if l2 else ''}")
-    root.joinpath("Chest_Xray_Corona_Metadata.csv").write_text("\n".join(rows) + "\n")
-    missing = eda.summarize(root).missing.set_index("column")["missing"]
-    assert missing["Label"] == 0 and missing["Label_2_Virus_category"] == 3 and missing["Label_1_Virus_category"] == 3
+        meta.append(f"{i},{i}.jpeg,{label},{split},{l2},{l1}")
+        prov.append(f"{i}.jpeg,{source},p{i}")
+    root.joinpath("Chest_Xray_Corona_Metadata.csv").write_text("\n".join(meta) + "\n")
+    if provenance:
+        root.joinpath("provenance.csv").write_text("\n".join(prov) + "\n")
+    return root
+
+
+# The data set's confound in miniature: paediatric normals and pneumonias from one hospital ("kids"),
+# adult normals from another ("adults"), COVID-19 from a third ("covidpubs").
+CONFOUNDED = ([("TRAIN", "Normal", "", "", "kids")] * 3 + [("TRAIN", "Normal", "", "", "adults")] * 3
+              + [("TRAIN", "Pnemonia", "bacteria", "", "kids")] * 3
+              + [("TRAIN", "Pnemonia", "Virus", "COVID-19", "covidpubs")] * 3
+              + [("TEST", "Normal", "", "", "adults"), ("TEST", "Pnemonia", "Virus", "", "kids"),
+                 ("TEST", "Pnemonia", "Virus", "COVID-19", "covidpubs")])
+
+
+def test_empty_sub_categories_of_normal_films_are_not_applicable_not_missing(tmp_path, monkeypatch):
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    root = make_coronahack(tmp_path / "ch", [("TRAIN", "Normal", "", "", "a"),
+                                             ("TRAIN", "Pnemonia", "Virus", "COVID-19", "a"),
+                                             ("TEST", "Normal", "", "", "a"), ("TEST", "Pnemonia", "", "", "a")])
+    s = eda.summarize(root)
+    m = s.missing.set_index("column")
+    # Normal films have no pneumonia sub-category: not applicable. The last pneumonia has none given: missing.
+    assert m.loc["Label_2_Virus_category", ["filled", "not_applicable", "missing"]].tolist() == [1, 2, 1]
+    assert m.loc["Label_2_Virus_category", "share"] == 0.5  # of the 2 pneumonias, not of all 4 rows
+    assert m.loc["Label_1_Virus_category", ["filled", "not_applicable", "missing"]].tolist() == [1, 2, 1]
+    assert m.loc["Label", ["filled", "not_applicable", "missing"]].tolist() == [4, 0, 0]
+    # What the chart shows: one bar segment per state, the missing one counts only the pneumonia.
+    bars = {t.name: dict(zip(t.x, t.y)) for t in eda_charts.missing_values(s).data}
+    assert bars["missing (applies, but empty)"]["Label_2_Virus_category"] == 1
+    assert bars["not applicable (Normal film)"]["Label_2_Virus_category"] == 2
+    assert bars["not applicable (Normal film)"]["Label"] == 0
+
+
+def test_source_by_class_names_the_confound(tmp_path, monkeypatch):
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    s = eda.summarize(make_coronahack(tmp_path / "ch", CONFOUNDED))
+    assert s.has_sources
+    table = s.source_table()
+    assert table.loc["kids", "normal train"] == 3 and table.loc["adults", "normal total"] == 4
+    assert table.loc["covidpubs", "covid19 total"] == 4 and table.loc["kids", "covid19 total"] == 0
+    assert table["total"].sum() == len(CONFOUNDED)
+    text = "\n".join(s.source_findings())
+    assert "every **covid19** image (4) comes from one source, **covidpubs**" in text
+    assert "**normal** (7 images): adults 57%, kids 43%; none from covidpubs." in text
+    assert "**adults** holds only normal images (4)" in text
+    assert "**kids** holds only" not in text  # kids holds normals and pneumonias
+    # The chart: one stacked trace per source; TEST and TRAIN panels; every image counted once.
+    fig = eda_charts.source_class(s)
+    assert {t.name for t in fig.data} == {"adults", "covidpubs", "kids"}
+    assert sum(sum(t.y) for t in fig.data) == len(CONFOUNDED)
+    assert {a.text for a in fig.layout.annotations} == {"TRAIN", "TEST"}
+    covid_bars = [y for t in fig.data if t.name == "covidpubs" for x, y in zip(t.x, t.y) if x == "covid19"]
+    assert sorted(covid_bars) == [1, 3]  # TEST and TRAIN
+
+
+def test_sources_unknown_without_provenance(tmp_path, data):
+    assert not eda.summarize(data).has_sources and eda.summarize(data).source_findings() == []
+    root = make_coronahack(tmp_path / "noprov", CONFOUNDED, provenance=False)
+    s = eda.summarize(root)
+    assert not s.has_sources and set(s.stats["source"]) == {"unknown"}
+    # a provenance.csv whose source cells are blank names no source either
+    root = make_coronahack(tmp_path / "blank", [(split, label, l1, l2, "") for split, label, l1, l2, _ in CONFOUNDED])
+    assert not eda.summarize(root).has_sources
+
+
+def _chromium(p):
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if exe := shutil.which(name):
+            return p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+    return p.chromium.launch(args=["--no-sandbox", "--disable-gpu"])
+
+
+def test_mean_images_are_drawn_the_same_size_in_a_browser(tmp_path):
+    """The review found the first class's mean image narrower than the others (all panels anchored to x1)."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    classes = ("covid19", "normal", "pneumonia")
+    summary = eda.DataSummary("r", "folders", "f", None, None, None,
+                              mean_images={c: np.full((64, 64), 0.2 + 0.2 * k, np.float32)
+                                           for k, c in enumerate(classes)})
+    page = tmp_path / "mean.html"
+    page.write_text(eda_charts.mean_images(summary).to_html(include_plotlyjs=True, default_width="1000px"))
+    with sync_api.sync_playwright() as p:
+        try:
+            browser = _chromium(p)
+        except Exception as exc:  # no browser installed: say so instead of failing
+            pytest.skip(f"no headless Chromium to render the chart: {exc}")
+        try:
+            tab = browser.new_page(viewport={"width": 1100, "height": 700})
+            tab.goto(page.as_uri())
+            tab.wait_for_selector(".heatmaplayer image")
+            boxes = tab.eval_on_selector_all(
+                ".heatmaplayer image", "els => els.map(e => { const r = e.getBoundingClientRect(); "
+                                       "return [r.width, r.height]; })")
+        finally:
+            browser.close()
+    assert len(boxes) == 2 * len(classes)
+    widths, heights = [round(w) for w, _ in boxes], [round(h) for _, h in boxes]
+    assert max(widths) - min(widths) <= 1 and max(heights) - min(heights) <= 1, boxes
+    assert all(abs(w - h) <= 1 for w, h in zip(widths, heights)), boxes  # square, as the 64x64 images are
 
 
 def test_not_a_data_set_is_refused(tmp_path):
@@ -80,6 +184,7 @@ def test_not_a_data_set_is_refused(tmp_path):
 def test_charts_build_for_every_statistic(data):
     s = eda.summarize(data)
     figs = [eda_charts.class_balance(s), eda_charts.missing_values(s), eda_charts.qq_plot(s),
+            eda_charts.source_class(s),
             eda_charts.mean_images(s), eda_charts.split_finding_heatmap(s), eda_charts.size_scatter(s)]
     figs += [eda_charts.distribution(s, c, k) for c in eda_charts.STAT_LABELS for k in ("histogram", "violin")]
     assert all(len(f.data) > 0 for f in figs)

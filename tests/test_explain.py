@@ -264,3 +264,11 @@ def test_cli_method_list_matches_the_package():
     from covid_core.commands import explain as command
 
     assert command._METHODS == CAM_METHODS
+
+
+def test_faithfulness_warning_only_when_removing_the_evidence_does_not_lower_the_probability():
+    from covid_core.explain.trust import faithfulness_warning
+
+    assert faithfulness_warning(0.08) is None and faithfulness_warning(None) is None
+    assert "+0.0 percentage points" in faithfulness_warning(0.0)
+    assert "+2.5 percentage points" in faithfulness_warning(-0.025)  # the probability rose

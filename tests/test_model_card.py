@@ -136,7 +136,7 @@ def test_positive_verdict_limits_give_ppv_with_prevalence_and_the_groups_often_c
     }
     ppv, groups = positive_verdict_limits(_verdict_metadata(per_source), {"value": 0.4, "test": {"ppv": 0.766}})
     assert "76.6%" in ppv and "PPV" in ppv and "60 of the 337 TEST films (17.8%)" in ppv
-    assert "9 of 11 pneumonia films from source 'cohen'" in groups
+    assert "9 of 11 pneumonia films from source 'cohen' (adult films from the COVID-19 image collection" in groups
     assert "1 of 5 normal films from source 'kermany'" in groups
     assert "nih" not in groups and "covid19 films" not in groups  # true COVID-19 films are not false calls
 
@@ -147,3 +147,32 @@ def test_positive_verdict_limits_stay_silent_without_evidence():
     assert positive_verdict_limits({"target": "pneumonia", "metrics": _verdict_metadata(quiet)["metrics"]},
                                    {"test": {"ppv": 0.9}}) == []  # no COVID-19 class
     assert positive_verdict_limits({"target": "3class"}, {"test": {"ppv": 0.9}}) == []  # no TEST metrics
+
+
+def test_rates_at_threshold_carry_their_counts_and_read_as_rate_with_denominator():
+    from covid_core.metrics import rates_at_threshold
+    from covid_core.report import rate_text
+
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    score = np.array([0.9, 0.8, 0.2, 0.7, 0.1, 0.3, 0.05])
+    rates = rates_at_threshold(y, score, 0.5)
+    assert (rates["tp"], rates["fn"], rates["fp"], rates["tn"]) == (2, 1, 1, 3)
+    assert rates["npv"] == pytest.approx(3 / 4) and rates["ppv"] == pytest.approx(2 / 3)
+    assert rate_text(rates, "sensitivity") == "66.7% (2 of 3)" and rate_text(rates, "npv") == "75.0% (3 of 4)"
+    assert rate_text({"ppv": 0.5}, "ppv") == "50.0%"  # an older checkpoint without counts
+
+
+def test_model_card_with_data_refreshes_the_threshold_rates_with_their_counts(tmp_path, monkeypatch):
+    from app_helpers import make_checkpoint, make_folders_data
+    from covid_core.cli import main
+
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    data = make_folders_data(tmp_path / "data", per_class=3)
+    ckpt_path = make_checkpoint(tmp_path / "m.pt")
+    old = dict(load_checkpoint_dict(ckpt_path)["threshold"]["test"])
+    assert main(["model-card", str(ckpt_path), "--data", str(data), "--cam-limit", "2"]) == 0
+    ckpt = load_checkpoint_dict(ckpt_path)
+    rates = ckpt["threshold"]["test"]
+    assert rates != old and rates["tp"] + rates["fn"] == 3 and rates["fp"] + rates["tn"] == 6  # 3 COVID-19 TEST films
+    assert set(rates) >= {"sensitivity", "specificity", "ppv", "npv"} and ckpt["threshold"]["value"] == 0.4
+    assert "TEST at this threshold" in (tmp_path / "m.md").read_text()

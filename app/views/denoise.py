@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
 
@@ -103,12 +104,15 @@ for m in methods:
         continue
     panels.append((TITLES.get(m, m), out, quality(out)))
 
-cols = st.columns(min(len(panels), 4))
-for i, (title, img, q) in enumerate(panels):
-    with cols[i % len(cols)]:
-        st.image(img, caption=title, clamp=True, width="stretch")
-        if q:
-            st.caption(q)
+GRID_COLUMNS = 4
+# One row of equal columns per GRID_COLUMNS panels: a panel placed under another column's taller caption
+# would start lower than its neighbours, so every row starts level and every image has the same width.
+for start in range(0, len(panels), GRID_COLUMNS):
+    for col, (title, img, q) in zip(st.columns(GRID_COLUMNS), panels[start:start + GRID_COLUMNS]):
+        with col:
+            st.image(img, caption=title, clamp=True, width="stretch")
+            if q:
+                st.caption(q)
 
 # ---- Deep Image Prior: slow, so it runs in a background thread and the page polls it ----
 st.subheader("Deep Image Prior")
@@ -119,13 +123,37 @@ max_iters = d1.slider("Maximum iterations", 100, 3000, 600, 100, key="dn_dip_ite
 budget = d2.slider("Time budget (s)", 10, 600, 90, 10, key="dn_dip_budget")
 
 
-class DipJob:
-    """State shared between the DIP thread and the page (plain attributes; no streamlit calls in the thread)."""
+def input_digest(noisy: np.ndarray, reference: np.ndarray | None) -> str:
+    """Digest of the pixels DIP denoises and of the clean reference its PSNR is measured against.
 
-    def __init__(self, image: np.ndarray, max_iters: int, budget: float, clean: np.ndarray | None):
-        self.max_iters, self.iteration, self.loss, self.preview = max_iters, 0, None, None
-        self.result, self.error, self.cancelled, self.started = None, None, False, time.time()
+    A DIP result belongs to exactly these pixels: another file, working size or noise setting gives
+    another digest, so an old result is never shown (or scored) as if it were computed from the new input.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    for arr in (noisy, reference):
+        if arr is None:
+            h.update(b"none")
+        else:
+            h.update(repr(arr.shape).encode())
+            h.update(np.ascontiguousarray(arr, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+class DipJob:
+    """State shared between the DIP thread and the page (plain attributes; no streamlit calls in the thread).
+
+    ``label`` says which input it runs on (file, working size, noise); ``cancel_reason`` why it was cancelled.
+    """
+
+    def __init__(self, image: np.ndarray, max_iters: int, budget: float, clean: np.ndarray | None, label: str):
+        self.max_iters, self.budget, self.label = max_iters, budget, label
+        self.iteration, self.loss, self.preview = 0, None, None
+        self.result, self.error, self.cancelled, self.cancel_reason = None, None, False, ""
+        self.started = time.time()
         self.thread = threading.Thread(target=self._run, args=(image, max_iters, budget, clean), daemon=True)
+
+    def cancel(self, reason: str = "") -> None:
+        self.cancelled, self.cancel_reason = True, reason
 
     def _progress(self, iteration: int, loss: float, preview) -> bool:
         self.iteration, self.loss = iteration, loss
@@ -145,38 +173,112 @@ class DipJob:
         return self.thread.is_alive()
 
 
-job: DipJob | None = st.session_state.get("dn_dip_job")
+def dip_outcome(job: DipJob, psnr_dip: float | None, psnr_noisy: float | None) -> tuple[str, str, str | None]:
+    """(tone, message, worse-than-input warning or None) for a finished job; tone is "success" or "warning".
+
+    Only a run whose early-stopping rule fired is a success: a run cut short by the time budget, the
+    iteration cap or Cancel returns an estimate that may still be blurry, and one scoring below the
+    noisy input (when a clean reference exists) is worse than not denoising at all.
+    """
+    res = job.result
+    n, reason = res.iterations, res.stopped_reason
+    why = f": {job.cancel_reason}" if reason == "cancelled" and job.cancel_reason else ""
+    head = f"DIP finished: {n} iterations ({reason}{why})"
+    if reason == "early stop":
+        tone, text = "success", (f"{head}: the early-stopping rule fired when the output stopped improving; "
+                                  f"the estimate is the one from iteration {res.best_iteration}.")
+    elif reason == "time budget":
+        tone, text = "warning", (f"{head}: the {job.budget:g} s time budget ran out after {n} of {job.max_iters} "
+                                  "iterations, before the early-stopping rule fired. The estimate may still be "
+                                  "blurry or unfinished: run it again with a larger time budget (or a smaller "
+                                  "working size).")
+    elif reason == "max iterations":
+        tone, text = "warning", (f"{head}: it reached the cap of {job.max_iters} iterations before the "
+                                  "early-stopping rule fired. The estimate may still be blurry or unfinished: "
+                                  "run it again with more iterations.")
+    elif reason == "cancelled":
+        tone, text = "warning", f"{head}: the estimate is unfinished."
+    else:
+        tone, text = "warning", f"{head}."
+    worse = None
+    if psnr_dip is not None and psnr_noisy is not None and psnr_dip < psnr_noisy:
+        tone = "warning"
+        worse = (f"The DIP output is worse than the noisy input: PSNR {psnr_dip:.2f} dB against "
+                 f"{psnr_noisy:.2f} dB for the noisy image. Do not use it; "
+                 + ("give DIP a larger time budget." if reason == "time budget" else
+                    "run it with more iterations." if reason == "max iterations" else
+                    "compare with the other methods above."))
+    return tone, text, worse
+
+
+MAX_KEPT_RESULTS = 4  # DIP results kept per session, one per input, so going back to an image shows its result
+input_label = f"{upload.name}, {size} px, " + (f"{kind} noise {level:g}, seed {int(seed)}" if kind != "none"
+                                                else "no added noise")
+input_key = input_digest(noisy, reference)
+jobs: dict[str, DipJob] = st.session_state.setdefault("dn_dip_jobs", {})
+for key, other in jobs.items():
+    # Its progress and result would belong to an input no longer on the page; stop it rather than
+    # let it take the CPU from this one.
+    if key != input_key and other.running and not other.cancelled:
+        other.cancel("the input changed while it ran")
+
+job = jobs.get(input_key)
 b1, b2 = st.columns([1, 5])
 if b1.button("Run DIP", type="primary", icon=":material/play_arrow:", key="dn_dip_start",
              disabled=job is not None and job.running):
-    job = DipJob(noisy, int(max_iters), float(budget), reference)
-    st.session_state["dn_dip_job"] = job
+    job = DipJob(noisy, int(max_iters), float(budget), reference, input_label)
+    jobs.pop(input_key, None)
+    jobs[input_key] = job
+    while len(jobs) > MAX_KEPT_RESULTS:
+        jobs.pop(next(iter(jobs)))
+    st.session_state["dn_dip_last"] = input_key
     job.thread.start()
+
+
+def dip_image(img: np.ndarray, caption: str) -> None:
+    """The DIP image at the size of the grid's images above."""
+    with st.columns(GRID_COLUMNS)[0]:
+        st.image(np.clip(img, 0, 1), caption=caption, clamp=True, width="stretch")
 
 
 @st.fragment(run_every=1.0)
 def dip_panel() -> None:
-    job = st.session_state.get("dn_dip_job")
+    job = jobs.get(input_key)
     if job is None:
+        last = jobs.get(st.session_state.get("dn_dip_last", ""))
+        if last is not None:
+            why = f" (cancelled: {last.cancel_reason})" if last.cancel_reason else ""
+            st.info(f"The last DIP run was for another input: {last.label}{why}. Its result is not shown for "
+                    "this image; run DIP to denoise this one.", icon=":material/info:")
         st.caption("Not started.")
         return
+    st.caption(f"Input: {job.label}, at most {job.max_iters} iterations, {job.budget:g} s budget.")
     elapsed = time.time() - job.started
     if job.running:
         st.progress(min(job.iteration / max(job.max_iters, 1), 1.0),
                     text=f"iteration {job.iteration}/{job.max_iters}, {elapsed:.0f} s"
                          + (f", loss {job.loss:.5f}" if job.loss is not None else ""))
         if st.button("Cancel DIP", icon=":material/stop:", key="dn_dip_cancel"):
-            job.cancelled = True
+            job.cancel()
         if job.preview is not None:
-            st.image(np.clip(job.preview, 0, 1), caption="Live preview", clamp=True, width=320)
+            dip_image(job.preview, "Live preview")
         return
-    if job.error:
-        st.error(f"DIP failed: {job.error}")
+    if job.error or job.result is None:
+        st.error(f"DIP failed: {job.error or 'it stopped without a result'}")
         return
     res = job.result
-    st.success(f"DIP finished: {res.iterations} iterations ({res.stopped_reason}).", icon=":material/check:")
-    st.image(res.image, caption="Deep Image Prior", clamp=True, width=320)
-    if reference is not None and res.image.shape == reference.shape:
+    scored = reference is not None and res.image.shape == reference.shape
+    psnr_dip = dn.psnr(reference, res.image) if scored else None
+    psnr_noisy = dn.psnr(reference, noisy) if scored else None
+    tone, text, worse = dip_outcome(job, psnr_dip, psnr_noisy)
+    if tone == "success":
+        st.success(text, icon=":material/check:")
+    else:
+        st.warning(text, icon=":material/warning:")
+    if worse:
+        st.warning(worse, icon=":material/warning:")
+    dip_image(res.image, "Deep Image Prior")
+    if scored:
         st.caption(quality(res.image))
 
 

@@ -14,7 +14,7 @@ from covid_core.decode import apply_window, decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.inference import predict
 from covid_core.model_card import positive_verdict_limits
-from covid_core.report import case_report_html, prediction_row
+from covid_core.report import THRESHOLD_RATES, case_report_html, prediction_row, rate_text
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"]
 
@@ -108,17 +108,27 @@ for up in ui.capped_uploads(uploads):
 
 
 def verdict_card(pred) -> None:
-    if pred.covid_positive is None:
-        text, color, bg = f"Most probable: {pred.label}", "#1c3d5a", "#e7f0fa"
+    if pred.ood_flagged:
+        color, bg = "#495057", "#f1f3f5"
+        sub = "The image is unlike the chest X-rays this model was trained on: its output is not a finding."
+    elif pred.covid_positive is None:
+        color, bg = "#1c3d5a", "#e7f0fa"
         sub = f"probability {100 * pred.probabilities[pred.label]:.1f}% (this model has no COVID-19 class)"
     else:
-        text, color, bg = ("COVID-19: positive", "#a61e1e", "#ffe3e3") if pred.covid_positive else \
-            ("COVID-19: negative", "#1e6b34", "#e6f4ea")
+        color, bg = ("#a61e1e", "#ffe3e3") if pred.covid_positive else ("#1e6b34", "#e6f4ea")
         sub = (f"COVID-19 probability {100 * pred.covid_probability:.1f}% "
                f"{'&ge;' if pred.covid_positive else '&lt;'} operating threshold {100 * pred.threshold:.1f}%")
     st.markdown(f'<div style="background:{bg};color:{color};padding:0.7rem 1rem;border-radius:0.5rem;'
-                f'margin-bottom:0.6rem"><div style="font-size:1.6rem;font-weight:700">{text}</div>'
+                f'margin-bottom:0.6rem"><div style="font-size:1.5rem;font-weight:700">{pred.verdict}</div>'
                 f'<div style="font-size:0.95rem">{sub}</div></div>', unsafe_allow_html=True)
+
+
+def reliability_table(pred, rates: dict) -> str:
+    """Markdown: the model's TEST rates at the operating threshold, the predictive value of this verdict in bold."""
+    relevant = {"positive": "ppv", "negative": "npv"}.get(pred.covid_call)
+    rows = [f"| {'**' + name + '**' if key == relevant else name} | {rate_text(rates, key)} |"
+            for key, name in THRESHOLD_RATES if rates.get(key) is not None]
+    return "| On TEST at this threshold | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""
 
 
 def probability_chart(pred) -> go.Figure:
@@ -138,24 +148,22 @@ def probability_chart(pred) -> go.Figure:
 def show_case(case) -> None:
     img, pred = case["image"], case["prediction"]
     key = case["digest"][:12]
-    left, right = st.columns([3, 2], gap="large")
+    left, right = st.columns([1, 1], gap="large")
     with right:
         verdict_card(pred)
         thr, test = classifier.threshold or {}, (classifier.threshold or {}).get("test") or {}
         if pred.threshold is not None:
-            m1, m2, m3 = st.columns(3)
-            m1.metric("TEST sensitivity", ui.pct(test.get("sensitivity")),
-                      help="Share of COVID-19 cases in the TEST set flagged positive at this threshold.")
-            m2.metric("TEST specificity", ui.pct(test.get("specificity")),
-                      help="Share of non-COVID-19 cases in the TEST set called negative at this threshold.")
-            m3.metric("TEST PPV", ui.pct(test.get("ppv")),
-                      help="Share of the TEST films called COVID-19 positive at this threshold that had COVID-19. "
-                           "It depends on how common COVID-19 is among the films checked.")
+            table = reliability_table(pred, test)
+            if table:
+                st.markdown(table)
             st.caption(f"Operating threshold {pred.threshold:.3f} on the COVID-19 probability "
-                       f"({thr.get('rule', 'stored with the model')}).")
-            if pred.covid_positive:
-                for limit in positive_verdict_limits(classifier.metadata, thr):
-                    st.info(limit, icon=":material/balance:")
+                       f"({thr.get('rule', 'stored with the model')}). Sensitivity: COVID-19 films called positive; "
+                       "specificity: other films called negative; PPV / NPV: positive / negative verdicts that were "
+                       "right, which depend on how common COVID-19 is among the films checked.")
+            if pred.covid_call == "positive":
+                limits = positive_verdict_limits(classifier.metadata, thr)
+                if limits:
+                    st.info("\n\n".join(limits), icon=":material/balance:")
         for w in pred.warnings:
             st.warning(w, icon=":material/report:")
         st.plotly_chart(probability_chart(pred), key=f"probs_{key}", config={"displayModeBar": False})
@@ -205,11 +213,13 @@ def show_case(case) -> None:
         if explanation is not None:
             e1, e2 = st.columns(2)
             if explanation.faithfulness is not None:
-                e1.metric("Heatmap faithfulness", f"{explanation.faithfulness:.3f}", help=explanation.faithfulness_name)
+                e1.metric("Faithfulness (probability drop)", f"{100 * explanation.faithfulness:.1f} pts",
+                          help=f"In percentage points: {explanation.faithfulness_name}.")
             e2.metric("Heatmap inside thorax", ui.pct(explanation.thorax_share),
                       help="Share of the heatmap's mass that falls inside the lung/thorax region.")
-            if explanation.shortcut_warning:
-                st.warning(explanation.shortcut_warning, icon=":material/warning:")
+            for w in (explanation.shortcut_warning, explanation.faithfulness_warning):
+                if w:
+                    st.warning(w, icon=":material/warning:")
         if img.notes:
             st.caption("Decoding notes: " + "; ".join(img.notes))
         if img.dicom_info:
@@ -240,8 +250,9 @@ if len(cases) > 1:
     st.subheader(f"Results for {len(cases)} files")
     table = pd.DataFrame([prediction_row(c["name"], c["prediction"], c["error"]) for c in cases])
     st.dataframe(table, hide_index=True, column_config={
-        c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
-        for c in table.columns if c.startswith("p(")})
+        "COVID-19 probability": st.column_config.NumberColumn(format="percent"),
+        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
+           for c in table.columns if c.startswith("p(")}})
     st.download_button("Download results (CSV)", table.to_csv(index=False), file_name="xray-results.csv",
                        mime="text/csv", icon=":material/download:", key="diag_csv")
     if good:

@@ -1,4 +1,5 @@
-"""Explore data: counts, missing values, duplicates and leaks, distributions, outliers, samples."""
+"""Explore data: counts, source x class, filled / not applicable / missing metadata, duplicates and leaks,
+distributions, outliers, samples."""
 
 from __future__ import annotations
 
@@ -62,7 +63,36 @@ with tabs[0]:
     counts = summary.counts().pivot(index="finding", columns="split", values="images").fillna(0).astype(int)
     c1.dataframe(counts)
     c2.plotly_chart(eda_charts.missing_values(summary), key="eda_missing")
-    c1.dataframe(summary.missing, hide_index=True)
+    share = "missing share (of rows it applies to)"
+    st.dataframe(summary.missing.rename(columns={"applies_to": "applies to", "not_applicable": "not applicable",
+                                                 "share": share}),
+                 hide_index=True, column_config={share: st.column_config.NumberColumn(format="percent")})
+    not_applicable = summary.missing.loc[summary.missing["not_applicable"] > 0, "column"].tolist()
+    if not_applicable:
+        st.caption(f"{', '.join(f'`{c}`' for c in not_applicable)} describe a pneumonia: on a Normal film they are "
+                   "empty because they do not apply, and are counted as **not applicable**, not missing. "
+                   "**Missing** counts empty values where a column applies, e.g. a pneumonia whose specific "
+                   "pathogen is not given.")
+
+    st.subheader("Where each class comes from (source x class)")
+    if summary.has_sources:
+        st.caption("Images per class, coloured by the source they come from (`provenance.csv`), for each split. "
+                   "When a class comes mostly from sources that hold few images of the other classes, a model can "
+                   "learn the source (patients' age, hospital, text markers, image quality) instead of the disease, "
+                   "and its TEST score, drawn from the same sources, will not show it.")
+        st.plotly_chart(eda_charts.source_class(summary), key="eda_sources")
+        st.markdown("\n".join(f"- {sentence}" for sentence in summary.source_findings()))
+        unknown = int((stats["source"] == eda.UNKNOWN_SOURCE).sum())
+        if unknown:
+            st.warning(f"{unknown:,} images are not in `provenance.csv`: they are counted under source "
+                       "\"unknown\".", icon=":material/help:")
+        st.dataframe(summary.source_table())
+    else:
+        st.info("Sources unknown: no image of this data set has a source, because there is no `provenance.csv` "
+                "beside its metadata (or it has no `source` column for these files; columns `X_ray_image_name`, "
+                "`source`, `patient`). So the source-by-class confound cannot be checked here: a class drawn "
+                "from one hospital or age group cannot be told apart from a real difference between diseases.",
+                icon=":material/help:")
     st.subheader("Duplicates (identical bytes)")
     if len(summary.duplicates):
         if len(summary.leaks()):

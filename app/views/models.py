@@ -13,17 +13,20 @@ import ui
 from covid_core.errors import CovidCoreError
 from covid_core.model_card import card_markdown, covid_calls_by_source
 from covid_core.model_catalog import source_confounds, weights_dir
+from covid_core.report import THRESHOLD_RATES, rate_text
 from covid_core.targets import COVID_CLASS
 
 
 def overview_row(e) -> dict:
     test = (e.metadata.get("metrics") or {}).get("test") or {}
     at_threshold = (e.metadata.get("threshold") or {}).get("test") or {}
-    return {"checkpoint": e.label, "usable": "yes" if e.usable else "no", "kind": e.kind,
+    # A denoiser is not a classifier, but it is not broken either: say where it is used, not what is "wrong".
+    used_on = "Diagnose" if e.usable else ("Denoise" if e.kind == "denoiser" else None)
+    return {"checkpoint": e.label, "used on": used_on or "unusable", "kind": e.kind,
             "architecture": e.metadata.get("model_name", ""), "target": e.metadata.get("target", ""),
             "TEST macro AUC": test.get("macro_auc"), "TEST accuracy": test.get("accuracy"), "TEST ECE": test.get("ece"),
             "COVID-19 sensitivity": at_threshold.get("sensitivity"), "COVID-19 PPV": at_threshold.get("ppv"),
-            "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1), "problem": e.reason or ""}
+            "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1), "problem": "" if used_on else e.reason or ""}
 
 
 st.title("Models")
@@ -62,7 +65,8 @@ facts = {"classes": ", ".join(classes), "weights fingerprint (SHA-256)": entry.f
          "input": f"{(meta.get('preprocess') or {}).get('image_size', '?')} px, "
                   f"fit {(meta.get('preprocess') or {}).get('fit', '?')}, "
                   f"equalize {(meta.get('preprocess') or {}).get('equalize', '?')}",
-         "temperature (calibration)": meta.get("temperature", "n/a"), "file": str(entry.path)}
+         "temperature (calibration)": f"{meta['temperature']:.3f}" if meta.get("temperature") else "n/a",
+         "file": str(entry.path)}
 st.table(pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts)))
 
 if not test:
@@ -72,11 +76,11 @@ if not test:
 thr = meta.get("threshold") or {}
 if thr:
     st.subheader("Operating threshold")
-    t = st.columns(4)
+    t = st.columns(1 + len(THRESHOLD_RATES))
     t[0].metric(f"Threshold on p({thr.get('class', '?')})", f"{thr.get('value', 0):.3f}")
-    t[1].metric("TEST sensitivity", ui.pct((thr.get("test") or {}).get("sensitivity")))
-    t[2].metric("TEST specificity", ui.pct((thr.get("test") or {}).get("specificity")))
-    t[3].metric("TEST PPV", ui.pct((thr.get("test") or {}).get("ppv")))
+    rates = thr.get("test") or {}
+    for col, (key, name) in zip(t[1:], THRESHOLD_RATES):
+        col.metric(f"TEST {name}", ui.pct(rates.get(key)), help=rate_text(rates, key))
     st.caption(f"Chosen on VALIDATION: {thr.get('rule', '?')} (validation sensitivity "
                f"{ui.pct(thr.get('val_sensitivity'))}, specificity {ui.pct(thr.get('val_specificity'))}).")
 
@@ -134,12 +138,14 @@ if card or calls:
     thorax = card.get("thorax_share") or {}
     if thorax:
         low = min(thorax, key=thorax.get)
-        lim[1].metric("Grad-CAM energy inside the thorax", f"{ui.pct(thorax[low])} ({low}, lowest)",
-                      help=", ".join(f"{c} {ui.pct(v)}" for c, v in thorax.items()) + ": mean per true class over at most {card.get('thorax_n', '?')} TEST films; evidence outside "
-                           "the chest (text, borders) is a shortcut warning sign.")
+        lim[1].metric(f"Grad-CAM inside thorax, {low}", ui.pct(thorax[low]),
+                      help=f"The lowest class. Mean share of Grad-CAM energy inside the thorax per true class: "
+                           + ", ".join(f"{c} {ui.pct(v)}" for c, v in thorax.items())
+                           + f" (at most {card.get('thorax_n', '?')} TEST films each); evidence outside the chest "
+                             "(text, borders) is a shortcut warning sign.")
     check = card.get("ood_check")
     if check:
-        lim[2].metric("Out-of-distribution flags", f"{ui.pct(check['non_xray_flagged'])} non-X-rays",
+        lim[2].metric("Non-X-rays flagged as unfamiliar", ui.pct(check["non_xray_flagged"]),
                       help=f"{ui.pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or "
                            f"inverted X-rays and {ui.pct(check['test_flagged'])} of {check['test_n']} TEST X-rays "
                            "flagged")

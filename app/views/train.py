@@ -35,22 +35,25 @@ with st.form("train_form"):
                           help="3class: normal / pneumonia / COVID-19; covid: positive / negative; "
                                "pneumonia: normal / pneumonia.")
     c4, c5, c6, c7 = st.columns(4)
-    epochs = c4.number_input("Epochs", min_value=0, max_value=10_000, value=10, step=1, key="train_epochs")
-    batch_size = c5.number_input("Batch size", min_value=0, max_value=100_000, value=32, step=1, key="train_bs")
-    lr = c6.number_input("Learning rate", min_value=0.0, max_value=100.0, value=1e-3, step=1e-4, format="%.5f",
+    # The widgets' ranges are TrainConfig's; what they cannot express (an image size of 1-31) it refuses on start.
+    epochs = c4.number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key="train_epochs")
+    batch_size = c5.number_input("Batch size", min_value=1, max_value=1024, value=32, step=1, key="train_bs")
+    lr = c6.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, step=1e-4, format="%.5f",
                          key="train_lr")
-    image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=10_000, value=0, step=16,
-                                 key="train_size")
+    image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
+                                 key="train_size", help="0, or 32 to 1024 pixels.")
     c8, c9, c10, c11 = st.columns(4)
-    augment = c8.checkbox("Augmentation (small rotations/shifts, never flips)", value=True, key="train_aug")
-    ema = c8.checkbox(f"Average the weights (EMA {EMA_DECAY})", value=False, key="train_ema",
+    augment = c8.checkbox("Augmentation", value=True, key="train_aug",
+                          help="Small rotations, shifts, zoom and contrast changes; never flips (left and right "
+                               "matter on a chest film).")
+    ema = c8.checkbox("Weight averaging (EMA)", value=False, key="train_ema",
                       help="Classifier only. Validates and saves an exponential moving average of the weights "
                            f"(decay {EMA_DECAY} per step): a smoother validation curve, so the epoch kept depends "
                            "less on chance.")
     pretrained = c9.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
                              help="Needs the torchvision weights in the local torch hub cache or network access.")
     limit = c10.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
-                             help="For a quick trial run.")
+                             help="For a quick trial run: 0 for all, or at least 8.")
     balance = c11.selectbox("Imbalance", BALANCE_CHOICES, key="train_balance", format_func=BALANCE_LABELS.get,
                             help="Classifier only. 'Source and class' draws each (source, class) group of "
                                  "provenance.csv equally often within a class, so rare adult non-COVID films "

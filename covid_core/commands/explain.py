@@ -52,8 +52,7 @@ def main(args: argparse.Namespace) -> int:
     probs = ", ".join(f"{c} {p:.3f}" for c, p in prediction.probabilities.items())
     print(f"prediction: {prediction.label} ({probs})")
     if prediction.covid_positive is not None:
-        print(f"COVID-19: {'positive' if prediction.covid_positive else 'negative'} "
-              f"(p={prediction.covid_probability:.3f}, threshold {prediction.threshold:.3f})")
+        print(f"{prediction.verdict} (p={prediction.covid_probability:.3f}, threshold {prediction.threshold:.3f})")
     for w in prediction.warnings:
         print(f"warning: {w}")
     print(f"explained class: {result.target_class} ({method})")

@@ -1,7 +1,8 @@
 """Write a classifier's model card (weights/<name>.md) from its checkpoint's metadata.
 
 With --data, first re-evaluates TEST (as `evaluate` does), adds the normal-vs-pneumonia analysis, per-source
-results and the per-class Grad-CAM thorax share, and stores them in the checkpoint under `card`.
+results and the per-class Grad-CAM thorax share, and stores them in the checkpoint under `card`; the TEST rates
+at the operating threshold (`threshold.test`) are refreshed from the same evaluation, with their counts.
 """
 
 from __future__ import annotations
@@ -52,7 +53,12 @@ def main(args: argparse.Namespace) -> int:
         print(f"wrote {out}")
         return 0
     if args.data:
-        ckpt["card"] = {**ckpt.get("card", {}), **build_card_section(str(path), args.data, args.cam_limit)}
+        section = build_card_section(str(path), args.data, args.cam_limit)
+        ckpt["card"] = {**ckpt.get("card", {}), **section}
+        measured = section["test"].get("at_threshold")
+        if measured and ckpt.get("threshold"):
+            # The TEST rates at the stored threshold, measured again: older checkpoints gain their counts and NPV.
+            ckpt["threshold"]["test"] = {k: v for k, v in measured.items() if k not in ("class", "threshold")}
         atomic_save(ckpt, path)
     out.write_text(card_markdown(ckpt, path.name, f"weights/{path.name}"))
     print(f"wrote {out}")

@@ -1,7 +1,8 @@
 """Classify chest X-ray files (PNG, JPEG, BMP, TIFF, DICOM) with a checkpoint.
 
-Writes one row per image: filename, label, p_<class> for every class, covid_verdict,
-ood_flagged, error. A bad file gets its reason in `error`; the others still get predictions.
+Writes one row per image: filename, label, p_<class> for every class, covid_verdict (positive,
+negative, or withheld when the image is out of distribution), ood_flagged, error. A bad file gets
+its reason in `error`; the others still get predictions.
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
 """
@@ -63,8 +64,7 @@ def main(args: argparse.Namespace) -> int:
             if p is None:
                 writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error])
             else:
-                verdict = "" if p.covid_positive is None else ("positive" if p.covid_positive else "negative")
-                writer.writerow([r.name, p.label, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], verdict,
+                writer.writerow([r.name, p.label, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
                                  "" if p.ood_flagged is None else str(p.ood_flagged).lower(), ""])
     finally:
         if args.out:

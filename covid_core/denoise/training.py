@@ -78,11 +78,11 @@ class DAETrainConfig:
             (0 < self.photons_min <= self.photons_max, "need 0 < photons min <= photons max"),
             (0 <= self.poisson_share <= 1, "poisson share must be from 0 to 1"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
-            (self.limit is None or self.limit >= 4, "limit must be at least 4 images"),
+            (self.limit is None or self.limit >= 4, "images per split (limit) must be at least 4, or none for all"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        problems = [message for ok, message in checks if not ok]
+        if problems:  # every problem at once, so a form is fixed in one go
+            raise ConfigError("; ".join(problems))
         return self
 
     def to_dict(self) -> dict:

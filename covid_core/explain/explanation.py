@@ -19,7 +19,8 @@ from ..preprocess import Geometry, prepare_pixels, to_model_input
 from ..targets import COVID_CLASS
 from .cam import check_method, compute_cams
 from .thorax import estimate_thorax
-from .trust import FAITHFULNESS_NAME, border_band, energy_shares, faithfulness, shortcut_warning
+from .trust import (FAITHFULNESS_NAME, border_band, energy_shares, faithfulness, faithfulness_warning,
+                    shortcut_warning)
 
 BATCH_SIZE = 16
 
@@ -31,7 +32,8 @@ class Explanation:
     heatmap: float32 orig_h x orig_w in [0, 1], on the ORIGINAL image (max 1 unless empty).
     heatmap_model: float32 SxS in [0, 1], in model space (the preprocessed square).
     method: the CAM method name; target_class: the class explained.
-    faithfulness: ROAD probability drop in [-1, 1] (see ``faithfulness_name``), None if not computed.
+    faithfulness: ROAD probability drop in [-1, 1] (see ``faithfulness_name``), None if not computed;
+    faithfulness_warning: a sentence when that drop is not above 0 (the map does not show what the model uses).
     thorax_share / border_share: share of heatmap energy inside the estimated thorax / on the
     image border (padding and a thin edge band), each in [0, 1].
     shortcut_warning: a sentence when the evidence is not over the chest, else None.
@@ -52,6 +54,7 @@ class Explanation:
     thorax_method: str = ""
     probabilities: dict = field(default_factory=dict)
     predicted_class: str = ""
+    faithfulness_warning: str | None = None
 
 
 def class_index(classifier: Classifier, name: str) -> int:
@@ -113,6 +116,7 @@ def _one(classifier, pixels_u8, geometry, cam, method, chosen, faith, probs) -> 
         heatmap=heatmap.astype(np.float32), heatmap_model=cam.astype(np.float32), method=method,
         target_class=classifier.classes[chosen],
         faithfulness=None if faith is None else float(faith), faithfulness_name=FAITHFULNESS_NAME,
+        faithfulness_warning=faithfulness_warning(None if faith is None else float(faith)),
         thorax_share=thorax_share, border_share=border_share,
         shortcut_warning=shortcut_warning(thorax_share, border_share, empty),
         thorax_mask=geometry.to_original(thorax.astype(np.float32)) >= 0.5, thorax_method=thorax_method,

@@ -90,6 +90,16 @@ def energy_shares(heatmap: np.ndarray, thorax: np.ndarray, border: np.ndarray) -
     return float(heatmap[thorax].sum() / total), float(heatmap[border].sum() / total)
 
 
+def faithfulness_warning(drop: float | None) -> str | None:
+    """A sentence when removing the most highlighted pixels does not lower the explained class's probability
+    (ROAD drop <= 0): the heatmap then does not show evidence the model uses, whatever it looks like."""
+    if drop is None or drop > 0:
+        return None
+    return (f"Removing the {REMOVED_PERCENT}% most highlighted pixels did not lower the probability of this class "
+            f"(change {100 * -drop + 0.0:+.1f} percentage points): this heatmap does not show what the model relies on. "
+            "Try another Grad-CAM method.")
+
+
 def shortcut_warning(thorax_share: float, border_share: float, empty: bool = False) -> str | None:
     """A sentence for the clinician when the evidence is not over the chest, else None."""
     if empty:

@@ -1,0 +1,161 @@
+"""AppTest of the Denoise page's Deep Image Prior panel and image grid (tiny synthetic X-rays, tiny DIP runs).
+
+DIP runs in a background thread; a test waits for it by re-running the page, as the page's own polling does.
+Runs are kept to 64 px images and a few iterations (the test machine has 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+import covid_core.denoise as dn  # noqa: E402
+from app_helpers import APP, app_env, png_bytes, xray_array  # noqa: E402
+
+TIMEOUT = 60
+IMAGE_A = ("a.png", png_bytes(xray_array(64, 3)), "image/png")
+IMAGE_B = ("b.png", png_bytes(xray_array(64, 7)), "image/png")
+REAL_RUN_DIP = dn.run_dip
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    app_env(tmp_path, monkeypatch)
+    return tmp_path
+
+
+def dip_with(monkeypatch, **overrides) -> None:
+    """Make the page's DIP a real run_dip with some settings overridden (the page looks it up at call time)."""
+    monkeypatch.setattr(dn, "run_dip", lambda image, **kw: REAL_RUN_DIP(image, **{**kw, **overrides}))
+
+
+def denoise_page(upload=IMAGE_A) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("views/denoise.py").run()
+    at.file_uploader(key="dn_upload").set_value(upload).run()
+    # No fast method, so the only warnings on the page are DIP's (the tmp weights folder has no dae.pt).
+    at.multiselect(key="dn_methods").set_value([]).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def upload(at: AppTest, file) -> AppTest:
+    at.file_uploader(key="dn_upload").set_value(file).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def messages(at: AppTest) -> list[str]:
+    return [m.value for kind in (at.success, at.warning, at.info, at.error) for m in kind]
+
+
+def dip_messages(at: AppTest) -> list[str]:
+    return [m for m in messages(at) if "DIP finished" in m or "DIP failed" in m]
+
+
+def image_captions(at: AppTest) -> list[str]:
+    return [c for img in at.get("image") for c in img.captions]
+
+
+def run_dip_and_wait(at: AppTest, seconds: float = 90) -> AppTest:
+    at.button(key="dn_dip_start").click().run()
+    assert not at.exception, at.exception
+    return wait_for_outcome(at, seconds)
+
+
+def wait_for_outcome(at: AppTest, seconds: float = 90) -> AppTest:
+    deadline = time.monotonic() + seconds
+    while not dip_messages(at):
+        assert time.monotonic() < deadline, f"DIP did not finish in {seconds} s: {messages(at)}"
+        time.sleep(0.3)
+        at.run()
+        assert not at.exception, at.exception
+    return at
+
+
+def test_dip_result_belongs_to_the_image_and_noise_it_was_computed_from(env):
+    at = denoise_page(IMAGE_A)
+    at.slider(key="dn_dip_iters").set_value(100).run()
+    run_dip_and_wait(at)
+    [outcome_a] = dip_messages(at)
+    assert "Deep Image Prior" in image_captions(at)
+    assert any("a.png" in c.value for c in at.caption)  # the panel says which input the result is for
+
+    upload(at, IMAGE_B)
+    assert not dip_messages(at), dip_messages(at)  # A's outcome is not reported under B
+    assert "Deep Image Prior" not in image_captions(at)  # nor is A's image shown
+    assert len([c.value for c in at.caption if "PSNR" in c.value]) == 1  # only B's noisy input is scored
+    assert any("another input" in i.value and "a.png" in i.value for i in at.info)
+    assert any(c.value == "Not started." for c in at.caption)
+
+    upload(at, IMAGE_A)  # back to A: its own result again
+    assert dip_messages(at) == [outcome_a]
+    assert "Deep Image Prior" in image_captions(at)
+
+    at.number_input(key="dn_seed").set_value(1).run()  # same file, other noise: other input pixels
+    assert not at.exception, at.exception
+    assert not dip_messages(at) and "Deep Image Prior" not in image_captions(at)
+    assert any("another input" in i.value for i in at.info)
+
+
+def test_running_dip_is_stopped_and_hidden_when_the_input_changes(env, monkeypatch):
+    dip_with(monkeypatch, early_stop=False, time_budget_s=120.0, max_iters=100_000)  # runs until cancelled
+    at = denoise_page(IMAGE_A)
+    at.button(key="dn_dip_start").click().run()
+    assert not at.exception, at.exception
+    assert at.get("progress") and any("iteration" in p.proto.text for p in at.get("progress"))
+
+    upload(at, IMAGE_B)
+    assert not at.get("progress")  # A's progress is not shown as B's
+    assert not any(b.label == "Cancel DIP" for b in at.button)
+    assert any("another input" in i.value and "a.png" in i.value and "cancelled" in i.value for i in at.info)
+
+    upload(at, IMAGE_A)  # A's run was stopped, not left running in the background
+    wait_for_outcome(at, 60)
+    [outcome] = dip_messages(at)
+    assert "cancelled" in outcome and "input changed" in outcome
+    assert not at.success
+
+
+def test_dip_stopped_by_its_time_budget_warns_and_flags_output_worse_than_noisy(env, monkeypatch):
+    dip_with(monkeypatch, time_budget_s=0.0)  # stops after its first iteration: an unfinished estimate
+    at = denoise_page(IMAGE_A)
+    run_dip_and_wait(at)
+    assert not at.success, [s.value for s in at.success]
+    budget = [w.value for w in at.warning if "time budget" in w.value and "DIP finished" in w.value]
+    assert budget and "early-stopping rule" in budget[0] and "larger time budget" in budget[0]
+    # The synthetic-noise mode has a clean reference: one iteration of DIP is far below the noisy input's PSNR.
+    assert any("worse than the noisy input" in w.value for w in at.warning)
+
+
+def test_dip_that_reaches_the_iteration_cap_warns(env):
+    at = denoise_page(IMAGE_A)
+    at.selectbox(key="dn_kind").select("none").run()  # no reference: judged by its stopping reason alone
+    at.slider(key="dn_dip_iters").set_value(100).run()  # fewer than the early-stopping rule needs (window + patience)
+    run_dip_and_wait(at)
+    assert not at.success
+    assert any("max iterations" in w.value and "more iterations" in w.value for w in at.warning)
+
+
+def test_dip_whose_early_stopping_rule_fired_is_a_success(env, monkeypatch):
+    dip_with(monkeypatch, es_window=5, es_patience=5)  # the rule fires after a few dozen steps
+    at = denoise_page(IMAGE_A)
+    at.selectbox(key="dn_kind").select("none").run()
+    run_dip_and_wait(at)
+    assert [s.value for s in at.success if "early stop" in s.value and "early-stopping rule fired" in s.value]
+    assert not at.warning, [w.value for w in at.warning]
+    assert "Deep Image Prior" in image_captions(at)
+
+
+def test_image_grid_gives_every_image_its_own_equal_column(env):
+    at = denoise_page(IMAGE_A)
+    at.multiselect(key="dn_methods").set_value(["median", "gaussian", "nlm"]).run()
+    assert not at.exception, at.exception
+    holding = [col for col in at.columns if col.get("image")]
+    assert sum(len(col.get("image")) for col in holding) == 5  # clean, noisy and three methods: two rows
+    assert all(len(col.get("image")) == 1 for col in holding)  # a second row never sits under the first's captions
+    assert len({col.weight for col in holding}) == 1  # every image the same width

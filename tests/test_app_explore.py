@@ -1,0 +1,65 @@
+"""AppTest of the Explore data page: the source-by-class confound and not-applicable metadata (tiny synthetic data)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from app_helpers import APP, app_env  # noqa: E402
+from test_eda import CONFOUNDED, make_coronahack  # noqa: E402
+
+TIMEOUT = 60
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch):
+    app_env(tmp_path, monkeypatch)
+    return tmp_path
+
+
+def explore(folder) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("views/explore.py").run()
+    at.text_input(key="explore_data").set_value(str(folder)).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart_titles(at: AppTest) -> list[str]:
+    return [json.loads(c.proto.spec)["layout"].get("title", {}).get("text", "") for c in at.get("plotly_chart")]
+
+
+def test_explore_shows_which_classes_come_from_which_source(env):
+    at = explore(make_coronahack(env / "ch", CONFOUNDED))
+    assert "Images per class and source" in chart_titles(at)
+    [chart] = [c for c in at.get("plotly_chart") if "source" in json.loads(c.proto.spec)["layout"]["title"]["text"]]
+    traces = json.loads(chart.proto.spec)["data"]
+    assert {t["name"] for t in traces} == {"adults", "covidpubs", "kids"}
+    text = " ".join(m.value for m in at.markdown)
+    assert "every **covid19** image (4) comes from one source, **covidpubs**" in text
+    assert "**adults** holds only normal images (4)" in text
+    assert any("learn the source" in c.value for c in at.caption)
+    table = [df.value for df in at.dataframe if "covid19 total" in df.value.columns][0]
+    assert table.loc["covidpubs", "covid19 total"] == 4 and table.loc["kids", "pneumonia total"] == 4
+    assert not any("Sources unknown" in i.value for i in at.info)
+
+
+def test_explore_says_sources_are_unknown_without_provenance(env):
+    at = explore(make_coronahack(env / "ch", CONFOUNDED, provenance=False))
+    assert any("Sources unknown" in i.value and "provenance.csv" in i.value for i in at.info)
+    assert "Images per class and source" not in chart_titles(at)
+    assert not any("holds only" in m.value for m in at.markdown)
+
+
+def test_explore_counts_empty_sub_categories_of_normal_films_as_not_applicable(env):
+    at = explore(make_coronahack(env / "ch", CONFOUNDED))
+    table = [df.value for df in at.dataframe if "not applicable" in df.value.columns][0].set_index("column")
+    # 7 normal films have no virus category because none applies; of the 8 pneumonias, 4 name none (missing).
+    assert table.loc["Label_2_Virus_category", "not applicable"] == 7
+    assert table.loc["Label_2_Virus_category", "missing"] == 4
+    assert table.loc["Label_1_Virus_category", "missing"] == 0
+    assert any("not applicable" in c.value and "Label_2_Virus_category" in c.value for c in at.caption)
