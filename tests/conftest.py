@@ -15,6 +15,16 @@ CLASSES_3 = ("normal", "pneumonia", "covid19")
 
 # Tests must never write caches or runs into the user's home or the repo.
 os.environ.setdefault("COVID_CORE_CACHE", str(Path(os.environ.get("TMPDIR", "/tmp")) / "covid_core_test_cache"))
+os.environ.setdefault("COVID_CORE_RUNS", str(Path(os.environ.get("TMPDIR", "/tmp")) / "covid_core_test_runs"))
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch) -> Path:
+    """tmp_path as the app's world: a weights folder with a tiny checkpoint, runs and cache (app_helpers.app_env)."""
+    from app_helpers import app_env
+
+    app_env(tmp_path, monkeypatch)
+    return tmp_path
 
 
 @pytest.fixture

@@ -14,18 +14,12 @@ pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 import covid_core.denoise as dn  # noqa: E402
-from app_helpers import APP, app_env, png_bytes, xray_array  # noqa: E402
+from app_helpers import APP, png_bytes, xray_array  # noqa: E402
 
 TIMEOUT = 60
 IMAGE_A = ("a.png", png_bytes(xray_array(64, 3)), "image/png")
 IMAGE_B = ("b.png", png_bytes(xray_array(64, 7)), "image/png")
 REAL_RUN_DIP = dn.run_dip
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    app_env(tmp_path, monkeypatch)
-    return tmp_path
 
 
 def dip_with(monkeypatch, **overrides) -> None:

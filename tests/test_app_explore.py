@@ -9,16 +9,10 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app_helpers import APP, app_env  # noqa: E402
+from app_helpers import APP  # noqa: E402
 from test_eda import CONFOUNDED, make_coronahack  # noqa: E402
 
 TIMEOUT = 60
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    app_env(tmp_path, monkeypatch)
-    return tmp_path
 
 
 def explore(folder) -> AppTest:

@@ -10,15 +10,9 @@ from PIL import Image
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from app_helpers import APP, app_env, make_folders_data, png_bytes, xray_array  # noqa: E402
+from app_helpers import APP, make_folders_data, png_bytes, xray_array  # noqa: E402
 
 TIMEOUT = 60
-
-
-@pytest.fixture
-def env(tmp_path, monkeypatch):
-    app_env(tmp_path, monkeypatch)
-    return tmp_path
 
 
 @pytest.fixture

@@ -139,7 +139,7 @@ if card or calls:
     if thorax:
         low = min(thorax, key=thorax.get)
         lim[1].metric(f"Grad-CAM inside thorax, {low}", ui.pct(thorax[low]),
-                      help=f"The lowest class. Mean share of Grad-CAM energy inside the thorax per true class: "
+                      help="The lowest class. Mean share of Grad-CAM energy inside the thorax per true class: "
                            + ", ".join(f"{c} {ui.pct(v)}" for c, v in thorax.items())
                            + f" (at most {card.get('thorax_n', '?')} TEST films each); evidence outside the chest "
                              "(text, borders) is a shortcut warning sign.")
