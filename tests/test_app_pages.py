@@ -137,3 +137,22 @@ def test_models_overview_says_where_each_checkpoint_is_used(env):
     assert overview.loc["tiny_cnn.pt", "used on"] == "Diagnose"
     assert overview.loc["dae.pt", "used on"] == "Denoise" and overview.loc["dae.pt", "problem"] == ""
     assert overview.loc["broken.pt", "used on"] == "unusable" and overview.loc["broken.pt", "problem"]
+
+
+def test_models_mean_heatmaps_are_drawn_over_each_class_film_and_low_thorax_shares_are_flagged(env, folders_data):
+    import re
+
+    at = page("models")
+    at.text_input(key="models_data").set_value(str(folders_data)).run()
+    at.button(key="models_cam_go").click().run()
+    assert not at.exception, at.exception
+    captions = [c for img in at.get("image") for c in img.captions]
+    shares = {}
+    for caption in captions:
+        m = re.match(r"(\w+): ([\d.]+)% inside the thorax \(over the class's mean film\)", caption)
+        if m:
+            shares[m.group(1)] = float(m.group(2))
+    assert set(shares) == {"normal", "pneumonia", "covid19"}, captions
+    flagged = " ".join(w.value for w in at.warning if w.value.startswith("Possible shortcut"))
+    for cls, share in shares.items():  # a class is named in the warning exactly when under half is in the thorax
+        assert (f"{cls} (" in flagged) == (share < 50.0)

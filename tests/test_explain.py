@@ -210,10 +210,12 @@ def test_overlay_is_rgb_uint8_of_the_image_size_and_checks_its_options():
 def test_class_mean_heatmaps_over_the_test_split(tmp_path):
     data = make_folder_dataset(tmp_path / "data", per_class_train=1, per_class_test=3, size=48)
     clf = _classifier()
-    maps, shares = mean_heatmaps_and_thorax_share(clf, data, split="test", limit=2)
-    assert set(maps) == set(CLASSES_3) == set(shares)
-    for m in maps.values():
+    maps, shares, images = mean_heatmaps_and_thorax_share(clf, data, split="test", limit=2)
+    assert set(maps) == set(CLASSES_3) == set(shares) == set(images)
+    for m in (*maps.values(), *images.values()):
         assert m.shape == (64, 64) and m.dtype == np.float32 and 0.0 <= m.min() <= m.max() <= 1.0
+    # the underlay is the class's mean film: each class's bright disc sits in its own place
+    assert len({np.unravel_index(np.argmax(img), img.shape) for img in images.values()}) == 3
     assert all(0.0 <= s <= 1.0 for s in shares.values())
     assert set(class_mean_heatmaps(clf, data, limit=1)) == set(CLASSES_3)
     with pytest.raises(Exception, match="split"):

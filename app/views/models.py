@@ -197,12 +197,19 @@ def mean_maps(model_key: str, data: str, method: str, limit: int, _classifier):
 key = (f"{entry.path}:{entry.fingerprint}", str(Path(data_dir).resolve()), method, int(limit))
 if st.button("Compute mean heatmaps", key="models_cam_go") or st.session_state.get("models_cam_done") == key:
     try:
-        maps, shares = mean_maps(*key, ui.classifier_for(entry))
+        maps, shares, images = mean_maps(*key, ui.classifier_for(entry))
     except CovidCoreError as exc:
         st.error(str(exc))
     else:
         st.session_state["models_cam_done"] = key
         cols = st.columns(max(len(maps), 1))
         for col, (cls, m) in zip(cols, maps.items()):
-            col.image(explain_mod.overlay(np.full(m.shape, 0.35, np.float32), m, opacity=0.9), width="stretch",
-                      caption=f"{cls}: {ui.pct(shares.get(cls))} inside the thorax")
+            col.image(explain_mod.overlay(images[cls], m, opacity=0.5), width="stretch",
+                      caption=f"{cls}: {ui.pct(shares.get(cls))} inside the thorax (over the class's mean film)")
+        floor = explain_mod.MIN_THORAX_SHARE
+        low = [f"{cls} ({ui.pct(share)})" for cls, share in shares.items() if share < floor]
+        if low:
+            st.warning(f"Possible shortcut: for {', '.join(low)} less than {floor:.0%} of the heatmap lies inside "
+                       "the estimated thorax, on average over these films. The model may rely on text markers, "
+                       "borders or the patient's age rather than the lungs for that class.",
+                       icon=":material/warning:")

@@ -28,7 +28,7 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     metrics, table, probs = evaluate_checkpoint(checkpoint, data, progress=False)
     table = table[table["split"] == "test"]
     card = {"test": metrics, "normal_vs_pneumonia": pair_metrics(table["label_idx"].to_numpy(), probs, metrics["classes"])}
-    _, shares = mean_heatmaps_and_thorax_share(load_classifier(checkpoint), data, split="test", limit=cam_limit)
+    shares = mean_heatmaps_and_thorax_share(load_classifier(checkpoint), data, split="test", limit=cam_limit).thorax_share
     card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
     card["thorax_n"] = cam_limit
     from ..decode import decode_image

@@ -7,7 +7,7 @@ evidence lies, with the mean share of it inside the estimated thorax.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 
@@ -19,11 +19,20 @@ from ..preprocess import prepare_pixels
 from .explanation import explain_pixels
 
 
+class ClassMeans(NamedTuple):
+    """heatmaps: {class: float32 SxS mean heatmap in [0, 1]}; thorax_share: {class: mean share of heatmap energy
+    inside the thorax}; images: {class: float32 SxS mean of the model-space images in [0, 1]}, the anatomy the
+    mean heatmap is drawn over."""
+
+    heatmaps: dict[str, np.ndarray]
+    thorax_share: dict[str, float]
+    images: dict[str, np.ndarray]
+
+
 def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
                                    limit: int | None = None, layout: str = "auto",
-                                   on_progress: Callable[[int, int], None] | None = None
-                                   ) -> tuple[dict[str, np.ndarray], dict[str, float]]:
-    """({class: float32 SxS mean heatmap in [0, 1]}, {class: mean share of heatmap energy in the thorax}).
+                                   on_progress: Callable[[int, int], None] | None = None) -> ClassMeans:
+    """Per class: the mean heatmap, the mean thorax share and the mean image (see :class:`ClassMeans`).
 
     limit: at most this many images per class (the first ones by file name). Classes without
     images in the split are left out. Unreadable files are skipped.
@@ -34,7 +43,7 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
     if rows.empty:
         raise DatasetError(f"no images in split {split!r} of {data_dir}; "
                            f"choose one of: {', '.join(sorted(table['split'].unique()))}")
-    maps, shares = {}, {}
+    maps, shares, images = {}, {}, {}
     total = len(classifier.classes)
     for done, cls in enumerate(classifier.classes, 1):
         paths = sorted(rows.loc[rows["label"] == cls, "path"])[:limit]
@@ -52,12 +61,13 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
             peak = mean.max()
             maps[cls] = (mean / peak if peak > 0 else mean).astype(np.float32)
             shares[cls] = float(np.mean([e.thorax_share for e in found]))
+            images[cls] = (np.mean(pixels, axis=0) / 255.0).astype(np.float32)
         if on_progress:
             on_progress(done, total)
-    return maps, shares
+    return ClassMeans(maps, shares, images)
 
 
 def class_mean_heatmaps(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
                         limit: int | None = None) -> dict[str, np.ndarray]:
     """{class: float32 SxS mean heatmap in [0, 1]} (see :func:`mean_heatmaps_and_thorax_share`)."""
-    return mean_heatmaps_and_thorax_share(classifier, data_dir, split, method, limit)[0]
+    return mean_heatmaps_and_thorax_share(classifier, data_dir, split, method, limit).heatmaps
