@@ -13,7 +13,7 @@ import streamlit as st
 
 from covid_core.checkpoint import load_classifier
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, weights_dir
-from covid_core.report import DISCLAIMER
+from covid_core.report import DISCLAIMER, THRESHOLD_RATES, rate_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,3 +119,11 @@ def capped_uploads(uploads: list) -> list:
                    f"analyse the rest in another batch. Left out: {', '.join(u.name for u in uploads[len(kept):][:5])}"
                    f"{' ...' if len(uploads) - len(kept) > 5 else ''}.", icon=":material/block:")
     return kept
+
+
+def rates_table(rates: dict, emphasis: str | None = None, title: str = "On TEST at this threshold") -> str:
+    """Markdown table of a threshold's TEST rates with their counts; the ``emphasis`` rate ("ppv", "npv") in bold.
+    A table, not st.metric columns: it stays readable in a narrow column or window."""
+    rows = [f"| {'**' + name + '**' if key == emphasis else name} | {rate_text(rates, key)} |"
+            for key, name in THRESHOLD_RATES if rates.get(key) is not None]
+    return f"| {title} | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""

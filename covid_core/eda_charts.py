@@ -15,13 +15,19 @@ from .eda import QUANTILES, DataSummary
 STAT_LABELS = {"width": "width (px)", "height": "height (px)", "aspect": "aspect ratio (width / height)",
                "mean": "mean intensity", "std": "contrast (intensity std)"}
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=360)
+# A legend in rows along the bottom of the figure: at the right it took a third of a half-width chart (so the x
+# labels were turned and cut); placed on the plot's own scale (y=-0.25) it covered the axis labels.
+_LEGEND_BELOW = dict(orientation="h", yref="container", yanchor="bottom", y=0, xanchor="left", x=0,
+                     traceorder="normal")
 
 
 def class_balance(summary: DataSummary) -> go.Figure:
     counts = summary.counts()
     fig = px.bar(counts, x="finding", y="images", color="split", barmode="group", text="images",
                  title="Images per class and split")
-    return fig.update_layout(**_LAYOUT)
+    # Counts level above the bars: inside a half-width column plotly shrank and turned them sideways.
+    fig.update_traces(textposition="outside", textangle=0, cliponaxis=False)
+    return fig.update_layout(**_LAYOUT, legend=_LEGEND_BELOW)
 
 
 COMPLETENESS_LABELS = {"filled": "filled", "not_applicable": "not applicable (Normal film)",
@@ -30,16 +36,20 @@ _COMPLETENESS_COLOURS = {"filled": "#4C78A8", "not_applicable": "#BAB0AC", "miss
 
 
 def missing_values(summary: DataSummary) -> go.Figure:
-    """Stacked bars per metadata column: rows filled, not applicable (a pneumonia sub-category on a
-    Normal film) and missing (empty where the column applies)."""
+    """Horizontal stacked bars, one per metadata column (full name on the y axis, top to bottom in the CSV's
+    order): rows filled, not applicable (a pneumonia sub-category on a Normal film) and missing (empty where
+    the column applies)."""
     m = summary.missing
     fig = go.Figure()
     for part, label in COMPLETENESS_LABELS.items():
         if part in m:
-            fig.add_trace(go.Bar(x=m["column"], y=m[part], name=label, text=m[part],
-                                 marker_color=_COMPLETENESS_COLOURS[part]))
-    fig.update_layout(barmode="stack", title="Metadata columns: filled, not applicable, missing",
-                      yaxis_title="rows", legend=dict(orientation="h", y=-0.25), **_LAYOUT)
+            fig.add_trace(go.Bar(y=m["column"], x=m[part], name=label, orientation="h",
+                                 text=[n if n else "" for n in m[part]],
+                                 marker_color=_COMPLETENESS_COLOURS[part], insidetextanchor="middle",
+                                 hovertemplate="%{y}: %{x} rows " + label + "<extra></extra>"))
+    fig.update_layout(barmode="stack", title="Metadata completeness", xaxis_title="rows",
+                      yaxis=dict(autorange="reversed", automargin=True), legend=_LEGEND_BELOW,
+                      **{**_LAYOUT, "height": 140 + 36 * len(m)})
     return fig
 
 

@@ -122,9 +122,10 @@ def _prediction(classifier: Classifier, probs: np.ndarray, score, pixels, geomet
     if score is not None:
         flagged = bool(score > classifier.ood["threshold"])
         if flagged:
-            warnings.append("This image is unlike the chest X-rays the model was trained on (out-of-distribution "
-                            "score above threshold), so no verdict is given; the class probabilities are the model's "
-                            "raw output, not a finding. Check it is a frontal chest X-ray.")
+            warnings.append(f"This image is unlike the chest X-rays the model was trained on (out-of-distribution "
+                            f"score {float(score):.2f}, above its threshold {float(classifier.ood['threshold']):.2f}), "
+                            "so no verdict is given; the class probabilities are the model's raw output, not a "
+                            "finding. Check it is a frontal chest X-ray.")
     return Prediction(
         probabilities={c: float(p) for c, p in zip(classes, probs)}, label=classes[int(np.argmax(probs))],
         covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,

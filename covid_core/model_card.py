@@ -49,7 +49,24 @@ def covid_calls_by_source(per_source: dict, covid: str | None) -> list[dict]:
     return rows
 
 
-# A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict.
+def covid_calls_at_threshold(table, covid_probability: np.ndarray, threshold: float, covid: str) -> list[dict]:
+    """Like :func:`covid_calls_by_source`, but counting the films a COVID-19 positive verdict was given to (calibrated
+    p(COVID-19) at or above the operating ``threshold``), so the groups add up to the false positives behind PPV.
+
+    table: the evaluated films (columns source, label), aligned with ``covid_probability`` (float N).
+    """
+    called = np.asarray(covid_probability) >= threshold
+    rows = []
+    for (source, true_class), idx in table.reset_index(drop=True).groupby(["source", "label"]).indices.items():
+        if true_class != covid:
+            n, hits = len(idx), int(called[idx].sum())
+            rows.append({"source": str(source), "true class": str(true_class), "n": n, "called covid": hits,
+                         "share": hits / n})
+    return rows
+
+
+# A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict
+# (older checkpoints, whose groups were counted by most probable class rather than at the threshold).
 NOTABLE_FALSE_COVID_SHARE = 0.2
 # What the sources of coronahack-mini's provenance.csv are, for a reader who has not read its SOURCES.md.
 SOURCE_NOTES = {"kermany": "paediatric films, Guangzhou", "nih": "adult films, NIH Clinical Center",
@@ -62,8 +79,10 @@ def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
 
     metadata: a classifier checkpoint's metadata (``Classifier.metadata``); threshold: its ``threshold`` entry, whose
     ``test`` rates were measured at the operating threshold. The PPV sentence gives TEST's COVID-19 share, since
-    PPV falls where COVID-19 is rarer; the second names each (source, true class) group of non-COVID films that the
-    model called COVID-19 at least ``NOTABLE_FALSE_COVID_SHARE`` of the time (most probable class). Empty without a
+    PPV falls where COVID-19 is rarer. The second says where the false positives came from: every (source, true
+    class) group of non-COVID films given a positive verdict at the threshold (``card.covid_calls_at_threshold``,
+    stored by ``model-card --data``), so the groups add up to the false positives; for older checkpoints, the groups
+    whose most probable class was COVID-19 at least ``NOTABLE_FALSE_COVID_SHARE`` of the time. Empty without a
     COVID-19 class or TEST metrics.
     """
     covid = COVID_CLASS.get(metadata.get("target"))
@@ -79,15 +98,21 @@ def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
             text += (f" {n_covid} of the {n} TEST films ({_pct(n_covid / n)}) had COVID-19; where COVID-19 is rarer, "
                      "a larger share of positive verdicts is wrong.")
         sentences.append(text)
-    notable = [r for r in covid_calls_by_source(test.get("per_source") or {}, covid)
-               if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
-    if notable:
-        groups = "; ".join(f"{r['called covid']} of {r['n']} {r['true class']} films from source '{r['source']}'"
+    at_threshold = (metadata.get("card") or {}).get("covid_calls_at_threshold")
+    if at_threshold is not None:
+        groups = sorted((r for r in at_threshold if r["called covid"]), key=lambda r: -r["share"])
+        lead = f"Its {sum(r['called covid'] for r in groups)} false positives on TEST were"
+    else:
+        groups = [r for r in covid_calls_by_source(test.get("per_source") or {}, covid)
+                  if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
+        lead = f"On TEST it also named {covid} the most probable class for"
+    if groups:
+        listed = "; ".join(f"{r['called covid']} of {r['n']} {r['true class']} films from source '{r['source']}'"
                            + (f" ({SOURCE_NOTES[r['source']]})" if r["source"] in SOURCE_NOTES else "")
-                           for r in notable)
-        sentences.append(f"On TEST it also named {covid} the most probable class for {groups}. A positive verdict "
-                         "means the film looks like the COVID-19 films it was trained on; it does not tell COVID-19 "
-                         "from other lung disease in the same kind of patient (age, hospital).")
+                           for r in groups)
+        sentences.append(f"{lead}: {listed}. A positive verdict means the film looks like the COVID-19 films it was "
+                         "trained on; it does not tell COVID-19 from other lung disease in the same kind of patient "
+                         "(age, hospital).")
     return sentences
 
 
@@ -248,11 +273,19 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
         if called:
             lines += ["", f"Non-COVID films called {covid}, by source and true class (nih = adult normals; cohen "
                           "pneumonia = the only adult non-COVID pneumonias): " + "; ".join(called) + "."]
+        positive = [f"{r['source']} {r['true class']}: {r['called covid']} of {r['n']}"
+                    for r in card.get("covid_calls_at_threshold") or [] if r["called covid"]]
+        if positive:
+            lines += ["", "Non-COVID films given a COVID-19 positive verdict at the operating threshold (the false "
+                          "positives behind PPV): " + "; ".join(positive) + "."]
     thorax = card.get("thorax_share")
     if thorax:
         lines += ["", "## Where the model looks (Grad-CAM on TEST)",
-                  f"Mean share of Grad-CAM energy inside the estimated thorax, per true class ({card.get('thorax_n', '?')} "
-                  "images per class at most): " + ", ".join(f"{c} {_f(v)}" for c, v in thorax.items()) +
+                  "Mean share of Grad-CAM energy inside the estimated thorax, per true class ("
+                  + (f"a seeded random sample of at most {card.get('thorax_n', '?')} images per class"
+                     if card.get("thorax_sample") == "seeded random" else
+                     f"the first {card.get('thorax_n', '?')} images per class by file name")
+                  + "): " + ", ".join(f"{c} {_f(v)}" for c, v in thorax.items()) +
                   ". Low values mean the evidence lies outside the chest (text markers, borders): a shortcut warning sign."]
     ood = ckpt.get("ood") or {}
     if ood:

@@ -39,6 +39,11 @@ THRESHOLD_RATES = (("sensitivity", "sensitivity"), ("specificity", "specificity"
 _RATE_COUNTS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn")}
 
 
+RATE_TERMS = ("sensitivity: COVID-19 films called positive; specificity: other films called negative; PPV / NPV: "
+              "positive / negative verdicts that were right, which depend on how common COVID-19 is among the films "
+              "checked")
+
+
 def rate_text(rates: dict, key: str) -> str:
     """'98.3% (59 of 60)' from a threshold's TEST rates; without the counts (older checkpoints) just '98.3%'."""
     num, other = _RATE_COUNTS[key]
@@ -81,8 +86,12 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     numbers = []
     if prediction.threshold is not None:
         numbers += [("COVID-19 probability", _pct(prediction.covid_probability)),
-                    ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})"),
-                    *[(f"TEST {name} at this threshold", rate_text(test, key)) for key, name in THRESHOLD_RATES]]
+                    ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
+        if not prediction.ood_flagged:  # no verdict, so no verdict's reliability
+            this_verdict = {"positive": "ppv", "negative": "npv"}.get(prediction.covid_call)
+            numbers += [(f"TEST {name} at this threshold" + (" (this verdict's)" if key == this_verdict else ""),
+                         rate_text(test, key)) for key, name in THRESHOLD_RATES if test.get(key) is not None]
+            numbers.append(("Terms", RATE_TERMS))
     if prediction.ood_score is not None:
         numbers.append(("Out-of-distribution score", f"{prediction.ood_score:.2f}"
                         + f" ({classifier.ood.get('threshold', float('nan')):.2f} or more means unlike the training "

@@ -73,7 +73,9 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     positive = load_classifier(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
                             model_label="pos.pt")
-    assert "COVID-19: positive" in html and "<th>TEST PPV at this threshold</th><td>64.3% (9 of 14)</td>" in html
+    assert "COVID-19: positive" in html
+    assert "<th>TEST PPV at this threshold (this verdict&#x27;s)</th><td>64.3% (9 of 14)</td>" in html
+    assert "<th>TEST NPV at this threshold</th><td>93.8% (15 of 16)</td>" in html and "<th>Terms</th>" in html
     assert '<p class="limit">On TEST, 64.3% of the films this model called COVID-19 positive' in html
     negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
@@ -90,6 +92,7 @@ def test_out_of_distribution_film_is_reported_without_a_verdict(tmp_path):
     html = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="ood.pt")
     assert "No verdict: the image is unlike the training X-rays" in html and "COVID-19: positive" not in html
     assert 'class="limit"' not in html and "this image: unlike them, no verdict given" in html
+    assert "TEST PPV at this threshold" not in html  # no verdict, so no verdict's reliability
     assert prediction_row("x.png", pred)["verdict"].startswith("No verdict")
 
 

@@ -19,6 +19,7 @@ from app_helpers import APP, png_bytes, xray_array  # noqa: E402
 TIMEOUT = 60
 IMAGE_A = ("a.png", png_bytes(xray_array(64, 3)), "image/png")
 IMAGE_B = ("b.png", png_bytes(xray_array(64, 7)), "image/png")
+UNREADABLE = ("bad.png", b"%PDF-1.4 not an image", "image/png")
 REAL_RUN_DIP = dn.run_dip
 
 
@@ -48,7 +49,8 @@ def messages(at: AppTest) -> list[str]:
 
 
 def dip_messages(at: AppTest) -> list[str]:
-    return [m for m in messages(at) if "DIP finished" in m or "DIP failed" in m]
+    """The outcome of the DIP run on the page: finished (on its own), stopped (cancelled) or failed."""
+    return [m for m in messages(at) if m.startswith(("DIP finished", "DIP stopped", "DIP failed"))]
 
 
 def image_captions(at: AppTest) -> list[str]:
@@ -111,8 +113,64 @@ def test_running_dip_is_stopped_and_hidden_when_the_input_changes(env, monkeypat
     upload(at, IMAGE_A)  # A's run was stopped, not left running in the background
     wait_for_outcome(at, 60)
     [outcome] = dip_messages(at)
-    assert "cancelled" in outcome and "input changed" in outcome
+    assert outcome.startswith("DIP stopped:") and "cancelled" in outcome and "input changed" in outcome
     assert not at.success
+
+
+def test_cancelled_dip_is_reported_as_stopped_not_finished(env, monkeypatch):
+    dip_with(monkeypatch, early_stop=False, time_budget_s=120.0, max_iters=100_000)  # runs until cancelled
+    at = denoise_page(IMAGE_A)
+    at.button(key="dn_dip_start").click().run()
+    assert not at.exception, at.exception
+    at.button(key="dn_dip_cancel").click().run()
+    assert not at.exception, at.exception
+    wait_for_outcome(at, 60)
+    [outcome] = dip_messages(at)
+    assert outcome.startswith("DIP stopped:") and "(cancelled)" in outcome and "unfinished" in outcome
+    assert not any("DIP finished" in m for m in messages(at)), messages(at)  # a cancelled run did not finish
+    assert not at.success
+
+
+def shown_settings(at: AppTest) -> dict:
+    """The Denoise settings as the page shows them; KeyError when one is not on the page."""
+    return {"size": at.select_slider(key="dn_size").value, "kind": at.selectbox(key="dn_kind").value,
+            "level": at.slider(key="dn_level").value, "seed": at.number_input(key="dn_seed").value,
+            "methods": list(at.multiselect(key="dn_methods").value),
+            "iterations": at.slider(key="dn_dip_iters").value, "budget": at.slider(key="dn_dip_budget").value}
+
+
+@pytest.mark.parametrize("in_between", [None, UNREADABLE], ids=["empty uploader", "unreadable file"])
+def test_settings_are_kept_when_the_file_is_replaced(env, monkeypatch, in_between):
+    """Replacing the file keeps every setting, and the next DIP run uses them.
+
+    A browser replacing the file first sends a run with an empty uploader (or the user picks a file that cannot
+    be read first). A widget missing from that run is dropped by the browser, which draws it again at its
+    default and sends that default back: the user's 10 s budget silently became 90 s. So every setting must
+    still be on the page, with its value, in that run.
+    """
+    dip_with(monkeypatch, max_iters=1)  # the run only has to start: the page reports the settings it was given
+    at = denoise_page(IMAGE_A)
+    at.select_slider(key="dn_size").set_value(128).run()
+    at.selectbox(key="dn_kind").select("speckle").run()
+    at.slider(key="dn_level").set_value(0.1).run()
+    at.number_input(key="dn_seed").set_value(5).run()
+    at.multiselect(key="dn_methods").set_value(["median"]).run()
+    at.slider(key="dn_dip_iters").set_value(100).run()
+    at.slider(key="dn_dip_budget").set_value(10).run()
+    assert not at.exception, at.exception
+    chosen = {"size": 128, "kind": "speckle", "level": 0.1, "seed": 5, "methods": ["median"],
+              "iterations": 100, "budget": 10}
+    assert shown_settings(at) == chosen
+
+    upload(at, in_between)
+    assert shown_settings(at) == chosen  # still on the page while there is no readable image
+
+    upload(at, IMAGE_B)
+    assert shown_settings(at) == chosen
+    assert "Noisy (speckle, 0.1)" in image_captions(at) and "Median filter" in image_captions(at)
+    run_dip_and_wait(at)
+    assert any(c.value == "Input: b.png, 128 px, speckle noise 0.1, seed 5, at most 100 iterations, 10 s budget."
+               for c in at.caption), [c.value for c in at.caption]
 
 
 def test_dip_stopped_by_its_time_budget_warns_and_flags_output_worse_than_noisy(env, monkeypatch):

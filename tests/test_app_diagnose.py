@@ -89,7 +89,8 @@ def test_a_film_unlike_the_training_data_gets_no_verdict(tmp_path, monkeypatch):
     text = _all_text(at)
     assert "No verdict: the image is unlike the training X-rays" in text and "COVID-19: positive" not in text
     assert not [i.value for i in at.info if "PPV" in i.value]  # no "what a positive is worth": there is none
-    assert any("no verdict is given" in w.value for w in at.warning)
+    assert any("no verdict is given" in w.value and "out-of-distribution score" in w.value for w in at.warning)
+    assert "On TEST at this threshold" not in text  # no verdict, so no verdict's reliability
     table = at.dataframe[0].value
     assert set(table["verdict"]) == {"No verdict: the image is unlike the training X-rays"}
 

@@ -56,4 +56,25 @@ def test_explore_counts_empty_sub_categories_of_normal_films_as_not_applicable(e
     assert table.loc["Label_2_Virus_category", "not applicable"] == 7
     assert table.loc["Label_2_Virus_category", "missing"] == 4
     assert table.loc["Label_1_Virus_category", "missing"] == 0
-    assert any("not applicable" in c.value and "Label_2_Virus_category" in c.value for c in at.caption)
+    assert table.loc["Label_2_Virus_category", "missing share"] == 0.5  # of the 8 pneumonias, not of all 15 rows
+    # Few, short headers so the share fits beside the counts at 1024 px; the caption says where a column applies.
+    assert list(table.columns) == ["filled", "not applicable", "missing", "missing share"]
+    assert any("not applicable" in c.value and "Label_2_Virus_category" in c.value and "non-Normal" in c.value
+               for c in at.caption)
+
+
+def test_explore_gives_wide_charts_the_page_width(env):
+    """At 1024 px, half a page cut the completeness chart's column names and squeezed the scatter behind its legend."""
+    at = explore(make_coronahack(env / "ch", CONFOUNDED))
+    in_columns = {json.loads(c.proto.spec)["layout"]["title"]["text"] for col in at.columns
+                  for c in col.get("plotly_chart")}
+    assert "Metadata completeness" in chart_titles(at) and "Metadata completeness" not in in_columns
+    assert "Intensity vs contrast (outliers marked)" in chart_titles(at)
+    assert not in_columns & {"Intensity vs contrast (outliers marked)",
+                             "Q-Q plot of pixel intensities vs a normal distribution"}
+    [chart] = [c for c in at.get("plotly_chart") if json.loads(c.proto.spec)["layout"]["title"]["text"]
+               == "Metadata completeness"]
+    bars = json.loads(chart.proto.spec)["data"]
+    assert {t["orientation"] for t in bars} == {"h"}
+    assert bars[0]["y"] == ["X_ray_image_name", "Label", "Dataset_type", "Label_2_Virus_category",
+                            "Label_1_Virus_category"]

@@ -140,7 +140,8 @@ def test_dip_shows_progress_and_preview_and_can_be_cancelled(app_server, tmp_pat
         page.get_by_text("Not started.").first.wait_for(state="detached", timeout=10_000)
         page.screenshot(path=str(ARTIFACTS / "dip-running.png"), full_page=True)
         page.get_by_role("button", name="Cancel DIP").click()
-        done = page.get_by_text("DIP finished", exact=False).first
+        done = page.get_by_text("DIP stopped", exact=False).first  # a cancelled run is not called finished
         done.wait_for(timeout=60_000)
         assert "cancelled" in done.inner_text()
+        assert page.get_by_text("DIP finished", exact=False).count() == 0
         page.screenshot(path=str(ARTIFACTS / "dip-cancelled.png"), full_page=True)

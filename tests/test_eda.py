@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import plotly.io as pio
 import pytest
 from PIL import Image
 
@@ -102,10 +104,15 @@ def test_empty_sub_categories_of_normal_films_are_not_applicable_not_missing(tmp
     assert m.loc["Label_1_Virus_category", ["filled", "not_applicable", "missing"]].tolist() == [1, 2, 1]
     assert m.loc["Label", ["filled", "not_applicable", "missing"]].tolist() == [4, 0, 0]
     # What the chart shows: one bar segment per state, the missing one counts only the pneumonia.
-    bars = {t.name: dict(zip(t.x, t.y)) for t in eda_charts.missing_values(s).data}
+    fig = eda_charts.missing_values(s)
+    bars = {t.name: dict(zip(t.y, t.x)) for t in fig.data}
     assert bars["missing (applies, but empty)"]["Label_2_Virus_category"] == 1
     assert bars["not applicable (Normal film)"]["Label_2_Virus_category"] == 2
     assert bars["not applicable (Normal film)"]["Label"] == 0
+    # One horizontal bar per column, named in full on the y axis (the two Label_* columns cannot look alike).
+    assert {t.orientation for t in fig.data} == {"h"}
+    assert list(fig.data[0].y) == ["X_ray_image_name", "Label", "Dataset_type", "Label_2_Virus_category",
+                                   "Label_1_Virus_category"]
 
 
 def test_source_by_class_names_the_confound(tmp_path, monkeypatch):
@@ -140,40 +147,91 @@ def test_sources_unknown_without_provenance(tmp_path, data):
     assert not eda.summarize(root).has_sources
 
 
-def _chromium(p):
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if exe := shutil.which(name):
-            return p.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
-    return p.chromium.launch(args=["--no-sandbox", "--disable-gpu"])
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+
+
+@contextmanager
+def _chart_tab():
+    """A headless Chromium tab (1100x700) for drawing a chart; skips, saying why, when no browser is installed."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        exe = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+        try:
+            browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        except Exception as exc:  # no browser installed: say so instead of failing
+            pytest.skip(f"no headless Chromium to render the chart: {exc}")
+        try:
+            yield browser.new_page(viewport={"width": 1100, "height": 700})
+        finally:
+            browser.close()
 
 
 def test_mean_images_are_drawn_the_same_size_in_a_browser(tmp_path):
     """The review found the first class's mean image narrower than the others (all panels anchored to x1)."""
-    sync_api = pytest.importorskip("playwright.sync_api")
     classes = ("covid19", "normal", "pneumonia")
     summary = eda.DataSummary("r", "folders", "f", None, None, None,
                               mean_images={c: np.full((64, 64), 0.2 + 0.2 * k, np.float32)
                                            for k, c in enumerate(classes)})
     page = tmp_path / "mean.html"
     page.write_text(eda_charts.mean_images(summary).to_html(include_plotlyjs=True, default_width="1000px"))
-    with sync_api.sync_playwright() as p:
-        try:
-            browser = _chromium(p)
-        except Exception as exc:  # no browser installed: say so instead of failing
-            pytest.skip(f"no headless Chromium to render the chart: {exc}")
-        try:
-            tab = browser.new_page(viewport={"width": 1100, "height": 700})
-            tab.goto(page.as_uri())
-            tab.wait_for_selector(".heatmaplayer image")
-            boxes = tab.eval_on_selector_all(
-                ".heatmaplayer image", "els => els.map(e => { const r = e.getBoundingClientRect(); "
-                                       "return [r.width, r.height]; })")
-        finally:
-            browser.close()
+    with _chart_tab() as tab:
+        tab.goto(page.as_uri())
+        tab.wait_for_selector(".heatmaplayer image")
+        boxes = tab.eval_on_selector_all(
+            ".heatmaplayer image", "els => els.map(e => { const r = e.getBoundingClientRect(); "
+                                   "return [r.width, r.height]; })")
     assert len(boxes) == 2 * len(classes)
     widths, heights = [round(w) for w, _ in boxes], [round(h) for _, h in boxes]
     assert max(widths) - min(widths) <= 1 and max(heights) - min(heights) <= 1, boxes
     assert all(abs(w - h) <= 1 for w, h in zip(widths, heights)), boxes  # square, as the 64x64 images are
+
+
+def _layout_boxes(tab, figure, width: int, page) -> dict:
+    """Render ``figure`` ``width`` px wide in ``tab``; bounding boxes (left, top, right, bottom) of what a reader
+    sees: the figure, its title, legend, plot area and each axis tick label (with its text)."""
+    page.write_text(figure.to_html(include_plotlyjs=True, default_width=f"{width}px"))
+    tab.goto(page.as_uri())
+    tab.wait_for_selector(".legend")
+    return tab.evaluate("""() => {
+        const box = e => { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; };
+        const ticks = sel => [...document.querySelectorAll(sel)].map(e => [e.textContent, box(e)]);
+        return {figure: box(document.querySelector(".main-svg")), title: box(document.querySelector(".gtitle")),
+                legend: box(document.querySelector(".legend")), plot: box(document.querySelector(".nsewdrag")),
+                xticks: ticks(".xtick text"), yticks: ticks(".ytick text")};
+    }""")
+
+
+def _overlap(a, b) -> bool:
+    return a[0] < b[2] - 1 and b[0] < a[2] - 1 and a[1] < b[3] - 1 and b[1] < a[3] - 1
+
+
+def _inside(inner, outer) -> bool:
+    return inner[0] >= outer[0] - 1 and inner[1] >= outer[1] - 1 and inner[2] <= outer[2] + 1 and inner[3] <= outer[3] + 1
+
+
+def test_counts_charts_are_readable_in_a_1024_px_window(tmp_path, monkeypatch):
+    """The review at 1024 px found the completeness chart's title cut, its column names cut to "Label"/"Label" and
+    covered by the legend; the class-balance counts were turned sideways and shrunk inside the bars."""
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    # Importing streamlit (the app tests) makes its template the default: a stub the app's page completes in the
+    # browser, which drawn on its own overlaps every axis title. Plotly's own template stands in for that theme.
+    monkeypatch.setattr(pio.templates, "default", "plotly")
+    s = eda.summarize(make_coronahack(tmp_path / "ch", CONFOUNDED))
+    names = ["X_ray_image_name", "Label", "Dataset_type", "Label_2_Virus_category", "Label_1_Virus_category"]
+    with _chart_tab() as tab:
+        # the page's main column at 1024 px (the completeness chart spans it), then half of it
+        completeness = _layout_boxes(tab, eda_charts.missing_values(s), 560, tmp_path / "missing.html")
+        balance = _layout_boxes(tab, eda_charts.class_balance(s), 270, tmp_path / "balance.html")
+        counts_text = tab.eval_on_selector_all(".bartext", "els => els.map(e => e.getAttribute('transform'))")
+    for boxes in (completeness, balance):
+        assert _inside(boxes["title"], boxes["figure"]), boxes  # the whole title, not "filled, not applicab"
+        labels = [b for _, b in boxes["xticks"] + boxes["yticks"]]
+        assert all(_inside(b, boxes["figure"]) for b in labels), boxes
+        assert not any(_overlap(boxes["legend"], b) for b in labels + [boxes["plot"], boxes["title"]]), boxes
+    assert [text for text, _ in sorted(completeness["yticks"], key=lambda t: t[1][1])] == names  # top to bottom
+    assert not any("rotate" in (t or "") for t in counts_text), counts_text  # counts read level
+    assert [text for text, _ in balance["xticks"]] == ["covid19", "normal", "pneumonia"]
 
 
 def test_not_a_data_set_is_refused(tmp_path):

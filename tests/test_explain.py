@@ -210,8 +210,9 @@ def test_overlay_is_rgb_uint8_of_the_image_size_and_checks_its_options():
 def test_class_mean_heatmaps_over_the_test_split(tmp_path):
     data = make_folder_dataset(tmp_path / "data", per_class_train=1, per_class_test=3, size=48)
     clf = _classifier()
-    maps, shares, images = mean_heatmaps_and_thorax_share(clf, data, split="test", limit=2)
-    assert set(maps) == set(CLASSES_3) == set(shares) == set(images)
+    maps, shares, images, films = mean_heatmaps_and_thorax_share(clf, data, split="test", limit=2)
+    assert set(maps) == set(CLASSES_3) == set(shares) == set(images) == set(films)
+    assert all(len(f) == 2 for f in films.values())
     for m in (*maps.values(), *images.values()):
         assert m.shape == (64, 64) and m.dtype == np.float32 and 0.0 <= m.min() <= m.max() <= 1.0
     # the underlay is the class's mean film: each class's bright disc sits in its own place
@@ -274,3 +275,14 @@ def test_faithfulness_warning_only_when_removing_the_evidence_does_not_lower_the
     assert faithfulness_warning(0.08) is None and faithfulness_warning(None) is None
     assert "+0.0 percentage points" in faithfulness_warning(0.0)
     assert "+2.5 percentage points" in faithfulness_warning(-0.025)  # the probability rose
+
+
+def test_class_means_draw_a_seeded_sample_not_the_first_files_by_name(tmp_path):
+    data = make_folder_dataset(tmp_path / "data", per_class_train=1, per_class_test=12, size=32)
+    clf = _classifier()
+    first = mean_heatmaps_and_thorax_share(clf, data, split="test", limit=4).films
+    again = mean_heatmaps_and_thorax_share(clf, data, split="test", limit=4).films
+    assert first == again  # the same films on every run
+    for cls, used in first.items():
+        every = sorted(str(p) for p in (data / "test" / cls).iterdir())
+        assert len(used) == 4 and set(used) <= set(every) and used != every[:4]

@@ -141,6 +141,23 @@ def test_positive_verdict_limits_give_ppv_with_prevalence_and_the_groups_often_c
     assert "nih" not in groups and "covid19 films" not in groups  # true COVID-19 films are not false calls
 
 
+def test_false_positives_by_source_are_counted_at_the_threshold_and_add_up():
+    import pandas as pd
+
+    from covid_core.model_card import covid_calls_at_threshold
+
+    table = pd.DataFrame({"source": ["cohen", "cohen", "cohen", "nih", "nih", "kermany"],
+                          "label": ["covid19", "pneumonia", "pneumonia", "normal", "normal", "pneumonia"]})
+    p_covid = np.array([0.9, 0.5, 0.2, 0.41, 0.1, 0.0])
+    rows = {(r["source"], r["true class"]): r for r in covid_calls_at_threshold(table, p_covid, 0.41, "covid19")}
+    assert set(rows) == {("cohen", "pneumonia"), ("nih", "normal"), ("kermany", "pneumonia")}  # COVID-19 films aside
+    assert (rows[("cohen", "pneumonia")]["called covid"], rows[("nih", "normal")]["called covid"]) == (1, 1)
+    metadata = {**_verdict_metadata({}), "card": {"covid_calls_at_threshold": list(rows.values())}}
+    _, groups = positive_verdict_limits(metadata, {"test": {"ppv": 0.5}})
+    assert groups.startswith("Its 2 false positives on TEST were: 1 of 2 pneumonia films from source 'cohen'")
+    assert "1 of 2 normal films from source 'nih'" in groups and "kermany" not in groups  # no call there
+
+
 def test_positive_verdict_limits_stay_silent_without_evidence():
     quiet = {"kermany": {"confusion": {"pneumonia": {"normal": 9, "pneumonia": 90, "covid19": 1}}}}
     assert positive_verdict_limits(_verdict_metadata(quiet), {"test": {}}) == []  # no PPV, no notable group
@@ -175,4 +192,6 @@ def test_model_card_with_data_refreshes_the_threshold_rates_with_their_counts(tm
     rates = ckpt["threshold"]["test"]
     assert rates != old and rates["tp"] + rates["fn"] == 3 and rates["fp"] + rates["tn"] == 6  # 3 COVID-19 TEST films
     assert set(rates) >= {"sensitivity", "specificity", "ppv", "npv"} and ckpt["threshold"]["value"] == 0.4
+    # the false positives by source and class, counted at the same threshold, add up to the same number
+    assert sum(r["called covid"] for r in ckpt["card"]["covid_calls_at_threshold"]) == rates["fp"]
     assert "TEST at this threshold" in (tmp_path / "m.md").read_text()

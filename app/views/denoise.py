@@ -31,10 +31,6 @@ TITLES = {"dae": "Denoising autoencoder", "dip": "Deep Image Prior", "nlm": "Non
 
 upload = st.file_uploader("Chest X-ray (PNG, JPEG, TIFF, BMP or DICOM)",
                           type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"], key="dn_upload")
-if upload is None:
-    st.info("Upload an image. Add synthetic noise to measure each method against the clean original (PSNR/SSIM); "
-            "without added noise the methods are compared by eye only.", icon=":material/upload:")
-    st.stop()
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -63,6 +59,10 @@ def denoised(noisy: np.ndarray, method: str) -> np.ndarray:
     return dn.denoise(noisy, method)
 
 
+# Every setting is drawn on every run, before the page can stop for want of a readable image. Replacing the
+# uploaded file passes through a run with an empty uploader: a widget missing from that run is dropped by the
+# browser, drawn again at its default, and that default is what the next run gets (a 90 s DIP after the user
+# chose 10 s). So the images go into a container placed here and filled once the settings are all drawn.
 c1, c2, c3, c4 = st.columns(4)
 size = c1.select_slider("Working size (px)", [128, 192, 256, 384, 512], value=256, key="dn_size")
 kind = c2.selectbox("Add noise", ["none", *dn.NOISE_KINDS], index=1, key="dn_kind")
@@ -71,19 +71,31 @@ if kind != "none":
     lo, hi, default, step, meaning = NOISE_LEVELS.get(kind, (0.0, 1.0, 0.1, 0.01, "level"))
     level = c3.slider(f"Noise level ({meaning})", lo, hi, default, step, key="dn_level")
     seed = c4.number_input("Noise seed", 0, 10_000, 0, key="dn_seed")
-
-try:
-    clean = working_image(upload.getvalue(), upload.name, int(size))
-except CovidCoreError as exc:
-    st.error(f"**{upload.name}** could not be read: {exc}")
-    st.stop()
-noisy = noisy_image(clean, kind, float(level), int(seed)) if kind != "none" else clean
-reference = clean if kind != "none" else None
-
 fast_methods = [m for m in dn.METHODS if m != "dip"]
 methods = st.multiselect("Methods", fast_methods, default=[m for m in ("dae", "nlm", "median", "gaussian")
                                                             if m in fast_methods],
                          format_func=lambda m: TITLES.get(m, m), key="dn_methods")
+results = st.container()  # the input and each method's output, or why there are none
+
+# ---- Deep Image Prior: slow, so it runs in a background thread and the page polls it ----
+st.subheader("Deep Image Prior")
+st.caption("DIP fits a fresh network to this one image; it takes tens of seconds to minutes on a CPU. "
+           "It runs in the background: you can keep using the page and cancel it at any time.")
+d1, d2 = st.columns(2)
+max_iters = d1.slider("Maximum iterations", 100, 3000, 600, 100, key="dn_dip_iters")
+budget = d2.slider("Time budget (s)", 10, 600, 90, 10, key="dn_dip_budget")
+
+if upload is None:
+    results.info("Upload an image. Add synthetic noise to measure each method against the clean original "
+                 "(PSNR/SSIM); without added noise the methods are compared by eye only.", icon=":material/upload:")
+    st.stop()
+try:
+    clean = working_image(upload.getvalue(), upload.name, int(size))
+except CovidCoreError as exc:
+    results.error(f"**{upload.name}** could not be read: {exc}")
+    st.stop()
+noisy = noisy_image(clean, kind, float(level), int(seed)) if kind != "none" else clean
+reference = clean if kind != "none" else None
 
 
 def quality(img: np.ndarray) -> str:
@@ -97,10 +109,10 @@ if reference is not None:
     panels.append((f"Noisy ({kind}, {level:g})", noisy, quality(noisy)))
 for m in methods:
     try:
-        with st.spinner(f"{TITLES.get(m, m)}..."):
+        with results, st.spinner(f"{TITLES.get(m, m)}..."):
             out = denoised(noisy, m)
     except (CovidCoreError, FileNotFoundError, ImportError) as exc:
-        st.warning(f"{TITLES.get(m, m)}: {exc}")
+        results.warning(f"{TITLES.get(m, m)}: {exc}")
         continue
     panels.append((TITLES.get(m, m), out, quality(out)))
 
@@ -108,19 +120,11 @@ GRID_COLUMNS = 4
 # One row of equal columns per GRID_COLUMNS panels: a panel placed under another column's taller caption
 # would start lower than its neighbours, so every row starts level and every image has the same width.
 for start in range(0, len(panels), GRID_COLUMNS):
-    for col, (title, img, q) in zip(st.columns(GRID_COLUMNS), panels[start:start + GRID_COLUMNS]):
+    for col, (title, img, q) in zip(results.columns(GRID_COLUMNS), panels[start:start + GRID_COLUMNS]):
         with col:
             st.image(img, caption=title, clamp=True, width="stretch")
             if q:
                 st.caption(q)
-
-# ---- Deep Image Prior: slow, so it runs in a background thread and the page polls it ----
-st.subheader("Deep Image Prior")
-st.caption("DIP fits a fresh network to this one image; it takes tens of seconds to minutes on a CPU. "
-           "It runs in the background: you can keep using the page and cancel it at any time.")
-d1, d2 = st.columns(2)
-max_iters = d1.slider("Maximum iterations", 100, 3000, 600, 100, key="dn_dip_iters")
-budget = d2.slider("Time budget (s)", 10, 600, 90, 10, key="dn_dip_budget")
 
 
 def input_digest(noisy: np.ndarray, reference: np.ndarray | None) -> str:
@@ -174,7 +178,7 @@ class DipJob:
 
 
 def dip_outcome(job: DipJob, psnr_dip: float | None, psnr_noisy: float | None) -> tuple[str, str, str | None]:
-    """(tone, message, worse-than-input warning or None) for a finished job; tone is "success" or "warning".
+    """(tone, message, worse-than-input warning or None) for a job that ended; tone is "success" or "warning".
 
     Only a run whose early-stopping rule fired is a success: a run cut short by the time budget, the
     iteration cap or Cancel returns an estimate that may still be blurry, and one scoring below the
@@ -183,7 +187,8 @@ def dip_outcome(job: DipJob, psnr_dip: float | None, psnr_noisy: float | None) -
     res = job.result
     n, reason = res.iterations, res.stopped_reason
     why = f": {job.cancel_reason}" if reason == "cancelled" and job.cancel_reason else ""
-    head = f"DIP finished: {n} iterations ({reason}{why})"
+    # A cancelled run did not finish: it "stopped"; every other run ended on its own and "finished".
+    head = f"DIP {'stopped' if reason == 'cancelled' else 'finished'}: {n} iterations ({reason}{why})"
     if reason == "early stop":
         tone, text = "success", (f"{head}: the early-stopping rule fired when the output stopped improving; "
                                   f"the estimate is the one from iteration {res.best_iteration}.")
@@ -223,8 +228,8 @@ for key, other in jobs.items():
         other.cancel("the input changed while it ran")
 
 job = jobs.get(input_key)
-b1, b2 = st.columns([1, 5])
-if b1.button("Run DIP", type="primary", icon=":material/play_arrow:", key="dn_dip_start",
+# As wide as its label: in a 1 : 5 column pair it was cut to "Ru..." in a 1024 px window.
+if st.button("Run DIP", type="primary", icon=":material/play_arrow:", key="dn_dip_start",
              disabled=job is not None and job.running):
     job = DipJob(noisy, int(max_iters), float(budget), reference, input_label)
     jobs.pop(input_key, None)

@@ -14,7 +14,7 @@ from covid_core.decode import apply_window, decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.inference import predict
 from covid_core.model_card import positive_verdict_limits
-from covid_core.report import THRESHOLD_RATES, case_report_html, prediction_row, rate_text
+from covid_core.report import RATE_TERMS, case_report_html, prediction_row
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"]
 
@@ -123,14 +123,6 @@ def verdict_card(pred) -> None:
                 f'<div style="font-size:0.95rem">{sub}</div></div>', unsafe_allow_html=True)
 
 
-def reliability_table(pred, rates: dict) -> str:
-    """Markdown: the model's TEST rates at the operating threshold, the predictive value of this verdict in bold."""
-    relevant = {"positive": "ppv", "negative": "npv"}.get(pred.covid_call)
-    rows = [f"| {'**' + name + '**' if key == relevant else name} | {rate_text(rates, key)} |"
-            for key, name in THRESHOLD_RATES if rates.get(key) is not None]
-    return "| On TEST at this threshold | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""
-
-
 def probability_chart(pred) -> go.Figure:
     classes = list(pred.probabilities)
     probs = [pred.probabilities[c] for c in classes]
@@ -153,13 +145,11 @@ def show_case(case) -> None:
         verdict_card(pred)
         thr, test = classifier.threshold or {}, (classifier.threshold or {}).get("test") or {}
         if pred.threshold is not None:
-            table = reliability_table(pred, test)
-            if table:
+            table = ui.rates_table(test, emphasis={"positive": "ppv", "negative": "npv"}.get(pred.covid_call))
+            if table and not pred.ood_flagged:  # no verdict, so no verdict's reliability
                 st.markdown(table)
             st.caption(f"Operating threshold {pred.threshold:.3f} on the COVID-19 probability "
-                       f"({thr.get('rule', 'stored with the model')}). Sensitivity: COVID-19 films called positive; "
-                       "specificity: other films called negative; PPV / NPV: positive / negative verdicts that were "
-                       "right, which depend on how common COVID-19 is among the films checked.")
+                       f"({thr.get('rule', 'stored with the model')}). {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}.")
             if pred.covid_call == "positive":
                 limits = positive_verdict_limits(classifier.metadata, thr)
                 if limits:
@@ -213,9 +203,9 @@ def show_case(case) -> None:
         if explanation is not None:
             e1, e2 = st.columns(2)
             if explanation.faithfulness is not None:
-                e1.metric("Faithfulness (probability drop)", f"{100 * explanation.faithfulness:.1f} pts",
+                e1.metric("Faithfulness", f"{100 * explanation.faithfulness:.1f} pts",
                           help=f"In percentage points: {explanation.faithfulness_name}.")
-            e2.metric("Heatmap inside thorax", ui.pct(explanation.thorax_share),
+            e2.metric("In thorax", ui.pct(explanation.thorax_share),
                       help="Share of the heatmap's mass that falls inside the lung/thorax region.")
             for w in (explanation.shortcut_warning, explanation.faithfulness_warning):
                 if w:

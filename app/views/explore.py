@@ -62,17 +62,19 @@ with tabs[0]:
     c2.plotly_chart(eda_charts.split_finding_heatmap(summary), key="eda_cooc")
     counts = summary.counts().pivot(index="finding", columns="split", values="images").fillna(0).astype(int)
     c1.dataframe(counts)
-    c2.plotly_chart(eda_charts.missing_values(summary), key="eda_missing")
-    share = "missing share (of rows it applies to)"
-    st.dataframe(summary.missing.rename(columns={"applies_to": "applies to", "not_applicable": "not applicable",
-                                                 "share": share}),
-                 hide_index=True, column_config={share: st.column_config.NumberColumn(format="percent")})
+    # Full width, and the table without "applies to" (the caption below says it): in a 1024 px window the column
+    # names and the missing share did not fit.
+    st.plotly_chart(eda_charts.missing_values(summary), key="eda_missing")
+    st.dataframe(summary.missing.drop(columns="applies_to").rename(columns={"not_applicable": "not applicable",
+                                                                            "share": "missing share"}),
+                 hide_index=True, column_config={"missing share": st.column_config.NumberColumn(
+                     format="percent", help="Missing, as a share of the rows the column applies to.")})
     not_applicable = summary.missing.loc[summary.missing["not_applicable"] > 0, "column"].tolist()
     if not_applicable:
         st.caption(f"{', '.join(f'`{c}`' for c in not_applicable)} describe a pneumonia: on a Normal film they are "
                    "empty because they do not apply, and are counted as **not applicable**, not missing. "
                    "**Missing** counts empty values where a column applies, e.g. a pneumonia whose specific "
-                   "pathogen is not given.")
+                   "pathogen is not given; its share is of the rows the column applies to (the non-Normal ones).")
 
     st.subheader("Where each class comes from (source x class)")
     if summary.has_sources:
@@ -112,9 +114,9 @@ with tabs[1]:
                            index=3, key="eda_stat")
     kind = kind.radio("Chart", ["histogram", "violin"], horizontal=True, key="eda_kind")
     st.plotly_chart(eda_charts.distribution(summary, column, kind), key="eda_dist")
-    c1, c2 = st.columns(2)
-    c1.plotly_chart(eda_charts.qq_plot(summary), key="eda_qq")
-    c2.plotly_chart(eda_charts.size_scatter(summary), key="eda_scatter")
+    # One under the other: side by side in a 1024 px window the scatter's legend left it a sliver of plot.
+    st.plotly_chart(eda_charts.qq_plot(summary), key="eda_qq")
+    st.plotly_chart(eda_charts.size_scatter(summary), key="eda_scatter")
 
 with tabs[2]:
     st.plotly_chart(eda_charts.mean_images(summary), key="eda_mean")
@@ -126,8 +128,11 @@ with tabs[3]:
     st.write(f"**{len(out)}** images flagged (near-blank, likely inverted, or intensity/contrast/size more than "
              f"{eda.ROBUST_Z} robust standard deviations from the median).")
     if len(out):
+        # A long file name no longer pushes the finding and the reason off-screen (a cut name reads in full in its cell).
         st.dataframe(out[["filename", "split", "finding", "outlier", "mean", "std", "width", "height"]],
-                     hide_index=True)
+                     hide_index=True, column_config={"filename": st.column_config.TextColumn(width="medium"),
+                                                     "mean": st.column_config.NumberColumn(format="%.3f"),
+                                                     "std": st.column_config.NumberColumn(format="%.3f")})
         show = out.head(12)
         cols = st.columns(6)
         for i, r in enumerate(show.itertuples()):

@@ -13,7 +13,6 @@ import ui
 from covid_core.errors import CovidCoreError
 from covid_core.model_card import card_markdown, covid_calls_by_source
 from covid_core.model_catalog import source_confounds, weights_dir
-from covid_core.report import THRESHOLD_RATES, rate_text
 from covid_core.targets import COVID_CLASS
 
 
@@ -76,11 +75,10 @@ if not test:
 thr = meta.get("threshold") or {}
 if thr:
     st.subheader("Operating threshold")
-    t = st.columns(1 + len(THRESHOLD_RATES))
-    t[0].metric(f"Threshold on p({thr.get('class', '?')})", f"{thr.get('value', 0):.3f}")
-    rates = thr.get("test") or {}
-    for col, (key, name) in zip(t[1:], THRESHOLD_RATES):
-        col.metric(f"TEST {name}", ui.pct(rates.get(key)), help=rate_text(rates, key))
+    st.markdown(f"COVID-19 positive when p({thr.get('class', '?')}) >= **{thr.get('value', 0):.3f}**")
+    table = ui.rates_table(thr.get("test") or {})
+    if table:
+        st.markdown(table)
     st.caption(f"Chosen on VALIDATION: {thr.get('rule', '?')} (validation sensitivity "
                f"{ui.pct(thr.get('val_sensitivity'))}, specificity {ui.pct(thr.get('val_specificity'))}).")
 
@@ -126,36 +124,37 @@ if per_source:
 
 card = meta.get("card") or {}
 covid_class = COVID_CLASS.get(meta.get("target"))
-calls = covid_calls_by_source((card.get("test") or test).get("per_source") or {}, covid_class)
+calls, called_how = card.get("covid_calls_at_threshold"), "given a COVID-19 positive verdict at the threshold"
+if calls is None:  # older checkpoints: counted by most probable class
+    calls = covid_calls_by_source((card.get("test") or test).get("per_source") or {}, covid_class)
+    called_how = f"whose most probable class was {covid_class}"
 if card or calls:
     st.subheader("Limits measured on TEST")
-    lim = st.columns(3)
+    rows = []
     pair = card.get("normal_vs_pneumonia")
     if pair:
-        lim[0].metric("Normal vs pneumonia AUC", f"{pair['auc']:.3f}",
-                      help=f"{pair['n']} TEST films whose true class is normal or pneumonia; accuracy "
-                           f"{ui.pct(pair.get('accuracy'))}")
+        rows.append(("normal vs pneumonia", f"AUC {pair['auc']:.3f}, accuracy {ui.pct(pair.get('accuracy'))} "
+                                            f"({pair['n']} films whose true class is one of the two)"))
     thorax = card.get("thorax_share") or {}
     if thorax:
-        low = min(thorax, key=thorax.get)
-        lim[1].metric(f"Grad-CAM inside thorax, {low}", ui.pct(thorax[low]),
-                      help="The lowest class. Mean share of Grad-CAM energy inside the thorax per true class: "
-                           + ", ".join(f"{c} {ui.pct(v)}" for c, v in thorax.items())
-                           + f" (at most {card.get('thorax_n', '?')} TEST films each); evidence outside the chest "
-                             "(text, borders) is a shortcut warning sign.")
+        rows.append(("Grad-CAM energy inside the thorax", ", ".join(f"{c} {ui.pct(v)}" for c, v in thorax.items())
+                     + f" (mean over at most {card.get('thorax_n', '?')} films per class; evidence outside the chest "
+                       "is a shortcut warning sign)"))
     check = card.get("ood_check")
     if check:
-        lim[2].metric("Non-X-rays flagged as unfamiliar", ui.pct(check["non_xray_flagged"]),
-                      help=f"{ui.pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or "
-                           f"inverted X-rays and {ui.pct(check['test_flagged'])} of {check['test_n']} TEST X-rays "
-                           "flagged")
+        rows.append(("flagged as unlike the training X-rays",
+                     f"{ui.pct(check['non_xray_flagged'])} of {check['non_xray_n']} non-X-rays, "
+                     f"{ui.pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or inverted "
+                     f"X-rays, {ui.pct(check['test_flagged'])} of {check['test_n']} TEST X-rays"))
+    if rows:
+        st.markdown("| measure | on TEST |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows))
     if calls:
         st.dataframe(pd.DataFrame(calls), hide_index=True, column_config={
-            "share": st.column_config.ProgressColumn(f"share called {covid_class}", format="percent", min_value=0,
+            "share": st.column_config.ProgressColumn("share called COVID-19", format="percent", min_value=0,
                                                      max_value=1)})
-        st.caption(f"Non-COVID TEST films called {covid_class}, by source and true class. Adult normals (nih) and "
-                   "adult non-COVID pneumonias (cohen) called COVID-19 far more often than paediatric films (kermany) "
-                   "mean the model partly learned age or source.")
+        st.caption(f"Non-COVID TEST films {called_how}, by source and true class. Adult normals (nih) and adult "
+                   "non-COVID pneumonias (cohen) called COVID-19 far more often than paediatric films (kermany) mean "
+                   "the model partly learned age or source.")
     with st.expander("Known limits and the full model card"):
         md = card_markdown(meta, entry.path.name, f"weights/{entry.path.name}")
         st.markdown(md)
@@ -197,7 +196,7 @@ def mean_maps(model_key: str, data: str, method: str, limit: int, _classifier):
 key = (f"{entry.path}:{entry.fingerprint}", str(Path(data_dir).resolve()), method, int(limit))
 if st.button("Compute mean heatmaps", key="models_cam_go") or st.session_state.get("models_cam_done") == key:
     try:
-        maps, shares, images = mean_maps(*key, ui.classifier_for(entry))
+        maps, shares, images, films = mean_maps(*key, ui.classifier_for(entry))
     except CovidCoreError as exc:
         st.error(str(exc))
     else:
@@ -205,7 +204,10 @@ if st.button("Compute mean heatmaps", key="models_cam_go") or st.session_state.g
         cols = st.columns(max(len(maps), 1))
         for col, (cls, m) in zip(cols, maps.items()):
             col.image(explain_mod.overlay(images[cls], m, opacity=0.5), width="stretch",
-                      caption=f"{cls}: {ui.pct(shares.get(cls))} inside the thorax (over the class's mean film)")
+                      caption=f"{cls}: {ui.pct(shares.get(cls))} inside the thorax ({len(films[cls])} films)")
+        st.caption("Each map is the mean heatmap of the films drawn over their mean film; the share is the mean over "
+                   "those films of each heatmap's share inside that film's estimated thorax. With a limit, the "
+                   "films are a seeded random sample of the class, so they come from its sources in proportion.")
         floor = explain_mod.MIN_THORAX_SHARE
         low = [f"{cls} ({ui.pct(share)})" for cls, share in shares.items() if share < floor]
         if low:

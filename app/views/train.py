@@ -42,19 +42,20 @@ with st.form("train_form"):
                          key="train_lr")
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
                                  key="train_size", help="0, or 32 to 1024 pixels.")
-    c8, c9, c10, c11 = st.columns(4)
+    c8, c9, c10 = st.columns(3)
     augment = c8.checkbox("Augmentation", value=True, key="train_aug",
                           help="Small rotations, shifts, zoom and contrast changes; never flips (left and right "
                                "matter on a chest film).")
-    ema = c8.checkbox("Weight averaging (EMA)", value=False, key="train_ema",
+    ema = c9.checkbox("Weight averaging (EMA)", value=False, key="train_ema",
                       help="Classifier only. Validates and saves an exponential moving average of the weights "
                            f"(decay {EMA_DECAY} per step): a smoother validation curve, so the epoch kept depends "
                            "less on chance.")
-    pretrained = c9.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
-                             help="Needs the torchvision weights in the local torch hub cache or network access.")
-    limit = c10.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
+    pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
+                              help="Needs the torchvision weights in the local torch hub cache or network access.")
+    c11, c12 = st.columns(2)
+    limit = c11.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
                              help="For a quick trial run: 0 for all, or at least 8.")
-    balance = c11.selectbox("Imbalance", BALANCE_CHOICES, key="train_balance", format_func=BALANCE_LABELS.get,
+    balance = c12.selectbox("Imbalance", BALANCE_CHOICES, key="train_balance", format_func=BALANCE_LABELS.get,
                             help="Classifier only. 'Source and class' draws each (source, class) group of "
                                  "provenance.csv equally often within a class, so rare adult non-COVID films "
                                  "are not drowned out by the paediatric ones.")

@@ -22,15 +22,20 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     """The `card` dict: TEST metrics, normal-vs-pneumonia, thorax share per class."""
     from ..checkpoint import load_classifier
     from ..explain import mean_heatmaps_and_thorax_share
-    from ..model_card import pair_metrics
+    from ..model_card import covid_calls_at_threshold, pair_metrics
     from .evaluate import evaluate_checkpoint
 
     metrics, table, probs = evaluate_checkpoint(checkpoint, data, progress=False)
     table = table[table["split"] == "test"]
     card = {"test": metrics, "normal_vs_pneumonia": pair_metrics(table["label_idx"].to_numpy(), probs, metrics["classes"])}
+    threshold = load_classifier(checkpoint).threshold
+    if threshold.get("class") in metrics["classes"]:
+        covid = threshold["class"]
+        card["covid_calls_at_threshold"] = covid_calls_at_threshold(
+            table, probs[:, metrics["classes"].index(covid)], threshold["value"], covid)
     shares = mean_heatmaps_and_thorax_share(load_classifier(checkpoint), data, split="test", limit=cam_limit).thorax_share
     card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
-    card["thorax_n"] = cam_limit
+    card["thorax_n"], card["thorax_sample"] = cam_limit, "seeded random"
     from ..decode import decode_image
     from ..ood import has_ood, ood_check
 

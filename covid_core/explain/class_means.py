@@ -19,14 +19,18 @@ from ..preprocess import prepare_pixels
 from .explanation import explain_pixels
 
 
+SAMPLE_SEED = 0  # the films drawn per class when a limit is set: the same ones on every run
+
+
 class ClassMeans(NamedTuple):
     """heatmaps: {class: float32 SxS mean heatmap in [0, 1]}; thorax_share: {class: mean share of heatmap energy
     inside the thorax}; images: {class: float32 SxS mean of the model-space images in [0, 1]}, the anatomy the
-    mean heatmap is drawn over."""
+    mean heatmap is drawn over; films: {class: paths of the films used}."""
 
     heatmaps: dict[str, np.ndarray]
     thorax_share: dict[str, float]
     images: dict[str, np.ndarray]
+    films: dict[str, list[str]]
 
 
 def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
@@ -34,8 +38,9 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
                                    on_progress: Callable[[int, int], None] | None = None) -> ClassMeans:
     """Per class: the mean heatmap, the mean thorax share and the mean image (see :class:`ClassMeans`).
 
-    limit: at most this many images per class (the first ones by file name). Classes without
-    images in the split are left out. Unreadable files are skipped.
+    limit: at most this many images per class, a seeded random sample of the class's films (the first ones by
+    file name would come from one source: CoronaHack's file names group by source). Classes without images in
+    the split are left out. Unreadable files are skipped.
     on_progress(done, total) is called after each class.
     """
     table = load_dataset(data_dir, layout).for_target(classifier.target)
@@ -43,11 +48,14 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
     if rows.empty:
         raise DatasetError(f"no images in split {split!r} of {data_dir}; "
                            f"choose one of: {', '.join(sorted(table['split'].unique()))}")
-    maps, shares, images = {}, {}, {}
+    maps, shares, images, films = {}, {}, {}, {}
     total = len(classifier.classes)
     for done, cls in enumerate(classifier.classes, 1):
-        paths = sorted(rows.loc[rows["label"] == cls, "path"])[:limit]
-        pixels, geometries = [], []
+        paths = sorted(rows.loc[rows["label"] == cls, "path"])
+        if limit is not None and len(paths) > limit:
+            keep = np.random.default_rng(SAMPLE_SEED).choice(len(paths), size=limit, replace=False)
+            paths = [paths[i] for i in sorted(keep)]
+        pixels, geometries, used = [], [], []
         for path in paths:
             try:
                 pix, geom = prepare_pixels(decode_image(path).pixels, classifier.preprocess)
@@ -55,6 +63,7 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
                 continue
             pixels.append(pix)
             geometries.append(geom)
+            used.append(path)
         if pixels:
             found = explain_pixels(classifier, np.stack(pixels), geometries, method, cls, with_faithfulness=False)
             mean = np.mean([e.heatmap_model for e in found], axis=0)
@@ -62,9 +71,10 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
             maps[cls] = (mean / peak if peak > 0 else mean).astype(np.float32)
             shares[cls] = float(np.mean([e.thorax_share for e in found]))
             images[cls] = (np.mean(pixels, axis=0) / 255.0).astype(np.float32)
+            films[cls] = used
         if on_progress:
             on_progress(done, total)
-    return ClassMeans(maps, shares, images)
+    return ClassMeans(maps, shares, images, films)
 
 
 def class_mean_heatmaps(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
