@@ -145,11 +145,13 @@ def show_case(case) -> None:
         verdict_card(pred)
         thr, test = classifier.threshold or {}, (classifier.threshold or {}).get("test") or {}
         if pred.threshold is not None:
-            table = ui.rates_table(test, emphasis={"positive": "ppv", "negative": "npv"}.get(pred.covid_call))
-            if table and not pred.ood_flagged:  # no verdict, so no verdict's reliability
+            table = "" if pred.ood_flagged else ui.rates_table(  # no verdict, so no verdict's reliability
+                test, emphasis={"positive": "ppv", "negative": "npv"}.get(pred.covid_call))
+            if table:
                 st.markdown(table)
             st.caption(f"Operating threshold {pred.threshold:.3f} on the COVID-19 probability "
-                       f"({thr.get('rule', 'stored with the model')}). {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}.")
+                       f"({thr.get('rule', 'stored with the model')})."
+                       + (f" {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}." if table else ""))
             if pred.covid_call == "positive":
                 limits = positive_verdict_limits(classifier.metadata, thr)
                 if limits:
