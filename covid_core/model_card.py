@@ -65,6 +65,24 @@ def covid_calls_at_threshold(table, covid_probability: np.ndarray, threshold: fl
     return rows
 
 
+def metrics_on_test(metadata: dict) -> dict:
+    """A checkpoint's TEST metrics: the card's re-evaluation (``model-card --data``) if present, else training's."""
+    return (metadata.get("card") or {}).get("test") or (metadata.get("metrics") or {}).get("test") or {}
+
+
+def false_covid_calls(metadata: dict) -> tuple[list[dict], bool]:
+    """(rows, at_threshold): the non-COVID TEST films called COVID-19, per source and true class.
+
+    Counted at the operating threshold when ``model-card --data`` stored them (``card.covid_calls_at_threshold``,
+    at_threshold True), else by most probable class from the per-source confusion (older checkpoints).
+    """
+    stored = (metadata.get("card") or {}).get("covid_calls_at_threshold")
+    if stored is not None:
+        return stored, True
+    per_source = metrics_on_test(metadata).get("per_source") or {}
+    return covid_calls_by_source(per_source, COVID_CLASS.get(metadata.get("target"))), False
+
+
 # A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict
 # (older checkpoints, whose groups were counted by most probable class rather than at the threshold).
 NOTABLE_FALSE_COVID_SHARE = 0.2
@@ -86,7 +104,7 @@ def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
     COVID-19 class or TEST metrics.
     """
     covid = COVID_CLASS.get(metadata.get("target"))
-    test = (metadata.get("card") or {}).get("test") or (metadata.get("metrics") or {}).get("test") or {}
+    test = metrics_on_test(metadata)
     if not covid or not test:
         return []
     sentences = []
@@ -98,13 +116,12 @@ def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
             text += (f" {n_covid} of the {n} TEST films ({_pct(n_covid / n)}) had COVID-19; where COVID-19 is rarer, "
                      "a larger share of positive verdicts is wrong.")
         sentences.append(text)
-    at_threshold = (metadata.get("card") or {}).get("covid_calls_at_threshold")
-    if at_threshold is not None:
-        groups = sorted((r for r in at_threshold if r["called covid"]), key=lambda r: -r["share"])
+    calls, at_threshold = false_covid_calls(metadata)
+    if at_threshold:
+        groups = sorted((r for r in calls if r["called covid"]), key=lambda r: -r["share"])
         lead = f"Its {sum(r['called covid'] for r in groups)} false positives on TEST were"
     else:
-        groups = [r for r in covid_calls_by_source(test.get("per_source") or {}, covid)
-                  if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
+        groups = [r for r in calls if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
         lead = f"On TEST it also named {covid} the most probable class for"
     if groups:
         listed = "; ".join(f"{r['called covid']} of {r['n']} {r['true class']} films from source '{r['source']}'"

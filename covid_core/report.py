@@ -37,6 +37,8 @@ def _pct(x) -> str:
 # (key in a threshold's ``test`` rates, its name for a reader), and the counts each rate is made of
 THRESHOLD_RATES = (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"), ("npv", "NPV"))
 _RATE_COUNTS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn")}
+# The rate that says how often a verdict of this kind was right (Prediction.covid_call -> rate key).
+VERDICT_RATE = {"positive": "ppv", "negative": "npv"}
 
 
 RATE_TERMS = ("sensitivity: COVID-19 films called positive; specificity: other films called negative; PPV / NPV: "
@@ -88,7 +90,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
         numbers += [("COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
         if not prediction.ood_flagged:  # no verdict, so no verdict's reliability
-            this_verdict = {"positive": "ppv", "negative": "npv"}.get(prediction.covid_call)
+            this_verdict = VERDICT_RATE.get(prediction.covid_call)
             numbers += [(f"TEST {name} at this threshold" + (" (this verdict's)" if key == this_verdict else ""),
                          rate_text(test, key)) for key, name in THRESHOLD_RATES if test.get(key) is not None]
             numbers.append(("Terms", RATE_TERMS))
@@ -107,7 +109,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
         warnings += [w for w in (explanation.shortcut_warning, explanation.faithfulness_warning) if w]
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
     if prediction.covid_call == "positive":
-        warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in positive_verdict_limits(classifier.metadata, thr))
+        limits = positive_verdict_limits(classifier.metadata, thr)
+        warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in limits)
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
                   ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),

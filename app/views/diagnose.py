@@ -14,7 +14,7 @@ from covid_core.decode import apply_window, decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.inference import predict
 from covid_core.model_card import positive_verdict_limits
-from covid_core.report import RATE_TERMS, case_report_html, prediction_row
+from covid_core.report import RATE_TERMS, VERDICT_RATE, case_report_html, prediction_row
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"]
 
@@ -146,7 +146,7 @@ def show_case(case) -> None:
         thr, test = classifier.threshold or {}, (classifier.threshold or {}).get("test") or {}
         if pred.threshold is not None:
             table = "" if pred.ood_flagged else ui.rates_table(  # no verdict, so no verdict's reliability
-                test, emphasis={"positive": "ppv", "negative": "npv"}.get(pred.covid_call))
+                test, emphasis=VERDICT_RATE.get(pred.covid_call))
             if table:
                 st.markdown(table)
             st.caption(f"Operating threshold {pred.threshold:.3f} on the COVID-19 probability "

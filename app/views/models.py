@@ -11,7 +11,7 @@ import streamlit as st
 
 import ui
 from covid_core.errors import CovidCoreError
-from covid_core.model_card import card_markdown, covid_calls_by_source
+from covid_core.model_card import card_markdown, false_covid_calls
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.targets import COVID_CLASS
 
@@ -25,7 +25,8 @@ def overview_row(e) -> dict:
             "architecture": e.metadata.get("model_name", ""), "target": e.metadata.get("target", ""),
             "TEST macro AUC": test.get("macro_auc"), "TEST accuracy": test.get("accuracy"), "TEST ECE": test.get("ece"),
             "COVID-19 sensitivity": at_threshold.get("sensitivity"), "COVID-19 PPV": at_threshold.get("ppv"),
-            "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1), "problem": "" if used_on else e.reason or ""}
+            "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1),
+            "problem": "" if used_on else e.reason or ""}
 
 
 st.title("Models")
@@ -124,10 +125,9 @@ if per_source:
 
 card = meta.get("card") or {}
 covid_class = COVID_CLASS.get(meta.get("target"))
-calls, called_how = card.get("covid_calls_at_threshold"), "given a COVID-19 positive verdict at the threshold"
-if calls is None:  # older checkpoints: counted by most probable class
-    calls = covid_calls_by_source((card.get("test") or test).get("per_source") or {}, covid_class)
-    called_how = f"whose most probable class was {covid_class}"
+calls, at_threshold = false_covid_calls(meta)
+called_how = ("given a COVID-19 positive verdict at the threshold" if at_threshold else
+              f"whose most probable class was {covid_class}")
 if card or calls:
     st.subheader("Limits measured on TEST")
     rows = []
@@ -144,8 +144,8 @@ if card or calls:
     if check:
         rows.append(("flagged as unlike the training X-rays",
                      f"{ui.pct(check['non_xray_flagged'])} of {check['non_xray_n']} non-X-rays, "
-                     f"{ui.pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or inverted "
-                     f"X-rays, {ui.pct(check['test_flagged'])} of {check['test_n']} TEST X-rays"))
+                     f"{ui.pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or "
+                     f"inverted X-rays, {ui.pct(check['test_flagged'])} of {check['test_n']} TEST X-rays"))
     if rows:
         st.markdown("| measure | on TEST |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows))
     if calls:

@@ -28,18 +28,18 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     metrics, table, probs = evaluate_checkpoint(checkpoint, data, progress=False)
     table = table[table["split"] == "test"]
     card = {"test": metrics, "normal_vs_pneumonia": pair_metrics(table["label_idx"].to_numpy(), probs, metrics["classes"])}
-    threshold = load_classifier(checkpoint).threshold
+    classifier = load_classifier(checkpoint)
+    threshold = classifier.threshold
     if threshold.get("class") in metrics["classes"]:
         covid = threshold["class"]
         card["covid_calls_at_threshold"] = covid_calls_at_threshold(
             table, probs[:, metrics["classes"].index(covid)], threshold["value"], covid)
-    shares = mean_heatmaps_and_thorax_share(load_classifier(checkpoint), data, split="test", limit=cam_limit).thorax_share
+    shares = mean_heatmaps_and_thorax_share(classifier, data, split="test", limit=cam_limit).thorax_share
     card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
     card["thorax_n"], card["thorax_sample"] = cam_limit, "seeded random"
     from ..decode import decode_image
     from ..ood import has_ood, ood_check
 
-    classifier = load_classifier(checkpoint)
     if has_ood(classifier.ood):
         test_xrays = [decode_image(p).pixels for p in table["path"]]
         card["ood_check"] = ood_check(classifier, test_xrays)

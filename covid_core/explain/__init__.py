@@ -11,7 +11,7 @@ from .thorax import estimate_thorax
 from .trust import MIN_THORAX_SHARE
 
 __all__ = [
-    "CAM_METHODS", "CLASS_AGNOSTIC_METHODS", "COLORMAPS", "Explanation", "MIN_THORAX_SHARE", "check_method", "class_index",
-    "class_mean_heatmaps", "classes_to_explain", "estimate_thorax", "explain", "explain_batch", "explain_pixels",
+    "CAM_METHODS", "CLASS_AGNOSTIC_METHODS", "COLORMAPS", "Explanation", "MIN_THORAX_SHARE", "check_method",
+    "class_index", "class_mean_heatmaps", "classes_to_explain", "estimate_thorax", "explain", "explain_batch", "explain_pixels",
     "mean_heatmaps_and_thorax_share", "overlay",
 ]

@@ -96,8 +96,8 @@ def faithfulness_warning(drop: float | None) -> str | None:
     if drop is None or drop > 0:
         return None
     return (f"Removing the {REMOVED_PERCENT}% most highlighted pixels did not lower the probability of this class "
-            f"(change {100 * -drop + 0.0:+.1f} percentage points): this heatmap does not show what the model relies on. "
-            "Try another Grad-CAM method.")
+            f"(change {100 * -drop + 0.0:+.1f} percentage points): this heatmap does not show what the model "
+            "relies on. Try another Grad-CAM method.")
 
 
 def shortcut_warning(thorax_share: float, border_share: float, empty: bool = False) -> str | None:
