@@ -11,6 +11,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from covid_core.byte_cache import ByteCappedCache
 from covid_core.checkpoint import load_classifier
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, weights_dir
 from covid_core.report import DISCLAIMER, THRESHOLD_RATES, rate_text
@@ -34,6 +35,13 @@ def optional_module(name: str):
 def cached_classifier(path: str, mtime_ns: int):
     """Loaded once per checkpoint file version (mtime in the key reloads a retrained file)."""
     return load_classifier(path)
+
+
+@st.cache_resource
+def case_cache() -> ByteCappedCache:
+    """Analysed cases and heatmaps of every session in this server process, capped in bytes
+    ($COVID_XRAY_CACHE_MB, default 512): memory stays flat whatever users upload."""
+    return ByteCappedCache(int(float(os.environ.get("COVID_XRAY_CACHE_MB", "512")) * 2**20))
 
 
 def classifier_for(entry: CatalogEntry):

@@ -78,13 +78,15 @@ def load_checkpoint_dict(path: str | Path, map_location="cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as exc:
-        detail = next((ln.strip() for ln in str(exc).splitlines() if "Unsupported" in ln), "")
-        if "Unsupported global" not in detail:  # e.g. "Unsupported operand": bytes that are no pickle at all
+        # torch words it "Unsupported global: GLOBAL x.y was not an allowed global" or "Trying to load
+        # unsupported GLOBAL posix.system whose module posix is blocked", depending on the object.
+        detail = next((ln.strip() for ln in str(exc).splitlines() if "unsupported" in ln.lower()), "")
+        if "global" not in detail.lower():  # e.g. "Unsupported operand": bytes that are no pickle at all
             raise CheckpointError(f"{path.name} is not a readable checkpoint ({detail or 'bad pickle data'}); "
                                   "it may be truncated or corrupt") from exc
         raise CheckpointError(
-            f"{path.name} was refused: it holds Python objects that could run code when loaded "
-            f"(only tensors and plain data are accepted). {detail}"
+            f"{path.name} was refused: it holds Python objects that could run code when loaded (here: "
+            f"{detail}). Only tensors and plain data are accepted; nothing in the file was run"
         ) from exc
     except Exception as exc:
         raise CheckpointError(f"{path.name} is not a readable checkpoint ({type(exc).__name__}: "

@@ -23,6 +23,13 @@ MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_PIXELS = 60_000_000
 #: Smallest accepted side, in pixels.
 MIN_SIDE = 32
+#: Most memory one decode may allocate, in bytes: the stored pixels plus the float working copies
+#: (:data:`FLOAT_BYTES_PER_PIXEL`). Checked from the header, before any pixel data is decompressed, so a small
+#: compressed file that declares a huge image is refused without costing its size (a 7000x8500 16-bit DICOM
+#: would take about 0.9 GB). 512 MiB admits a 16-bit 5000x5000 film, larger than any chest detector.
+MAX_DECODE_BYTES = 512 * 2**20
+#: Float working copies a decode makes per pixel (modality LUT in float64, raw and display float32 arrays).
+FLOAT_BYTES_PER_PIXEL = 16
 
 SUPPORTED_FORMATS = "PNG, JPEG, BMP, TIFF or DICOM"
 
@@ -131,9 +138,63 @@ def _check_size(width: int, height: int) -> None:
         )
 
 
+def decode_cost_bytes(width: int, height: int, stored_bytes_per_pixel: int, frames: int = 1) -> int:
+    """Bytes a decode of a ``width`` x ``height`` image allocates: every stored frame, then float copies of one."""
+    pixels = int(width) * int(height)
+    return pixels * int(stored_bytes_per_pixel) * max(int(frames), 1) + pixels * FLOAT_BYTES_PER_PIXEL
+
+
+def _check_memory(width: int, height: int, stored_bytes_per_pixel: int, frames: int = 1) -> None:
+    cost = decode_cost_bytes(width, height, stored_bytes_per_pixel, frames)
+    if cost > MAX_DECODE_BYTES:
+        raise InvalidImageError(
+            f"image is {width}x{height} px{f' x {frames} frames' if frames > 1 else ''}; decoding it would take "
+            f"about {cost / 2**20:.0f} MB of memory, over the limit of {MAX_DECODE_BYTES / 2**20:.0f} MB. "
+            "Downscale it (a chest X-ray needs no more than about 4000 px a side) and export it again"
+        )
+
+
+#: Largest data set a deflate-compressed DICOM may expand to, in bytes (a 16-bit 5000x5000 film is 50 MB).
+MAX_INFLATED_BYTES = 64 * 2**20
+
+
+def _check_deflated_size(data: bytes) -> None:
+    """Refuse a Deflated Explicit VR Little Endian DICOM that would expand past :data:`MAX_INFLATED_BYTES`.
+
+    pydicom inflates such a file whole as it reads the header, before Rows and Columns can be checked, so a
+    116 KB file of zeros can become hundreds of MB. This inflates in a bounded stream first and stops at the cap.
+    """
+    import zlib
+
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    fp = io.BytesIO(data)
+    try:
+        read_preamble(fp, force=True)
+        meta = _read_file_meta_info(fp)
+    except Exception:  # a broken header: the full read below says what is wrong
+        return
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    inflater, pending, inflated = zlib.decompressobj(-zlib.MAX_WBITS), data[fp.tell():], 0
+    try:
+        while pending and inflated <= MAX_INFLATED_BYTES:  # 1 MB at a time, counted and dropped
+            inflated += len(inflater.decompress(pending, 2**20))
+            pending = inflater.unconsumed_tail
+    except zlib.error as exc:
+        raise InvalidImageError(f"deflate-compressed DICOM is corrupt ({exc}); export it again") from exc
+    if inflated > MAX_INFLATED_BYTES:
+        raise InvalidImageError(
+            f"deflate-compressed DICOM expands to more than {MAX_INFLATED_BYTES / 2**20:.0f} MB ({len(data) / 1024:.0f} KB "
+            "on disk): refused before decoding. Export it uncompressed or downscaled"
+        )
+
+
 def _decode_dicom(data: bytes) -> DecodedImage:
     import pydicom
 
+    _check_deflated_size(data)
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True)
         return _dicom_image(ds)
@@ -162,6 +223,9 @@ def _dicom_image(ds) -> DecodedImage:
         raise InvalidImageError(
             f"multi-frame DICOM ({frames} frames); export the single frontal frame you want as its own file"
         )
+    bits = int(ds.get("BitsAllocated", 16) or 16)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    _check_memory(cols, rows, max(1, -(-bits // 8)) * max(samples, 1))
     try:
         arr = ds.pixel_array
     except Exception as exc:
@@ -264,6 +328,11 @@ def _decode_with_opencv(data: bytes) -> np.ndarray | None:
     return arr.astype(np.float32)
 
 
+#: Bytes per pixel PIL holds for each mode (4 for the rest: RGBA, CMYK, I, F...).
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B": 2, "I;16L": 2, "I;16N": 2,
+                    "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
+
+
 def _decode_raster(data: bytes) -> DecodedImage:
     try:
         img = Image.open(io.BytesIO(data))
@@ -286,6 +355,13 @@ def _decode_raster(data: bytes) -> DecodedImage:
     _check_size(*img.size)
     fmt = img.format or "image"
     mode = img.mode
+    frames = int(getattr(img, "n_frames", 1) or 1)
+    if frames > 1:
+        raise InvalidImageError(
+            f"multi-frame {fmt} ({frames} frames or pages); only single images are read. Export the frontal "
+            "film you want as its own file"
+        )
+    _check_memory(*img.size, _BYTES_PER_PIXEL.get(mode, 4))
     try:
         # No warnings.catch_warnings here: it is not thread-safe (the app decodes in several sessions at
         # once) and _check_size above already refuses images before PIL's own bomb warning could fire.

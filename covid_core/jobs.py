@@ -88,10 +88,50 @@ def start_training(config: TrainConfig, task: str = "classify", runs_dir: str | 
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
     config.validate()
+    try:
+        return _start(config, task, runs_dir)
+    except OSError as exc:  # a path the file system refuses (too long, unreadable...): a message, not a traceback
+        raise ConfigError(f"could not start the run: {exc.strerror or exc}; check the data folder and the runs "
+                          "folder") from None
+
+
+def max_active_jobs() -> int:
+    """How many training jobs may run at once: $COVID_XRAY_MAX_JOBS, default 1 (2 CPU cores are
+    saturated by one run; two torch processes on them thrash each other), or one per GPU."""
+    value = os.environ.get("COVID_XRAY_MAX_JOBS")
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ConfigError(f"COVID_XRAY_MAX_JOBS={value!r} is not a whole number") from None
+    import torch
+
+    return max(1, torch.cuda.device_count())
+
+
+def check_training_data(config: TrainConfig, task: str) -> None:
+    """Refuse, before a process starts, a folder that is not a data set this task can train on."""
+    from .datasets import load_dataset
+
+    dataset = load_dataset(config.data, config.layout)
+    table = dataset.for_target(config.target) if task == "classify" else dataset.table
+    if not (table["split"] == "train").any():
+        raise ConfigError(f"{config.data} has no training images"
+                          + (f" usable for target {config.target!r}" if task == "classify" else ""))
+
+
+def _start(config: TrainConfig, task: str, runs_dir) -> Job:
     if not config.data or not Path(config.data).expanduser().is_dir():
         raise ConfigError(f"data folder {config.data!r} does not exist; give the folder that holds the data set")
     config.data = str(Path(config.data).expanduser().resolve())
+    check_training_data(config, task)
     root = Path(runs_dir or config.runs_dir or default_runs_dir()).resolve()
+    limit = max_active_jobs()
+    active = [j.run_id for j in list_jobs(root) if j.active] if root.is_dir() else []
+    if len(active) >= limit:
+        raise ConfigError(f"{len(active)} training run{'s are' if len(active) > 1 else ' is'} already running "
+                          f"({', '.join(active[:3])}); at most {limit} at once on this machine. Wait for it to "
+                          "finish or cancel it")
     root.mkdir(parents=True, exist_ok=True)
     prefix = "dae" if task == "denoise" else config.model
     run_id = config.run_id and check_run_id(config.run_id)

@@ -42,7 +42,9 @@ def _fit_part(name: str, train: np.ndarray, labels: np.ndarray, val: np.ndarray,
     if feats.shape[1] > MAX_FULL_DIM:
         from sklearn.decomposition import PCA
 
-        pca = PCA(REDUCED_DIM, random_state=0).fit(feats)
+        # A small run (the Train form allows 8 images a split) has fewer films than REDUCED_DIM: PCA can keep
+        # at most as many components as there are films.
+        pca = PCA(min(REDUCED_DIM, *feats.shape), random_state=0).fit(feats)
         part["center"] = torch.tensor(pca.mean_, dtype=torch.float32)
         part["projection"] = torch.tensor(pca.components_.T.copy(), dtype=torch.float32)
         feats = pca.transform(feats)

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from . import __version__
+from .csv_safe import safe_cell
 from .model_card import positive_verdict_limits
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
@@ -151,12 +152,12 @@ table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: le
 
 def prediction_row(name: str, prediction, error: str | None = None) -> dict:
     """One row of the many-files results table (also its CSV): verdict, probabilities, OOD flag, error."""
-    row = {"file": name, "verdict": "", "most probable": "", "COVID-19 probability": None, "out of distribution": None}
+    row = {"file": safe_cell(name), "verdict": "", "most probable": "", "COVID-19 probability": None, "out of distribution": None}
     if prediction is not None:
         row["verdict"] = prediction.verdict
         row["most probable"] = prediction.label
         row["COVID-19 probability"] = prediction.covid_probability
         row["out of distribution"] = prediction.ood_flagged
         row.update({f"p({c})": p for c, p in prediction.probabilities.items()})
-    row["error"] = error or ""
+    row["error"] = safe_cell(error or "")
     return row

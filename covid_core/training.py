@@ -7,7 +7,6 @@ Shaped like torchvision's references/classification/train.py: ``train_one_epoch`
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import shutil
@@ -20,10 +19,10 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
 from . import __version__
+from .augment import AUGMENTATION_CHOICES, augment_batch
 from .balance import BALANCE_CHOICES, WEIGHTED_SAMPLING, class_weights, group_sample_weights
 from .cache import load_or_build
 from .checkpoint import atomic_save, classifier_checkpoint, load_checkpoint_dict
@@ -35,6 +34,7 @@ from .models import build_model, get_spec, head_parameters
 from .ood import fit_ood
 from .preprocess import EQUALIZE_CHOICES, FIT_CHOICES, PreprocessConfig, normalize
 from .runs import RunDir, default_runs_dir, new_run_id
+from .shortcuts import shortcut_report
 from .targets import COVID_CLASS, class_names, check_target
 
 
@@ -54,6 +54,7 @@ class TrainConfig:
     fit: str = "pad"
     equalize: str = "none"
     augment: bool = True
+    augmentation: str = "light"
     pretrained: str = "none"
     freeze_epochs: int = 0
     seed: int = 0
@@ -80,6 +81,8 @@ class TrainConfig:
             (self.image_size is None or 32 <= self.image_size <= 1024, "image size must be from 32 to 1024"),
             (self.fit in FIT_CHOICES, f"fit must be one of: {', '.join(FIT_CHOICES)}"),
             (self.equalize in EQUALIZE_CHOICES, f"equalize must be one of: {', '.join(EQUALIZE_CHOICES)}"),
+            (self.augmentation in AUGMENTATION_CHOICES,
+             f"augmentation must be one of: {', '.join(AUGMENTATION_CHOICES)}"),
             (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
@@ -131,31 +134,6 @@ class CachedXrays(Dataset):
         return torch.from_numpy(np.array(self.images[self.indices[i]]))[None], int(self.labels[i])
 
 
-def augment_batch(x01: torch.Tensor) -> torch.Tensor:
-    """Light chest-X-ray augmentation of float Bx1xSxS in [0, 1], a different draw per image.
-
-    Rotation up to 7 degrees, shift up to 5%, zoom 0.92-1.08 (one affine grid_sample for the whole
-    batch), then contrast and brightness within 15%. Never flips: left and right matter on a chest film.
-    Uses torch's global generator, so --seed and --resume reproduce it.
-    """
-    b = x01.shape[0]
-
-    def uniform(lo, hi):
-        return torch.empty(b).uniform_(lo, hi).to(x01.device)
-
-    angle = uniform(-7.0, 7.0) * (math.pi / 180)
-    scale = uniform(0.92, 1.08)
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    # Shifts are in grid units, where the image spans [-1, 1]: 5% of the side is 0.1.
-    theta = torch.stack([torch.stack([cos, -sin, uniform(-0.1, 0.1)], 1),
-                         torch.stack([sin, cos, uniform(-0.1, 0.1)], 1)], 1)
-    grid = F.affine_grid(theta, list(x01.shape), align_corners=False)
-    out = F.grid_sample(x01, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    mean = out.mean((2, 3), keepdim=True)
-    out = (out - mean) * uniform(0.85, 1.15).view(b, 1, 1, 1) + mean
-    return (out * uniform(0.85, 1.15).view(b, 1, 1, 1)).clamp_(0.0, 1.0)
-
-
 def _distributed() -> tuple[int, int]:
     return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
@@ -175,7 +153,8 @@ def _barrier(world: int):
 
 
 def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: PreprocessConfig, device, *,
-                    epoch: int, epochs: int, augment: bool = True, progress: bool = True, ema=None,
+                    epoch: int, epochs: int, augment: bool = True, augmentation: str = "light",
+                    progress: bool = True, ema=None,
                     on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
     """One pass over ``loader``; returns {"loss", "images", "seconds", "data_wait_share"}.
 
@@ -192,7 +171,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
         waited += time.perf_counter() - tick
         x = x_u8.to(device, non_blocking=True).float().div_(255.0)
         if augment:
-            x = augment_batch(x)
+            x = augment_batch(x, augmentation)
         x = normalize(x, config).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
@@ -232,6 +211,12 @@ def fit_classifier_ood(model, spec, images_u8, labels, idx: dict, config: Prepro
     _, train_feats = logits_and_features(model, images_u8[idx["train"]], config, 64, device, layer)
     _, val_feats = logits_and_features(model, images_u8[idx["val"]], config, 64, device, layer)
     return fit_ood(train_feats, labels[idx["train"]], val_feats)
+
+
+def shortcut_figures(model, table, images_u8, probs: np.ndarray, classes, config: PreprocessConfig, device) -> dict:
+    """Within-source AUCs and the source probe (see :mod:`covid_core.shortcuts`) on one split's films."""
+    _, feats = logits_and_features(getattr(model, "module", model), images_u8, config, 64, device)
+    return shortcut_report(table.reset_index(drop=True), probs, classes, feats.get("penultimate"))
 
 
 def per_source_metrics(table, probs: np.ndarray, classes) -> dict:
@@ -392,7 +377,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
                 run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=step, steps=total, loss=loss)
 
         stats = train_one_epoch(train_model, loader, optimizer, scheduler, loss_fn, pre, device, epoch=epoch,
-                                epochs=config.epochs, augment=config.augment, progress=progress and is_main,
+                                epochs=config.epochs, augment=config.augment, augmentation=config.augmentation, progress=progress and is_main,
                                 ema=ema, on_step=on_step,
                                 should_stop=should_stop)
         val_metrics, *_ = evaluate(scored, val_u8, labels[idx["val"]], classes, pre, device)
@@ -471,12 +456,16 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
         threshold = {"class": covid, **choose_threshold(labels[idx["val"]] == ci, val_probs[:, ci])}
     ood = fit_classifier_ood(model, get_spec(config.model), images, labels, idx, pre, device)
 
+    val_metrics["shortcuts"] = shortcut_figures(model, table.iloc[idx["val"]], images[idx["val"]], val_probs,
+                                                classes, pre, device)
     metrics = {"val": val_metrics}
     if len(idx["test"]):
         test_metrics, test_probs, _ = evaluate(model, images[idx["test"]], labels[idx["test"]], classes, pre,
                                                   device, temperature)
         test_table = table.iloc[idx["test"]]
         test_metrics["per_source"] = per_source_metrics(test_table, test_probs, classes)
+        test_metrics["shortcuts"] = shortcut_figures(model, test_table, images[idx["test"]], test_probs, classes,
+                                                     pre, device)
         if threshold:
             ci = classes.index(covid)
             threshold["test"] = rates_at_threshold(labels[idx["test"]] == ci, test_probs[:, ci], threshold["value"])

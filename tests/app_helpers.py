@@ -97,4 +97,5 @@ def app_env(tmp_path: Path, monkeypatch, broken: bool = False, covid_threshold: 
     monkeypatch.setenv("COVID_CORE_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("COVID_XRAY_DATA", raising=False)
+    monkeypatch.setenv("COVID_XRAY_DATA_ROOTS", str(tmp_path))  # the Train form accepts folders under tmp_path only
     return weights

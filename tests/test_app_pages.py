@@ -58,7 +58,7 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     at.number_input(key="train_limit").set_value(0)
     at.text_input(key="train_data").set_value(str(env / "nowhere"))
     at.button[0].click().run()
-    assert any("does not exist" in e.value for e in at.error)
+    assert any("is not a folder inside" in e.value for e in at.error)
 
 
 def test_train_form_choices_reach_the_started_command(env, folders_data):

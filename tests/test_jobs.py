@@ -61,6 +61,7 @@ def test_unknown_task_is_refused(folders_data, tmp_path):
 
 def test_two_jobs_at_once_get_separate_folders_and_can_be_cancelled(folders_data, tmp_path, monkeypatch):
     monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("COVID_XRAY_MAX_JOBS", "2")
     runs = tmp_path / "runs"
     a = jobs.start_training(_config(folders_data, runs, epochs=50))
     b = jobs.start_training(_config(folders_data, runs, epochs=50))

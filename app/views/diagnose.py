@@ -10,9 +10,9 @@ import plotly.graph_objects as go
 import streamlit as st
 
 import ui
-from covid_core.decode import apply_window, decode_image
+from covid_core.case import explain_case, open_case
+from covid_core.decode import apply_window
 from covid_core.errors import CovidCoreError
-from covid_core.inference import predict
 from covid_core.model_card import positive_verdict_limits
 from covid_core.report import RATE_TERMS, VERDICT_RATE, case_report_html, prediction_row
 
@@ -65,20 +65,16 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-# Caches live in memory only (st.cache_data without persist): uploads never reach the disk.
-@st.cache_data(max_entries=64, show_spinner=False)
-def decoded(digest: str, name: str, _data: bytes):
-    return decode_image(_data, name)
+# Cases and heatmaps live in memory only, in one byte-capped cache per server process (ui.case_cache):
+# uploads never reach the disk, and a refused file leaves nothing behind.
+def analysed(digest: str, name: str, data: bytes):
+    return ui.case_cache().get_or_make(("case", model_key, digest), lambda: open_case(data, name, classifier))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def predicted(model: str, digest: str, _classifier, _image):
-    return predict(_classifier, _image)
-
-
-@st.cache_data(max_entries=32, show_spinner="Computing the heatmap...")
-def explained(model: str, digest: str, method: str, target: str | None, _classifier, _image):
-    return explain_mod.explain(_classifier, _image, method=method, target_class=target)
+def explained(case, method: str, target: str | None):
+    with st.spinner("Computing the heatmap..."):
+        return ui.case_cache().get_or_make(("cam", model_key, case["digest"], method, target),
+                                           lambda: explain_case(classifier, case["case"], method, target))
 
 
 @st.cache_data(max_entries=16, show_spinner="Denoising...")
@@ -100,8 +96,8 @@ for up in ui.capped_uploads(uploads):
     digest = _sha(data)
     case = {"name": up.name, "digest": digest, "image": None, "prediction": None, "error": None}
     try:
-        case["image"] = decoded(digest, up.name, data)
-        case["prediction"] = predicted(model_key, digest, classifier, case["image"])
+        case["case"] = analysed(digest, up.name, data)
+        case["image"], case["prediction"] = case["case"].image, case["case"].prediction
     except CovidCoreError as exc:
         case["error"] = str(exc)
     cases.append(case)
@@ -164,7 +160,7 @@ def show_case(case) -> None:
     if explain_mod is not None:
         target = None if cam_target == "predicted class" else cam_target
         try:
-            explanation = explained(model_key, case["digest"], cam_method, target, classifier, img)
+            explanation = explained(case, cam_method, target)
             overlay_rgb = explain_mod.overlay(img.pixels, explanation.heatmap, opacity=opacity)
         except CovidCoreError as exc:
             st.error(f"Heatmap failed: {exc}")
@@ -191,7 +187,7 @@ def show_case(case) -> None:
             st.caption("Window/level changes the display only; the model sees the file's stored window.")
         n_cols = 1 + (overlay_rgb is not None) + (denoised is not None)
         cols = st.columns(n_cols)
-        cols[0].image(shown, caption=f"Original ({img.format}, {img.width}x{img.height})", clamp=True,
+        cols[0].image(shown, caption=f"Original ({img.format}, {case['case'].original_size[1]}x{case['case'].original_size[0]})", clamp=True,
                       width="stretch")
         i = 1
         if overlay_rgb is not None:

@@ -11,7 +11,8 @@ from plotly.subplots import make_subplots
 
 import ui
 from covid_core import jobs
-from covid_core.errors import CovidCoreError
+from covid_core.data_roots import check_data_folder
+from covid_core.errors import ConfigError, CovidCoreError
 from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
 from covid_core.models import get_spec, list_models
 from covid_core.runs import RunDir, default_runs_dir
@@ -64,14 +65,29 @@ with st.form("train_form"):
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:
-    config = TrainConfig(data=data.strip(), target=target, model=model, epochs=int(epochs),
+    try:
+        folder = str(check_data_folder(data))
+    except CovidCoreError as exc:
+        folder, folder_error = "", str(exc)
+    else:
+        folder_error = None
+    config = TrainConfig(data=folder, target=target, model=model, epochs=int(epochs),
                          batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
                          augment=bool(augment), pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, limit=int(limit) or None)
     try:
+        problems = [folder_error] if folder_error else []
+        try:
+            config.validate()
+        except ConfigError as exc:
+            problems.insert(0, str(exc))
+        if problems:  # every value's problem at once, the folder's among them
+            raise ConfigError("; ".join(problems))
         job = jobs.start_training(config, task=task)
     except CovidCoreError as exc:
         st.error(f"Not started: {exc}", icon=":material/block:")
+    except Exception as exc:  # never a traceback with server paths in the browser
+        st.error(f"Not started: the run could not be launched ({type(exc).__name__}).", icon=":material/block:")
     else:
         st.success(f"Started run `{job.run_id}` (process {job.pid}).", icon=":material/rocket_launch:")
 

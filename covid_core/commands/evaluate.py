@@ -90,7 +90,10 @@ def main(args: argparse.Namespace) -> int:
             f.write("true\\predicted," + ",".join(classes) + "\n")
             for c, row in zip(classes, metrics["confusion_matrix"]):
                 f.write(c + "," + ",".join(map(str, row)) + "\n")
+        from ..csv_safe import safe_cell
+
         pred = table[["filename", "split", "label"]].copy()
+        pred["filename"] = pred["filename"].map(safe_cell)
         for i, c in enumerate(classes):
             pred[f"p_{c}"] = probs[:, i].round(6)
         pred["predicted"] = np.asarray(classes)[probs.argmax(1)]

@@ -37,6 +37,18 @@ def _expand(paths: list[str]) -> list[Path]:
     return files
 
 
+class _SafeWriter:
+    """A csv writer whose text cells are spreadsheet-safe (file names and errors come from users)."""
+
+    def __init__(self, writer):
+        self._writer = writer
+
+    def writerow(self, row):
+        from ..csv_safe import safe_cell
+
+        self._writer.writerow([safe_cell(v) for v in row])
+
+
 def main(args: argparse.Namespace) -> int:
     from ..checkpoint import load_classifier
     from ..errors import ConfigError
@@ -51,7 +63,7 @@ def main(args: argparse.Namespace) -> int:
     results = predict_files(clf, [str(f) for f in files], [f.name for f in files], keep_images=False)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
-        writer = csv.writer(out)
+        writer = _SafeWriter(csv.writer(out))
         if args.format == "submission":
             writer.writerow(["filename", "label"])
         else:

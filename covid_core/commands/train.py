@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import signal
 
+from ..augment import AUGMENTATION_CHOICES
 from ..balance import BALANCE_CHOICES
 from ..datasets import LAYOUTS
 from ..models import list_models
@@ -37,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--equalize", choices=EQUALIZE_CHOICES, default=d.equalize, help="contrast equalisation")
     p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=d.augment,
                    help="small rotations/shifts/zoom and brightness/contrast changes (never flips)")
+    p.add_argument("--augmentation", choices=AUGMENTATION_CHOICES, default=d.augmentation,
+                   help="light: small geometry and contrast changes; strong: also gamma, blur/sharpen, noise, "
+                        "lost resolution and erased borders and corners (where hospital markers sit)")
     p.add_argument("--pretrained", choices=("none", "imagenet"), default=d.pretrained,
                    help="start from torchvision ImageNet weights (downloaded, or from the torch hub cache)")
     p.add_argument("--freeze-epochs", type=int, default=d.freeze_epochs, help="train only the head for the first N epochs")
@@ -85,7 +89,8 @@ def main(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data or "", layout=args.layout, target=args.target, model=args.model, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, image_size=args.image_size,
-        fit=args.fit, equalize=args.equalize, augment=args.augment, pretrained=args.pretrained,
+        fit=args.fit, equalize=args.equalize, augment=args.augment, augmentation=args.augmentation,
+        pretrained=args.pretrained,
         freeze_epochs=args.freeze_epochs, seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
         balance=args.balance, label_smoothing=args.label_smoothing, ema_decay=args.ema_decay,
         workers=args.workers, limit=args.limit,

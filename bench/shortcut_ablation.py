@@ -1,0 +1,126 @@
+"""Which training method makes a classifier read the lungs instead of the hospital? One row per method.
+
+Each row trains with train.py on the same data, seed, size and schedule, then reads the figures that
+training stored in the checkpoint (VALIDATION and TEST): macro AUC, the within-source AUCs (NIH adults
+normal vs pneumonia, Kermany children normal vs pneumonia, COVID-19 collection COVID-19 vs other
+pneumonia), the share of NIH adult pneumonias labelled pneumonia, COVID-19 sensitivity and PPV at the
+operating threshold chosen on VALIDATION, calibration error, and the source probe's accuracy (a linear
+probe predicting the source from the penultimate features, cross-validated by patient; lower is better).
+Choose by the VALIDATION columns; TEST is there to report, not to choose.
+
+    python bench/shortcut_ablation.py --data ../shared/data/coronahack-mini [--rows baseline,group,...]
+        [--model resnet18 --image-size 128 --epochs 8] [--out docs/shortcut_ablation.md]
+
+Rows already trained (their checkpoint exists under --work) are read, not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+ROWS = {
+    "baseline": ["--balance", "loss", "--augmentation", "light"],
+    "group": ["--balance", "group", "--augmentation", "light"],
+    "strong": ["--balance", "loss", "--augmentation", "strong"],
+    "group_strong": ["--balance", "group", "--augmentation", "strong"],
+    "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
+    "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
+}
+QUESTIONS = ("nih_normal_vs_pneumonia", "kermany_normal_vs_pneumonia", "cohen_covid_vs_other_pneumonia")
+
+
+def _f(v, digits=3):
+    return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def train_row(name: str, args, checkpoint: Path) -> float:
+    cmd = [sys.executable, str(REPO / "train.py"), "--data", args.data, "--model", args.model,
+           "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--ema-decay", "0.99",
+           "--seed", str(args.seed), "--runs-dir", str(Path(args.work) / "runs"), "--run-id", name,
+           "--out", str(checkpoint), "--quiet", *ROWS[name]]
+    print("$ " + " ".join(cmd[1:]), flush=True)
+    start = time.time()
+    subprocess.run(cmd, check=True, cwd=REPO)
+    return time.time() - start
+
+
+def row_figures(checkpoint: Path) -> dict:
+    from covid_core.checkpoint import load_checkpoint_dict
+
+    ckpt = load_checkpoint_dict(checkpoint)
+    val, test = ckpt["metrics"]["val"], ckpt["metrics"].get("test", {})
+    thr = ckpt.get("threshold", {}).get("test", {})
+
+    def within(split, key, field="auc"):
+        return split.get("shortcuts", {}).get("within_source", {}).get(key, {}).get(field)
+
+    probe = test.get("shortcuts", {}).get("source_probe") or {}
+    return {
+        "val_macro_auc": val.get("macro_auc"), "val_accuracy": val.get("accuracy"),
+        **{f"val_{q}": within(val, q) for q in QUESTIONS},
+        "test_accuracy": test.get("accuracy"), "test_macro_auc": test.get("macro_auc"), "test_ece": test.get("ece"),
+        **{f"test_{q}": within(test, q) for q in QUESTIONS},
+        "test_nih_pneumonia_called": within(test, "nih_normal_vs_pneumonia", "positive_called"),
+        "covid_sensitivity": thr.get("sensitivity"), "covid_ppv": thr.get("ppv"), "covid_fp": thr.get("fp"),
+        "probe_accuracy": probe.get("accuracy"), "probe_majority": probe.get("majority_share"),
+        "training_time_s": ckpt.get("training_time_s"),
+    }
+
+
+def table(rows: dict, args) -> str:
+    head = ("| method | flags | VAL macro AUC | VAL NIH n/p | VAL Kermany n/p | VAL COVID vs other | TEST acc | "
+            "TEST macro AUC | TEST ECE | TEST NIH n/p | NIH pneum. called pneum. | TEST Kermany n/p | "
+            "TEST COVID vs other | COVID sens / PPV (FP) | source probe (majority) | train s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in rows.items():
+        lines.append(
+            f"| {name} | `{' '.join(ROWS[name])}` | {_f(r['val_macro_auc'])} | "
+            f"{_f(r['val_nih_normal_vs_pneumonia'])} | {_f(r['val_kermany_normal_vs_pneumonia'])} | "
+            f"{_f(r['val_cohen_covid_vs_other_pneumonia'])} | {_f(r['test_accuracy'])} | {_f(r['test_macro_auc'])} | "
+            f"{_f(r['test_ece'])} | {_f(r['test_nih_normal_vs_pneumonia'])} | {_f(r['test_nih_pneumonia_called'])} | "
+            f"{_f(r['test_kermany_normal_vs_pneumonia'])} | {_f(r['test_cohen_covid_vs_other_pneumonia'])} | "
+            f"{_f(r['covid_sensitivity'])} / {_f(r['covid_ppv'])} ({r['covid_fp']}) | "
+            f"{_f(r['probe_accuracy'])} ({_f(r['probe_majority'])}) | {_f(r['training_time_s'], 0)} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
+    p.add_argument("--model", default="resnet18")
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--work", default=str(REPO / "runs" / "ablation"), help="where the rows' runs and checkpoints go")
+    p.add_argument("--out", default=None, help="also write the table (markdown) here")
+    args = p.parse_args()
+    names = [n.strip() for n in args.rows.split(",") if n.strip()]
+    unknown = [n for n in names if n not in ROWS]
+    if unknown:
+        p.error(f"unknown rows {unknown}; choose from: {', '.join(ROWS)}")
+    rows = {}
+    for name in names:
+        checkpoint = Path(args.work) / f"{args.model}-{args.image_size}-{args.epochs}-s{args.seed}-{name}.pt"
+        if not checkpoint.is_file():
+            train_row(name, args, checkpoint)
+        rows[name] = row_figures(checkpoint)
+        print(json.dumps({"row": name, **rows[name]}), flush=True)
+    text = (f"{args.model}, {args.image_size} px, {args.epochs} epochs, EMA 0.99, seed {args.seed}; "
+            f"data {args.data}\n\n" + table(rows, args))
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,122 @@
+"""Training-time augmentation of chest X-ray batches, on the batch as a whole (one grid_sample).
+
+Two strengths (``TrainConfig.augmentation``):
+
+- ``light``: rotation up to 7 degrees, shift up to 5%, zoom 0.92-1.08, contrast and brightness within 15%.
+- ``strong``: aimed at what tells hospitals apart rather than lungs apart. Wider geometry (rotation up to
+  10 degrees, shift up to 8%, zoom 0.85-1.25, which also acts as a random resized crop), a random gamma
+  (0.6-1.6, exposure and film curve), contrast and brightness within 25%, loss of resolution for part of the
+  batch (down to 35% of the side and back: small published figures against full-size films), Gaussian blur
+  or unsharp masking, Gaussian noise, and erased borders and corners (strips of up to 12% of the side and
+  corner boxes, where side markers, "PORTABLE" stamps and text sit).
+
+Never flips: left and right matter on a chest film. Uses torch's global generator, so --seed and --resume
+reproduce it. Input and output: float Bx1xSxS in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+AUGMENTATION_CHOICES = ("light", "strong")
+
+
+def _uniform(b: int, lo: float, hi: float, device) -> torch.Tensor:
+    return torch.empty(b).uniform_(lo, hi).to(device)
+
+
+def _affine(x01: torch.Tensor, max_degrees: float, max_shift: float, zoom: tuple[float, float]) -> torch.Tensor:
+    b = x01.shape[0]
+    angle = _uniform(b, -max_degrees, max_degrees, x01.device) * (math.pi / 180)
+    scale = _uniform(b, *zoom, x01.device)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    # Shifts are in grid units, where the image spans [-1, 1]: 5% of the side is 0.1.
+    shift = 2 * max_shift
+    theta = torch.stack([torch.stack([cos, -sin, _uniform(b, -shift, shift, x01.device)], 1),
+                         torch.stack([sin, cos, _uniform(b, -shift, shift, x01.device)], 1)], 1)
+    grid = F.affine_grid(theta, list(x01.shape), align_corners=False)
+    return F.grid_sample(x01, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def _contrast_brightness(x: torch.Tensor, spread: float) -> torch.Tensor:
+    b = x.shape[0]
+    mean = x.mean((2, 3), keepdim=True)
+    x = (x - mean) * _uniform(b, 1 - spread, 1 + spread, x.device).view(b, 1, 1, 1) + mean
+    return x * _uniform(b, 1 - spread, 1 + spread, x.device).view(b, 1, 1, 1)
+
+
+def _some(b: int, p: float, device) -> torch.Tensor:
+    """bool B: which images of the batch get an optional step."""
+    return (torch.rand(b) < p).to(device)
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(t ** 2) / (2 * sigma ** 2))
+    return k / k.sum()
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = _gaussian_kernel(sigma).to(x.device)
+    r = len(k) // 2
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
+
+
+def _erase_borders(x: torch.Tensor, max_strip: float = 0.12, corner: float = 0.22) -> torch.Tensor:
+    """Blank random edge strips (each edge with probability 0.5) and one random corner box (probability 0.5),
+    filled with a random grey level per image."""
+    b, _, h, w = x.shape
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    strip = (torch.rand(b, 4) * max_strip * torch.tensor([h, h, w, w]) * (torch.rand(b, 4) < 0.5)).long()
+    strip = strip.to(x.device)
+    mask = ((rows < strip[:, 0].view(b, 1, 1)) | (rows >= h - strip[:, 1].view(b, 1, 1))
+            | (cols < strip[:, 2].view(b, 1, 1)) | (cols >= w - strip[:, 3].view(b, 1, 1)))
+    ch = (torch.rand(b) * corner * h).long().to(x.device).view(b, 1, 1)
+    cw = (torch.rand(b) * corner * w).long().to(x.device).view(b, 1, 1)
+    top = (torch.rand(b) < 0.5).to(x.device).view(b, 1, 1)
+    left = (torch.rand(b) < 0.5).to(x.device).view(b, 1, 1)
+    use_corner = _some(b, 0.5, x.device).view(b, 1, 1)
+    in_rows = torch.where(top, rows < ch, rows >= h - ch)
+    in_cols = torch.where(left, cols < cw, cols >= w - cw)
+    mask = mask | (use_corner & in_rows & in_cols)
+    fill = torch.rand(b, device=x.device).view(b, 1, 1, 1).expand_as(x)
+    return torch.where(mask[:, None], fill, x)
+
+
+def _strong(x01: torch.Tensor) -> torch.Tensor:
+    b, _, h, w = x01.shape
+    device = x01.device
+    x = _affine(x01, 10.0, 0.08, (0.85, 1.25)).clamp(0.0, 1.0)
+    gamma = torch.exp(_uniform(b, math.log(0.6), math.log(1.6), device)).view(b, 1, 1, 1)
+    x = x.clamp_min(1e-6) ** gamma
+    x = _contrast_brightness(x, 0.25).clamp(0.0, 1.0)
+    # Loss of resolution: one factor per batch, applied to a random half of it.
+    factor = float(torch.empty(1).uniform_(0.35, 0.9))
+    small = F.interpolate(x, size=(max(8, int(h * factor)), max(8, int(w * factor))), mode="area")
+    low_res = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    x = torch.where(_some(b, 0.5, device).view(b, 1, 1, 1), low_res, x)
+    # Blur or sharpen (unsharp mask), one sigma per batch, each on about a quarter of it.
+    sigma = float(torch.empty(1).uniform_(0.5, 1.5))
+    blurred = _blur(x, sigma)
+    pick = torch.rand(b)
+    x = torch.where((pick < 0.25).to(device).view(b, 1, 1, 1), blurred, x)
+    sharpened = (x + (x - blurred) * float(torch.empty(1).uniform_(0.5, 1.5))).clamp(0.0, 1.0)
+    x = torch.where((pick > 0.75).to(device).view(b, 1, 1, 1), sharpened, x)
+    x = x + torch.randn_like(x) * _uniform(b, 0.0, 0.04, device).view(b, 1, 1, 1)
+    return _erase_borders(x.clamp(0.0, 1.0))
+
+
+def augment_batch(x01: torch.Tensor, strength: str = "light") -> torch.Tensor:
+    """float Bx1xSxS in [0, 1] -> the same shape in [0, 1], a different draw per image (see the module doc)."""
+    if strength == "strong":
+        return _strong(x01)
+    if strength != "light":
+        raise ValueError(f"unknown augmentation {strength!r}; choose one of: {', '.join(AUGMENTATION_CHOICES)}")
+    out = _affine(x01, 7.0, 0.05, (0.92, 1.08))
+    return _contrast_brightness(out, 0.15).clamp_(0.0, 1.0)

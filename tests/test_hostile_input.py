@@ -1,0 +1,223 @@
+"""Hostile input: memory caps on decoding and caching, safe CSV cells, honest refusals, a guarded Train form."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import subprocess
+import sys
+import tracemalloc
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from app_helpers import APP, make_checkpoint, make_folders_data, png_bytes, xray_array
+from conftest import REPO
+from covid_core.byte_cache import ByteCappedCache, array_bytes
+from covid_core.decode import decode_image
+from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
+from synthetic_files import dicom_bytes
+
+
+@pytest.fixture(scope="module")
+def deflated_bomb() -> bytes:
+    """116 KB on disk: a deflate-compressed DICOM of 7000x8500 16-bit zeros (about 119 MB inflated)."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    return dicom_bytes(np.zeros((8500, 7000), np.uint16), transfer_syntax=DeflatedExplicitVRLittleEndian)
+
+
+def test_a_deflated_dicom_bomb_is_refused_without_inflating_it(deflated_bomb):
+    assert len(deflated_bomb) < 200_000
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidImageError, match="expands to more than 64 MB"):
+            decode_image(deflated_bomb, "bomb.dcm")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 40 * 2**20, f"decoding the refused file allocated {peak / 2**20:.0f} MB"  # was about 1 GB
+
+
+def test_a_small_deflated_dicom_still_decodes():
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    pixels = (np.arange(96 * 80, dtype=np.uint16).reshape(96, 80) * 7) % 4096
+    image = decode_image(dicom_bytes(pixels, transfer_syntax=DeflatedExplicitVRLittleEndian), "small.dcm")
+    assert image.pixels.shape == (96, 80) and image.pixels.max() > image.pixels.min()
+
+
+def test_a_compressed_dicom_declaring_a_huge_image_is_refused_before_decompression():
+    """56 megapixels (under the 60-megapixel bomb limit) but about 1 GB to decode: refused from the header."""
+    from pydicom.uid import JPEG2000Lossless
+
+    data = dicom_bytes(np.zeros((8000, 7000), np.uint16)[:1, :1], transfer_syntax=JPEG2000Lossless,
+                       encapsulated=b"\xff\x4f\xff\x51" + b"\0" * 64)
+    import pydicom
+
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.Rows, ds.Columns = 8000, 7000
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    with pytest.raises(InvalidImageError, match="over the limit of 512 MB"):
+        decode_image(buf.getvalue(), "huge.dcm")
+
+
+def test_a_multi_frame_tiff_is_refused_not_cut_to_its_first_frame():
+    frames = [Image.fromarray(xray_array(64, seed=i)) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    with pytest.raises(InvalidImageError, match="multi-frame TIFF \\(3 frames"):
+        decode_image(buf.getvalue(), "stack.tif")
+    single = io.BytesIO()
+    frames[0].save(single, format="TIFF")
+    assert decode_image(single.getvalue(), "one.tif").pixels.shape == (64, 64)
+
+
+def test_the_byte_capped_cache_holds_memory_flat_and_keeps_no_failure():
+    cache = ByteCappedCache(max_bytes=3 * 2**20)
+    for i in range(10):
+        value = cache.get_or_make(("img", i), lambda: np.zeros(2**20, np.uint8))  # 1 MB each
+        assert value.nbytes == 2**20
+    assert len(cache) == 3 and cache.bytes == 3 * 2**20
+    made = []
+    assert cache.get_or_make(("img", 9), lambda: made.append(1)) is not None and not made  # a hit: not recomputed
+    with pytest.raises(InvalidImageError):
+        cache.get_or_make("refused", lambda: (_ for _ in ()).throw(InvalidImageError("blank")))
+    big = cache.get_or_make("big", lambda: np.zeros(4 * 2**20, np.uint8))
+    assert big.nbytes == 4 * 2**20 and len(cache) == 3 and cache.bytes <= cache.max_bytes  # returned, not kept
+    assert "refused" not in cache._items and "big" not in cache._items
+
+
+def test_a_case_keeps_a_display_copy_and_the_full_size_prediction(tiny_checkpoint):
+    from covid_core.case import DISPLAY_MAX_SIDE, explain_case, open_case
+    from covid_core.checkpoint import load_classifier
+    from covid_core.inference import predict
+
+    classifier = load_classifier(tiny_checkpoint)
+    film = np.kron(xray_array(300, seed=3), np.ones((10, 8), np.uint8))  # 3000 x 2400
+    case = open_case(png_bytes(film), "big.png", classifier)
+    assert case.original_size == (3000, 2400)
+    assert max(case.image.pixels.shape) == DISPLAY_MAX_SIDE and case.image.pixels.shape == (1024, 819)
+    assert array_bytes(case) < 6 * 2**20  # the full-size float decode alone would be 29 MB
+    full = predict(classifier, decode_image(png_bytes(film), "big.png"))
+    assert case.prediction.probabilities == pytest.approx(full.probabilities)  # classified at full resolution
+    explanation = explain_case(classifier, case)
+    assert explanation.heatmap.shape == case.image.pixels.shape
+    with pytest.raises(InvalidImageError, match="blank"):
+        open_case(png_bytes(np.full((64, 64), 128, np.uint8)), "blank.png", classifier)
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_escaped(tiny_checkpoint, tmp_path):
+    from covid_core.report import prediction_row
+
+    row = prediction_row("=HYPERLINK(\"http://x\")", None, "@SUM(1)")
+    assert row["file"] == "'=HYPERLINK(\"http://x\")" and row["error"] == "'@SUM(1)"
+    assert prediction_row("chest.png", None)["file"] == "chest.png"
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("=cmd.png", "+x.png", "-y.png", "@z.png", "plain.png"):
+        (folder / name).write_bytes(png_bytes(xray_array(64, seed=len(name))))
+    out = tmp_path / "p.csv"
+    r = subprocess.run([sys.executable, "-m", "covid_core", "predict", "--model", str(tiny_checkpoint), str(folder),
+                        "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    names = [row["filename"] for row in csv.DictReader(out.open())]
+    assert sorted(names) == sorted(["'=cmd.png", "'+x.png", "'-y.png", "'@z.png", "plain.png"])
+
+
+def test_a_checkpoint_that_would_run_code_is_refused_in_plain_words(tmp_path):
+    from covid_core.checkpoint import load_checkpoint_dict
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("true",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "x": Payload()}, evil)
+    with pytest.raises(CheckpointError, match="could run code when loaded.*nothing in the file was run"):
+        load_checkpoint_dict(evil)
+
+
+def test_the_ood_fit_works_for_the_smallest_run_the_form_allows():
+    from covid_core.ood import fit_ood, ood_scores
+
+    rng = np.random.default_rng(0)
+    train = {"penultimate": rng.normal(size=(8, 512)), "spatial": rng.normal(size=(8, 2048))}
+    val = {"penultimate": rng.normal(size=(8, 512)), "spatial": rng.normal(size=(8, 2048))}
+    stats = fit_ood(train, np.array([0, 1, 2, 0, 1, 2, 0, 1]), val)  # 2048 dims, 8 films: was a ValueError
+    assert stats["parts"][1]["projection"].shape == (2048, 8)
+    assert np.isfinite(ood_scores(stats, val)).all()
+
+
+# ---- the Train form's data folder ---------------------------------------------------------------------------
+
+def test_only_folders_inside_the_data_roots_are_accepted(tmp_path):
+    from covid_core.data_roots import check_data_folder
+
+    inside = make_folders_data(tmp_path / "data")
+    assert check_data_folder(str(inside), [tmp_path.resolve()]) == inside.resolve()
+    answers = set()
+    for value in ("/", "/etc", "/proc/self", "~root", "/nonexistent/folder", str(tmp_path / ".." / "..")):
+        with pytest.raises(ConfigError, match="must lie inside a configured data folder") as exc:
+            check_data_folder(value, [tmp_path.resolve()])
+        answers.add(str(exc.value))
+    assert len(answers) == 1  # the same answer whether the outside path exists or not
+    with pytest.raises(ConfigError, match="not a usable path"):
+        check_data_folder("x" * 10_000, [tmp_path.resolve()])
+    with pytest.raises(ConfigError, match="no data folders are configured"):
+        check_data_folder(str(inside), [])
+
+
+def test_start_training_refuses_what_is_not_a_data_set_and_a_path_the_os_refuses(tmp_path, monkeypatch):
+    from covid_core import jobs
+    from covid_core.training import TrainConfig
+
+    runs = tmp_path / "runs"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images")
+    for data, message in ((str(empty), "no images|layout|not recognised|not a"),
+                          ("/" + "a" * 10_000, "does not exist|could not start")):
+        with pytest.raises(CovidCoreError, match=message):
+            jobs.start_training(TrainConfig(data=data, model="cnn", epochs=1, runs_dir=str(runs)))
+    assert not runs.exists() or not any(runs.iterdir())  # no run folder, no process
+
+
+def test_at_most_the_configured_number_of_jobs_run_at_once(tmp_path, monkeypatch):
+    import json
+
+    from covid_core import jobs
+    from covid_core.training import TrainConfig
+
+    monkeypatch.setenv("COVID_XRAY_MAX_JOBS", "1")
+    runs = tmp_path / "runs"
+    busy = runs / "20260101-000000-cnn-aaaaaa"
+    busy.mkdir(parents=True)  # a run whose process is this test itself: alive, so active
+    (busy / "status.json").write_text(json.dumps({"state": "running", "pid": os.getpid()}))
+    (busy / "job.json").write_text(json.dumps({"pid": os.getpid()}))
+    monkeypatch.setattr(jobs, "_alive", lambda pid, run_id: pid == os.getpid())
+    data = make_folders_data(tmp_path / "data", per_class=6, size=40)
+    with pytest.raises(ConfigError, match="already running.*at most 1 at once"):
+        jobs.start_training(TrainConfig(data=str(data), model="cnn", epochs=1, runs_dir=str(runs)))
+    assert sorted(p.name for p in runs.iterdir()) == [busy.name]
+
+
+def test_the_train_form_answers_hostile_folders_with_a_message(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app_helpers import app_env
+
+    app_env(tmp_path, monkeypatch)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.switch_page("views/train.py").run()
+    for value in ("x" * 10_000, "/", "/etc", "~root", "/proc/self"):
+        at.text_input(key="train_data").set_value(value)
+        at.button[0].click().run()
+        assert not at.exception, (value[:20], at.exception)
+        [error] = [e.value for e in at.error if "Not started" in e.value]
+        assert "Traceback" not in error and ("inside a configured data folder" in error or "not a usable path" in error)
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
