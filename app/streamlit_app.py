@@ -28,7 +28,22 @@ for _p in (str(_APP_DIR.parent), str(_APP_DIR)):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-st.set_page_config(page_title="Chest X-ray AI (research)", page_icon=":material/radiology:", layout="wide")
+
+
+def _tab_icon():
+    """The tab icon, drawn here: a material-icon name would make the browser fetch it from Google's font
+    server, a request to a third party that a hospital network may block or log."""
+    from PIL import Image, ImageDraw
+
+    icon = Image.new("RGB", (64, 64), "#1c5d99")
+    draw = ImageDraw.Draw(icon)
+    draw.ellipse((10, 12, 30, 54), fill="#e7f0fa")
+    draw.ellipse((34, 12, 54, 54), fill="#e7f0fa")
+    draw.rectangle((30, 6, 34, 40), fill="#e7f0fa")
+    return icon
+
+
+st.set_page_config(page_title="Chest X-ray AI (research)", page_icon=_tab_icon(), layout="wide")
 
 pages = [
     st.Page("views/diagnose.py", title="Diagnose", icon=":material/stethoscope:", default=True),

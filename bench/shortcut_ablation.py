@@ -33,6 +33,9 @@ ROWS = {
     "group_strong": ["--balance", "group", "--augmentation", "strong"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
+    "group_strong_thorax": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax"],
+    "group_strong_thorax_clahe": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax",
+                                  "--equalize", "clahe"],
 }
 QUESTIONS = ("nih_normal_vs_pneumonia", "kermany_normal_vs_pneumonia", "cohen_covid_vs_other_pneumonia")
 

@@ -231,10 +231,19 @@ def _read_coronahack(root: Path) -> pd.DataFrame:
     return _attach_provenance(table, root)
 
 
+def _class_folders_at_top(root: Path) -> bool:
+    """True when ``root`` itself holds class folders (normal/, pneumonia/, covid19/...) and no split level."""
+    return any(p.is_dir() and p.name.lower() in FOLDER_ALIASES for p in root.iterdir())
+
+
 def _read_folders(root: Path) -> pd.DataFrame:
+    """``train/<class>/`` and/or ``test/<class>/``; class folders straight under ``root`` are a TEST split
+    (a hospital's evaluation set has no training split)."""
     rows, unknown = [], []
-    for split in ("train", "test"):
-        split_dir = root / split
+    splits = [("train", root / "train"), ("test", root / "test")]
+    if not any(d.is_dir() for _, d in splits):
+        splits = [("test", root)]
+    for split, split_dir in splits:
         if not split_dir.is_dir():
             continue
         for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
@@ -310,11 +319,15 @@ def detect_layout(root: Path) -> str:
     has_splits = (root / "train").is_dir() or (root / "test").is_dir()
     if has_splits and _covidx_csvs(root):
         return "covidx"
-    if (root / "train").is_dir() and any(p.is_dir() for p in (root / "train").iterdir()):
+    if any((root / split).is_dir() and any(p.is_dir() for p in (root / split).iterdir())
+           for split in ("train", "test")):
+        return "folders"
+    if not has_splits and _class_folders_at_top(root):
         return "folders"
     raise DatasetError(
         f"{root} is not a data set in a known layout: expected {CORONAHACK_CSV} (CoronaHack), "
-        "train/<class>/ and test/<class>/ folders, or train/ + test/ with a filename,label CSV (COVIDx)"
+        "train/<class>/ and test/<class>/ folders (either may be missing; class folders straight in the folder "
+        "count as TEST), or train/ + test/ with a filename,label CSV (COVIDx)"
     )
 
 

@@ -355,7 +355,11 @@ def _decode_raster(data: bytes) -> DecodedImage:
     _check_size(*img.size)
     fmt = img.format or "image"
     mode = img.mode
-    frames = int(getattr(img, "n_frames", 1) or 1)
+    try:  # counting frames walks a TIFF's page list, which a broken file can make fail
+        frames = int(getattr(img, "n_frames", 1) or 1)
+    except Exception as exc:
+        raise InvalidImageError(f"{fmt} file is truncated or corrupt ({_first_line(exc)}); export or download it "
+                                "again") from exc
     if frames > 1:
         raise InvalidImageError(
             f"multi-frame {fmt} ({frames} frames or pages); only single images are read. Export the frontal "

@@ -100,14 +100,15 @@ def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarr
     return torch.softmax(torch.as_tensor(logits) / temperature, dim=1).numpy()
 
 
-def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-    """uint8 NxSxS (already preprocessed) -> (probabilities NxC, OOD scores N or None)."""
+def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray, features: bool = False):
+    """uint8 NxSxS (already preprocessed) -> (probabilities NxC, OOD scores N or None), plus the penultimate
+    features NxD as a third item when ``features`` is set."""
     logits, feats = logits_and_features(classifier.model, pixels_u8, classifier.preprocess,
                                         device=classifier.device,
                                         spatial_layer=classifier.spec.target_layer(classifier.model))
     probs = calibrated_probabilities(logits, classifier.temperature)
     scores = ood_scores(classifier.ood, feats) if has_ood(classifier.ood) else None
-    return probs, scores
+    return (probs, scores, feats["penultimate"]) if features else (probs, scores)
 
 
 def _prediction(classifier: Classifier, probs: np.ndarray, score, pixels, geometry) -> Prediction:

@@ -14,23 +14,44 @@ from .targets import COVID_CLASS
 TRAIN_FLAGS = (  # TrainConfig field -> train.py flag, in the order a reader expects
     ("model", "--model"), ("target", "--target"), ("image_size", "--image-size"), ("epochs", "--epochs"),
     ("batch_size", "--batch-size"), ("lr", "--lr"), ("weight_decay", "--weight-decay"), ("fit", "--fit"),
-    ("equalize", "--equalize"), ("pretrained", "--pretrained"), ("freeze_epochs", "--freeze-epochs"),
+    ("equalize", "--equalize"), ("augmentation", "--augmentation"), ("pretrained", "--pretrained"), ("freeze_epochs", "--freeze-epochs"),
     ("val_fraction", "--val-fraction"), ("patience", "--patience"), ("balance", "--balance"),
     ("label_smoothing", "--label-smoothing"), ("ema_decay", "--ema-decay"), ("limit", "--limit"), ("seed", "--seed"),
 )
 
 KNOWN_LIMITS = """\
-- Trained and tested on `coronahack-mini`, whose classes are confounded with age and source: about half the
-  normals and nearly all non-COVID pneumonias are paediatric films from one hospital (Guangzhou), the other
-  normals are adult films from one US hospital (NIH), and the COVID-19 films are adults from many hospitals and
-  publications. Adult non-COVID pneumonia films are rare (37 of the 1,886 TRAIN films and 11 of the 337 TEST
-  films, all from the COVID-19 image collection), so "adult with pneumonia" is learned almost only from
-  COVID-19 cases. The model may separate classes by age, source, text markers or image quality instead of
-  disease (DeGrave et al., Nature Machine Intelligence 2021); the per-source results below measure this.
-- TEST is patient-disjoint from TRAIN but drawn from the same sources; expect lower figures on other hospitals.
-- NIH "No Finding" labels were text-mined from reports; a few normals show lines, tubes or opacities.
-- The out-of-distribution score flags images unlike the training data; it is not a guarantee.
+- Trained and tested on `coronahack-mini`, whose classes are still partly confounded with age and source:
+  the children (normal and pneumonia) all come from one hospital (Guangzhou, Kermany et al.), the adult normals
+  and most adult pneumonias from one US hospital (NIH Clinical Center), and the COVID-19 films from many
+  hospitals and publications (the COVID-19 image collection, `cohen`, and Figure 1), which also hold the only
+  48 adult non-COVID pneumonias from outside NIH. "An adult film not from NIH" therefore predicts COVID-19 on
+  this data and will not at another hospital. The within-source figures below measure how far the model reads
+  the disease rather than the source (DeGrave et al., Nature Machine Intelligence 2021).
+- TEST is patient-disjoint from TRAIN but drawn from the same sources: expect lower figures at another
+  hospital. Validate the model on your own labelled films before relying on it.
+- NIH labels were text-mined from reports; its "Pneumonia" label is its noisiest, and a few "No Finding"
+  films show lines, tubes or opacities.
+- The out-of-distribution score flags images unlike the training data; it is not a guarantee, and films from
+  a new hospital often pass it.
 - Research use only, not for diagnosis."""
+
+
+def shortcut_lines(shortcuts: dict | None, split: str) -> list[str]:
+    """Markdown rows of the within-source AUCs and the source probe of one split (see covid_core.shortcuts)."""
+    if not shortcuts:
+        return []
+    lines = []
+    for q in shortcuts.get("within_source", {}).values():
+        called = "" if q.get("positive_called") is None else f"; {_pct(q['positive_called'])} of the positives " \
+            "labelled as such"
+        lines.append(f"| {split} | {q['description']} | {_f(q['auc'])} | {q['n_negative']} / {q['n_positive']}"
+                     f"{called} |")
+    probe = shortcuts.get("source_probe")
+    if probe:
+        lines.append(f"| {split} | source probe: accuracy naming the source ({', '.join(probe['sources'])}) from the "
+                     f"penultimate features, lower is better (majority share {_f(probe['majority_share'])}) | "
+                     f"{_f(probe['accuracy'])} | {probe['n']} films |")
+    return lines
 
 
 def covid_calls_by_source(per_source: dict, covid: str | None) -> list[dict]:
@@ -295,6 +316,14 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
         if positive:
             lines += ["", "Non-COVID films given a COVID-19 positive verdict at the operating threshold (the false "
                           "positives behind PPV): " + "; ".join(positive) + "."]
+    rows = shortcut_lines(ckpt.get("metrics", {}).get("val", {}).get("shortcuts"), "VALIDATION") + \
+        shortcut_lines((metrics or {}).get("shortcuts"), "TEST")
+    if rows:
+        lines += ["", "## Disease or hospital? (within-source figures)",
+                  "Within one source the hospital, age group and markers are the same for both answers, so only the "
+                  "lungs can separate them. AUCs near 0.5 mean the model reads the source, not the disease.", "",
+                  "| split | question | AUC / accuracy | films (negative / positive) |", "| --- | --- | --- | --- |",
+                  *rows]
     thorax = card.get("thorax_share")
     if thorax:
         lines += ["", "## Where the model looks (Grad-CAM on TEST)",

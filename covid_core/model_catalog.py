@@ -61,8 +61,15 @@ class CatalogEntry:
             return f"{self.label} (unusable: {self.reason})"
         test = (self.metadata.get("metrics") or {}).get("test") or {}
         auc = test.get("macro_auc")
-        auc_txt = f", TEST AUC {auc:.3f}" if isinstance(auc, (int, float)) else ""
-        return f"{self.label} - {self.model_name}, {self.target}{auc_txt}"
+        auc_txt = f" (AUC {auc:.2f})" if isinstance(auc, (int, float)) else ""
+        return f"{self.label}{auc_txt}"
+
+    def details(self) -> str:
+        """The rest of what identifies the model, for a caption under a select box."""
+        test = (self.metadata.get("metrics") or {}).get("test") or {}
+        auc = test.get("macro_auc")
+        auc_txt = f", TEST macro AUC {auc:.3f}" if isinstance(auc, (int, float)) else ""
+        return f"{self.model_name}, {self.target} ({', '.join(self.metadata.get('classes', []))}){auc_txt}"
 
 
 _CACHE: dict[tuple, CatalogEntry] = {}
@@ -129,6 +136,33 @@ def list_checkpoints(weights: str | Path | None = None, runs_dir: str | Path | N
 
 def usable_classifiers(weights: str | Path | None = None, runs_dir: str | Path | None = None) -> list[CatalogEntry]:
     return [e for e in list_checkpoints(weights, runs_dir) if e.usable and e.kind == "classifier"]
+
+
+def _test_auc(entry: CatalogEntry) -> float | None:
+    auc = ((entry.metadata.get("metrics") or {}).get("test") or {}).get("macro_auc")
+    return float(auc) if isinstance(auc, (int, float)) else None
+
+
+def trial_reason(entry: CatalogEntry, classifiers: list[CatalogEntry]) -> str | None:
+    """Why a usable classifier is not offered for diagnosis outside research mode, or None if it is.
+
+    Checkpoints in the weights folder are always offered. A training run is held back when it was a trial
+    (trained on a subset: --limit), has no TEST figures, or scores a lower TEST macro AUC than the weakest
+    classifier in the weights folder (for the same target).
+    """
+    if entry.source == "weights":
+        return None
+    cfg = entry.metadata.get("train_config") or {}
+    if cfg.get("limit"):
+        return f"a trial run on at most {cfg['limit']} images per split"
+    auc = _test_auc(entry)
+    if auc is None:
+        return "no TEST figures"
+    shipped = [a for e in classifiers if e.source == "weights" and e.target == entry.target
+               for a in [_test_auc(e)] if a is not None]
+    if shipped and auc < min(shipped):
+        return f"TEST macro AUC {auc:.3f}, below the shipped models' ({min(shipped):.3f})"
+    return None
 
 
 def source_confounds(per_source: dict, min_share: float = 0.8) -> list[str]:

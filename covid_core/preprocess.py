@@ -17,7 +17,9 @@ import torch
 from .errors import ConfigError
 
 EQUALIZE_CHOICES = ("none", "hist", "clahe")
-FIT_CHOICES = ("pad", "crop")
+FIT_CHOICES = ("pad", "crop", "thorax")
+#: With fit "thorax", the box around the estimated thorax grows by this share of its size on each side.
+THORAX_MARGIN = 0.08
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,8 @@ class PreprocessConfig:
 
     image_size: side S of the square model input, pixels.
     fit: "pad" keeps the whole image (letterbox with black), "crop" fills the square
-    and cuts the longer side's ends.
+    and cuts the longer side's ends, "thorax" first crops the film to the box around its estimated
+    thorax (covid_core.thorax, plus THORAX_MARGIN), dropping borders, corner markers and text, then pads.
     equalize: "none", "hist" (global histogram equalisation) or "clahe".
     mean, std: normalisation applied to values in [0, 1].
     """
@@ -66,8 +69,9 @@ class PreprocessConfig:
 class Geometry:
     """Where the original image sits inside the SxS model input.
 
-    The original HxW image was scaled by ``scale`` to (scaled_h, scaled_w), then placed
-    with its top-left corner at (top, left) of the SxS square (negative = cropped).
+    The original HxW image was first cut to the box (crop_top, crop_left, crop_h, crop_w) (the whole image
+    unless fit is "thorax"), that box scaled to (scaled_h, scaled_w), then placed with its top-left corner at
+    (top, left) of the SxS square (negative = cropped).
     """
 
     orig_h: int
@@ -77,6 +81,12 @@ class Geometry:
     top: int
     left: int
     size: int
+    crop_top: int = 0
+    crop_left: int = 0
+    crop_h: int | None = None
+    crop_w: int | None = None
+    full_h: int | None = None  # the size the crop box refers to (orig_h/orig_w change for a display copy)
+    full_w: int | None = None
 
     def to_original(self, square: np.ndarray) -> np.ndarray:
         """Map an SxS float map (e.g. a heatmap) back to float32 orig_h x orig_w."""
@@ -88,7 +98,24 @@ class Geometry:
         y0, x0 = max(self.top, 0), max(self.left, 0)
         y1, x1 = min(self.top + self.scaled_h, self.size), min(self.left + self.scaled_w, self.size)
         canvas[y0 - self.top:y1 - self.top, x0 - self.left:x1 - self.left] = square[y0:y1, x0:x1]
-        return cv2.resize(canvas, (self.orig_w, self.orig_h), interpolation=cv2.INTER_LINEAR)
+        if self.crop_h is None or self.crop_w is None:
+            return cv2.resize(canvas, (self.orig_w, self.orig_h), interpolation=cv2.INTER_LINEAR)
+        # Heights and widths scale separately, so the box maps onto any size of the same film (a display copy).
+        fy, fx = self.orig_h / self.crop_full_h, self.orig_w / self.crop_full_w
+        t, l = round(self.crop_top * fy), round(self.crop_left * fx)
+        h, w = max(1, min(round(self.crop_h * fy), self.orig_h - t)), max(1, min(round(self.crop_w * fx), self.orig_w - l))
+        full = np.zeros((self.orig_h, self.orig_w), np.float32)
+        full[t:t + h, l:l + w] = cv2.resize(canvas, (w, h), interpolation=cv2.INTER_LINEAR)
+        return full
+
+    @property
+    def crop_full_h(self) -> int:
+        """Height of the image the crop box was measured on."""
+        return self.full_h or self.orig_h
+
+    @property
+    def crop_full_w(self) -> int:
+        return self.full_w or self.orig_w
 
     def content_mask(self) -> np.ndarray:
         """bool SxS: True where the square holds image content, False on padding."""
@@ -107,6 +134,27 @@ def _equalize(img_u8: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return img_u8
 
 
+def thorax_box(img_u8: np.ndarray) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the estimated thorax of uint8 HxW, grown by THORAX_MARGIN a side."""
+    from .thorax import estimate_thorax
+
+    mask, method = estimate_thorax(img_u8)
+    ys, xs = np.nonzero(mask)
+    h, w = img_u8.shape
+    if len(ys) == 0 or method != "lung fields":  # no lungs found: the fallback ellipse is a guess, keep the film
+        return 0, 0, h, w
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    dy, dx = round(THORAX_MARGIN * (y1 - y0)), round(THORAX_MARGIN * (x1 - x0))
+    y0, y1, x0, x1 = max(0, y0 - dy), min(h, y1 + dy), max(0, x0 - dx), min(w, x1 + dx)
+    # The estimate sometimes finds one lung only: keep the box symmetric about the film's centre line (frontal
+    # films are centred), so both lungs stay in; a box under half the film a side is not trusted at all.
+    x0 = min(x0, w - x1)
+    x1 = w - x0
+    if (y1 - y0) < 0.5 * h or (x1 - x0) < 0.5 * w:
+        return 0, 0, h, w
+    return int(y0), int(x0), int(y1 - y0), int(x1 - x0)
+
+
 def prepare_pixels(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, Geometry]:
     """Decoded float32 HxW in [0, 1] -> (uint8 SxS, Geometry).
 
@@ -115,16 +163,22 @@ def prepare_pixels(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndar
     """
     if image.ndim != 2:
         raise ValueError(f"expected a 2-D grayscale image, got shape {image.shape}")
-    h, w = image.shape
-    s = config.image_size
-    scale = s / max(h, w) if config.fit == "pad" else s / min(h, w)
-    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
+    full_h, full_w = image.shape
     img_u8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    crop = {}
+    if config.fit == "thorax":
+        ct, cl, ch, cw = thorax_box(img_u8)
+        img_u8 = img_u8[ct:ct + ch, cl:cl + cw]
+        crop = dict(crop_top=ct, crop_left=cl, crop_h=ch, crop_w=cw, full_h=full_h, full_w=full_w)
+    h, w = img_u8.shape
+    s = config.image_size
+    scale = s / min(h, w) if config.fit == "crop" else s / max(h, w)
+    sh, sw = max(1, round(h * scale)), max(1, round(w * scale))
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     resized = cv2.resize(img_u8, (sw, sh), interpolation=interp)
     resized = _equalize(resized, config)
     top, left = (s - sh) // 2, (s - sw) // 2
-    geometry = Geometry(h, w, sh, sw, top, left, s)
+    geometry = Geometry(full_h, full_w, sh, sw, top, left, s, **crop)
     out = np.zeros((s, s), np.uint8)
     y0, x0 = max(top, 0), max(left, 0)
     y1, x1 = min(top + sh, s), min(left + sw, s)

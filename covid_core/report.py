@@ -15,7 +15,7 @@ from PIL import Image
 
 from . import __version__
 from .csv_safe import safe_cell
-from .model_card import positive_verdict_limits
+from .verdict import NOT_VALIDATED, headline, verdict_limits, withheld_reason
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -73,7 +73,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     esc = html.escape
     thr = classifier.threshold or {}
     test = thr.get("test") or {}
-    verdict = prediction.verdict
+    h = headline(prediction)
     verdict_class = {"positive": "pos", "negative": "neg"}.get(prediction.covid_call, "neutral")
     figures = [("Image", png_data_uri(image))]
     if overlay_rgb is not None:
@@ -109,9 +109,10 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     if explanation is not None:
         warnings += [w for w in (explanation.shortcut_warning, explanation.faithfulness_warning) if w]
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
-    if prediction.covid_call == "positive":
-        limits = positive_verdict_limits(classifier.metadata, thr)
-        warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in limits)
+    if prediction.ood_flagged:
+        warn_html = f'<p class="warn">{esc(withheld_reason(prediction))}</p>' + warn_html
+    limits = verdict_limits(prediction, classifier.metadata, thr) + [NOT_VALIDATED]
+    warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in limits)
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
                   ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),
@@ -138,10 +139,12 @@ table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: le
 <p class="notice"><strong>{esc(DISCLAIMER)}</strong></p>
 <h1>Chest X-ray analysis: {esc(name)}</h1>
 <p>Generated {esc(created)}</p>
-<div class="verdict {verdict_class}">{esc(verdict)}</div>
+<div class="verdict {verdict_class}">{esc(h.title)}</div>
+{f'<p><strong>{esc(h.covid_line)}</strong></p>' if h.covid_line else ''}
 {warn_html}
 <div>{fig_html}</div>
-<h2>Class probabilities</h2><table>{probs}</table>
+<h2>{'Raw model output (not a finding: no verdict was given)' if prediction.ood_flagged else 'Class probabilities'}</h2>
+<table>{probs}</table>
 <h2>Numbers</h2><table>{_rows(numbers)}</table>
 <h2>Model</h2><table>{_rows(model_rows)}</table>
 {patient_html}
@@ -152,12 +155,15 @@ table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: le
 
 def prediction_row(name: str, prediction, error: str | None = None) -> dict:
     """One row of the many-files results table (also its CSV): verdict, probabilities, OOD flag, error."""
-    row = {"file": safe_cell(name), "verdict": "", "most probable": "", "COVID-19 probability": None, "out of distribution": None}
+    row = {"file": safe_cell(name), "call": "", "verdict": "", "COVID-19 probability": None,
+           "out of distribution": None}
     if prediction is not None:
+        h = headline(prediction)
+        row["call"] = h.title
         row["verdict"] = prediction.verdict
-        row["most probable"] = prediction.label
-        row["COVID-19 probability"] = prediction.covid_probability
         row["out of distribution"] = prediction.ood_flagged
-        row.update({f"p({c})": p for c, p in prediction.probabilities.items()})
+        if not prediction.ood_flagged:  # no verdict: no probabilities that would read as one
+            row["COVID-19 probability"] = prediction.covid_probability
+            row.update({f"p({c})": p for c, p in prediction.probabilities.items()})
     row["error"] = safe_cell(error or "")
     return row

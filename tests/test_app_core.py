@@ -80,7 +80,9 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
-    assert "COVID-19: negative" in html and 'class="limit"' not in html
+    assert "COVID-19: negative" in html and "PPV)" not in html  # no positive verdict's limits
+    assert '<p class="limit">On TEST, 93.8% of the films called COVID-19 negative had no COVID-19 (NPV)' in html
+    assert "Not validated at your hospital" in html
 
 
 def test_out_of_distribution_film_is_reported_without_a_verdict(tmp_path):
@@ -90,8 +92,10 @@ def test_out_of_distribution_film_is_reported_without_a_verdict(tmp_path):
     assert pred.covid_positive and pred.ood_flagged  # the raw output would have said positive
     assert pred.covid_call == "withheld" and pred.verdict.startswith("No verdict")
     html = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="ood.pt")
-    assert "No verdict: the image is unlike the training X-rays" in html and "COVID-19: positive" not in html
-    assert 'class="limit"' not in html and "this image: unlike them, no verdict given" in html
+    assert "No verdict: this film is unlike the X-rays the model learned from" in html
+    assert "COVID-19: positive" not in html and "has not seen films like this one" in html
+    assert "(PPV)" not in html and "(NPV)" not in html and "this image: unlike them, no verdict given" in html
+    assert "Raw model output (not a finding" in html
     assert "TEST PPV at this threshold" not in html  # no verdict, so no verdict's reliability
     assert prediction_row("x.png", pred)["verdict"].startswith("No verdict")
 

@@ -47,7 +47,12 @@ def test_one_image_gives_verdict_heatmap_and_report(weights):
     assert "| sensitivity | 90.0% (9 of 10) |" in text and "| specificity | 75.0% (15 of 20) |" in text
     images = at.get("image")
     assert len(images) == 2  # the original and the Grad-CAM overlay
-    assert any("Faithfulness" in m.label and m.value.endswith(" pts") for m in at.metric)
+    assert any("hiding those areas" in m.label and m.value.endswith(" pts") for m in at.metric)
+    assert any("inside the chest" in m.label for m in at.metric)
+    # the three-class call in words heads the verdict, and the page says the model was not validated here
+    assert any(words in text for words in ("No pneumonia seen", "Pneumonia, not COVID-19-like",
+                                           "COVID-19-like pneumonia"))
+    assert "Not validated at your hospital" in text
     assert any("report" in d.proto.label.lower() for d in at.get("download_button"))
     # the unusable checkpoint is listed with its reason, not hidden
     unusable = at.sidebar.expander[0]
@@ -76,6 +81,10 @@ def test_negative_verdict_stresses_npv_and_has_no_positive_verdict_limits(tmp_pa
     text = _all_text(at)
     assert "COVID-19: negative" in text and "| **NPV** | 93.8% (15 of 16) |" in text and "| PPV |" in text
     assert not [i.value for i in at.info if "PPV" in i.value]
+    # a negative verdict shows its limits too: its NPV with where it comes from, and what a negative does not say
+    limits = [i.value for i in at.info if i.value.startswith("On TEST")]
+    assert len(limits) == 1 and "93.8%" in limits[0] and "10 of the 30 films" in limits[0]
+    assert any("is not a normal film" in i.value for i in at.info)
 
 
 def test_a_film_unlike_the_training_data_gets_no_verdict(tmp_path, monkeypatch):
@@ -87,12 +96,16 @@ def test_a_film_unlike_the_training_data_gets_no_verdict(tmp_path, monkeypatch):
     at.run()
     assert not at.exception, at.exception
     text = _all_text(at)
-    assert "No verdict: the image is unlike the training X-rays" in text and "COVID-19: positive" not in text
+    assert "No verdict: this film is unlike the X-rays the model learned from" in text
+    assert "COVID-19: positive" not in text
     assert not [i.value for i in at.info if "PPV" in i.value]  # no "what a positive is worth": there is none
-    assert any("no verdict is given" in w.value and "out-of-distribution score" in w.value for w in at.warning)
+    assert any("has not seen films like this one" in w.value for w in at.warning)  # why, in plain words
     assert "On TEST at this threshold" not in text  # no verdict, so no verdict's reliability
+    assert len(at.get("image")) == 1  # the film, but no heatmap "evidence" for a call that was not made
+    assert any(e.label.startswith("Raw model output") for e in at.expander)  # raw figures only for researchers
     table = at.dataframe[0].value
     assert set(table["verdict"]) == {"No verdict: the image is unlike the training X-rays"}
+    assert table["COVID-19 probability"].isna().all() and not [c for c in table.columns if c.startswith("p(")]
 
 
 def test_a_blank_film_is_refused_not_classified(weights):

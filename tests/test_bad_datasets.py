@@ -244,3 +244,16 @@ def test_nothing_outside_the_folder_is_opened(tmp_path, outside, monkeypatch):
         load_dataset(root)
     leaked = [p for p in touched if p.startswith(str(outside.parent))]
     assert not leaked, f"paths outside the data folder were probed: {leaked}"
+
+
+@pytest.mark.parametrize("spec", [{"test/normal": 2, "test/covid19": 3}, {"normal": 2, "covid19": 3}])
+def test_an_evaluation_set_without_a_training_split_is_read_as_test(tmp_path, spec):
+    """A hospital's labelled films: test/<class>/ only, or class folders straight in the folder."""
+    ds = load_dataset(folders(tmp_path, spec))
+    assert ds.layout == "folders" and set(ds.table.split) == {"test"}
+    assert ds.table.finding.value_counts().to_dict() == {"covid19": 3, "normal": 2}
+
+
+def test_a_folder_of_unrelated_subfolders_is_not_a_data_set(tmp_path):
+    with pytest.raises(DatasetError, match="not a data set in a known layout"):
+        load_dataset(folders(tmp_path, {"photos": 2, "documents": 1}))

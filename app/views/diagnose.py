@@ -1,4 +1,4 @@
-"""Diagnose: upload chest X-rays, get the verdict, probabilities, Grad-CAM and a report."""
+"""Diagnose: upload chest X-rays; see the film, where the model looked, the call in words and what it is worth."""
 
 from __future__ import annotations
 
@@ -6,243 +6,154 @@ import hashlib
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
+import case_view
 import ui
 from covid_core.case import explain_case, open_case
-from covid_core.decode import apply_window
 from covid_core.errors import CovidCoreError
-from covid_core.model_card import positive_verdict_limits
-from covid_core.report import RATE_TERMS, VERDICT_RATE, case_report_html, prediction_row
+from covid_core.model_catalog import trial_reason
+from covid_core.report import case_report_html, prediction_row
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"]
 
 st.title("Diagnose")
 ui.research_notice()
+# The uploader comes first: the page is usable at once, and the model loads only when a film arrives.
+uploads = st.file_uploader("Chest X-ray images (PNG, JPEG, TIFF, BMP or DICOM)", type=UPLOAD_TYPES,
+                           accept_multiple_files=True, key="diag_upload",
+                           help="Files stay in memory and are never written to disk.")
 
 entries = ui.catalog()
-usable = [e for e in entries if e.usable and e.kind == "classifier"]
+classifiers = [e for e in entries if e.usable and e.kind == "classifier"]
 unusable = [e for e in entries if not e.usable and e.kind != "denoiser"]
-
-if not usable:
-    ui.no_model_help()
-    if unusable:
-        with st.expander(f"{len(unusable)} checkpoint(s) could not be used"):
-            for e in unusable:
-                st.markdown(f"- `{e.label}`: {e.reason}")
-    st.stop()
-
-explain_mod, explain_error = ui.optional_module("covid_core.explain")
-
 with st.sidebar:
     st.subheader("Model")
-    by_path = {str(e.path): e for e in usable}  # options are strings: entries hold tensors, unsafe to compare
-    entry = by_path[st.selectbox("Classifier", list(by_path), format_func=lambda p: by_path[p].summary(),
-                                 key="diag_model", help="Checkpoints in the weights folder and finished training runs.")]
+    research = st.toggle("Research mode", value=False, key="diag_research",
+                         help="Also offer trial runs and models that score below the shipped ones on TEST. Their "
+                              "verdicts are less reliable than the shipped models'.")
+    held_back = {str(e.path): trial_reason(e, classifiers) for e in classifiers}
+    offered = [e for e in classifiers if research or held_back[str(e.path)] is None]
+    by_path = {str(e.path): e for e in offered}  # options are strings: entries hold tensors, unsafe to compare
+    if offered:
+        entry = by_path[st.selectbox("Classifier", list(by_path), format_func=lambda p: by_path[p].summary(),
+                                     key="diag_model", help="Checkpoints in the weights folder and finished runs.")]
+        st.caption(entry.details())
+    hidden = [e for e in classifiers if e not in offered]
+    if hidden:
+        st.caption(f"{len(hidden)} trial or weaker model(s) hidden; turn on research mode to use them.")
     if unusable:
         with st.expander(f"{len(unusable)} unusable checkpoint(s)"):
             for e in unusable:
                 st.caption(f"`{e.label}`: {e.reason}")
-    try:
-        classifier = ui.classifier_for(entry)
-    except CovidCoreError as exc:
-        st.error(f"This checkpoint could not be loaded: {exc}")
-        st.stop()
-    st.subheader("Explanation")
-    if explain_mod is not None:
-        cam_method = st.selectbox("Grad-CAM method", explain_mod.CAM_METHODS, key="diag_cam")
-        cam_target = st.selectbox("Explain class", ["predicted class", *classifier.classes], key="diag_target")
-        opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="diag_opacity")
-    else:
-        st.caption("Heatmaps unavailable: " + explain_error)
-    show_dae = st.toggle("Show DAE-denoised image", value=False, key="diag_dae")
+    show_dae = st.toggle("Show a denoised view", value=False, key="diag_dae")
+    explain_mod, explain_error = ui.optional_module("covid_core.explain")
+    with st.expander("Heatmap settings (expert)"):
+        if explain_mod is not None and offered:
+            cam_method = st.selectbox("Method", explain_mod.CAM_METHODS, key="diag_cam",
+                                      help="gradcam is the default; the others are variants of class activation maps.")
+            cam_target = st.selectbox("Explain class", ["predicted class", *entry.metadata.get("classes", [])],
+                                      key="diag_target")
+            opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="diag_opacity")
+        elif explain_mod is None:
+            st.caption("Heatmaps unavailable: " + explain_error)
 
+if not offered:
+    ui.no_model_help()
+    st.stop()
+if not uploads:
+    st.caption(f"Model in use: **{entry.label}** ({entry.model_name}, classes: "
+               f"{', '.join(entry.metadata.get('classes', []))}). Upload one film for a full case view, or many "
+               "for a results table.")
+    st.stop()
+try:
+    classifier = ui.classifier_for(entry)
+except CovidCoreError as exc:
+    st.error(f"This checkpoint could not be loaded: {exc}")
+    st.stop()
 model_key = f"{entry.path}:{entry.fingerprint}"
 
 
-def _sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-# Cases and heatmaps live in memory only, in one byte-capped cache per server process (ui.case_cache):
-# uploads never reach the disk, and a refused file leaves nothing behind.
 def analysed(digest: str, name: str, data: bytes):
+    """The case from the byte-capped cache of this server process (ui.case_cache): memory stays flat, uploads
+    never reach the disk, and a refused file leaves nothing behind."""
     return ui.case_cache().get_or_make(("case", model_key, digest), lambda: open_case(data, name, classifier))
 
 
-def explained(case, method: str, target: str | None):
-    with st.spinner("Computing the heatmap..."):
-        return ui.case_cache().get_or_make(("cam", model_key, case["digest"], method, target),
-                                           lambda: explain_case(classifier, case["case"], method, target))
+def explained(case, digest: str):
+    target = None if cam_target == "predicted class" else cam_target
+    with st.spinner("Finding where the model looked..."):
+        return ui.case_cache().get_or_make(("cam", model_key, digest, cam_method, target),
+                                           lambda: explain_case(classifier, case, cam_method, target))
 
-
-@st.cache_data(max_entries=16, show_spinner="Denoising...")
-def dae_denoised(dae_key: str, digest: str, _dae, _pixels):
-    return np.clip(_dae.denoise(_pixels), 0, 1).astype(np.float32)
-
-
-uploads = st.file_uploader("Chest X-ray images (PNG, JPEG, TIFF, BMP or DICOM)", type=UPLOAD_TYPES,
-                           accept_multiple_files=True, key="diag_upload",
-                           help="Files stay in memory and are never written to disk.")
-if not uploads:
-    st.caption(f"Model in use: **{entry.label}** ({classifier.spec.name}, classes: {', '.join(classifier.classes)}). "
-               "Upload one image for a full case view, or many for a results table.")
-    st.stop()
 
 cases = []
 for up in ui.capped_uploads(uploads):
     data = up.getvalue()
-    digest = _sha(data)
-    case = {"name": up.name, "digest": digest, "image": None, "prediction": None, "error": None}
+    item = {"name": up.name, "digest": hashlib.sha256(data).hexdigest(), "case": None, "error": None}
     try:
-        case["case"] = analysed(digest, up.name, data)
-        case["image"], case["prediction"] = case["case"].image, case["case"].prediction
+        item["case"] = analysed(item["digest"], up.name, data)
     except CovidCoreError as exc:
-        case["error"] = str(exc)
-    cases.append(case)
+        item["error"] = str(exc)
+    cases.append(item)
 
 
-def verdict_card(pred) -> None:
-    if pred.ood_flagged:
-        color, bg = "#495057", "#f1f3f5"
-        sub = "The image is unlike the chest X-rays this model was trained on: its output is not a finding."
-    elif pred.covid_positive is None:
-        color, bg = "#1c3d5a", "#e7f0fa"
-        sub = f"probability {100 * pred.probabilities[pred.label]:.1f}% (this model has no COVID-19 class)"
-    else:
-        color, bg = ("#a61e1e", "#ffe3e3") if pred.covid_positive else ("#1e6b34", "#e6f4ea")
-        sub = (f"COVID-19 probability {100 * pred.covid_probability:.1f}% "
-               f"{'&ge;' if pred.covid_positive else '&lt;'} operating threshold {100 * pred.threshold:.1f}%")
-    st.markdown(f'<div style="background:{bg};color:{color};padding:0.7rem 1rem;border-radius:0.5rem;'
-                f'margin-bottom:0.6rem"><div style="font-size:1.5rem;font-weight:700">{pred.verdict}</div>'
-                f'<div style="font-size:0.95rem">{sub}</div></div>', unsafe_allow_html=True)
-
-
-def probability_chart(pred) -> go.Figure:
-    classes = list(pred.probabilities)
-    probs = [pred.probabilities[c] for c in classes]
-    colors = ["#c92a2a" if c in ("covid19", "positive") else "#1c5d99" for c in classes]
-    fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
-                           text=[f"{100 * p:.1f}%" for p in probs], textposition="auto"))
-    if pred.threshold is not None:
-        fig.add_vline(x=pred.threshold, line_dash="dash", line_color="#495057",
-                      annotation_text=f"threshold {pred.threshold:.2f}", annotation_position="top")
-    fig.update_layout(height=60 + 45 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.25, title="calibrated probability"))
-    return fig
-
-
-def show_case(case) -> None:
-    img, pred = case["image"], case["prediction"]
-    key = case["digest"][:12]
-    left, right = st.columns([1, 1], gap="large")
-    with right:
-        verdict_card(pred)
-        thr, test = classifier.threshold or {}, (classifier.threshold or {}).get("test") or {}
-        if pred.threshold is not None:
-            table = "" if pred.ood_flagged else ui.rates_table(  # no verdict, so no verdict's reliability
-                test, emphasis=VERDICT_RATE.get(pred.covid_call))
-            if table:
-                st.markdown(table)
-            st.caption(f"Operating threshold {pred.threshold:.3f} on the COVID-19 probability "
-                       f"({thr.get('rule', 'stored with the model')})."
-                       + (f" {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}." if table else ""))
-            if pred.covid_call == "positive":
-                limits = positive_verdict_limits(classifier.metadata, thr)
-                if limits:
-                    st.info("\n\n".join(limits), icon=":material/balance:")
-        for w in pred.warnings:
-            st.warning(w, icon=":material/report:")
-        st.plotly_chart(probability_chart(pred), key=f"probs_{key}", config={"displayModeBar": False})
-
-    explanation = overlay_rgb = None
-    if explain_mod is not None:
-        target = None if cam_target == "predicted class" else cam_target
+def show_case(item) -> None:
+    case, key = item["case"], item["digest"][:12]
+    prediction = case.prediction
+    explanation = overlay_rgb = denoised = None
+    withheld = bool(prediction.ood_flagged)
+    if explain_mod is not None and (not withheld or st.toggle("Show where the model looked anyway (researchers)",
+                                                              value=False, key=f"cam_anyway_{key}")):
         try:
-            explanation = explained(case, cam_method, target)
-            overlay_rgb = explain_mod.overlay(img.pixels, explanation.heatmap, opacity=opacity)
+            explanation = explained(case, item["digest"])
+            overlay_rgb = explain_mod.overlay(case.image.pixels, explanation.heatmap, opacity=opacity)
         except CovidCoreError as exc:
-            st.error(f"Heatmap failed: {exc}")
-    denoised, dae_msg = None, None
+            st.error(f"The heatmap failed: {exc}")
     if show_dae:
-        dae, dae_msg = ui.dae_or_message()
-        if dae is not None:
-            try:
-                denoised = dae_denoised(str(ui.dae_path().stat().st_mtime_ns), case["digest"], dae, img.pixels)
-            except CovidCoreError as exc:
-                dae_msg = f"Denoising failed: {exc}"
-
-    with left:
-        shown = img.pixels
-        if img.raw is not None and img.window is not None:
-            c0, w0 = img.window
-            lo, hi = float(np.min(img.raw)), float(np.max(img.raw))
-            span = max(hi - lo, 1.0)
-            wc1, wc2 = st.columns(2)
-            center = wc1.slider("Window level", lo, hi, float(np.clip(c0, lo, hi)), span / 200, key=f"wl_{key}")
-            width = wc2.slider("Window width", span / 100, span * 2, float(np.clip(w0, span / 100, span * 2)),
-                               span / 200, key=f"ww_{key}")
-            shown = apply_window(img.raw, center, width, invert=img.original_mode == "MONOCHROME1")
-            st.caption("Window/level changes the display only; the model sees the file's stored window.")
-        n_cols = 1 + (overlay_rgb is not None) + (denoised is not None)
-        cols = st.columns(n_cols)
-        cols[0].image(shown, caption=f"Original ({img.format}, {case['case'].original_size[1]}x{case['case'].original_size[0]})", clamp=True,
-                      width="stretch")
-        i = 1
-        if overlay_rgb is not None:
-            cols[i].image(overlay_rgb, caption=f"{explanation.method}: evidence for '{explanation.target_class}'",
-                          width="stretch")
-            i += 1
-        if denoised is not None:
-            cols[i].image(denoised, caption="DAE-denoised", clamp=True, width="stretch")
-        if dae_msg:
-            st.info(dae_msg, icon=":material/blur_off:")
-        if explanation is not None:
-            e1, e2 = st.columns(2)
-            if explanation.faithfulness is not None:
-                e1.metric("Faithfulness", f"{100 * explanation.faithfulness:.1f} pts",
-                          help=f"In percentage points: {explanation.faithfulness_name}.")
-            e2.metric("In thorax", ui.pct(explanation.thorax_share),
-                      help="Share of the heatmap's mass that falls inside the lung/thorax region.")
-            for w in (explanation.shortcut_warning, explanation.faithfulness_warning):
-                if w:
-                    st.warning(w, icon=":material/warning:")
-        if img.notes:
-            st.caption("Decoding notes: " + "; ".join(img.notes))
-        if img.dicom_info:
-            with st.expander("DICOM header (technical fields)"):
-                st.table(pd.DataFrame(img.dicom_info.items(), columns=["field", "value"]))
-        show_patient = False
-        if img.patient_info:
-            show_patient = st.checkbox("Show patient fields from the DICOM header", value=False, key=f"pt_{key}")
-            if show_patient:
-                st.table(pd.DataFrame(img.patient_info.items(), columns=["field", "value"]))
-
-    html = case_report_html(
-        name=case["name"], image=shown, prediction=pred, classifier=classifier, model_label=entry.label,
+        dae, message = ui.dae_or_message()
+        if dae is None:
+            st.info(message, icon=":material/blur_off:")
+        else:
+            denoised = ui.case_cache().get_or_make(
+                ("dae", str(ui.dae_path().stat().st_mtime_ns), item["digest"]),
+                lambda: np.clip(dae.denoise(case.image.pixels), 0, 1).astype(np.float32))
+    shown = case_view.windowed(case.image, key)
+    case_view.films(case, shown, overlay_rgb, explanation, denoised)
+    if explanation is not None:
+        case_view.heatmap_figures(explanation)
+    case_view.verdict_and_limits(prediction, classifier)
+    case_view.validation_state()
+    case_view.details(case, classifier, key)
+    show_patient = False
+    if case.image.patient_info:
+        show_patient = st.checkbox("Show patient fields from the DICOM header", value=False, key=f"pt_{key}")
+        if show_patient:
+            st.table(pd.DataFrame(case.image.patient_info.items(), columns=["field", "value"]))
+    report = case_report_html(
+        name=case.name, image=shown, prediction=prediction, classifier=classifier, model_label=entry.label,
         model_fingerprint=entry.fingerprint, explanation=explanation, overlay_rgb=overlay_rgb, denoised=denoised,
-        patient_info=img.patient_info, include_patient_info=show_patient)
-    right.download_button("Download report (HTML)", html, file_name=f"{case['name'].rsplit('.', 1)[0]}-report.html",
-                          mime="text/html", icon=":material/download:", key=f"report_{key}",
-                          help="A self-contained HTML file with the images, numbers, model version and disclaimer."
-                               + (" Patient fields are included." if show_patient else " No patient fields."))
+        patient_info=case.image.patient_info, include_patient_info=show_patient)
+    st.download_button("Download report (HTML)", report, file_name=f"{case.name.rsplit('.', 1)[0]}-report.html",
+                       mime="text/html", icon=":material/download:", key=f"report_{key}",
+                       help="A self-contained HTML file with the images, numbers, model version and disclaimer."
+                            + (" Patient fields are included." if show_patient else " No patient fields."))
 
 
-for case in cases:
-    if case["error"]:
-        st.error(f"**{case['name']}** could not be analysed: {case['error']}", icon=":material/broken_image:")
+for item in cases:
+    if item["error"]:
+        st.error(f"**{item['name']}** could not be analysed: {item['error']}", icon=":material/broken_image:")
 
-good = [c for c in cases if c["prediction"] is not None]
+good = [c for c in cases if c["case"] is not None]
 if len(cases) > 1:
     st.subheader(f"Results for {len(cases)} files")
-    table = pd.DataFrame([prediction_row(c["name"], c["prediction"], c["error"]) for c in cases])
-    st.dataframe(table, hide_index=True, column_config={
+    table = pd.DataFrame([prediction_row(c["name"], c["case"] and c["case"].prediction, c["error"]) for c in cases])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
         "COVID-19 probability": st.column_config.NumberColumn(format="percent"),
         **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
            for c in table.columns if c.startswith("p(")}})
-    st.download_button("Download results (CSV)", table.to_csv(index=False), file_name="xray-results.csv",
-                       mime="text/csv", icon=":material/download:", key="diag_csv")
+    st.download_button("Download results (CSV)", table.to_csv(index=False, float_format="%.4f"),
+                       file_name="xray-results.csv", mime="text/csv", icon=":material/download:", key="diag_csv")
     if good:
         st.divider()
         chosen = st.selectbox("Inspect one case", [c["name"] for c in good], key="diag_case")

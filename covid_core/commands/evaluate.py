@@ -2,7 +2,8 @@
 
 Prints a human summary, then as its LAST line one JSON object:
 {"n", "accuracy", "macro_auc", "ece", "classes", "per_class": {class: {"sensitivity", "specificity",
-"ppv", "auc", "support"}}, "confusion_matrix"} (rows true class, columns predicted, in classes order).
+"ppv", "auc", "support"}}, "confusion_matrix", "shortcuts"} (confusion rows true class, columns predicted, in
+classes order; shortcuts: the within-source AUCs and the source probe of covid_core.shortcuts).
 Metrics a missing class makes undefined are null.
 """
 
@@ -38,6 +39,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     from ..errors import DatasetError
     from ..inference import predict_pixels
     from ..metrics import classification_metrics, rates_at_threshold
+    from ..shortcuts import shortcut_report
     from ..training import per_source_metrics
 
     clf = load_classifier(model_path)
@@ -50,8 +52,10 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     if table.empty:
         raise DatasetError(f"the {split} split of {data} has no images usable for target {clf.target!r}")
     images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
-    probs = np.concatenate([predict_pixels(clf, np.asarray(images[i:i + batch_size]))[0]
-                            for i in range(0, len(images), batch_size)])
+    batches = [predict_pixels(clf, np.asarray(images[i:i + batch_size]), features=True)
+               for i in range(0, len(images), batch_size)]
+    probs = np.concatenate([b[0] for b in batches])
+    features = np.concatenate([b[2] for b in batches])
     metrics = classification_metrics(table["label_idx"].to_numpy(), probs, clf.classes)
     if clf.threshold.get("class") in clf.classes:
         ci = clf.classes.index(clf.threshold["class"])
@@ -59,6 +63,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
                                    **rates_at_threshold(table["label_idx"].to_numpy() == ci, probs[:, ci],
                                                         clf.threshold["value"])}
     metrics["per_source"] = per_source_metrics(table, probs, clf.classes)
+    metrics["shortcuts"] = shortcut_report(table, probs, clf.classes, features)
     return metrics, table, probs
 
 
@@ -82,6 +87,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"  {c:>10}: {row}")
     for source, s in metrics["per_source"].items():
         print(f"  source {source}: n={s['n']} accuracy {_fmt(s['accuracy'])} predicted {s['predicted']}")
+    for q in metrics["shortcuts"]["within_source"].values():
+        print(f"  within source, {q['description']}: AUC {_fmt(q['auc'])} ({q['n_negative']} vs {q['n_positive']} "
+              "films)")
+    probe = metrics["shortcuts"]["source_probe"]
+    if probe:
+        print(f"  source probe (a linear probe on the penultimate features naming the source; lower is better): "
+              f"accuracy {_fmt(probe['accuracy'])}, majority share {_fmt(probe['majority_share'])}")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
@@ -100,6 +112,7 @@ def main(args: argparse.Namespace) -> int:
         pred.to_csv(out / "predictions.csv", index=False)
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"wrote roc.json, confusion_matrix.csv, predictions.csv, metrics.json to {out}")
-    core = {k: metrics[k] for k in ("n", "accuracy", "macro_auc", "ece", "classes", "per_class", "confusion_matrix")}
+    core = {k: metrics[k] for k in ("n", "accuracy", "macro_auc", "ece", "classes", "per_class", "confusion_matrix",
+                                    "shortcuts")}
     print(json.dumps(core))
     return 0

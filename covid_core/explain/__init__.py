@@ -7,7 +7,7 @@ from .cam import CAM_METHODS, CLASS_AGNOSTIC_METHODS, check_method
 from .class_means import class_mean_heatmaps, mean_heatmaps_and_thorax_share
 from .explanation import Explanation, class_index, classes_to_explain, explain, explain_batch, explain_pixels
 from .overlay import COLORMAPS, overlay
-from .thorax import estimate_thorax
+from ..thorax import estimate_thorax
 from .trust import MIN_THORAX_SHARE
 
 __all__ = [

@@ -18,7 +18,7 @@ from ..inference import calibrated_probabilities
 from ..preprocess import Geometry, prepare_pixels, to_model_input
 from ..targets import COVID_CLASS
 from .cam import check_method, compute_cams
-from .thorax import estimate_thorax
+from ..thorax import estimate_thorax
 from .trust import (FAITHFULNESS_NAME, border_band, energy_shares, faithfulness, faithfulness_warning,
                     shortcut_warning)
 

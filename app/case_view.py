@@ -1,0 +1,132 @@
+"""How one case is laid out on the Diagnose page, in the order a clinician reads it:
+
+1. the film and where the model looked (as large as the column allows, click to enlarge);
+2. the three-class call in words, with the COVID-19 verdict as its second line;
+3. what that verdict is worth, for negative verdicts too;
+4. whether the model has been validated at this hospital;
+5. the details (probabilities, rates, technical figures), folded away.
+
+UI only: every figure comes from covid_core (case, verdict, report).
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+import ui
+from covid_core.decode import apply_window
+from covid_core.report import RATE_TERMS, VERDICT_RATE
+from covid_core.verdict import NOT_VALIDATED, headline, verdict_limits, withheld_reason
+
+TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
+         "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
+
+
+def headline_card(prediction) -> None:
+    h = headline(prediction)
+    color, bg = TONES[h.tone]
+    second = f'<div style="font-size:1.05rem;margin-top:0.2rem">{html.escape(h.covid_line)}</div>' if h.covid_line else ""
+    st.markdown(f'<div style="background:{bg};color:{color};padding:0.8rem 1rem;border-radius:0.5rem;'
+                f'margin-bottom:0.6rem"><div style="font-size:1.6rem;font-weight:700">{html.escape(h.title)}</div>'
+                f'{second}</div>', unsafe_allow_html=True)
+
+
+def windowed(image, key: str) -> np.ndarray:
+    """The film with the reader's window/level (display only): DICOM in its raw units, any other film in [0, 1]."""
+    dicom = image.raw is not None and image.window is not None
+    values = image.raw if dicom else image.pixels
+    lo, hi = float(np.min(values)), float(np.max(values))
+    span = max(hi - lo, 1.0 if dicom else 1e-3)
+    c0, w0 = image.window if dicom else ((lo + hi) / 2, span)
+    with st.expander("Brightness and contrast (window/level)", expanded=dicom):
+        c1, c2 = st.columns(2)
+        center = c1.slider("Window level", lo, hi, float(np.clip(c0, lo, hi)), span / 200, key=f"wl_{key}")
+        width = c2.slider("Window width", span / 100, span * 2, float(np.clip(w0, span / 100, span * 2)), span / 200,
+                          key=f"ww_{key}")
+        st.caption("Changes the display only; the model reads the film as stored.")
+    invert = dicom and image.original_mode == "MONOCHROME1"
+    return apply_window(values, center, width, invert=invert)
+
+
+def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised) -> None:
+    h, w = case.original_size
+    panels = [(shown, f"The film ({case.image.format}, {w}x{h})")]
+    if overlay_rgb is not None:
+        panels.append((overlay_rgb, "Where the model looked (red: what pushed it towards "
+                                    f"'{explanation.target_class}')"))
+    if denoised is not None:
+        panels.append((denoised, "Denoised view (autoencoder)"))
+    for col, (img, caption) in zip(st.columns(len(panels), gap="small"), panels):
+        col.image(img, caption=caption, clamp=True, width="stretch")
+    st.caption("Hover a film and use its expand button to see it full screen.")
+
+
+def heatmap_figures(explanation) -> None:
+    e1, e2 = st.columns(2)
+    e1.metric("Share of the highlighted area inside the chest", ui.pct(explanation.thorax_share),
+              help="Technical: share of the Grad-CAM heatmap's energy inside the estimated thorax. Low values mean the "
+                   "model looked at borders, markers or text rather than the lungs.")
+    if explanation.faithfulness is not None:
+        e2.metric("Does hiding those areas change the answer?",
+                  f"{'yes' if explanation.faithfulness > 0 else 'no'}: {100 * explanation.faithfulness:+.1f} pts",
+                  help=f"Technical: {explanation.faithfulness_name}, in percentage points of probability.")
+    for w in (explanation.shortcut_warning, explanation.faithfulness_warning):
+        if w:
+            st.warning(w, icon=":material/warning:")
+
+
+def probability_chart(prediction) -> go.Figure:
+    classes = list(prediction.probabilities)
+    probs = [prediction.probabilities[c] for c in classes]
+    colors = ["#c92a2a" if c in ("covid19", "positive") else "#1c5d99" for c in classes]
+    fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
+                           text=[f"{100 * p:.1f}%" for p in probs], textposition="auto"))
+    if prediction.threshold is not None:
+        fig.add_vline(x=prediction.threshold, line_dash="dash", line_color="#495057",
+                      annotation_text=f"threshold {prediction.threshold:.2f}", annotation_position="top")
+    fig.update_layout(height=60 + 45 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(range=[0, 1], tickformat=".0%", dtick=0.25, title="calibrated probability"))
+    return fig
+
+
+def verdict_and_limits(prediction, classifier) -> None:
+    headline_card(prediction)
+    if prediction.ood_flagged:
+        st.warning(withheld_reason(prediction), icon=":material/help:")
+        return
+    threshold = classifier.threshold or {}
+    for sentence in verdict_limits(prediction, classifier.metadata, threshold):
+        st.info(sentence, icon=":material/balance:")
+
+
+def details(case, classifier, key: str) -> None:
+    prediction = case.prediction
+    label = ("Raw model output (for researchers: not a finding)" if prediction.ood_flagged
+             else "Details: probabilities and measured rates")
+    with st.expander(label, expanded=False):
+        st.plotly_chart(probability_chart(prediction), key=f"probs_{key}", config={"displayModeBar": False})
+        threshold = classifier.threshold or {}
+        if prediction.threshold is not None and not prediction.ood_flagged:
+            table = ui.rates_table(threshold.get("test") or {}, emphasis=VERDICT_RATE.get(prediction.covid_call))
+            if table:
+                st.markdown(table)
+            st.caption(f"Operating threshold {prediction.threshold:.3f} on the COVID-19 probability "
+                       f"({threshold.get('rule', 'stored with the model')}). {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}.")
+        if prediction.ood_score is not None:
+            st.caption(f"Familiarity score (out-of-distribution score) {prediction.ood_score:.2f}; above "
+                       f"{float(classifier.ood.get('threshold', 1.0)):.2f} the film counts as unlike the training "
+                       "X-rays and gets no verdict.")
+        image = case.image
+        if image.notes:
+            st.caption("Decoding notes: " + "; ".join(image.notes))
+        if image.dicom_info:
+            st.table(pd.DataFrame(image.dicom_info.items(), columns=["DICOM field", "value"]))
+
+
+def validation_state() -> None:
+    st.caption(f":material/domain: {NOT_VALIDATED}")

@@ -1,0 +1,93 @@
+"""What a case says to a clinician, in words: the headline, the COVID-19 line, its limits, why none is given.
+
+One vocabulary for the Diagnose page, the case report and the command line. The figures come from the
+checkpoint (TEST rates at the operating threshold, per-source results); the words say plainly what they
+do and do not cover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model_card import metrics_on_test, positive_verdict_limits
+from .targets import COVID_CLASS
+
+#: The three-class call in a clinician's words (the most probable class of the model).
+CALL_WORDS = {
+    "normal": "No pneumonia seen",
+    "pneumonia": "Pneumonia, not COVID-19-like",
+    "covid19": "COVID-19-like pneumonia",
+    "negative": "Not COVID-19-like",
+    "positive": "COVID-19-like",
+}
+
+NOT_VALIDATED = ("Not validated at your hospital: the figures below come from public collections (children from "
+                 "one hospital, adults from one US hospital and COVID-19 films from many publications), not from "
+                 "films like yours. Published COVID-19 detectors lost most of their accuracy at new hospitals.")
+
+WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"
+
+
+@dataclass(frozen=True)
+class Headline:
+    """title: the three-class call in words (or why there is none); covid_line: the COVID-19 verdict in words
+    ("" without a COVID-19 class or when withheld); tone: "positive", "negative", "withheld" or "neutral"."""
+
+    title: str
+    covid_line: str
+    tone: str
+
+
+def headline(prediction) -> Headline:
+    """The two lines a clinician reads first, from a covid_core.inference.Prediction."""
+    if prediction.ood_flagged:
+        return Headline(WITHHELD_TITLE, "", "withheld")
+    title = CALL_WORDS.get(prediction.label, f"Most probable: {prediction.label}")
+    if prediction.covid_positive is None:
+        return Headline(title, "", "neutral")
+    word = "positive" if prediction.covid_positive else "negative"
+    covid_line = (f"COVID-19: {word} (probability {100 * prediction.covid_probability:.0f}%, "
+                  f"{'at or above' if prediction.covid_positive else 'below'} the operating threshold of "
+                  f"{100 * prediction.threshold:.0f}%)")
+    return Headline(title, covid_line, word)
+
+
+def withheld_reason(prediction) -> str:
+    """Why no verdict is given, for a clinician."""
+    return ("The model has not seen films like this one, so its output would be a guess. This happens with "
+            "lateral or rotated views, films of other body parts, unusual exposure or processing, and films from "
+            "hospitals and machines unlike those in its training data. Read the film without the model, or "
+            "validate the model on your own films first.")
+
+
+def negative_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
+    """What a COVID-19 negative verdict is worth, for a clinician: its TEST NPV with where that comes from, the
+    COVID-19 films it missed, and what a negative does not say. Empty without a COVID-19 class or TEST figures."""
+    covid = COVID_CLASS.get(metadata.get("target"))
+    test = metrics_on_test(metadata)
+    rates = (threshold or {}).get("test") or {}
+    if not covid or not test or rates.get("npv") is None:
+        return []
+    n, n_covid = test.get("n"), ((test.get("per_class") or {}).get(covid) or {}).get("support")
+    text = f"On TEST, {100 * rates['npv']:.1f}% of the films called COVID-19 negative had no COVID-19 (NPV)"
+    if n and n_covid:
+        text += f", where {n_covid} of the {n} films ({100 * n_covid / n:.0f}%) had COVID-19"
+    if rates.get("fn") is not None:
+        text += f"; {rates['fn']} COVID-19 film{'s were' if rates['fn'] != 1 else ' was'} called negative"
+    sentences = [text + "."]
+    sentences.append("A negative COVID-19 verdict is not a normal film: pneumonia of another cause can be present "
+                     "(see the first line), and a high NPV on public data does not carry over to a hospital whose "
+                     "patients, machines and COVID-19 prevalence differ.")
+    return sentences
+
+
+def verdict_limits(prediction, metadata: dict, threshold: dict) -> list[str]:
+    """The limits that go with this prediction's verdict (positive or negative); none for a withheld one."""
+    if prediction.ood_flagged or prediction.covid_positive is None:
+        return []
+    if prediction.covid_positive:
+        return positive_verdict_limits(metadata, threshold) + [
+            "The films behind these figures come from few hospitals. At a hospital the model never saw, normal "
+            "adult films can be called COVID-19 positive far more often."]
+    return negative_verdict_limits(metadata, threshold)
+
