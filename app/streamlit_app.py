@@ -17,17 +17,10 @@ and a reload or deep link to /train would then run the page without this router 
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import streamlit as st
 
-_APP_DIR = Path(__file__).resolve().parent
-# `streamlit run` puts only app/ on sys.path; the covid_core package sits beside it.
-for _p in (str(_APP_DIR.parent), str(_APP_DIR)):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
+# `streamlit run app/streamlit_app.py` puts app/ on sys.path (for `import ui`); covid_core is installed with
+# `pip install -e .` (see the README).
 
 
 def _tab_icon():

@@ -14,7 +14,6 @@ import argparse
 import io
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,15 +22,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from covid_core.checkpoint import atomic_save, classifier_checkpoint, load_classifier  # noqa: E402
-from covid_core.decode import decode_image  # noqa: E402
-from covid_core.inference import predict  # noqa: E402
-from covid_core.model_catalog import weights_dir  # noqa: E402
-from covid_core.models import build_model, get_spec  # noqa: E402
-from covid_core.preprocess import PreprocessConfig  # noqa: E402
-from covid_core.targets import class_names  # noqa: E402
+from covid_core.checkpoint import atomic_save, classifier_checkpoint, load_classifier
+from covid_core.decode import decode_image
+from covid_core.inference import predict
+from covid_core.model_catalog import weights_dir
+from covid_core.models import build_model, get_spec
+from covid_core.preprocess import PreprocessConfig
+from covid_core.targets import class_names
 
 
 def xray_like_jpeg_512(path: str | None = None) -> bytes:

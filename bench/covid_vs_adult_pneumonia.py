@@ -31,7 +31,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 ADULT_SOURCES = ("cohen", "figure1")  # the COVID-19 collections; NIH adults are all normal
 SENSITIVITY = 0.95

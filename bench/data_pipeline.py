@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,14 +23,13 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from covid_core.cache import load_or_build  # noqa: E402
-from covid_core.datasets import load_dataset  # noqa: E402
-from covid_core.decode import decode_image  # noqa: E402
-from covid_core.models import build_model  # noqa: E402
-from covid_core.preprocess import PreprocessConfig, normalize, prepare_pixels, to_model_input  # noqa: E402
-from covid_core.training import CachedXrays, augment_batch  # noqa: E402
+from covid_core.cache import load_or_build
+from covid_core.datasets import load_dataset
+from covid_core.decode import decode_image
+from covid_core.models import build_model
+from covid_core.preprocess import PreprocessConfig, normalize, prepare_pixels, to_model_input
+from covid_core.training import CachedXrays, augment_batch
 
 
 class PilFolderDataset(Dataset):

@@ -23,14 +23,13 @@ import cv2
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from covid_core.cache import load_or_build  # noqa: E402
-from covid_core.datasets import load_dataset  # noqa: E402
-from covid_core.denoise import add_noise, load_dae, psnr, run_dip, ssim  # noqa: E402
-from covid_core.denoise.classical import FILTERS  # noqa: E402
-from covid_core.model_card import CLASSICAL_DENOISERS, DAE_ON_BM3D_IMAGES  # noqa: E402
-from covid_core.preprocess import PreprocessConfig  # noqa: E402
+from covid_core.cache import load_or_build
+from covid_core.datasets import load_dataset
+from covid_core.denoise import add_noise, load_dae, psnr, run_dip, ssim
+from covid_core.denoise.classical import FILTERS
+from covid_core.model_card import CLASSICAL_DENOISERS, DAE_ON_BM3D_IMAGES
+from covid_core.preprocess import PreprocessConfig
 
 NOISES = (("gaussian", 15.0), ("gaussian", 25.0), ("gaussian", 50.0), ("poisson", 30.0))
 GRIDS = {

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -21,14 +20,13 @@ import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from covid_core.checkpoint import Classifier, load_classifier  # noqa: E402
-from covid_core.explain import explain  # noqa: E402
-from covid_core.inference import predict  # noqa: E402
-from covid_core.models import build_model, get_spec  # noqa: E402
-from covid_core.preprocess import PreprocessConfig  # noqa: E402
-from covid_core.targets import CLASSES  # noqa: E402
+from covid_core.checkpoint import Classifier, load_classifier
+from covid_core.explain import explain
+from covid_core.inference import predict
+from covid_core.models import build_model, get_spec
+from covid_core.preprocess import PreprocessConfig
+from covid_core.targets import CLASSES
 
 
 def _median_seconds(fn, repeats: int) -> float:

@@ -32,7 +32,6 @@ import numpy as np
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data" / "coronahack-mini"
 VERDICT = "COVID-19:"  # the Diagnose page's verdict card starts with this for covid-capable models
 

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 
 def _child_train(checkpoint: str, data: str, epochs: int, limit: int = 0) -> dict:

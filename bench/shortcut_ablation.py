@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 ROWS = {
     "baseline": ["--balance", "loss", "--augmentation", "light"],

@@ -18,6 +18,22 @@ os.environ.setdefault("COVID_CORE_CACHE", str(Path(os.environ.get("TMPDIR", "/tm
 os.environ.setdefault("COVID_CORE_RUNS", str(Path(os.environ.get("TMPDIR", "/tmp")) / "covid_core_test_runs"))
 
 
+# Test files that train models, start servers, browsers or subprocesses, or fuzz: minutes, not seconds.
+SLOW_FILES = {"test_browser.py", "test_kill_resume.py", "test_jobs.py", "test_fuzz.py", "test_training.py",
+              "test_denoise_training.py", "test_balance.py", "test_ood.py", "test_model_card.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test: ``real_data`` when it uses the real data set, ``slow`` by file (see SLOW_FILES), so that
+    ``-m "not slow and not real_data"`` runs the quick set."""
+    for item in items:
+        if "real_data" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_data)
+            item.add_marker(pytest.mark.slow)
+        if item.path.name in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture
 def env(tmp_path, monkeypatch) -> Path:
     """tmp_path as the app's world: a weights folder with a tiny checkpoint, runs and cache (app_helpers.app_env)."""

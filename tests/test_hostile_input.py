@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from app_helpers import APP, make_checkpoint, make_folders_data, png_bytes, xray_array
+from app_helpers import APP, make_folders_data, png_bytes, xray_array
 from conftest import REPO
 from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
