@@ -56,14 +56,15 @@ def display_copy(image: DecodedImage, max_side: int = DISPLAY_MAX_SIDE) -> Decod
                                notes=notes)
 
 
-def open_case(source, name: str, classifier: Classifier) -> Case:
-    """Decode ``source`` (bytes or a path), classify it, keep a display copy.
+def open_case(source, name: str, classifier: Classifier, max_side: int | None = DISPLAY_MAX_SIDE) -> Case:
+    """Decode ``source`` (bytes or a path), classify it, keep a display copy of at most ``max_side`` a side
+    (None: the film at its own size, as the command line writes it).
 
     Raises InvalidImageError (unreadable, too large, blank...) before anything is kept.
     """
     decoded = decode_image(source, name)
     prediction = predict(classifier, decoded)
-    shown = display_copy(decoded)
+    shown = decoded if max_side is None else display_copy(decoded, max_side)
     prediction.geometry = dataclasses.replace(prediction.geometry, orig_h=shown.height, orig_w=shown.width)
     return Case(name=name, image=shown, prediction=prediction, original_size=(decoded.height, decoded.width))
 

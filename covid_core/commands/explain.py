@@ -31,9 +31,9 @@ def main(args: argparse.Namespace) -> int:
     import cv2
 
     from ..checkpoint import load_classifier
-    from ..decode import decode_image
-    from ..explain import COLORMAPS, check_method, class_index, explain, overlay
-    from ..inference import predict
+    from .. import verdict
+    from ..case import explain_case, open_case
+    from ..explain import COLORMAPS, check_method, class_index, overlay
 
     method = check_method(args.method)  # fail on a typo before loading anything heavy
     if args.colormap not in COLORMAPS:
@@ -46,9 +46,11 @@ def main(args: argparse.Namespace) -> int:
     clf = load_classifier(args.model)
     if args.target_class is not None:
         class_index(clf, args.target_class)  # unknown class: one-line error listing the choices
-    image = decode_image(args.image)
-    prediction = predict(clf, image)
-    result = explain(clf, image, method, args.target_class)
+    case = open_case(args.image, Path(args.image).name, clf, max_side=None)  # the overlay at the film's own size
+    image, prediction = case.image, case.prediction
+    result = explain_case(clf, case, method, args.target_class)
+    headline = verdict.headline(prediction)
+    print(headline.title + (f"; {headline.covid_line}" if headline.covid_line else ""))
     probs = ", ".join(f"{c} {p:.3f}" for c, p in prediction.probabilities.items())
     print(f"prediction: {prediction.label} ({probs})")
     if prediction.covid_positive is not None:
