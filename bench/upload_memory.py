@@ -1,0 +1,171 @@
+"""Server memory under hostile uploads: 20 small files that declare huge images, uploaded through the app.
+
+Starts its own Streamlit server on 127.0.0.1 (loopback only) with a tiny classifier, opens the Diagnose page
+in headless Chromium and uploads, as one batch each:
+
+  films    20 ordinary 512x512 PNG films (the baseline, same server, same session),
+  hostile  20 hostile files: 10 deflate-compressed DICOMs of 7000x8500 16-bit zeros (about 116 KB each,
+           119 MB inflated), 5 JPEG 2000 DICOMs that declare 8000x7000 pixels, 5 PNGs of 7000x8500 zeros.
+
+For each batch it waits for the results table, counts the files scored and refused, and prints the server's
+peak resident memory (the process tree, sampled every 100 ms) and the ratio to the baseline batch.
+Goal: under 3 GB, with every file refused or scored.
+
+    python bench/upload_memory.py [--timeout 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from load_test import MemoryWatch, free_port, tiny_checkpoint, tree_rss_mb, xray_png  # bench/ is on sys.path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _dicom(pixels_shape, transfer_syntax, name: str, encapsulated: bytes | None = None) -> bytes:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import generate_uid
+
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = transfer_syntax
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds = FileDataset(name, {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.PatientName, ds.Modality = name, "DX"
+    ds.Rows, ds.Columns = pixels_shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if encapsulated is not None:
+        ds.PixelData = encapsulate([encapsulated])
+        ds["PixelData"].VR = "OB"
+        ds["PixelData"].is_undefined_length = True
+    else:
+        ds.PixelData = np.zeros(pixels_shape, np.uint16).tobytes()
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def hostile_files() -> list[dict]:
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEG2000Lossless
+
+    files = []
+    for i in range(10):
+        files.append({"name": f"deflated{i}.dcm", "mimeType": "application/dicom",
+                      "buffer": _dicom((8500, 7000), DeflatedExplicitVRLittleEndian, f"Bomb^{i}")})
+    for i in range(5):
+        files.append({"name": f"declared{i}.dcm", "mimeType": "application/dicom",
+                      "buffer": _dicom((8000, 7000), JPEG2000Lossless, f"Huge^{i}",
+                                       encapsulated=b"\xff\x4f\xff\x51" + bytes([i]) * 64)})
+    for i in range(5):
+        buf = io.BytesIO()
+        img = Image.new("L", (7000, 8500), 0)
+        img.putpixel((i, i), 255)
+        img.save(buf, "PNG", optimize=True)
+        files.append({"name": f"zeros{i}.png", "mimeType": "image/png", "buffer": buf.getvalue()})
+    return files
+
+
+def upload_batch(page, url: str, files: list[dict], timeout_s: float) -> dict:
+    page.goto(url, timeout=timeout_s * 1000)
+    upload = page.locator('input[type="file"]').first
+    upload.wait_for(state="attached", timeout=timeout_s * 1000)
+    t0 = time.perf_counter()
+    upload.set_input_files(files=files)
+    page.get_by_text(f"Results for {len(files)} files").first.wait_for(timeout=timeout_s * 1000)
+    time.sleep(1.0)
+    refused = page.get_by_text("could not be analysed", exact=False).count()
+    return {"seconds": time.perf_counter() - t0, "refused": refused, "scored": len(files) - refused}
+
+
+def main() -> int:
+    from playwright.sync_api import sync_playwright
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--timeout", type=float, default=300.0, help="per-batch time limit, seconds")
+    ap.add_argument("--app-root", default=str(REPO),
+                    help="the checkout whose app to serve (e.g. a worktree of an older commit, to compare)")
+    args = ap.parse_args()
+    films = [{"name": f"film{i}.png", "mimeType": "image/png", "buffer": xray_png(i)} for i in range(20)]
+    made = time.perf_counter()
+    hostile = hostile_files()
+    print(f"hostile batch: {len(hostile)} files, {sum(len(f['buffer']) for f in hostile) / 1024:.0f} KB in all "
+          f"(made in {time.perf_counter() - made:.1f} s)")
+
+    work = Path(tempfile.mkdtemp(prefix="upload_memory_"))
+    weights = work / "weights"
+    weights.mkdir()
+    tiny_checkpoint(weights)
+    port = free_port()
+    env = dict(os.environ, COVID_XRAY_WEIGHTS=str(weights), COVID_CORE_RUNS=str(work / "runs"),
+               COVID_CORE_CACHE=str(work / "cache"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(Path(args.app_root) / "app" / "streamlit_app.py"), "--server.address",
+         "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=args.app_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/"
+    results = {}
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "_stcore/health", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    print("the server did not start")
+                    return 1
+                time.sleep(0.5)
+        idle = tree_rss_mb(server.pid)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                               "--disable-background-networking", "--disable-component-update",
+                                               "--disable-sync", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            for name, batch in (("films", films), ("hostile", hostile)):
+                watch = MemoryWatch(server.pid)
+                watch.start()
+                try:
+                    results[name] = upload_batch(page, url, batch, args.timeout)
+                finally:
+                    watch.stop.set()
+                    watch.join()
+                results[name].update(peak_mb=watch.peak, end_mb=tree_rss_mb(server.pid))
+            browser.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+    print(f"server idle: {idle:.0f} MB")
+    for name, r in results.items():
+        print(f"{name:>8}: {r['scored']} scored, {r['refused']} refused in {r['seconds']:.1f} s; server peak "
+              f"{r['peak_mb']:.0f} MB, after the batch {r['end_mb']:.0f} MB")
+    ratio = results["hostile"]["peak_mb"] / max(results["films"]["peak_mb"], 1)
+    ok = results["hostile"]["peak_mb"] < 3072 and results["hostile"]["refused"] + results["hostile"]["scored"] == 20
+    print(f"hostile / films peak memory: {ratio:.2f}x; goal under 3 GB with every file refused or scored: "
+          f"{'met' if ok else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
