@@ -102,6 +102,14 @@ def data_folder_input(key: str, label: str = "Data folder") -> Path | None:
     return path
 
 
+@st.cache_data(show_spinner=False, max_entries=8, ttl=60)
+def data_fingerprint(folder: str) -> str:
+    """The data set fingerprint of a folder (file list, sizes, splits, findings), as checkpoints store it."""
+    from covid_core.datasets import load_dataset
+
+    return load_dataset(folder).fingerprint()
+
+
 def pct(x) -> str:
     return "n/a" if x is None else f"{100 * float(x):.1f}%"
 

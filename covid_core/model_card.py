@@ -36,6 +36,23 @@ KNOWN_LIMITS = """\
 - Research use only, not for diagnosis."""
 
 
+def shortcut_rows(metadata: dict) -> list[dict]:
+    """The within-source AUCs and source probe of a checkpoint, VALIDATION then TEST, as table rows
+    {"split", "question", "AUC / accuracy", "films"} (for the Models page)."""
+    rows = []
+    for split, metrics in (("VALIDATION", (metadata.get("metrics") or {}).get("val")), ("TEST", metrics_on_test(metadata))):
+        shortcuts = (metrics or {}).get("shortcuts") or {}
+        for q in (shortcuts.get("within_source") or {}).values():
+            rows.append({"split": split, "question": q["description"], "AUC / accuracy": q["auc"],
+                         "films": f"{q['n_negative']} / {q['n_positive']}"})
+        probe = shortcuts.get("source_probe")
+        if probe:
+            rows.append({"split": split, "question": f"source probe: naming the source from the features (lower is "
+                                                     f"better; majority {probe['majority_share']:.2f})",
+                         "AUC / accuracy": probe["accuracy"], "films": str(probe["n"])})
+    return rows
+
+
 def shortcut_lines(shortcuts: dict | None, split: str) -> list[str]:
     """Markdown rows of the within-source AUCs and the source probe of one split (see covid_core.shortcuts)."""
     if not shortcuts:

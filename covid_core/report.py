@@ -21,14 +21,19 @@ DISCLAIMER = ("Research use only - not for diagnosis. This software has not been
               "Its output must not replace the judgement of a qualified clinician.")
 
 
-def png_data_uri(image: np.ndarray) -> str:
-    """float HxW in [0, 1], uint8 HxW or uint8 HxWx3 -> 'data:image/png;base64,...'."""
+def png_bytes(image: np.ndarray) -> bytes:
+    """float HxW in [0, 1], uint8 HxW or uint8 HxWx3 -> the bytes of a PNG file."""
     arr = np.asarray(image)
     if arr.dtype != np.uint8:
         arr = (np.clip(arr, 0, 1) * 255 + 0.5).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return buf.getvalue()
+
+
+def png_data_uri(image: np.ndarray) -> str:
+    """float HxW in [0, 1], uint8 HxW or uint8 HxWx3 -> 'data:image/png;base64,...'."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
 
 
 def _pct(x) -> str:

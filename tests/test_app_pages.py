@@ -105,6 +105,29 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     assert card and "## Known limits" in card[0] and "0.930" in card[0] and "97.5% of 40 non-X-ray" in card[0]
 
 
+def test_models_page_shows_within_source_figures_and_warns_of_another_data_version(env, folders_data):
+    from app_helpers import make_checkpoint
+    from covid_core.checkpoint import atomic_save, load_checkpoint_dict
+
+    path = env / "weights" / "tiny_cnn.pt"
+    make_checkpoint(path)
+    ckpt = load_checkpoint_dict(path)
+    ckpt["metrics"]["test"]["shortcuts"] = {
+        "within_source": {"nih_normal_vs_pneumonia": {"description": "NIH adults: normal vs pneumonia", "auc": 0.61,
+                                                      "n_negative": 58, "n_positive": 59, "positive_called": 0.2}},
+        "source_probe": {"accuracy": 0.93, "balanced_accuracy": 0.9, "majority_share": 0.52, "n": 396,
+                         "sources": ["cohen", "kermany", "nih"]}}
+    atomic_save(ckpt, path)
+    at = page("models")
+    within = [df.value for df in at.dataframe if "question" in df.value.columns][0]
+    assert within.set_index("question").loc["NIH adults: normal vs pneumonia", "AUC / accuracy"] == 0.61
+    assert any(q.startswith("source probe") for q in within["question"])
+    assert not any("another version of the data" in w.value for w in at.warning)
+    at.text_input(key="models_data").set_value(str(folders_data)).run()
+    assert not at.exception, at.exception
+    assert any("another version of the data" in w.value and "feedc0ffee123456" in w.value for w in at.warning)
+
+
 def test_explore_needs_a_folder_then_shows_statistics(env, folders_data):
     at = page("explore")
     assert any("CoronaHack" in i.value for i in at.info)
@@ -123,6 +146,11 @@ def test_denoise_compares_methods_with_psnr(env):
     at.file_uploader(key="dn_upload").set_value(("x.png", png_bytes(xray_array(64, 3)), "image/png")).run()
     assert not at.exception, at.exception
     at.multiselect(key="dn_methods").set_value(["median", "gaussian"]).run()
+    # by default the film is denoised as it is: no noise is added, nothing to measure, each result downloadable
+    assert at.selectbox(key="dn_kind").value == "none" and not [c for c in at.caption if "PSNR" in c.value]
+    assert [c for img in at.get("image") for c in img.captions][0] == "Input" and len(at.get("image")) == 3
+    assert len([d for d in at.get("download_button") if "PNG" in d.proto.label]) == 2
+    at.selectbox(key="dn_kind").select("gaussian").run()  # the demonstration: add noise, measure each method
     captions = [c.value for c in at.caption if "PSNR" in c.value]
     assert len(captions) == 3  # noisy input + two methods, each measured against the clean original
     assert len(at.get("image")) == 4

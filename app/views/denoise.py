@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -13,6 +14,7 @@ import streamlit as st
 import ui
 from covid_core.decode import decode_image
 from covid_core.errors import CovidCoreError
+from covid_core.report import png_bytes
 
 st.title("Denoise")
 dn, dn_error = ui.optional_module("covid_core.denoise")
@@ -65,7 +67,9 @@ def denoised(noisy: np.ndarray, method: str) -> np.ndarray:
 # chose 10 s). So the images go into a container placed here and filled once the settings are all drawn.
 c1, c2, c3, c4 = st.columns(4)
 size = c1.select_slider("Working size (px)", [128, 192, 256, 384, 512], value=256, key="dn_size")
-kind = c2.selectbox("Add noise", ["none", *dn.NOISE_KINDS], index=1, key="dn_kind")
+kind = c2.selectbox("Add synthetic noise first", ["none", *dn.NOISE_KINDS], index=0, key="dn_kind",
+                    help="none: denoise the film as it is. A noise model adds noise to your film first, so that each "
+                         "method can be measured (PSNR/SSIM) against the film as uploaded: a demonstration.")
 level = None
 if kind != "none":
     lo, hi, default, step, meaning = NOISE_LEVELS.get(kind, (0.0, 1.0, 0.1, 0.01, "level"))
@@ -125,6 +129,10 @@ for start in range(0, len(panels), GRID_COLUMNS):
             st.image(img, caption=title, clamp=True, width="stretch")
             if q:
                 st.caption(q)
+            if title not in ("Input", "Clean original") and not title.startswith("Noisy"):
+                st.download_button("Download PNG", png_bytes(img), file_name=f"{Path(upload.name).stem}-"
+                                   f"{title.split()[0].lower()}.png", mime="image/png", icon=":material/download:",
+                                   key=f"dn_dl_{start}_{title}")
 
 
 def input_digest(noisy: np.ndarray, reference: np.ndarray | None) -> str:

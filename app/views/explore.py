@@ -52,7 +52,8 @@ m[1].metric("Unreadable", int((stats["error"] != "").sum()))
 m[2].metric("Duplicate files", len(summary.duplicates))
 m[3].metric("Cross-split leaks", len(summary.leaks()))
 st.caption(f"Layout `{summary.layout}` · data fingerprint `{summary.fingerprint}` · statistics "
-           + ("read from the cache" if summary.from_cache else "computed now and cached"))
+           + "computed from the images the first time this folder was opened, then read from the disk cache until "
+           "its files change")
 
 tabs = st.tabs(["Counts & quality", "Distributions", "Mean images", "Outliers", "Samples", "Equalization"])
 

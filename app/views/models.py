@@ -11,7 +11,7 @@ import streamlit as st
 
 import ui
 from covid_core.errors import CovidCoreError
-from covid_core.model_card import card_markdown, false_covid_calls
+from covid_core.model_card import card_markdown, false_covid_calls, shortcut_rows
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.targets import COVID_CLASS
 
@@ -113,6 +113,17 @@ if per_class:
     st.dataframe(pd.DataFrame(per_class).T, column_config={
         k: st.column_config.NumberColumn(format="%.3f") for k in ("sensitivity", "specificity", "ppv", "auc")})
 
+within = shortcut_rows(meta)
+if within:
+    st.subheader("Disease or hospital? (within-source figures)")
+    st.caption("Within one source the hospital, age group and markers are the same for both answers, so only the "
+               "lungs can separate them: an AUC near 0.5 means the model reads the source, not the disease.")
+    st.dataframe(pd.DataFrame(within), hide_index=True, width="stretch",
+                 column_config={"AUC / accuracy": st.column_config.NumberColumn(format="%.3f")})
+else:
+    st.info("This checkpoint holds no within-source figures: regenerate its card with "
+            "`python -m covid_core model-card CHECKPOINT --data DATA_DIR`.")
+
 per_source = test.get("per_source") or {}
 if per_source:
     st.subheader("TEST results per image source")
@@ -175,6 +186,16 @@ data_dir = ui.data_folder_input("models_data", "Data folder with a TEST split")
 if data_dir is None:
     st.caption("Give the data folder the model was tested on to see where it looks, on average, for each class.")
     st.stop()
+try:
+    on_disk = ui.data_fingerprint(str(Path(data_dir).resolve()))
+except CovidCoreError as exc:
+    st.error(f"This folder cannot be read as a data set: {exc}")
+    st.stop()
+if meta.get("data_fingerprint") and on_disk != meta["data_fingerprint"]:
+    st.warning(f"This model was trained and tested on another version of the data (fingerprint "
+               f"`{meta['data_fingerprint']}`) than the folder given here (`{on_disk}`): its stored TEST figures "
+               "describe that other version. Re-evaluate it with `python -m covid_core model-card CHECKPOINT --data "
+               "DATA_DIR` or retrain it.", icon=":material/difference:")
 g1, g2 = st.columns(2)
 method = g1.selectbox("Method", explain_mod.CAM_METHODS, key="models_cam")
 limit = g2.number_input("Images per class (0 = all)", min_value=0, value=40, step=10, key="models_limit")
