@@ -21,7 +21,7 @@ import streamlit as st
 import ui
 from covid_core.decode import apply_window
 from covid_core.report import RATE_TERMS, VERDICT_RATE
-from covid_core.verdict import NOT_VALIDATED, headline, verdict_limits, withheld_reason
+from covid_core.verdict import headline, validation_statement, verdict_limits, withheld_reason
 
 TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
@@ -128,5 +128,8 @@ def details(case, classifier, key: str) -> None:
             st.table(pd.DataFrame(image.dicom_info.items(), columns=["DICOM field", "value"]))
 
 
-def validation_state() -> None:
-    st.caption(f":material/domain: {NOT_VALIDATED}")
+def validation_state(classifier) -> None:
+    if classifier.site is None:
+        st.warning(validation_statement(None), icon=":material/domain:")
+    else:
+        st.success(validation_statement(classifier.site), icon=":material/domain:")

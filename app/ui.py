@@ -13,7 +13,8 @@ import streamlit as st
 
 from covid_core.byte_cache import ByteCappedCache
 from covid_core.checkpoint import load_classifier
-from covid_core.model_catalog import CatalogEntry, list_checkpoints, weights_dir
+from covid_core.errors import CovidCoreError
+from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, THRESHOLD_RATES, rate_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,9 +33,9 @@ def optional_module(name: str):
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
-def cached_classifier(path: str, mtime_ns: int):
-    """Loaded once per checkpoint file version (mtime in the key reloads a retrained file)."""
-    return load_classifier(path)
+def cached_classifier(path: str, mtime_ns: int, site: str | None = None, site_mtime_ns: int = 0):
+    """Loaded once per checkpoint (and site file) version: the mtimes in the key reload a changed file."""
+    return load_classifier(path, site=site)
 
 
 @st.cache_resource
@@ -45,6 +46,14 @@ def case_cache() -> ByteCappedCache:
 
 
 def classifier_for(entry: CatalogEntry):
+    """The entry's classifier with its active site file applied (``<name>.site.json`` beside it); a site file
+    that does not fit is reported on the page and left out."""
+    site = site_file_for(entry.path)
+    if site is not None:
+        try:
+            return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns, str(site), site.stat().st_mtime_ns)
+        except CovidCoreError as exc:
+            st.warning(f"The site file `{site.name}` was not applied: {exc}", icon=":material/domain_disabled:")
     return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)
 
 

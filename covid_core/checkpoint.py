@@ -110,6 +110,7 @@ class Classifier:
     ood: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     path: str = ""
+    site: object = None  # a covid_core.site.Site when a site file is applied (its operating point, calibration...)
 
     @property
     def device(self) -> torch.device:
@@ -127,8 +128,9 @@ def classifier_checkpoint(model: nn.Module, *, model_name: str, target: str, cla
     return ckpt
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
-    """Rebuild a classifier from its checkpoint through the registry."""
+def load_classifier(path: str | Path, device: str | torch.device = "cpu", site: str | Path | None = None) -> Classifier:
+    """Rebuild a classifier from its checkpoint through the registry; ``site``: a site file to apply
+    (covid_core.site; refused when it was made for another checkpoint)."""
     ckpt = load_checkpoint_dict(path)
     if ckpt.get("format") != CLASSIFIER_FORMAT:
         raise CheckpointError(f"{Path(path).name} is not a classifier checkpoint (format {ckpt.get('format')!r})")
@@ -141,7 +143,12 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
         raise CheckpointError(f"{Path(path).name} does not match its architecture: {str(exc).splitlines()[0]}") from exc
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return Classifier(model=model, spec=spec, classes=tuple(ckpt["classes"]), target=ckpt["target"],
-                      preprocess=preprocess, temperature=float(ckpt.get("temperature", 1.0) or 1.0),
-                      threshold=dict(ckpt.get("threshold") or {}), ood=dict(ckpt.get("ood") or {}),
-                      metadata=meta, path=str(path))
+    classifier = Classifier(model=model, spec=spec, classes=tuple(ckpt["classes"]), target=ckpt["target"],
+                            preprocess=preprocess, temperature=float(ckpt.get("temperature", 1.0) or 1.0),
+                            threshold=dict(ckpt.get("threshold") or {}), ood=dict(ckpt.get("ood") or {}),
+                            metadata=meta, path=str(path))
+    if site is not None:
+        from .site import load_site
+
+        classifier.site = load_site(site, path)
+    return classifier

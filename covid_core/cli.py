@@ -19,6 +19,7 @@ COMMANDS = {
     "model-card": ("model_card", "write a model card (markdown) from a checkpoint's metadata"),
     "fit-ood": ("fit_ood", "refit a classifier checkpoint's out-of-distribution score with the current method"),
     "explain": ("explain", "explain a prediction with a heatmap overlay (Grad-CAM family)"),
+    "validate-site": ("validate_site", "validate a classifier on a hospital's labelled films and write a site file"),
     "denoise": ("denoise", "denoise an image file (dae, dip, nlm, gaussian, median, bm3d) and write a PNG"),
     "train-dae": ("train_dae", "train the denoising autoencoder (same as train --task denoise)"),
 }

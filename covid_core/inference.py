@@ -100,24 +100,51 @@ def calibrated_probabilities(logits: np.ndarray, temperature: float) -> np.ndarr
     return torch.softmax(torch.as_tensor(logits) / temperature, dim=1).numpy()
 
 
-def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray, features: bool = False):
-    """uint8 NxSxS (already preprocessed) -> (probabilities NxC, OOD scores N or None), plus the penultimate
-    features NxD as a third item when ``features`` is set."""
+@dataclass(eq=False)
+class Scores:
+    """A batch's model output: probs NxC (calibrated), ood N or None (familiarity score), penultimate NxD,
+    covid N or None (the score the COVID-19 verdict thresholds: p(COVID-19), or a site head's probability)."""
+
+    probs: np.ndarray
+    ood: np.ndarray | None
+    penultimate: np.ndarray
+    covid: np.ndarray | None
+
+
+def score_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> Scores:
+    """uint8 NxSxS (already preprocessed) -> :class:`Scores`. A site file (``classifier.site``) brings its own
+    temperature, familiarity reference and, where it has one, the head whose probability the verdict uses."""
     logits, feats = logits_and_features(classifier.model, pixels_u8, classifier.preprocess,
                                         device=classifier.device,
                                         spatial_layer=classifier.spec.target_layer(classifier.model))
-    probs = calibrated_probabilities(logits, classifier.temperature)
-    scores = ood_scores(classifier.ood, feats) if has_ood(classifier.ood) else None
-    return (probs, scores, feats["penultimate"]) if features else (probs, scores)
-
-
-def _prediction(classifier: Classifier, probs: np.ndarray, score, pixels, geometry) -> Prediction:
-    classes = classifier.classes
+    site = classifier.site
+    probs = calibrated_probabilities(logits, (site and site.temperature) or classifier.temperature)
+    stats = site.ood_stats(classifier.ood) if site is not None else classifier.ood
+    ood = ood_scores(stats, feats) if has_ood(classifier.ood) else None
     covid_class = COVID_CLASS.get(classifier.target)
+    covid = None
+    if covid_class in classifier.classes:
+        covid = probs[:, classifier.classes.index(covid_class)]
+        if site is not None and site.head is not None:
+            covid = site.head_probability(feats["penultimate"])
+    return Scores(probs=probs, ood=ood, penultimate=feats["penultimate"], covid=covid)
+
+
+def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray, features: bool = False):
+    """(probabilities NxC, familiarity scores N or None), plus the penultimate features NxD when ``features``."""
+    s = score_pixels(classifier, pixels_u8)
+    return (s.probs, s.ood, s.penultimate) if features else (s.probs, s.ood)
+
+
+def _prediction(classifier: Classifier, scores: Scores, i: int, pixels, geometry) -> Prediction:
+    classes, probs = classifier.classes, scores.probs[i]
+    score = None if scores.ood is None else scores.ood[i]
     threshold = covid_prob = covid_positive = None
-    if covid_class in classes:
-        covid_prob = float(probs[classes.index(covid_class)])
-        threshold = float(classifier.threshold.get("value", 0.5))
+    if scores.covid is not None:
+        covid_prob = float(scores.covid[i])
+        site = classifier.site
+        threshold = float(site.threshold if site is not None and site.threshold is not None
+                          else classifier.threshold.get("value", 0.5))
         covid_positive = covid_prob >= threshold
     flagged, warnings = None, []
     if score is not None:
@@ -140,8 +167,7 @@ def predict(classifier: Classifier, image: DecodedImage | np.ndarray) -> Predict
     pixels_f = image.pixels if isinstance(image, DecodedImage) else image
     check_not_blank(pixels_f)
     pixels, geometry = prepare_pixels(pixels_f, classifier.preprocess)
-    probs, scores = predict_pixels(classifier, pixels[None])
-    return _prediction(classifier, probs[0], None if scores is None else scores[0], pixels, geometry)
+    return _prediction(classifier, score_pixels(classifier, pixels[None]), 0, pixels, geometry)
 
 
 @dataclass(eq=False)
@@ -174,9 +200,7 @@ def predict_files(classifier: Classifier, sources: list, names: list[str] | None
         pixels.append(pix)
         geoms.append(geom)
     for start in range(0, len(ok), batch_size):
-        chunk = np.stack(pixels[start:start + batch_size])
-        probs, scores = predict_pixels(classifier, chunk)
+        scores = score_pixels(classifier, np.stack(pixels[start:start + batch_size]))
         for j, idx in enumerate(ok[start:start + batch_size]):
-            results[idx].prediction = _prediction(classifier, probs[j], None if scores is None else scores[j],
-                                                  pixels[start + j], geoms[start + j])
+            results[idx].prediction = _prediction(classifier, scores, j, pixels[start + j], geoms[start + j])
     return results

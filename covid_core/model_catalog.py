@@ -134,6 +134,14 @@ def list_checkpoints(weights: str | Path | None = None, runs_dir: str | Path | N
     return entries
 
 
+def site_file_for(checkpoint: str | Path) -> Path | None:
+    """The active site file of a checkpoint: ``<name>.site.json`` beside it (written by the Validate page or
+    ``validate-site --out``), or None."""
+    path = Path(checkpoint)
+    site = path.with_name(path.stem + ".site.json")
+    return site if site.is_file() else None
+
+
 def usable_classifiers(weights: str | Path | None = None, runs_dir: str | Path | None = None) -> list[CatalogEntry]:
     return [e for e in list_checkpoints(weights, runs_dir) if e.usable and e.kind == "classifier"]
 

@@ -15,7 +15,7 @@ from PIL import Image
 
 from . import __version__
 from .csv_safe import safe_cell
-from .verdict import NOT_VALIDATED, headline, verdict_limits, withheld_reason
+from .verdict import headline, validation_statement, verdict_limits, withheld_reason
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -116,7 +116,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
     if prediction.ood_flagged:
         warn_html = f'<p class="warn">{esc(withheld_reason(prediction))}</p>' + warn_html
-    limits = verdict_limits(prediction, classifier.metadata, thr) + [NOT_VALIDATED]
+    limits = verdict_limits(prediction, classifier.metadata, thr) + [validation_statement(classifier.site)]
     warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in limits)
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),

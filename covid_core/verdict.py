@@ -25,6 +25,21 @@ NOT_VALIDATED = ("Not validated at your hospital: the figures below come from pu
                  "one hospital, adults from one US hospital and COVID-19 films from many publications), not from "
                  "films like yours. Published COVID-19 detectors lost most of their accuracy at new hospitals.")
 
+def validation_statement(site) -> str:
+    """Whether the verdicts were checked at this hospital: the site's name and local figures, or NOT_VALIDATED."""
+    if site is None:
+        return NOT_VALIDATED
+
+    def figure(name, f):
+        if not f or f.get("value") is None:
+            return f"{name} n/a"
+        ci = f" (95% CI {100 * f['low']:.0f}-{100 * f['high']:.0f}%)" if f.get("low") is not None else ""
+        return f"{name} {100 * f['value']:.0f}%{ci}"
+
+    return (f"Validated at {site.name}: on its own labelled films, COVID-19 {figure('sensitivity', site.sensitivity)}, "
+            f"{figure('specificity', site.specificity)}, estimated without any film scoring itself.")
+
+
 WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"
 
 

@@ -223,3 +223,33 @@ def test_uploads_are_never_written_to_disk(weights, tmp_path, monkeypatch):
                 assert marker not in data, f"upload bytes found in {path}"
                 assert b"private.png" not in data or path.suffix in (".py", ".pyc"), f"upload name logged in {path}"
     assert scanned >= 1, "nothing was scanned: the walk itself is broken"
+
+
+def _site_file(checkpoint, path, sha=None):
+    import json
+
+    from covid_core.site import SITE_FORMAT, file_sha256
+
+    path.write_text(json.dumps({
+        "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": sha or file_sha256(checkpoint)},
+        "parameters": {}, "after": {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+                                    "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}}))
+
+
+def test_a_site_file_beside_the_model_says_where_and_how_well_it_was_validated(weights):
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    [validated] = [s.value for s in at.success if "Validated at" in s.value]
+    assert "St Elsewhere" in validated and "sensitivity 90% (95% CI 80-97%)" in validated
+    assert "Not validated at your hospital" not in _all_text(at)
+
+
+def test_a_site_file_made_for_another_model_is_not_applied(weights):
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json", sha="0" * 64)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    assert any("was not applied" in w.value and "another model" in w.value for w in at.warning)
+    assert "Not validated at your hospital" in _all_text(at)

@@ -123,7 +123,7 @@ def show_case(item) -> None:
     if explanation is not None:
         case_view.heatmap_figures(explanation)
     case_view.verdict_and_limits(prediction, classifier)
-    case_view.validation_state()
+    case_view.validation_state(classifier)
     case_view.details(case, classifier, key)
     show_patient = False
     if case.image.patient_info:

@@ -27,22 +27,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", type=str.lower, choices=SPLITS, default="test",
                    help="which split (val = the checkpoint's validation split of TRAIN)")
     p.add_argument("--out", default=None, help="folder for roc.json, confusion_matrix.csv, predictions.csv, metrics.json")
+    p.add_argument("--site", default=None, help="site file from validate-site: its operating point, calibration, "
+                   "familiarity reference and head")
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
 
 
 def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split: str = "test",
-                        batch_size: int = 64, progress: bool = True):
+                        batch_size: int = 64, progress: bool = True, site: str | None = None):
     """(metrics dict, table of the evaluated rows, calibrated probabilities NxC)."""
     from ..cache import load_or_build
     from ..checkpoint import load_classifier
     from ..datasets import load_dataset, split_validation
     from ..errors import DatasetError
-    from ..inference import predict_pixels
+    from ..inference import score_pixels
     from ..metrics import classification_metrics, rates_at_threshold
     from ..shortcuts import shortcut_report
     from ..training import per_source_metrics
 
-    clf = load_classifier(model_path)
+    clf = load_classifier(model_path, site=site)
     table = load_dataset(data, layout).for_target(clf.target)
     if split == "val":
         cfg = clf.metadata.get("train_config", {})
@@ -52,16 +54,18 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     if table.empty:
         raise DatasetError(f"the {split} split of {data} has no images usable for target {clf.target!r}")
     images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
-    batches = [predict_pixels(clf, np.asarray(images[i:i + batch_size]), features=True)
-               for i in range(0, len(images), batch_size)]
-    probs = np.concatenate([b[0] for b in batches])
-    features = np.concatenate([b[2] for b in batches])
+    batches = [score_pixels(clf, np.asarray(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    probs = np.concatenate([b.probs for b in batches])
+    features = np.concatenate([b.penultimate for b in batches])
     metrics = classification_metrics(table["label_idx"].to_numpy(), probs, clf.classes)
     if clf.threshold.get("class") in clf.classes:
         ci = clf.classes.index(clf.threshold["class"])
-        metrics["at_threshold"] = {"class": clf.threshold["class"], "threshold": clf.threshold["value"],
-                                   **rates_at_threshold(table["label_idx"].to_numpy() == ci, probs[:, ci],
-                                                        clf.threshold["value"])}
+        covid = np.concatenate([b.covid for b in batches])  # p(COVID-19), or the site head's probability
+        value = clf.site.threshold if clf.site is not None and clf.site.threshold is not None else clf.threshold["value"]
+        metrics["at_threshold"] = {"class": clf.threshold["class"], "threshold": value,
+                                   **rates_at_threshold(table["label_idx"].to_numpy() == ci, covid, value)}
+        if clf.site is not None:
+            metrics["site"] = clf.site.name
     metrics["per_source"] = per_source_metrics(table, probs, clf.classes)
     metrics["shortcuts"] = shortcut_report(table, probs, clf.classes, features)
     return metrics, table, probs
@@ -74,7 +78,8 @@ def _fmt(v):
 def main(args: argparse.Namespace) -> int:
     from ..metrics import roc_points
 
-    metrics, table, probs = evaluate_checkpoint(args.model, args.data, args.layout, args.split, args.batch_size)
+    metrics, table, probs = evaluate_checkpoint(args.model, args.data, args.layout, args.split, args.batch_size,
+                                                site=args.site)
     classes = metrics["classes"]
     print(f"{args.split.upper()}: {metrics['n']} images, accuracy {_fmt(metrics['accuracy'])}, "
           f"macro AUC {_fmt(metrics['macro_auc'])}, calibration error {_fmt(metrics['ece'])}")
@@ -113,6 +118,6 @@ def main(args: argparse.Namespace) -> int:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"wrote roc.json, confusion_matrix.csv, predictions.csv, metrics.json to {out}")
     core = {k: metrics[k] for k in ("n", "accuracy", "macro_auc", "ece", "classes", "per_class", "confusion_matrix",
-                                    "shortcuts")}
+                                    "shortcuts", "at_threshold", "site") if k in metrics}
     print(json.dumps(core))
     return 0

@@ -18,6 +18,8 @@ _METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigenca
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="classifier checkpoint (.pt)")
+    p.add_argument("--site", default=None, help="site file from validate-site: its operating point, calibration, "
+                   "familiarity reference and head")
     p.add_argument("image", metavar="IMAGE", help="chest X-ray file (PNG, JPEG, BMP, TIFF, DICOM)")
     p.add_argument("--out", required=True, help="overlay PNG to write (original width and height)")
     p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(_METHODS)}")
@@ -43,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out} must end in .png")
-    clf = load_classifier(args.model)
+    clf = load_classifier(args.model, site=args.site)
     if args.target_class is not None:
         class_index(clf, args.target_class)  # unknown class: one-line error listing the choices
     case = open_case(args.image, Path(args.image).name, clf, max_side=None)  # the overlay at the film's own size

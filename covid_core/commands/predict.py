@@ -21,6 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="classifier checkpoint (.pt)")
     p.add_argument("paths", nargs="+", metavar="PATH", help=f"image files or folders ({SUPPORTED_FORMATS})")
     p.add_argument("--out", default=None, help="CSV file to write (default: print to standard output)")
+    p.add_argument("--site", default=None, help="site file from validate-site: its operating point, calibration, "
+                   "familiarity reference and head")
     p.add_argument("--format", choices=("full", "submission"), default="full",
                    help="full: all probabilities; submission: filename,label with positive/negative")
 
@@ -54,7 +56,7 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..inference import predict_files
 
-    clf = load_classifier(args.model)
+    clf = load_classifier(args.model, site=args.site)
     files = _expand(args.paths)
     if not files:
         raise ConfigError("no image files found in the given paths")
@@ -67,17 +69,19 @@ def main(args: argparse.Namespace) -> int:
         if args.format == "submission":
             writer.writerow(["filename", "label"])
         else:
-            writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged", "error"])
+            writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged", "error",
+                             *(["site"] if clf.site is not None else [])])
         for r in results:
             p = r.prediction
             if args.format == "submission":
                 writer.writerow([r.name, "" if p is None else ("positive" if p.covid_positive else "negative")])
                 continue
+            site = [clf.site.name] if clf.site is not None else []
             if p is None:
-                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error])
+                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *site])
             else:
                 writer.writerow([r.name, p.label, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
-                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), ""])
+                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *site])
     finally:
         if args.out:
             out.close()

@@ -1,0 +1,350 @@
+"""Validate and adapt a classifier at one hospital: a site report, a local operating point, a site file.
+
+``validate_site`` scores a hospital's own labelled films with the shipped model, reports COVID-19 sensitivity,
+specificity and AUC at the shipped threshold with 95% intervals (bootstrap over patients), the calibration
+error and the share of films the familiarity check flags; then adapts what it safely can, each step only when
+its estimate by patient-grouped cross-validation (no film, nor a film of the same patient, scores itself)
+improves on the shipped model:
+
+- temperature: refitted on the site's films (kept when the held-out log-loss falls);
+- familiarity reference: the site's own class means join the training ones, so the site's typical films are
+  no longer "unlike the training X-rays" (kept when fewer held-out films are flagged);
+- operating point: a threshold on the COVID-19 probability for ``target_sensitivity``, or a logistic-regression
+  head on the frozen network's penultimate features with its own threshold, whichever has the higher
+  held-out balanced accuracy (mean of sensitivity and specificity), if that beats the shipped threshold's.
+
+Steps that need more films than the site has (MIN_PER_CLASS COVID-19 and non-COVID films) are skipped with a
+reason. The result is a plain JSON site file (no images, no patient data) that ``predict``, ``evaluate`` and
+``explain`` apply with ``--site``; it is refused for any other checkpoint.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ConfigError, CovidCoreError, DatasetError
+from .targets import COVID_CLASS
+
+SITE_FORMAT = "covid_core.site/1"
+MIN_PER_CLASS = 10
+BOOTSTRAP = 1000
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Site:
+    """What a site file changes at inference (every field None = the shipped behaviour)."""
+
+    name: str
+    threshold: float | None = None
+    temperature: float | None = None
+    head: dict | None = None  # {"mean", "scale", "coef", "intercept"}: p = sigmoid(((f - mean) / scale) @ coef + b)
+    ood_means: dict | None = None  # {part name: list of extra class means in that part's space}
+    sensitivity: dict | None = None  # the local figures to show with a verdict: {"value", "low", "high"}
+    specificity: dict | None = None
+
+    def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
+        h = self.head
+        z = ((np.asarray(penultimate, np.float64) - h["mean"]) / h["scale"]) @ np.asarray(h["coef"]) + h["intercept"]
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def ood_stats(self, stats: dict) -> dict:
+        """The checkpoint's familiarity statistics with the site's class means added to each part."""
+        import torch
+
+        if not self.ood_means or not stats.get("parts"):
+            return stats
+        parts = []
+        for part in stats["parts"]:
+            extra = self.ood_means.get(part["name"])
+            if extra:
+                part = {**part, "means": torch.cat([part["means"], torch.tensor(extra, dtype=torch.float32)])}
+            parts.append(part)
+        return {**stats, "parts": parts}
+
+
+def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
+    """Read a site file made for ``checkpoint_path``; ConfigError with the reason otherwise."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read the site file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path.name} is not a site file: it is not JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != SITE_FORMAT:
+        raise ConfigError(f"{path.name} is not a site file (no format {SITE_FORMAT!r}); make one with "
+                          "`python -m covid_core validate-site`")
+    wanted = (data.get("checkpoint") or {}).get("sha256")
+    actual = file_sha256(checkpoint_path)
+    if wanted != actual:
+        raise ConfigError(f"{path.name} was made for another model (checkpoint {str(wanted)[:12]}, not "
+                          f"{Path(checkpoint_path).name} {actual[:12]}); validate this model at the site again")
+    p = data.get("parameters") or {}
+    after = data.get("after") or {}
+    return Site(name=str(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
+                head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=after.get("sensitivity"),
+                specificity=after.get("specificity"))
+
+
+# ---- figures ------------------------------------------------------------------------------------------------
+
+def _rates(y: np.ndarray, positive: np.ndarray) -> tuple[float | None, float | None]:
+    y, positive = np.asarray(y, bool), np.asarray(positive, bool)
+    sens = float(positive[y].mean()) if y.any() else None
+    spec = float((~positive[~y]).mean()) if (~y).any() else None
+    return sens, spec
+
+
+def _auc(y, score) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    y = np.asarray(y, bool)
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
+
+
+def _interval(values: list[float]) -> tuple[float | None, float | None]:
+    values = [v for v in values if v is not None]
+    if len(values) < 20:
+        return None, None
+    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+
+
+def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np.ndarray, seed: int = 0) -> dict:
+    """Sensitivity, specificity (of ``positive``) and AUC (of ``score``) with 95% intervals from a bootstrap that
+    resamples patients (all films of a drawn patient together)."""
+    sens, spec = _rates(y, positive)
+    out = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": _auc(y, score)}}
+    groups = {}
+    for i, p in enumerate(patients):
+        groups.setdefault(p, []).append(i)
+    members = list(groups.values())
+    rng = np.random.default_rng(seed)
+    draws = {"sensitivity": [], "specificity": [], "auc": []}
+    for _ in range(BOOTSTRAP):
+        idx = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+        s, c = _rates(y[idx], positive[idx])
+        draws["sensitivity"].append(s)
+        draws["specificity"].append(c)
+        draws["auc"].append(_auc(y[idx], score[idx]))
+    for key, values in draws.items():
+        out[key]["low"], out[key]["high"] = _interval(values)
+    return out
+
+
+def _folds(patients: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0):
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    n_groups = len(set(patients))
+    k = max(2, min(k, n_groups, int(y.sum()), int((~y).sum())))
+    return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, patients))
+
+
+def _threshold_for(y: np.ndarray, score: np.ndarray, target: float) -> float:
+    from .metrics import choose_threshold
+
+    return float(choose_threshold(y, score, min_sensitivity=target)["value"])
+
+
+def _fit_head(features: np.ndarray, y: np.ndarray) -> dict:
+    from sklearn.linear_model import LogisticRegression
+
+    mean, scale = features.mean(0), features.std(0) + 1e-6
+    model = LogisticRegression(C=0.05, class_weight="balanced", max_iter=5000).fit((features - mean) / scale, y)
+    return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": model.coef_[0].tolist(),
+            "intercept": float(model.intercept_[0])}
+
+
+def _head_scores(head: dict, features: np.ndarray) -> np.ndarray:
+    return Site("cv", head=head).head_probability(features)
+
+
+def _balanced(y, positive) -> float:
+    sens, spec = _rates(y, positive)
+    return float(np.mean([v for v in (sens, spec) if v is not None]))
+
+
+# ---- reading the site's films --------------------------------------------------------------------------------
+
+def site_films(classifier, folder: str | Path, layout: str = "auto") -> dict:
+    """Decode and score every labelled film of ``folder`` (all splits). Broken and duplicate files are listed in
+    ``problems`` and skipped; the rest are used. Raises DatasetError when nothing usable is left."""
+    from .datasets import load_dataset
+    from .decode import decode_image
+    from .inference import check_not_blank, logits_and_features
+    from .preprocess import prepare_pixels
+
+    table = load_dataset(folder, layout).for_target(classifier.target).reset_index(drop=True)
+    pixels, keep, problems, seen = [], [], [], {}
+    for i, row in table.iterrows():
+        try:
+            data = Path(row["path"]).read_bytes()
+            digest = hashlib.sha256(data).hexdigest()
+            if digest in seen:
+                problems.append({"file": row["filename"], "problem": f"duplicate of {seen[digest]}; used once"})
+                continue
+            image = decode_image(data, row["filename"])
+            check_not_blank(image.pixels)
+        except (CovidCoreError, OSError) as exc:
+            problems.append({"file": row["filename"], "problem": str(exc)})
+            continue
+        seen[digest] = row["filename"]
+        pixels.append(prepare_pixels(image.pixels, classifier.preprocess)[0])
+        keep.append(i)
+    if not keep:
+        raise DatasetError(f"no usable film in {folder}: " + "; ".join(f"{p['file']}: {p['problem']}"
+                                                                      for p in problems[:5]))
+    table = table.iloc[keep].reset_index(drop=True)
+    logits, feats = logits_and_features(classifier.model, np.stack(pixels), classifier.preprocess,
+                                        device=classifier.device,
+                                        spatial_layer=classifier.spec.target_layer(classifier.model))
+    return {"table": table, "logits": logits, "features": feats, "problems": problems}
+
+
+# ---- the report ----------------------------------------------------------------------------------------------
+
+def validate_site(classifier, folder: str | Path, *, name: str = "", target_sensitivity: float = 0.90,
+                  layout: str = "auto", seed: int = 0) -> dict:
+    """The site report (a plain dict, written as site.json): see the module doc."""
+    from .inference import calibrated_probabilities
+    from .metrics import expected_calibration_error, fit_temperature
+    from .ood import has_ood, ood_scores
+
+    if not 0.5 <= target_sensitivity < 1.0:
+        raise ConfigError("target sensitivity must be from 0.5 to below 1")
+    covid = COVID_CLASS.get(classifier.target)
+    if covid is None:
+        raise ConfigError(f"this model has no COVID-19 class ({', '.join(classifier.classes)}); site validation "
+                          "measures the COVID-19 verdict")
+    films = site_films(classifier, folder, layout)
+    table, logits, feats = films["table"], films["logits"], films["features"]
+    labels = table["label_idx"].to_numpy()
+    ci = classifier.classes.index(covid)
+    y = labels == ci
+    patients = table["patient"].astype(str).to_numpy() if "patient" in table else table["filename"].to_numpy()
+    counts = {c: int((labels == i).sum()) for i, c in enumerate(classifier.classes) if (labels == i).any()}
+    report = {"format": SITE_FORMAT, "site": name or Path(folder).name, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+              "checkpoint": {"file": Path(classifier.path).name, "sha256": file_sha256(classifier.path)},
+              "counts": counts, "films_used": int(len(table)), "problems": films["problems"],
+              "target_sensitivity": target_sensitivity, "adapted": [], "skipped": [], "parameters": {}}
+    if len(counts) < 2 or not y.any() or y.all():
+        report["skipped"].append("every step: the films hold one class only; both COVID-19 and non-COVID films "
+                                 "are needed to measure sensitivity and specificity")
+    probs = calibrated_probabilities(logits, classifier.temperature)
+    threshold = float(classifier.threshold.get("value", 0.5))
+    flagged = None
+    if has_ood(classifier.ood):
+        flagged = ood_scores(classifier.ood, feats) > classifier.ood["threshold"]
+    before = figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, seed)
+    before.update(ece=expected_calibration_error(probs, labels), threshold=threshold,
+                  ood_flagged=None if flagged is None else float(flagged.mean()))
+    report["before"] = before
+    enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
+    if not enough:
+        report["skipped"].append(f"adaptation: {int(y.sum())} COVID-19 and {int((~y).sum())} other films; each step "
+                                 f"needs at least {MIN_PER_CLASS} of each")
+        report["after"] = {k: before[k] for k in ("sensitivity", "specificity", "auc")}
+        report["after"]["estimated_by"] = "no adaptation: the shipped figures above"
+        return report
+    folds = _folds(patients, y, seed=seed)
+
+    # 1. temperature (held-out log-loss)
+    temperature = classifier.temperature
+    nll_before, nll_after = [], []
+    for train, held in folds:
+        t = fit_temperature(_torch(logits[train]), _torch(labels[train]))
+        nll_before.append(_nll(calibrated_probabilities(logits[held], classifier.temperature), labels[held]))
+        nll_after.append(_nll(calibrated_probabilities(logits[held], t), labels[held]))
+    if np.mean(nll_after) < np.mean(nll_before):
+        temperature = fit_temperature(_torch(logits), _torch(labels))
+        report["adapted"].append(f"temperature {classifier.temperature:.3f} -> {temperature:.3f} (held-out log-loss "
+                                 f"{np.mean(nll_before):.3f} -> {np.mean(nll_after):.3f})")
+        report["parameters"]["temperature"] = temperature
+    else:
+        report["skipped"].append("temperature: refitting did not lower the held-out log-loss")
+    probs = calibrated_probabilities(logits, temperature)
+
+    # 2. familiarity reference (held-out share flagged)
+    if flagged is not None and flagged.any():
+        held_flags = np.zeros(len(y), bool)
+        for train, held in folds:
+            extra = _class_means(feats, labels, train, classifier)
+            site = Site("cv", ood_means=extra)
+            held_flags[held] = ood_scores(site.ood_stats(classifier.ood), {k: v[held] for k, v in feats.items()}) \
+                > classifier.ood["threshold"]
+        if held_flags.mean() < flagged.mean():
+            report["parameters"]["ood_means"] = _class_means(feats, labels, np.arange(len(y)), classifier)
+            report["adapted"].append(f"familiarity reference: the site's class means added (held-out films flagged "
+                                     f"{100 * flagged.mean():.0f}% -> {100 * held_flags.mean():.0f}%)")
+        else:
+            report["skipped"].append("familiarity reference: adding the site did not flag fewer held-out films")
+
+    # 3. operating point (held-out balanced accuracy)
+    score = probs[:, ci]
+    pen = feats["penultimate"]
+    oof = {"threshold": np.zeros(len(y), bool), "head": np.zeros(len(y), bool)}
+    oof_score = {"threshold": score, "head": np.zeros(len(y))}
+    for train, held in folds:
+        t = _threshold_for(y[train], score[train], target_sensitivity)
+        oof["threshold"][held] = score[held] >= t
+        head = _fit_head(pen[train], y[train])
+        train_scores = _head_scores(head, pen[train])
+        oof_score["head"][held] = _head_scores(head, pen[held])
+        oof["head"][held] = oof_score["head"][held] >= _threshold_for(y[train], train_scores, target_sensitivity)
+    shipped = _balanced(y, score >= threshold)
+    cv = {k: _balanced(y, v) for k, v in oof.items()}
+    best = max(cv, key=cv.get)
+    after_positive, after_score = score >= threshold, score
+    if cv[best] > shipped:
+        if best == "threshold":
+            report["parameters"]["threshold"] = _threshold_for(y, score, target_sensitivity)
+        else:
+            head = _fit_head(pen, y)
+            report["parameters"]["head"] = head
+            report["parameters"]["threshold"] = _threshold_for(y, _head_scores(head, pen), target_sensitivity)
+        how = "a site threshold" if best == "threshold" else "a head on the frozen features with its own threshold"
+        report["adapted"].append(f"operating point: {how} for sensitivity {target_sensitivity:.2f} (held-out "
+                                 f"balanced accuracy {shipped:.3f} -> {cv[best]:.3f})")
+        after_positive, after_score = oof[best], oof_score[best]
+    else:
+        report["skipped"].append(f"operating point: neither a site threshold ({cv['threshold']:.3f}) nor a head "
+                                 f"({cv['head']:.3f}) beat the shipped threshold's balanced accuracy ({shipped:.3f})")
+    after = figures(y, after_score, after_positive, patients, seed)
+    after["ece"] = expected_calibration_error(probs, labels)
+    after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
+    report["after"] = after
+    return report
+
+
+def _torch(a):
+    import torch
+
+    return torch.as_tensor(np.asarray(a))
+
+
+def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
+
+
+def _class_means(feats: dict, labels: np.ndarray, rows: np.ndarray, classifier) -> dict:
+    """The site's class means (rows ``rows``) in each familiarity part's own space (projected where it is)."""
+    out = {}
+    for part in classifier.ood.get("parts", []):
+        f = np.asarray(feats[part["name"]][rows], np.float64)
+        if "projection" in part:
+            f = (f - part["center"].numpy()) @ part["projection"].numpy()
+        out[part["name"]] = [f[labels[rows] == c].mean(0).tolist() for c in np.unique(labels[rows])]
+    return out

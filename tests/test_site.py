@@ -1,0 +1,128 @@
+"""Site validation: validate-site on a hospital's labelled films, the site file, --site, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app_helpers import make_checkpoint, xray_array
+from conftest import REPO
+from covid_core.checkpoint import load_classifier
+from covid_core.errors import ConfigError, DatasetError
+from covid_core.site import MIN_PER_CLASS, load_site, validate_site
+
+
+def _site(root: Path, per_class: int = 14, classes=("normal", "covid19")) -> Path:
+    """Class folders straight in ``root`` (a hospital's evaluation set): covid19 films carry a bright patch."""
+    for k, cls in enumerate(classes):
+        d = root / cls
+        d.mkdir(parents=True)
+        for i in range(per_class):
+            img = xray_array(64, seed=100 * k + i).astype(np.int16)
+            if cls == "covid19":
+                img[20:44, 12:30] += 90  # an opacity in one lung
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(d / f"{cls}{i}.png")
+    return root
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    return make_checkpoint(tmp_path / "model.pt")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "covid_core", *map(str, args)], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_validate_site_reports_before_and_after_with_intervals_and_writes_a_plain_site_file(model, tmp_path):
+    site = _site(tmp_path / "hospital")
+    out = tmp_path / "site.json"
+    r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--name", "St Elsewhere")
+    assert r.returncode == 0, r.stderr
+    assert "before: COVID-19 sensitivity" in r.stdout and "95% CI" in r.stdout and "after:" in r.stdout
+    report = json.loads(out.read_text())
+    assert report["site"] == "St Elsewhere" and report["counts"] == {"normal": 14, "covid19": 14}
+    assert len(report["checkpoint"]["sha256"]) == 64 and report["films_used"] == 28
+    for when in ("before", "after"):
+        f = report[when]["sensitivity"]
+        assert f["value"] is not None and f["low"] <= f["value"] <= f["high"]
+    assert "cross-validation" in report["after"]["estimated_by"]
+    assert report["adapted"] or report["skipped"]  # every step is accounted for
+    text = out.read_text()
+    assert "covid190.png" not in text and "normal0.png" not in text  # no file names, images or patients
+    # The patch is visible to the frozen random network's features: a head learns it where the shipped random
+    # threshold cannot, so the operating point is adapted and the held-out estimate improves.
+    assert any(a.startswith("operating point") for a in report["adapted"]), report
+    assert report["after"]["auc"]["value"] > report["before"]["auc"]["value"]
+
+
+def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
+    site = _site(tmp_path / "hospital")
+    out = tmp_path / "site.json"
+    assert _cli("validate-site", "--model", model, "--data", site, "--out", out).returncode == 0
+    preds = tmp_path / "p.csv"
+    r = _cli("predict", "--model", model, site, "--out", preds, "--site", out)
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(preds.open()))
+    assert len(rows) == 28 and {row["site"] for row in rows} == {"hospital"}
+    r = _cli("evaluate", "--model", model, "--data", site, "--site", out)
+    assert r.returncode == 0, r.stderr
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["site"] == "hospital" and result["at_threshold"]["threshold"] == json.loads(out.read_text())[
+        "parameters"].get("threshold", result["at_threshold"]["threshold"])
+
+
+def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
+    site = _site(tmp_path / "hospital")
+    out = tmp_path / "site.json"
+    assert _cli("validate-site", "--model", model, "--data", site, "--out", out).returncode == 0
+    other = make_checkpoint(tmp_path / "other.pt", seed=1)
+    with pytest.raises(ConfigError, match="made for another model"):
+        load_site(out, other)
+    r = _cli("predict", "--model", other, site, "--site", out)
+    assert r.returncode == 2 and "made for another model" in r.stderr and "Traceback" not in r.stderr
+    junk = tmp_path / "junk.json"
+    junk.write_text("{not json")
+    with pytest.raises(ConfigError, match="not JSON"):
+        load_site(junk, model)
+    junk.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ConfigError, match="not a site file"):
+        load_site(junk, model)
+
+
+def test_broken_and_duplicate_films_are_reported_and_skipped_and_the_rest_used(model, tmp_path):
+    site = _site(tmp_path / "hospital")
+    (site / "normal" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    (site / "covid19" / "copy.png").write_bytes((site / "covid19" / "covid190.png").read_bytes())
+    Image.fromarray(xray_array(200, seed=7)).save(site / "normal" / "large.png")  # another size: fine
+    report = validate_site(load_classifier(model), site)
+    problems = {p["file"]: p["problem"] for p in report["problems"]}
+    assert "broken.png" in problems and "not a recognised image" in problems["broken.png"]
+    assert any("duplicate of" in v for v in problems.values())
+    assert report["films_used"] == 29
+
+
+def test_one_class_only_too_few_films_unknown_labels_and_an_empty_folder(model, tmp_path):
+    classifier = load_classifier(model)
+    one = validate_site(classifier, _site(tmp_path / "one", classes=("normal",)))
+    assert any("one class only" in s for s in one["skipped"]) and one["after"]["sensitivity"]["value"] is None
+    few = validate_site(classifier, _site(tmp_path / "few", per_class=4))
+    assert any(f"at least {MIN_PER_CLASS}" in s for s in few["skipped"]) and not few["adapted"]
+    (tmp_path / "odd" / "tuberculosis").mkdir(parents=True)
+    Image.fromarray(xray_array(64)).save(tmp_path / "odd" / "tuberculosis" / "a.png")
+    (tmp_path / "odd" / "normal").mkdir()
+    with pytest.raises(DatasetError, match="tuberculosis have no known class"):
+        validate_site(classifier, tmp_path / "odd")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="not a data set"):
+        validate_site(classifier, tmp_path / "empty")
+    with pytest.raises(ConfigError, match="target sensitivity"):
+        validate_site(classifier, tmp_path / "few", target_sensitivity=1.5)
