@@ -332,7 +332,7 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
 def _torch(a):
     import torch
 
-    return torch.as_tensor(np.asarray(a))
+    return torch.as_tensor(np.array(a))  # a copy: torch wants writable memory
 
 
 def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
