@@ -16,7 +16,8 @@ TRAIN_FLAGS = (  # TrainConfig field -> train.py flag, in the order a reader exp
     ("batch_size", "--batch-size"), ("lr", "--lr"), ("weight_decay", "--weight-decay"), ("fit", "--fit"),
     ("equalize", "--equalize"), ("augmentation", "--augmentation"), ("pretrained", "--pretrained"), ("freeze_epochs", "--freeze-epochs"),
     ("val_fraction", "--val-fraction"), ("patience", "--patience"), ("balance", "--balance"),
-    ("label_smoothing", "--label-smoothing"), ("ema_decay", "--ema-decay"), ("limit", "--limit"), ("seed", "--seed"),
+    ("label_smoothing", "--label-smoothing"), ("ema_decay", "--ema-decay"), ("covid_sensitivity", "--covid-sensitivity"),
+    ("limit", "--limit"), ("seed", "--seed"),
 )
 
 KNOWN_LIMITS = """\

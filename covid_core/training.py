@@ -63,6 +63,7 @@ class TrainConfig:
     balance: str = "loss"
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
+    covid_sensitivity: float = 0.95
     workers: int = 0
     limit: int | None = None
     device: str = "auto"
@@ -90,6 +91,7 @@ class TrainConfig:
             (self.balance in BALANCE_CHOICES, f"balance must be one of: {', '.join(BALANCE_CHOICES)}"),
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
             (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
+            (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
             (0 <= self.workers <= 32, "workers must be from 0 to 32"),
             (self.limit is None or self.limit >= 8, "images per split (limit) must be at least 8, or none for all"),
             (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,2}", self.device),
@@ -453,7 +455,8 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
     covid = COVID_CLASS.get(config.target)
     if covid in classes:
         ci = classes.index(covid)
-        threshold = {"class": covid, **choose_threshold(labels[idx["val"]] == ci, val_probs[:, ci])}
+        threshold = {"class": covid, **choose_threshold(labels[idx["val"]] == ci, val_probs[:, ci],
+                                                        min_sensitivity=config.covid_sensitivity)}
     ood = fit_classifier_ood(model, get_spec(config.model), images, labels, idx, pre, device)
 
     val_metrics["shortcuts"] = shortcut_figures(model, table.iloc[idx["val"]], images[idx["val"]], val_probs,

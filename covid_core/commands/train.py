@@ -55,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ema-decay", type=float, default=d.ema_decay,
                    help="keep an exponential moving average of the weights with this decay per step "
                         "(e.g. 0.99) and validate and save it instead of the raw weights; 0 = off")
+    p.add_argument("--covid-sensitivity", type=float, default=d.covid_sensitivity,
+                   help="the COVID-19 operating threshold is the one with the highest VALIDATION specificity among "
+                        "those that keep validation sensitivity at or above this")
     p.add_argument("--workers", type=int, default=d.workers, help="DataLoader worker processes")
     p.add_argument("--limit", type=int, default=None, help="use at most N images per split (quick experiments)")
     p.add_argument("--device", default=d.device, help="auto (CUDA, else MPS, else CPU), cpu, cuda, mps")
@@ -93,6 +96,7 @@ def main(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         freeze_epochs=args.freeze_epochs, seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,
         balance=args.balance, label_smoothing=args.label_smoothing, ema_decay=args.ema_decay,
+        covid_sensitivity=args.covid_sensitivity,
         workers=args.workers, limit=args.limit,
         device=args.device, runs_dir=args.runs_dir or "", run_id=args.run_id, out=args.out)
     if not args.resume:
