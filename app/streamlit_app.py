@@ -40,6 +40,7 @@ st.set_page_config(page_title="Chest X-ray AI (research)", page_icon=_tab_icon()
 
 pages = [
     st.Page("views/diagnose.py", title="Diagnose", icon=":material/stethoscope:", default=True),
+    st.Page("views/validate.py", title="Validate at your site", icon=":material/fact_check:"),
     st.Page("views/denoise.py", title="Denoise", icon=":material/blur_off:"),
     st.Page("views/explore.py", title="Explore data", icon=":material/query_stats:"),
     st.Page("views/train.py", title="Train", icon=":material/model_training:"),

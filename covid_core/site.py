@@ -125,9 +125,17 @@ def _interval(values: list[float]) -> tuple[float | None, float | None]:
 
 def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np.ndarray, seed: int = 0) -> dict:
     """Sensitivity, specificity (of ``positive``) and AUC (of ``score``) with 95% intervals from a bootstrap that
-    resamples patients (all films of a drawn patient together)."""
+    resamples patients (all films of a drawn patient together); the confusion counts and the ROC curve."""
+    from sklearn.metrics import roc_curve
+
+    y, positive = np.asarray(y, bool), np.asarray(positive, bool)
     sens, spec = _rates(y, positive)
-    out = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": _auc(y, score)}}
+    out = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": _auc(y, score)},
+           "counts": {"tp": int((y & positive).sum()), "fn": int((y & ~positive).sum()),
+                      "fp": int((~y & positive).sum()), "tn": int((~y & ~positive).sum())}}
+    if 0 < y.sum() < len(y):
+        fpr, tpr, _ = roc_curve(y, score)
+        out["roc"] = {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
     groups = {}
     for i, p in enumerate(patients):
         groups.setdefault(p, []).append(i)

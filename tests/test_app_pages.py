@@ -187,3 +187,34 @@ def test_models_mean_heatmaps_give_each_class_share_and_flag_low_thorax_shares(e
     flagged = " ".join(w.value for w in at.warning if w.value.startswith("Possible shortcut"))
     for cls, share in shares.items():  # a class is named in the warning exactly when under half is in the thorax
         assert (f"{cls} (" in flagged) == (share < 50.0)
+
+
+def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
+    import numpy as np
+
+    from app_helpers import xray_array
+
+    site = env / "hospital"
+    for k, cls in enumerate(("normal", "covid19")):
+        (site / cls).mkdir(parents=True)
+        for i in range(12):
+            img = xray_array(64, seed=100 * k + i).astype(np.int16)
+            if cls == "covid19":
+                img[20:44, 12:30] += 90
+            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(site / cls / f"{cls}{i}.png")
+    at = page("validate")
+    at.text_input(key="site_folder").set_value("/etc")
+    at.button[0].click().run()
+    assert not at.exception and any("inside a configured data folder" in e.value for e in at.error)
+    at.text_input(key="site_folder").set_value(str(site))
+    at.text_input(key="site_name").set_value("St Elsewhere")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table[""]) == ["shipped model", "after adaptation (cross-validated)"]
+    assert table["COVID-19 sensitivity (95% CI)"].str.contains("%").all()
+    assert at.get("plotly_chart")  # the ROC with both operating points
+    at.button(key="site_activate").click().run()
+    assert not at.exception, at.exception
+    saved = env / "weights" / "tiny_cnn.site.json"
+    assert saved.is_file() and json.loads(saved.read_text())["site"] == "St Elsewhere"
