@@ -371,6 +371,14 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                          f"{_pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or "
                          f"inverted TEST X-rays, and {_pct(check['test_flagged'])} of {check['test_n']} TEST X-rays "
                          "(goals: at least 95%, at least 95%, at most 5%).")
+        new_source = card.get("ood_new_source")
+        if new_source:
+            lines.append("- Would it notice a new hospital? Refitted without one source's TRAIN and VALIDATION films, "
+                         "the score flags this share of that source's TEST films (the network itself saw the source, "
+                         "so a truly new hospital may look stranger): "
+                         + "; ".join(f"{s} {_pct(v['flagged'])} of {v['n']}" for s, v in new_source.items())
+                         + ". Where this is low, Diagnose's statement that the model is not validated at your "
+                           "hospital is the safeguard, not this score.")
     lines += ["", "## Known limits", KNOWN_LIMITS, ""]
     return "\n".join(lines)
 

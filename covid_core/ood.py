@@ -148,3 +148,28 @@ def ood_check(classifier, test_xrays: list[np.ndarray], seed: int = 0) -> dict:
             "transformed_xray_flagged": flagged_share(probes["transformed_xray"]),
             "transformed_xray_n": len(probes["transformed_xray"]),
             "test_flagged": flagged_share(test_xrays), "test_n": len(test_xrays)}
+
+
+def leave_one_source_out(train_features: dict[str, np.ndarray], train_labels: np.ndarray, train_sources: np.ndarray,
+                         val_features: dict[str, np.ndarray], val_sources: np.ndarray,
+                         test_features: dict[str, np.ndarray], test_sources: np.ndarray,
+                         percentile: float = 98.0) -> dict:
+    """Would the familiarity score notice a hospital it has never seen? For each source S: refit the score
+    without S's TRAIN and VALIDATION films, then the share of S's TEST films it flags (the network itself still
+    saw S in training, so this is a lower bound of what a truly new hospital would show).
+
+    Returns {source: {"flagged": share, "n": TEST films}} for each source with TEST films and other TRAIN films.
+    """
+    out = {}
+    for source in sorted(set(np.asarray(test_sources).astype(str))):
+        keep_train = np.asarray(train_sources).astype(str) != source
+        keep_val = np.asarray(val_sources).astype(str) != source
+        held = np.asarray(test_sources).astype(str) == source
+        if keep_train.sum() < 10 or keep_val.sum() < 10 or not held.any():
+            continue
+        stats = fit_ood({k: v[keep_train] for k, v in train_features.items()}, np.asarray(train_labels)[keep_train],
+                        {k: v[keep_val] for k, v in val_features.items()}, percentile)
+        flagged = ood_scores(stats, {k: v[held] for k, v in test_features.items()}) > stats["threshold"]
+        out[source] = {"flagged": float(flagged.mean()), "n": int(held.sum())}
+    return out
+

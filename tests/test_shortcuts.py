@@ -68,3 +68,24 @@ def test_the_source_probe_reads_what_the_features_carry():
     assert hi["accuracy"] > 0.95 and hi["majority_share"] == pytest.approx(1 / 3)
     assert lo["accuracy"] < 0.5 and sorted(lo["sources"]) == ["cohen", "kermany", "nih"]
     assert source_probe(blind, np.repeat(["nih"], len(sources))) is None  # one source: nothing to tell apart
+
+
+def test_leave_one_source_out_flags_a_source_unlike_the_others_and_not_one_like_them():
+    from covid_core.ood import leave_one_source_out
+
+    rng = np.random.default_rng(3)
+
+    def films(n, shift_source):
+        sources = np.repeat(["a", "b", "far"], n)
+        labels = np.tile(np.arange(2), len(sources) // 2 + 1)[: len(sources)]
+        x = rng.normal(0, 1, (len(sources), 8)) + labels[:, None]
+        x[sources == "far"] += shift_source  # another hospital: its films sit elsewhere in feature space
+        return {"penultimate": x}, labels, sources
+
+    train, labels, train_s = films(200, 6.0)
+    val, _, val_s = films(80, 6.0)
+    test, _, test_s = films(60, 6.0)
+    out = leave_one_source_out(train, labels, train_s, val, val_s, test, test_s)
+    assert set(out) == {"a", "b", "far"} and out["far"]["n"] == 60
+    assert out["far"]["flagged"] > 0.9  # unseen and unlike the rest: noticed
+    assert out["a"]["flagged"] < 0.2  # unseen but like "b": passes, as it should

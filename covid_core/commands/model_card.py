@@ -43,7 +43,34 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     if has_ood(classifier.ood):
         test_xrays = [decode_image(p).pixels for p in table["path"]]
         card["ood_check"] = ood_check(classifier, test_xrays)
+        card["ood_new_source"] = ood_leave_one_source_out(classifier, data)
     return card
+
+
+def ood_leave_one_source_out(classifier, data: str) -> dict:
+    """covid_core.ood.leave_one_source_out on the checkpoint's own TRAIN / VALIDATION / TEST films."""
+    from ..cache import load_or_build
+    from ..datasets import load_dataset, split_validation
+    from ..inference import logits_and_features
+    from ..ood import leave_one_source_out
+
+    cfg = classifier.metadata.get("train_config") or {}
+    table = split_validation(load_dataset(data).for_target(classifier.target), cfg.get("val_fraction", 0.15),
+                             cfg.get("seed", 0))
+    if "source" not in table:
+        return {}
+    images = load_or_build(table["path"].tolist(), classifier.preprocess, progress=False)
+    _, feats = logits_and_features(classifier.model, images, classifier.preprocess, device=classifier.device,
+                                   spatial_layer=classifier.spec.target_layer(classifier.model))
+    split, sources = table["split"].to_numpy(), table["source"].astype(str).to_numpy()
+
+    def rows(name):
+        m = split == name
+        return {k: v[m] for k, v in feats.items()}, sources[m]
+
+    (train_f, train_s), (val_f, val_s), (test_f, test_s) = rows("train"), rows("val"), rows("test")
+    labels = table["label_idx"].to_numpy()[split == "train"]
+    return leave_one_source_out(train_f, labels, train_s, val_f, val_s, test_f, test_s)
 
 
 def main(args: argparse.Namespace) -> int:
