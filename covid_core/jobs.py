@@ -73,7 +73,7 @@ def build_command(config: TrainConfig, task: str = "classify") -> list[str]:
     if task == "classify":
         cmd += ["--model", config.model, "--target", config.target, "--pretrained", config.pretrained,
                 "--fit", config.fit, "--equalize", config.equalize, "--balance", config.balance,
-                "--augment" if config.augment else "--no-augment"]
+                "--augment" if config.augment else "--no-augment", "--augmentation", config.augmentation]
         if config.ema_decay:
             cmd += ["--ema-decay", repr(float(config.ema_decay))]
     return cmd

@@ -118,14 +118,20 @@ class RunDir:
 
     @contextmanager
     def failure_recorded(self, enabled: bool = True):
-        """Mark the run "failed", with the error's message, when the block raises a CovidCoreError (a missing
-        data folder, a malformed CSV), then re-raise it: the Train page then says why, instead of showing a
+        """Mark the run "failed", with the error's message, when the block raises (a CovidCoreError such as a
+        missing data folder or a malformed CSV, or any crash, named in one sentence), then re-raise it: the Train page then says why, instead of showing a
         "stopped" run and offering to resume one that can never start."""
         try:
             yield
         except CovidCoreError as exc:
             if enabled:
                 self.set_status("failed", error=str(exc))
+            raise
+        except Exception as exc:  # any other crash: its real cause in one sentence, never "stopped, resume it"
+            if enabled:
+                first = next((ln.strip() for ln in str(exc).splitlines() if ln.strip()), "")
+                self.set_status("failed", error=f"training failed: {type(exc).__name__}: {first[:300]} (the log "
+                                                "has the details)")
             raise
 
     @property

@@ -301,9 +301,19 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     if is_main:
         run_dir.write_json("config.json", asdict(config))
         run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="classifier")
-    started = time.time()
     with run_dir.failure_recorded(enabled=is_main):
-        table, images, pre, fingerprint = prepare_data(config, progress and is_main, rank, world)
+        _train(config, run_dir, is_main, rank, world, device, classes, on_epoch, should_stop, progress, resume)
+    _barrier(world)
+    if world > 1:
+        torch.distributed.destroy_process_group()
+    return run_dir.best_checkpoint
+
+
+def _train(config: TrainConfig, run_dir: RunDir, is_main: bool, rank: int, world: int, device, classes,
+           on_epoch, should_stop, progress: bool, resume) -> None:
+    """The body of :func:`run` once its run folder exists: data, model, the epoch loop and :func:`finalize`."""
+    started = time.time()
+    table, images, pre, fingerprint = prepare_data(config, progress and is_main, rank, world)
     prepare_s = time.time() - started
     split = table["split"].to_numpy()
     labels = table["label_idx"].to_numpy()
@@ -423,10 +433,6 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     if is_main:
         finalize(run_dir, config, table, images, pre, fingerprint, classes, device,
                  training_time_s=time.time() - started, cancelled=cancelled, prepare_s=prepare_s)
-    _barrier(world)
-    if world > 1:
-        torch.distributed.destroy_process_group()
-    return run_dir.best_checkpoint
 
 
 def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerprint, classes, device,

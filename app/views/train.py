@@ -13,6 +13,7 @@ import ui
 from covid_core import jobs
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import ConfigError, CovidCoreError
+from covid_core.augment import AUGMENTATION_CHOICES
 from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
 from covid_core.models import get_spec, list_models
 from covid_core.runs import RunDir, default_runs_dir
@@ -53,7 +54,10 @@ with st.form("train_form"):
                            "less on chance.")
     pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
                               help="Needs the torchvision weights in the local torch hub cache or network access.")
-    c11, c12 = st.columns(2)
+    c11, c12, c13 = st.columns(3)
+    augmentation = c13.selectbox("Augmentation strength", AUGMENTATION_CHOICES, key="train_augmentation",
+                                 help="light: small geometry and contrast changes. strong: also gamma, blur, noise, "
+                                      "lost resolution and erased borders and corners, where hospital markers sit.")
     limit = c11.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
                              help="For a quick trial run: 0 for all, or at least 8.")
     balance = c12.selectbox("Imbalance", BALANCE_CHOICES, key="train_balance", format_func=BALANCE_LABELS.get,
@@ -73,7 +77,7 @@ if submitted:
         folder_error = None
     config = TrainConfig(data=folder, target=target, model=model, epochs=int(epochs),
                          batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
-                         augment=bool(augment), pretrained="imagenet" if pretrained else "none",
+                         augment=bool(augment), augmentation=augmentation, pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, limit=int(limit) or None)
     try:
         problems = [folder_error] if folder_error else []
@@ -135,8 +139,10 @@ def show_job(job: jobs.Job) -> None:
         if job.state == "failed" and status.get("error"):
             st.error(status["error"])
         if job.state == "stopped":
+            resumable = (job.path / "last.pt").is_file()
             st.warning("Its process is gone (killed or the machine restarted) although it never reported an end. "
-                       "Resume it with `python train.py --resume " + str(job.path) + "`.")
+                       + (f"Resume it with `python train.py --resume {job.path}`." if resumable else
+                          "No epoch had finished, so there is nothing to resume: start it again."))
         rows = RunDir(job.path).metrics()
         if rows:
             st.plotly_chart(curves(rows), key=f"curves_{job.run_id}_{len(rows)}", config={"displayModeBar": False})
@@ -153,7 +159,8 @@ def show_job(job: jobs.Job) -> None:
                 st.caption("This model is now selectable on the **Diagnose** page.")
         log = jobs.tail_log(job, 30)
         if log:
-            st.code(log, language=None)
+            with st.expander("Log (last 30 lines)", expanded=job.active):
+                st.code(log, language=None)
 
 
 @st.fragment(run_every=2)
