@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import io
 import os
 import shutil
@@ -137,6 +138,46 @@ async def run_sessions(url: str, n: int, timeout_s: float) -> list[dict]:
             await browser.close()
 
 
+@contextlib.contextmanager
+def serving_app(checkpoint: str | None = None, app_root: Path = REPO):
+    """A Streamlit server of ``app_root``'s app on 127.0.0.1 with one classifier (``checkpoint``, or a random tiny
+    cnn) in a temporary weights folder; yields (url, server pid); stops it and removes its files at the end."""
+    work = Path(tempfile.mkdtemp(prefix="bench_app_"))
+    weights = work / "weights"
+    weights.mkdir()
+    if checkpoint:
+        shutil.copy(checkpoint, weights / Path(checkpoint).name)
+    else:
+        tiny_checkpoint(weights)
+    port = free_port()
+    env = dict(os.environ, COVID_XRAY_WEIGHTS=str(weights), COVID_CORE_RUNS=str(work / "runs"),
+               COVID_CORE_CACHE=str(work / "cache"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(Path(app_root) / "app" / "streamlit_app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--browser.gatherUsageStats", "false"],
+        cwd=app_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                urllib.request.urlopen(url + "_stcore/health", timeout=2).read()
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the app server did not start: " + server.stdout.read1().decode()[-3000:])
+                time.sleep(0.5)
+        yield url, server.pid
+    finally:
+        server.terminate()
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sessions", type=int, default=8, help="simultaneous browser sessions (1-16)")
@@ -145,48 +186,15 @@ def main() -> int:
     args = ap.parse_args()
     n = max(1, min(args.sessions, 16))
 
-    work = Path(tempfile.mkdtemp(prefix="load_test_"))
-    weights = work / "weights"
-    weights.mkdir()
-    if args.checkpoint:
-        shutil.copy(args.checkpoint, weights / Path(args.checkpoint).name)
-    else:
-        tiny_checkpoint(weights)
-    port = free_port()
-    env = dict(os.environ, COVID_XRAY_WEIGHTS=str(weights), COVID_CORE_RUNS=str(work / "runs"),
-               COVID_CORE_CACHE=str(work / "cache"))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app" / "streamlit_app.py"),
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
-         "--browser.gatherUsageStats", "false"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(url + "_stcore/health", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None:
-                    print(server.stdout.read().decode()[-3000:])
-                    return 1
-                time.sleep(0.5)
-        watch = MemoryWatch(server.pid)
-        idle_mb = tree_rss_mb(server.pid)
+    with serving_app(args.checkpoint) as (url, pid):
+        watch = MemoryWatch(pid)
+        idle_mb = tree_rss_mb(pid)
         watch.start()
         started = time.perf_counter()
         results = asyncio.run(run_sessions(url, n, args.timeout))
         wall = time.perf_counter() - started
         watch.stop.set()
         watch.join()
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(work, ignore_errors=True)
 
     ok = [r for r in results if r["ok"]]
     lat = sorted(r["latency_s"] for r in ok)

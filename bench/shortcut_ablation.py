@@ -32,6 +32,7 @@ ROWS = {
     "group_strong": ["--balance", "group", "--augmentation", "strong"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
+    "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
     "group_strong_thorax": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax"],
     "group_strong_thorax_clahe": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax",
                                   "--equalize", "clahe"],

@@ -18,19 +18,15 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from load_test import MemoryWatch, free_port, tiny_checkpoint, tree_rss_mb, xray_png  # bench/ is on sys.path
+from load_test import MemoryWatch, serving_app, tree_rss_mb, xray_png  # bench/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -107,54 +103,24 @@ def main() -> int:
     print(f"hostile batch: {len(hostile)} files, {sum(len(f['buffer']) for f in hostile) / 1024:.0f} KB in all "
           f"(made in {time.perf_counter() - made:.1f} s)")
 
-    work = Path(tempfile.mkdtemp(prefix="upload_memory_"))
-    weights = work / "weights"
-    weights.mkdir()
-    tiny_checkpoint(weights)
-    port = free_port()
-    env = dict(os.environ, COVID_XRAY_WEIGHTS=str(weights), COVID_CORE_RUNS=str(work / "runs"),
-               COVID_CORE_CACHE=str(work / "cache"))
-    server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(Path(args.app_root) / "app" / "streamlit_app.py"), "--server.address",
-         "127.0.0.1", "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=args.app_root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/"
     results = {}
-    try:
-        deadline = time.monotonic() + 120
-        while True:
+    with serving_app(app_root=Path(args.app_root)) as (url, pid), sync_playwright() as pw:
+        idle = tree_rss_mb(pid)
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                     args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                                           "--disable-background-networking", "--disable-component-update",
+                                           "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        for name, batch in (("films", films), ("hostile", hostile)):
+            watch = MemoryWatch(pid)
+            watch.start()
             try:
-                urllib.request.urlopen(url + "_stcore/health", timeout=2).read()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    print("the server did not start")
-                    return 1
-                time.sleep(0.5)
-        idle = tree_rss_mb(server.pid)
-        with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                         args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                                               "--disable-background-networking", "--disable-component-update",
-                                               "--disable-sync", "--no-first-run"])
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            for name, batch in (("films", films), ("hostile", hostile)):
-                watch = MemoryWatch(server.pid)
-                watch.start()
-                try:
-                    results[name] = upload_batch(page, url, batch, args.timeout)
-                finally:
-                    watch.stop.set()
-                    watch.join()
-                results[name].update(peak_mb=watch.peak, end_mb=tree_rss_mb(server.pid))
-            browser.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        shutil.rmtree(work, ignore_errors=True)
+                results[name] = upload_batch(page, url, batch, args.timeout)
+            finally:
+                watch.stop.set()
+                watch.join()
+            results[name].update(peak_mb=watch.peak, end_mb=tree_rss_mb(pid))
+        browser.close()
 
     print(f"server idle: {idle:.0f} MB")
     for name, r in results.items():
