@@ -14,6 +14,7 @@ from covid_core.checkpoint import load_checkpoint_dict, load_classifier
 from covid_core.errors import ConfigError
 from covid_core.jobs import read_job
 from covid_core.runs import RunDir
+from covid_core.models import list_models
 from covid_core.training import TrainConfig, run
 
 
@@ -189,3 +190,15 @@ def test_batched_augmentation_is_small_random_and_never_flips():
     assert not torch.allclose(out[0], out[1])  # ...each differently
     torch.manual_seed(0)
     assert torch.equal(augment_batch(x.clone()), out)  # and the seed reproduces it
+
+
+@pytest.mark.parametrize("model_name", list_models())
+def test_the_smallest_run_the_train_form_allows_finishes_for_every_architecture(model_name, folder_dataset, tmp_path):
+    """8 images per split, 1 epoch: the familiarity fit has fewer films than feature dimensions and must cope."""
+    from covid_core.runs import RunDir
+
+    best = run(TrainConfig(data=str(folder_dataset), model=model_name, epochs=1, batch_size=8, image_size=32, limit=8,
+                           seed=0, runs_dir=str(tmp_path / "runs"), run_id=f"small-{model_name}"), progress=False)
+    status = RunDir(best.parent).read_json("status.json")
+    assert status["state"] == "finished", status
+    assert best.is_file()
