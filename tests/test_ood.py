@@ -133,7 +133,7 @@ def test_shipped_classifiers_flag_non_xrays_and_turned_films_but_few_test_films(
     table = load_dataset(str(real_data)).for_target(classifier.target)
     test_xrays = [decode_image(p).pixels for p in table.loc[table["split"] == "test", "path"]]
     check = ood_check(classifier, test_xrays)
-    assert check["test_n"] == 337 and check["transformed_xray_n"] == 80
+    assert check["test_n"] == 396 and check["transformed_xray_n"] == 80
     assert check["non_xray_flagged"] >= 0.95, check
     assert check["transformed_xray_flagged"] >= 0.95, check
     assert check["test_flagged"] <= 0.05, check
