@@ -12,7 +12,7 @@ from pathlib import Path
 import streamlit as st
 
 from covid_core.byte_cache import ByteCappedCache
-from covid_core.checkpoint import load_classifier
+from covid_core.site import load_classifier_at_site
 from covid_core.errors import CovidCoreError
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, THRESHOLD_RATES, rate_text
@@ -35,7 +35,7 @@ def optional_module(name: str):
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
 def cached_classifier(path: str, mtime_ns: int, site: str | None = None, site_mtime_ns: int = 0):
     """Loaded once per checkpoint (and site file) version: the mtimes in the key reload a changed file."""
-    return load_classifier(path, site=site)
+    return load_classifier_at_site(path, site=site)
 
 
 @st.cache_resource

@@ -71,7 +71,7 @@ def rates(y, pos):
 
 def main() -> int:
     from covid_core.checkpoint import load_classifier
-    from covid_core.site import validate_site
+    from covid_core.site import load_classifier_at_site, validate_site
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -98,7 +98,7 @@ def main() -> int:
         for line in report["skipped"]:
             print(f"  not adapted: {line}")
         y, shipped, shipped_withheld, _ = decisions(classifier, work / "B")
-        _, local, local_withheld, _ = decisions(load_classifier(args.model, site=site_file), work / "B")
+        _, local, local_withheld, _ = decisions(load_classifier_at_site(args.model, site=site_file), work / "B")
         rng = np.random.default_rng(args.seed)
         n = len(y)
         boot = {"shipped": [], "site": [], "gain": []}

@@ -128,9 +128,9 @@ def classifier_checkpoint(model: nn.Module, *, model_name: str, target: str, cla
     return ckpt
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu", site: str | Path | None = None) -> Classifier:
-    """Rebuild a classifier from its checkpoint through the registry; ``site``: a site file to apply
-    (covid_core.site; refused when it was made for another checkpoint)."""
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Rebuild a classifier from its checkpoint through the registry (with a site file applied:
+    :func:`covid_core.site.load_classifier_at_site`)."""
     ckpt = load_checkpoint_dict(path)
     if ckpt.get("format") != CLASSIFIER_FORMAT:
         raise CheckpointError(f"{Path(path).name} is not a classifier checkpoint (format {ckpt.get('format')!r})")
@@ -143,12 +143,7 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu", site: 
         raise CheckpointError(f"{Path(path).name} does not match its architecture: {str(exc).splitlines()[0]}") from exc
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    classifier = Classifier(model=model, spec=spec, classes=tuple(ckpt["classes"]), target=ckpt["target"],
-                            preprocess=preprocess, temperature=float(ckpt.get("temperature", 1.0) or 1.0),
-                            threshold=dict(ckpt.get("threshold") or {}), ood=dict(ckpt.get("ood") or {}),
-                            metadata=meta, path=str(path))
-    if site is not None:
-        from .site import load_site
-
-        classifier.site = load_site(site, path)
-    return classifier
+    return Classifier(model=model, spec=spec, classes=tuple(ckpt["classes"]), target=ckpt["target"],
+                      preprocess=preprocess, temperature=float(ckpt.get("temperature", 1.0) or 1.0),
+                      threshold=dict(ckpt.get("threshold") or {}), ood=dict(ckpt.get("ood") or {}),
+                      metadata=meta, path=str(path))

@@ -149,3 +149,18 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
         return []
     return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)),
                   key=lambda r: (r.started(), r.id), reverse=True)
+
+
+def stop_on_sigterm():
+    """A should_stop callable for a training loop that turns true on SIGTERM (the app's cancel button): the run
+    finishes its current step and evaluates what it has."""
+    import signal
+
+    stopped = {"flag": False}
+
+    def handler(signum, frame):
+        stopped["flag"] = True
+
+    signal.signal(signal.SIGTERM, handler)
+    return lambda: stopped["flag"]
+

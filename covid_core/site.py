@@ -100,6 +100,17 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
                 specificity=after.get("specificity"))
 
 
+def load_classifier_at_site(path: str | Path, site: str | Path | None = None):
+    """covid_core.checkpoint.load_classifier, with the site file ``site`` applied when given (refused, with a
+    ConfigError, when it was made for another checkpoint)."""
+    from .checkpoint import load_classifier
+
+    classifier = load_classifier(path)
+    if site is not None:
+        classifier.site = load_site(site, path)
+    return classifier
+
+
 # ---- figures ------------------------------------------------------------------------------------------------
 
 def _rates(y: np.ndarray, positive: np.ndarray) -> tuple[float | None, float | None]:

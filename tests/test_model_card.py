@@ -13,7 +13,7 @@ from covid_core.checkpoint import load_checkpoint_dict
 from covid_core.cli import build_parser
 from covid_core.model_card import (card_markdown, dae_reproduce_command, pair_metrics, positive_verdict_limits,
                                    reproduce_command)
-from covid_core.ood import probe_images
+from covid_core.ood_check import probe_images
 from covid_core.training import TrainConfig
 
 

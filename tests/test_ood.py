@@ -127,7 +127,7 @@ def test_shipped_classifiers_flag_non_xrays_and_turned_films_but_few_test_films(
     from covid_core.checkpoint import load_classifier
     from covid_core.datasets import load_dataset
     from covid_core.decode import decode_image
-    from covid_core.ood import ood_check
+    from covid_core.ood_check import ood_check
 
     classifier = load_classifier(REPO / "weights" / f"{name}.pt")
     table = load_dataset(str(real_data)).for_target(classifier.target)

@@ -36,7 +36,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
                         batch_size: int = 64, progress: bool = True, site: str | None = None):
     """(metrics dict, table of the evaluated rows, calibrated probabilities NxC)."""
     from ..cache import load_or_build
-    from ..checkpoint import load_classifier
+    from ..site import load_classifier_at_site
     from ..datasets import load_dataset, split_validation
     from ..errors import DatasetError
     from ..inference import score_pixels
@@ -44,7 +44,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     from ..shortcuts import shortcut_report
     from ..training import per_source_metrics
 
-    clf = load_classifier(model_path, site=site)
+    clf = load_classifier_at_site(model_path, site=site)
     table = load_dataset(data, layout).for_target(clf.target)
     if split == "val":
         cfg = clf.metadata.get("train_config", {})

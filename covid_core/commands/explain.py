@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import cv2
 
-    from ..checkpoint import load_classifier
+    from ..site import load_classifier_at_site
     from .. import verdict
     from ..case import explain_case, open_case
     from ..explain import COLORMAPS, check_method, class_index, overlay
@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out} must end in .png")
-    clf = load_classifier(args.model, site=args.site)
+    clf = load_classifier_at_site(args.model, site=args.site)
     if args.target_class is not None:
         class_index(clf, args.target_class)  # unknown class: one-line error listing the choices
     case = open_case(args.image, Path(args.image).name, clf, max_side=None)  # the overlay at the film's own size

@@ -38,7 +38,8 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
     card["thorax_n"], card["thorax_sample"] = cam_limit, "seeded random"
     from ..decode import decode_image
-    from ..ood import has_ood, ood_check
+    from ..ood import has_ood
+    from ..ood_check import ood_check
 
     if has_ood(classifier.ood):
         test_xrays = [decode_image(p).pixels for p in table["path"]]

@@ -52,11 +52,11 @@ class _SafeWriter:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..checkpoint import load_classifier
+    from ..site import load_classifier_at_site
     from ..errors import ConfigError
     from ..inference import predict_files
 
-    clf = load_classifier(args.model, site=args.site)
+    clf = load_classifier_at_site(args.model, site=args.site)
     files = _expand(args.paths)
     if not files:
         raise ConfigError("no image files found in the given paths")

@@ -7,7 +7,6 @@ Multi-process: torchrun --nproc_per_node N train.py ... (DistributedDataParallel
 from __future__ import annotations
 
 import argparse
-import signal
 
 from ..augment import AUGMENTATION_CHOICES
 from ..balance import BALANCE_CHOICES
@@ -68,19 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _stop_flag():
-    """A should_stop callable that turns true on SIGTERM/SIGINT (the app's cancel button)."""
-    stopped = {"flag": False}
-
-    def handler(signum, frame):
-        stopped["flag"] = True
-
-    signal.signal(signal.SIGTERM, handler)
-    return lambda: stopped["flag"]
-
-
 def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from ..runs import stop_on_sigterm
     from ..training import TrainConfig, run
 
     if args.task == "denoise":
@@ -108,6 +97,6 @@ def main(args: argparse.Namespace) -> int:
               f"val macro AUC {auc if auc is None else round(auc, 4)}, {row['images_per_s']:.1f} img/s"
               f"{' (best)' if row['best'] else ''}", flush=True)
 
-    best = run(config, on_epoch=report, should_stop=_stop_flag(), progress=not args.quiet, resume=args.resume)
+    best = run(config, on_epoch=report, should_stop=stop_on_sigterm(), progress=not args.quiet, resume=args.resume)
     print(f"best checkpoint: {best}")
     return 0

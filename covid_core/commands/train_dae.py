@@ -51,7 +51,7 @@ def _command_line() -> str:
 def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..denoise.training import DAETrainConfig, run_dae
-    from .train import _stop_flag
+    from ..runs import stop_on_sigterm
 
     if not args.data and not args.resume:
         raise ConfigError("--data DIR is required (or --resume RUN_DIR)")
@@ -75,6 +75,6 @@ def main(args: argparse.Namespace) -> int:
               f"gaussian:25 {row['val_psnr_gaussian:25']:.2f} dB, poisson:30 {row['val_psnr_poisson:30']:.2f} dB, "
               f"{row['images_per_s']:.0f} crops/s{' (best)' if row['best'] else ''}", flush=True)
 
-    best = run_dae(config, on_epoch=report, should_stop=_stop_flag(), progress=not args.quiet, resume=args.resume)
+    best = run_dae(config, on_epoch=report, should_stop=stop_on_sigterm(), progress=not args.quiet, resume=args.resume)
     print(f"best checkpoint: {best}")
     return 0
