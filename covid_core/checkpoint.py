@@ -28,12 +28,28 @@ from .preprocess import PreprocessConfig
 CLASSIFIER_FORMAT = "covid_core.classifier/1"
 
 
+def plain(obj):
+    """``obj`` with numpy scalars and numpy strings (values and dict keys) turned into Python ones, so that
+    ``torch.load(..., weights_only=True)`` accepts the file: it refuses numpy types as unknown globals."""
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return type(obj)((plain(k), plain(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, "_fields"):
+        return type(obj)(plain(v) for v in obj)
+    return obj
+
+
 def atomic_save(obj, path: str | Path) -> None:
     """torch.save to a temp file in the same folder, fsync, then rename over ``path``.
 
     A kill or a full disk at any moment leaves either the old file or the new one, never
-    a broken one (the rename is atomic on POSIX file systems).
+    a broken one (the rename is atomic on POSIX file systems). Numpy scalars are stored as Python ones
+    (:func:`plain`), so every saved checkpoint loads with ``weights_only=True``.
     """
+    obj = plain(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)

@@ -26,7 +26,7 @@ KNOWN_LIMITS = """\
   and most adult pneumonias from one US hospital (NIH Clinical Center), and the COVID-19 films from many
   hospitals and publications (the COVID-19 image collection, `cohen`, and Figure 1), which also hold the only
   48 adult non-COVID pneumonias from outside NIH. "An adult film not from NIH" therefore predicts COVID-19 on
-  this data and will not at another hospital. The within-source figures below measure how far the model reads
+  this data and will not at another hospital. The within-source figures above measure how far the model reads
   the disease rather than the source (DeGrave et al., Nature Machine Intelligence 2021).
 - TEST is patient-disjoint from TRAIN but drawn from the same sources: expect lower figures at another
   hospital. Validate the model on your own labelled films before relying on it.
@@ -327,8 +327,9 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
         called = [f"{r['source']} {r['true class']}: {r['called covid']} of {r['n']} ({100 * r['share']:.1f}%)"
                   for r in covid_calls_by_source(per_source, covid)]
         if called:
-            lines += ["", f"Non-COVID films called {covid}, by source and true class (nih = adult normals; cohen "
-                          "pneumonia = the only adult non-COVID pneumonias): " + "; ".join(called) + "."]
+            lines += ["", f"Non-COVID films called {covid}, by source and true class (kermany = children of one "
+                          "hospital; nih = adults of one US hospital; cohen and figure1 = adults of the COVID-19 "
+                          "collections): " + "; ".join(called) + "."]
         positive = [f"{r['source']} {r['true class']}: {r['called covid']} of {r['n']}"
                     for r in card.get("covid_calls_at_threshold") or [] if r["called covid"]]
         if positive:

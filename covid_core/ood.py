@@ -63,7 +63,10 @@ def fit_ood(train_features: dict[str, np.ndarray], train_labels: np.ndarray, val
     labels = np.asarray(train_labels, int)
     parts = [_fit_part(name, train_features[name], labels, val_features[name], percentile)
              for name in sorted(train_features)]
-    stats = {"method": "mahalanobis", "parts": parts, "threshold": 1.0, "percentile": float(percentile)}
+    # orientation_check: inference also scores rotated and inverted copies (covid_core.inference.score_pixels);
+    # checkpoints fitted before it (and hand-made test fixtures) are scored without it.
+    stats = {"method": "mahalanobis", "parts": parts, "threshold": 1.0, "percentile": float(percentile),
+             "orientation_check": True}
     stats["val_flagged"] = float(np.mean(ood_scores(stats, val_features) > 1.0))
     return stats
 
@@ -113,6 +116,6 @@ def leave_one_source_out(train_features: dict[str, np.ndarray], train_labels: np
         stats = fit_ood({k: v[keep_train] for k, v in train_features.items()}, np.asarray(train_labels)[keep_train],
                         {k: v[keep_val] for k, v in val_features.items()}, percentile)
         flagged = ood_scores(stats, {k: v[held] for k, v in test_features.items()}) > stats["threshold"]
-        out[source] = {"flagged": float(flagged.mean()), "n": int(held.sum())}
+        out[str(source)] = {"flagged": float(flagged.mean()), "n": int(held.sum())}  # plain str: weights_only loads
     return out
 

@@ -172,3 +172,17 @@ def test_atomic_save_leaves_no_temp_files_when_it_succeeds(tmp_path):
         atomic_save({"state_dict": {}, "epoch": epoch}, tmp_path / "last.pt")
     assert load_checkpoint_dict(tmp_path / "last.pt")["epoch"] == 2
     assert _temp_files(tmp_path) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_numpy_values_and_keys_are_saved_so_that_the_safe_loader_accepts_them(tmp_path):
+    import numpy as np
+
+    from covid_core.checkpoint import atomic_save
+
+    path = tmp_path / "np.pt"
+    atomic_save({"state_dict": {"w": torch.zeros(2)}, "card": {np.str_("nih"): {"flagged": np.float64(0.35),
+                                                                                "n": np.int64(117)}},
+                 "list": [np.float32(1.5)]}, path)
+    loaded = load_checkpoint_dict(path)
+    assert loaded["card"] == {"nih": {"flagged": 0.35, "n": 117}} and type(loaded["card"]["nih"]["n"]) is int
+    assert loaded["list"] == [1.5]

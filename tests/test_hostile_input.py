@@ -221,3 +221,22 @@ def test_the_train_form_answers_hostile_folders_with_a_message(tmp_path, monkeyp
         [error] = [e.value for e in at.error if "Not started" in e.value]
         assert "Traceback" not in error and ("inside a configured data folder" in error or "not a usable path" in error)
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("copy_scores, flagged", [([0.9, 0.2, 0.9, 0.9], True), ([0.9, 0.8, 0.7, 0.6], False)])
+def test_a_film_that_looks_more_familiar_turned_gets_no_verdict(tmp_path, monkeypatch, copy_scores, flagged):
+    """The orientation check: when a rotated or inverted copy scores as more familiar than the film itself, the film
+    is probably turned or inverted, even if its own familiarity score passes."""
+    import covid_core.inference as inference
+    from covid_core.checkpoint import load_classifier
+
+    from app_helpers import make_checkpoint
+
+    classifier = load_classifier(make_checkpoint(tmp_path / "m.pt", ood_threshold=1.0))
+    classifier.ood = {**classifier.ood, "orientation_check": True}
+    answers = iter([np.array([0.5])] + [np.array([s]) for s in copy_scores])  # the film first, then its 4 copies
+    monkeypatch.setattr(inference, "ood_scores", lambda stats, feats: next(answers))
+    prediction = inference.predict(classifier, xray_array(64).astype(np.float32) / 255)
+    assert prediction.ood_flagged is flagged and prediction.ood_score == 0.5  # its own score passes either way
+    assert (prediction.covid_call == "withheld") is flagged
+    assert any("rotated or inverted" in w for w in prediction.warnings) is flagged

@@ -87,5 +87,6 @@ def test_leave_one_source_out_flags_a_source_unlike_the_others_and_not_one_like_
     test, _, test_s = films(60, 6.0)
     out = leave_one_source_out(train, labels, train_s, val, val_s, test, test_s)
     assert set(out) == {"a", "b", "far"} and out["far"]["n"] == 60
+    assert all(type(k) is str for k in out)  # numpy strings would make the checkpoint unloadable with weights_only
     assert out["far"]["flagged"] > 0.9  # unseen and unlike the rest: noticed
     assert out["a"]["flagged"] < 0.2  # unseen but like "b": passes, as it should

@@ -54,7 +54,8 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     if table.empty:
         raise DatasetError(f"the {split} split of {data} has no images usable for target {clf.target!r}")
     images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
-    batches = [score_pixels(clf, np.asarray(images[i:i + batch_size])) for i in range(0, len(images), batch_size)]
+    batches = [score_pixels(clf, np.asarray(images[i:i + batch_size]), orientation=False)  # no flags needed here
+               for i in range(0, len(images), batch_size)]
     probs = np.concatenate([b.probs for b in batches])
     features = np.concatenate([b.penultimate for b in batches])
     metrics = classification_metrics(table["label_idx"].to_numpy(), probs, clf.classes)
