@@ -27,13 +27,19 @@ TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
 
 
-def headline_card(prediction) -> None:
+def headline_card(prediction, validated: bool) -> None:
+    """The call in words. A verdict of a model not validated at this hospital is drawn with a dashed border and
+    says so inside the card, so that it never looks as settled as a validated one."""
     h = headline(prediction)
     color, bg = TONES[h.tone]
     second = f'<div style="font-size:1.05rem;margin-top:0.2rem">{html.escape(h.covid_line)}</div>' if h.covid_line else ""
-    st.markdown(f'<div style="background:{bg};color:{color};padding:0.8rem 1rem;border-radius:0.5rem;'
+    border = f"2px solid {color}" if validated else f"2px dashed {color}"
+    note = "" if validated or h.tone == "withheld" else (
+        '<div style="font-size:0.9rem;margin-top:0.3rem;font-style:italic">Unconfirmed: this model has not been '
+        "validated at your hospital.</div>")
+    st.markdown(f'<div style="background:{bg};color:{color};padding:0.8rem 1rem;border-radius:0.5rem;border:{border};'
                 f'margin-bottom:0.6rem"><div style="font-size:1.6rem;font-weight:700">{html.escape(h.title)}</div>'
-                f'{second}</div>', unsafe_allow_html=True)
+                f'{second}{note}</div>', unsafe_allow_html=True)
 
 
 def windowed(image, key: str) -> np.ndarray:
@@ -95,7 +101,7 @@ def probability_chart(prediction) -> go.Figure:
 
 
 def verdict_and_limits(prediction, classifier) -> None:
-    headline_card(prediction)
+    headline_card(prediction, validated=classifier.site is not None)
     if prediction.ood_flagged:
         st.warning(withheld_reason(prediction), icon=":material/help:")
         return

@@ -243,7 +243,7 @@ def test_a_site_file_beside_the_model_says_where_and_how_well_it_was_validated(w
     assert not at.exception, at.exception
     [validated] = [s.value for s in at.success if "Validated at" in s.value]
     assert "St Elsewhere" in validated and "sensitivity 90% (95% CI 80-97%)" in validated
-    assert "Not validated at your hospital" not in _all_text(at)
+    assert "Not validated at your hospital" not in _all_text(at) and "Unconfirmed" not in _all_text(at)
 
 
 def test_a_site_file_made_for_another_model_is_not_applied(weights):
@@ -253,3 +253,4 @@ def test_a_site_file_made_for_another_model_is_not_applied(weights):
     assert not at.exception, at.exception
     assert any("was not applied" in w.value and "another model" in w.value for w in at.warning)
     assert "Not validated at your hospital" in _all_text(at)
+    assert "Unconfirmed: this model has not been validated at your hospital" in _all_text(at)  # in the verdict card

@@ -218,3 +218,30 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     assert not at.exception, at.exception
     saved = env / "weights" / "tiny_cnn.site.json"
     assert saved.is_file() and json.loads(saved.read_text())["site"] == "St Elsewhere"
+
+
+def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from app_helpers import xray_array
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for k, cls in enumerate(("normal", "covid19")):
+            for i in range(12):
+                img = xray_array(64, seed=100 * k + i).astype(np.int16)
+                if cls == "covid19":
+                    img[20:44, 12:30] += 90
+                z.writestr(f"hospital/{cls}/{cls}{i}.png", png_bytes(np.clip(img, 0, 255).astype(np.uint8)))
+        z.writestr("../outside.png", png_bytes(xray_array(64)))
+    at = page("validate")
+    at.file_uploader(key="site_zip").set_value(("hospital.zip", buf.getvalue(), "application/zip"))
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any("leaves the folder" in w.value for w in at.warning)
+    assert list(at.dataframe[0].value[""]) == ["shipped model", "after adaptation (cross-validated)"]
+    assert "hospital: 24 films" in " ".join(h.value for h in at.subheader)
+    assert not (env / "outside.png").exists()

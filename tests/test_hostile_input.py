@@ -240,3 +240,34 @@ def test_a_film_that_looks_more_familiar_turned_gets_no_verdict(tmp_path, monkey
     assert prediction.ood_flagged is flagged and prediction.ood_score == 0.5  # its own score passes either way
     assert (prediction.covid_call == "withheld") is flagged
     assert any("rotated or inverted" in w for w in prediction.warnings) is flagged
+
+
+def _zip(entries: dict[str, bytes]) -> bytes:
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+    return buf.getvalue()
+
+
+def test_a_zip_of_labelled_films_is_unpacked_inside_its_folder_and_within_its_caps(tmp_path):
+    from covid_core.archive import extract_labelled_zip
+    from covid_core.errors import DatasetError
+
+    film = png_bytes(xray_array(64))
+    dest = tmp_path / "out"
+    root, skipped = extract_labelled_zip(_zip({"site/normal/a.png": film, "site/covid19/b.png": film,
+                                               "../../escape.png": film, "/abs/evil.png": film}), dest)
+    assert root == dest / "site"  # the one folder the zip wraps its class folders in
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*.png")) == ["site/covid19/b.png",
+                                                                                   "site/normal/a.png"]
+    assert len(skipped) == 2 and all("leaves the folder" in s for s in skipped)
+    assert not (tmp_path / "escape.png").exists() and not list(tmp_path.glob("**/evil.png"))
+    with pytest.raises(DatasetError, match="unpacks to more than"):
+        extract_labelled_zip(_zip({"normal/zeros.png": b"\0" * (3 * 2**20)}), tmp_path / "bomb", max_bytes=2**20)
+    with pytest.raises(DatasetError, match="over the limit of 2"):
+        extract_labelled_zip(_zip({f"normal/{i}.png": film for i in range(3)}), tmp_path / "many", max_files=2)
+    with pytest.raises(DatasetError, match="not a zip archive"):
+        extract_labelled_zip(b"%PDF-1.4", tmp_path / "pdf")

@@ -1,0 +1,67 @@
+"""Unpack a zip of labelled films (a site's validation set) safely into a folder.
+
+Refused or skipped, with the reason: members whose path would leave the folder (``../``, absolute paths, drive
+letters), links, more than ``max_files`` members, and more than ``max_bytes`` unpacked in all. The size is
+counted while reading, not taken from the zip's own header, so a zip bomb that lies about its sizes stops at the cap.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path, PurePosixPath
+
+from .datasets import IMAGE_EXTENSIONS
+from .errors import DatasetError
+
+MAX_FILES = 5000
+MAX_BYTES = 1024 * 2**20
+CHUNK = 1 << 20
+
+
+def _safe_member(name: str) -> PurePosixPath | None:
+    path = PurePosixPath(name.replace("\\", "/"))
+    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+        return None
+    return path
+
+
+def extract_labelled_zip(data: bytes, dest: str | Path, max_files: int = MAX_FILES,
+                         max_bytes: int = MAX_BYTES) -> tuple[Path, list[str]]:
+    """Unpack the image files of the zip ``data`` into ``dest``; returns (the data folder: ``dest``, or the one
+    folder the zip wraps everything in, the names it skipped with why).
+
+    Raises DatasetError for a file that is not a zip, too many members or too many bytes.
+    """
+    dest = Path(dest)
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except zipfile.BadZipFile as exc:
+        raise DatasetError(f"not a zip archive ({exc}); upload a .zip of folders such as normal/ and covid19/") from exc
+    members = [m for m in archive.infolist() if not m.is_dir()]
+    if len(members) > max_files:
+        raise DatasetError(f"the zip holds {len(members)} files, over the limit of {max_files}")
+    skipped, total = [], 0
+    for member in members:
+        path = _safe_member(member.filename)
+        if path is None:
+            skipped.append(f"{member.filename}: its path leaves the folder; skipped")
+            continue
+        if (member.external_attr >> 16) & 0o170000 == 0o120000:
+            skipped.append(f"{member.filename}: a link; skipped")
+            continue
+        if path.suffix.lower() not in IMAGE_EXTENSIONS:
+            continue  # notes, CSVs of other tools, .DS_Store...
+        target = dest.joinpath(*path.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(member) as src, open(target, "wb") as out:
+            while chunk := src.read(CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise DatasetError(f"the zip unpacks to more than {max_bytes / 2**20:.0f} MB; refused")
+                out.write(chunk)
+    root = dest
+    while root.is_dir() and len(entries := list(root.iterdir())) == 1 and entries[0].is_dir() \
+            and entries[0].name.lower() not in ("normal", "pneumonia", "covid19", "covid", "train", "test"):
+        root = entries[0]  # a zip of "hospital/normal/..." wraps its class folders in one folder
+    return root, skipped
