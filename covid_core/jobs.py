@@ -63,9 +63,10 @@ class Job:
 def build_command(config: TrainConfig, task: str = "classify") -> list[str]:
     """The argument list for train.py (the interpreter running this code)."""
     cmd = [sys.executable, str(TRAIN_SCRIPT), "--task", task, "--data", config.data, "--layout", config.layout,
-           "--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--lr", repr(float(config.lr)),
            "--seed", str(config.seed), "--runs-dir", str(config.runs_dir), "--run-id", str(config.run_id),
            "--device", config.device, "--workers", str(config.workers), "--quiet"]
+    if task == "classify":  # the denoiser trains with its own epochs, batch and learning rate (DAETrainConfig)
+        cmd += ["--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--lr", repr(float(config.lr))]
     if config.image_size:
         cmd += ["--image-size", str(config.image_size)]
     if config.limit:

@@ -114,3 +114,23 @@ def test_runs_are_listed_newest_first_whatever_their_names(tmp_path):
         (runs / name / "config.json").write_text("{}")
         os.utime(runs / name / "config.json", (1_000 + [0, 200, 100][i],) * 2)
     assert [r.id for r in list_runs(runs)] == ["aa-newest", "mm-middle", "zz-old"]
+
+
+def test_the_denoiser_trains_with_its_own_epochs_batch_and_learning_rate(folders_data, tmp_path):
+    """The form's classifier settings never reach a denoiser run: it gets DAETrainConfig's own."""
+    import argparse
+
+    from covid_core.commands import train as train_command
+    from covid_core.denoise.training import DAETrainConfig
+
+    config = _config(folders_data, tmp_path / "runs", epochs=3, batch_size=8, lr=0.05)
+    config.run_id = "x"
+    dae_cmd, clf_cmd = jobs.build_command(config, task="denoise"), jobs.build_command(config, task="classify")
+    assert "--epochs" not in dae_cmd and "--lr" not in dae_cmd and "--batch-size" not in dae_cmd
+    assert clf_cmd[clf_cmd.index("--epochs") + 1] == "3" and clf_cmd[clf_cmd.index("--lr") + 1] == "0.05"
+    parser = argparse.ArgumentParser()
+    train_command.add_arguments(parser)
+    args = parser.parse_args(["--task", "denoise", "--data", "x"])
+    assert (args.epochs, args.batch_size, args.lr) == (None, None, None)  # so train_dae falls back to its own
+    d = DAETrainConfig()
+    assert (d.epochs, d.batch_size, d.lr) != (10, 32, 1e-3)  # and its own differ from the classifier's

@@ -38,7 +38,8 @@ with st.form("train_form"):
                                "pneumonia: normal / pneumonia.")
     c4, c5, c6, c7 = st.columns(4)
     # The widgets' ranges are TrainConfig's; what they cannot express (an image size of 1-31) it refuses on start.
-    epochs = c4.number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key="train_epochs")
+    epochs = c4.number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key="train_epochs",
+                             help="Classifier only: the denoiser trains with its own epochs, batch and learning rate.")
     batch_size = c5.number_input("Batch size", min_value=1, max_value=1024, value=32, step=1, key="train_bs")
     lr = c6.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, step=1e-4, format="%.5f",
                          key="train_lr")

@@ -27,9 +27,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=tuple(TARGETS), default=d.target,
                    help="3class: normal/pneumonia/covid19; covid: positive/negative; pneumonia: normal/pneumonia")
     p.add_argument("--model", choices=list_models(), default=d.model, help="architecture")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="maximum epochs (early stopping may end sooner)")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step (per process)")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW (one-cycle cosine schedule)")
+    # No defaults here: a classifier and the denoiser (--task denoise) each have their own (TrainConfig,
+    # DAETrainConfig), and one task's must never leak into the other's run.
+    p.add_argument("--epochs", type=int, default=None,
+                   help=f"maximum epochs (default {d.epochs} for a classifier, the denoiser's own with --task denoise)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help=f"images per step per process (default {d.batch_size}; the denoiser's own with --task denoise)")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"peak learning rate, one-cycle cosine schedule (default {d.lr:g}; the denoiser's own with "
+                        "--task denoise)")
     p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
     p.add_argument("--image-size", type=int, default=None,
                    help="model input side in pixels (default: the model's own, e.g. 224 for resnet18, 128 for cnn)")
@@ -67,6 +73,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _or(value, default):
+    """``value`` unless it was not given (None)."""
+    return default if value is None else value
+
+
 def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..runs import stop_on_sigterm
@@ -79,8 +90,9 @@ def main(args: argparse.Namespace) -> int:
     if not args.data and not args.resume:
         raise ConfigError("--data DIR is required (or --resume RUN_DIR)")
     config = TrainConfig(
-        data=args.data or "", layout=args.layout, target=args.target, model=args.model, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, image_size=args.image_size,
+        data=args.data or "", layout=args.layout, target=args.target, model=args.model,
+        epochs=_or(args.epochs, TrainConfig.epochs), batch_size=_or(args.batch_size, TrainConfig.batch_size),
+        lr=_or(args.lr, TrainConfig.lr), weight_decay=args.weight_decay, image_size=args.image_size,
         fit=args.fit, equalize=args.equalize, augment=args.augment, augmentation=args.augmentation,
         pretrained=args.pretrained,
         freeze_epochs=args.freeze_epochs, seed=args.seed, val_fraction=args.val_fraction, patience=args.patience,

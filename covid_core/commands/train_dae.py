@@ -59,9 +59,11 @@ def main(args: argparse.Namespace) -> int:
     sigma = getattr(args, "sigma_range", (d.sigma_min, d.sigma_max))
     photons = getattr(args, "photons_range", (d.photons_min, d.photons_max))
     config = DAETrainConfig(
-        data=args.data or "", layout=args.layout, epochs=args.epochs,
-        steps_per_epoch=getattr(args, "steps_per_epoch", d.steps_per_epoch), batch_size=args.batch_size,
-        crop=getattr(args, "crop", d.crop), lr=args.lr, image_size=args.image_size or d.image_size,
+        data=args.data or "", layout=args.layout, epochs=d.epochs if args.epochs is None else args.epochs,
+        steps_per_epoch=getattr(args, "steps_per_epoch", d.steps_per_epoch),
+        batch_size=d.batch_size if args.batch_size is None else args.batch_size,
+        crop=getattr(args, "crop", d.crop), lr=d.lr if args.lr is None else args.lr,
+        image_size=args.image_size or d.image_size,
         sigma_min=sigma[0], sigma_max=sigma[1], photons_min=photons[0], photons_max=photons[1],
         poisson_share=getattr(args, "poisson_share", d.poisson_share),
         channels=tuple(getattr(args, "channels", d.channels)), seed=args.seed, limit=args.limit,
