@@ -198,7 +198,22 @@ def _balanced(y, positive) -> float:
 
 # ---- reading the site's films --------------------------------------------------------------------------------
 
-def site_films(classifier, folder: str | Path, layout: str = "auto") -> dict:
+def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
+    """The reliability curve of the top-class probability: per equal-width bin with films, its mean confidence,
+    its accuracy and its count ({"confidence", "accuracy", "n"} lists), for a calibration plot."""
+    conf, correct = probs.max(1), probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    out = {"confidence": [], "accuracy": [], "n": []}
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        m = (conf > lo) & (conf <= hi)
+        if m.any():
+            out["confidence"].append(round(float(conf[m].mean()), 4))
+            out["accuracy"].append(round(float(correct[m].mean()), 4))
+            out["n"].append(int(m.sum()))
+    return out
+
+
+def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress=None) -> dict:
     """Decode and score every labelled film of ``folder`` (all splits). Broken and duplicate files are listed in
     ``problems`` and skipped; the rest are used. Raises DatasetError when nothing usable is left."""
     from .datasets import load_dataset
@@ -208,7 +223,9 @@ def site_films(classifier, folder: str | Path, layout: str = "auto") -> dict:
 
     table = load_dataset(folder, layout).for_target(classifier.target).reset_index(drop=True)
     pixels, keep, problems, seen = [], [], [], {}
-    for i, row in table.iterrows():
+    for n, (i, row) in enumerate(table.iterrows()):
+        if on_progress is not None:
+            on_progress(n, len(table))
         try:
             data = Path(row["path"]).read_bytes()
             digest = hashlib.sha256(data).hexdigest()
@@ -236,7 +253,7 @@ def site_films(classifier, folder: str | Path, layout: str = "auto") -> dict:
 # ---- the report ----------------------------------------------------------------------------------------------
 
 def validate_site(classifier, folder: str | Path, *, name: str = "", target_sensitivity: float = 0.90,
-                  layout: str = "auto", seed: int = 0) -> dict:
+                  layout: str = "auto", seed: int = 0, on_progress=None) -> dict:
     """The site report (a plain dict, written as site.json): see the module doc."""
     from .inference import calibrated_probabilities
     from .metrics import expected_calibration_error, fit_temperature
@@ -248,7 +265,7 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     if covid is None:
         raise ConfigError(f"this model has no COVID-19 class ({', '.join(classifier.classes)}); site validation "
                           "measures the COVID-19 verdict")
-    films = site_films(classifier, folder, layout)
+    films = site_films(classifier, folder, layout, on_progress)
     table, logits, feats = films["table"], films["logits"], films["features"]
     labels = table["label_idx"].to_numpy()
     ci = classifier.classes.index(covid)
@@ -268,7 +285,8 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     if has_ood(classifier.ood):
         flagged = ood_scores(classifier.ood, feats) > classifier.ood["threshold"]
     before = figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, seed)
-    before.update(ece=expected_calibration_error(probs, labels), threshold=threshold,
+    before.update(ece=expected_calibration_error(probs, labels), reliability=reliability(probs, labels),
+                  threshold=threshold,
                   ood_flagged=None if flagged is None else float(flagged.mean()))
     report["before"] = before
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
@@ -283,11 +301,15 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     # 1. temperature (held-out log-loss)
     temperature = classifier.temperature
     nll_before, nll_after = [], []
+    held_out_probs = calibrated_probabilities(logits, classifier.temperature)  # each film by its fold's temperature
     for train, held in folds:
         t = fit_temperature(_torch(logits[train]), _torch(labels[train]))
         nll_before.append(_nll(calibrated_probabilities(logits[held], classifier.temperature), labels[held]))
-        nll_after.append(_nll(calibrated_probabilities(logits[held], t), labels[held]))
+        held_out_probs[held] = calibrated_probabilities(logits[held], t)
+        nll_after.append(_nll(held_out_probs[held], labels[held]))
+    calibrated = calibrated_probabilities(logits, classifier.temperature)
     if np.mean(nll_after) < np.mean(nll_before):
+        calibrated = held_out_probs
         temperature = fit_temperature(_torch(logits), _torch(labels))
         report["adapted"].append(f"temperature {classifier.temperature:.3f} -> {temperature:.3f} (held-out log-loss "
                                  f"{np.mean(nll_before):.3f} -> {np.mean(nll_after):.3f})")
@@ -342,7 +364,8 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
         report["skipped"].append(f"operating point: neither a site threshold ({cv['threshold']:.3f}) nor a head "
                                  f"({cv['head']:.3f}) beat the shipped threshold's balanced accuracy ({shipped:.3f})")
     after = figures(y, after_score, after_positive, patients, seed)
-    after["ece"] = expected_calibration_error(probs, labels)
+    after["ece"] = expected_calibration_error(calibrated, labels)  # held out: no film calibrated on itself
+    after["reliability"] = reliability(calibrated, labels)
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
     report["after"] = after
     return report

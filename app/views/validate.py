@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -41,24 +43,63 @@ with st.form("site_form"):
     target = c2.slider("COVID-19 sensitivity to aim for", 0.70, 0.98, 0.90, 0.01, key="site_target")
     go_validate = st.form_submit_button("Validate", type="primary", icon=":material/fact_check:")
 
-if go_validate:
+def _validate(job: dict, shipped, path, name: str, target: float, cleanup: str | None) -> None:
+    """The validation, in a thread of its own: the page stays usable and shows its progress."""
     try:
-        with tempfile.TemporaryDirectory(prefix="site_") as unpacked:
-            if zipped is not None:
-                path, skipped = extract_labelled_zip(zipped.getvalue(), unpacked)
-                label = Path(zipped.name).stem
-                for line in skipped:
-                    st.warning(line, icon=":material/folder_off:")
-            else:
-                path = check_data_folder(folder)
-                label = path.name
-            with st.spinner("Scoring your films and cross-validating the adaptation (about 10 s per 100 films on "
-                            "a CPU)..."):
-                shipped = ui.cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)  # no site file
-                st.session_state["site_report"] = (str(entry.path), validate_site(
-                    shipped, path, name=name.strip() or label, target_sensitivity=float(target)))
+        job["report"] = validate_site(shipped, path, name=name, target_sensitivity=target,
+                                      on_progress=lambda done, total: job.update(done=done, total=total))
     except CovidCoreError as exc:
+        job["error"] = str(exc)
+    except Exception as exc:  # never a traceback in the page
+        job["error"] = f"the validation failed ({type(exc).__name__}: {str(exc)[:200]})"
+    finally:
+        if cleanup:
+            shutil.rmtree(cleanup, ignore_errors=True)
+
+
+if go_validate and not (st.session_state.get("site_job") or {}).get("thread", threading.Thread()).is_alive():
+    unpacked = None
+    try:
+        if zipped is not None:
+            unpacked = tempfile.mkdtemp(prefix="site_")  # removed by the job when it ends
+            path, skipped = extract_labelled_zip(zipped.getvalue(), unpacked)
+            label = Path(zipped.name).stem
+            for line in skipped:
+                st.warning(line, icon=":material/folder_off:")
+        else:
+            path = check_data_folder(folder)
+            label = path.name
+    except CovidCoreError as exc:
+        if unpacked:
+            shutil.rmtree(unpacked, ignore_errors=True)
         st.error(f"Not validated: {exc}", icon=":material/block:")
+    else:
+        shipped = ui.cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)  # no site file applied
+        job = {"model": str(entry.path), "done": 0, "total": 0, "report": None, "error": None}
+        job["thread"] = threading.Thread(target=_validate, daemon=True, args=(
+            job, shipped, path, name.strip() or label, float(target), unpacked))
+        job["thread"].start()
+        st.session_state["site_job"] = job
+
+job = st.session_state.get("site_job")
+if job is not None and job["thread"].is_alive():
+    @st.fragment(run_every=1)
+    def progress() -> None:
+        if job["thread"].is_alive():
+            share = job["done"] / job["total"] if job["total"] else 0.0
+            st.progress(share, text=f"Scoring your films: {job['done']} of {job['total'] or '?'}; then "
+                                    "cross-validating the adaptation. You can keep using the app.")
+        else:
+            st.rerun()
+
+    progress()
+    st.stop()
+if job is not None:
+    del st.session_state["site_job"]
+    if job["error"]:
+        st.error(f"Not validated: {job['error']}", icon=":material/block:")
+    else:
+        st.session_state["site_report"] = (job["model"], job["report"])
 
 saved = st.session_state.get("site_report")
 if not saved or saved[0] != str(entry.path):
@@ -113,6 +154,18 @@ if curves:
     fig.update_layout(title="COVID-19 ROC on your films", xaxis_title="1 - specificity", yaxis_title="sensitivity",
                       height=380, margin=dict(l=10, r=10, t=40, b=10))
     st.plotly_chart(fig, key="site_roc")
+curves = [(w, report[w]["reliability"]) for w in ("before", "after") if report[w].get("reliability")]
+if curves:
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#adb5bd"),
+                               name="perfect calibration"))
+    for when, r in curves:
+        fig.add_trace(go.Scatter(x=r["confidence"], y=r["accuracy"], mode="lines+markers", text=r["n"],
+                                 hovertemplate="confidence %{x:.2f}, right %{y:.0%} of %{text} films",
+                                 name="shipped calibration" if when == "before" else "site calibration"))
+    fig.update_layout(title="Calibration on your films: confidence against how often it was right",
+                      xaxis_title="confidence of the most probable class", yaxis_title="share right",
+                      height=360, margin=dict(l=10, r=10, t=40, b=10))
+    st.plotly_chart(fig, key="site_calibration")
 text = json.dumps(report, indent=2)
 c1, c2 = st.columns(2)
 c1.download_button("Download site.json", text, file_name="site.json", mime="application/json",
