@@ -7,11 +7,11 @@ import threading
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import streamlit as st
 
 import ui
+from covid_core.case import display_copy
 from covid_core.decode import decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.report import png_bytes
@@ -38,12 +38,7 @@ upload = st.file_uploader("Chest X-ray (PNG, JPEG, TIFF, BMP or DICOM)",
 @st.cache_data(max_entries=8, show_spinner=False)
 def working_image(data: bytes, name: str, size: int) -> np.ndarray:
     """float32 in [0, 1], longer side ``size`` (DIP and NLM are slow on full-size films)."""
-    pixels = decode_image(data, name).pixels
-    scale = size / max(pixels.shape)
-    if scale < 1:
-        pixels = cv2.resize(pixels, (round(pixels.shape[1] * scale), round(pixels.shape[0] * scale)),
-                            interpolation=cv2.INTER_AREA)
-    return np.clip(pixels, 0, 1).astype(np.float32)
+    return np.clip(display_copy(decode_image(data, name), size).pixels, 0, 1).astype(np.float32)
 
 
 @st.cache_data(max_entries=32, show_spinner=False)

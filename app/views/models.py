@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import ui
 from covid_core.errors import CovidCoreError
 from covid_core.model_card import card_markdown, false_covid_calls, shortcut_rows
 from covid_core.model_catalog import source_confounds, weights_dir
+from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.targets import COVID_CLASS
 
 
@@ -86,26 +85,9 @@ if thr:
 left, right = st.columns(2)
 roc = metrics.get("test_roc") or {}
 if roc:
-    fig = go.Figure()
-    for cls, pts in roc.items():
-        auc = ((test.get("per_class") or {}).get(cls) or {}).get("auc")
-        fig.add_trace(go.Scatter(x=pts["fpr"], y=pts["tpr"], mode="lines",
-                                 name=f"{cls}" + (f" (AUC {auc:.3f})" if auc is not None else "")))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#adb5bd"),
-                             showlegend=False))
-    fig.update_layout(title="TEST ROC (one class vs rest)", xaxis_title="1 - specificity",
-                      yaxis_title="sensitivity", height=380, margin=dict(l=10, r=10, t=40, b=10))
-    left.plotly_chart(fig, key="models_roc")
-cm = test.get("confusion_matrix")
-if cm:
-    cm = np.asarray(cm)
-    row_share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig = go.Figure(go.Heatmap(z=row_share, x=classes, y=classes, colorscale="Blues", zmin=0, zmax=1,
-                               text=[[f"{n}<br>{100 * s:.0f}%" for n, s in zip(r, rs)] for r, rs in zip(cm, row_share)],
-                               texttemplate="%{text}", showscale=False))
-    fig.update_layout(title="TEST confusion matrix (rows: true class)", xaxis_title="predicted",
-                      yaxis_title="true", yaxis_autorange="reversed", height=380, margin=dict(l=10, r=10, t=40, b=10))
-    right.plotly_chart(fig, key="models_cm")
+    left.plotly_chart(roc_figure(roc, test.get("per_class") or {}), key="models_roc")
+if test.get("confusion_matrix"):
+    right.plotly_chart(confusion_figure(test["confusion_matrix"], classes), key="models_cm")
 
 per_class = test.get("per_class") or {}
 if per_class:

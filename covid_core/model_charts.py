@@ -1,0 +1,32 @@
+"""Plotly figures of a classifier's stored TEST results, for the Models page (no Streamlit here)."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+
+def roc_figure(roc: dict, per_class: dict) -> go.Figure:
+    """One-vs-rest ROC curves: ``roc`` is metrics["test_roc"] ({class: {"fpr", "tpr"}}), ``per_class`` gives AUCs."""
+    fig = go.Figure()
+    for cls, pts in roc.items():
+        auc = (per_class.get(cls) or {}).get("auc")
+        fig.add_trace(go.Scatter(x=pts["fpr"], y=pts["tpr"], mode="lines",
+                                 name=f"{cls}" + (f" (AUC {auc:.3f})" if auc is not None else "")))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#adb5bd"),
+                             showlegend=False))
+    fig.update_layout(title="TEST ROC (one class vs rest)", xaxis_title="1 - specificity",
+                      yaxis_title="sensitivity", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def confusion_figure(confusion, classes) -> go.Figure:
+    """The confusion matrix (rows true class) as a heatmap of row shares, each cell labelled with count and share."""
+    cm = np.asarray(confusion)
+    row_share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig = go.Figure(go.Heatmap(z=row_share, x=list(classes), y=list(classes), colorscale="Blues", zmin=0, zmax=1,
+                               text=[[f"{n}<br>{100 * s:.0f}%" for n, s in zip(r, rs)] for r, rs in zip(cm, row_share)],
+                               texttemplate="%{text}", showscale=False))
+    fig.update_layout(title="TEST confusion matrix (rows: true class)", xaxis_title="predicted",
+                      yaxis_title="true", yaxis_autorange="reversed", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
