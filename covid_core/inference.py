@@ -112,12 +112,9 @@ class Scores:
     turned: np.ndarray | None = None  # bool N: a rotated or inverted copy of the film looks more familiar
 
 
-#: The copies of a film the orientation check scores: what a film turned or inverted by mistake would need.
-TURNS = ("rotated by 90 degrees", "upside down", "rotated by 270 degrees", "inverted (white air, dark bone)")
-
-
 def _turned_copies(pixels_u8: np.ndarray) -> list[np.ndarray]:
-    """uint8 NxSxS -> the four copies of TURNS, each NxSxS."""
+    """uint8 NxSxS -> the film rotated by 90, 180 and 270 degrees and inverted, each NxSxS: what a film turned
+    or inverted by mistake would need to look upright again."""
     return [np.ascontiguousarray(np.rot90(pixels_u8, k, (1, 2))) for k in (1, 2, 3)] + [255 - pixels_u8]
 
 
@@ -151,10 +148,10 @@ def score_pixels(classifier: Classifier, pixels_u8: np.ndarray, orientation: boo
     return Scores(probs=probs, ood=ood, penultimate=feats["penultimate"], covid=covid, turned=turned)
 
 
-def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray, features: bool = False):
-    """(probabilities NxC, familiarity scores N or None), plus the penultimate features NxD when ``features``."""
+def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """uint8 NxSxS (already preprocessed) -> (probabilities NxC, familiarity scores N or None)."""
     s = score_pixels(classifier, pixels_u8, orientation=False)
-    return (s.probs, s.ood, s.penultimate) if features else (s.probs, s.ood)
+    return s.probs, s.ood
 
 
 def _prediction(classifier: Classifier, scores: Scores, i: int, pixels, geometry) -> Prediction:

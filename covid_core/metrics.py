@@ -23,19 +23,31 @@ def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
     return float(roc_auc_score(y, score))
 
 
+def calibration_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[tuple[float, float, int]]:
+    """(mean confidence, accuracy, films) for each equal-width bin of the top-class probability that holds films."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    out = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        in_bin = (conf > lo) & (conf <= hi)
+        if in_bin.any():
+            out.append((float(conf[in_bin].mean()), float(correct[in_bin].mean()), int(in_bin.sum())))
+    return out
+
+
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float | None:
     """ECE over equal-width confidence bins of the top-class probability."""
     if len(labels) == 0:
         return None
-    conf = probs.max(1)
-    correct = probs.argmax(1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    ece = 0.0
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        in_bin = (conf > lo) & (conf <= hi)
-        if in_bin.any():
-            ece += in_bin.mean() * abs(correct[in_bin].mean() - conf[in_bin].mean())
-    return float(ece)
+    return float(sum(n / len(labels) * abs(acc - conf) for conf, acc, n in calibration_bins(probs, labels, bins)))
+
+
+def mean_nll(probs: np.ndarray, labels: np.ndarray) -> float | None:
+    """Mean negative log-likelihood of the true classes (int N) under probs NxC; None without films."""
+    if not len(labels):
+        return None
+    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 
 
 def classification_metrics(labels, probs, classes) -> dict:
@@ -67,7 +79,7 @@ def classification_metrics(labels, probs, classes) -> dict:
         "accuracy": _ratio((pred == labels).sum(), len(labels)),
         "macro_auc": float(np.mean(aucs)) if aucs else None,
         "ece": expected_calibration_error(probs, labels),
-        "nll": float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean()) if len(labels) else None,
+        "nll": mean_nll(probs, labels),
         "classes": classes,
         "per_class": per_class,
         "confusion_matrix": cm.tolist(),

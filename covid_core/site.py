@@ -28,20 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from .datasets import file_sha256
+from .metrics import calibration_bins, mean_nll
 from .errors import ConfigError, CovidCoreError, DatasetError
 from .targets import COVID_CLASS
 
 SITE_FORMAT = "covid_core.site/1"
 MIN_PER_CLASS = 10
 BOOTSTRAP = 1000
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 @dataclass
@@ -201,16 +195,9 @@ def _balanced(y, positive) -> float:
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
     """The reliability curve of the top-class probability: per equal-width bin with films, its mean confidence,
     its accuracy and its count ({"confidence", "accuracy", "n"} lists), for a calibration plot."""
-    conf, correct = probs.max(1), probs.argmax(1) == labels
-    edges = np.linspace(0, 1, bins + 1)
-    out = {"confidence": [], "accuracy": [], "n": []}
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        m = (conf > lo) & (conf <= hi)
-        if m.any():
-            out["confidence"].append(round(float(conf[m].mean()), 4))
-            out["accuracy"].append(round(float(correct[m].mean()), 4))
-            out["n"].append(int(m.sum()))
-    return out
+    rows = calibration_bins(probs, labels, bins)
+    return {"confidence": [round(c, 4) for c, _, _ in rows], "accuracy": [round(a, 4) for _, a, _ in rows],
+            "n": [n for _, _, n in rows]}
 
 
 def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress=None) -> dict:
@@ -304,9 +291,9 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     held_out_probs = calibrated_probabilities(logits, classifier.temperature)  # each film by its fold's temperature
     for train, held in folds:
         t = fit_temperature(_torch(logits[train]), _torch(labels[train]))
-        nll_before.append(_nll(calibrated_probabilities(logits[held], classifier.temperature), labels[held]))
+        nll_before.append(mean_nll(calibrated_probabilities(logits[held], classifier.temperature), labels[held]))
         held_out_probs[held] = calibrated_probabilities(logits[held], t)
-        nll_after.append(_nll(held_out_probs[held], labels[held]))
+        nll_after.append(mean_nll(held_out_probs[held], labels[held]))
     calibrated = calibrated_probabilities(logits, classifier.temperature)
     if np.mean(nll_after) < np.mean(nll_before):
         calibrated = held_out_probs
@@ -375,10 +362,6 @@ def _torch(a):
     import torch
 
     return torch.as_tensor(np.array(a))  # a copy: torch wants writable memory
-
-
-def _nll(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1)).mean())
 
 
 def _class_means(feats: dict, labels: np.ndarray, rows: np.ndarray, classifier) -> dict:

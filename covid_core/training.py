@@ -199,11 +199,11 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
 
 
 def evaluate(model, images_u8, labels, classes, config: PreprocessConfig, device, temperature: float = 1.0,
-             batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray]:
-    """(metrics dict, calibrated probabilities NxC, logits NxC) on uint8 NxSxS images."""
-    logits, _ = logits_and_features(getattr(model, "module", model), images_u8, config, batch_size, device)
+             batch_size: int = 64) -> tuple[dict, np.ndarray, np.ndarray, np.ndarray]:
+    """(metrics dict, calibrated probabilities NxC, logits NxC, penultimate features NxD) on uint8 NxSxS images."""
+    logits, feats = logits_and_features(getattr(model, "module", model), images_u8, config, batch_size, device)
     probs = calibrated_probabilities(logits, temperature)
-    return classification_metrics(labels, probs, classes), probs, logits
+    return classification_metrics(labels, probs, classes), probs, logits, feats.get("penultimate")
 
 
 def fit_classifier_ood(model, spec, images_u8, labels, idx: dict, config: PreprocessConfig, device) -> dict:
@@ -213,12 +213,6 @@ def fit_classifier_ood(model, spec, images_u8, labels, idx: dict, config: Prepro
     _, train_feats = logits_and_features(model, images_u8[idx["train"]], config, 64, device, layer)
     _, val_feats = logits_and_features(model, images_u8[idx["val"]], config, 64, device, layer)
     return fit_ood(train_feats, labels[idx["train"]], val_feats)
-
-
-def shortcut_figures(model, table, images_u8, probs: np.ndarray, classes, config: PreprocessConfig, device) -> dict:
-    """Within-source AUCs and the source probe (see :mod:`covid_core.shortcuts`) on one split's films."""
-    _, feats = logits_and_features(getattr(model, "module", model), images_u8, config, 64, device)
-    return shortcut_report(table.reset_index(drop=True), probs, classes, feats.get("penultimate"))
 
 
 def per_source_metrics(table, probs: np.ndarray, classes) -> dict:
@@ -453,7 +447,7 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
     split, labels = table["split"].to_numpy(), table["label_idx"].to_numpy()
     idx = {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
 
-    _, _, val_logits = evaluate(model, images[idx["val"]], labels[idx["val"]], classes, pre, device)
+    _, _, val_logits, val_features = evaluate(model, images[idx["val"]], labels[idx["val"]], classes, pre, device)
     temperature = fit_temperature(torch.as_tensor(val_logits), torch.as_tensor(labels[idx["val"]]))
     val_probs = calibrated_probabilities(val_logits, temperature)
     val_metrics = classification_metrics(labels[idx["val"]], val_probs, classes)
@@ -465,16 +459,16 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
                                                         min_sensitivity=config.covid_sensitivity)}
     ood = fit_classifier_ood(model, get_spec(config.model), images, labels, idx, pre, device)
 
-    val_metrics["shortcuts"] = shortcut_figures(model, table.iloc[idx["val"]], images[idx["val"]], val_probs,
-                                                classes, pre, device)
+    val_metrics["shortcuts"] = shortcut_report(table.iloc[idx["val"]].reset_index(drop=True), val_probs, classes,
+                                               val_features)
     metrics = {"val": val_metrics}
     if len(idx["test"]):
-        test_metrics, test_probs, _ = evaluate(model, images[idx["test"]], labels[idx["test"]], classes, pre,
-                                                  device, temperature)
+        test_metrics, test_probs, _, test_features = evaluate(model, images[idx["test"]], labels[idx["test"]],
+                                                                 classes, pre, device, temperature)
         test_table = table.iloc[idx["test"]]
         test_metrics["per_source"] = per_source_metrics(test_table, test_probs, classes)
-        test_metrics["shortcuts"] = shortcut_figures(model, test_table, images[idx["test"]], test_probs, classes,
-                                                     pre, device)
+        test_metrics["shortcuts"] = shortcut_report(test_table.reset_index(drop=True), test_probs, classes,
+                                                    test_features)
         if threshold:
             ci = classes.index(covid)
             threshold["test"] = rates_at_threshold(labels[idx["test"]] == ci, test_probs[:, ci], threshold["value"])

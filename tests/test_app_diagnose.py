@@ -228,7 +228,8 @@ def test_uploads_are_never_written_to_disk(weights, tmp_path, monkeypatch):
 def _site_file(checkpoint, path, sha=None):
     import json
 
-    from covid_core.site import SITE_FORMAT, file_sha256
+    from covid_core.datasets import file_sha256
+    from covid_core.site import SITE_FORMAT
 
     path.write_text(json.dumps({
         "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": sha or file_sha256(checkpoint)},
