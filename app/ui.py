@@ -13,6 +13,7 @@ import streamlit as st
 
 from covid_core.byte_cache import ByteCappedCache
 from covid_core.site import load_classifier_at_site
+from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, THRESHOLD_RATES, rate_text
@@ -100,12 +101,14 @@ def data_folder_input(key: str, label: str = "Data folder") -> Path | None:
     value = st.text_input(label, value=default, key=key, placeholder="/path/to/coronahack",
                           help="A folder in a layout covid_core reads: CoronaHack (Kaggle), "
                                "train/<class>/ + test/<class>/ folders, or COVIDx. "
+                               "It must lie inside a configured data folder (COVID_XRAY_DATA_ROOTS). "
                                "Default: the COVID_XRAY_DATA environment variable.").strip()
     if not value:
         return None
-    path = Path(value).expanduser()
-    if not path.is_dir():
-        st.error(f"`{path}` is not a folder. Give the folder that holds the data set.")
+    try:  # the same rule as the Train and Validate pages: only folders inside the configured data roots
+        path = check_data_folder(value)
+    except CovidCoreError as exc:
+        st.error(str(exc)[0].upper() + str(exc)[1:] + ".")
         return None
     st.session_state["data_folder"] = value
     return path

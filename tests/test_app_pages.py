@@ -128,6 +128,15 @@ def test_models_page_shows_within_source_figures_and_warns_of_another_data_versi
     assert any("another version of the data" in w.value and "feedc0ffee123456" in w.value for w in at.warning)
 
 
+@pytest.mark.parametrize("view, key", [("explore", "explore_data"), ("models", "models_data")])
+def test_data_folder_boxes_accept_only_folders_inside_the_data_roots(env, view, key):
+    at = page(view)
+    for value in ("/etc", "/", "~root", "/nonexistent/folder"):
+        at.text_input(key=key).set_value(value).run()
+        assert not at.exception, at.exception
+        assert any("inside a configured data folder" in e.value for e in at.error), (view, value)
+
+
 def test_explore_needs_a_folder_then_shows_statistics(env, folders_data):
     at = page("explore")
     assert any("CoronaHack" in i.value for i in at.info)
