@@ -30,6 +30,7 @@ ROWS = {
     "group": ["--balance", "group", "--augmentation", "light"],
     "strong": ["--balance", "loss", "--augmentation", "strong"],
     "group_strong": ["--balance", "group", "--augmentation", "strong"],
+    "group_clahe": ["--balance", "group", "--augmentation", "light", "--equalize", "clahe"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
