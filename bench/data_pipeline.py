@@ -56,7 +56,7 @@ def loader_rate(loader, epochs=2, augment=False) -> float:
     rate = 0.0
     for _ in range(epochs):
         start, n = time.perf_counter(), 0
-        for x, _ in loader:
+        for x, *_ in loader:
             if augment:
                 augment_batch(x.float().div_(255.0))
             n += len(x)
@@ -77,10 +77,10 @@ def train_rate(model_name, loader, size, steps) -> tuple[float, float]:
     for step in range(steps + 2):
         t0 = time.perf_counter()
         try:
-            x, y = next(it)
+            x, y, *_ = next(it)
         except StopIteration:
             it = iter(loader)
-            x, y = next(it)
+            x, y, *_ = next(it)
         t1 = time.perf_counter()
         x = normalize(augment_batch(x.float().div_(255.0)), cfg).contiguous(memory_format=torch.channels_last)
         loss = loss_fn(model(x), y)

@@ -31,6 +31,8 @@ ROWS = {
     "strong": ["--balance", "loss", "--augmentation", "strong"],
     "group_strong": ["--balance", "group", "--augmentation", "strong"],
     "group_clahe": ["--balance", "group", "--augmentation", "light", "--equalize", "clahe"],
+    "group_adversary": ["--balance", "group", "--augmentation", "light", "--source-adversary", "0.5"],
+    "group_adversary_1": ["--balance", "group", "--augmentation", "light", "--source-adversary", "1.0"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],

@@ -393,3 +393,17 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0)
         _, val = next(splitter.split(np.zeros(len(train_idx)), labels, groups))
     table.loc[table.index[train_idx[val]], "split"] = "val"
     return table
+
+
+def limit_per_split(table: pd.DataFrame, limit: int | None, seed: int = 0,
+                    splits: tuple[str, ...] = ("train", "val", "test")) -> pd.DataFrame:
+    """At most ``limit`` random rows of each split in ``splits`` (a quick trial run); the table itself when
+    ``limit`` is None. Rows keep their order."""
+    if not limit:
+        return table
+    rng = np.random.default_rng(seed)
+    keep = []
+    for split in splits:
+        idx = np.flatnonzero(table["split"].to_numpy() == split)
+        keep.extend(rng.permutation(idx)[:limit])
+    return table.iloc[sorted(keep)].reset_index(drop=True)

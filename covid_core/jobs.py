@@ -21,7 +21,8 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .runs import RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
-from .training import TrainConfig
+from .flags import config_argv
+from .training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = REPO_ROOT / "train.py"
@@ -59,25 +60,39 @@ class Job:
     def log_path(self) -> Path:
         return self.path / "log.txt"
 
+    def settings_text(self) -> str:
+        """The run's main settings in one line, e.g. "resnet18 · target 3class · 12 epochs · batch 32 · ..."."""
+        c = self.config
+        if self.task == "denoise":
+            return (f"denoiser · {c.get('epochs')} epochs of {c.get('steps_per_epoch')} steps · batch "
+                    f"{c.get('batch_size')} · lr {c.get('lr')} · data `{c.get('data')}`")
+        return (f"{c.get('model', '')} · target {c.get('target', '')} · {c.get('epochs')} epochs · batch "
+                f"{c.get('batch_size')} · lr {c.get('lr')} · data `{c.get('data')}`")
+
+    def progress_text(self) -> str:
+        """Where an active run is, e.g. "epoch 3/12, step 40/58, loss 0.4123"."""
+        s = self.status
+        text = f"epoch {s.get('epoch', 0)}/{s.get('epochs', '?')}"
+        if s.get("steps"):
+            text += f", step {s.get('step', 0)}/{s['steps']}"
+        if s.get("loss") is not None:
+            text += f", loss {s['loss']:.4f}"
+        return text
+
 
 def build_command(config: TrainConfig, task: str = "classify") -> list[str]:
-    """The argument list for train.py (the interpreter running this code)."""
-    cmd = [sys.executable, str(TRAIN_SCRIPT), "--task", task, "--data", config.data, "--layout", config.layout,
-           "--seed", str(config.seed), "--runs-dir", str(config.runs_dir), "--run-id", str(config.run_id),
-           "--device", config.device, "--workers", str(config.workers), "--quiet"]
-    if task == "classify":  # the denoiser trains with its own epochs, batch and learning rate (DAETrainConfig)
-        cmd += ["--epochs", str(config.epochs), "--batch-size", str(config.batch_size), "--lr", repr(float(config.lr))]
-    if config.image_size:
-        cmd += ["--image-size", str(config.image_size)]
-    if config.limit:
-        cmd += ["--limit", str(config.limit)]
+    """The argument list for train.py (the interpreter running this code): the run's place, then the
+    recipe's settings that differ from the defaults. A denoiser run gets only what it shares with the form
+    (data, seed, image size, limit); it trains with its own epochs, batch and learning rate (DAETrainConfig)."""
+    argv = config_argv(config, RUN_FLAGS, TrainConfig(), always=("data", "layout", "device", "workers", "runs_dir",
+                                                                 "run_id"))
     if task == "classify":
-        cmd += ["--model", config.model, "--target", config.target, "--pretrained", config.pretrained,
-                "--fit", config.fit, "--equalize", config.equalize, "--balance", config.balance,
-                "--augment" if config.augment else "--no-augment", "--augmentation", config.augmentation]
-        if config.ema_decay:
-            cmd += ["--ema-decay", repr(float(config.ema_decay))]
-    return cmd
+        argv += config_argv(config, TRAIN_FLAGS, TrainConfig(), always=("model", "target", "epochs", "batch_size",
+                                                                        "lr", "seed"))
+    else:
+        argv += config_argv(config, tuple(f for f in TRAIN_FLAGS if f.field in ("image_size", "limit", "seed")),
+                            TrainConfig(), always=("seed",))
+    return [sys.executable, str(TRAIN_SCRIPT), "--task", task, *argv, "--quiet"]
 
 
 def start_training(config: TrainConfig, task: str = "classify", runs_dir: str | Path | None = None) -> Job:

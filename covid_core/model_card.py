@@ -7,18 +7,11 @@ the checkpoint (key ``card``) and writes ``weights/resnet18.md``.
 
 from __future__ import annotations
 
+import shlex
+
 import numpy as np
 
 from .targets import COVID_CLASS
-
-TRAIN_FLAGS = (  # TrainConfig field -> train.py flag, in the order a reader expects
-    ("model", "--model"), ("target", "--target"), ("image_size", "--image-size"), ("epochs", "--epochs"),
-    ("batch_size", "--batch-size"), ("lr", "--lr"), ("weight_decay", "--weight-decay"), ("fit", "--fit"),
-    ("equalize", "--equalize"), ("augmentation", "--augmentation"), ("pretrained", "--pretrained"), ("freeze_epochs", "--freeze-epochs"),
-    ("val_fraction", "--val-fraction"), ("patience", "--patience"), ("balance", "--balance"),
-    ("label_smoothing", "--label-smoothing"), ("ema_decay", "--ema-decay"), ("covid_sensitivity", "--covid-sensitivity"),
-    ("limit", "--limit"), ("seed", "--seed"),
-)
 
 KNOWN_LIMITS = """\
 - Trained and tested on `coronahack-mini`, whose classes are still partly confounded with age and source:
@@ -191,50 +184,29 @@ def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "norma
     return {"n": int(m.sum()), "auc": auc, "accuracy": float(((score >= 0.5) == y).mean())}
 
 
-def _set_flags(train_config: dict, default, flags, always: tuple[str, ...]) -> list[str]:
-    """``--flag value`` for each (field, flag) whose saved value is set and either in ``always`` or differs from
-    the config class's default (``default`` is an instance of it)."""
-    out = []
-    for field, flag in flags:
-        value = train_config.get(field)
-        if value is not None and (field in always or value != getattr(default, field)):
-            out.append(f"{flag} {value}")
-    return out
+DATA_PLACEHOLDER = "../shared/data/coronahack-mini"  # where the card's command expects the data set
 
 
 def reproduce_command(train_config: dict, out: str) -> str:
-    from .training import TrainConfig
+    """The train.py command line that reproduces a classifier from its saved config (settings that differ from
+    the defaults, plus model, epochs, image size and seed)."""
+    from .flags import config_argv
+    from .training import TRAIN_FLAGS, TrainConfig
 
-    parts = ["python train.py", "--data ../shared/data/coronahack-mini",
-             *_set_flags(train_config, TrainConfig(), TRAIN_FLAGS, always=("model", "epochs", "image_size", "seed"))]
-    if not train_config.get("augment", True):
-        parts.append("--no-augment")
-    parts.append(f"--out {out}")
-    return " ".join(parts)
-
-
-DAE_FLAGS = (("epochs", "--epochs"), ("steps_per_epoch", "--steps-per-epoch"), ("batch_size", "--batch-size"),
-             ("crop", "--crop"), ("lr", "--lr"), ("image_size", "--image-size"), ("poisson_share", "--poisson-share"),
-             ("limit", "--limit"), ("seed", "--seed"))
+    config = TrainConfig.from_dict(train_config)
+    argv = config_argv(config, TRAIN_FLAGS, TrainConfig(), always=("model", "epochs", "image_size", "seed"))
+    return shlex.join(["python", "train.py", "--data", DATA_PLACEHOLDER, *argv, "--out", out])
 
 
 def dae_reproduce_command(train_config: dict, out: str) -> str:
     """The train-dae command line that reproduces a DAE from its saved config (settings that differ from the
     defaults, plus epochs, steps and seed)."""
-    from .denoise.training import DAETrainConfig
+    from .denoise.training import DAE_FLAGS, DAETrainConfig
+    from .flags import config_argv
 
-    default = DAETrainConfig()
-    parts = ["python -m covid_core train-dae", "--data ../shared/data/coronahack-mini",
-             *_set_flags(train_config, default, DAE_FLAGS, always=("epochs", "steps_per_epoch", "seed"))]
-    for low, high, flag in (("sigma_min", "sigma_max", "--sigma-range"), ("photons_min", "photons_max", "--photons-range")):
-        pair = (train_config.get(low), train_config.get(high))
-        if None not in pair and pair != (getattr(default, low), getattr(default, high)):
-            parts.append(f"{flag} {pair[0]} {pair[1]}")
-    channels = train_config.get("channels")
-    if channels and tuple(channels) != tuple(default.channels):
-        parts.append("--channels " + " ".join(map(str, channels)))
-    parts.append(f"--out {out}")
-    return " ".join(parts)
+    config = DAETrainConfig.from_dict(train_config)
+    argv = config_argv(config, DAE_FLAGS, DAETrainConfig(), always=("epochs", "steps_per_epoch", "seed"))
+    return shlex.join(["python", "-m", "covid_core", "train-dae", "--data", DATA_PLACEHOLDER, *argv, "--out", out])
 
 
 def _timing_text(timing: dict | None) -> str:

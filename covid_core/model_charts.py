@@ -1,4 +1,5 @@
-"""Plotly figures of a classifier's stored TEST results, for the Models page (no Streamlit here)."""
+"""Plotly figures of a model's stored results and of a run's training curves, for the Models and Train pages
+(no Streamlit here)."""
 
 from __future__ import annotations
 
@@ -29,4 +30,24 @@ def confusion_figure(confusion, classes) -> go.Figure:
                                texttemplate="%{text}", showscale=False))
     fig.update_layout(title="TEST confusion matrix (rows: true class)", xaxis_title="predicted",
                       yaxis_title="true", yaxis_autorange="reversed", height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def training_curves(rows: list[dict]) -> go.Figure:
+    """A run's metrics.jsonl rows: the training loss (left axis) and the validation figures (right axis) per epoch."""
+    from plotly.subplots import make_subplots
+
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    epochs = [r.get("epoch") for r in rows]
+    loss_key = "train_loss" if any("train_loss" in r for r in rows) else next(
+        (k for k in (rows[0] if rows else {}) if "loss" in k), None)
+    if loss_key:
+        fig.add_trace(go.Scatter(x=epochs, y=[r.get(loss_key) for r in rows], name=loss_key.replace("_", " "),
+                                 mode="lines+markers"), secondary_y=False)
+    for key in ("val_macro_auc", "val_accuracy", "val_psnr_mean", "val_ssim"):
+        if any(r.get(key) is not None for r in rows):
+            fig.add_trace(go.Scatter(x=epochs, y=[r.get(key) for r in rows], name=key.replace("_", " "),
+                                     mode="lines+markers"), secondary_y=True)
+    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.25))
+    fig.update_xaxes(title="epoch", dtick=1)
     return fig

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -141,6 +142,57 @@ class RunDir:
     @property
     def last_checkpoint(self) -> Path:
         return self.path / "last.pt"
+
+    def resume_state(self) -> dict | None:
+        """The training state saved after the last finished epoch (``last.pt``), or None if there is none or
+        it cannot be read (a kill while it was written leaves the previous one, or nothing)."""
+        from .checkpoint import load_checkpoint_dict
+        from .errors import CheckpointError
+
+        if not self.last_checkpoint.is_file():
+            return None
+        try:
+            return load_checkpoint_dict(self.last_checkpoint)
+        except CheckpointError:
+            return None
+
+    def publish(self, out: str | Path | None) -> None:
+        """Copy the best checkpoint to ``out`` (e.g. weights/resnet18.pt) atomically; nothing when ``out`` is unset."""
+        if not out:
+            return
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        shutil.copyfile(self.best_checkpoint, tmp)
+        os.replace(tmp, out)
+
+
+def open_run(config, resume: str | None, from_dict, prefix: str, create: bool = True) -> tuple[RunDir, object]:
+    """(run folder, config) of a training run, shared by the classifier and denoiser trainers.
+
+    With ``resume`` the folder's saved config replaces ``config`` (read back with ``from_dict``); otherwise
+    ``config.runs_dir`` and ``config.run_id`` get their defaults and the folder is created (``create=False``:
+    another process, rank 0 under torchrun, creates it).
+    """
+    if resume:
+        run_dir, saved = RunDir.for_resume(resume)
+        return run_dir, from_dict(saved)
+    config.runs_dir = config.runs_dir or str(default_runs_dir())
+    config.run_id = config.run_id or new_run_id(prefix)
+    if create:
+        return RunDir.create(config.runs_dir, config.run_id), config
+    return RunDir(Path(config.runs_dir) / config.run_id), config
+
+
+def hardware_description(device=None) -> str:
+    """The GPU's name, or the CPU count, torch threads and host, for a checkpoint's ``hardware``."""
+    import socket
+
+    import torch
+
+    if device is not None and getattr(device, "type", device) == "cuda":
+        return torch.cuda.get_device_name(0)
+    return f"CPU x{os.cpu_count()} ({torch.get_num_threads()} threads) on {socket.gethostname()}"
 
 
 def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:

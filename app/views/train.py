@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-import plotly.graph_objects as go
 import streamlit as st
-from plotly.subplots import make_subplots
 
 import ui
 from covid_core import jobs
@@ -15,6 +13,7 @@ from covid_core.data_roots import check_data_folder
 from covid_core.errors import ConfigError, CovidCoreError
 from covid_core.augment import AUGMENTATION_CHOICES
 from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
+from covid_core.model_charts import training_curves
 from covid_core.models import get_spec, list_models
 from covid_core.runs import RunDir, default_runs_dir
 from covid_core.targets import TARGETS
@@ -102,38 +101,14 @@ STATE_ICONS = {"starting": ":material/hourglass_top:", "preparing": ":material/h
                "stopped": ":material/warning:", "unknown": ":material/help:"}
 
 
-def curves(rows: list[dict]) -> go.Figure:
-    fig = make_subplots(specs=[[{"secondary_y": True}]])
-    ep = [r.get("epoch") for r in rows]
-    loss_key = "train_loss" if any("train_loss" in r for r in rows) else next(
-        (k for k in rows[0] if "loss" in k), None)
-    if loss_key:
-        fig.add_trace(go.Scatter(x=ep, y=[r.get(loss_key) for r in rows], name=loss_key.replace("_", " "),
-                                 mode="lines+markers"), secondary_y=False)
-    for key in ("val_macro_auc", "val_accuracy", "val_psnr", "val_ssim"):
-        if any(r.get(key) is not None for r in rows):
-            fig.add_trace(go.Scatter(x=ep, y=[r.get(key) for r in rows], name=key.replace("_", " "),
-                                     mode="lines+markers"), secondary_y=True)
-    fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.25))
-    fig.update_xaxes(title="epoch", dtick=1)
-    return fig
-
-
 def show_job(job: jobs.Job) -> None:
     status = job.status
     title = f"`{job.run_id}` - {job.task}, {job.state}"
     with st.expander(title, expanded=job.active, icon=STATE_ICONS.get(job.state, STATE_ICONS["unknown"])):
-        cfg = job.config
-        if cfg:
-            st.caption(f"{cfg.get('model', '')} · target {cfg.get('target', '')} · {cfg.get('epochs')} epochs · "
-                       f"batch {cfg.get('batch_size')} · lr {cfg.get('lr')} · data `{cfg.get('data')}`")
+        if job.config:
+            st.caption(job.settings_text())
         if job.active:
-            text = f"epoch {status.get('epoch', 0)}/{status.get('epochs', '?')}"
-            if status.get("steps"):
-                text += f", step {status.get('step', 0)}/{status['steps']}"
-            if status.get("loss") is not None:
-                text += f", loss {status['loss']:.4f}"
-            st.progress(job.progress, text=text)
+            st.progress(job.progress, text=job.progress_text())
             if st.button("Cancel", key=f"cancel_{job.run_id}", icon=":material/stop:"):
                 if jobs.cancel(job):
                     st.toast(f"Stopping {job.run_id}; it finishes the current step and evaluates what it has.")
@@ -146,7 +121,7 @@ def show_job(job: jobs.Job) -> None:
                           "No epoch had finished, so there is nothing to resume: start it again."))
         rows = RunDir(job.path).metrics()
         if rows:
-            st.plotly_chart(curves(rows), key=f"curves_{job.run_id}_{len(rows)}", config={"displayModeBar": False})
+            st.plotly_chart(training_curves(rows), key=f"curves_{job.run_id}_{len(rows)}", config={"displayModeBar": False})
         result = RunDir(job.path).read_json("result.json") or {}
         test = (result.get("metrics") or {}).get("test")
         if test:

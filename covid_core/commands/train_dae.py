@@ -11,33 +11,14 @@ import argparse
 import shlex
 import sys
 
-from ..datasets import LAYOUTS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from ..denoise.training import DAETrainConfig
+    from ..denoise.training import DAE_FLAGS, DAE_RUN_FLAGS, DAETrainConfig
+    from ..flags import add_flags
 
-    d = DAETrainConfig()
-    p.add_argument("--data", help="data folder (required unless --resume); only its TRAIN images are used")
-    p.add_argument("--layout", choices=LAYOUTS, default=d.layout, help="data set layout")
-    p.add_argument("--epochs", type=int, default=d.epochs, help="epochs of --steps-per-epoch steps each")
-    p.add_argument("--steps-per-epoch", type=int, default=d.steps_per_epoch, help="optimiser steps per epoch")
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="crops per step")
-    p.add_argument("--crop", type=int, default=d.crop, help="side of the random training crops, pixels")
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of Adam (one-cycle cosine schedule)")
-    p.add_argument("--image-size", type=int, default=d.image_size, help="images are cached at this side first")
-    p.add_argument("--sigma-range", type=float, nargs=2, default=(d.sigma_min, d.sigma_max), metavar=("MIN", "MAX"),
-                   help="Gaussian sigma range on the 0-255 scale")
-    p.add_argument("--photons-range", type=float, nargs=2, default=(d.photons_min, d.photons_max),
-                   metavar=("MIN", "MAX"), help="Poisson photon counts at full intensity (log-uniform)")
-    p.add_argument("--poisson-share", type=float, default=d.poisson_share, help="share of crops with Poisson noise")
-    p.add_argument("--channels", type=int, nargs="+", default=list(d.channels), help="U-Net channels per level")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed (split, init, crops, noise)")
-    p.add_argument("--limit", type=int, default=None, help="use at most N images per split (quick experiments)")
-    p.add_argument("--runs-dir", default=None, help="where run folders go (default: $COVID_CORE_RUNS or ./runs)")
-    p.add_argument("--run-id", default=None, help="name of the run folder (default: date-dae-random)")
+    add_flags(p, DAE_RUN_FLAGS + DAE_FLAGS, DAETrainConfig())
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--out", default=None, help="also copy the best checkpoint here (e.g. weights/dae.pt)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -50,25 +31,15 @@ def _command_line() -> str:
 
 def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
-    from ..denoise.training import DAETrainConfig, run_dae
+    from ..denoise.training import DAE_FLAGS, DAE_RUN_FLAGS, DAETrainConfig, run_dae
+    from ..flags import config_values
     from ..runs import stop_on_sigterm
 
     if not args.data and not args.resume:
         raise ConfigError("--data DIR is required (or --resume RUN_DIR)")
-    d = DAETrainConfig()
-    sigma = getattr(args, "sigma_range", (d.sigma_min, d.sigma_max))
-    photons = getattr(args, "photons_range", (d.photons_min, d.photons_max))
-    config = DAETrainConfig(
-        data=args.data or "", layout=args.layout, epochs=d.epochs if args.epochs is None else args.epochs,
-        steps_per_epoch=getattr(args, "steps_per_epoch", d.steps_per_epoch),
-        batch_size=d.batch_size if args.batch_size is None else args.batch_size,
-        crop=getattr(args, "crop", d.crop), lr=d.lr if args.lr is None else args.lr,
-        image_size=args.image_size or d.image_size,
-        sigma_min=sigma[0], sigma_max=sigma[1], photons_min=photons[0], photons_max=photons[1],
-        poisson_share=getattr(args, "poisson_share", d.poisson_share),
-        channels=tuple(getattr(args, "channels", d.channels)), seed=args.seed, limit=args.limit,
-        runs_dir=args.runs_dir or "", run_id=args.run_id, out=args.out,
-        command=_command_line())
+    # Through train.py --task denoise the options shared with the classifier come unset (None) and the
+    # denoiser-only ones are absent: both fall back to DAETrainConfig's own values.
+    config = DAETrainConfig(**config_values(DAE_RUN_FLAGS + DAE_FLAGS, args, DAETrainConfig()), command=_command_line())
     if not args.resume:
         config.validate()
 

@@ -10,9 +10,6 @@ needs a pass over all the data.
 from __future__ import annotations
 
 import math
-import os
-import shutil
-import socket
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -23,11 +20,12 @@ import torch
 import torch.nn.functional as F
 
 from ..cache import load_or_build
-from ..checkpoint import atomic_save, load_checkpoint_dict
-from ..datasets import load_dataset, split_validation
-from ..errors import CheckpointError, ConfigError
+from ..checkpoint import atomic_save
+from ..datasets import LAYOUTS, limit_per_split, load_dataset, split_validation
+from ..errors import ConfigError
+from ..flags import Flag
 from ..preprocess import PreprocessConfig
-from ..runs import RunDir, default_runs_dir, new_run_id
+from ..runs import hardware_description, open_run
 from .dae import DEFAULT_CHANNELS, DEFAULT_UNSHUFFLE, DAENet, dae_checkpoint
 from .noise import add_noise
 from .quality import psnr
@@ -97,6 +95,30 @@ class DAETrainConfig:
         return out
 
 
+DAE_RUN_FLAGS = (
+    Flag("data", "--data", "data folder (required unless --resume); only its TRAIN images are used"),
+    Flag("layout", "--layout", "data set layout", choices=LAYOUTS),
+    Flag("runs_dir", "--runs-dir", "where run folders go (default: $COVID_CORE_RUNS or ./runs)"),
+    Flag("run_id", "--run-id", "name of the run folder (default: date-dae-random)"),
+    Flag("out", "--out", "also copy the best checkpoint here (e.g. weights/dae.pt)"),
+)
+DAE_FLAGS = (  # the recipe, in the order a model card shows it
+    Flag("epochs", "--epochs", "epochs of --steps-per-epoch steps each", int),
+    Flag("steps_per_epoch", "--steps-per-epoch", "optimiser steps per epoch", int),
+    Flag("batch_size", "--batch-size", "crops per step", int),
+    Flag("crop", "--crop", "side of the random training crops, pixels", int),
+    Flag("lr", "--lr", "peak learning rate of Adam (one-cycle cosine schedule)", float),
+    Flag("image_size", "--image-size", "images are cached at this side first", int),
+    Flag(("sigma_min", "sigma_max"), "--sigma-range", "Gaussian sigma range on the 0-255 scale", float),
+    Flag(("photons_min", "photons_max"), "--photons-range", "Poisson photon counts at full intensity (log-uniform)",
+         float),
+    Flag("poisson_share", "--poisson-share", "share of crops with Poisson noise", float),
+    Flag("channels", "--channels", "U-Net channels per level", int, kind="list"),
+    Flag("limit", "--limit", "use at most N images per split (quick experiments)", int),
+    Flag("seed", "--seed", "random seed (split, init, crops, noise)", int),
+)
+
+
 def blind_noise(clean: torch.Tensor, config: DAETrainConfig, generator: torch.Generator) -> torch.Tensor:
     """Corrupt float Bx1xHxW in [0, 1], one random noise kind and level per image; clipped to [0, 1]."""
     b = clean.shape[0]
@@ -154,23 +176,13 @@ def prepare_dae_data(config: DAETrainConfig, progress: bool = True):
     train = dataset.table[dataset.table["split"] == "train"].reset_index(drop=True)
     # Stratify the patient-grouped validation split by finding (the DAE needs no labels).
     table = split_validation(train.assign(label=train["finding"]), config.val_fraction, config.seed)
-    if config.limit:
-        rng = np.random.default_rng(config.seed)
-        keep = []
-        for split in ("train", "val"):
-            idx = np.flatnonzero(table["split"].to_numpy() == split)
-            keep.extend(rng.permutation(idx)[: config.limit])
-        table = table.iloc[sorted(keep)].reset_index(drop=True)
+    table = limit_per_split(table, config.limit, config.seed, splits=("train", "val"))
     split = table["split"].to_numpy()
     train_idx, val_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ConfigError("the data set needs TRAIN images to train on and to carve a validation split from")
     images = load_or_build(table["path"].tolist(), PreprocessConfig(image_size=config.image_size), progress=progress)
     return images, train_idx, val_idx, dataset.fingerprint()
-
-
-def _hardware() -> str:
-    return f"CPU x{os.cpu_count()} ({torch.get_num_threads()} threads) on {socket.gethostname()}"
 
 
 def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | None = None,
@@ -183,14 +195,11 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
     from tqdm import tqdm
 
     if resume:
-        run_dir, saved = RunDir.for_resume(resume)
-        config = DAETrainConfig.from_dict(saved)
+        run_dir, config = open_run(config, resume, DAETrainConfig.from_dict, "dae")
     config.validate()
     torch.manual_seed(config.seed)
     if not resume:
-        config.runs_dir = config.runs_dir or str(default_runs_dir())
-        config.run_id = config.run_id or new_run_id("dae")
-        run_dir = RunDir.create(config.runs_dir, config.run_id)
+        run_dir, config = open_run(config, None, DAETrainConfig.from_dict, "dae")
     run_dir.write_json("config.json", config.to_dict())
     run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="dae")
     started = time.time()
@@ -205,18 +214,14 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
         anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0)
     generator = torch.Generator().manual_seed(config.seed)
     first_epoch, best_psnr, elapsed_before = 1, -math.inf, 0.0
-    if resume and run_dir.last_checkpoint.is_file():
-        try:
-            state = load_checkpoint_dict(run_dir.last_checkpoint)
-        except CheckpointError:
-            state = None
-        if state is not None:
-            model.load_state_dict(state["state_dict"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            generator.set_state(state["generator"])
-            first_epoch, best_psnr = state["epoch"] + 1, state["best_psnr"]
-            elapsed_before = state.get("training_time_s", 0.0)
+    state = run_dir.resume_state() if resume else None
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        generator.set_state(state["generator"])
+        first_epoch, best_psnr = state["epoch"] + 1, state["best_psnr"]
+        elapsed_before = state.get("training_time_s", 0.0)
     model.train()
     cancelled = False
     for epoch in range(first_epoch, config.epochs + 1):
@@ -257,7 +262,7 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
         if improved:
             atomic_save(dae_checkpoint(model, train_config=config.to_dict(), metrics={"val_psnr": scores},
                                        data_fingerprint=fingerprint, epoch=epoch, training_time_s=round(train_time, 1),
-                                       hardware=_hardware(), torch_version=str(torch.__version__),
+                                       hardware=hardware_description(), torch_version=str(torch.__version__),
                                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z")), run_dir.best_checkpoint)
         atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
                      "scheduler": scheduler.state_dict(), "generator": generator.get_state(), "epoch": epoch,
@@ -269,12 +274,7 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
     if not run_dir.best_checkpoint.is_file():
         run_dir.set_status("cancelled" if cancelled else "failed", error="no epoch finished")
         return run_dir.best_checkpoint
-    if config.out:
-        out = Path(config.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        shutil.copyfile(run_dir.best_checkpoint, tmp)
-        os.replace(tmp, out)
+    run_dir.publish(config.out)
     run_dir.write_json("result.json", {"best_val_psnr": best_psnr,
                                        "training_time_s": elapsed_before + time.time() - started})
     run_dir.set_status("cancelled" if cancelled else "finished", checkpoint=str(run_dir.best_checkpoint))

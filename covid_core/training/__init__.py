@@ -1,0 +1,13 @@
+"""Classifier training as a small package: ``config`` (settings and their flags), ``loop`` (one epoch, one
+scoring pass), ``adversary`` (the optional source head), ``distributed`` (devices, torchrun), ``classifier``
+(a run from folder to checkpoint) and ``finalize`` (calibration, threshold, TEST and shortcut figures)."""
+
+from ..augment import augment_batch
+from .classifier import prepare_data, run
+from .config import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
+from .distributed import pick_device
+from .finalize import finalize, fit_classifier_ood, per_source_metrics
+from .loop import CachedXrays, evaluate, train_one_epoch
+
+__all__ = ["RUN_FLAGS", "TRAIN_FLAGS", "CachedXrays", "TrainConfig", "augment_batch", "evaluate", "finalize",
+           "fit_classifier_ood", "per_source_metrics", "pick_device", "prepare_data", "run", "train_one_epoch"]

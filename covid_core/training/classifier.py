@@ -1,0 +1,250 @@
+"""Train a classifier: ``run(config, on_epoch=...)`` serves train.py and the app.
+
+Shaped like torchvision's references/classification/train.py: :func:`run` prepares the run folder and the
+data, :func:`~covid_core.training.loop.train_one_epoch` trains, :func:`~covid_core.training.finalize.finalize`
+calibrates and scores. Multi-process data-parallel training works under ``torchrun``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from ..balance import WEIGHTED_SAMPLING, class_weights, group_sample_weights
+from ..cache import load_or_build
+from ..checkpoint import atomic_save, classifier_checkpoint
+from ..datasets import limit_per_split, load_dataset, split_validation
+from ..errors import ConfigError
+from ..models import build_model, head_parameters
+from ..runs import RunDir, open_run
+from ..targets import class_names
+from . import distributed
+from .adversary import SourceAdversary, source_codes
+from .config import TrainConfig
+from .finalize import finalize, split_indices
+from .loop import CachedXrays, evaluate, train_one_epoch
+
+
+def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, world: int = 1):
+    """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, fingerprint)."""
+    dataset = load_dataset(config.data, config.layout)
+    table = split_validation(dataset.for_target(config.target), config.val_fraction, config.seed)
+    table = limit_per_split(table, config.limit, config.seed)
+    pre = config.preprocess_config()
+    paths = table["path"].tolist()
+    if rank == 0:
+        images = load_or_build(paths, pre, progress=progress)
+    distributed.barrier(world)
+    if rank != 0:
+        images = load_or_build(paths, pre, progress=False)
+    return table, images, pre, dataset.fingerprint()
+
+
+def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = None,
+        should_stop: Callable[[], bool] | None = None, progress: bool = True, resume: str | None = None) -> Path:
+    """Train a classifier; returns the path of the best checkpoint (``runs/<id>/best.pt``).
+
+    ``on_epoch(row)`` is called with each epoch's metrics; returning False stops training.
+    ``resume`` is a run folder whose config and ``last.pt`` are continued.
+    """
+    if resume:
+        run_dir, config = open_run(config, resume, TrainConfig.from_dict, config.model)
+    config.validate()
+    if distributed.rank_and_world()[1] > 1 and config.balance in WEIGHTED_SAMPLING:
+        raise ConfigError(f"--balance {config.balance} draws samples with weights, which several processes "
+                          "(torchrun) cannot share; use --balance loss (class-weighted loss) with torchrun")
+    device = distributed.pick_device(config.device)
+    rank, world = distributed.setup(device)
+    is_main = rank == 0
+    torch.manual_seed(config.seed)
+    if not resume:
+        if is_main:
+            run_dir, config = open_run(config, None, TrainConfig.from_dict, config.model)
+        distributed.barrier(world)
+        if not is_main:
+            run_dir, config = open_run(config, None, TrainConfig.from_dict, config.model, create=False)
+    if is_main:
+        run_dir.write_json("config.json", asdict(config))
+        run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="classifier")
+    with run_dir.failure_recorded(enabled=is_main):
+        _Training(config, run_dir, rank, world, device, progress).fit(on_epoch, should_stop, resume)
+    distributed.teardown(world)
+    return run_dir.best_checkpoint
+
+
+@dataclass
+class _State:
+    first_epoch: int = 1
+    best_score: tuple = (-1.0, float("-inf"))
+    bad_epochs: int = 0
+
+
+class _Training:
+    """One run's data, model, optimiser and state, from :func:`run`'s folder to :func:`finalize`."""
+
+    def __init__(self, config: TrainConfig, run_dir: RunDir, rank: int, world: int, device, progress: bool):
+        self.config, self.run_dir, self.world, self.device = config, run_dir, world, device
+        self.is_main, self.rank = rank == 0, rank
+        self.progress = progress and self.is_main
+        self.classes = class_names(config.target)
+        self.started = time.time()
+        self.table, self.images, self.pre, self.fingerprint = prepare_data(config, self.progress, rank, world)
+        self.prepare_s = time.time() - self.started
+        self.labels = self.table["label_idx"].to_numpy()
+        self.idx = split_indices(self.table)
+        if len(self.idx["train"]) == 0 or len(self.idx["val"]) == 0:
+            raise ConfigError("the data set needs training images to train on and to carve a validation split from")
+
+    def _build(self) -> None:
+        config, train = self.config, self.idx["train"]
+        self.model = build_model(config.model, len(self.classes),
+                                 None if config.pretrained == "none" else config.pretrained)
+        self.model.to(self.device).to(memory_format=torch.channels_last)
+        self.train_model = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
+
+        weights = class_weights(self.labels[train], len(self.classes))
+        loss_weight = (torch.tensor(weights, dtype=torch.float32, device=self.device)
+                       if config.balance == "loss" else None)
+        self.loss_fn = nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.label_smoothing)
+        sources = self.table["source"].to_numpy()[train]
+        codes = None
+        self.adversary = None
+        if config.source_adversary:
+            codes, names = source_codes(sources)
+            n_features = [m for m in self.model.modules() if isinstance(m, nn.Linear)][-1].in_features
+            self.adversary = SourceAdversary(n_features, len(self.classes), len(names),
+                                             config.source_adversary).to(self.device)
+        self.train_set = CachedXrays(self.images, train, self.labels[train], codes)
+        self.sampler = None
+        if self.world > 1:
+            self.sampler = torch.utils.data.distributed.DistributedSampler(self.train_set, self.world, self.rank,
+                                                                           shuffle=True, seed=config.seed)
+        elif config.balance in WEIGHTED_SAMPLING:
+            w = (weights[self.labels[train]] if config.balance == "sampler" else
+                 group_sample_weights(self.labels[train], sources))
+            self.sampler = torch.utils.data.WeightedRandomSampler(
+                w, len(w), generator=torch.Generator().manual_seed(config.seed))
+        self.steps_per_epoch = -(-len(self.train_set) // (config.batch_size * self.world))
+        parameters = list(self.model.parameters())
+        if self.adversary is not None:
+            parameters += list(self.adversary.parameters())
+        self.optimizer = torch.optim.AdamW(parameters, lr=config.lr, weight_decay=config.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            self.optimizer, max_lr=config.lr, total_steps=config.epochs * self.steps_per_epoch, pct_start=0.15,
+            anneal_strategy="cos", div_factor=10.0, final_div_factor=100.0)
+        # With --ema-decay the exponential moving average of the weights (and of BatchNorm's statistics) is what
+        # validation scores, early stopping watches and the checkpoint keeps; the raw weights only train.
+        self.ema = None
+        if config.ema_decay:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+            self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay),
+                                     use_buffers=True)
+        self.scored = self.ema.module if self.ema is not None else self.model
+
+    def _restore(self, resume) -> _State:
+        """Continue from ``last.pt`` when resuming; metrics rows of epochs last.pt does not know are dropped."""
+        state = self.run_dir.resume_state() if resume else None
+        if state is not None:
+            self.model.load_state_dict(state["state_dict"])
+            if self.ema is not None:
+                self.ema.load_state_dict(state["ema"])
+            if self.adversary is not None and "adversary" in state:
+                self.adversary.load_state_dict(state["adversary"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["rng"])
+        if resume and self.is_main:
+            # A kill between the metrics line and last.pt leaves rows last.pt does not know: drop them.
+            self.run_dir.keep_metrics_through(state["epoch"] if state is not None else 0)
+        if state is None:
+            return _State()
+        return _State(state["epoch"] + 1, tuple(state["best_score"]), state["bad_epochs"])
+
+    def _save(self, epoch: int, improved: bool, val_metrics: dict, s: _State) -> None:
+        config = self.config
+        if improved:
+            atomic_save(classifier_checkpoint(self.scored, model_name=config.model, target=config.target,
+                                              classes=self.classes, preprocess=self.pre, train_config=asdict(config),
+                                              metrics={"val": val_metrics}, data_fingerprint=self.fingerprint,
+                                              epoch=epoch), self.run_dir.best_checkpoint)
+        extra = {"ema": self.ema.state_dict()} if self.ema is not None else {}
+        if self.adversary is not None:
+            extra["adversary"] = self.adversary.state_dict()
+        atomic_save({"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                     "scheduler": self.scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
+                     "best_score": list(s.best_score), "bad_epochs": s.bad_epochs, **extra},
+                    self.run_dir.last_checkpoint)
+
+    def _loader(self, epoch: int) -> DataLoader:
+        config = self.config
+        if self.sampler is not None and hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+        return DataLoader(self.train_set, batch_size=config.batch_size, shuffle=self.sampler is None,
+                          sampler=self.sampler, num_workers=config.workers,
+                          drop_last=len(self.train_set) > config.batch_size,
+                          generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
+                          persistent_workers=False, pin_memory=self.device.type == "cuda")
+
+    def fit(self, on_epoch, should_stop, resume) -> None:
+        config, run_dir = self.config, self.run_dir
+        self._build()
+        s = self._restore(resume)
+        val_u8, val_labels = self.images[self.idx["val"]], self.labels[self.idx["val"]]
+        stop = False
+        for epoch in range(s.first_epoch, config.epochs + 1):
+            if stop or (should_stop is not None and should_stop()):
+                break
+            head_only = epoch <= config.freeze_epochs
+            head = set(map(id, head_parameters(self.model)))
+            for p in self.model.parameters():
+                p.requires_grad_(not head_only or id(p) in head)
+
+            def on_step(step, total, loss, epoch=epoch):
+                if self.is_main and (step % 10 == 0 or step == total):
+                    run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=step, steps=total, loss=loss)
+
+            stats = train_one_epoch(self.train_model, self._loader(epoch), self.optimizer, self.scheduler,
+                                    self.loss_fn, self.pre, self.device, epoch=epoch, epochs=config.epochs,
+                                    augment=config.augment, augmentation=config.augmentation,
+                                    progress=self.progress, ema=self.ema, adversary=self.adversary,
+                                    on_step=on_step, should_stop=should_stop)
+            val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)
+            # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once
+            # AUC saturates, go to the lower validation loss.
+            auc = val_metrics["macro_auc"] if val_metrics["macro_auc"] is not None else (val_metrics["accuracy"] or 0.0)
+            score = (round(auc, 4), -val_metrics["nll"])
+            improved = score > s.best_score
+            if improved:
+                s.best_score, s.bad_epochs = score, 0
+            else:
+                s.bad_epochs += 1
+            row = {"epoch": epoch, "train_loss": stats["loss"], "val_loss": val_metrics["nll"],
+                   "val_accuracy": val_metrics["accuracy"],
+                   "val_macro_auc": val_metrics["macro_auc"], "val_ece": val_metrics["ece"],
+                   "lr": self.optimizer.param_groups[0]["lr"], "seconds": stats["seconds"],
+                   "images_per_s": stats["images"] * self.world / max(stats["seconds"], 1e-9),
+                   "data_wait_share": stats["data_wait_share"], "best": improved,
+                   **({"source_loss": stats["source_loss"]} if "source_loss" in stats else {})}
+            if self.is_main:
+                # The metrics line goes first: a kill before last.pt is written repeats this epoch on resume
+                # (keep_metrics_through drops the orphan line) instead of losing its row.
+                run_dir.append_metrics(row)
+                self._save(epoch, improved, val_metrics, s)
+                run_dir.set_status("running", epoch=epoch, epochs=config.epochs, step=0, steps=self.steps_per_epoch)
+            if on_epoch is not None and on_epoch(row) is False:
+                stop = True
+            if s.bad_epochs >= config.patience:
+                if self.is_main:
+                    print(f"early stopping: validation macro AUC has not improved for {s.bad_epochs} epochs", flush=True)
+                stop = True
+        cancelled = should_stop is not None and should_stop()
+        if self.is_main:
+            finalize(run_dir, config, self.table, self.images, self.pre, self.fingerprint, self.classes, self.device,
+                     training_time_s=time.time() - self.started, cancelled=cancelled, prepare_s=self.prepare_s)

@@ -1,0 +1,145 @@
+"""The classifier's training settings (:class:`TrainConfig`) and their command-line flags (:data:`TRAIN_FLAGS`)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+
+from ..augment import AUGMENTATION_CHOICES
+from ..balance import BALANCE_CHOICES
+from ..datasets import LAYOUTS
+from ..errors import ConfigError
+from ..flags import Flag
+from ..models import get_spec, list_models
+from ..preprocess import EQUALIZE_CHOICES, FIT_CHOICES, PreprocessConfig
+from ..targets import TARGETS, check_target
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run (saved as runs/<id>/config.json and in the checkpoint)."""
+
+    data: str = ""
+    layout: str = "auto"
+    target: str = "3class"
+    model: str = "resnet18"
+    epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    image_size: int | None = None
+    fit: str = "pad"
+    equalize: str = "none"
+    augment: bool = True
+    augmentation: str = "light"
+    pretrained: str = "none"
+    freeze_epochs: int = 0
+    seed: int = 0
+    val_fraction: float = 0.15
+    patience: int = 5
+    balance: str = "loss"
+    label_smoothing: float = 0.0
+    ema_decay: float = 0.0
+    source_adversary: float = 0.0
+    covid_sensitivity: float = 0.95
+    workers: int = 0
+    limit: int | None = None
+    device: str = "auto"
+    runs_dir: str = ""
+    run_id: str | None = None
+    out: str | None = None
+
+    def validate(self) -> "TrainConfig":
+        get_spec(self.model)
+        check_target(self.target)
+        checks = [
+            (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000, "epochs must be a whole number from 1 to 1000"),
+            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 1024, "batch size must be from 1 to 1024"),
+            (0 < self.lr <= 1, "learning rate must be above 0 and at most 1"),
+            (0 <= self.weight_decay <= 1, "weight decay must be from 0 to 1"),
+            (self.image_size is None or 32 <= self.image_size <= 1024, "image size must be from 32 to 1024"),
+            (self.fit in FIT_CHOICES, f"fit must be one of: {', '.join(FIT_CHOICES)}"),
+            (self.equalize in EQUALIZE_CHOICES, f"equalize must be one of: {', '.join(EQUALIZE_CHOICES)}"),
+            (self.augmentation in AUGMENTATION_CHOICES,
+             f"augmentation must be one of: {', '.join(AUGMENTATION_CHOICES)}"),
+            (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
+            (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
+            (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
+            (self.patience >= 1, "patience must be at least 1"),
+            (self.balance in BALANCE_CHOICES, f"balance must be one of: {', '.join(BALANCE_CHOICES)}"),
+            (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
+            (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
+            (0 <= self.source_adversary <= 10, "source adversary weight must be from 0 (off) to 10"),
+            (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
+            (0 <= self.workers <= 32, "workers must be from 0 to 32"),
+            (self.limit is None or self.limit >= 8, "images per split (limit) must be at least 8, or none for all"),
+            (self.device in ("auto", "cpu", "cuda", "mps") or re.fullmatch(r"cuda:\d{1,2}", self.device),
+             "device must be one of: auto, cpu, cuda, mps"),
+        ]
+        problems = [message for ok, message in checks if not ok]
+        if problems:  # every problem at once, so a form is fixed in one go
+            raise ConfigError("; ".join(problems))
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def preprocess_config(self) -> PreprocessConfig:
+        size = self.image_size or get_spec(self.model).default_image_size
+        return PreprocessConfig(image_size=size, fit=self.fit, equalize=self.equalize)
+
+
+# Where the data is and where the run goes: given to every run, never part of a model's recipe.
+RUN_FLAGS = (
+    Flag("data", "--data", "data folder (required unless --resume)"),
+    Flag("layout", "--layout", "data set layout", choices=LAYOUTS),
+    Flag("device", "--device", "auto (CUDA, else MPS, else CPU), cpu, cuda, mps"),
+    Flag("workers", "--workers", "DataLoader worker processes", int),
+    Flag("runs_dir", "--runs-dir", "where run folders go (default: $COVID_CORE_RUNS or ./runs)"),
+    Flag("run_id", "--run-id", "name of the run folder (default: date-model-random)"),
+    Flag("out", "--out", "also copy the best checkpoint to this path"),
+)
+
+# The recipe, in the order a reader of a model card expects. epochs, batch size, learning rate, image size,
+# limit and seed also serve the denoiser (train.py --task denoise), which has its own defaults.
+TRAIN_FLAGS = (
+    Flag("model", "--model", "architecture", choices=tuple(list_models())),
+    Flag("target", "--target", "3class: normal/pneumonia/covid19; covid: positive/negative; pneumonia: "
+                               "normal/pneumonia", choices=tuple(TARGETS)),
+    Flag("image_size", "--image-size", "model input side in pixels (default: the model's own, e.g. 224 for "
+                                       "resnet18, 128 for cnn)", int),
+    Flag("epochs", "--epochs", "maximum epochs", int, shared=True),
+    Flag("batch_size", "--batch-size", "images per step per process", int, shared=True),
+    Flag("lr", "--lr", "peak learning rate, one-cycle cosine schedule", float, shared=True),
+    Flag("weight_decay", "--weight-decay", "AdamW weight decay", float),
+    Flag("fit", "--fit", "pad (keep whole image), crop to square, or thorax (crop to the estimated lung fields)",
+         choices=FIT_CHOICES),
+    Flag("equalize", "--equalize", "contrast equalisation per film", choices=EQUALIZE_CHOICES),
+    Flag("augment", "--augment", "small rotations/shifts/zoom and brightness/contrast changes (never flips)",
+         kind="bool"),
+    Flag("augmentation", "--augmentation", "light: small geometry and contrast changes; strong: also gamma, "
+                                           "blur/sharpen, noise, lost resolution and erased borders and corners "
+                                           "(where hospital markers sit)", choices=AUGMENTATION_CHOICES),
+    Flag("pretrained", "--pretrained", "start from torchvision ImageNet weights (downloaded, or from the torch hub "
+                                       "cache)", choices=("none", "imagenet")),
+    Flag("freeze_epochs", "--freeze-epochs", "train only the head for the first N epochs", int),
+    Flag("val_fraction", "--val-fraction", "share of TRAIN held out for validation (grouped by patient, "
+                                           "stratified)", float),
+    Flag("patience", "--patience", "early stopping: epochs without val AUC gain", int),
+    Flag("balance", "--balance", "imbalance: weighted loss by class, weighted sampler by class, weighted sampler "
+                                 "by (source, class) group from provenance.csv (counters source confounds), or "
+                                 "nothing", choices=BALANCE_CHOICES),
+    Flag("label_smoothing", "--label-smoothing", "cross-entropy label smoothing", float),
+    Flag("ema_decay", "--ema-decay", "keep an exponential moving average of the weights with this decay per step "
+                                     "(e.g. 0.99) and validate and save it instead of the raw weights; 0 = off", float),
+    Flag("source_adversary", "--source-adversary", "weight of a domain-adversarial source head (gradient "
+                                                   "reversal, conditioned on the class) that penalises features "
+                                                   "naming the film's source from provenance.csv; 0 = off", float),
+    Flag("covid_sensitivity", "--covid-sensitivity", "the COVID-19 operating threshold is the one with the highest "
+                                                     "VALIDATION specificity among those that keep validation "
+                                                     "sensitivity at or above this", float),
+    Flag("limit", "--limit", "use at most N images per split (quick experiments)", int),
+    Flag("seed", "--seed", "random seed (splits, init, augmentation, order)", int),
+)
