@@ -28,7 +28,7 @@ from covid_core.cache import load_or_build
 from covid_core.datasets import load_dataset
 from covid_core.denoise import add_noise, load_dae, psnr, run_dip, ssim
 from covid_core.denoise.classical import FILTERS
-from covid_core.model_card import CLASSICAL_DENOISERS, DAE_ON_BM3D_IMAGES
+from covid_core.denoise.margins import CLASSICAL_DENOISERS, DAE_ON_BM3D_IMAGES
 from covid_core.preprocess import PreprocessConfig
 
 NOISES = (("gaussian", 15.0), ("gaussian", 25.0), ("gaussian", 50.0), ("poisson", 30.0))

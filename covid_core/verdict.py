@@ -9,8 +9,62 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .model_card import metrics_on_test, positive_verdict_limits
+from .evaluation import false_covid_calls, metrics_on_test
 from .targets import COVID_CLASS
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f}%"
+
+# A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict
+# (older checkpoints, whose groups were counted by most probable class rather than at the threshold).
+NOTABLE_FALSE_COVID_SHARE = 0.2
+# What the sources of coronahack-mini's provenance.csv are, for a reader who has not read its SOURCES.md.
+SOURCE_NOTES = {"kermany": "paediatric films, Guangzhou", "nih": "adult films, NIH Clinical Center",
+                "cohen": "adult films from the COVID-19 image collection of Cohen et al.",
+                "figure1": "adult films from the Figure 1 COVID-19 collection"}
+
+
+def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
+    """What a COVID-19 positive verdict of this model is worth, measured on TEST: sentences for a clinician.
+
+    metadata: a classifier checkpoint's metadata (``Classifier.metadata``); threshold: its ``threshold`` entry, whose
+    ``test`` rates were measured at the operating threshold. The PPV sentence gives TEST's COVID-19 share, since
+    PPV falls where COVID-19 is rarer. The second says where the false positives came from: every (source, true
+    class) group of non-COVID films given a positive verdict at the threshold (``card.covid_calls_at_threshold``,
+    stored by ``model-card --data``), so the groups add up to the false positives; for older checkpoints, the groups
+    whose most probable class was COVID-19 at least ``NOTABLE_FALSE_COVID_SHARE`` of the time. Empty without a
+    COVID-19 class or TEST metrics.
+    """
+    covid = COVID_CLASS.get(metadata.get("target"))
+    test = metrics_on_test(metadata)
+    if not covid or not test:
+        return []
+    sentences = []
+    ppv = ((threshold or {}).get("test") or {}).get("ppv")
+    if ppv is not None:
+        text = f"On TEST, {_pct(ppv)} of the films this model called COVID-19 positive had COVID-19 (PPV)."
+        n, n_covid = test.get("n"), ((test.get("per_class") or {}).get(covid) or {}).get("support")
+        if n and n_covid:
+            text += (f" {n_covid} of the {n} TEST films ({_pct(n_covid / n)}) had COVID-19; where COVID-19 is rarer, "
+                     "a larger share of positive verdicts is wrong.")
+        sentences.append(text)
+    calls, at_threshold = false_covid_calls(metadata)
+    if at_threshold:
+        groups = sorted((r for r in calls if r["called covid"]), key=lambda r: -r["share"])
+        lead = f"Its {sum(r['called covid'] for r in groups)} false positives on TEST were"
+    else:
+        groups = [r for r in calls if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
+        lead = f"On TEST it also named {covid} the most probable class for"
+    if groups:
+        listed = "; ".join(f"{r['called covid']} of {r['n']} {r['true class']} films from source '{r['source']}'"
+                           + (f" ({SOURCE_NOTES[r['source']]})" if r["source"] in SOURCE_NOTES else "")
+                           for r in groups)
+        sentences.append(f"{lead}: {listed}. A positive verdict means the film looks like the COVID-19 films it was "
+                         "trained on; it does not tell COVID-19 from other lung disease in the same kind of patient "
+                         "(age, hospital).")
+    return sentences
+
 
 #: The three-class call in a clinician's words (the most probable class of the model).
 CALL_WORDS = {

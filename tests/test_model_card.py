@@ -11,8 +11,10 @@ import pytest
 from conftest import REPO
 from covid_core.checkpoint import load_checkpoint_dict
 from covid_core.cli import build_parser
-from covid_core.model_card import (card_markdown, dae_reproduce_command, pair_metrics, positive_verdict_limits,
-                                   reproduce_command)
+from covid_core.cards.classifier import card_markdown, reproduce_command
+from covid_core.cards.dae import dae_reproduce_command
+from covid_core.evaluation import pair_metrics
+from covid_core.verdict import positive_verdict_limits
 from covid_core.ood_check import probe_images
 from covid_core.training import TrainConfig
 
@@ -73,7 +75,7 @@ def test_shipped_classifier_has_its_generated_card(path: Path):
 
 
 def test_shipped_dae_has_its_generated_card():
-    from covid_core.model_card import dae_card_markdown
+    from covid_core.cards.dae import dae_card_markdown
 
     path = REPO / "weights" / "dae.pt"
     if not path.is_file():
@@ -87,7 +89,8 @@ def _bench_row(method, noise, psnr, n):
 
 
 def test_dae_margin_compares_each_classical_method_on_its_own_images():
-    from covid_core.model_card import dae_card_markdown, dae_margins
+    from covid_core.cards.dae import dae_card_markdown
+    from covid_core.denoise.margins import dae_margins
 
     rows = [_bench_row("noisy input", "gaussian 25", 20.3, 50), _bench_row("nlm", "gaussian 25", 33.59, 50),
             _bench_row("bm3d", "gaussian 25", 36.13, 10), _bench_row("dae", "gaussian 25", 34.96, 50),
@@ -108,7 +111,8 @@ def test_dae_margin_compares_each_classical_method_on_its_own_images():
 
 
 def test_dae_margin_interval_is_paired_by_image():
-    from covid_core.model_card import dae_card_markdown, dae_margins
+    from covid_core.cards.dae import dae_card_markdown
+    from covid_core.denoise.margins import dae_margins
 
     # Per-image differences 1, 2, 3 dB: mean 2, sd 1, t(0.975, 2) = 4.303 -> 2 +- 2.484.
     bm3d = {**_bench_row("bm3d", "gaussian 25", 30.0, 3), "psnr_each": [30.0, 20.0, 40.0]}
@@ -144,7 +148,7 @@ def test_positive_verdict_limits_give_ppv_with_prevalence_and_the_groups_often_c
 def test_false_positives_by_source_are_counted_at_the_threshold_and_add_up():
     import pandas as pd
 
-    from covid_core.model_card import covid_calls_at_threshold
+    from covid_core.evaluation import covid_calls_at_threshold
 
     table = pd.DataFrame({"source": ["cohen", "cohen", "cohen", "nih", "nih", "kermany"],
                           "label": ["covid19", "pneumonia", "pneumonia", "normal", "normal", "pneumonia"]})

@@ -100,7 +100,7 @@ def test_fit_ood_refits_an_old_checkpoint_in_place_and_refuses_other_data(folder
     refit = load_checkpoint_dict(path)
     assert [p["name"] for p in refit["ood"]["parts"]] == ["penultimate", "spatial"]
     assert refit["ood"]["refitted_with"].startswith("python -m covid_core fit-ood ")
-    from covid_core.model_card import card_markdown
+    from covid_core.cards.classifier import card_markdown
 
     assert "Refitted after training with `python -m covid_core fit-ood" in card_markdown(refit, "old.pt", "old.pt")
     for part, trained in zip(refit["ood"]["parts"], fresh["ood"]["parts"]):  # the same fit training made

@@ -51,7 +51,7 @@ def test_training_learns_and_writes_a_self_describing_checkpoint(folder_dataset,
     assert [round(r["seconds"], 1) for r in rows] == timing["epoch_s"]
     assert timing["prepare_s"] >= 0 and timing["finalize_s"] > 0
     assert ckpt["training_time_s"] >= timing["prepare_s"] + sum(timing["epoch_s"]) + timing["finalize_s"] - 0.5
-    from covid_core.model_card import card_markdown
+    from covid_core.cards.classifier import card_markdown
 
     assert "epoch 1 " in card_markdown(ckpt, "x.pt", "weights/x.pt")
     clf = load_classifier(best)
@@ -85,7 +85,7 @@ def test_ema_weights_are_what_the_checkpoint_keeps(folder_dataset, tmp_path):
     assert all(torch.equal(saved[k], ema[k]) for k in saved)  # best.pt holds the averaged weights ...
     raw = last["state_dict"]
     assert any(not torch.equal(saved[k], raw[k]) for k in saved if raw[k].is_floating_point())  # ... not the raw
-    from covid_core.model_card import reproduce_command
+    from covid_core.cards.classifier import reproduce_command
 
     assert "--ema-decay 0.9 " in reproduce_command(load_checkpoint_dict(best)["train_config"], "out.pt")
 

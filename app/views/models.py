@@ -9,7 +9,8 @@ import streamlit as st
 
 import ui
 from covid_core.errors import CovidCoreError
-from covid_core.model_card import card_markdown, false_covid_calls, shortcut_rows
+from covid_core.cards.classifier import card_markdown
+from covid_core.evaluation import false_covid_calls, shortcut_rows
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.targets import COVID_CLASS

@@ -42,7 +42,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     from ..inference import score_pixels
     from ..metrics import classification_metrics, rates_at_threshold
     from ..shortcuts import shortcut_report
-    from ..training import per_source_metrics
+    from ..evaluation import per_source_metrics
 
     clf = load_classifier_at_site(model_path, site=site)
     table = load_dataset(data, layout).for_target(clf.target)

@@ -22,7 +22,7 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     """The `card` dict: TEST metrics, normal-vs-pneumonia, thorax share per class."""
     from ..checkpoint import load_classifier
     from ..explain import mean_heatmaps_and_thorax_share
-    from ..model_card import covid_calls_at_threshold, pair_metrics
+    from ..evaluation import covid_calls_at_threshold, pair_metrics
     from .evaluate import evaluate_checkpoint
 
     metrics, table, probs = evaluate_checkpoint(checkpoint, data, progress=False)
@@ -76,7 +76,8 @@ def ood_leave_one_source_out(classifier, data: str) -> dict:
 
 def main(args: argparse.Namespace) -> int:
     from ..checkpoint import atomic_save, load_checkpoint_dict
-    from ..model_card import card_markdown, dae_card_markdown
+    from ..cards.classifier import card_markdown
+    from ..cards.dae import dae_card_markdown
 
     path = Path(args.checkpoint)
     ckpt = load_checkpoint_dict(path)

@@ -10,6 +10,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import atomic_save, load_checkpoint_dict
+from ..evaluation import per_source_metrics
 from ..inference import calibrated_probabilities, logits_and_features
 from ..metrics import choose_threshold, classification_metrics, fit_temperature, rates_at_threshold, roc_points
 from ..models import build_model, get_spec
@@ -29,21 +30,6 @@ def fit_classifier_ood(model, spec, images_u8, labels, idx: dict, config: Prepro
     _, train_feats = logits_and_features(model, images_u8[idx["train"]], config, 64, device, layer)
     _, val_feats = logits_and_features(model, images_u8[idx["val"]], config, 64, device, layer)
     return fit_ood(train_feats, labels[idx["train"]], val_feats)
-
-
-def per_source_metrics(table, probs: np.ndarray, classes) -> dict:
-    """{source: {"n", "accuracy", "true": {class: n}, "predicted": {class: n}}} for confound checks."""
-    out = {}
-    pred = np.asarray(classes)[probs.argmax(1)]
-    for source in sorted(table["source"].unique()):
-        m = (table["source"] == source).to_numpy()
-        true = table["label"].to_numpy()[m]
-        out[source] = {"n": int(m.sum()), "accuracy": float((pred[m] == true).mean()),
-                       "true": {c: int((true == c).sum()) for c in classes},
-                       "predicted": {c: int((pred[m] == c).sum()) for c in classes},
-                       "confusion": {t: {c: int(((true == t) & (pred[m] == c)).sum()) for c in classes}
-                                     for t in classes if (true == t).any()}}
-    return out
 
 
 def class_counts(table) -> dict:

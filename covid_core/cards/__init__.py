@@ -1,0 +1,1 @@
+"""Model cards written from checkpoints: ``classifier`` and ``dae`` (denoiser)."""

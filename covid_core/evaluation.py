@@ -1,0 +1,114 @@
+"""How a classifier did, in the figures its cards, the Models page and ``evaluate`` report: the normal vs
+pneumonia pair, per-source results, COVID-19 calls per source (by most probable class or at the operating
+threshold), the within-source table, and where a checkpoint keeps its TEST metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .targets import COVID_CLASS
+
+
+def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "normal", b: str = "pneumonia") -> dict | None:
+    """AUC and accuracy of ``a`` vs ``b`` on the images whose true class is one of the two
+    (score: p_b / (p_a + p_b); accuracy: the more probable of the two). None if not applicable."""
+    from sklearn.metrics import roc_auc_score
+
+    classes = list(classes)
+    if a not in classes or b not in classes:
+        return None
+    ia, ib = classes.index(a), classes.index(b)
+    labels = np.asarray(labels)
+    m = (labels == ia) | (labels == ib)
+    if m.sum() == 0:
+        return None
+    y = labels[m] == ib
+    score = probs[m, ib] / np.clip(probs[m, ia] + probs[m, ib], 1e-12, None)
+    auc = float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
+    return {"n": int(m.sum()), "auc": auc, "accuracy": float(((score >= 0.5) == y).mean())}
+
+
+def per_source_metrics(table, probs: np.ndarray, classes) -> dict:
+    """{source: {"n", "accuracy", "true": {class: n}, "predicted": {class: n}}} for confound checks."""
+    out = {}
+    pred = np.asarray(classes)[probs.argmax(1)]
+    for source in sorted(table["source"].unique()):
+        m = (table["source"] == source).to_numpy()
+        true = table["label"].to_numpy()[m]
+        out[source] = {"n": int(m.sum()), "accuracy": float((pred[m] == true).mean()),
+                       "true": {c: int((true == c).sum()) for c in classes},
+                       "predicted": {c: int((pred[m] == c).sum()) for c in classes},
+                       "confusion": {t: {c: int(((true == t) & (pred[m] == c)).sum()) for c in classes}
+                                     for t in classes if (true == t).any()}}
+    return out
+
+
+def covid_calls_by_source(per_source: dict, covid: str | None) -> list[dict]:
+    """How often non-COVID films were called COVID-19, per source and true class (the confound check).
+
+    per_source: ``metrics["per_source"]`` ({source: {"confusion": {true: {predicted: n}}, ...}}).
+    Rows: {"source", "true class", "n", "called covid", "share"}.
+    """
+    rows = []
+    for source, m in per_source.items():
+        for true_class, row in (m.get("confusion") or {}).items():
+            if covid and covid in row and true_class != covid:
+                n = sum(row.values())
+                rows.append({"source": source, "true class": true_class, "n": n, "called covid": row[covid],
+                             "share": row[covid] / max(n, 1)})
+    return rows
+
+
+def covid_calls_at_threshold(table, covid_probability: np.ndarray, threshold: float, covid: str) -> list[dict]:
+    """Like :func:`covid_calls_by_source`, but counting the films a COVID-19 positive verdict was given to (calibrated
+    p(COVID-19) at or above the operating ``threshold``), so the groups add up to the false positives behind PPV.
+
+    table: the evaluated films (columns source, label), aligned with ``covid_probability`` (float N).
+    """
+    called = np.asarray(covid_probability) >= threshold
+    rows = []
+    for (source, true_class), idx in table.reset_index(drop=True).groupby(["source", "label"]).indices.items():
+        if true_class != covid:
+            n, hits = len(idx), int(called[idx].sum())
+            rows.append({"source": str(source), "true class": str(true_class), "n": n, "called covid": hits,
+                         "share": hits / n})
+    return rows
+
+
+def metrics_on_test(metadata: dict) -> dict:
+    """A checkpoint's TEST metrics: the card's re-evaluation (``model-card --data``) if present, else training's."""
+    return (metadata.get("card") or {}).get("test") or (metadata.get("metrics") or {}).get("test") or {}
+
+
+def false_covid_calls(metadata: dict) -> tuple[list[dict], bool]:
+    """(rows, at_threshold): the non-COVID TEST films called COVID-19, per source and true class.
+
+    Counted at the operating threshold when ``model-card --data`` stored them (``card.covid_calls_at_threshold``,
+    at_threshold True), else by most probable class from the per-source confusion (older checkpoints).
+    """
+    stored = (metadata.get("card") or {}).get("covid_calls_at_threshold")
+    if stored is not None:
+        return stored, True
+    per_source = metrics_on_test(metadata).get("per_source") or {}
+    return covid_calls_by_source(per_source, COVID_CLASS.get(metadata.get("target"))), False
+
+
+def shortcut_rows(metadata: dict) -> list[dict]:
+    """The within-source AUCs and the source probe of a checkpoint (see covid_core.shortcuts), VALIDATION then
+    TEST, as rows {"split", "question", "AUC / accuracy", "films", "positives labelled as such"}: the card and
+    the Models page show the same table."""
+    rows = []
+    for split, metrics in (("VALIDATION", (metadata.get("metrics") or {}).get("val")), ("TEST", metrics_on_test(metadata))):
+        shortcuts = (metrics or {}).get("shortcuts") or {}
+        for q in (shortcuts.get("within_source") or {}).values():
+            rows.append({"split": split, "question": q["description"], "AUC / accuracy": q["auc"],
+                         "films": f"{q['n_negative']} / {q['n_positive']}",
+                         "positives labelled as such": q.get("positive_called")})
+        probe = shortcuts.get("source_probe")
+        if probe:
+            rows.append({"split": split, "question": f"source probe: naming the source ({', '.join(probe['sources'])}) "
+                                                     f"from the penultimate features (lower is better; majority "
+                                                     f"share {probe['majority_share']:.3f})",
+                         "AUC / accuracy": probe["accuracy"], "films": str(probe["n"]),
+                         "positives labelled as such": None})
+    return rows
