@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .metrics import binary_auc
 from .targets import COVID_CLASS
 
 
 def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "normal", b: str = "pneumonia") -> dict | None:
     """AUC and accuracy of ``a`` vs ``b`` on the images whose true class is one of the two
     (score: p_b / (p_a + p_b); accuracy: the more probable of the two). None if not applicable."""
-    from sklearn.metrics import roc_auc_score
-
     classes = list(classes)
     if a not in classes or b not in classes:
         return None
@@ -24,7 +23,7 @@ def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "norma
         return None
     y = labels[m] == ib
     score = probs[m, ib] / np.clip(probs[m, ia] + probs[m, ib], 1e-12, None)
-    auc = float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
+    auc = binary_auc(y, score)
     return {"n": int(m.sum()), "auc": auc, "accuracy": float(((score >= 0.5) == y).mean())}
 
 

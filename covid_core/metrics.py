@@ -15,12 +15,12 @@ def _ratio(num: float, den: float) -> float | None:
     return None if den == 0 else float(num / den)
 
 
-def _auc(y: np.ndarray, score: np.ndarray) -> float | None:
+def binary_auc(y, score) -> float | None:
+    """ROC AUC of ``score`` for binary ``y``; None when ``y`` holds one class only (or nothing)."""
     from sklearn.metrics import roc_auc_score
 
-    if y.min() == y.max():
-        return None
-    return float(roc_auc_score(y, score))
+    y = np.asarray(y, bool)
+    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
 
 
 def calibration_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[tuple[float, float, int]]:
@@ -69,7 +69,7 @@ def classification_metrics(labels, probs, classes) -> dict:
         fn = cm[i].sum() - tp
         fp = cm[:, i].sum() - tp
         tn = cm.sum() - tp - fn - fp
-        auc = _auc((labels == i).astype(int), probs[:, i]) if len(labels) else None
+        auc = binary_auc(labels == i, probs[:, i])
         if auc is not None:
             aucs.append(auc)
         per_class[c] = {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
@@ -143,7 +143,12 @@ def choose_threshold(y: np.ndarray, score: np.ndarray, min_sensitivity: float = 
 def rates_at_threshold(y: np.ndarray, score: np.ndarray, threshold: float) -> dict:
     """Sensitivity, specificity, PPV and NPV of ``score >= threshold`` against binary ``y``, with the counts
     (tp, fp, fn, tn) they come from, so a reader sees each rate's denominator."""
-    y, pos = np.asarray(y, bool), np.asarray(score) >= threshold
+    return rates_of_calls(y, np.asarray(score) >= threshold)
+
+
+def rates_of_calls(y: np.ndarray, positive: np.ndarray) -> dict:
+    """:func:`rates_at_threshold` for calls already made (bool ``positive``, e.g. from a site's own head)."""
+    y, pos = np.asarray(y, bool), np.asarray(positive, bool)
     tp, fp = int((pos & y).sum()), int((pos & ~y).sum())
     fn, tn = int((~pos & y).sum()), int((~pos & ~y).sum())
     return {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp), "ppv": _ratio(tp, tp + fp),

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from .metrics import binary_auc
+
 
 @dataclass(frozen=True)
 class WithinSourceQuestion:
@@ -50,8 +52,6 @@ def within_source_aucs(table: pd.DataFrame, probs: np.ndarray, classes) -> dict:
     """{key: {"description", "auc", "n_negative", "n_positive", "positive_called"}} for each question the
     table and classes allow. ``positive_called``: share of the positive films whose most probable class is
     the positive class. ``auc`` is None when one side has no film."""
-    from sklearn.metrics import roc_auc_score
-
     classes = list(classes)
     if "source" not in table.columns:
         return {}
@@ -69,7 +69,7 @@ def within_source_aucs(table: pd.DataFrame, probs: np.ndarray, classes) -> dict:
         column = classes.index(q.negative if q.score == "not_negative" else q.positive)
         score = 1.0 - probs[:, column] if q.score == "not_negative" else probs[:, column]
         both = neg | pos
-        auc = float(roc_auc_score(pos[both], score[both])) if neg.any() and pos.any() else None
+        auc = binary_auc(pos[both], score[both])
         out[q.key] = {"description": q.description, "auc": auc, "n_negative": int(neg.sum()),
                       "n_positive": int(pos.sum()),
                       "positive_called": float((predicted[pos] == q.positive).mean()) if pos.any() else None}

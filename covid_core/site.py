@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .datasets import file_sha256
-from .metrics import calibration_bins, mean_nll
+from .metrics import binary_auc, calibration_bins, mean_nll, rates_of_calls
 from .errors import ConfigError, CovidCoreError, DatasetError
 from .targets import COVID_CLASS
 
@@ -108,17 +108,8 @@ def load_classifier_at_site(path: str | Path, site: str | Path | None = None):
 # ---- figures ------------------------------------------------------------------------------------------------
 
 def _rates(y: np.ndarray, positive: np.ndarray) -> tuple[float | None, float | None]:
-    y, positive = np.asarray(y, bool), np.asarray(positive, bool)
-    sens = float(positive[y].mean()) if y.any() else None
-    spec = float((~positive[~y]).mean()) if (~y).any() else None
-    return sens, spec
-
-
-def _auc(y, score) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    y = np.asarray(y, bool)
-    return float(roc_auc_score(y, score)) if 0 < y.sum() < len(y) else None
+    rates = rates_of_calls(y, positive)
+    return rates["sensitivity"], rates["specificity"]
 
 
 def _interval(values: list[float]) -> tuple[float | None, float | None]:
@@ -135,7 +126,7 @@ def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np
 
     y, positive = np.asarray(y, bool), np.asarray(positive, bool)
     sens, spec = _rates(y, positive)
-    out = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": _auc(y, score)},
+    out = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": binary_auc(y, score)},
            "counts": {"tp": int((y & positive).sum()), "fn": int((y & ~positive).sum()),
                       "fp": int((~y & positive).sum()), "tn": int((~y & ~positive).sum())}}
     if 0 < y.sum() < len(y):
@@ -152,7 +143,7 @@ def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np
         s, c = _rates(y[idx], positive[idx])
         draws["sensitivity"].append(s)
         draws["specificity"].append(c)
-        draws["auc"].append(_auc(y[idx], score[idx]))
+        draws["auc"].append(binary_auc(y[idx], score[idx]))
     for key, values in draws.items():
         out[key]["low"], out[key]["high"] = _interval(values)
     return out
