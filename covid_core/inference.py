@@ -1,21 +1,21 @@
 """Classify images: the predict step of the one image path.
 
-:func:`predict` takes a decoded image; :func:`predict_files` takes paths or bytes and
-never lets one bad file stop the rest. Temperature scaling and the stored operating
-threshold are applied here, so every caller gets the same calibrated answer.
+:func:`score_pixels` scores a batch of model-space films and :func:`prediction_at` turns one row of it into a
+:class:`Prediction`; :func:`predict` does both for one decoded image. Temperature scaling, the site's settings
+and the stored operating threshold are applied here, so every caller gets the same calibrated answer.
+Files (paths or bytes) enter through :mod:`covid_core.case`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from .checkpoint import Classifier
-from .decode import DecodedImage, decode_image
-from .errors import CovidCoreError, InvalidImageError
+from .decode import DecodedImage
+from .errors import InvalidImageError
 from .models import model_features
 from .ood import has_ood, ood_scores
 from .preprocess import Geometry, prepare_pixels, to_model_input
@@ -154,7 +154,8 @@ def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> tuple[np.nd
     return s.probs, s.ood
 
 
-def _prediction(classifier: Classifier, scores: Scores, i: int, pixels, geometry) -> Prediction:
+def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geometry) -> Prediction:
+    """Row ``i`` of a batch's ``scores`` as a Prediction (verdict at the operating threshold, familiarity warnings)."""
     classes, probs = classifier.classes, scores.probs[i]
     score = None if scores.ood is None else scores.ood[i]
     threshold = covid_prob = covid_positive = None
@@ -191,40 +192,4 @@ def predict(classifier: Classifier, image: DecodedImage | np.ndarray) -> Predict
     pixels_f = image.pixels if isinstance(image, DecodedImage) else image
     check_not_blank(pixels_f)
     pixels, geometry = prepare_pixels(pixels_f, classifier.preprocess)
-    return _prediction(classifier, score_pixels(classifier, pixels[None]), 0, pixels, geometry)
-
-
-@dataclass(eq=False)
-class FileResult:
-    name: str
-    prediction: Prediction | None = None
-    image: DecodedImage | None = None
-    error: str | None = None
-
-
-def predict_files(classifier: Classifier, sources: list, names: list[str] | None = None,
-                  batch_size: int = 16, keep_images: bool = True) -> list[FileResult]:
-    """Classify many files (paths or bytes). A bad file gets ``error`` set; the rest still run.
-
-    keep_images=False drops the decoded images (the CLI's many-file case saves memory).
-    """
-    names = names or [Path(s).name if isinstance(s, (str, Path)) else f"image {i + 1}" for i, s in enumerate(sources)]
-    results = [FileResult(name=n) for n in names]
-    ok, pixels, geoms = [], [], []
-    for i, src in enumerate(sources):
-        try:
-            img = decode_image(src, names[i])
-            check_not_blank(img.pixels)
-            pix, geom = prepare_pixels(img.pixels, classifier.preprocess)
-        except CovidCoreError as exc:
-            results[i].error = str(exc)
-            continue
-        results[i].image = img if keep_images else None
-        ok.append(i)
-        pixels.append(pix)
-        geoms.append(geom)
-    for start in range(0, len(ok), batch_size):
-        scores = score_pixels(classifier, np.stack(pixels[start:start + batch_size]))
-        for j, idx in enumerate(ok[start:start + batch_size]):
-            results[idx].prediction = _prediction(classifier, scores, j, pixels[start + j], geoms[start + j])
-    return results
+    return prediction_at(classifier, score_pixels(classifier, pixels[None]), 0, pixels, geometry)

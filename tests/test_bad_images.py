@@ -12,7 +12,8 @@ from PIL import Image
 
 from covid_core.decode import decode_image
 from covid_core.errors import InvalidImageError
-from covid_core.inference import predict, predict_files
+from covid_core.case import open_cases
+from covid_core.inference import predict
 from synthetic_files import (dicom_bytes, dicom_gradient, encode, gradient, png_bomb, png_claiming,
                              tiny_classifier)
 
@@ -147,7 +148,7 @@ def test_batch_with_every_bad_file_classifies_the_good_ones(tmp_path):
         names.append(name)
         cases.append(case)
         expect_ok.append(case in UNUSUAL_BUT_FINE)
-    results = predict_files(classifier, sources, names)
+    results = open_cases(sources, names, classifier)
     assert len(results) == len(sources)
     for result, ok, label in zip(results, expect_ok, cases):
         if ok:
@@ -165,5 +166,5 @@ def test_blank_image_decodes_but_is_never_classified(tmp_path):
     assert np.ptp(decode_image(blank, "blank.png").pixels) == 0  # the data explorer still sees it, as an outlier
     with pytest.raises(InvalidImageError, match="blank: every pixel has the same value"):
         predict(classifier, decode_image(blank, "blank.png"))
-    good, bad = predict_files(classifier, [encode(GRAY, "PNG"), blank], ["good.png", "blank.png"])
+    good, bad = open_cases([encode(GRAY, "PNG"), blank], ["good.png", "blank.png"], classifier)
     assert good.prediction is not None and bad.prediction is None and "blank" in bad.error

@@ -54,7 +54,7 @@ class _SafeWriter:
 def main(args: argparse.Namespace) -> int:
     from ..site import load_classifier_at_site
     from ..errors import ConfigError
-    from ..inference import predict_files
+    from ..case import open_cases
 
     clf = load_classifier_at_site(args.model, site=args.site)
     files = _expand(args.paths)
@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("no image files found in the given paths")
     if args.format == "submission" and clf.threshold.get("class") is None:
         raise ConfigError(f"--format submission needs a model with a COVID-19 class; this one predicts {clf.classes}")
-    results = predict_files(clf, [str(f) for f in files], [f.name for f in files], keep_images=False)
+    results = open_cases([str(f) for f in files], [f.name for f in files], clf, keep_images=False)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
         writer = _SafeWriter(csv.writer(out))
