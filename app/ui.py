@@ -15,10 +15,14 @@ from covid_core.byte_cache import ByteCappedCache
 from covid_core.site import load_classifier_at_site
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
+from covid_core.formatting import pct as _pct
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, THRESHOLD_RATES, rate_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+pct = _pct  # the views format shares as ui.pct
 
 
 def research_notice() -> None:
@@ -120,10 +124,6 @@ def data_fingerprint(folder: str) -> str:
     from covid_core.datasets import load_dataset
 
     return load_dataset(folder).fingerprint()
-
-
-def pct(x) -> str:
-    return "n/a" if x is None else f"{100 * float(x):.1f}%"
 
 
 def capped_uploads(uploads: list) -> list:

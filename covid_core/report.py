@@ -15,6 +15,7 @@ from PIL import Image
 
 from . import __version__
 from .csv_safe import safe_cell
+from .formatting import pct as _pct
 from .verdict import headline, validation_statement, verdict_limits, withheld_reason
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
@@ -34,10 +35,6 @@ def png_bytes(image: np.ndarray) -> bytes:
 def png_data_uri(image: np.ndarray) -> str:
     """float HxW in [0, 1], uint8 HxW or uint8 HxWx3 -> 'data:image/png;base64,...'."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * float(x):.1f}%"
 
 
 # (key in a threshold's ``test`` rates, its name for a reader), and the counts each rate is made of

@@ -10,11 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .evaluation import false_covid_calls, metrics_on_test
+from .formatting import pct as _pct
 from .targets import COVID_CLASS
 
-
-def _pct(v) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}%"
 
 # A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict
 # (older checkpoints, whose groups were counted by most probable class rather than at the threshold).

@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 import ui
-from covid_core.errors import CovidCoreError
+from mean_heatmaps import mean_heatmaps_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import false_covid_calls, shortcut_rows
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
+from covid_core.model_summary import measured_limits, model_facts, overview_row, per_source_rows
 from covid_core.targets import COVID_CLASS
-
-
-def overview_row(e) -> dict:
-    test = (e.metadata.get("metrics") or {}).get("test") or {}
-    at_threshold = (e.metadata.get("threshold") or {}).get("test") or {}
-    # A denoiser is not a classifier, but it is not broken either: say where it is used, not what is "wrong".
-    used_on = "Diagnose" if e.usable else ("Denoise" if e.kind == "denoiser" else None)
-    return {"checkpoint": e.label, "used on": used_on or "unusable", "kind": e.kind,
-            "architecture": e.metadata.get("model_name", ""), "target": e.metadata.get("target", ""),
-            "TEST macro AUC": test.get("macro_auc"), "TEST accuracy": test.get("accuracy"), "TEST ECE": test.get("ece"),
-            "COVID-19 sensitivity": at_threshold.get("sensitivity"), "COVID-19 PPV": at_threshold.get("ppv"),
-            "fingerprint": e.fingerprint, "size (MB)": round(e.size_mb, 1),
-            "problem": "" if used_on else e.reason or ""}
 
 
 st.title("Models")
@@ -59,15 +46,8 @@ c[0].metric("Architecture", meta.get("model_name", "?"))
 c[1].metric("Target", meta.get("target", "?"))
 c[2].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
 c[3].metric("TEST accuracy", ui.pct(test.get("accuracy")))
-facts = {"classes": ", ".join(classes), "weights fingerprint (SHA-256)": entry.fingerprint,
-         "data set fingerprint": meta.get("data_fingerprint", "n/a"), "created": meta.get("created", "n/a"),
-         "training time (s)": meta.get("training_time_s", "n/a"), "hardware": meta.get("hardware", "n/a"),
-         "input": f"{(meta.get('preprocess') or {}).get('image_size', '?')} px, "
-                  f"fit {(meta.get('preprocess') or {}).get('fit', '?')}, "
-                  f"equalize {(meta.get('preprocess') or {}).get('equalize', '?')}",
-         "temperature (calibration)": f"{meta['temperature']:.3f}" if meta.get("temperature") else "n/a",
-         "file": str(entry.path)}
-st.table(pd.DataFrame({"value": [str(v) for v in facts.values()]}, index=list(facts)))
+facts = model_facts(entry, classes)
+st.table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
 
 if not test:
     st.warning("This checkpoint holds no TEST metrics (training was cancelled before evaluation, or it was made "
@@ -110,9 +90,7 @@ else:
 per_source = test.get("per_source") or {}
 if per_source:
     st.subheader("TEST results per image source")
-    rows = [{"source": s, "images": v.get("n"), "accuracy": v.get("accuracy"),
-             **{f"true {c}": (v.get("true") or {}).get(c, 0) for c in classes}} for s, v in per_source.items()]
-    st.dataframe(pd.DataFrame(rows), hide_index=True,
+    st.dataframe(pd.DataFrame(per_source_rows(per_source, classes)), hide_index=True,
                  column_config={"accuracy": st.column_config.NumberColumn(format="%.3f")})
     for w in source_confounds(per_source):
         st.warning(f"Possible confound - {w}.", icon=":material/warning:")
@@ -124,22 +102,7 @@ called_how = ("given a COVID-19 positive verdict at the threshold" if at_thresho
               f"whose most probable class was {covid_class}")
 if card or calls:
     st.subheader("Limits measured on TEST")
-    rows = []
-    pair = card.get("normal_vs_pneumonia")
-    if pair:
-        rows.append(("normal vs pneumonia", f"AUC {pair['auc']:.3f}, accuracy {ui.pct(pair.get('accuracy'))} "
-                                            f"({pair['n']} films whose true class is one of the two)"))
-    thorax = card.get("thorax_share") or {}
-    if thorax:
-        rows.append(("Grad-CAM energy inside the thorax", ", ".join(f"{c} {ui.pct(v)}" for c, v in thorax.items())
-                     + f" (mean over at most {card.get('thorax_n', '?')} films per class; evidence outside the chest "
-                       "is a shortcut warning sign)"))
-    check = card.get("ood_check")
-    if check:
-        rows.append(("flagged as unlike the training X-rays",
-                     f"{ui.pct(check['non_xray_flagged'])} of {check['non_xray_n']} non-X-rays, "
-                     f"{ui.pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or "
-                     f"inverted X-rays, {ui.pct(check['test_flagged'])} of {check['test_n']} TEST X-rays"))
+    rows = measured_limits(card)
     if rows:
         st.markdown("| measure | on TEST |\n| --- | --- |\n" + "\n".join(f"| {k} | {v} |" for k, v in rows))
     if calls:
@@ -160,62 +123,4 @@ if train_config:
     with st.expander("Training settings"):
         st.table(pd.DataFrame({"value": [str(v) for v in train_config.values()]}, index=list(train_config)))
 
-st.subheader("Mean Grad-CAM per class")
-explain_mod, explain_error = ui.optional_module("covid_core.explain")
-if explain_mod is None:
-    st.info(explain_error)
-    st.stop()
-data_dir = ui.data_folder_input("models_data", "Data folder with a TEST split")
-if data_dir is None:
-    st.caption("Give the data folder the model was tested on to see where it looks, on average, for each class.")
-    st.stop()
-try:
-    on_disk = ui.data_fingerprint(str(Path(data_dir).resolve()))
-except CovidCoreError as exc:
-    st.error(f"This folder cannot be read as a data set: {exc}")
-    st.stop()
-if meta.get("data_fingerprint") and on_disk != meta["data_fingerprint"]:
-    st.warning(f"This model was trained and tested on another version of the data (fingerprint "
-               f"`{meta['data_fingerprint']}`) than the folder given here (`{on_disk}`): its stored TEST figures "
-               "describe that other version. Re-evaluate it with `python -m covid_core model-card CHECKPOINT --data "
-               "DATA_DIR` or retrain it.", icon=":material/difference:")
-g1, g2 = st.columns(2)
-method = g1.selectbox("Method", explain_mod.CAM_METHODS, key="models_cam")
-limit = g2.number_input("Images per class (0 = all)", min_value=0, value=40, step=10, key="models_limit")
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def mean_maps(model_key: str, data: str, method: str, limit: int, _classifier):
-    bar = st.progress(0.0, text="Computing heatmaps...")
-
-    def progress(done, total):
-        bar.progress(done / max(total, 1), text=f"Computing heatmaps: {done}/{total} images")
-
-    result = explain_mod.mean_heatmaps_and_thorax_share(_classifier, data, method=method, limit=limit or None,
-                                                        on_progress=progress)
-    bar.empty()
-    return result
-
-
-key = (f"{entry.path}:{entry.fingerprint}", str(Path(data_dir).resolve()), method, int(limit))
-if st.button("Compute mean heatmaps", key="models_cam_go") or st.session_state.get("models_cam_done") == key:
-    try:
-        maps, shares, images, films = mean_maps(*key, ui.classifier_for(entry))
-    except CovidCoreError as exc:
-        st.error(str(exc))
-    else:
-        st.session_state["models_cam_done"] = key
-        cols = st.columns(max(len(maps), 1))
-        for col, (cls, m) in zip(cols, maps.items()):
-            col.image(explain_mod.overlay(images[cls], m, opacity=0.5), width="stretch",
-                      caption=f"{cls}: {ui.pct(shares.get(cls))} inside the thorax ({len(films[cls])} films)")
-        st.caption("Each map is the mean heatmap of the films drawn over their mean film; the share is the mean over "
-                   "those films of each heatmap's share inside that film's estimated thorax. With a limit, the "
-                   "films are a seeded random sample of the class, so they come from its sources in proportion.")
-        floor = explain_mod.MIN_THORAX_SHARE
-        low = [f"{cls} ({ui.pct(share)})" for cls, share in shares.items() if share < floor]
-        if low:
-            st.warning(f"Possible shortcut: for {', '.join(low)} less than {floor:.0%} of the heatmap lies inside "
-                       "the estimated thorax, on average over these films. The model may rely on text markers, "
-                       "borders or the patient's age rather than the lungs for that class.",
-                       icon=":material/warning:")
+mean_heatmaps_section(entry)

@@ -13,7 +13,8 @@ import numpy as np
 
 from ..evaluation import covid_calls_by_source, shortcut_rows
 from ..targets import COVID_CLASS
-from .text import DATA_PLACEHOLDER, fixed, pct
+from ..formatting import fixed, pct
+from .text import DATA_PLACEHOLDER
 
 KNOWN_LIMITS = """\
 - Trained and tested on `coronahack-mini`, whose classes are still partly confounded with age and source:

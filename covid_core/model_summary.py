@@ -1,0 +1,61 @@
+"""What the Models page tabulates about a checkpoint, as plain rows (no Streamlit here)."""
+
+from __future__ import annotations
+
+from .formatting import pct as _pct
+
+
+
+def overview_row(entry) -> dict:
+    """One catalog entry (:class:`~covid_core.model_catalog.CatalogEntry`) as a row of the overview table."""
+    test = (entry.metadata.get("metrics") or {}).get("test") or {}
+    at_threshold = (entry.metadata.get("threshold") or {}).get("test") or {}
+    # A denoiser is not a classifier, but it is not broken either: say where it is used, not what is "wrong".
+    used_on = "Diagnose" if entry.usable else ("Denoise" if entry.kind == "denoiser" else None)
+    return {"checkpoint": entry.label, "used on": used_on or "unusable", "kind": entry.kind,
+            "architecture": entry.metadata.get("model_name", ""), "target": entry.metadata.get("target", ""),
+            "TEST macro AUC": test.get("macro_auc"), "TEST accuracy": test.get("accuracy"), "TEST ECE": test.get("ece"),
+            "COVID-19 sensitivity": at_threshold.get("sensitivity"), "COVID-19 PPV": at_threshold.get("ppv"),
+            "fingerprint": entry.fingerprint, "size (MB)": round(entry.size_mb, 1),
+            "problem": "" if used_on else entry.reason or ""}
+
+
+def model_facts(entry, classes: list[str]) -> dict[str, str]:
+    """Name -> value of what a checkpoint is: classes, fingerprints, creation, training time, input, calibration."""
+    meta = entry.metadata
+    pre = meta.get("preprocess") or {}
+    facts = {"classes": ", ".join(classes), "weights fingerprint (SHA-256)": entry.fingerprint,
+             "data set fingerprint": meta.get("data_fingerprint", "n/a"), "created": meta.get("created", "n/a"),
+             "training time (s)": meta.get("training_time_s", "n/a"), "hardware": meta.get("hardware", "n/a"),
+             "input": f"{pre.get('image_size', '?')} px, fit {pre.get('fit', '?')}, equalize {pre.get('equalize', '?')}",
+             "temperature (calibration)": f"{meta['temperature']:.3f}" if meta.get("temperature") else "n/a",
+             "file": str(entry.path)}
+    return {k: str(v) for k, v in facts.items()}
+
+
+def per_source_rows(per_source: dict, classes: list[str]) -> list[dict]:
+    """TEST results per image source: films, accuracy and how many of each true class."""
+    return [{"source": s, "images": v.get("n"), "accuracy": v.get("accuracy"),
+             **{f"true {c}": (v.get("true") or {}).get(c, 0) for c in classes}} for s, v in per_source.items()]
+
+
+def measured_limits(card: dict) -> list[tuple[str, str]]:
+    """(measure, on TEST) rows from a checkpoint's ``card`` section: normal vs pneumonia, where Grad-CAM looks,
+    and what the familiarity check flags."""
+    rows = []
+    pair = card.get("normal_vs_pneumonia")
+    if pair:
+        rows.append(("normal vs pneumonia", f"AUC {pair['auc']:.3f}, accuracy {_pct(pair.get('accuracy'))} "
+                                            f"({pair['n']} films whose true class is one of the two)"))
+    thorax = card.get("thorax_share") or {}
+    if thorax:
+        rows.append(("Grad-CAM energy inside the thorax", ", ".join(f"{c} {_pct(v)}" for c, v in thorax.items())
+                     + f" (mean over at most {card.get('thorax_n', '?')} films per class; evidence outside the chest "
+                       "is a shortcut warning sign)"))
+    check = card.get("ood_check")
+    if check:
+        rows.append(("flagged as unlike the training X-rays",
+                     f"{_pct(check['non_xray_flagged'])} of {check['non_xray_n']} non-X-rays, "
+                     f"{_pct(check['transformed_xray_flagged'])} of {check['transformed_xray_n']} rotated or "
+                     f"inverted X-rays, {_pct(check['test_flagged'])} of {check['test_n']} TEST X-rays"))
+    return rows
