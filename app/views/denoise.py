@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
 import ui
+from dip_panel import dip_section
 from covid_core.case import display_copy
-from covid_core.denoise.dip_job import DipJob, dip_outcome, input_digest
 from covid_core.decode import decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.report import png_bytes
@@ -129,75 +128,6 @@ for start in range(0, len(panels), GRID_COLUMNS):
                                    key=f"dn_dl_{start}_{title}")
 
 
-MAX_KEPT_RESULTS = 4  # DIP results kept per session, one per input, so going back to an image shows its result
 input_label = f"{upload.name}, {size} px, " + (f"{kind} noise {level:g}, seed {int(seed)}" if kind != "none"
                                                 else "no added noise")
-input_key = input_digest(noisy, reference)
-jobs: dict[str, DipJob] = st.session_state.setdefault("dn_dip_jobs", {})
-for key, other in jobs.items():
-    # Its progress and result would belong to an input no longer on the page; stop it rather than
-    # let it take the CPU from this one.
-    if key != input_key and other.running and not other.cancelled:
-        other.cancel("the input changed while it ran")
-
-job = jobs.get(input_key)
-# As wide as its label: in a 1 : 5 column pair it was cut to "Ru..." in a 1024 px window.
-if st.button("Run DIP", type="primary", icon=":material/play_arrow:", key="dn_dip_start",
-             disabled=job is not None and job.running):
-    job = DipJob(noisy, int(max_iters), float(budget), reference, input_label)
-    jobs.pop(input_key, None)
-    jobs[input_key] = job
-    while len(jobs) > MAX_KEPT_RESULTS:
-        jobs.pop(next(iter(jobs)))
-    st.session_state["dn_dip_last"] = input_key
-    job.thread.start()
-
-
-def dip_image(img: np.ndarray, caption: str) -> None:
-    """The DIP image at the size of the grid's images above."""
-    with st.columns(GRID_COLUMNS)[0]:
-        st.image(np.clip(img, 0, 1), caption=caption, clamp=True, width="stretch")
-
-
-@st.fragment(run_every=1.0)
-def dip_panel() -> None:
-    job = jobs.get(input_key)
-    if job is None:
-        last = jobs.get(st.session_state.get("dn_dip_last", ""))
-        if last is not None:
-            why = f" (cancelled: {last.cancel_reason})" if last.cancel_reason else ""
-            st.info(f"The last DIP run was for another input: {last.label}{why}. Its result is not shown for "
-                    "this image; run DIP to denoise this one.", icon=":material/info:")
-        st.caption("Not started.")
-        return
-    st.caption(f"Input: {job.label}, at most {job.max_iters} iterations, {job.budget:g} s budget.")
-    elapsed = time.time() - job.started
-    if job.running:
-        st.progress(min(job.iteration / max(job.max_iters, 1), 1.0),
-                    text=f"iteration {job.iteration}/{job.max_iters}, {elapsed:.0f} s"
-                         + (f", loss {job.loss:.5f}" if job.loss is not None else ""))
-        if st.button("Cancel DIP", icon=":material/stop:", key="dn_dip_cancel"):
-            job.cancel()
-        if job.preview is not None:
-            dip_image(job.preview, "Live preview")
-        return
-    if job.error or job.result is None:
-        st.error(f"DIP failed: {job.error or 'it stopped without a result'}")
-        return
-    res = job.result
-    scored = reference is not None and res.image.shape == reference.shape
-    psnr_dip = dn.psnr(reference, res.image) if scored else None
-    psnr_noisy = dn.psnr(reference, noisy) if scored else None
-    tone, text, worse = dip_outcome(job, psnr_dip, psnr_noisy)
-    if tone == "success":
-        st.success(text, icon=":material/check:")
-    else:
-        st.warning(text, icon=":material/warning:")
-    if worse:
-        st.warning(worse, icon=":material/warning:")
-    dip_image(res.image, "Deep Image Prior")
-    if scored:
-        st.caption(quality(res.image))
-
-
-dip_panel()
+dip_section(noisy, reference, input_label, int(max_iters), float(budget), GRID_COLUMNS, quality)

@@ -64,6 +64,36 @@ class DipJob:
         return self.thread.is_alive()
 
 
+class DipJobs:
+    """A session's DIP jobs, one per input digest, the newest ``keep`` kept (going back to an image shows its
+    result). Starting one cancels any other still running: its result would belong to an input no longer shown,
+    and it would take the CPU from this one."""
+
+    def __init__(self, keep: int = 4):
+        self.keep, self.jobs, self.last = keep, {}, ""
+
+    def get(self, key: str) -> DipJob | None:
+        return self.jobs.get(key)
+
+    def last_other(self, key: str) -> DipJob | None:
+        """The most recently started job, when it ran on another input than ``key``."""
+        return self.jobs.get(self.last) if self.last != key else None
+
+    def cancel_others(self, key: str) -> None:
+        for other_key, other in self.jobs.items():
+            if other_key != key and other.running and not other.cancelled:
+                other.cancel("the input changed while it ran")
+
+    def start(self, key: str, job: DipJob) -> DipJob:
+        self.jobs.pop(key, None)
+        self.jobs[key] = job
+        while len(self.jobs) > self.keep:
+            self.jobs.pop(next(iter(self.jobs)))
+        self.last = key
+        job.thread.start()
+        return job
+
+
 def dip_outcome(job: DipJob, psnr_dip: float | None, psnr_noisy: float | None) -> tuple[str, str, str | None]:
     """(tone, message, worse-than-input warning or None) for a job that ended; tone is "success" or "warning".
 
