@@ -51,3 +51,39 @@ def training_curves(rows: list[dict]) -> go.Figure:
     fig.update_layout(height=260, margin=dict(l=10, r=10, t=10, b=10), legend=dict(orientation="h", y=-0.25))
     fig.update_xaxes(title="epoch", dtick=1)
     return fig
+
+
+def site_roc_figure(report: dict) -> go.Figure | None:
+    """COVID-19 ROC on a site's films, shipped and adapted, with each operating point; None without curves."""
+    curves = [(w, report[w]["roc"]) for w in ("before", "after") if report[w].get("roc")]
+    if not curves:
+        return None
+    fig = go.Figure()
+    for when, roc in curves:
+        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines",
+                                 name="shipped" if when == "before" else "adapted (cross-validated)"))
+    for when, label in (("before", "shipped operating point"), ("after", "site operating point")):
+        f = report[when]
+        if f["sensitivity"]["value"] is not None and f["specificity"]["value"] is not None:
+            fig.add_trace(go.Scatter(x=[1 - f["specificity"]["value"]], y=[f["sensitivity"]["value"]], mode="markers",
+                                     marker=dict(size=11), name=label))
+    fig.update_layout(title="COVID-19 ROC on your films", xaxis_title="1 - specificity", yaxis_title="sensitivity",
+                      height=380, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def site_calibration_figure(report: dict) -> go.Figure | None:
+    """Reliability on a site's films (confidence against how often it was right), shipped and site calibration."""
+    curves = [(w, report[w]["reliability"]) for w in ("before", "after") if report[w].get("reliability")]
+    if not curves:
+        return None
+    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#adb5bd"),
+                               name="perfect calibration"))
+    for when, r in curves:
+        fig.add_trace(go.Scatter(x=r["confidence"], y=r["accuracy"], mode="lines+markers", text=r["n"],
+                                 hovertemplate="confidence %{x:.2f}, right %{y:.0%} of %{text} films",
+                                 name="shipped calibration" if when == "before" else "site calibration"))
+    fig.update_layout(title="Calibration on your films: confidence against how often it was right",
+                      xaxis_title="confidence of the most probable class", yaxis_title="share right",
+                      height=360, margin=dict(l=10, r=10, t=40, b=10))
+    return fig

@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-import threading
 from pathlib import Path
 
 import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 import ui
@@ -17,7 +15,8 @@ from covid_core.archive import extract_labelled_zip
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.model_catalog import site_file_for
-from covid_core.site import validate_site
+from covid_core.model_charts import site_calibration_figure, site_roc_figure
+from covid_core.site_job import ValidationJob, comparison_rows
 
 st.title("Validate at your site")
 st.markdown("No model trained on public collections can promise its accuracy at your hospital. Label a few dozen "
@@ -43,21 +42,7 @@ with st.form("site_form"):
     target = c2.slider("COVID-19 sensitivity to aim for", 0.70, 0.98, 0.90, 0.01, key="site_target")
     go_validate = st.form_submit_button("Validate", type="primary", icon=":material/fact_check:")
 
-def _validate(job: dict, shipped, path, name: str, target: float, cleanup: str | None) -> None:
-    """The validation, in a thread of its own: the page stays usable and shows its progress."""
-    try:
-        job["report"] = validate_site(shipped, path, name=name, target_sensitivity=target,
-                                      on_progress=lambda done, total: job.update(done=done, total=total))
-    except CovidCoreError as exc:
-        job["error"] = str(exc)
-    except Exception as exc:  # never a traceback in the page
-        job["error"] = f"the validation failed ({type(exc).__name__}: {str(exc)[:200]})"
-    finally:
-        if cleanup:
-            shutil.rmtree(cleanup, ignore_errors=True)
-
-
-if go_validate and not (st.session_state.get("site_job") or {}).get("thread", threading.Thread()).is_alive():
+if go_validate and not getattr(st.session_state.get("site_job"), "running", False):
     unpacked = None
     try:
         if zipped is not None:
@@ -75,19 +60,17 @@ if go_validate and not (st.session_state.get("site_job") or {}).get("thread", th
         st.error(f"Not validated: {exc}", icon=":material/block:")
     else:
         shipped = ui.cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)  # no site file applied
-        job = {"model": str(entry.path), "done": 0, "total": 0, "report": None, "error": None}
-        job["thread"] = threading.Thread(target=_validate, daemon=True, args=(
-            job, shipped, path, name.strip() or label, float(target), unpacked))
-        job["thread"].start()
+        job = ValidationJob(shipped, path, model=str(entry.path), name=name.strip() or label, target=float(target),
+                            cleanup=unpacked)
         st.session_state["site_job"] = job
 
 job = st.session_state.get("site_job")
-if job is not None and job["thread"].is_alive():
+if job is not None and job.running:
     @st.fragment(run_every=1)
     def progress() -> None:
-        if job["thread"].is_alive():
-            share = job["done"] / job["total"] if job["total"] else 0.0
-            st.progress(share, text=f"Scoring your films: {job['done']} of {job['total'] or '?'}; then "
+        if job.running:
+            share = job.done / job.total if job.total else 0.0
+            st.progress(share, text=f"Scoring your films: {job.done} of {job.total or '?'}; then "
                                     "cross-validating the adaptation. You can keep using the app.")
         else:
             st.rerun()
@@ -96,10 +79,10 @@ if job is not None and job["thread"].is_alive():
     st.stop()
 if job is not None:
     del st.session_state["site_job"]
-    if job["error"]:
-        st.error(f"Not validated: {job['error']}", icon=":material/block:")
+    if job.error:
+        st.error(f"Not validated: {job.error}", icon=":material/block:")
     else:
-        st.session_state["site_report"] = (job["model"], job["report"])
+        st.session_state["site_report"] = (job.model, job.report)
 
 saved = st.session_state.get("site_report")
 if not saved or saved[0] != str(entry.path):
@@ -110,26 +93,9 @@ if not saved or saved[0] != str(entry.path):
 report = saved[1]
 
 
-def ci(f: dict | None) -> str:
-    if not f or f.get("value") is None:
-        return "n/a"
-    return f"{100 * f['value']:.1f}%" + (f" ({100 * f['low']:.0f}-{100 * f['high']:.0f}%)" if f.get("low") is not None
-                                         else "")
-
-
 st.subheader(f"{report['site']}: {report['films_used']} films")
 st.caption(f"Counts: {report['counts']}. " + (f"{len(report['problems'])} file(s) skipped." if report["problems"] else ""))
-rows = []
-for when in ("before", "after"):
-    f = report[when]
-    rows.append({"": "shipped model" if when == "before" else "after adaptation (cross-validated)",
-                 "COVID-19 sensitivity (95% CI)": ci(f.get("sensitivity")),
-                 "specificity (95% CI)": ci(f.get("specificity")),
-                 "AUC": "n/a" if (f.get("auc") or {}).get("value") is None else f"{f['auc']['value']:.3f}",
-                 "calibration error": "n/a" if f.get("ece") is None else f"{f['ece']:.3f}",
-                 "counts (TP / FN / FP / TN)": " / ".join(str((f.get("counts") or {}).get(k, "-"))
-                                                          for k in ("tp", "fn", "fp", "tn"))})
-st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, width="stretch")
 if report["before"].get("ood_flagged") is not None:
     st.caption(f"Films the familiarity check called unlike the training X-rays: "
                f"{100 * report['before']['ood_flagged']:.0f}% before adaptation.")
@@ -140,32 +106,9 @@ for line in report["skipped"]:
 if report["problems"]:
     with st.expander(f"{len(report['problems'])} skipped file(s)"):
         st.dataframe(pd.DataFrame(report["problems"]), hide_index=True)
-curves = [(w, report[w]["roc"]) for w in ("before", "after") if report[w].get("roc")]
-if curves:
-    fig = go.Figure()
-    for when, roc in curves:
-        fig.add_trace(go.Scatter(x=roc["fpr"], y=roc["tpr"], mode="lines",
-                                 name="shipped" if when == "before" else "adapted (cross-validated)"))
-    for when, label in (("before", "shipped operating point"), ("after", "site operating point")):
-        f = report[when]
-        if f["sensitivity"]["value"] is not None and f["specificity"]["value"] is not None:
-            fig.add_trace(go.Scatter(x=[1 - f["specificity"]["value"]], y=[f["sensitivity"]["value"]], mode="markers",
-                                     marker=dict(size=11), name=label))
-    fig.update_layout(title="COVID-19 ROC on your films", xaxis_title="1 - specificity", yaxis_title="sensitivity",
-                      height=380, margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, key="site_roc")
-curves = [(w, report[w]["reliability"]) for w in ("before", "after") if report[w].get("reliability")]
-if curves:
-    fig = go.Figure(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="#adb5bd"),
-                               name="perfect calibration"))
-    for when, r in curves:
-        fig.add_trace(go.Scatter(x=r["confidence"], y=r["accuracy"], mode="lines+markers", text=r["n"],
-                                 hovertemplate="confidence %{x:.2f}, right %{y:.0%} of %{text} films",
-                                 name="shipped calibration" if when == "before" else "site calibration"))
-    fig.update_layout(title="Calibration on your films: confidence against how often it was right",
-                      xaxis_title="confidence of the most probable class", yaxis_title="share right",
-                      height=360, margin=dict(l=10, r=10, t=40, b=10))
-    st.plotly_chart(fig, key="site_calibration")
+for key, figure in (("site_roc", site_roc_figure(report)), ("site_calibration", site_calibration_figure(report))):
+    if figure is not None:
+        st.plotly_chart(figure, key=key)
 text = json.dumps(report, indent=2)
 c1, c2 = st.columns(2)
 c1.download_button("Download site.json", text, file_name="site.json", mime="application/json",

@@ -1,0 +1,65 @@
+"""Site validation as a background thread for the Validate page, and its report as table rows (no Streamlit)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+from .errors import CovidCoreError
+from .site import validate_site
+
+
+class ValidationJob:
+    """:func:`~covid_core.site.validate_site` in a thread of its own, so the page stays usable and shows progress.
+
+    Plain attributes the page polls: ``done``/``total`` films scored, then ``report`` or ``error`` (a sentence,
+    never a traceback). ``cleanup`` is a folder removed when the job ends (an unpacked zip).
+    """
+
+    def __init__(self, classifier, folder, *, model: str, name: str, target: float, cleanup: str | None = None):
+        self.model, self.done, self.total, self.report, self.error = model, 0, 0, None, None
+        self.thread = threading.Thread(target=self._run, args=(classifier, folder, name, target, cleanup),
+                                       daemon=True)
+        self.thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+    def _progress(self, done: int, total: int) -> None:
+        self.done, self.total = done, total
+
+    def _run(self, classifier, folder, name, target, cleanup) -> None:
+        try:
+            self.report = validate_site(classifier, folder, name=name, target_sensitivity=target,
+                                        on_progress=self._progress)
+        except CovidCoreError as exc:
+            self.error = str(exc)
+        except Exception as exc:  # never a traceback in the page
+            self.error = f"the validation failed ({type(exc).__name__}: {str(exc)[:200]})"
+        finally:
+            if cleanup:
+                shutil.rmtree(cleanup, ignore_errors=True)
+
+
+def interval_text(f: dict | None) -> str:
+    """{"value", "low", "high"} -> "91.0% (84-96%)"; "n/a" without a value."""
+    if not f or f.get("value") is None:
+        return "n/a"
+    ci = f" ({100 * f['low']:.0f}-{100 * f['high']:.0f}%)" if f.get("low") is not None else ""
+    return f"{100 * f['value']:.1f}%{ci}"
+
+
+def comparison_rows(report: dict) -> list[dict]:
+    """The shipped model and the adapted one on the site's films, one row each."""
+    rows = []
+    for when in ("before", "after"):
+        f = report[when]
+        rows.append({"": "shipped model" if when == "before" else "after adaptation (cross-validated)",
+                     "COVID-19 sensitivity (95% CI)": interval_text(f.get("sensitivity")),
+                     "specificity (95% CI)": interval_text(f.get("specificity")),
+                     "AUC": "n/a" if (f.get("auc") or {}).get("value") is None else f"{f['auc']['value']:.3f}",
+                     "calibration error": "n/a" if f.get("ece") is None else f"{f['ece']:.3f}",
+                     "counts (TP / FN / FP / TN)": " / ".join(str((f.get("counts") or {}).get(k, "-"))
+                                                              for k in ("tp", "fn", "fp", "tn"))})
+    return rows
