@@ -20,7 +20,7 @@ import streamlit as st
 
 import ui
 from covid_core.decode import apply_window
-from covid_core.report import RATE_TERMS, VERDICT_RATE
+from covid_core.report import RATE_TERMS, VERDICT_RATE, case_report_html
 from covid_core.verdict import headline, validation_statement, verdict_limits, withheld_reason
 
 TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
@@ -139,3 +139,30 @@ def validation_state(classifier) -> None:
         st.warning(validation_statement(None), icon=":material/domain:")
     else:
         st.success(validation_statement(classifier.site), icon=":material/domain:")
+
+
+def denoised_view(case, digest: str):
+    """The denoising autoencoder's view of the case's display copy (cached per film), or None with why not."""
+    dae, message = ui.dae_or_message()
+    if dae is None:
+        st.info(message, icon=":material/blur_off:")
+        return None
+    return ui.case_cache().get_or_make(("dae", str(ui.dae_path().stat().st_mtime_ns), digest),
+                                       lambda: np.clip(dae.denoise(case.image.pixels), 0, 1).astype(np.float32))
+
+
+def report_download(case, shown, classifier, entry, explanation, overlay_rgb, denoised, key: str) -> None:
+    """Patient fields on request (DICOM), then the case report as a self-contained HTML download."""
+    show_patient = False
+    if case.image.patient_info:
+        show_patient = st.checkbox("Show patient fields from the DICOM header", value=False, key=f"pt_{key}")
+        if show_patient:
+            st.table(pd.DataFrame(case.image.patient_info.items(), columns=["field", "value"]))
+    report = case_report_html(
+        name=case.name, image=shown, prediction=case.prediction, classifier=classifier, model_label=entry.label,
+        model_fingerprint=entry.fingerprint, explanation=explanation, overlay_rgb=overlay_rgb, denoised=denoised,
+        patient_info=case.image.patient_info, include_patient_info=show_patient)
+    st.download_button("Download report (HTML)", report, file_name=f"{case.name.rsplit('.', 1)[0]}-report.html",
+                       mime="text/html", icon=":material/download:", key=f"report_{key}",
+                       help="A self-contained HTML file with the images, numbers, model version and disclaimer."
+                            + (" Patient fields are included." if show_patient else " No patient fields."))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -13,7 +12,7 @@ import ui
 from covid_core.case import explain_case, open_case
 from covid_core.errors import CovidCoreError
 from covid_core.model_catalog import trial_reason
-from covid_core.report import case_report_html, prediction_row
+from covid_core.report import prediction_row
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"]
 
@@ -111,13 +110,7 @@ def show_case(item) -> None:
         except CovidCoreError as exc:
             st.error(f"The heatmap failed: {exc}")
     if show_dae:
-        dae, message = ui.dae_or_message()
-        if dae is None:
-            st.info(message, icon=":material/blur_off:")
-        else:
-            denoised = ui.case_cache().get_or_make(
-                ("dae", str(ui.dae_path().stat().st_mtime_ns), item["digest"]),
-                lambda: np.clip(dae.denoise(case.image.pixels), 0, 1).astype(np.float32))
+        denoised = case_view.denoised_view(case, item["digest"])
     shown = case_view.windowed(case.image, key)
     case_view.films(case, shown, overlay_rgb, explanation, denoised)
     if explanation is not None:
@@ -125,20 +118,7 @@ def show_case(item) -> None:
     case_view.verdict_and_limits(prediction, classifier)
     case_view.validation_state(classifier)
     case_view.details(case, classifier, key)
-    show_patient = False
-    if case.image.patient_info:
-        show_patient = st.checkbox("Show patient fields from the DICOM header", value=False, key=f"pt_{key}")
-        if show_patient:
-            st.table(pd.DataFrame(case.image.patient_info.items(), columns=["field", "value"]))
-    report = case_report_html(
-        name=case.name, image=shown, prediction=prediction, classifier=classifier, model_label=entry.label,
-        model_fingerprint=entry.fingerprint, explanation=explanation, overlay_rgb=overlay_rgb, denoised=denoised,
-        patient_info=case.image.patient_info, include_patient_info=show_patient)
-    st.download_button("Download report (HTML)", report, file_name=f"{case.name.rsplit('.', 1)[0]}-report.html",
-                       mime="text/html", icon=":material/download:", key=f"report_{key}",
-                       help="A self-contained HTML file with the images, numbers, model version and disclaimer."
-                            + (" Patient fields are included." if show_patient else " No patient fields."))
-
+    case_view.report_download(case, shown, classifier, entry, explanation, overlay_rgb, denoised, key)
 
 for item in cases:
     if item["error"]:
