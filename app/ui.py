@@ -24,6 +24,12 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 pct = _pct  # the views format shares as ui.pct
 
+# A training run's state as an icon (Train page)
+STATE_ICONS = {"starting": ":material/hourglass_top:", "preparing": ":material/hourglass_top:",
+               "running": ":material/play_circle:", "evaluating": ":material/science:",
+               "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/stop_circle:",
+               "stopped": ":material/warning:", "unknown": ":material/help:"}
+
 
 def research_notice() -> None:
     st.warning(f"**Research use only - not for diagnosis.** {DISCLAIMER.split('. ', 1)[1]}", icon=":material/info:")

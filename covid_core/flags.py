@@ -92,3 +92,9 @@ def config_argv(config, flags: tuple[Flag, ...], defaults, always: tuple[str, ..
         else:
             argv += [f.flag, str(value)]
     return argv
+
+
+def help_for(flags: tuple[Flag, ...], field: str) -> str:
+    """The declared help of ``field``'s flag (for a form's tooltip), first letter capitalised."""
+    text = next(f.help for f in flags if field in f.fields)
+    return text[:1].upper() + text[1:] + "."

@@ -8,6 +8,7 @@ from pathlib import Path
 import streamlit as st
 
 import ui
+from explore_sources import source_section
 from covid_core import eda, eda_charts
 from covid_core.decode import decode_image
 from covid_core.errors import CovidCoreError
@@ -77,25 +78,7 @@ with tabs[0]:
                    "**Missing** counts empty values where a column applies, e.g. a pneumonia whose specific "
                    "pathogen is not given; its share is of the rows the column applies to (the non-Normal ones).")
 
-    st.subheader("Where each class comes from (source x class)")
-    if summary.has_sources:
-        st.caption("Images per class, coloured by the source they come from (`provenance.csv`), for each split. "
-                   "When a class comes mostly from sources that hold few images of the other classes, a model can "
-                   "learn the source (patients' age, hospital, text markers, image quality) instead of the disease, "
-                   "and its TEST score, drawn from the same sources, will not show it.")
-        st.plotly_chart(eda_charts.source_class(summary), key="eda_sources")
-        st.markdown("\n".join(f"- {sentence}" for sentence in summary.source_findings()))
-        unknown = int((stats["source"] == eda.UNKNOWN_SOURCE).sum())
-        if unknown:
-            st.warning(f"{unknown:,} images are not in `provenance.csv`: they are counted under source "
-                       "\"unknown\".", icon=":material/help:")
-        st.dataframe(summary.source_table())
-    else:
-        st.info("Sources unknown: no image of this data set has a source, because there is no `provenance.csv` "
-                "beside its metadata (or it has no `source` column for these files; columns `X_ray_image_name`, "
-                "`source`, `patient`). So the source-by-class confound cannot be checked here: a class drawn "
-                "from one hospital or age group cannot be told apart from a real difference between diseases.",
-                icon=":material/help:")
+    source_section(summary)
     st.subheader("Duplicates (identical bytes)")
     if len(summary.duplicates):
         if len(summary.leaks()):

@@ -17,7 +17,8 @@ from covid_core.model_charts import training_curves
 from covid_core.models import get_spec, list_models
 from covid_core.runs import RunDir, default_runs_dir
 from covid_core.targets import TARGETS
-from covid_core.training import TrainConfig
+from covid_core.flags import help_for
+from covid_core.training import TRAIN_FLAGS, TrainConfig
 
 st.title("Train")
 st.caption(f"Runs are separate processes: they keep going if you close this tab or reload the page. "
@@ -25,45 +26,43 @@ st.caption(f"Runs are separate processes: they keep going if you close this tab 
 
 EMA_DECAY = 0.99  # the shipped resnet18's recipe (weights/resnet18.md)
 
+D = TrainConfig()  # the form's defaults and ranges are TrainConfig's; it refuses what the widgets cannot express
+
+
+def tip(field: str, prefix: str = "") -> str:
+    return prefix + help_for(TRAIN_FLAGS, field)
+
+
 with st.form("train_form"):
     c1, c2, c3 = st.columns(3)
     task = c1.radio("Task", ["classify", "denoise"], horizontal=True, key="train_task",
                     format_func=lambda t: {"classify": "Classifier", "denoise": "Denoiser (DAE)"}[t])
-    model = c2.selectbox("Architecture", list_models(), index=list_models().index("resnet18"), key="train_model",
+    model = c2.selectbox("Architecture", list_models(), index=list_models().index(D.model), key="train_model",
                          format_func=lambda m: f"{m} - {get_spec(m).description}"[:70],
                          help="Classifier only; the denoiser has its own architecture.")
-    target = c3.selectbox("Target", list(TARGETS), key="train_target",
-                          help="3class: normal / pneumonia / COVID-19; covid: positive / negative; "
-                               "pneumonia: normal / pneumonia.")
+    target = c3.selectbox("Target", list(TARGETS), key="train_target", help=tip("target"))
     c4, c5, c6, c7 = st.columns(4)
-    # The widgets' ranges are TrainConfig's; what they cannot express (an image size of 1-31) it refuses on start.
-    epochs = c4.number_input("Epochs", min_value=1, max_value=1000, value=10, step=1, key="train_epochs",
+    epochs = c4.number_input("Epochs", min_value=1, max_value=1000, value=D.epochs, step=1, key="train_epochs",
                              help="Classifier only: the denoiser trains with its own epochs, batch and learning rate.")
-    batch_size = c5.number_input("Batch size", min_value=1, max_value=1024, value=32, step=1, key="train_bs")
-    lr = c6.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=1e-3, step=1e-4, format="%.5f",
-                         key="train_lr")
+    batch_size = c5.number_input("Batch size", min_value=1, max_value=1024, value=D.batch_size, step=1, key="train_bs")
+    lr = c6.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=D.lr, step=1e-4, format="%.5f",
+                         key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
-                                 key="train_size", help="0, or 32 to 1024 pixels.")
+                                 key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
     c8, c9, c10 = st.columns(3)
-    augment = c8.checkbox("Augmentation", value=True, key="train_aug",
-                          help="Small rotations, shifts, zoom and contrast changes; never flips (left and right "
-                               "matter on a chest film).")
+    augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
     ema = c9.checkbox("Weight averaging (EMA)", value=False, key="train_ema",
-                      help="Classifier only. Validates and saves an exponential moving average of the weights "
-                           f"(decay {EMA_DECAY} per step): a smoother validation curve, so the epoch kept depends "
-                           "less on chance.")
-    pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained",
-                              help="Needs the torchvision weights in the local torch hub cache or network access.")
-    c11, c12, c13 = st.columns(3)
-    augmentation = c13.selectbox("Augmentation strength", AUGMENTATION_CHOICES, key="train_augmentation",
-                                 help="light: small geometry and contrast changes. strong: also gamma, blur, noise, "
-                                      "lost resolution and erased borders and corners, where hospital markers sit.")
+                      help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
+    pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
+    c11, c12, c13, c14 = st.columns(4)
     limit = c11.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
-                             help="For a quick trial run: 0 for all, or at least 8.")
-    balance = c12.selectbox("Imbalance", BALANCE_CHOICES, key="train_balance", format_func=BALANCE_LABELS.get,
-                            help="Classifier only. 'Source and class' draws each (source, class) group of "
-                                 "provenance.csv equally often within a class, so rare adult non-COVID films "
-                                 "are not drowned out by the paediatric ones.")
+                             help=tip("limit", "0 for all, or at least 8. "))
+    balance = c12.selectbox("Imbalance", BALANCE_CHOICES, index=BALANCE_CHOICES.index(D.balance), key="train_balance",
+                            format_func=BALANCE_LABELS.get, help=tip("balance", "Classifier only. "))
+    augmentation = c13.selectbox("Augmentation strength", AUGMENTATION_CHOICES, key="train_augmentation",
+                                 help=tip("augmentation"))
+    adversary = c14.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
+                                 step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
     data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
@@ -78,7 +77,8 @@ if submitted:
     config = TrainConfig(data=folder, target=target, model=model, epochs=int(epochs),
                          batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
                          augment=bool(augment), augmentation=augmentation, pretrained="imagenet" if pretrained else "none",
-                         balance=balance, ema_decay=EMA_DECAY if ema else 0.0, limit=int(limit) or None)
+                         balance=balance, ema_decay=EMA_DECAY if ema else 0.0,
+                         source_adversary=float(adversary), limit=int(limit) or None)
     try:
         problems = [folder_error] if folder_error else []
         try:
@@ -95,16 +95,11 @@ if submitted:
     else:
         st.success(f"Started run `{job.run_id}` (process {job.pid}).", icon=":material/rocket_launch:")
 
-STATE_ICONS = {"starting": ":material/hourglass_top:", "preparing": ":material/hourglass_top:",
-               "running": ":material/play_circle:", "evaluating": ":material/science:",
-               "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/stop_circle:",
-               "stopped": ":material/warning:", "unknown": ":material/help:"}
-
 
 def show_job(job: jobs.Job) -> None:
     status = job.status
     title = f"`{job.run_id}` - {job.task}, {job.state}"
-    with st.expander(title, expanded=job.active, icon=STATE_ICONS.get(job.state, STATE_ICONS["unknown"])):
+    with st.expander(title, expanded=job.active, icon=ui.STATE_ICONS.get(job.state, ui.STATE_ICONS["unknown"])):
         if job.config:
             st.caption(job.settings_text())
         if job.active:
