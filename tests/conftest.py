@@ -20,7 +20,7 @@ os.environ.setdefault("COVID_CORE_RUNS", str(Path(os.environ.get("TMPDIR", "/tmp
 
 # Test files that train models, start servers, browsers or subprocesses, or fuzz: minutes, not seconds.
 SLOW_FILES = {"test_browser.py", "test_kill_resume.py", "test_jobs.py", "test_fuzz.py", "test_training.py",
-              "test_denoise_training.py", "test_balance.py", "test_ood.py", "test_model_card.py",
+              "test_denoise_training.py", "test_balance.py", "test_ood.py", "test_cards.py",
               "test_site.py"}
 
 

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from covid_core import training
+from covid_core.training import classifier as classifier_training
 from covid_core.balance import class_weights, group_sample_weights
 from covid_core.training import TrainConfig
 
@@ -62,7 +63,7 @@ def test_training_with_group_balance_samples_by_provenance(folder_dataset, tmp_p
         seen.update(sources=list(sources), weights=out)
         return out
 
-    monkeypatch.setattr(training, "group_sample_weights", spy)
+    monkeypatch.setattr(classifier_training, "group_sample_weights", spy)
     config = TrainConfig(data=str(folder_dataset), model="cnn", epochs=1, batch_size=4, image_size=32,
                          augment=False, val_fraction=0.2, balance="group", runs_dir=str(tmp_path / "runs"))
     best = training.run(config, progress=False)

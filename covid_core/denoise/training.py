@@ -63,7 +63,10 @@ class DAETrainConfig:
     command: str | None = None
 
     def validate(self) -> "DAETrainConfig":
+        if not (isinstance(self.unshuffle, int) and 1 <= self.unshuffle <= 8):
+            raise ConfigError("unshuffle must be a whole number from 1 to 8")
         checks = [
+            (1 <= self.val_images <= 10000, "validation images must be from 1 to 10000"),
             (1 <= self.epochs <= 1000, "epochs must be from 1 to 1000"),
             (1 <= self.steps_per_epoch <= 100000, "steps per epoch must be from 1 to 100000"),
             (1 <= self.batch_size <= 1024, "batch size must be from 1 to 1024"),
@@ -114,6 +117,9 @@ DAE_FLAGS = (  # the recipe, in the order a model card shows it
          float),
     Flag("poisson_share", "--poisson-share", "share of crops with Poisson noise", float),
     Flag("channels", "--channels", "U-Net channels per level", int, kind="list"),
+    Flag("unshuffle", "--unshuffle", "pixel-unshuffle factor before the U-Net (1 = none)", int),
+    Flag("val_fraction", "--val-fraction", "share of TRAIN held out for validation (grouped by patient)", float),
+    Flag("val_images", "--val-images", "validation images whose fixed crops are scored each epoch", int),
     Flag("limit", "--limit", "use at most N images per split (quick experiments)", int),
     Flag("seed", "--seed", "random seed (split, init, crops, noise)", int),
 )
