@@ -33,6 +33,10 @@ ROWS = {
     "group_clahe": ["--balance", "group", "--augmentation", "light", "--equalize", "clahe"],
     "group_adversary": ["--balance", "group", "--augmentation", "light", "--source-adversary", "0.5"],
     "group_adversary_1": ["--balance", "group", "--augmentation", "light", "--source-adversary", "1.0"],
+    # Leave one source out: its TRAIN films are dropped, its TEST films kept, so the TEST within-source AUC of
+    # that source is measured on a hospital the model never saw.
+    "group_without_nih": ["--balance", "group", "--augmentation", "light", "--holdout-source", "nih"],
+    "group_without_kermany": ["--balance", "group", "--augmentation", "light", "--holdout-source", "kermany"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],

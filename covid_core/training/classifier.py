@@ -31,10 +31,22 @@ from .finalize import finalize, split_indices
 from .loop import CachedXrays, evaluate, train_one_epoch
 
 
+def without_source_in_training(table, source: str):
+    """The table without ``source``'s TRAIN films (leave-one-source-out); TEST keeps them. ``source`` "" keeps all."""
+    if not source:
+        return table
+    held = (table["source"] == source).to_numpy()
+    if not held.any():
+        known = ", ".join(sorted(set(map(str, table["source"])))) or "none"
+        raise ConfigError(f"no film of source {source!r} to hold out; the sources here are: {known}")
+    return table[~(held & (table["split"] == "train").to_numpy())].reset_index(drop=True)
+
+
 def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, world: int = 1):
     """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, fingerprint)."""
     dataset = load_dataset(config.data, config.layout)
-    table = split_validation(dataset.for_target(config.target), config.val_fraction, config.seed)
+    table = without_source_in_training(dataset.for_target(config.target), config.holdout_source)
+    table = split_validation(table, config.val_fraction, config.seed)
     table = limit_per_split(table, config.limit, config.seed)
     pre = config.preprocess_config()
     paths = table["path"].tolist()

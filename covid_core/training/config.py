@@ -41,6 +41,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.0
     source_adversary: float = 0.0
+    holdout_source: str = ""
     covid_sensitivity: float = 0.95
     workers: int = 0
     limit: int | None = None
@@ -70,6 +71,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
             (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
             (0 <= self.source_adversary <= 10, "source adversary weight must be from 0 (off) to 10"),
+            (isinstance(self.holdout_source, str) and len(self.holdout_source) <= 100,
+             "the held-out source must be a source name of at most 100 characters"),
             (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
             (0 <= self.workers <= 32, "workers must be from 0 to 32"),
             (self.limit is None or self.limit >= 8, "images per split (limit) must be at least 8, or none for all"),
@@ -137,6 +140,9 @@ TRAIN_FLAGS = (
     Flag("source_adversary", "--source-adversary", "weight of a domain-adversarial source head (gradient "
                                                    "reversal, conditioned on the class) that penalises features "
                                                    "naming the film's source from provenance.csv; 0 = off", float),
+    Flag("holdout_source", "--holdout-source", "leave this source (provenance.csv) out of TRAIN and VALIDATION; "
+                                               "TEST keeps its films, so its within-source figures measure a "
+                                               "source the model never saw"),
     Flag("covid_sensitivity", "--covid-sensitivity", "the COVID-19 operating threshold is the one with the highest "
                                                      "VALIDATION specificity among those that keep validation "
                                                      "sensitivity at or above this", float),
