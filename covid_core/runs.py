@@ -216,3 +216,14 @@ def stop_on_sigterm():
     signal.signal(signal.SIGTERM, handler)
     return lambda: stopped["flag"]
 
+
+
+def run_from_command_line(train, config, args, describe) -> int:
+    """A trainer (``run`` or ``run_dae``) started by train.py: the config validated unless resuming, one line
+    per epoch (``describe(row)``), a clean stop on SIGTERM, the best checkpoint's path at the end."""
+    if not args.resume:
+        config.validate()
+    best = train(config, on_epoch=lambda row: print(describe(row), flush=True), should_stop=stop_on_sigterm(),
+                 progress=not args.quiet, resume=args.resume)
+    print(f"best checkpoint: {best}")
+    return 0

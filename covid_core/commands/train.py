@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..flags import config_values
-    from ..runs import stop_on_sigterm
+    from ..runs import run_from_command_line
     from ..training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig, run
 
     if args.task == "denoise":
@@ -33,15 +33,7 @@ def main(args: argparse.Namespace) -> int:
     if not args.data and not args.resume:
         raise ConfigError("--data DIR is required (or --resume RUN_DIR)")
     config = TrainConfig(**config_values(RUN_FLAGS + TRAIN_FLAGS, args, TrainConfig()))
-    if not args.resume:
-        config.validate()
-
-    def report(row):
-        auc = row["val_macro_auc"]
-        print(f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, val accuracy {row['val_accuracy']:.3f}, "
-              f"val macro AUC {auc if auc is None else round(auc, 4)}, {row['images_per_s']:.1f} img/s"
-              f"{' (best)' if row['best'] else ''}", flush=True)
-
-    best = run(config, on_epoch=report, should_stop=stop_on_sigterm(), progress=not args.quiet, resume=args.resume)
-    print(f"best checkpoint: {best}")
-    return 0
+    return run_from_command_line(run, config, args, lambda row: (
+        f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, val accuracy {row['val_accuracy']:.3f}, "
+        f"val macro AUC {row['val_macro_auc'] if row['val_macro_auc'] is None else round(row['val_macro_auc'], 4)}, "
+        f"{row['images_per_s']:.1f} img/s{' (best)' if row['best'] else ''}"))

@@ -33,21 +33,14 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..denoise.training import DAE_FLAGS, DAE_RUN_FLAGS, DAETrainConfig, run_dae
     from ..flags import config_values
-    from ..runs import stop_on_sigterm
+    from ..runs import run_from_command_line
 
     if not args.data and not args.resume:
         raise ConfigError("--data DIR is required (or --resume RUN_DIR)")
     # Through train.py --task denoise the options shared with the classifier come unset (None) and the
     # denoiser-only ones are absent: both fall back to DAETrainConfig's own values.
     config = DAETrainConfig(**config_values(DAE_RUN_FLAGS + DAE_FLAGS, args, DAETrainConfig()), command=_command_line())
-    if not args.resume:
-        config.validate()
-
-    def report(row):
-        print(f"epoch {row['epoch']}: train loss {row['train_loss']:.5f}, val PSNR "
-              f"gaussian:25 {row['val_psnr_gaussian:25']:.2f} dB, poisson:30 {row['val_psnr_poisson:30']:.2f} dB, "
-              f"{row['images_per_s']:.0f} crops/s{' (best)' if row['best'] else ''}", flush=True)
-
-    best = run_dae(config, on_epoch=report, should_stop=stop_on_sigterm(), progress=not args.quiet, resume=args.resume)
-    print(f"best checkpoint: {best}")
-    return 0
+    return run_from_command_line(run_dae, config, args, lambda row: (
+        f"epoch {row['epoch']}: train loss {row['train_loss']:.5f}, val PSNR gaussian:25 "
+        f"{row['val_psnr_gaussian:25']:.2f} dB, poisson:30 {row['val_psnr_poisson:30']:.2f} dB, "
+        f"{row['images_per_s']:.0f} crops/s{' (best)' if row['best'] else ''}"))
