@@ -37,6 +37,8 @@ ROWS = {
     # that source is measured on a hospital the model never saw.
     "group_without_nih": ["--balance", "group", "--augmentation", "light", "--holdout-source", "nih"],
     "group_without_kermany": ["--balance", "group", "--augmentation", "light", "--holdout-source", "kermany"],
+    "group_adversary_without_nih": ["--balance", "group", "--augmentation", "light", "--source-adversary", "0.5",
+                                    "--holdout-source", "nih"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
@@ -73,6 +75,7 @@ def row_figures(checkpoint: Path) -> dict:
         return split.get("shortcuts", {}).get("within_source", {}).get(key, {}).get(field)
 
     probe = test.get("shortcuts", {}).get("source_probe") or {}
+    nih_normal = (test.get("per_source", {}).get("nih", {}).get("confusion") or {}).get("normal") or {}
     return {
         "val_macro_auc": val.get("macro_auc"), "val_accuracy": val.get("accuracy"),
         **{f"val_{q}": within(val, q) for q in QUESTIONS},
@@ -80,6 +83,7 @@ def row_figures(checkpoint: Path) -> dict:
         **{f"test_{q}": within(test, q) for q in QUESTIONS},
         "test_nih_pneumonia_called": within(test, "nih_normal_vs_pneumonia", "positive_called"),
         "covid_sensitivity": thr.get("sensitivity"), "covid_ppv": thr.get("ppv"), "covid_fp": thr.get("fp"),
+        "nih_normals_called_covid": (nih_normal.get("covid19", 0) / sum(nih_normal.values())) if nih_normal else None,
         "probe_accuracy": probe.get("accuracy"), "probe_majority": probe.get("majority_share"),
         "training_time_s": ckpt.get("training_time_s"),
     }
@@ -88,7 +92,8 @@ def row_figures(checkpoint: Path) -> dict:
 def table(rows: dict, args) -> str:
     head = ("| method | flags | VAL macro AUC | VAL NIH n/p | VAL Kermany n/p | VAL COVID vs other | TEST acc | "
             "TEST macro AUC | TEST ECE | TEST NIH n/p | NIH pneum. called pneum. | TEST Kermany n/p | "
-            "TEST COVID vs other | COVID sens / PPV (FP) | source probe (majority) | train s |")
+            "TEST COVID vs other | COVID sens / PPV (FP) | NIH normals most probably COVID-19 | source probe (majority) | "
+            "train s |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for name, r in rows.items():
         lines.append(
@@ -97,7 +102,7 @@ def table(rows: dict, args) -> str:
             f"{_f(r['val_cohen_covid_vs_other_pneumonia'])} | {_f(r['test_accuracy'])} | {_f(r['test_macro_auc'])} | "
             f"{_f(r['test_ece'])} | {_f(r['test_nih_normal_vs_pneumonia'])} | {_f(r['test_nih_pneumonia_called'])} | "
             f"{_f(r['test_kermany_normal_vs_pneumonia'])} | {_f(r['test_cohen_covid_vs_other_pneumonia'])} | "
-            f"{_f(r['covid_sensitivity'])} / {_f(r['covid_ppv'])} ({r['covid_fp']}) | "
+            f"{_f(r['covid_sensitivity'])} / {_f(r['covid_ppv'])} ({r['covid_fp']}) | {_f(r['nih_normals_called_covid'])} | "
             f"{_f(r['probe_accuracy'])} ({_f(r['probe_majority'])}) | {_f(r['training_time_s'], 0)} |")
     return "\n".join(lines)
 
