@@ -20,8 +20,9 @@ import streamlit as st
 
 import ui
 from covid_core.decode import apply_window
-from covid_core.report import RATE_TERMS, VERDICT_RATE, case_report_html
-from covid_core.verdict import headline, validation_statement, verdict_limits, withheld_reason
+from covid_core.report import case_report_html
+from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, validation_statement, verdict_limits,
+                                withheld_reason)
 
 TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}

@@ -17,7 +17,8 @@ from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import pct as _pct
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
-from covid_core.report import DISCLAIMER, THRESHOLD_RATES, rate_text
+from covid_core.report import DISCLAIMER
+from covid_core.verdict import THRESHOLD_RATES, rate_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -16,7 +16,8 @@ from PIL import Image
 from . import __version__
 from .csv_safe import safe_cell
 from .formatting import pct as _pct
-from .verdict import headline, validation_statement, verdict_limits, withheld_reason
+from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, rate_text, validation_statement,
+                      verdict_limits, withheld_reason)
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -35,27 +36,6 @@ def png_bytes(image: np.ndarray) -> bytes:
 def png_data_uri(image: np.ndarray) -> str:
     """float HxW in [0, 1], uint8 HxW or uint8 HxWx3 -> 'data:image/png;base64,...'."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(image)).decode("ascii")
-
-
-# (key in a threshold's ``test`` rates, its name for a reader), and the counts each rate is made of
-THRESHOLD_RATES = (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"), ("npv", "NPV"))
-_RATE_COUNTS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn")}
-# The rate that says how often a verdict of this kind was right (Prediction.covid_call -> rate key).
-VERDICT_RATE = {"positive": "ppv", "negative": "npv"}
-
-
-RATE_TERMS = ("sensitivity: COVID-19 films called positive; specificity: other films called negative; PPV / NPV: "
-              "positive / negative verdicts that were right, which depend on how common COVID-19 is among the films "
-              "checked")
-
-
-def rate_text(rates: dict, key: str) -> str:
-    """'98.3% (59 of 60)' from a threshold's TEST rates; without the counts (older checkpoints) just '98.3%'."""
-    num, other = _RATE_COUNTS[key]
-    text = _pct(rates.get(key))
-    if rates.get(key) is not None and rates.get(num) is not None and rates.get(other) is not None:
-        text += f" ({rates[num]} of {rates[num] + rates[other]})"
-    return text
 
 
 def _rows(pairs) -> str:

@@ -64,6 +64,28 @@ def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
     return sentences
 
 
+# (key in a threshold's ``test`` rates, its name for a reader), and the counts each rate is made of
+THRESHOLD_RATES = (("sensitivity", "sensitivity"), ("specificity", "specificity"), ("ppv", "PPV"), ("npv", "NPV"))
+_RATE_COUNTS = {"sensitivity": ("tp", "fn"), "specificity": ("tn", "fp"), "ppv": ("tp", "fp"), "npv": ("tn", "fn")}
+# The rate that says how often a verdict of this kind was right (Prediction.covid_call -> rate key).
+VERDICT_RATE = {"positive": "ppv", "negative": "npv"}
+
+
+RATE_TERMS = ("sensitivity: COVID-19 films called positive; specificity: other films called negative; PPV / NPV: "
+              "positive / negative verdicts that were right, which depend on how common COVID-19 is among the films "
+              "checked")
+
+
+def rate_text(rates: dict, key: str) -> str:
+    """'98.3% (59 of 60)' from a threshold's TEST rates; without the counts (older checkpoints) just '98.3%'."""
+    num, other = _RATE_COUNTS[key]
+    text = _pct(rates.get(key))
+    if rates.get(key) is not None and rates.get(num) is not None and rates.get(other) is not None:
+        text += f" ({rates[num]} of {rates[num] + rates[other]})"
+    return text
+
+
+
 #: The three-class call in a clinician's words (the most probable class of the model).
 CALL_WORDS = {
     "normal": "No pneumonia seen",

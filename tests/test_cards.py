@@ -172,7 +172,7 @@ def test_positive_verdict_limits_stay_silent_without_evidence():
 
 def test_rates_at_threshold_carry_their_counts_and_read_as_rate_with_denominator():
     from covid_core.metrics import rates_at_threshold
-    from covid_core.report import rate_text
+    from covid_core.verdict import rate_text
 
     y = np.array([1, 1, 1, 0, 0, 0, 0])
     score = np.array([0.9, 0.8, 0.2, 0.7, 0.1, 0.3, 0.05])
