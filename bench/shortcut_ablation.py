@@ -39,6 +39,8 @@ ROWS = {
     "group_without_kermany": ["--balance", "group", "--augmentation", "light", "--holdout-source", "kermany"],
     "group_adversary_without_nih": ["--balance", "group", "--augmentation", "light", "--source-adversary", "0.5",
                                     "--holdout-source", "nih"],
+    "group_adversary_1_without_nih": ["--balance", "group", "--augmentation", "light", "--source-adversary", "1.0",
+                                      "--holdout-source", "nih"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
