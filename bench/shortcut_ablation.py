@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
 ROWS = {
@@ -95,6 +97,31 @@ def row_figures(checkpoint: Path) -> dict:
     }
 
 
+def unseen_source_figures(checkpoint: Path, data: str, source: str) -> dict:
+    """A leave-one-source-out row scored on the held-out source's TRAIN films, which that model never saw and which
+    TEST does not hold: normal vs pneumonia AUC (score 1 - p(normal)) and the share of normals whose most probable
+    class is COVID-19. These choose between recipes; TEST reports."""
+    from covid_core.checkpoint import load_classifier
+    from covid_core.cache import load_or_build
+    from covid_core.datasets import load_dataset
+    from covid_core.inference import calibrated_probabilities, logits_and_features
+    from covid_core.metrics import binary_auc
+
+    clf = load_classifier(checkpoint)
+    table = load_dataset(data).for_target(clf.target)
+    table = table[(table["source"] == source) & (table["split"] == "train")].reset_index(drop=True)
+    images = load_or_build(table["path"].tolist(), clf.preprocess, progress=False)
+    logits, _ = logits_and_features(clf.model, images, clf.preprocess, device=clf.device)
+    probs = calibrated_probabilities(logits, clf.temperature)
+    classes, labels = list(clf.classes), table["label"].to_numpy()
+    normal = labels == "normal"
+    both = normal | (labels == "pneumonia")
+    called = np.asarray(classes)[probs.argmax(1)]
+    return {"unseen_n": int(both.sum()),
+            "unseen_normal_vs_pneumonia": binary_auc(~normal[both], 1.0 - probs[both, classes.index("normal")]),
+            "unseen_normals_called_covid": float((called[normal] == "covid19").mean()) if normal.any() else None}
+
+
 def table(rows: dict, args) -> str:
     head = ("| method | flags | VAL macro AUC | VAL NIH n/p | VAL Kermany n/p | VAL COVID vs other | TEST acc | "
             "TEST macro AUC | TEST ECE | TEST NIH n/p | NIH pneum. called pneum. | TEST Kermany n/p | "
@@ -111,6 +138,23 @@ def table(rows: dict, args) -> str:
             f"{_f(r['covid_sensitivity'])} / {_f(r['covid_ppv'])} ({r['covid_fp']}) | {_f(r['nih_normals_called_covid'])} | "
             f"{_f(r['probe_accuracy'])} ({_f(r['probe_majority'])}) | {_f(r['training_time_s'], 0)} |")
     return "\n".join(lines)
+
+
+def holdout_table(rows: dict) -> str:
+    """The leave-one-source-out rows: the held-out source's TRAIN films (unseen; used to choose) and its TEST films."""
+    head = ("| method | flags | unseen TRAIN films (normal + pneumonia) | unseen normal vs pneumonia AUC | unseen normals "
+            "most probably COVID-19 | TEST NIH n/p | TEST NIH normals most probably COVID-19 | TEST Kermany n/p | "
+            "TEST macro AUC | COVID sens / PPV (FP) | source probe |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in rows.items():
+        if "unseen_n" not in r:
+            continue
+        lines.append(f"| {name} | `{' '.join(ROWS[name])}` | {r['unseen_n']} | {_f(r['unseen_normal_vs_pneumonia'])} | "
+                     f"{_f(r['unseen_normals_called_covid'])} | {_f(r['test_nih_normal_vs_pneumonia'])} | "
+                     f"{_f(r['nih_normals_called_covid'])} | {_f(r['test_kermany_normal_vs_pneumonia'])} | "
+                     f"{_f(r['test_macro_auc'])} | {_f(r['covid_sensitivity'])} / {_f(r['covid_ppv'])} "
+                     f"({r['covid_fp']}) | {_f(r['probe_accuracy'])} |")
+    return "\n".join(lines) if len(lines) > 2 else ""
 
 
 def main() -> int:
@@ -134,9 +178,14 @@ def main() -> int:
         if not checkpoint.is_file():
             train_row(name, args, checkpoint)
         rows[name] = row_figures(checkpoint)
+        flags = ROWS[name]
+        if "--holdout-source" in flags:
+            rows[name].update(unseen_source_figures(checkpoint, args.data, flags[flags.index("--holdout-source") + 1]))
         print(json.dumps({"row": name, **rows[name]}), flush=True)
     text = (f"{args.model}, {args.image_size} px, {args.epochs} epochs, EMA 0.99, seed {args.seed}; "
             f"data {args.data}\n\n" + table(rows, args))
+    if holdout_table(rows):
+        text += "\n\nLeave one source out:\n\n" + holdout_table(rows)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")
