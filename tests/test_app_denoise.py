@@ -9,12 +9,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-import covid_core.denoise as dn  # noqa: E402
-from app_helpers import APP, png_bytes, xray_array  # noqa: E402
+import covid_core.denoise as dn
+from app_helpers import APP, png_bytes, xray_array
 
 TIMEOUT = 60
 IMAGE_A = ("a.png", png_bytes(xray_array(64, 3)), "image/png")

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from app_helpers import APP, app_env, png_bytes, xray_array  # noqa: E402
+from app_helpers import APP, app_env, png_bytes, xray_array
 
 TIMEOUT = 60
 

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import json
 
-import pytest
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from app_helpers import APP  # noqa: E402
-from test_eda import CONFOUNDED, make_coronahack  # noqa: E402
+from app_helpers import APP
+from test_eda import CONFOUNDED, make_coronahack
 
 TIMEOUT = 60
 

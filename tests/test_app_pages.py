@@ -6,11 +6,9 @@ import json
 
 import pytest
 from PIL import Image
+from streamlit.testing.v1 import AppTest
 
-pytest.importorskip("streamlit")
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from app_helpers import APP, make_folders_data, png_bytes, xray_array  # noqa: E402
+from app_helpers import APP, make_folders_data, png_bytes, xray_array
 
 TIMEOUT = 60
 
