@@ -14,7 +14,7 @@ import numpy as np
 from ..evaluation import covid_calls_by_source, shortcut_rows
 from ..targets import COVID_CLASS
 from ..formatting import fixed, pct
-from .text import DATA_PLACEHOLDER
+from . import DATA_PLACEHOLDER
 
 KNOWN_LIMITS = """\
 - Trained and tested on `coronahack-mini`, whose classes are still partly confounded with age and source:

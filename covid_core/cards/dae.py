@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from ..denoise.margins import DAE_GOAL_DB, dae_margins
-from .text import DATA_PLACEHOLDER
+from . import DATA_PLACEHOLDER
 
 
 def dae_reproduce_command(train_config: dict, out: str) -> str:
