@@ -43,6 +43,7 @@ ROWS = {
                                     "--holdout-source", "nih"],
     "group_adversary_1_without_nih": ["--balance", "group", "--augmentation", "light", "--source-adversary", "1.0",
                                       "--holdout-source", "nih"],
+    "group_strong_without_nih": ["--balance", "group", "--augmentation", "strong", "--holdout-source", "nih"],
     "group_clahe_without_nih": ["--balance", "group", "--augmentation", "light", "--equalize", "clahe",
                                 "--holdout-source", "nih"],
     "group_strong_thorax_clahe_without_nih": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax",
