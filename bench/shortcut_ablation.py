@@ -65,7 +65,7 @@ def _f(v, digits=3):
 def train_row(name: str, args, checkpoint: Path) -> float:
     cmd = [sys.executable, str(REPO / "train.py"), "--data", args.data, "--model", args.model,
            "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--ema-decay", "0.99",
-           "--seed", str(args.seed), "--runs-dir", str(Path(args.work) / "runs"), "--run-id", name,
+           "--seed", str(args.seed), "--runs-dir", str(Path(args.work) / "runs"), "--run-id", checkpoint.stem,
            "--out", str(checkpoint), "--quiet", *ROWS[name]]
     print("$ " + " ".join(cmd[1:]), flush=True)
     start = time.time()
