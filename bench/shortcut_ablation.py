@@ -11,7 +11,8 @@ Choose by the VALIDATION columns; TEST is there to report, not to choose.
     python bench/shortcut_ablation.py --data ../shared/data/coronahack-mini [--rows baseline,group,...]
         [--model resnet18 --image-size 128 --epochs 8] [--out docs/shortcut_ablation.md]
 
-Rows already trained (their checkpoint exists under --work) are read, not trained again.
+Rows already trained (their checkpoint exists under --work) are read, not trained again; a checkpoint's name holds
+the model, size, epochs, seed and row, not --covid-sensitivity, so use another --work to compare thresholds.
 """
 
 from __future__ import annotations
