@@ -174,6 +174,17 @@ def test_ddp_with_two_processes(folder_dataset, tmp_path):
     assert load_classifier(run_dir.best_checkpoint).classes == ("normal", "pneumonia", "covid19")
 
 
+def test_ddp_without_a_run_id_shares_the_one_rank_zero_drew(folder_dataset, tmp_path):
+    r = _cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
+             "--data", str(folder_dataset), "--model", "cnn", "--epochs", "1", "--image-size", "32",
+             "--batch-size", "6", "--runs-dir", str(tmp_path / "runs"), env={"OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    folders = list((tmp_path / "runs").iterdir())
+    assert len(folders) == 1 and RunDir(folders[0]).read_json("status.json")["state"] == "finished"
+    printed = {line.split(": ", 1)[1] for line in r.stdout.splitlines() if line.startswith("best checkpoint: ")}
+    assert printed == {str(folders[0] / "best.pt")}  # every rank names the same run
+
+
 def test_batched_augmentation_is_small_random_and_never_flips():
     import torch
 

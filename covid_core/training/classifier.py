@@ -78,7 +78,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     if not resume:
         if is_main:
             run_dir, config = open_run(config, None, TrainConfig.from_dict, config.model)
-        distributed.barrier(world)
+        config.run_id = distributed.from_rank_zero(config.run_id, world)  # a random id is drawn once, by rank 0
         if not is_main:
             run_dir, config = open_run(config, None, TrainConfig.from_dict, config.model, create=False)
     if is_main:

@@ -40,3 +40,12 @@ def teardown(world: int) -> None:
     barrier(world)
     if world > 1:
         torch.distributed.destroy_process_group()
+
+
+def from_rank_zero(value, world: int):
+    """``value`` as rank 0 has it (e.g. a run id drawn at random), the same in every process."""
+    if world == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
