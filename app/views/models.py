@@ -41,11 +41,11 @@ test = metrics.get("test") or {}
 classes = list(meta.get("classes") or test.get("classes") or [])
 
 st.header(entry.label)
-c = st.columns(4)
-c[0].metric("Architecture", meta.get("model_name", "?"))
-c[1].metric("Target", meta.get("target", "?"))
-c[2].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
-c[3].metric("TEST accuracy", ui.pct(test.get("accuracy")))
+# Architecture and target as text: as metrics their names were cut ("resnet...") in a 1024 px window.
+st.markdown(f"**{meta.get('model_name', '?')}**, target **{meta.get('target', '?')}**")
+c = st.columns(2)
+c[0].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
+c[1].metric("TEST accuracy", ui.pct(test.get("accuracy")))
 facts = model_facts(entry, classes)
 st.table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
 
