@@ -19,7 +19,7 @@ import numpy as np
 from .checkpoint import Classifier
 from .decode import DecodedImage, decode_image
 from .errors import CovidCoreError
-from .inference import Prediction, check_not_blank, prediction_at, score_pixels
+from .inference import Prediction, check_not_blank, predict, prediction_at, score_pixels
 from .preprocess import prepare_pixels
 
 #: Longest side of the film a case keeps for display (and for the display-only window/level of DICOM).
@@ -115,9 +115,8 @@ def open_case(source, name: str, classifier: Classifier, max_side: int | None = 
 
     Raises InvalidImageError (unreadable, too large, blank...) before anything is kept.
     """
-    decoded, pixels, geometry = _decoded_for_model(source, name, classifier)
-    prediction = prediction_at(classifier, score_pixels(classifier, pixels[None]), 0, pixels, geometry)
-    return _case(name, decoded, prediction, max_side, keep_image=True)
+    decoded = decode_image(source, name)
+    return _case(name, decoded, predict(classifier, decoded), max_side, keep_image=True)
 
 
 def explain_case(classifier: Classifier, case: Case, method: str = "gradcam", target_class: str | None = None,

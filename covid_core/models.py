@@ -156,10 +156,14 @@ def build_model(name: str, num_classes: int, pretrained: str | None = None) -> n
     return model
 
 
+def last_linear(model: nn.Module) -> nn.Linear:
+    """The final classifier layer: its input is the "penultimate" features, its parameters the head."""
+    return [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
+
+
 def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     """The parameters of the final classifier layer (trained alone during --freeze-epochs)."""
-    last_linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
-    return list(last_linear.parameters())
+    return list(last_linear(model).parameters())
 
 
 SPATIAL_GRID = 2  # the final feature map is pooled to this many cells a side for the OOD score
@@ -174,7 +178,6 @@ def model_features(model: nn.Module, x: torch.Tensor, spatial_layer: nn.Module |
     average-pooled to ``grid`` x ``grid`` cells, which keeps the layout (lungs above the diaphragm), so a
     rotated or upside-down film looks unfamiliar.
     """
-    last_linear = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     captured = {}
 
     def keep(name, pool):
@@ -182,7 +185,7 @@ def model_features(model: nn.Module, x: torch.Tensor, spatial_layer: nn.Module |
             captured[name] = pool(inputs, output).flatten(1)
         return hook
 
-    handles = [last_linear.register_forward_hook(keep("penultimate", lambda i, o: i[0]))]
+    handles = [last_linear(model).register_forward_hook(keep("penultimate", lambda i, o: i[0]))]
     if spatial_layer is not None:
         handles.append(spatial_layer.register_forward_hook(
             keep("spatial", lambda i, o: nn.functional.adaptive_avg_pool2d(o, grid))))

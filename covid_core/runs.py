@@ -217,7 +217,6 @@ def stop_on_sigterm():
     return lambda: stopped["flag"]
 
 
-
 def run_from_command_line(train, config, args, describe) -> int:
     """A trainer (``run`` or ``run_dae``) started by train.py: the config validated unless resuming, one line
     per epoch (``describe(row)``), a clean stop on SIGTERM, the best checkpoint's path at the end."""

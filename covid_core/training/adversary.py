@@ -18,6 +18,9 @@ from torch import nn
 from ..errors import ConfigError
 
 
+UNKNOWN_SOURCE = -100  # the code of a film whose source is not known: cross-entropy's ignore_index, so skipped
+
+
 class _ReverseGradient(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight: float):
@@ -36,13 +39,13 @@ def source_codes(sources: np.ndarray) -> tuple[np.ndarray, list[str]]:
         raise ConfigError("the source adversary needs films from at least two sources in provenance.csv "
                           f"(found: {', '.join(names) or 'none'}); train without --source-adversary")
     index = {name: i for i, name in enumerate(names)}
-    return np.array([index.get(str(s), -100) for s in sources], dtype=np.int64), names
+    return np.array([index.get(str(s), UNKNOWN_SOURCE) for s in sources], dtype=np.int64), names
 
 
 class SourceAdversary(nn.Module):
     """``loss(features, labels, sources, progress)``: the source head's cross-entropy, its gradient reversed
     into the features with weight ``weight * (2 / (1 + exp(-10 progress)) - 1)`` (DANN's ramp from 0, so the
-    classifier first learns something to protect). Films of unknown source (code -100) are ignored."""
+    classifier first learns something to protect). Films of unknown source (UNKNOWN_SOURCE) are ignored."""
 
     def __init__(self, n_features: int, n_classes: int, n_sources: int, weight: float, hidden: int = 128):
         super().__init__()
@@ -60,4 +63,4 @@ class SourceAdversary(nn.Module):
         logits = self.head(torch.cat([reversed_features, given_class], dim=1))
         if (sources < 0).all():
             return logits.sum() * 0.0
-        return nn.functional.cross_entropy(logits, sources, ignore_index=-100)
+        return nn.functional.cross_entropy(logits, sources, ignore_index=UNKNOWN_SOURCE)

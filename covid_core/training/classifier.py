@@ -21,7 +21,7 @@ from ..cache import load_or_build
 from ..checkpoint import atomic_save, classifier_checkpoint
 from ..datasets import limit_per_split, load_dataset, split_validation
 from ..errors import ConfigError
-from ..models import build_model, head_parameters
+from ..models import build_model, head_parameters, last_linear
 from ..runs import RunDir, open_run
 from ..targets import class_names
 from . import distributed
@@ -129,7 +129,7 @@ class _Training:
         self.adversary = None
         if config.source_adversary:
             codes, names = source_codes(sources)
-            n_features = [m for m in self.model.modules() if isinstance(m, nn.Linear)][-1].in_features
+            n_features = last_linear(self.model).in_features
             self.adversary = SourceAdversary(n_features, len(self.classes), len(names),
                                              config.source_adversary).to(self.device)
         self.train_set = CachedXrays(self.images, train, self.labels[train], codes)

@@ -14,8 +14,8 @@ from ..inference import calibrated_probabilities, logits_and_features
 from ..metrics import classification_metrics
 from ..models import model_features
 from ..preprocess import PreprocessConfig, normalize
+from .adversary import UNKNOWN_SOURCE
 
-UNKNOWN_SOURCE = -100  # the source code of a film whose source is not known (ignored by the source adversary)
 
 
 class CachedXrays(Dataset):
