@@ -7,17 +7,23 @@ from .formatting import pct as _pct
 
 
 def overview_row(entry) -> dict:
-    """One catalog entry (:class:`~covid_core.model_catalog.CatalogEntry`) as a row of the overview table."""
+    """One catalog entry (:class:`~covid_core.model_catalog.CatalogEntry`) as a row of the overview table: eight
+    narrow columns, so that the table fits a 1024 px window (fingerprint and size are in :func:`model_facts`, why a
+    checkpoint cannot be used in :func:`unusable_reasons`)."""
     test = (entry.metadata.get("metrics") or {}).get("test") or {}
     at_threshold = (entry.metadata.get("threshold") or {}).get("test") or {}
     # A denoiser is not a classifier, but it is not broken either: say where it is used, not what is "wrong".
     used_on = "Diagnose" if entry.usable else ("Denoise" if entry.kind == "denoiser" else None)
-    return {"checkpoint": entry.label, "used on": used_on or "unusable", "kind": entry.kind,
-            "architecture": entry.metadata.get("model_name", ""), "target": entry.metadata.get("target", ""),
-            "TEST macro AUC": test.get("macro_auc"), "TEST accuracy": test.get("accuracy"), "TEST ECE": test.get("ece"),
-            "COVID-19 sensitivity": at_threshold.get("sensitivity"), "COVID-19 PPV": at_threshold.get("ppv"),
-            "fingerprint": entry.fingerprint, "size (MB)": round(entry.size_mb, 1),
-            "problem": "" if used_on else entry.reason or ""}
+    model = " ".join(str(v) for v in (entry.metadata.get("model_name"), entry.metadata.get("target")) if v)
+    return {"checkpoint": entry.label, "used on": used_on or "unusable", "model": model or entry.kind,
+            "TEST AUC": test.get("macro_auc"), "TEST acc.": test.get("accuracy"), "ECE": test.get("ece"),
+            "COVID sens.": at_threshold.get("sensitivity"), "COVID PPV": at_threshold.get("ppv")}
+
+
+def unusable_reasons(entries) -> list[str]:
+    """'name: why' for each checkpoint that neither Diagnose nor Denoise can use."""
+    return [f"{e.label}: {e.reason or 'not a usable checkpoint'}" for e in entries
+            if not e.usable and e.kind != "denoiser"]
 
 
 def model_facts(entry, classes: list[str]) -> dict[str, str]:
@@ -29,7 +35,7 @@ def model_facts(entry, classes: list[str]) -> dict[str, str]:
              "training time (s)": meta.get("training_time_s", "n/a"), "hardware": meta.get("hardware", "n/a"),
              "input": f"{pre.get('image_size', '?')} px, fit {pre.get('fit', '?')}, equalize {pre.get('equalize', '?')}",
              "temperature (calibration)": f"{meta['temperature']:.3f}" if meta.get("temperature") else "n/a",
-             "file": str(entry.path)}
+             "size (MB)": round(entry.size_mb, 1), "file": str(entry.path)}
     return {k: str(v) for k, v in facts.items()}
 
 

@@ -12,7 +12,8 @@ from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import false_covid_calls, shortcut_rows
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
-from covid_core.model_summary import measured_limits, model_facts, overview_row, per_source_rows
+from covid_core.model_summary import (measured_limits, model_facts, overview_row, per_source_rows,
+                                      unusable_reasons)
 from covid_core.targets import COVID_CLASS
 
 
@@ -24,9 +25,13 @@ if not entries:
 
 threshold_help = "On TEST at the COVID-19 operating threshold chosen on VALIDATION"
 st.dataframe(pd.DataFrame([overview_row(e) for e in entries]), hide_index=True, column_config={
-    **{name: st.column_config.NumberColumn(format="%.3f") for name in ("TEST macro AUC", "TEST accuracy", "TEST ECE")},
-    **{name: st.column_config.NumberColumn(format="%.3f", help=threshold_help)
-       for name in ("COVID-19 sensitivity", "COVID-19 PPV")}})
+    "TEST AUC": st.column_config.NumberColumn(format="%.3f", help="Macro AUC on TEST"),
+    "TEST acc.": st.column_config.NumberColumn(format="%.3f", help="Accuracy on TEST"),
+    "ECE": st.column_config.NumberColumn(format="%.3f", help="Expected calibration error on TEST (lower is better)"),
+    "COVID sens.": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 sensitivity. {threshold_help}"),
+    "COVID PPV": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 PPV. {threshold_help}")})
+for reason in unusable_reasons(entries):
+    st.warning(f"Cannot be used: {reason}")
 st.caption(f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to change); finished training runs are "
            "listed too.")
 
