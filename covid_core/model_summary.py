@@ -7,7 +7,7 @@ from .formatting import pct as _pct
 
 
 def overview_row(entry) -> dict:
-    """One catalog entry (:class:`~covid_core.model_catalog.CatalogEntry`) as a row of the overview table: eight
+    """One catalog entry (:class:`~covid_core.model_catalog.CatalogEntry`) as a row of the overview table: seven
     narrow columns, so that the table fits a 1024 px window (fingerprint and size are in :func:`model_facts`, why a
     checkpoint cannot be used in :func:`unusable_reasons`)."""
     test = (entry.metadata.get("metrics") or {}).get("test") or {}
@@ -16,8 +16,8 @@ def overview_row(entry) -> dict:
     used_on = "Diagnose" if entry.usable else ("Denoise" if entry.kind == "denoiser" else None)
     model = " ".join(str(v) for v in (entry.metadata.get("model_name"), entry.metadata.get("target")) if v)
     return {"checkpoint": entry.label, "used on": used_on or "unusable", "model": model or entry.kind,
-            "TEST AUC": test.get("macro_auc"), "TEST acc.": test.get("accuracy"), "ECE": test.get("ece"),
-            "COVID sens.": at_threshold.get("sensitivity"), "COVID PPV": at_threshold.get("ppv")}
+            "AUC": test.get("macro_auc"), "accuracy": test.get("accuracy"),
+            "COVID sens.": at_threshold.get("sensitivity"), "PPV": at_threshold.get("ppv")}
 
 
 def unusable_reasons(entries) -> list[str]:

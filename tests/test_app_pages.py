@@ -83,7 +83,7 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     overview = at.dataframe[0].value
     assert overview["checkpoint"].tolist() == ["tiny_cnn.pt"]
     # the fixture's TEST accuracy and its COVID-19 PPV at the operating threshold, for comparing runs at a glance
-    assert overview["TEST accuracy"].tolist() == [0.8] and overview["COVID-19 PPV"].tolist() == [9 / 14]
+    assert overview["accuracy"].tolist() == [0.8] and overview["PPV"].tolist() == [9 / 14]
     labels = {m.label: m.value for m in at.metric}
     assert labels["TEST macro AUC"] == "0.900"
     text = "\n".join(m.value for m in at.markdown)
@@ -177,8 +177,8 @@ def test_models_overview_says_where_each_checkpoint_is_used(env):
     assert overview.loc["tiny_cnn.pt", "used on"] == "Diagnose"
     assert overview.loc["dae.pt", "used on"] == "Denoise"
     assert overview.loc["broken.pt", "used on"] == "unusable"
-    # eight narrow columns fit a 1024 px window; why a checkpoint is unusable is said below, for it alone
-    assert len(overview.columns) == 7
+    # seven narrow columns fit a 1024 px window; why a checkpoint is unusable is said below, for it alone
+    assert len(overview.columns) == 6
     problems = [w.value for w in at.warning if w.value.startswith("Cannot be used")]
     assert len(problems) == 1 and "broken.pt" in problems[0]
 

@@ -25,15 +25,15 @@ if not entries:
 
 threshold_help = "On TEST at the COVID-19 operating threshold chosen on VALIDATION"
 st.dataframe(pd.DataFrame([overview_row(e) for e in entries]), hide_index=True, column_config={
-    "TEST AUC": st.column_config.NumberColumn(format="%.3f", help="Macro AUC on TEST"),
-    "TEST acc.": st.column_config.NumberColumn(format="%.3f", help="Accuracy on TEST"),
-    "ECE": st.column_config.NumberColumn(format="%.3f", help="Expected calibration error on TEST (lower is better)"),
+    "AUC": st.column_config.NumberColumn(format="%.3f", help="Macro AUC on TEST"),
+    "accuracy": st.column_config.NumberColumn(format="%.3f", help="Accuracy on TEST"),
     "COVID sens.": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 sensitivity. {threshold_help}"),
-    "COVID PPV": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 PPV. {threshold_help}")})
+    "PPV": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 PPV. {threshold_help}")})
+st.caption("AUC (macro) and accuracy on TEST; COVID-19 sensitivity and PPV on TEST at the operating threshold. "
+           f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to change); finished training runs are "
+           "listed too.")
 for reason in unusable_reasons(entries):
     st.warning(f"Cannot be used: {reason}")
-st.caption(f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to change); finished training runs are "
-           "listed too.")
 
 cards = [e for e in entries if e.usable]
 if not cards:
@@ -48,9 +48,11 @@ classes = list(meta.get("classes") or test.get("classes") or [])
 st.header(entry.label)
 # Architecture and target as text: as metrics their names were cut ("resnet...") in a 1024 px window.
 st.markdown(f"**{meta.get('model_name', '?')}**, target **{meta.get('target', '?')}**")
-c = st.columns(2)
+c = st.columns(3)
 c[0].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
 c[1].metric("TEST accuracy", ui.pct(test.get("accuracy")))
+c[2].metric("TEST ECE", "n/a" if test.get("ece") is None else f"{test['ece']:.3f}",
+            help="Expected calibration error (lower is better)")
 facts = model_facts(entry, classes)
 st.table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
 
