@@ -98,23 +98,38 @@ def unseen_source_figures(checkpoint: Path, data: str, source: str) -> dict:
     the shares of films withheld and of films given a COVID-19 positive verdict, all wrong here (the held-out
     sources hold no COVID-19). These choose between recipes; TEST reports."""
     from covid_core.checkpoint import load_classifier
+
+    clf = load_classifier(checkpoint)
+    images, labels = unseen_films(clf, data, source)
+    return verdict_figures(clf, images, labels)
+
+
+def unseen_films(clf, data: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(preprocessed films, labels) of a source's TRAIN split, prepared for ``clf``."""
     from covid_core.cache import load_or_build
     from covid_core.datasets import load_dataset
+
+    table = load_dataset(data).for_target(clf.target)
+    table = table[(table["source"] == source) & (table["split"] == "train")].reset_index(drop=True)
+    return load_or_build(table["path"].tolist(), clf.preprocess, progress=False), table["label"].to_numpy()
+
+
+def verdict_figures(clf, images: np.ndarray, labels: np.ndarray, familiarity: bool = True) -> dict:
+    """The unseen_* figures of ``unseen_source_figures`` for these films; ``familiarity=False`` withholds nothing
+    (for a network whose features no longer match its familiarity reference)."""
     from covid_core.inference import score_pixels
     from covid_core.metrics import binary_auc
 
-    clf = load_classifier(checkpoint)
-    table = load_dataset(data).for_target(clf.target)
-    table = table[(table["source"] == source) & (table["split"] == "train")].reset_index(drop=True)
-    images = load_or_build(table["path"].tolist(), clf.preprocess, progress=False)
-    scores = score_pixels(clf, images)
-    probs, classes, labels = scores.probs, list(clf.classes), table["label"].to_numpy()
+    scores = score_pixels(clf, images, orientation=familiarity)
+    probs, classes = scores.probs, list(clf.classes)
     normal = labels == "normal"
     both = normal | (labels == "pneumonia")
     called = np.asarray(classes)[probs.argmax(1)]
-    withheld = scores.ood > clf.ood["threshold"]
-    if scores.turned is not None:
-        withheld |= scores.turned
+    withheld = np.zeros(len(labels), dtype=bool)
+    if familiarity:
+        withheld = scores.ood > clf.ood["threshold"]
+        if scores.turned is not None:
+            withheld |= scores.turned
     positive = (scores.covid >= clf.threshold["value"]) & ~withheld
     return {"unseen_n": int(both.sum()),
             "unseen_normal_vs_pneumonia": binary_auc(~normal[both], 1.0 - probs[both, classes.index("normal")]),
