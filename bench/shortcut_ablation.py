@@ -138,6 +138,19 @@ def verdict_figures(clf, images: np.ndarray, labels: np.ndarray, familiarity: bo
             "unseen_wrong_positive": float(positive[both & (labels != "covid19")].mean())}
 
 
+def goals_text(names: list[str], args) -> str:
+    """Which goals (covid_core.goals) each row's TEST figures miss; the new-hospital goal, which TEST cannot
+    measure, is what the leave-one-source-out columns stand in for."""
+    from covid_core.checkpoint import load_checkpoint_dict
+    from covid_core.goals import NEW_HOSPITAL_GOALS, unmet_goals_text
+
+    lines = ["Goals on TEST, not reached:"]
+    for name in names:
+        checkpoint = Path(args.work) / f"{args.model}-{args.image_size}-{args.epochs}-s{args.seed}-{name}.pt"
+        lines.append(f"- {name}: {unmet_goals_text(load_checkpoint_dict(checkpoint)) or 'none'}")
+    return "\n".join(lines + [f"New hospital (the leave-one-source-out columns stand in for it): {NEW_HOSPITAL_GOALS}"])
+
+
 def table(rows: dict, args) -> str:
     head = ("| method | flags | VAL macro AUC | VAL NIH n/p | VAL Kermany n/p | VAL COVID vs other | TEST acc | "
             "TEST macro AUC | TEST ECE | TEST NIH n/p | NIH pneum. called pneum. | TEST Kermany n/p | "
@@ -206,6 +219,7 @@ def main() -> int:
             f"data {args.data}\n\n" + table(rows, args))
     if holdout_table(rows):
         text += "\n\nLeave one source out:\n\n" + holdout_table(rows)
+    text += "\n\n" + goals_text(names, args)
     print(text)
     if args.out:
         Path(args.out).write_text(text + "\n")

@@ -1,0 +1,47 @@
+"""covid_core.goals: each goal judged from a checkpoint's TEST figures, the same way in the card and the bench."""
+
+from __future__ import annotations
+
+from covid_core.cards.classifier import goals_section
+from covid_core.goals import GOALS, goal_rows, unmet_goals_text
+
+
+def _metadata(**test):
+    within = {"nih_normal_vs_pneumonia": {"auc": 0.91}, "cohen_covid_vs_other_pneumonia": {"auc": 0.70}}
+    return {"target": "3class",
+            "metrics": {"test": {"macro_auc": 0.954, "ece": 0.06, "shortcuts": {"within_source": within}, **test}},
+            "threshold": {"test": {"sensitivity": 0.93, "ppv": 0.90}}}
+
+
+def test_each_goal_is_judged_in_its_own_direction_and_missing_figures_are_not_measured():
+    rows = {r["goal"]: r for r in goal_rows(_metadata())}
+    assert len(rows) == len(GOALS)
+    assert rows["macro AUC"]["met"] is False and rows["macro AUC"]["value"] == 0.954
+    assert rows["NIH adults: normal vs pneumonia AUC"]["met"] is True
+    assert rows["COVID-19 verdict PPV"]["met"] is True  # exactly at the target counts as reached
+    assert rows["expected calibration error"]["met"] is False  # lower is better: 0.06 misses "at most 0.05"
+    assert goal_rows(_metadata(ece=0.04))[-1]["met"] is True
+    no_within = _metadata(shortcuts={})
+    assert {r["goal"]: r["met"] for r in goal_rows(no_within)}["NIH adults: normal vs pneumonia AUC"] is None
+
+
+def test_the_card_re_evaluation_wins_over_training_figures():
+    meta = _metadata()
+    meta["card"] = {"test": {"macro_auc": 0.975}}
+    assert {r["goal"]: r["met"] for r in goal_rows(meta)}["macro AUC"] is True
+
+
+def test_unmet_goals_are_named_with_their_figure_and_other_targets_have_no_goals():
+    text = unmet_goals_text(_metadata())
+    assert "macro AUC 0.954 (at least 0.97)" in text and "expected calibration error 0.060 (at most 0.05)" in text
+    assert "NIH adults" not in text and "PPV" not in text
+    assert goal_rows({**_metadata(), "target": "pneumonia"}) == []
+    assert goals_section({**_metadata(), "target": "covid"}) == []
+
+
+def test_the_card_states_each_goal_and_the_new_hospital_goal_it_cannot_measure():
+    section = "\n".join(goals_section(_metadata()))
+    assert "| macro AUC | at least 0.97 | 0.954 | **not reached** |" in section
+    assert "| COVID-19 verdict PPV | at least 0.90 | 0.900 | reached |" in section
+    assert "at most 10% of films given a wrong positive or negative verdict" in section
+    assert "Not measured here" in section
