@@ -102,6 +102,11 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     assert any("whose most probable class was covid19" in c.value for c in at.caption)  # fixture: no threshold rows
     card = [m.value for m in at.markdown if m.value.startswith("# Model card")]
     assert card and "## Known limits" in card[0] and "0.930" in card[0] and "97.5% of 40 non-X-ray" in card[0]
+    # the goals against the fixture's TEST figures, as the card states them
+    goals = [df.value for df in at.dataframe if "goal" in df.value.columns][0].set_index("goal")
+    assert goals.loc["macro AUC", "met"] == "not reached" and goals.loc["macro AUC", "value"] == 0.9
+    assert goals.loc["COVID-19 verdict PPV", "met"] == "not reached"
+    assert any("at most 10% of films given a wrong" in c.value for c in at.caption)
 
 
 def test_models_page_shows_within_source_figures_and_warns_of_another_data_version(env, folders_data):

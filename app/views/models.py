@@ -10,6 +10,7 @@ import ui
 from mean_heatmaps import mean_heatmaps_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import false_covid_calls, shortcut_rows
+from covid_core.goals import NEW_HOSPITAL_GOALS, goal_rows
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.model_summary import (measured_limits, model_facts, overview_row, per_source_rows,
@@ -93,6 +94,14 @@ if within:
 else:
     st.info("This checkpoint holds no within-source figures: regenerate its card with "
             "`python -m covid_core model-card CHECKPOINT --data DATA_DIR`.")
+
+goals = goal_rows(meta)
+if goals:
+    st.subheader("Goals")
+    st.dataframe(pd.DataFrame([{**r, "met": {True: "reached", False: "not reached"}.get(r["met"], "not measured")}
+                               for r in goals]), hide_index=True,
+                 column_config={"value": st.column_config.NumberColumn("TEST", format="%.3f")})
+    st.caption(f"{NEW_HOSPITAL_GOALS} TEST cannot measure this; the Validate page measures it at your hospital.")
 
 per_source = test.get("per_source") or {}
 if per_source:
