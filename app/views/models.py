@@ -10,6 +10,7 @@ import ui
 from mean_heatmaps import mean_heatmaps_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import false_covid_calls, shortcut_rows
+from covid_core.formatting import fixed, pct
 from covid_core.goals import NEW_HOSPITAL_GOALS, goal_rows
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
@@ -89,8 +90,11 @@ if within:
     st.subheader("Disease or hospital? (within-source figures)")
     st.caption("Within one source the hospital, age group and markers are the same for both answers, so only the "
                "lungs can separate them: an AUC near 0.5 means the model reads the source, not the disease.")
-    st.dataframe(pd.DataFrame(within), hide_index=True, width="stretch",
-                 column_config={"AUC / accuracy": st.column_config.NumberColumn(format="%.3f")})
+    # a static table: its long questions wrap, so every figure stays in view in a 1024 px window
+    st.table(pd.DataFrame([{**r, "AUC / accuracy": fixed(r["AUC / accuracy"]),
+                            "positives labelled as such": "" if r["positives labelled as such"] is None
+                            else pct(r["positives labelled as such"])} for r in within])
+             .set_index("split"))
 else:
     st.info("This checkpoint holds no within-source figures: regenerate its card with "
             "`python -m covid_core model-card CHECKPOINT --data DATA_DIR`.")
