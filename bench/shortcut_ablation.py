@@ -138,6 +138,11 @@ def verdict_figures(clf, images: np.ndarray, labels: np.ndarray, familiarity: bo
             "unseen_wrong_positive": float(positive[both & (labels != "covid19")].mean())}
 
 
+def checkpoint_path(name: str, args) -> Path:
+    """Where a row's checkpoint goes: named after its model, budget, seed and row (also its run id)."""
+    return Path(args.work) / f"{args.model}-{args.image_size}-{args.epochs}-s{args.seed}-{name}.pt"
+
+
 def goals_text(names: list[str], args) -> str:
     """Which goals (covid_core.goals) each row's TEST figures miss; the new-hospital goal, which TEST cannot
     measure, is what the leave-one-source-out columns stand in for."""
@@ -146,8 +151,7 @@ def goals_text(names: list[str], args) -> str:
 
     lines = ["Goals on TEST, not reached:"]
     for name in names:
-        checkpoint = Path(args.work) / f"{args.model}-{args.image_size}-{args.epochs}-s{args.seed}-{name}.pt"
-        lines.append(f"- {name}: {unmet_goals_text(load_checkpoint_dict(checkpoint)) or 'none'}")
+        lines.append(f"- {name}: {unmet_goals_text(load_checkpoint_dict(checkpoint_path(name, args))) or 'none'}")
     return "\n".join(lines + [f"New hospital (the leave-one-source-out columns stand in for it): {NEW_HOSPITAL_GOALS}"])
 
 
@@ -206,7 +210,7 @@ def main() -> int:
         p.error(f"unknown rows {unknown}; choose from: {', '.join(ROWS)}")
     rows = {}
     for name in names:
-        checkpoint = Path(args.work) / f"{args.model}-{args.image_size}-{args.epochs}-s{args.seed}-{name}.pt"
+        checkpoint = checkpoint_path(name, args)
         if not checkpoint.is_file():
             train_row(name, args, checkpoint)
         rows[name] = row_figures(checkpoint)
