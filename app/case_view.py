@@ -75,13 +75,15 @@ def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised) -> None:
 
 def heatmap_figures(explanation) -> None:
     e1, e2 = st.columns(2)
-    e1.metric("Share of the highlighted area inside the chest", ui.pct(explanation.thorax_share),
+    e1.metric("Highlight inside the chest", ui.pct(explanation.thorax_share),
               help="Technical: share of the Grad-CAM heatmap's energy inside the estimated thorax. Low values mean the "
                    "model looked at borders, markers or text rather than the lungs.")
     if explanation.faithfulness is not None:
-        e2.metric("Does hiding those areas change the answer?",
-                  f"{'yes' if explanation.faithfulness > 0 else 'no'}: {100 * explanation.faithfulness:+.1f} pts",
-                  help=f"Technical: {explanation.faithfulness_name}, in percentage points of probability.")
+        # the change of the class's probability (the same sign as the warning below): a fall means "yes"
+        e2.metric("Hiding it lowers the call?",
+                  f"{'yes' if explanation.faithfulness > 0 else 'no'}: {100 * -explanation.faithfulness + 0.0:+.1f} pts",
+                  help=f"Technical: {explanation.faithfulness_name}. The change in the probability of the explained "
+                       "class, in percentage points, when the most highlighted pixels are hidden.")
     for w in (explanation.shortcut_warning, explanation.faithfulness_warning):
         if w:
             st.warning(w, icon=":material/warning:")

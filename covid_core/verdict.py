@@ -95,9 +95,10 @@ CALL_WORDS = {
     "positive": "COVID-19-like",
 }
 
-NOT_VALIDATED = ("Not validated at your hospital: the figures below come from public collections (children from "
-                 "one hospital, adults from one US hospital and COVID-19 films from many publications), not from "
-                 "films like yours. Published COVID-19 detectors lost most of their accuracy at new hospitals.")
+NOT_VALIDATED = ("Not validated at your hospital: the measured figures on this page come from public collections "
+                 "(children from one hospital, adults from one US hospital and COVID-19 films from many "
+                 "publications), not from films like yours. Published COVID-19 detectors lost most of their accuracy "
+                 "at new hospitals.")
 
 def validation_statement(site) -> str:
     """Whether the verdicts were checked at this hospital: the site's name and local figures, or NOT_VALIDATED."""

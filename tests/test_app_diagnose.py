@@ -45,8 +45,12 @@ def test_one_image_gives_verdict_heatmap_and_report(weights):
     assert "| sensitivity | 90.0% (9 of 10) |" in text and "| specificity | 75.0% (15 of 20) |" in text
     images = at.get("image")
     assert len(images) == 2  # the original and the Grad-CAM overlay
-    assert any("hiding those areas" in m.label and m.value.endswith(" pts") for m in at.metric)
-    assert any("inside the chest" in m.label for m in at.metric)
+    # the heatmap's two checks; the first words of their labels stay visible in a 1024 px window
+    hiding = [m for m in at.metric if m.label == "Hiding it lowers the call?"][0]
+    answer, change = hiding.value.split(": ")
+    # "yes" exactly when hiding the highlight lowers the probability, shown as the change (the warning's sign)
+    assert (answer == "yes") == change.startswith("-") and change.endswith(" pts")
+    assert any(m.label == "Highlight inside the chest" for m in at.metric)
     # the three-class call in words heads the verdict, and the page says the model was not validated here
     assert any(words in text for words in ("No pneumonia seen", "Pneumonia, not COVID-19-like",
                                            "COVID-19-like pneumonia"))
