@@ -67,6 +67,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     at.number_input(key="train_epochs").set_value(1)
     at.checkbox(key="train_ema").check()
     at.selectbox(key="train_balance").select("none")
+    at.text_input(key="train_holdout").set_value(" nih ")
     at.button[0].click().run()
     assert not at.exception and any("Started run" in s.value for s in at.success)
     [job] = jobs.list_jobs(env / "runs")
@@ -74,6 +75,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
         command = json.loads((job.path / "job.json").read_text())["command"]
         assert command[command.index("--ema-decay") + 1] == "0.99"
         assert command[command.index("--balance") + 1] == "none"
+        assert command[command.index("--holdout-source") + 1] == "nih"
     finally:
         jobs.cancel(job)
 

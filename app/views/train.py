@@ -63,7 +63,9 @@ with st.form("train_form"):
                                  help=tip("augmentation"))
     adversary = c14.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
                                  step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
-    data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
+    c15, c16 = st.columns([3, 1])
+    holdout = c16.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
+    data = c15.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
@@ -78,7 +80,7 @@ if submitted:
                          batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
                          augment=bool(augment), augmentation=augmentation, pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0,
-                         source_adversary=float(adversary), limit=int(limit) or None)
+                         source_adversary=float(adversary), holdout_source=holdout.strip(), limit=int(limit) or None)
     try:
         problems = [folder_error] if folder_error else []
         try:
