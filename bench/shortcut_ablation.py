@@ -104,6 +104,16 @@ def unseen_source_figures(checkpoint: Path, data: str, source: str) -> dict:
     return verdict_figures(clf, images, labels)
 
 
+def not_held_out(clf, checkpoint, source: str) -> str | None:
+    """Why ``source``'s TRAIN films are not unseen by this checkpoint (it was not trained with
+    ``--holdout-source source``), or None when they are."""
+    held_out = (clf.metadata.get("train_config") or {}).get("holdout_source") or None
+    if held_out == source:
+        return None
+    return (f"{checkpoint} was trained {'on every source' if held_out is None else f'without {held_out!r}'}, so "
+            f"{source!r}'s TRAIN films are not unseen; use a checkpoint made with --holdout-source {source}")
+
+
 def unseen_films(clf, data: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """(preprocessed films, labels) of a source's TRAIN split, prepared for ``clf``."""
     from covid_core.cache import load_or_build

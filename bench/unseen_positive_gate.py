@@ -20,25 +20,20 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
-import torch
 
-from shortcut_ablation import unseen_films
+from shortcut_ablation import not_held_out, unseen_films
 
 
 def distances_to_class(clf, images: np.ndarray, class_index: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """(calibrated probabilities NxC, {feature space: N distances to the class mean / that space's threshold}).
-    The familiarity score keeps one mean per training class, in class-index order (``covid_core.ood.fit_ood``)."""
+    """(calibrated probabilities NxC, {feature space: N distances to the class mean / that space's threshold}),
+    from the familiarity score's own per-class distances (``covid_core.ood.class_distances``)."""
     from covid_core.inference import calibrated_probabilities, logits_and_features
+    from covid_core.ood import class_distances
 
     logits, feats = logits_and_features(clf.model, images, clf.preprocess,
                                         spatial_layer=clf.spec.target_layer(clf.model))
-    out = {}
-    for part in clf.ood["parts"]:
-        x = torch.as_tensor(feats[part["name"]], dtype=torch.float32)
-        if "projection" in part:
-            x = (x - part["center"]) @ part["projection"]
-        d = x - part["means"][class_index]
-        out[part["name"]] = (torch.einsum("nd,de,ne->n", d, part["precision"], d) / part["threshold"]).numpy()
+    out = {part["name"]: class_distances(part, feats[part["name"]])[:, class_index] / part["threshold"]
+           for part in clf.ood["parts"]}
     return calibrated_probabilities(logits, clf.temperature), out
 
 
@@ -54,8 +49,9 @@ def main() -> int:
     from covid_core.datasets import load_dataset
 
     clf = load_classifier(args.checkpoint)
-    if (clf.metadata.get("train_config") or {}).get("holdout_source") != args.source:
-        p.error(f"{args.checkpoint} was not trained with --holdout-source {args.source}")
+    problem = not_held_out(clf, args.checkpoint, args.source)
+    if problem:
+        p.error(problem)
     if not clf.ood.get("parts") or "covid19" not in clf.classes:
         p.error("needs a 3-class checkpoint with a current familiarity score")
     covid, threshold = clf.classes.index("covid19"), clf.threshold["value"]

@@ -21,7 +21,7 @@ import json
 import numpy as np
 import torch
 
-from shortcut_ablation import unseen_films, verdict_figures
+from shortcut_ablation import not_held_out, unseen_films, verdict_figures
 
 
 def adapt_batchnorm(model: torch.nn.Module, images: np.ndarray, preprocess, batch_size: int = 64) -> int:
@@ -52,11 +52,9 @@ def main() -> int:
 
     torch.manual_seed(0)
     clf = load_classifier(args.checkpoint)
-    held_out = (clf.metadata.get("train_config") or {}).get("holdout_source")
-    if held_out != args.source:
-        p.error(f"{args.checkpoint} was trained {'on every source' if held_out is None else f'without {held_out!r}'}"
-                f", so {args.source!r}'s TRAIN films are not unseen; use a checkpoint made with --holdout-source "
-                f"{args.source}")
+    problem = not_held_out(clf, args.checkpoint, args.source)
+    if problem:
+        p.error(problem)
     images, labels = unseen_films(clf, args.data, args.source)
     rows = {"as trained, product view (familiarity check on)": verdict_figures(clf, images, labels),
             "as trained, nothing withheld": verdict_figures(clf, images, labels, familiarity=False)}

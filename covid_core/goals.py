@@ -63,6 +63,10 @@ def goal_rows(metadata: dict) -> list[dict]:
     return rows
 
 
+#: Whether a goal is met, in words (``met`` of :func:`goal_rows`: True, False, or None when not measured).
+MET_WORDS = {True: "reached", False: "not reached", None: "not measured"}
+
+
 def unmet_goals_text(metadata: dict) -> str:
-    """'macro AUC 0.954 (goal 0.97); ...' for every goal a checkpoint's TEST figures do not reach ('' if none)."""
+    """'macro AUC 0.954 (at least 0.97); ...' for every goal a checkpoint's TEST figures do not reach ('' if none)."""
     return "; ".join(f"{r['goal']} {r['value']:.3f} ({r['target']})" for r in goal_rows(metadata) if r["met"] is False)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from .formatting import pct as _pct
 
 
-
 def overview_row(entry) -> dict:
     """One catalog entry (:class:`~covid_core.model_catalog.CatalogEntry`) as a row of the overview table: seven
     narrow columns, so that the table fits a 1024 px window (fingerprint and size are in :func:`model_facts`, why a

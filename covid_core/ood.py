@@ -76,13 +76,19 @@ def has_ood(stats: dict) -> bool:
     return bool(stats.get("parts")) or stats.get("means") is not None
 
 
-def _distances(part: dict, features) -> np.ndarray:
+def class_distances(part: dict, features) -> np.ndarray:
+    """N x C: each film's squared Mahalanobis distance to each training class mean of one fitted part (raw, not
+    divided by the part's threshold; means in class-index order)."""
     f = torch.as_tensor(np.asarray(features), dtype=torch.float32)
     if "projection" in part:
         f = (f - part["center"]) @ part["projection"]
     means, precision = part["means"].float(), part["precision"].float()
     d = f[:, None, :] - means[None]  # N x C x D
-    return torch.einsum("ncd,de,nce->nc", d, precision, d).min(1).values.numpy()
+    return torch.einsum("ncd,de,nce->nc", d, precision, d).numpy()
+
+
+def _distances(part: dict, features) -> np.ndarray:
+    return class_distances(part, features).min(1)
 
 
 def ood_scores(stats: dict, features: dict[str, np.ndarray]) -> np.ndarray:

@@ -11,7 +11,7 @@ from mean_heatmaps import mean_heatmaps_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import false_covid_calls, shortcut_rows
 from covid_core.formatting import fixed, pct
-from covid_core.goals import NEW_HOSPITAL_GOALS, goal_rows
+from covid_core.goals import MET_WORDS, NEW_HOSPITAL_GOALS, goal_rows
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.model_summary import (measured_limits, model_facts, overview_row, per_source_rows,
@@ -51,10 +51,9 @@ st.header(entry.label)
 # Architecture and target as text: as metrics their names were cut ("resnet...") in a 1024 px window.
 st.markdown(f"**{meta.get('model_name', '?')}**, target **{meta.get('target', '?')}**")
 c = st.columns(3)
-c[0].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
-c[1].metric("TEST accuracy", ui.pct(test.get("accuracy")))
-c[2].metric("TEST ECE", "n/a" if test.get("ece") is None else f"{test['ece']:.3f}",
-            help="Expected calibration error (lower is better)")
+c[0].metric("TEST macro AUC", fixed(test.get("macro_auc")))
+c[1].metric("TEST accuracy", pct(test.get("accuracy")))
+c[2].metric("TEST ECE", fixed(test.get("ece")), help="Expected calibration error (lower is better)")
 facts = model_facts(entry, classes)
 st.table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
 
@@ -70,7 +69,7 @@ if thr:
     if table:
         st.markdown(table)
     st.caption(f"Chosen on VALIDATION: {thr.get('rule', '?')} (validation sensitivity "
-               f"{ui.pct(thr.get('val_sensitivity'))}, specificity {ui.pct(thr.get('val_specificity'))}).")
+               f"{pct(thr.get('val_sensitivity'))}, specificity {pct(thr.get('val_specificity'))}).")
 
 left, right = st.columns(2)
 roc = metrics.get("test_roc") or {}
@@ -102,8 +101,7 @@ else:
 goals = goal_rows(meta)
 if goals:
     st.subheader("Goals")
-    st.dataframe(pd.DataFrame([{**r, "met": {True: "reached", False: "not reached"}.get(r["met"], "not measured")}
-                               for r in goals]), hide_index=True,
+    st.dataframe(pd.DataFrame([{**r, "met": MET_WORDS[r["met"]]} for r in goals]), hide_index=True,
                  column_config={"value": st.column_config.NumberColumn("TEST", format="%.3f")})
     st.caption(f"{NEW_HOSPITAL_GOALS} TEST cannot measure this; the Validate page measures it at your hospital.")
 
