@@ -10,6 +10,12 @@ Two strengths (``TrainConfig.augmentation``):
   or unsharp masking, Gaussian noise, and erased borders and corners (strips of up to 12% of the side and
   corner boxes, where side markers, "PORTABLE" stamps and text sit).
 
+Independently of the strength, ``amplitude_mix`` (``TrainConfig.amplitude_mix``) gives that share of each batch
+part of another film's Fourier amplitude spectrum, keeping the film's own phase (AmpMix, Xu et al., "A
+Fourier-based Framework for Domain Generalization", CVPR 2021). The phase carries the anatomy and the lesions;
+the amplitude carries much of what a hospital's machines and processing leave on every film (sharpness, noise
+texture, contrast). A network trained this way cannot tell sources apart by that texture alone.
+
 Never flips: left and right matter on a chest film. Uses torch's global generator, so --seed and --resume
 reproduce it. Input and output: float Bx1xSxS in [0, 1].
 """
@@ -112,8 +118,24 @@ def _strong(x01: torch.Tensor) -> torch.Tensor:
     return _erase_borders(x.clamp(0.0, 1.0))
 
 
-def augment_batch(x01: torch.Tensor, strength: str = "light") -> torch.Tensor:
+def mix_amplitude(x01: torch.Tensor, share: float) -> torch.Tensor:
+    """Each image of ``share`` of the batch takes amplitude (1 - lam) A_i + lam A_j, with j another image of the
+    batch and lam uniform in [0, 1], and keeps its own phase; the others are returned unchanged."""
+    b = x01.shape[0]
+    if share <= 0 or b < 2:
+        return x01
+    spectrum = torch.fft.rfft2(x01)
+    amplitude, phase = spectrum.abs(), spectrum.angle()
+    partner = (torch.arange(b) + torch.randint(1, b, (1,))) % b  # a shifted order: never the image itself
+    lam = _uniform(b, 0.0, 1.0, x01.device).view(b, 1, 1, 1)
+    mixed = (1 - lam) * amplitude + lam * amplitude[partner.to(x01.device)]
+    out = torch.fft.irfft2(torch.polar(mixed, phase), s=x01.shape[-2:]).clamp(0.0, 1.0)
+    return torch.where(_some(b, share, x01.device).view(b, 1, 1, 1), out, x01)
+
+
+def augment_batch(x01: torch.Tensor, strength: str = "light", amplitude_mix: float = 0.0) -> torch.Tensor:
     """float Bx1xSxS in [0, 1] -> the same shape in [0, 1], a different draw per image (see the module doc)."""
+    x01 = mix_amplitude(x01, amplitude_mix)
     if strength == "strong":
         return _strong(x01)
     if strength != "light":

@@ -32,6 +32,7 @@ class TrainConfig:
     equalize: str = "none"
     augment: bool = True
     augmentation: str = "light"
+    amplitude_mix: float = 0.0
     pretrained: str = "none"
     freeze_epochs: int = 0
     seed: int = 0
@@ -63,6 +64,7 @@ class TrainConfig:
             (self.equalize in EQUALIZE_CHOICES, f"equalize must be one of: {', '.join(EQUALIZE_CHOICES)}"),
             (self.augmentation in AUGMENTATION_CHOICES,
              f"augmentation must be one of: {', '.join(AUGMENTATION_CHOICES)}"),
+            (0 <= self.amplitude_mix <= 1, "amplitude mix must be a share from 0 (off) to 1"),
             (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
@@ -125,6 +127,9 @@ TRAIN_FLAGS = (
     Flag("augmentation", "--augmentation", "light: small geometry and contrast changes; strong: also gamma, "
                                            "blur/sharpen, noise, lost resolution and erased borders and corners "
                                            "(where hospital markers sit)", choices=AUGMENTATION_CHOICES),
+    Flag("amplitude_mix", "--amplitude-mix", "share of each batch that takes part of another film's Fourier "
+                                             "amplitude spectrum, keeping its own phase (AmpMix), so sharpness, "
+                                             "noise and contrast texture cannot name the hospital; 0 = off", float),
     Flag("pretrained", "--pretrained", "start from torchvision ImageNet weights (downloaded, or from the torch hub "
                                        "cache)", choices=("none", "imagenet")),
     Flag("freeze_epochs", "--freeze-epochs", "train only the head for the first N epochs", int),
