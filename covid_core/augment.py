@@ -118,18 +118,23 @@ def _strong(x01: torch.Tensor) -> torch.Tensor:
     return _erase_borders(x.clamp(0.0, 1.0))
 
 
+def blend_amplitude(x01: torch.Tensor, donors01: torch.Tensor, lam: torch.Tensor | float) -> torch.Tensor:
+    """Bx1xSxS films with amplitude spectrum (1 - lam) A_film + lam A_donor and their own phase, in [0, 1]
+    (lam: a number or B values; 1 gives each film its donor's amplitude whole)."""
+    spectrum = torch.fft.rfft2(x01)
+    lam = torch.as_tensor(lam, dtype=x01.dtype, device=x01.device).reshape(-1, 1, 1, 1)
+    mixed = (1 - lam) * spectrum.abs() + lam * torch.fft.rfft2(donors01).abs()
+    return torch.fft.irfft2(torch.polar(mixed, spectrum.angle()), s=x01.shape[-2:]).clamp(0.0, 1.0)
+
+
 def mix_amplitude(x01: torch.Tensor, share: float) -> torch.Tensor:
     """Each image of ``share`` of the batch takes amplitude (1 - lam) A_i + lam A_j, with j another image of the
     batch and lam uniform in [0, 1], and keeps its own phase; the others are returned unchanged."""
     b = x01.shape[0]
     if share <= 0 or b < 2:
         return x01
-    spectrum = torch.fft.rfft2(x01)
-    amplitude, phase = spectrum.abs(), spectrum.angle()
     partner = (torch.arange(b) + torch.randint(1, b, (1,))) % b  # a shifted order: never the image itself
-    lam = _uniform(b, 0.0, 1.0, x01.device).view(b, 1, 1, 1)
-    mixed = (1 - lam) * amplitude + lam * amplitude[partner.to(x01.device)]
-    out = torch.fft.irfft2(torch.polar(mixed, phase), s=x01.shape[-2:]).clamp(0.0, 1.0)
+    out = blend_amplitude(x01, x01[partner.to(x01.device)], _uniform(b, 0.0, 1.0, x01.device))
     return torch.where(_some(b, share, x01.device).view(b, 1, 1, 1), out, x01)
 
 

@@ -203,6 +203,40 @@ def test_batched_augmentation_is_small_random_and_never_flips():
     assert torch.equal(augment_batch(x.clone()), out)  # and the seed reproduces it
 
 
+def test_amplitude_mix_gives_a_film_another_films_texture_and_keeps_its_anatomy():
+    import torch
+
+    from covid_core.augment import mix_amplitude
+
+    def high_frequency_energy(x):
+        return torch.fft.rfft2(x).abs()[..., 20:].pow(2).sum((1, 2, 3))  # the finest columns
+
+    smooth = torch.zeros(1, 1, 48, 48)
+    smooth[:, :, 10:38, 4:18] = 0.8  # a smooth film with a bright block on the LEFT side
+    striped = torch.full((1, 1, 48, 48), 0.5)
+    striped[..., ::2] += 0.3  # a film of fine texture only
+    x = torch.cat([smooth.repeat(8, 1, 1, 1), striped.repeat(8, 1, 1, 1)])
+    torch.manual_seed(0)
+    out = mix_amplitude(x.clone(), share=1.0)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    smooth_out = out[:8]
+    # the smooth films that drew a striped partner took its fine texture...
+    gained = high_frequency_energy(smooth_out) > 10 * high_frequency_energy(smooth).item() + 1e-3
+    assert gained.any()
+    # ...and kept their own anatomy: the block is still on the left
+    left, right = smooth_out[..., :24].mean((1, 2, 3)), smooth_out[..., 24:].mean((1, 2, 3))
+    assert (left - right > 0.03).all()
+    assert torch.equal(mix_amplitude(x.clone(), share=0.0), x)  # off: unchanged
+    assert torch.equal(mix_amplitude(x[:1].clone(), share=1.0), x[:1])  # a single film has no partner
+    torch.manual_seed(0)
+    assert torch.equal(mix_amplitude(x.clone(), share=1.0), out)  # the seed reproduces it
+
+
+def test_amplitude_mix_share_is_checked():
+    with pytest.raises(ConfigError, match="amplitude mix must be a share from 0"):
+        TrainConfig(data="x", amplitude_mix=1.5).validate()
+
+
 @pytest.mark.parametrize("model_name", list_models())
 def test_the_smallest_run_the_train_form_allows_finishes_for_every_architecture(model_name, folder_dataset, tmp_path):
     """8 images per split, 1 epoch: the familiarity fit has fewer films than feature dimensions and must cope."""
