@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from .metrics import binary_auc
+from .shortcuts import SWAP_WORDS
 from .targets import COVID_CLASS
 
 
@@ -92,15 +93,39 @@ def false_covid_calls(metadata: dict) -> tuple[list[dict], bool]:
     return covid_calls_by_source(per_source, COVID_CLASS.get(metadata.get("target"))), False
 
 
+#: What the texture-swap rows of :func:`shortcut_rows` mean, for a reader of the card and the Models page.
+TEXTURE_SWAP_NOTE = ("The texture-swap rows give TEST films the Fourier amplitude spectrum of another film (its "
+                     "hospital's sharpness, noise, contrast and framing) and keep their own phase (anatomy, lesions): "
+                     "a model that reads the lungs calls about the same share positive whatever the donor film, and "
+                     "the donor from the films' own group is the control.")
+
+
+def texture_swap_warning(metadata: dict) -> str | None:
+    """A sentence for a reader when NIH adult normals given another source's amplitude spectrum were called
+    COVID-19 positive at least 10 points more often than with another NIH normal's (the control); else None."""
+    rows = {(r["films"], r["donor"]): r for r in (metadata.get("card") or {}).get("texture_swap") or []}
+    control = rows.get(("NIH normal", "NIH normal"))
+    foreign = [r for (films, donor), r in rows.items() if films == "NIH normal" and donor != "NIH normal"]
+    if not control or not foreign or max(r["swapped"] for r in foreign) < control["swapped"] + 0.10:
+        return None
+    worst = max(foreign, key=lambda r: r["swapped"])
+    return (f"On TEST, normal adult films from NIH were called COVID-19 positive {100 * worst['as_is']:.0f}% of the "
+            f"time as they are, {100 * control['swapped']:.0f}% with the image texture of another NIH normal film "
+            f"and {100 * worst['swapped']:.0f}% with that of a {SWAP_WORDS[worst['donor']]} film (the texture is "
+            "the film's Fourier amplitude spectrum; its phase, which holds the anatomy, was kept): a film that looks "
+            "unlike those of the training hospitals is often called COVID-19 positive even when its lungs are "
+            "normal.")
+
+
 def shortcut_rows(metadata: dict) -> list[dict]:
     """The within-source AUCs and the source probe of a checkpoint (see covid_core.shortcuts), VALIDATION then
-    TEST, as rows {"split", "question", "AUC / accuracy", "films", "positives labelled as such"}: the card and
-    the Models page show the same table."""
+    TEST, then the texture swaps stored by ``model-card --data``, as rows {"split", "question", "figure", "films",
+    "positives labelled as such"}: the card and the Models page show the same table."""
     rows = []
     for split, metrics in (("VALIDATION", (metadata.get("metrics") or {}).get("val")), ("TEST", metrics_on_test(metadata))):
         shortcuts = (metrics or {}).get("shortcuts") or {}
         for q in (shortcuts.get("within_source") or {}).values():
-            rows.append({"split": split, "question": q["description"], "AUC / accuracy": q["auc"],
+            rows.append({"split": split, "question": q["description"], "figure": q["auc"],
                          "films": f"{q['n_negative']} / {q['n_positive']}",
                          "positives labelled as such": q.get("positive_called")})
         probe = shortcuts.get("source_probe")
@@ -108,6 +133,13 @@ def shortcut_rows(metadata: dict) -> list[dict]:
             rows.append({"split": split, "question": f"source probe: naming the source ({', '.join(probe['sources'])}) "
                                                      f"from the penultimate features (lower is better; majority "
                                                      f"share {probe['majority_share']:.3f})",
-                         "AUC / accuracy": probe["accuracy"], "films": str(probe["n"]),
+                         "figure": probe["accuracy"], "films": str(probe["n"]),
                          "positives labelled as such": None})
+    for r in (metadata.get("card") or {}).get("texture_swap") or []:
+        films, donor = SWAP_WORDS[r["films"]], SWAP_WORDS[r["donor"]]
+        donor = f"another {donor}" if r["films"] == r["donor"] else f"{'an' if donor[0] in 'AEINO' else 'a'} {donor}"
+        rows.append({"split": "TEST", "question": f"texture swap: {films} films given the amplitude spectrum of "
+                                                  f"{donor} film, own phase kept: share called COVID-19 positive "
+                                                  f"(as they are: {r['as_is']:.3f})",
+                     "figure": r["swapped"], "films": str(r["n"]), "positives labelled as such": None})
     return rows

@@ -11,6 +11,10 @@ well by recognising the source. Two measures expose that:
 - :func:`source_probe`: the accuracy of a linear probe that predicts the SOURCE from the
   model's penultimate features, cross-validated by patient. High accuracy means the features
   carry the hospital; lower is better (the majority share is the floor).
+- :func:`texture_swap`: TEST films of one group given the Fourier amplitude spectrum of a film
+  from another group, their own phase kept (the anatomy and any lesion stay; the sharpness, noise,
+  contrast and framing of the donor's machine and hospital come in), and the share of them called
+  COVID-19 positive. A donor from the film's own group is the control.
 """
 
 from __future__ import annotations
@@ -122,3 +126,64 @@ def shortcut_report(table: pd.DataFrame, probs: np.ndarray, classes, features: n
         patients = table["patient"].to_numpy() if "patient" in table.columns else None
         probe = source_probe(features, table["source"].to_numpy(), patients)
     return {"within_source": within_source_aucs(table, probs, classes), "source_probe": probe}
+
+
+#: Groups of TEST films for :func:`texture_swap`: name -> (sources, class).
+SWAP_GROUPS = {
+    "NIH normal": (("nih",), "normal"),
+    "NIH pneumonia": (("nih",), "pneumonia"),
+    "Kermany normal": (("kermany",), "normal"),
+    "COVID-19": (("cohen", "figure1"), "covid19"),
+}
+#: (films, donor) pairs that the model card measures: an adult normal given another source's look, and a
+#: COVID-19 film given an NIH normal's, each with its own group's donor as the control.
+CARD_SWAPS = (("NIH normal", "NIH normal"), ("NIH normal", "Kermany normal"), ("NIH normal", "COVID-19"),
+              ("COVID-19", "COVID-19"), ("COVID-19", "NIH normal"))
+SWAP_WORDS = {"NIH normal": "NIH adult normal", "NIH pneumonia": "NIH adult pneumonia",
+              "Kermany normal": "Kermany child normal", "COVID-19": "COVID-19"}
+
+
+def swap_group(table: pd.DataFrame, name: str) -> np.ndarray:
+    """Row positions of ``table`` in the SWAP_GROUPS group ``name``."""
+    sources, label = SWAP_GROUPS[name]
+    return np.flatnonzero(table["source"].isin(sources).to_numpy() & (table["label"].to_numpy() == label))
+
+
+def with_donor_amplitude(films: np.ndarray, donors: np.ndarray) -> np.ndarray:
+    """uint8 NxSxS films with the amplitude spectra of uint8 NxSxS donors, each keeping its own phase."""
+    import torch
+
+    from .augment import blend_amplitude
+
+    x = torch.from_numpy(np.asarray(films)).float().div(255)[:, None]
+    d = torch.from_numpy(np.asarray(donors)).float().div(255)[:, None]
+    return (blend_amplitude(x, d, 1.0)[:, 0] * 255).round().byte().numpy()
+
+
+def texture_swap(classifier, table: pd.DataFrame, images: np.ndarray, pairs=CARD_SWAPS, seed: int = 0) -> list[dict]:
+    """For each (films, donor) pair of SWAP_GROUPS names: {"films", "donor", "n", "as_is", "swapped"}, the shares
+    of the films called COVID-19 positive at the classifier's threshold as they are and with a donor film's
+    amplitude spectrum (a donor drawn from the donor group, never the film itself). ``table``: TEST rows with
+    "source" and "label"; ``images``: their uint8 model-space pixels. Empty without a COVID-19 threshold or
+    sources; a pair whose groups have no film (or a donor group of one film, the film itself) is left out."""
+    from .inference import predict_pixels
+
+    covid = (classifier.threshold or {}).get("class")
+    if covid not in classifier.classes or "source" not in table.columns:
+        return []
+
+    def positive(films):
+        probs, _ = predict_pixels(classifier, films)
+        return float(np.mean(probs[:, classifier.classes.index(covid)] >= classifier.threshold["value"]))
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, donor in pairs:
+        members, pool = swap_group(table, group), swap_group(table, donor)
+        if not len(members) or not len(pool) or (group == donor and len(pool) < 2):
+            continue
+        picks = np.array([rng.choice(pool[pool != m]) for m in members])
+        films = images[members]
+        rows.append({"films": group, "donor": donor, "n": int(len(members)), "as_is": positive(films),
+                     "swapped": positive(with_donor_amplitude(films, images[picks]))})
+    return rows

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .evaluation import false_covid_calls, metrics_on_test
+from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
 from .formatting import pct as _pct
 from .targets import COVID_CLASS
 
@@ -176,8 +176,9 @@ def verdict_limits(prediction, metadata: dict, threshold: dict) -> list[str]:
     if prediction.ood_flagged or prediction.covid_positive is None:
         return []
     if prediction.covid_positive:
+        texture = texture_swap_warning(metadata)
         return positive_verdict_limits(metadata, threshold) + [
             "The films behind these figures come from few hospitals. At a hospital the model never saw, normal "
-            "adult films can be called COVID-19 positive far more often."]
+            "adult films can be called COVID-19 positive far more often."] + ([texture] if texture else [])
     return negative_verdict_limits(metadata, threshold)
 

@@ -9,7 +9,7 @@ import streamlit as st
 import ui
 from mean_heatmaps import mean_heatmaps_section
 from covid_core.cards.classifier import card_markdown
-from covid_core.evaluation import false_covid_calls, shortcut_rows
+from covid_core.evaluation import TEXTURE_SWAP_NOTE, false_covid_calls, shortcut_rows
 from covid_core.formatting import fixed, pct
 from covid_core.goals import MET_WORDS, NEW_HOSPITAL_GOALS, goal_rows
 from covid_core.model_catalog import source_confounds, weights_dir
@@ -88,9 +88,10 @@ within = shortcut_rows(meta)
 if within:
     st.subheader("Disease or hospital? (within-source figures)")
     st.caption("Within one source the hospital, age group and markers are the same for both answers, so only the "
-               "lungs can separate them: an AUC near 0.5 means the model reads the source, not the disease.")
+               "lungs can separate them: an AUC near 0.5 means the model reads the source, not the disease. "
+               + TEXTURE_SWAP_NOTE)
     # a static table: its long questions wrap, so every figure stays in view in a 1024 px window
-    st.table(pd.DataFrame([{**r, "AUC / accuracy": fixed(r["AUC / accuracy"]),
+    st.table(pd.DataFrame([{**r, "figure": fixed(r["figure"]),
                             "positives labelled as such": "" if r["positives labelled as such"] is None
                             else pct(r["positives labelled as such"])} for r in within])
              .set_index("split"))

@@ -11,7 +11,7 @@ import shlex
 
 import numpy as np
 
-from ..evaluation import covid_calls_by_source, shortcut_rows
+from ..evaluation import TEXTURE_SWAP_NOTE, covid_calls_by_source, shortcut_rows, texture_swap_warning
 from ..goals import MET_WORDS, NEW_HOSPITAL_GOALS, goal_rows
 from ..targets import COVID_CLASS
 from ..formatting import fixed, pct
@@ -137,16 +137,20 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
         if positive:
             lines += ["", "Non-COVID films given a COVID-19 positive verdict at the operating threshold (the false "
                           "positives behind PPV): " + "; ".join(positive) + "."]
-    rows = [f"| {r['split']} | {r['question']} | {fixed(r['AUC / accuracy'])} | {r['films']}"
+    rows = [f"| {r['split']} | {r['question']} | {fixed(r['figure'])} | {r['films']}"
             + ("" if r["positives labelled as such"] is None else
                f"; {pct(r['positives labelled as such'])} of the positives labelled as such") + " |"
             for r in shortcut_rows(ckpt)]
     if rows:
         lines += ["", "## Disease or hospital? (within-source figures)",
                   "Within one source the hospital, age group and markers are the same for both answers, so only the "
-                  "lungs can separate them. AUCs near 0.5 mean the model reads the source, not the disease.", "",
-                  "| split | question | AUC / accuracy | films (negative / positive) |", "| --- | --- | --- | --- |",
+                  "lungs can separate them. AUCs near 0.5 mean the model reads the source, not the disease. "
+                  + TEXTURE_SWAP_NOTE, "",
+                  "| split | question | figure | films (negative / positive) |", "| --- | --- | --- | --- |",
                   *rows]
+        texture = texture_swap_warning(ckpt)
+        if texture:
+            lines += ["", f"**Texture shortcut.** {texture}"]
     lines += goals_section(ckpt)
     thorax = card.get("thorax_share")
     if thorax:

@@ -1,7 +1,7 @@
 """Write a classifier's model card (weights/<name>.md) from its checkpoint's metadata.
 
 With --data, first re-evaluates TEST (as `evaluate` does), adds the normal-vs-pneumonia analysis, per-source
-results and the per-class Grad-CAM thorax share, and stores them in the checkpoint under `card`; the TEST rates
+results, the texture swaps (covid_core.shortcuts.texture_swap) and the per-class Grad-CAM thorax share, and stores them in the checkpoint under `card`; the TEST rates
 at the operating threshold (`threshold.test`) are refreshed from the same evaluation, with their counts.
 """
 
@@ -34,6 +34,13 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
         covid = threshold["class"]
         card["covid_calls_at_threshold"] = covid_calls_at_threshold(
             table, probs[:, metrics["classes"].index(covid)], threshold["value"], covid)
+        if "source" in table.columns:
+            from ..cache import load_or_build
+            from ..shortcuts import texture_swap
+
+            test = table.reset_index(drop=True)
+            images = load_or_build(test["path"].tolist(), classifier.preprocess, progress=False)
+            card["texture_swap"] = texture_swap(classifier, test, images)
     shares = mean_heatmaps_and_thorax_share(classifier, data, split="test", limit=cam_limit).thorax_share
     card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
     card["thorax_n"], card["thorax_sample"] = cam_limit, "seeded random"
