@@ -111,6 +111,28 @@ def start_training(config: TrainConfig, task: str = "classify", runs_dir: str | 
                           "folder") from None
 
 
+def start_from_form(config: TrainConfig, data: str, task: str = "classify") -> Job:
+    """The Train form's start: the data folder (which must lie under an allowed data root) becomes
+    ``config.data``, then :func:`start_training`. Every problem of the folder and the values is raised at once, in
+    one ConfigError, so a form is fixed in one go; nothing is started then."""
+    from .data_roots import check_data_folder
+    from .errors import CovidCoreError
+
+    problems = []
+    try:
+        config.data = str(check_data_folder(data))
+    except CovidCoreError as exc:
+        config.data = ""
+        problems.append(str(exc))
+    try:
+        config.validate()
+    except ConfigError as exc:
+        problems.insert(0, str(exc))
+    if problems:
+        raise ConfigError("; ".join(problems))
+    return start_training(config, task=task)
+
+
 def max_active_jobs() -> int:
     """How many training jobs may run at once: $COVID_XRAY_MAX_JOBS, default 1 (2 CPU cores are
     saturated by one run; two torch processes on them thrash each other), or one per GPU."""

@@ -9,8 +9,7 @@ import streamlit as st
 
 import ui
 from covid_core import jobs
-from covid_core.data_roots import check_data_folder
-from covid_core.errors import ConfigError, CovidCoreError
+from covid_core.errors import CovidCoreError
 from covid_core.augment import AUGMENTATION_CHOICES
 from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
 from covid_core.model_charts import training_curves
@@ -49,11 +48,13 @@ with st.form("train_form"):
                          key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
                                  key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
-    c8, c9, c10 = st.columns(3)
+    c8, c9, c10, c17 = st.columns(4)
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
     ema = c9.checkbox("Weight averaging (EMA)", value=False, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
     pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
+    amplitude = c17.number_input("Amplitude mix (share)", min_value=0.0, max_value=1.0, value=D.amplitude_mix, step=0.1,
+                                 key="train_amplitude", help=tip("amplitude_mix", "Classifier only. "))
     c11, c12, c13, c14 = st.columns(4)
     limit = c11.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
                              help=tip("limit", "0 for all, or at least 8. "))
@@ -70,26 +71,13 @@ with st.form("train_form"):
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:
+    config = TrainConfig(target=target, model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
+                         image_size=int(image_size) or None, augment=bool(augment), augmentation=augmentation,
+                         amplitude_mix=float(amplitude), pretrained="imagenet" if pretrained else "none",
+                         balance=balance, ema_decay=EMA_DECAY if ema else 0.0, source_adversary=float(adversary),
+                         holdout_source=holdout.strip(), limit=int(limit) or None)
     try:
-        folder = str(check_data_folder(data))
-    except CovidCoreError as exc:
-        folder, folder_error = "", str(exc)
-    else:
-        folder_error = None
-    config = TrainConfig(data=folder, target=target, model=model, epochs=int(epochs),
-                         batch_size=int(batch_size), lr=float(lr), image_size=int(image_size) or None,
-                         augment=bool(augment), augmentation=augmentation, pretrained="imagenet" if pretrained else "none",
-                         balance=balance, ema_decay=EMA_DECAY if ema else 0.0,
-                         source_adversary=float(adversary), holdout_source=holdout.strip(), limit=int(limit) or None)
-    try:
-        problems = [folder_error] if folder_error else []
-        try:
-            config.validate()
-        except ConfigError as exc:
-            problems.insert(0, str(exc))
-        if problems:  # every value's problem at once, the folder's among them
-            raise ConfigError("; ".join(problems))
-        job = jobs.start_training(config, task=task)
+        job = jobs.start_from_form(config, data, task)
     except CovidCoreError as exc:
         st.error(f"Not started: {exc}", icon=":material/block:")
     except Exception as exc:  # never a traceback with server paths in the browser
