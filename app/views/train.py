@@ -48,13 +48,11 @@ with st.form("train_form"):
                          key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
                                  key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
-    c8, c9, c10, c17 = st.columns(4)
+    c8, c9, c10 = st.columns(3)
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
     ema = c9.checkbox("Weight averaging (EMA)", value=False, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
     pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
-    amplitude = c17.number_input("Amplitude mix (share)", min_value=0.0, max_value=1.0, value=D.amplitude_mix, step=0.1,
-                                 key="train_amplitude", help=tip("amplitude_mix", "Classifier only. "))
     c11, c12, c13, c14 = st.columns(4)
     limit = c11.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
                              help=tip("limit", "0 for all, or at least 8. "))
@@ -64,8 +62,10 @@ with st.form("train_form"):
                                  help=tip("augmentation"))
     adversary = c14.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
                                  step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
-    c15, c16 = st.columns([3, 1])
+    c15, c16, c17 = st.columns([2, 1, 1])
     holdout = c16.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
+    amplitude = c17.number_input("Amplitude mix (share)", min_value=0.0, max_value=1.0, value=D.amplitude_mix, step=0.1,
+                                 key="train_amplitude", help=tip("amplitude_mix", "Classifier only. "))
     data = c15.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
