@@ -14,7 +14,8 @@ Independently of the strength, ``amplitude_mix`` (``TrainConfig.amplitude_mix``)
 part of another film's Fourier amplitude spectrum, keeping the film's own phase (AmpMix, Xu et al., "A
 Fourier-based Framework for Domain Generalization", CVPR 2021). The phase carries the anatomy and the lesions;
 the amplitude carries much of what a hospital's machines and processing leave on every film (sharpness, noise
-texture, contrast). A network trained this way cannot tell sources apart by that texture alone.
+texture, contrast); mixing it is meant to keep a network from telling sources apart by that texture.
+docs/shortcuts.md measures how far it does.
 
 Never flips: left and right matter on a chest film. Uses torch's global generator, so --seed and --resume
 reproduce it. Input and output: float Bx1xSxS in [0, 1].

@@ -1,8 +1,9 @@
 """Write a classifier's model card (weights/<name>.md) from its checkpoint's metadata.
 
 With --data, first re-evaluates TEST (as `evaluate` does), adds the normal-vs-pneumonia analysis, per-source
-results, the texture swaps (covid_core.shortcuts.texture_swap) and the per-class Grad-CAM thorax share, and stores them in the checkpoint under `card`; the TEST rates
-at the operating threshold (`threshold.test`) are refreshed from the same evaluation, with their counts.
+results, the texture swaps (covid_core.shortcuts.texture_swap) and the per-class Grad-CAM thorax share, and
+stores them in the checkpoint under `card`; the TEST rates at the operating threshold (`threshold.test`) are
+refreshed from the same evaluation, with their counts.
 """
 
 from __future__ import annotations
