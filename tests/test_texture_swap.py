@@ -71,3 +71,24 @@ def test_a_positive_verdict_carries_the_texture_warning():
     positive = SimpleNamespace(ood_flagged=False, covid_positive=True)
     assert any("Kermany child normal" in s for s in verdict_limits(positive, {"target": "3class", **_card(0.1, 0.7)}, {}))
     assert not any("Kermany" in s for s in verdict_limits(positive, {"target": "3class", **_card(0.1, 0.15)}, {}))
+
+
+def test_a_finished_training_run_stores_its_texture_swaps_for_its_card(folder_dataset, tmp_path):
+    from covid_core import training
+    from covid_core.checkpoint import load_checkpoint_dict
+    from covid_core.evaluation import shortcut_rows
+    from covid_core.training import TrainConfig
+
+    files = sorted(p.name for p in folder_dataset.rglob("*.png"))
+    pd.DataFrame({"X_ray_image_name": files,
+                  "source": ["cohen" if f.startswith("covid19") else "nih" for f in files],
+                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
+    config = TrainConfig(data=str(folder_dataset), model="cnn", epochs=1, batch_size=8, image_size=32,
+                         augment=False, val_fraction=0.2, runs_dir=str(tmp_path / "runs"))
+    ckpt = load_checkpoint_dict(training.run(config, progress=False))
+    swaps = ckpt["card"]["texture_swap"]
+    # no Kermany film here, so the pairs with a Kermany donor are left out
+    assert [(r["films"], r["donor"]) for r in swaps] == [("NIH normal", "NIH normal"), ("NIH normal", "COVID-19"),
+                                                          ("COVID-19", "COVID-19"), ("COVID-19", "NIH normal")]
+    assert all(r["n"] == 4 for r in swaps)  # the four TEST films of each class
+    assert sum("texture swap" in r["question"] for r in shortcut_rows(ckpt)) == 4

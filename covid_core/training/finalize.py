@@ -1,5 +1,5 @@
 """After the last epoch: calibrate, choose the COVID-19 threshold, fit the familiarity score, score TEST
-and the shortcut figures, and write them into the best checkpoint."""
+and the shortcut figures (texture swaps included), and write them into the best checkpoint."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..checkpoint import atomic_save, load_checkpoint_dict
+from ..checkpoint import Classifier, atomic_save, load_checkpoint_dict
 from ..evaluation import per_source_metrics
 from ..inference import calibrated_probabilities, logits_and_features
 from ..metrics import choose_threshold, classification_metrics, fit_temperature, rates_at_threshold, roc_points
@@ -17,7 +17,7 @@ from ..models import build_model, get_spec
 from ..ood import fit_ood
 from ..preprocess import PreprocessConfig
 from ..runs import RunDir, hardware_description
-from ..shortcuts import shortcut_report
+from ..shortcuts import shortcut_report, texture_swap
 from ..targets import COVID_CLASS
 from .config import TrainConfig
 from .loop import evaluate
@@ -89,6 +89,12 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
             threshold["test"] = rates_at_threshold(labels[idx["test"]] == ci, test_probs[:, ci], threshold["value"])
         metrics["test"] = test_metrics
         metrics["test_roc"] = roc_points(labels[idx["test"]], test_probs, classes)
+        swaps = texture_swap(Classifier(model=model.eval(), spec=get_spec(config.model), classes=tuple(classes),
+                                        target=config.target, preprocess=pre, temperature=temperature,
+                                        threshold=threshold, ood=ood),
+                             test_table.reset_index(drop=True), images[idx["test"]])
+        if swaps:  # where `model-card --data` keeps them, so a new run's card and Models page show them too
+            ckpt["card"] = {**(ckpt.get("card") or {}), "texture_swap": swaps}
     finalize_s = time.time() - finalize_started
     training_time_s += finalize_s
     timing = {"prepare_s": None if prepare_s is None else round(prepare_s, 1), "finalize_s": round(finalize_s, 1),
