@@ -177,13 +177,15 @@ def texture_swap(classifier, table: pd.DataFrame, images: np.ndarray, pairs=CARD
         return float(np.mean(probs[:, classifier.classes.index(covid)] >= classifier.threshold["value"]))
 
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, as_is = [], {}  # a group's share as it is, scored once however many donors it is paired with
     for group, donor in pairs:
         members, pool = swap_group(table, group), swap_group(table, donor)
         if not len(members) or not len(pool) or (group == donor and len(pool) < 2):
             continue
         picks = np.array([rng.choice(pool[pool != m]) for m in members])
         films = images[members]
-        rows.append({"films": group, "donor": donor, "n": int(len(members)), "as_is": positive(films),
+        if group not in as_is:
+            as_is[group] = positive(films)
+        rows.append({"films": group, "donor": donor, "n": int(len(members)), "as_is": as_is[group],
                      "swapped": positive(with_donor_amplitude(films, images[picks]))})
     return rows
