@@ -105,7 +105,7 @@ def probability_chart(prediction) -> go.Figure:
 
 def verdict_and_limits(prediction, classifier) -> None:
     headline_card(prediction, validated=classifier.site is not None)
-    if prediction.ood_flagged:
+    if prediction.withheld:
         st.warning(withheld_reason(prediction), icon=":material/help:")
         return
     threshold = classifier.threshold or {}
@@ -115,12 +115,12 @@ def verdict_and_limits(prediction, classifier) -> None:
 
 def details(case, classifier, key: str) -> None:
     prediction = case.prediction
-    label = ("Raw model output (for researchers: not a finding)" if prediction.ood_flagged
+    label = ("Raw model output (for researchers: not a finding)" if prediction.withheld
              else "Details: probabilities and measured rates")
     with st.expander(label, expanded=False):
         st.plotly_chart(probability_chart(prediction), key=f"probs_{key}", config={"displayModeBar": False})
         threshold = classifier.threshold or {}
-        if prediction.threshold is not None and not prediction.ood_flagged:
+        if prediction.threshold is not None and not prediction.withheld:
             table = ui.rates_table(threshold.get("test") or {}, emphasis=VERDICT_RATE.get(prediction.covid_call))
             if table:
                 st.markdown(table)

@@ -42,9 +42,10 @@ def optional_module(name: str):
 
 
 @st.cache_resource(show_spinner="Loading model...", max_entries=4)
-def cached_classifier(path: str, mtime_ns: int, site: str | None = None, site_mtime_ns: int = 0):
+def cached_classifier(path: str, mtime_ns: int, site: str | None = None, site_mtime_ns: int = 0,
+                      verdicts_unvalidated: bool = False):
     """Loaded once per checkpoint (and site file) version: the mtimes in the key reload a changed file."""
-    return load_classifier_at_site(path, site=site)
+    return load_classifier_at_site(path, site=site, verdicts_unvalidated=verdicts_unvalidated)
 
 
 @st.cache_resource
@@ -54,16 +55,17 @@ def case_cache() -> ByteCappedCache:
     return ByteCappedCache(int(float(os.environ.get("COVID_XRAY_CACHE_MB", "512")) * 2**20))
 
 
-def classifier_for(entry: CatalogEntry):
+def classifier_for(entry: CatalogEntry, verdicts_unvalidated: bool = False):
     """The entry's classifier with its active site file applied (``<name>.site.json`` beside it); a site file
-    that does not fit is reported on the page and left out."""
+    that does not fit is reported on the page and left out. Without a site file its COVID-19 verdicts are withheld
+    unless ``verdicts_unvalidated`` (research use)."""
     site = site_file_for(entry.path)
     if site is not None:
         try:
             return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns, str(site), site.stat().st_mtime_ns)
         except CovidCoreError as exc:
             st.warning(f"The site file `{site.name}` was not applied: {exc}", icon=":material/domain_disabled:")
-    return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)
+    return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns, verdicts_unvalidated=verdicts_unvalidated)
 
 
 @st.cache_resource(show_spinner="Loading the denoising autoencoder...", max_entries=2)

@@ -127,6 +127,9 @@ class Classifier:
     metadata: dict = field(default_factory=dict)
     path: str = ""
     site: object = None  # a covid_core.site.Site when a site file is applied (its operating point, calibration...)
+    # Research use: give COVID-19 verdicts although no site file validates the model here (see
+    # covid_core.inference.verdict_needs_site); off, such verdicts are withheld.
+    verdicts_unvalidated: bool = False
 
     @property
     def device(self) -> torch.device:

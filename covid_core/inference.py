@@ -23,6 +23,7 @@ from .targets import COVID_CLASS
 
 
 VERDICT_WITHHELD = "No verdict: the image is unlike the training X-rays"
+VERDICT_NOT_VALIDATED = "No verdict: the model is not validated at this hospital"
 
 
 @dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
@@ -32,6 +33,8 @@ class Prediction:
     probabilities: {class: calibrated probability}; label: the most probable class.
     covid_positive: the COVID-19 verdict at the stored threshold (None if the target has no COVID class).
     ood_score / ood_flagged: familiarity of the image to the training data (see :mod:`covid_core.ood`).
+    not_validated: no verdict is given because no site file validates this COVID-19 model at the user's hospital
+    (see :func:`verdict_needs_site`); the probabilities and ``covid_positive`` stay the model's raw output.
     pixels_u8: uint8 SxS model-space image; geometry maps model space back to the original.
     """
 
@@ -45,14 +48,21 @@ class Prediction:
     pixels_u8: np.ndarray
     geometry: Geometry
     warnings: list[str] = field(default_factory=list)
+    not_validated: bool = False
+
+    @property
+    def withheld(self) -> bool:
+        """No verdict is given: the image is out of distribution or turned, or the model is not validated here."""
+        return bool(self.ood_flagged) or self.not_validated
 
     @property
     def covid_call(self) -> str:
         """"positive" / "negative" at the stored threshold; "withheld" when the image is out of distribution
-        (the model's output for an image unlike its training X-rays is no verdict); "" without a COVID-19 class."""
+        (the model's output for an image unlike its training X-rays is no verdict) or the model is not validated
+        at this hospital; "" without a COVID-19 class."""
         if self.covid_positive is None:
             return ""
-        if self.ood_flagged:
+        if self.withheld:
             return "withheld"
         return "positive" if self.covid_positive else "negative"
 
@@ -61,6 +71,8 @@ class Prediction:
         """The headline shown to a reader (app, report, results table)."""
         if self.ood_flagged:
             return VERDICT_WITHHELD
+        if self.not_validated:
+            return VERDICT_NOT_VALIDATED
         if self.covid_positive is None:
             return f"Most probable: {self.label}"
         return f"COVID-19: {self.covid_call}"
@@ -154,6 +166,20 @@ def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> tuple[np.nd
     return s.probs, s.ood
 
 
+def verdict_needs_site(classifier: Classifier) -> bool:
+    """Whether this classifier's verdicts are withheld for want of a site file.
+
+    A model with a COVID-19 class gives verdicts only where a site file (``validate-site``) validates it, unless
+    the user asked for verdicts without one (``Classifier.verdicts_unvalidated``, research use). Trained without
+    one of its hospitals, the shipped recipe gave 44-74% of that hospital's films a wrong COVID-19 positive
+    verdict, and no familiarity rule told them from real COVID-19 films (docs/shortcuts.md); a verdict at a
+    hospital that has not checked the model is therefore no verdict. Models without a COVID-19 class cannot be
+    validated by ``validate-site`` and keep their calls, with the not-validated statement beside them.
+    """
+    return (COVID_CLASS.get(classifier.target) is not None and classifier.site is None
+            and not classifier.verdicts_unvalidated)
+
+
 def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geometry) -> Prediction:
     """Row ``i`` of a batch's ``scores`` as a Prediction (verdict at the operating threshold, familiarity warnings)."""
     classes, probs = classifier.classes, scores.probs[i]
@@ -184,6 +210,7 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
         covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,
         ood_score=None if score is None else float(score), ood_flagged=flagged,
         pixels_u8=pixels, geometry=geometry, warnings=warnings,
+        not_validated=covid_positive is not None and verdict_needs_site(classifier),
     )
 
 

@@ -72,7 +72,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     if prediction.threshold is not None:
         numbers += [("COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
-        if not prediction.ood_flagged:  # no verdict, so no verdict's reliability
+        if not prediction.withheld:  # no verdict, so no verdict's reliability
             this_verdict = VERDICT_RATE.get(prediction.covid_call)
             numbers += [(f"TEST {name} at this threshold" + (" (this verdict's)" if key == this_verdict else ""),
                          rate_text(test, key)) for key, name in THRESHOLD_RATES if test.get(key) is not None]
@@ -91,7 +91,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     if explanation is not None:
         warnings += [w for w in (explanation.shortcut_warning, explanation.faithfulness_warning) if w]
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
-    if prediction.ood_flagged:
+    if prediction.withheld:
         warn_html = f'<p class="warn">{esc(withheld_reason(prediction))}</p>' + warn_html
     limits = verdict_limits(prediction, classifier.metadata, thr) + [validation_statement(classifier.site)]
     warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in limits)
@@ -125,7 +125,7 @@ table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: le
 {f'<p><strong>{esc(h.covid_line)}</strong></p>' if h.covid_line else ''}
 {warn_html}
 <div>{fig_html}</div>
-<h2>{'Raw model output (not a finding: no verdict was given)' if prediction.ood_flagged else 'Class probabilities'}</h2>
+<h2>{'Raw model output (not a finding: no verdict was given)' if prediction.withheld else 'Class probabilities'}</h2>
 <table>{probs}</table>
 <h2>Numbers</h2><table>{_rows(numbers)}</table>
 <h2>Model</h2><table>{_rows(model_rows)}</table>
@@ -144,7 +144,7 @@ def prediction_row(name: str, prediction, error: str | None = None) -> dict:
         row["call"] = h.title
         row["verdict"] = prediction.verdict
         row["out of distribution"] = prediction.ood_flagged
-        if not prediction.ood_flagged:  # no verdict: no probabilities that would read as one
+        if not prediction.withheld:  # no verdict: no probabilities that would read as one
             row["COVID-19 probability"] = prediction.covid_probability
             row.update({f"p({c})": p for c, p in prediction.probabilities.items()})
     row["error"] = safe_cell(error or "")

@@ -94,12 +94,14 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
                 specificity=after.get("specificity"))
 
 
-def load_classifier_at_site(path: str | Path, site: str | Path | None = None):
+def load_classifier_at_site(path: str | Path, site: str | Path | None = None, verdicts_unvalidated: bool = False):
     """covid_core.checkpoint.load_classifier, with the site file ``site`` applied when given (refused, with a
-    ConfigError, when it was made for another checkpoint)."""
+    ConfigError, when it was made for another checkpoint). Without a site file, a COVID-19 model withholds its
+    verdicts unless ``verdicts_unvalidated`` (research use; see covid_core.inference.verdict_needs_site)."""
     from .checkpoint import load_classifier
 
     classifier = load_classifier(path)
+    classifier.verdicts_unvalidated = bool(verdicts_unvalidated)
     if site is not None:
         classifier.site = load_site(site, path)
     return classifier

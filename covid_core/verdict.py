@@ -116,6 +116,7 @@ def validation_statement(site) -> str:
 
 
 WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"
+NOT_VALIDATED_TITLE = "No verdict: this model is not validated at your hospital"
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,8 @@ def headline(prediction) -> Headline:
     """The two lines a clinician reads first, from a covid_core.inference.Prediction."""
     if prediction.ood_flagged:
         return Headline(WITHHELD_TITLE, "", "withheld")
+    if prediction.not_validated:
+        return Headline(NOT_VALIDATED_TITLE, "", "withheld")
     title = CALL_WORDS.get(prediction.label, f"Most probable: {prediction.label}")
     if prediction.covid_positive is None:
         return Headline(title, "", "neutral")
@@ -142,8 +145,19 @@ def headline(prediction) -> Headline:
     return Headline(title, covid_line, word)
 
 
+NOT_VALIDATED_REASON = (
+    "At hospitals it never saw, this kind of model calls most normal adult films COVID-19: trained without one of its "
+    "hospitals, it gave 44-74% of that hospital's films a wrong COVID-19 positive verdict, and nothing in a film "
+    "told those apart from real COVID-19 films. So it gives verdicts only where a hospital has checked it on its own "
+    "labelled films: validate it on the Validate page (at least 10 COVID-19 and 10 other films), and verdicts then "
+    "appear with your hospital's own sensitivity and specificity. Researchers can ask for verdicts before "
+    "validation (in the Diagnose page's sidebar, or --unvalidated on the command line).")
+
+
 def withheld_reason(prediction) -> str:
     """Why no verdict is given, for a clinician."""
+    if not prediction.ood_flagged and prediction.not_validated:
+        return NOT_VALIDATED_REASON
     return ("The model has not seen films like this one, so its output would be a guess. This happens with "
             "lateral or rotated views, films of other body parts, unusual exposure or processing, and films from "
             "hospitals and machines unlike those in its training data. Read the film without the model, or "
@@ -173,7 +187,7 @@ def negative_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
 
 def verdict_limits(prediction, metadata: dict, threshold: dict) -> list[str]:
     """The limits that go with this prediction's verdict (positive or negative); none for a withheld one."""
-    if prediction.ood_flagged or prediction.covid_positive is None:
+    if prediction.ood_flagged or prediction.not_validated or prediction.covid_positive is None:
         return []
     if prediction.covid_positive:
         texture = texture_swap_warning(metadata)

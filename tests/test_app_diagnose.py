@@ -16,6 +16,12 @@ def weights(tmp_path, monkeypatch):
     return app_env(tmp_path, monkeypatch, broken=True)
 
 
+def _verdicts_before_validation(at):
+    """Turn on the sidebar's research switch: verdicts although no site file validates the model."""
+    at.toggle(key="diag_unvalidated").set_value(True)
+    return at
+
+
 def _all_text(at) -> str:
     parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning] + \
         [i.value for i in at.info] + [c.value for c in at.caption]
@@ -34,6 +40,7 @@ def test_no_model_says_how_to_get_one(tmp_path, monkeypatch):
 
 def test_one_image_gives_verdict_heatmap_and_report(weights):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _verdicts_before_validation(at)
     assert not at.exception
     assert "tiny_cnn.pt" in at.selectbox(key="diag_model").value
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
@@ -64,6 +71,7 @@ def test_one_image_gives_verdict_heatmap_and_report(weights):
 def test_positive_verdict_shows_ppv_and_what_a_positive_is_worth(tmp_path, monkeypatch):
     app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # every film is COVID-19 positive
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _verdicts_before_validation(at)
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
     at.run()
     assert not at.exception, at.exception
@@ -77,6 +85,7 @@ def test_positive_verdict_shows_ppv_and_what_a_positive_is_worth(tmp_path, monke
 def test_negative_verdict_stresses_npv_and_has_no_positive_verdict_limits(tmp_path, monkeypatch):
     app_env(tmp_path, monkeypatch, covid_threshold=1.01)  # no film reaches it
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _verdicts_before_validation(at)
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
     at.run()
     assert not at.exception, at.exception
@@ -122,6 +131,7 @@ def test_a_blank_film_is_refused_not_classified(weights):
 
 def test_bad_file_fails_alone_and_table_lists_all(weights):
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _verdicts_before_validation(at)
     at.file_uploader(key="diag_upload").set_value([
         ("a.png", png_bytes(xray_array(64, 1)), "image/png"),
         ("notes.png", b"this is a text file, not an image", "image/png"),
@@ -256,4 +266,21 @@ def test_a_site_file_made_for_another_model_is_not_applied(weights):
     assert not at.exception, at.exception
     assert any("was not applied" in w.value and "another model" in w.value for w in at.warning)
     assert "Not validated at your hospital" in _all_text(at)
-    assert "Unconfirmed: this model has not been validated at your hospital" in _all_text(at)  # in the verdict card
+    assert "No verdict: this model is not validated at your hospital" in _all_text(at)
+
+
+def test_without_a_site_file_no_verdict_is_given_unless_a_researcher_asks(tmp_path, monkeypatch):
+    app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # the raw output is COVID-19 positive for every film
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    text = _all_text(at)
+    assert "No verdict: this model is not validated at your hospital" in text and "COVID-19: positive" not in text
+    assert any("44-74%" in w.value and "Validate page" in w.value for w in at.warning)  # why, and how to get one
+    assert not [i.value for i in at.info if "PPV" in i.value] and "| **PPV** |" not in text
+    assert len(at.get("image")) == 1  # no heatmap evidence for a call that was not made
+    assert any(e.label.startswith("Raw model output") for e in at.expander)
+    _verdicts_before_validation(at).run()  # research use: the verdict, marked unconfirmed
+    assert not at.exception, at.exception
+    text = _all_text(at)
+    assert "COVID-19: positive" in text and "Unconfirmed: this model has not been validated at your hospital" in text

@@ -134,6 +134,13 @@ def test_upload_shows_the_film_large_the_call_in_words_and_asks_no_other_host(re
         page.get_by_text("Research use only").first.wait_for(timeout=60_000)
         page.locator("input[type=file]").first.set_input_files(str(image))
         page.get_by_text("Not validated at your hospital", exact=False).first.wait_for(timeout=90_000)
+        # no site file: a first visit gets no verdict, and the reason says how to get one
+        page.wait_for_function("words => words.some(w => document.body.innerText.includes(w))",
+                               arg=["No verdict: this model is not validated", "No verdict: this film is unlike"],
+                               timeout=90_000)
+        assert "COVID-19: positive" not in page.locator("body").inner_text()
+        page.screenshot(path=str(ARTIFACTS / f"diagnose-{which}-not-validated.png"), full_page=True)
+        page.get_by_text("Verdicts before site validation").first.click()  # research use: the verdict, unconfirmed
         words = ("No pneumonia seen", "Pneumonia, not COVID-19-like", "COVID-19-like pneumonia",
                  "No verdict: this film is unlike")
         page.wait_for_function("words => words.some(w => document.body.innerText.includes(w))", arg=list(words),

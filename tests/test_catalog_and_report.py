@@ -47,8 +47,15 @@ def test_confound_warning_names_single_class_sources():
     assert len(warnings) == 1 and "source 'a'" in warnings[0] and "covid19" in warnings[0]
 
 
+def _unvalidated(path):
+    """A classifier giving verdicts without a site file (research use), as --unvalidated loads it."""
+    clf = load_classifier(path)
+    clf.verdicts_unvalidated = True
+    return clf
+
+
 def test_report_is_self_contained_and_hides_patient_fields_by_default(tmp_path):
-    clf = load_classifier(make_checkpoint(tmp_path / "m.pt"))
+    clf = _unvalidated(make_checkpoint(tmp_path / "m.pt"))
     img = decode_image(_png(xray_array(64)), "x.png")
     pred = predict(clf, img)
     patient = {"PatientName": "Doe^Jane", "PatientID": "PID-7781-ZX"}
@@ -70,19 +77,42 @@ def test_report_is_self_contained_and_hides_patient_fields_by_default(tmp_path):
 
 def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     img = decode_image(_png(xray_array(64)), "x.png")
-    positive = load_classifier(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
+    positive = _unvalidated(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
                             model_label="pos.pt")
     assert "COVID-19: positive" in html
     assert "<th>TEST PPV at this threshold (this verdict&#x27;s)</th><td>64.3% (9 of 14)</td>" in html
     assert "<th>TEST NPV at this threshold</th><td>93.8% (15 of 16)</td>" in html and "<th>Terms</th>" in html
     assert '<p class="limit">On TEST, 64.3% of the films this model called COVID-19 positive' in html
-    negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
+    negative = _unvalidated(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
     assert "COVID-19: negative" in html and "PPV)" not in html  # no positive verdict's limits
     assert '<p class="limit">On TEST, 93.8% of the films called COVID-19 negative had no COVID-19 (NPV)' in html
     assert "Not validated at your hospital" in html
+
+
+def test_without_a_site_file_a_covid_model_gives_no_verdict_and_says_how_to_get_one(tmp_path):
+    img = decode_image(_png(xray_array(64)), "x.png")
+    clf = load_classifier(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))  # raw output: positive
+    pred = predict(clf, img)
+    assert pred.covid_positive and not pred.ood_flagged and pred.not_validated
+    assert pred.covid_call == "withheld" and pred.verdict == "No verdict: the model is not validated at this hospital"
+    html = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="pos.pt")
+    assert "No verdict: this model is not validated at your hospital" in html and "COVID-19: positive" not in html
+    assert "44-74%" in html and "Validate page" in html  # why, and how to get verdicts
+    assert "(PPV)" not in html and "TEST PPV at this threshold" not in html and "Raw model output (not a finding" in html
+    row = prediction_row("x.png", pred)
+    assert row["verdict"].startswith("No verdict") and row["COVID-19 probability"] is None
+    # a site file validates it: the verdict is given (the site's own threshold would apply)
+    from covid_core.site import Site
+
+    clf.site = Site(name="St Elsewhere")
+    assert predict(clf, img).covid_call == "positive"
+    # a model without a COVID-19 class cannot be validated by validate-site and keeps its call
+    pneumonia = load_classifier(make_checkpoint(tmp_path / "pn.pt"))
+    pneumonia.target = "pneumonia"  # the normal/pneumonia task: no COVID-19 class, so no COVID-19 verdict to withhold
+    assert predict(pneumonia, img).covid_positive is None and not predict(pneumonia, img).withheld
 
 
 def test_out_of_distribution_film_is_reported_without_a_verdict(tmp_path):

@@ -243,6 +243,13 @@ def test_cli_writes_an_overlay_with_the_original_size(tiny_checkpoint, tmp_path,
     assert Image.open(out).size == (70, 90) and Image.open(out).mode == "RGB"
     assert "prediction:" in stdout and "faithfulness:" in stdout and "in-thorax share:" in stdout
     assert "explained class: covid19" in stdout
+    # no site file (and no familiarity score in this checkpoint): the verdict is withheld with the reason, unless a
+    # researcher asks for it
+    assert "No verdict: this model is not validated at your hospital" in stdout and "why no verdict:" in stdout
+    code, stdout, _ = _run(["explain", "--model", str(tiny_checkpoint), str(src), "--out", str(out),
+                            "--unvalidated"], capsys)
+    assert code == 0 and ("COVID-19: positive" in stdout or "COVID-19: negative" in stdout)
+    assert "No verdict" not in stdout
 
 
 @pytest.mark.parametrize("extra, message", [

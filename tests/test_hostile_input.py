@@ -234,6 +234,7 @@ def test_a_film_that_looks_more_familiar_turned_gets_no_verdict(tmp_path, monkey
 
     classifier = load_classifier(make_checkpoint(tmp_path / "m.pt", ood_threshold=1.0))
     classifier.ood = {**classifier.ood, "orientation_check": True}
+    classifier.verdicts_unvalidated = True  # only the orientation check may withhold the verdict here
     answers = iter([np.array([0.5])] + [np.array([s]) for s in copy_scores])  # the film first, then its 4 copies
     monkeypatch.setattr(inference, "ood_scores", lambda stats, feats: next(answers))
     prediction = inference.predict(classifier, xray_array(64).astype(np.float32) / 255)

@@ -73,6 +73,9 @@ def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(preds.open()))
     assert len(rows) == 28 and {row["site"] for row in rows} == {"hospital"}
+    # validated here: verdicts are given (withheld only for a film the familiarity check flags)
+    assert all((row["covid_verdict"] == "withheld") == (row["ood_flagged"] == "true") for row in rows)
+    assert {row["covid_verdict"] for row in rows} & {"positive", "negative"}
     r = _cli("evaluate", "--model", model, "--data", site, "--site", out)
     assert r.returncode == 0, r.stderr
     result = json.loads(r.stdout.strip().splitlines()[-1])

@@ -129,11 +129,23 @@ def test_train_evaluate_predict_cli(folder_dataset, tmp_path):
     assert lines[0].startswith("filename,label,p_normal,p_pneumonia,p_covid19")
     assert lines[1].split(",")[1] in ("normal", "pneumonia", "covid19")
     assert lines[2].startswith("broken.png,,") and "truncated or corrupt" in lines[2]
+    # no site file: the verdict is withheld, with the reason on standard error; the raw output stays
+    header, row = lines[0].split(","), lines[1].split(",")
+    assert row[header.index("covid_verdict")] == "withheld"
+    assert "no --site file validates this model" in r.stderr and "44-74%" in r.stderr
+    r = _cli("-m", "covid_core", "predict", "--model", str(out), str(good), "--unvalidated")
+    assert r.returncode == 0 and "no --site file" not in r.stderr
+    header, row = (line.split(",") for line in r.stdout.splitlines()[:2])
+    verdict = row[header.index("covid_verdict")]  # withheld now only for an unfamiliar film
+    assert verdict in ("positive", "negative", "withheld")
+    assert (verdict == "withheld") == (row[header.index("ood_flagged")] == "true")
 
     r = _cli("-m", "covid_core", "predict", "--model", str(out), str(bad))
     assert r.returncode != 0  # every file failed
 
     r = _cli("-m", "covid_core", "predict", "--model", str(out), str(good), "--format", "submission")
+    assert r.returncode == 2 and "--unvalidated" in r.stderr and "Traceback" not in r.stderr
+    r = _cli("-m", "covid_core", "predict", "--model", str(out), str(good), "--format", "submission", "--unvalidated")
     assert r.returncode == 0 and r.stdout.splitlines()[0] == "filename,label"
     assert r.stdout.splitlines()[1].split(",")[1] in ("positive", "negative")
 

@@ -45,6 +45,10 @@ with st.sidebar:
         with st.expander(f"{len(unusable)} unusable checkpoint(s)"):
             for e in unusable:
                 st.caption(f"`{e.label}`: {e.reason}")
+    unvalidated = st.toggle("Verdicts before site validation", value=False, key="diag_unvalidated",
+                            help="Research use. Without a site file from the Validate page, a COVID-19 model gives "
+                                 "no verdict: at hospitals it never saw, such models call most normal adults "
+                                 "COVID-19. On: verdicts are shown anyway, marked unconfirmed.")
     show_dae = st.toggle("Show a denoised view", value=False, key="diag_dae")
     explain_mod, explain_error = ui.optional_module("covid_core.explain")
     with st.expander("Heatmap settings (expert)"):
@@ -66,11 +70,11 @@ if not uploads:
                "for a results table.")
     st.stop()
 try:
-    classifier = ui.classifier_for(entry)
+    classifier = ui.classifier_for(entry, verdicts_unvalidated=unvalidated)
 except CovidCoreError as exc:
     st.error(f"This checkpoint could not be loaded: {exc}")
     st.stop()
-model_key = f"{entry.path}:{entry.fingerprint}"
+model_key = f"{entry.path}:{entry.fingerprint}:{classifier.site is not None or unvalidated}"
 
 
 def analysed(digest: str, name: str, data: bytes):
@@ -101,7 +105,7 @@ def show_case(item) -> None:
     case, key = item["case"], item["digest"][:12]
     prediction = case.prediction
     explanation = overlay_rgb = denoised = None
-    withheld = bool(prediction.ood_flagged)
+    withheld = prediction.withheld
     if explain_mod is not None and (not withheld or st.toggle("Show where the model looked anyway (researchers)",
                                                               value=False, key=f"cam_anyway_{key}")):
         try:

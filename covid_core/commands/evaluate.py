@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import add_site_arguments
+
 SPLITS = ("test", "train", "val", "all")
 
 
@@ -27,8 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", type=str.lower, choices=SPLITS, default="test",
                    help="which split (val = the checkpoint's validation split of TRAIN)")
     p.add_argument("--out", default=None, help="folder for roc.json, confusion_matrix.csv, predictions.csv, metrics.json")
-    p.add_argument("--site", default=None, help="site file from validate-site: its operating point, calibration, "
-                   "familiarity reference and head")
+    add_site_arguments(p, verdicts=False)
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
 
 

@@ -12,14 +12,14 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
+from . import add_site_arguments
 
 _METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="classifier checkpoint (.pt)")
-    p.add_argument("--site", default=None, help="site file from validate-site: its operating point, calibration, "
-                   "familiarity reference and head")
+    add_site_arguments(p)
     p.add_argument("image", metavar="IMAGE", help="chest X-ray file (PNG, JPEG, BMP, TIFF, DICOM)")
     p.add_argument("--out", required=True, help="overlay PNG to write (original width and height)")
     p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(_METHODS)}")
@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise ConfigError(f"--out {out} must end in .png")
-    clf = load_classifier_at_site(args.model, site=args.site)
+    clf = load_classifier_at_site(args.model, site=args.site, verdicts_unvalidated=args.unvalidated)
     if args.target_class is not None:
         class_index(clf, args.target_class)  # unknown class: one-line error listing the choices
     case = open_case(args.image, Path(args.image).name, clf, max_side=None)  # the overlay at the film's own size
@@ -59,6 +59,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{prediction.verdict} (p={prediction.covid_probability:.3f}, threshold {prediction.threshold:.3f})")
     for w in prediction.warnings:
         print(f"warning: {w}")
+    if prediction.not_validated and not prediction.ood_flagged:
+        print(f"why no verdict: {verdict.withheld_reason(prediction)}")
     print(f"explained class: {result.target_class} ({method})")
     faith = "n/a" if result.faithfulness is None else f"{result.faithfulness:+.3f}"
     print(f"faithfulness: {faith} ({result.faithfulness_name})")

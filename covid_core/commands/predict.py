@@ -1,8 +1,11 @@
 """Classify chest X-ray files (PNG, JPEG, BMP, TIFF, DICOM) with a checkpoint.
 
 Writes one row per image: filename, label, p_<class> for every class, covid_verdict (positive,
-negative, or withheld when the image is out of distribution), ood_flagged, error. A bad file gets
-its reason in `error`; the others still get predictions.
+negative, or withheld when the image is out of distribution or the model is not validated at this
+hospital), ood_flagged, error. A bad file gets its reason in `error`; the others still get predictions.
+A COVID-19 model gives verdicts only with a --site file from validate-site, or with --unvalidated
+(research use); without either every verdict is withheld and the reason goes to standard error
+(label and probabilities stay the model's raw output).
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
 """
@@ -15,14 +18,14 @@ import sys
 from pathlib import Path
 
 from ..decode import SUPPORTED_FORMATS
+from . import add_site_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="classifier checkpoint (.pt)")
     p.add_argument("paths", nargs="+", metavar="PATH", help=f"image files or folders ({SUPPORTED_FORMATS})")
     p.add_argument("--out", default=None, help="CSV file to write (default: print to standard output)")
-    p.add_argument("--site", default=None, help="site file from validate-site: its operating point, calibration, "
-                   "familiarity reference and head")
+    add_site_arguments(p)
     p.add_argument("--format", choices=("full", "submission"), default="full",
                    help="full: all probabilities; submission: filename,label with positive/negative")
 
@@ -56,12 +59,16 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..case import open_cases
 
-    clf = load_classifier_at_site(args.model, site=args.site)
+    clf = load_classifier_at_site(args.model, site=args.site, verdicts_unvalidated=args.unvalidated)
     files = _expand(args.paths)
     if not files:
         raise ConfigError("no image files found in the given paths")
     if args.format == "submission" and clf.threshold.get("class") is None:
         raise ConfigError(f"--format submission needs a model with a COVID-19 class; this one predicts {clf.classes}")
+    if args.format == "submission" and args.site is None and not args.unvalidated:
+        raise ConfigError("--format submission gives every film a positive/negative verdict, which this model gives "
+                          "only where it is validated: add --site SITE_FILE (from validate-site), or --unvalidated "
+                          "for research use")
     results = open_cases([str(f) for f in files], [f.name for f in files], clf, keep_images=False)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
@@ -86,6 +93,11 @@ def main(args: argparse.Namespace) -> int:
         if args.out:
             out.close()
     failed = sum(r.error is not None for r in results)
+    if args.format == "full" and any(r.prediction is not None and r.prediction.not_validated for r in results):
+        from ..verdict import NOT_VALIDATED_REASON
+
+        print("covid_verdict withheld: no --site file validates this model at this hospital. "
+              + NOT_VALIDATED_REASON, file=sys.stderr)
     for r in results:
         if r.error:
             print(f"{r.name}: {r.error}", file=sys.stderr)
