@@ -171,9 +171,9 @@ def verdict_needs_site(classifier: Classifier) -> bool:
 
     A model with a COVID-19 class gives verdicts only where a site file (``validate-site``) validates it, unless
     the user asked for verdicts without one (``Classifier.verdicts_unvalidated``, research use). Trained without
-    one of its hospitals, the shipped recipe gave 44-74% of that hospital's films a wrong COVID-19 positive
-    verdict, and no familiarity rule told them from real COVID-19 films (docs/shortcuts.md); a verdict at a
-    hospital that has not checked the model is therefore no verdict. Models without a COVID-19 class cannot be
+    one of its hospitals, the shipped recipe gave many of that hospital's films a wrong COVID-19 positive verdict
+    (``covid_core.goals.UNSEEN_SOURCE_WRONG_VERDICTS``), and no familiarity rule told them from real COVID-19 films
+    (docs/shortcuts.md); a verdict at a hospital that has not checked the model is therefore no verdict. Models without a COVID-19 class cannot be
     validated by ``validate-site`` and keep their calls, with the not-validated statement beside them.
     """
     return (COVID_CLASS.get(classifier.target) is not None and classifier.site is None

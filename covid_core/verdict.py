@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
 from .formatting import pct as _pct
+from .goals import UNSEEN_SOURCE_WRONG_VERDICTS
 from .targets import COVID_CLASS
 
 
@@ -147,7 +148,8 @@ def headline(prediction) -> Headline:
 
 NOT_VALIDATED_REASON = (
     "At hospitals it never saw, this kind of model calls most normal adult films COVID-19: trained without one of its "
-    "hospitals, it gave 44-74% of that hospital's films a wrong COVID-19 positive verdict, and nothing in a film "
+    f"hospitals, it gave {UNSEEN_SOURCE_WRONG_VERDICTS} of that hospital's films a wrong COVID-19 positive verdict, "
+    "and nothing in a film "
     "told those apart from real COVID-19 films. So it gives verdicts only where a hospital has checked it on its own "
     "labelled films: validate it on the Validate page (at least 10 COVID-19 and 10 other films), and verdicts then "
     "appear with your hospital's own sensitivity and specificity. Researchers can ask for verdicts before "

@@ -23,7 +23,8 @@ st.markdown("No model trained on public collections can promise its accuracy at 
             "of your own films (at least 10 COVID-19 and 10 other films; more is better), put them in a folder as "
             "`normal/`, `pneumonia/` and `covid19/` (or any layout the app reads), and measure the model on them. "
             "What can be adapted safely (the decision threshold, the calibration, the familiarity reference, a "
-            "small head on the frozen network) is adapted only where cross-validation by patient shows a gain.")
+            "small head on the frozen network) is adapted only where cross-validation by patient shows a gain. "
+            "Until a validation is made the active site, Diagnose shows no COVID-19 verdict from this model.")
 
 classifiers = [e for e in ui.catalog() if e.usable and e.kind == "classifier"]
 if not classifiers:

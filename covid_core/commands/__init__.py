@@ -12,5 +12,5 @@ def add_site_arguments(p: argparse.ArgumentParser, verdicts: bool = True) -> Non
     if verdicts:
         p.add_argument("--unvalidated", action="store_true",
                        help="research use: give COVID-19 verdicts although no --site file validates the model at "
-                            "this hospital (without it they are withheld: trained without one hospital, the shipped "
-                            "recipe gave 44-74%% of that hospital's films a wrong positive verdict)")
+                            "this hospital (without it they are withheld: at a hospital it never saw, the model "
+                            "calls many normal adults COVID-19; see docs/shortcuts.md)")
