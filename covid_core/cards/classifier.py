@@ -26,7 +26,7 @@ KNOWN_LIMITS = """\
   this data and will not at another hospital. The within-source figures above measure how far the model reads
   the disease rather than the source (DeGrave et al., Nature Machine Intelligence 2021).
 - TEST is patient-disjoint from TRAIN but drawn from the same sources: expect lower figures at another
-  hospital. Validate the model on your own labelled films before relying on it.
+  hospital. Validate the model on your own labelled films: until then it gives no COVID-19 verdict.
 - NIH labels were text-mined from reports; its "Pneumonia" label is its noisiest, and a few "No Finding"
   films show lines, tubes or opacities.
 - The out-of-distribution score flags images unlike the training data; it is not a guarantee, and films from
@@ -187,8 +187,8 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                          "the score flags this share of that source's TEST films (the network itself saw the source, "
                          "so a truly new hospital may look stranger): "
                          + "; ".join(f"{s} {pct(v['flagged'])} of {v['n']}" for s, v in new_source.items())
-                         + ". Where this is low, Diagnose's statement that the model is not validated at your "
-                           "hospital is the safeguard, not this score.")
+                         + ". Where this is low, the safeguard is not this score but site validation: until a "
+                           "site file validates the model at your hospital, it gives no COVID-19 verdict there.")
     lines += ["", "## Known limits", KNOWN_LIMITS, ""]
     return "\n".join(lines)
 
