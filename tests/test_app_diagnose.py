@@ -277,6 +277,7 @@ def test_without_a_site_file_no_verdict_is_given_unless_a_researcher_asks(tmp_pa
     text = _all_text(at)
     assert "No verdict: this model is not validated at your hospital" in text and "COVID-19: positive" not in text
     assert any("44-74%" in w.value and "Validate page" in w.value for w in at.warning)  # why, and how to get one
+    assert [link.proto.page for link in at.get("page_link")] == ["validate"]  # a link to the Validate page
     assert not [i.value for i in at.info if "PPV" in i.value] and "| **PPV** |" not in text
     assert len(at.get("image")) == 1  # no heatmap evidence for a call that was not made
     assert any(e.label.startswith("Raw model output") for e in at.expander)
