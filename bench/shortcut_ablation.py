@@ -40,6 +40,7 @@ METHODS = {
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
     "group_amplitude": ["--balance", "group", "--augmentation", "light", "--amplitude-mix", "0.5"],
     "group_amplitude_all": ["--balance", "group", "--augmentation", "light", "--amplitude-mix", "1.0"],
+    "group_randconv": ["--balance", "group", "--augmentation", "light", "--random-conv", "0.5"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
     "group_strong_thorax": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax"],
     "group_strong_thorax_clahe": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax",

@@ -15,7 +15,12 @@ part of another film's Fourier amplitude spectrum, keeping the film's own phase 
 Fourier-based Framework for Domain Generalization", CVPR 2021). The phase carries the anatomy and the lesions;
 the amplitude carries much of what a hospital's machines and processing leave on every film (sharpness, noise
 texture, contrast); mixing it is meant to keep a network from telling sources apart by that texture.
-docs/shortcuts.md measures how far it does.
+docs/shortcuts.md measures how far it does. ``random_conv`` (``TrainConfig.random_conv``) passes that share of each
+batch through a random convolution, a different random kernel of 3x3 to 7x7 pixels per film, mixed with the film
+by a random weight (RandConv, Xu et al., "Robust and Generalizable Visual Representation Learning via Random
+Convolutions", ICLR 2021): it changes local texture and sharpness while keeping shapes; the kernel's weights are
+made to sum to a positive value, so the film is never inverted (an inverted film must stay unfamiliar to the
+familiarity check).
 
 Never flips: left and right matter on a chest film. Uses torch's global generator, so --seed and --resume
 reproduce it. Input and output: float Bx1xSxS in [0, 1].
@@ -139,9 +144,33 @@ def mix_amplitude(x01: torch.Tensor, share: float) -> torch.Tensor:
     return torch.where(_some(b, share, x01.device).view(b, 1, 1, 1), out, x01)
 
 
-def augment_batch(x01: torch.Tensor, strength: str = "light", amplitude_mix: float = 0.0) -> torch.Tensor:
+RANDOM_KERNEL_SIZES = (3, 5, 7)  # a 1x1 kernel only rescales a one-channel film, which the restoring undoes
+
+
+def random_convolution(x01: torch.Tensor, share: float) -> torch.Tensor:
+    """Each image of ``share`` of the batch is convolved with its own random kernel (one size for the batch, from
+    RANDOM_KERNEL_SIZES; weights normal, scaled by the kernel's size, summing to a positive value), restored to the
+    film's own mean and standard deviation and mixed with the film, alpha * film + (1 - alpha) * convolved, alpha
+    uniform in [0, 1]; the others are returned unchanged."""
+    b, _, h, w = x01.shape
+    if share <= 0:
+        return x01
+    k = RANDOM_KERNEL_SIZES[int(torch.randint(len(RANDOM_KERNEL_SIZES), (1,)))]
+    kernels = torch.randn(b, 1, k, k) / k
+    kernels = kernels * torch.sign(kernels.sum((1, 2, 3), keepdim=True) + 1e-12)  # never invert the film
+    out = F.conv2d(F.pad(x01.reshape(1, b, h, w), [k // 2] * 4, mode="reflect"), kernels.to(x01.device, x01.dtype),
+                   groups=b).reshape(b, 1, h, w)
+    mean, std = x01.mean((2, 3), keepdim=True), x01.std((2, 3), keepdim=True)
+    out = (out - out.mean((2, 3), keepdim=True)) / (out.std((2, 3), keepdim=True) + 1e-6) * std + mean
+    alpha = _uniform(b, 0.0, 1.0, x01.device).view(b, 1, 1, 1)
+    mixed = (alpha * x01 + (1 - alpha) * out).clamp(0.0, 1.0)
+    return torch.where(_some(b, share, x01.device).view(b, 1, 1, 1), mixed, x01)
+
+
+def augment_batch(x01: torch.Tensor, strength: str = "light", amplitude_mix: float = 0.0,
+                  random_conv: float = 0.0) -> torch.Tensor:
     """float Bx1xSxS in [0, 1] -> the same shape in [0, 1], a different draw per image (see the module doc)."""
-    x01 = mix_amplitude(x01, amplitude_mix)
+    x01 = random_convolution(mix_amplitude(x01, amplitude_mix), random_conv)
     if strength == "strong":
         return _strong(x01)
     if strength != "light":

@@ -225,7 +225,8 @@ class _Training:
             stats = train_one_epoch(self.train_model, self._loader(epoch), self.optimizer, self.scheduler,
                                     self.loss_fn, self.pre, self.device, epoch=epoch, epochs=config.epochs,
                                     augment=config.augment, augmentation=config.augmentation,
-                                    amplitude_mix=config.amplitude_mix, progress=self.progress, ema=self.ema,
+                                    amplitude_mix=config.amplitude_mix, random_conv=config.random_conv,
+                                    progress=self.progress, ema=self.ema,
                                     adversary=self.adversary, on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)
             # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once

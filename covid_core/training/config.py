@@ -33,6 +33,7 @@ class TrainConfig:
     augment: bool = True
     augmentation: str = "light"
     amplitude_mix: float = 0.0
+    random_conv: float = 0.0
     pretrained: str = "none"
     freeze_epochs: int = 0
     seed: int = 0
@@ -65,6 +66,7 @@ class TrainConfig:
             (self.augmentation in AUGMENTATION_CHOICES,
              f"augmentation must be one of: {', '.join(AUGMENTATION_CHOICES)}"),
             (0 <= self.amplitude_mix <= 1, "amplitude mix must be a share from 0 (off) to 1"),
+            (0 <= self.random_conv <= 1, "random convolution must be a share from 0 (off) to 1"),
             (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
@@ -130,6 +132,9 @@ TRAIN_FLAGS = (
     Flag("amplitude_mix", "--amplitude-mix", "share of each batch that takes part of another film's Fourier "
                                              "amplitude spectrum, keeping its own phase (AmpMix), so sharpness, "
                                              "noise and contrast texture cannot name the hospital; 0 = off", float),
+    Flag("random_conv", "--random-conv", "share of each batch passed through a random convolution mixed with the "
+                                         "film (RandConv: new local texture and sharpness, same shapes); 0 = off",
+         float),
     Flag("pretrained", "--pretrained", "start from torchvision ImageNet weights (downloaded, or from the torch hub "
                                        "cache)", choices=("none", "imagenet")),
     Flag("freeze_epochs", "--freeze-epochs", "train only the head for the first N epochs", int),
