@@ -69,6 +69,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     at.selectbox(key="train_balance").select("none")
     at.text_input(key="train_holdout").set_value(" nih ")
     at.number_input(key="train_amplitude").set_value(0.5)
+    at.number_input(key="train_randconv").set_value(0.3)
     at.button[0].click().run()
     assert not at.exception and any("Started run" in s.value for s in at.success)
     [job] = jobs.list_jobs(env / "runs")
@@ -78,6 +79,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
         assert command[command.index("--balance") + 1] == "none"
         assert command[command.index("--holdout-source") + 1] == "nih"
         assert command[command.index("--amplitude-mix") + 1] == "0.5"
+        assert command[command.index("--random-conv") + 1] == "0.3"
     finally:
         jobs.cancel(job)
 

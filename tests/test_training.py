@@ -249,6 +249,30 @@ def test_amplitude_mix_share_is_checked():
         TrainConfig(data="x", amplitude_mix=1.5).validate()
 
 
+def test_random_convolution_changes_texture_keeps_the_anatomy_and_never_inverts():
+    import torch
+
+    from covid_core.augment import random_convolution
+
+    x = torch.zeros(16, 1, 48, 48)
+    x[:, :, 10:38, 4:18] = 0.8  # a bright block on the LEFT side
+    x += 0.1 * torch.rand_like(x)  # and a fine texture
+    torch.manual_seed(0)
+    out = random_convolution(x.clone(), share=1.0)
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    changed = (out - x).abs().mean((1, 2, 3)) > 0.005
+    assert changed.sum() >= 8  # most films got a new texture (alpha near 1 leaves a film almost as it was)
+    # every film still correlates positively with itself (never inverted) and keeps its block on the left
+    a, b = x - x.mean((1, 2, 3), keepdim=True), out - out.mean((1, 2, 3), keepdim=True)
+    assert ((a * b).sum((1, 2, 3)) > 0).all()
+    assert (out[..., :24].mean((1, 2, 3)) - out[..., 24:].mean((1, 2, 3)) > 0.1).all()
+    assert torch.equal(random_convolution(x.clone(), share=0.0), x)  # off: unchanged
+    torch.manual_seed(0)
+    assert torch.equal(random_convolution(x.clone(), share=1.0), out)  # the seed reproduces it
+    with pytest.raises(ConfigError, match="random convolution must be a share from 0"):
+        TrainConfig(data="x", random_conv=-0.1).validate()
+
+
 @pytest.mark.parametrize("model_name", list_models())
 def test_the_smallest_run_the_train_form_allows_finishes_for_every_architecture(model_name, folder_dataset, tmp_path):
     """8 images per split, 1 epoch: the familiarity fit has fewer films than feature dimensions and must cope."""

@@ -62,10 +62,12 @@ with st.form("train_form"):
                                  help=tip("augmentation"))
     adversary = c14.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
                                  step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
-    c15, c16, c17 = st.columns([2, 1, 1])
+    c15, c16, c17, c18 = st.columns([2, 1, 1, 1])
     holdout = c16.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
     amplitude = c17.number_input("Amplitude mix (share)", min_value=0.0, max_value=1.0, value=D.amplitude_mix, step=0.1,
                                  key="train_amplitude", help=tip("amplitude_mix", "Classifier only. "))
+    randconv = c18.number_input("Random conv (share)", min_value=0.0, max_value=1.0, value=D.random_conv,
+                                step=0.1, key="train_randconv", help=tip("random_conv", "Classifier only. "))
     data = c15.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
@@ -73,7 +75,8 @@ with st.form("train_form"):
 if submitted:
     config = TrainConfig(target=target, model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                          image_size=int(image_size) or None, augment=bool(augment), augmentation=augmentation,
-                         amplitude_mix=float(amplitude), pretrained="imagenet" if pretrained else "none",
+                         amplitude_mix=float(amplitude), random_conv=float(randconv),
+                         pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, source_adversary=float(adversary),
                          holdout_source=holdout.strip(), limit=int(limit) or None)
     try:
