@@ -107,7 +107,7 @@ def verdict_and_limits(prediction, classifier) -> None:
     headline_card(prediction, validated=classifier.site is not None)
     if prediction.withheld:
         st.warning(withheld_reason(prediction), icon=":material/help:")
-        if prediction.not_validated and not prediction.ood_flagged:
+        if prediction.not_validated:
             st.page_link("views/validate.py", label="Validate the model on your hospital's films",
                          icon=":material/fact_check:")
         return

@@ -33,8 +33,9 @@ class Prediction:
     probabilities: {class: calibrated probability}; label: the most probable class.
     covid_positive: the COVID-19 verdict at the stored threshold (None if the target has no COVID class).
     ood_score / ood_flagged: familiarity of the image to the training data (see :mod:`covid_core.ood`).
-    not_validated: no verdict is given because no site file validates this COVID-19 model at the user's hospital
-    (see :func:`verdict_needs_site`); the probabilities and ``covid_positive`` stay the model's raw output.
+    not_validated: the verdict is withheld only because no site file validates this COVID-19 model at the user's
+    hospital (see :func:`verdict_needs_site`; a film the familiarity check flags is withheld for that reason
+    instead); the probabilities and ``covid_positive`` stay the model's raw output.
     pixels_u8: uint8 SxS model-space image; geometry maps model space back to the original.
     """
 
@@ -173,8 +174,9 @@ def verdict_needs_site(classifier: Classifier) -> bool:
     the user asked for verdicts without one (``Classifier.verdicts_unvalidated``, research use). Trained without
     one of its hospitals, the shipped recipe gave many of that hospital's films a wrong COVID-19 positive verdict
     (``covid_core.goals.UNSEEN_SOURCE_WRONG_VERDICTS``), and no familiarity rule told them from real COVID-19 films
-    (docs/shortcuts.md); a verdict at a hospital that has not checked the model is therefore no verdict. Models without a COVID-19 class cannot be
-    validated by ``validate-site`` and keep their calls, with the not-validated statement beside them.
+    (docs/shortcuts.md); a verdict at a hospital that has not checked the model is therefore no verdict. Models
+    without a COVID-19 class cannot be validated by ``validate-site`` and keep their calls, with the not-validated
+    statement beside them.
     """
     return (COVID_CLASS.get(classifier.target) is not None and classifier.site is None
             and not classifier.verdicts_unvalidated)
@@ -210,7 +212,7 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
         covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,
         ood_score=None if score is None else float(score), ood_flagged=flagged,
         pixels_u8=pixels, geometry=geometry, warnings=warnings,
-        not_validated=covid_positive is not None and verdict_needs_site(classifier),
+        not_validated=covid_positive is not None and not flagged and verdict_needs_site(classifier),
     )
 
 

@@ -149,8 +149,8 @@ def headline(prediction) -> Headline:
 NOT_VALIDATED_REASON = (
     "At hospitals it never saw, this kind of model calls most normal adult films COVID-19: trained without one of its "
     f"hospitals, it gave {UNSEEN_SOURCE_WRONG_VERDICTS} of that hospital's films a wrong COVID-19 positive verdict, "
-    "and nothing in a film "
-    "told those apart from real COVID-19 films. So it gives verdicts only where a hospital has checked it on its own "
+    "and nothing in a film told those apart from real COVID-19 films. So it gives verdicts only where a hospital "
+    "has checked it on its own "
     "labelled films: validate it on the Validate page (at least 10 COVID-19 and 10 other films), and verdicts then "
     "appear with your hospital's own sensitivity and specificity. Researchers can ask for verdicts before "
     "validation (in the Diagnose page's sidebar, or --unvalidated on the command line).")
@@ -158,7 +158,7 @@ NOT_VALIDATED_REASON = (
 
 def withheld_reason(prediction) -> str:
     """Why no verdict is given, for a clinician."""
-    if not prediction.ood_flagged and prediction.not_validated:
+    if prediction.not_validated:
         return NOT_VALIDATED_REASON
     return ("The model has not seen films like this one, so its output would be a guess. This happens with "
             "lateral or rotated views, films of other body parts, unusual exposure or processing, and films from "
@@ -189,7 +189,7 @@ def negative_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
 
 def verdict_limits(prediction, metadata: dict, threshold: dict) -> list[str]:
     """The limits that go with this prediction's verdict (positive or negative); none for a withheld one."""
-    if prediction.ood_flagged or prediction.not_validated or prediction.covid_positive is None:
+    if prediction.withheld or prediction.covid_positive is None:
         return []
     if prediction.covid_positive:
         texture = texture_swap_warning(metadata)

@@ -68,7 +68,7 @@ def test_a_positive_verdict_carries_the_texture_warning():
 
     from covid_core.verdict import verdict_limits
 
-    positive = SimpleNamespace(ood_flagged=False, not_validated=False, covid_positive=True)
+    positive = SimpleNamespace(withheld=False, covid_positive=True)
     assert any("Kermany child normal" in s for s in verdict_limits(positive, {"target": "3class", **_card(0.1, 0.7)}, {}))
     assert not any("Kermany" in s for s in verdict_limits(positive, {"target": "3class", **_card(0.1, 0.15)}, {}))
 

@@ -206,8 +206,7 @@ def goals_section(ckpt: dict) -> list[str]:
             "at your hospital (Validate page, `validate-site`). The closest measurement on coronahack-mini, training "
             "without one source and scoring that source's films (`bench/shortcut_ablation.py`, docs/shortcuts.md), "
             f"gave {UNSEEN_SOURCE_WRONG_VERDICTS} of those films a wrong COVID-19 verdict, depending on the recipe and "
-            "seed: expect this goal "
-            "not to be met by the model's verdicts. This is why the app and the command line give no COVID-19 "
+            "seed: expect this goal not to be met by the model's verdicts. This is why the app and the command line give no COVID-19 "
             "verdict until a site file validates the model at a hospital (research users can ask for the "
             "unconfirmed verdicts): before validation it gives none there, right or wrong."]
 

@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"{prediction.verdict} (p={prediction.covid_probability:.3f}, threshold {prediction.threshold:.3f})")
     for w in prediction.warnings:
         print(f"warning: {w}")
-    if prediction.not_validated and not prediction.ood_flagged:
+    if prediction.not_validated:
         print(f"why no verdict: {verdict.withheld_reason(prediction)}")
     print(f"explained class: {result.target_class} ({method})")
     faith = "n/a" if result.faithfulness is None else f"{result.faithfulness:+.3f}"
