@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from covid_core.cards.classifier import goals_section
-from covid_core.goals import GOALS, goal_rows, unmet_goals_text
+from covid_core.goals import (GOALS, UNSEEN_SOURCE_COVID_VS_NORMAL_AUC, UNSEEN_SOURCE_WRONG_VERDICTS, goal_rows,
+                              unmet_goals_text)
 
 
 def _metadata(**test):
@@ -45,3 +46,6 @@ def test_the_card_states_each_goal_and_the_new_hospital_goal_it_cannot_measure()
     assert "| COVID-19 verdict PPV | at least 0.90 | 0.900 | reached |" in section
     assert "at most 10% of films given a wrong positive or negative verdict" in section
     assert "Not measured here" in section
+    # and the closest measurement this data allows, for both halves of the goal
+    assert f"COVID-19 vs normal AUC {UNSEEN_SOURCE_COVID_VS_NORMAL_AUC}" in section
+    assert f"{UNSEEN_SOURCE_WRONG_VERDICTS} of its films a wrong COVID-19 verdict" in section
