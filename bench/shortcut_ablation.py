@@ -112,7 +112,7 @@ def unseen_source_figures(checkpoint: Path, data: str, source: str) -> dict:
     images, labels = unseen_films(clf, data, source)
     figures = verdict_figures(clf, images, labels)
     normals = score_pixels(clf, images[labels == "normal"], orientation=False).covid
-    covid = score_pixels(clf, test_covid_films(clf, data), orientation=False).covid
+    covid = score_pixels(clf, covid_test_films(clf, data), orientation=False).covid
     figures["unseen_normal_vs_covid"] = binary_auc(np.r_[np.zeros(len(normals), bool), np.ones(len(covid), bool)],
                                                    np.r_[normals, covid])
     return figures
@@ -138,7 +138,7 @@ def unseen_films(clf, data: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     return load_or_build(table["path"].tolist(), clf.preprocess, progress=False), table["label"].to_numpy()
 
 
-def test_covid_films(clf, data: str) -> np.ndarray:
+def covid_test_films(clf, data: str) -> np.ndarray:
     """The preprocessed COVID-19 films of TEST, prepared for ``clf``."""
     from covid_core.cache import load_or_build
     from covid_core.datasets import load_dataset
