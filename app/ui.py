@@ -68,6 +68,15 @@ def classifier_for(entry: CatalogEntry, verdicts_unvalidated: bool = False):
     return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns, verdicts_unvalidated=verdicts_unvalidated)
 
 
+def case_key(entry: CatalogEntry, classifier) -> str:
+    """What a case scored with ``classifier`` depends on besides the film: the weights, the site file applied
+    (its version) and whether verdicts are withheld for want of one. Cached cases are keyed by it."""
+    from covid_core.inference import verdict_needs_site  # the scoring modules load with the first film, not at start
+
+    site = classifier.site.version if classifier.site is not None else "no site"
+    return f"{entry.path}:{entry.fingerprint}:{site}:{verdict_needs_site(classifier)}"
+
+
 @st.cache_resource(show_spinner="Loading the denoising autoencoder...", max_entries=2)
 def cached_dae(path: str, mtime_ns: int):
     from covid_core.denoise import load_dae

@@ -49,6 +49,7 @@ class Site:
     ood_means: dict | None = None  # {part name: list of extra class means in that part's space}
     sensitivity: dict | None = None  # the local figures to show with a verdict: {"value", "low", "high"}
     specificity: dict | None = None
+    version: str = ""  # digest of the site file's text: results scored with one version are not another's
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
         h = self.head
@@ -74,7 +75,8 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     """Read a site file made for ``checkpoint_path``; ConfigError with the reason otherwise."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        data = json.loads(text)
     except OSError as exc:
         raise ConfigError(f"cannot read the site file {path}: {exc.strerror or exc}") from exc
     except ValueError as exc:
@@ -91,7 +93,7 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     after = data.get("after") or {}
     return Site(name=str(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
                 head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=after.get("sensitivity"),
-                specificity=after.get("specificity"))
+                specificity=after.get("specificity"), version=hashlib.sha256(text.encode()).hexdigest()[:16])
 
 
 def load_classifier_at_site(path: str | Path, site: str | Path | None = None, verdicts_unvalidated: bool = False):

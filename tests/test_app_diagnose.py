@@ -237,7 +237,7 @@ def test_uploads_are_never_written_to_disk(weights, tmp_path, monkeypatch):
     assert scanned >= 1, "nothing was scanned: the walk itself is broken"
 
 
-def _site_file(checkpoint, path, sha=None):
+def _site_file(checkpoint, path, sha=None, parameters=None):
     import json
 
     from covid_core.datasets import file_sha256
@@ -245,7 +245,7 @@ def _site_file(checkpoint, path, sha=None):
 
     path.write_text(json.dumps({
         "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": sha or file_sha256(checkpoint)},
-        "parameters": {}, "after": {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+        "parameters": parameters or {}, "after": {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
                                     "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}}))
 
 
@@ -285,3 +285,20 @@ def test_without_a_site_file_no_verdict_is_given_unless_a_researcher_asks(tmp_pa
     assert not at.exception, at.exception
     text = _all_text(at)
     assert "COVID-19: positive" in text and "Unconfirmed: this model has not been validated at your hospital" in text
+
+
+def test_a_site_file_made_active_while_a_film_is_open_gives_the_sites_verdict(tmp_path, monkeypatch):
+    """A case analysed before the site file existed is not shown again as if the site had judged it."""
+    weights = app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # the stored threshold: every film positive
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _verdicts_before_validation(at)
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    assert "COVID-19: positive" in _all_text(at)
+    # the site's own operating point: no film reaches it
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json", parameters={"threshold": 1.01})
+    at.run()
+    assert not at.exception, at.exception
+    text = _all_text(at)
+    assert any("Validated at" in s.value for s in at.success)
+    assert "COVID-19: negative" in text and "COVID-19: positive" not in text

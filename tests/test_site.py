@@ -129,3 +129,20 @@ def test_one_class_only_too_few_films_unknown_labels_and_an_empty_folder(model, 
         validate_site(classifier, tmp_path / "empty")
     with pytest.raises(ConfigError, match="target sensitivity"):
         validate_site(classifier, tmp_path / "few", target_sensitivity=1.5)
+
+
+def test_a_site_files_version_follows_its_content(model, tmp_path):
+    """Results scored with one version of a site file are told apart from another's (the app's case cache)."""
+    from covid_core.datasets import file_sha256
+    from covid_core.site import SITE_FORMAT
+
+    def write(path, threshold):
+        path.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere",
+                                    "checkpoint": {"sha256": file_sha256(model)},
+                                    "parameters": {"threshold": threshold}}))
+        return load_site(path, model)
+
+    first, same = write(tmp_path / "a.json", 0.3), write(tmp_path / "b.json", 0.3)
+    revalidated = write(tmp_path / "a.json", 0.6)  # the same hospital, validated again
+    assert first.version and first.version == same.version
+    assert revalidated.version != first.version and revalidated.name == first.name

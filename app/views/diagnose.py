@@ -74,7 +74,7 @@ try:
 except CovidCoreError as exc:
     st.error(f"This checkpoint could not be loaded: {exc}")
     st.stop()
-model_key = f"{entry.path}:{entry.fingerprint}:{classifier.site is not None or unvalidated}"
+model_key = ui.case_key(entry, classifier)
 
 
 def analysed(digest: str, name: str, data: bytes):
