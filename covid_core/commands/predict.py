@@ -58,6 +58,7 @@ def main(args: argparse.Namespace) -> int:
     from ..site import load_classifier_at_site
     from ..errors import ConfigError
     from ..case import open_cases
+    from ..inference import verdict_needs_site
 
     clf = load_classifier_at_site(args.model, site=args.site, verdicts_unvalidated=args.unvalidated)
     files = _expand(args.paths)
@@ -65,7 +66,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("no image files found in the given paths")
     if args.format == "submission" and clf.threshold.get("class") is None:
         raise ConfigError(f"--format submission needs a model with a COVID-19 class; this one predicts {clf.classes}")
-    if args.format == "submission" and args.site is None and not args.unvalidated:
+    if args.format == "submission" and verdict_needs_site(clf):
         raise ConfigError("--format submission gives every film a positive/negative verdict, which this model gives "
                           "only where it is validated: add --site SITE_FILE (from validate-site), or --unvalidated "
                           "for research use")
