@@ -105,17 +105,10 @@ def unseen_source_figures(checkpoint: Path, data: str, source: str) -> dict:
     p(COVID-19) between the unseen source's normals and TEST's COVID-19 films (no COVID-19 film comes from a
     source a model can be trained without, so those come from a seen source, which flatters the figure)."""
     from covid_core.checkpoint import load_classifier
-    from covid_core.inference import score_pixels
-    from covid_core.metrics import binary_auc
 
     clf = load_classifier(checkpoint)
     images, labels = unseen_films(clf, data, source)
-    figures = verdict_figures(clf, images, labels)
-    normals = score_pixels(clf, images[labels == "normal"], orientation=False).covid
-    covid = score_pixels(clf, covid_test_films(clf, data), orientation=False).covid
-    figures["unseen_normal_vs_covid"] = binary_auc(np.r_[np.zeros(len(normals), bool), np.ones(len(covid), bool)],
-                                                   np.r_[normals, covid])
-    return figures
+    return verdict_figures(clf, images, labels, covid_films=covid_test_films(clf, data))
 
 
 def not_held_out(clf, checkpoint, source: str) -> str | None:
@@ -128,29 +121,32 @@ def not_held_out(clf, checkpoint, source: str) -> str | None:
             f"{source!r}'s TRAIN films are not unseen; use a checkpoint made with --holdout-source {source}")
 
 
-def unseen_films(clf, data: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(preprocessed films, labels) of a source's TRAIN split, prepared for ``clf``."""
+def _films(clf, data: str, where) -> tuple[np.ndarray, np.ndarray]:
+    """(preprocessed films, labels) of the data set's rows (for ``clf``'s target) that ``where(table)`` selects,
+    prepared for ``clf``."""
     from covid_core.cache import load_or_build
     from covid_core.datasets import load_dataset
 
     table = load_dataset(data).for_target(clf.target)
-    table = table[(table["source"] == source) & (table["split"] == "train")].reset_index(drop=True)
+    table = table[where(table)].reset_index(drop=True)
     return load_or_build(table["path"].tolist(), clf.preprocess, progress=False), table["label"].to_numpy()
+
+
+def unseen_films(clf, data: str, source: str) -> tuple[np.ndarray, np.ndarray]:
+    """(preprocessed films, labels) of a source's TRAIN split, prepared for ``clf``."""
+    return _films(clf, data, lambda t: (t["source"] == source) & (t["split"] == "train"))
 
 
 def covid_test_films(clf, data: str) -> np.ndarray:
     """The preprocessed COVID-19 films of TEST, prepared for ``clf``."""
-    from covid_core.cache import load_or_build
-    from covid_core.datasets import load_dataset
-
-    table = load_dataset(data).for_target(clf.target)
-    table = table[(table["label"] == "covid19") & (table["split"] == "test")]
-    return load_or_build(table["path"].tolist(), clf.preprocess, progress=False)
+    return _films(clf, data, lambda t: (t["label"] == "covid19") & (t["split"] == "test"))[0]
 
 
-def verdict_figures(clf, images: np.ndarray, labels: np.ndarray, familiarity: bool = True) -> dict:
+def verdict_figures(clf, images: np.ndarray, labels: np.ndarray, familiarity: bool = True,
+                    covid_films: np.ndarray | None = None) -> dict:
     """The unseen_* figures of ``unseen_source_figures`` for these films; ``familiarity=False`` withholds nothing
-    (for a network whose features no longer match its familiarity reference)."""
+    (for a network whose features no longer match its familiarity reference). With ``covid_films``, also the AUC
+    of p(COVID-19) between them and these films' normals."""
     from covid_core.inference import score_pixels
     from covid_core.metrics import binary_auc
 
@@ -165,7 +161,12 @@ def verdict_figures(clf, images: np.ndarray, labels: np.ndarray, familiarity: bo
         if scores.turned is not None:
             withheld |= scores.turned
     positive = (scores.covid >= clf.threshold["value"]) & ~withheld
-    return {"unseen_n": int(both.sum()),
+    figures = {}
+    if covid_films is not None:
+        covid = score_pixels(clf, covid_films, orientation=False).covid
+        figures["unseen_normal_vs_covid"] = binary_auc(np.r_[np.zeros(int(normal.sum()), bool),
+                                                             np.ones(len(covid), bool)], np.r_[scores.covid[normal], covid])
+    return {**figures, "unseen_n": int(both.sum()),
             "unseen_normal_vs_pneumonia": binary_auc(~normal[both], 1.0 - probs[both, classes.index("normal")]),
             "unseen_normals_called_covid": float((called[normal] == "covid19").mean()) if normal.any() else None,
             "unseen_withheld": float(withheld[both].mean()),
