@@ -1,6 +1,7 @@
 """How one case is laid out on the Diagnose page, in the order a clinician reads it:
 
-1. the film and where the model looked (as large as the column allows, click to enlarge);
+1. the film and where the model looked (as large as the column allows, click to enlarge); a film without a
+   verdict has no heatmap to show, so the call and its reason (2) take the heatmap's place beside it;
 2. the three-class call in words, with the COVID-19 verdict as its second line;
 3. what that verdict is worth, for negative verdicts too;
 4. whether the model has been validated at this hospital;
@@ -60,7 +61,10 @@ def windowed(image, key: str) -> np.ndarray:
     return apply_window(values, center, width, invert=invert)
 
 
-def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised) -> None:
+def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised, beside=None) -> bool:
+    """The film and where the model looked, side by side. A film shown alone (no heatmap: a film without a
+    verdict) keeps the size it has beside a heatmap, and `beside()` draws in the other column, so that the call
+    and its reason are seen with the film instead of below it. True if `beside` was drawn."""
     h, w = case.original_size
     panels = [(shown, f"The film ({case.image.format}, {w}x{h})")]
     if overlay_rgb is not None:
@@ -68,9 +72,15 @@ def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised) -> None:
                                     f"'{explanation.target_class}')"))
     if denoised is not None:
         panels.append((denoised, "Denoised view (autoencoder)"))
-    for col, (img, caption) in zip(st.columns(len(panels), gap="small"), panels):
+    alone = beside is not None and len(panels) == 1
+    columns = st.columns(2 if alone else len(panels), gap="small")
+    for col, (img, caption) in zip(columns, panels):
         col.image(img, caption=caption, clamp=True, width="stretch")
+    if alone:
+        with columns[1]:
+            beside()
     st.caption("Hover a film and use its expand button to see it full screen.")
+    return alone
 
 
 def heatmap_figures(explanation) -> None:

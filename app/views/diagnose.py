@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 import pandas as pd
 import streamlit as st
@@ -116,10 +117,12 @@ def show_case(item) -> None:
     if show_dae:
         denoised = case_view.denoised_view(case, item["digest"])
     shown = case_view.windowed(case.image, key)
-    case_view.films(case, shown, overlay_rgb, explanation, denoised)
+    call = partial(case_view.verdict_and_limits, prediction, classifier)
+    beside = case_view.films(case, shown, overlay_rgb, explanation, denoised, beside=call)
     if explanation is not None:
         case_view.heatmap_figures(explanation)
-    case_view.verdict_and_limits(prediction, classifier)
+    if not beside:
+        call()
     case_view.validation_state(classifier)
     case_view.details(case, classifier, key)
     case_view.report_download(case, shown, classifier, entry, explanation, overlay_rgb, denoised, key)
