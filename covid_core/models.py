@@ -98,7 +98,7 @@ register_model(ModelSpec(
     "cnn", BaselineCNN, lambda m: m.features[-1], 128,
     "baseline sequential CNN (4 conv blocks, ~1.2M parameters)"))
 register_model(ModelSpec(
-    "resnet18", _resnet("resnet18"), lambda m: m.layer4[-1], 224,
+    "resnet18", _resnet("resnet18"), lambda m: m.layer4[-1], 160,  # docs/shortcuts.md: 160 px beat 96, 224, 256
     "ResNet-18 (He et al. 2016), 11M parameters", imagenet_weights="ResNet18_Weights"))
 register_model(ModelSpec(
     "resnet50", _resnet("resnet50"), lambda m: m.layer4[-1], 224,

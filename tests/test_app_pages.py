@@ -40,7 +40,7 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     assert "20250101-000000-cnn-abcdef" in at.expander[0].label and "finished" in at.expander[0].label
     assert any(m.value == "0.610" for m in at.metric)  # the run's TEST macro AUC
     assert "source and class sampler" in at.selectbox(key="train_balance").options
-    assert at.checkbox(key="train_ema").value is False  # weight averaging is offered, off by default
+    assert at.checkbox(key="train_ema").value is True  # weight averaging is offered, on as in the chosen recipe
     # the widgets cannot go outside TrainConfig's ranges; what they allow but it refuses comes back in one message
     assert (at.number_input(key="train_epochs").min, at.number_input(key="train_epochs").max) == (1, 1000)
     assert (at.number_input(key="train_bs").min, at.number_input(key="train_bs").max) == (1, 1024)
@@ -65,7 +65,8 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     at = page("train")
     at.text_input(key="train_data").set_value(str(folders_data))
     at.number_input(key="train_epochs").set_value(1)
-    at.checkbox(key="train_ema").check()
+    assert at.checkbox(key="train_ema").value and at.selectbox(key="train_balance").value == "group"  # the recipe
+    at.checkbox(key="train_ema").uncheck()
     at.selectbox(key="train_balance").select("none")
     at.text_input(key="train_holdout").set_value(" nih ")
     at.number_input(key="train_amplitude").set_value(0.5)
@@ -75,7 +76,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     [job] = jobs.list_jobs(env / "runs")
     try:
         command = json.loads((job.path / "job.json").read_text())["command"]
-        assert command[command.index("--ema-decay") + 1] == "0.99"
+        assert float(command[command.index("--ema-decay") + 1]) == 0.0
         assert command[command.index("--balance") + 1] == "none"
         assert command[command.index("--holdout-source") + 1] == "nih"
         assert command[command.index("--amplitude-mix") + 1] == "0.5"

@@ -31,6 +31,20 @@ def test_reproduce_command_parses_back_to_the_same_settings():
     assert args.out == "weights/resnet18.pt"
 
 
+def test_training_defaults_are_the_shipped_recipe():
+    """train.py's and the Train form's defaults are the recipe the shipped models were chosen and trained with."""
+    from covid_core.models import get_spec
+
+    shipped = load_checkpoint_dict(REPO / "weights" / "resnet18.pt")["train_config"]
+    defaults = TrainConfig()
+    for field in ("balance", "ema_decay", "covid_sensitivity", "augment", "augmentation", "fit", "equalize",
+                  "amplitude_mix", "random_conv", "source_adversary", "holdout_source", "pretrained"):
+        assert getattr(defaults, field) == shipped[field], field
+    assert get_spec("resnet18").default_image_size == shipped["image_size"] == 160
+    # the card's command names the recipe whatever the defaults are
+    assert "--balance group --ema-decay 0.99 --covid-sensitivity 0.9" in reproduce_command(shipped, "x.pt")
+
+
 def test_dae_reproduce_command_parses_back_to_the_same_settings():
     from covid_core.denoise.training import DAETrainConfig
 

@@ -19,8 +19,9 @@ from covid_core.training import TrainConfig, run
 
 
 def _config(data, tmp_path, **kw):
+    # a toy recipe for a few dozen steps: no weight averaging, which over so few steps keeps mostly untrained weights
     base = dict(data=str(data), model="cnn", epochs=4, batch_size=4, lr=3e-3, image_size=32, seed=0, augment=False,
-                val_fraction=0.2, patience=10, runs_dir=str(tmp_path / "runs"))
+                val_fraction=0.2, patience=10, ema_decay=0.0, runs_dir=str(tmp_path / "runs"))
     base.update(kw)
     return TrainConfig(**base)
 
@@ -283,3 +284,12 @@ def test_the_smallest_run_the_train_form_allows_finishes_for_every_architecture(
     status = RunDir(best.parent).read_json("status.json")
     assert status["state"] == "finished", status
     assert best.is_file()
+
+
+def test_weight_averaging_spans_at_most_half_a_short_run():
+    from covid_core.training.classifier import ema_decay_for
+
+    assert ema_decay_for(0.99, 720) == 0.99  # the shipped recipe's run: the decay asked for
+    assert ema_decay_for(0.99, 224) == 0.99  # the shortest documented run
+    assert ema_decay_for(0.99, 40) == pytest.approx(0.95)  # a short run averages its last 20 steps, not its start
+    assert ema_decay_for(0.99, 1) == 0.0  # one step: the trained weights themselves

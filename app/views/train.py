@@ -23,9 +23,8 @@ st.title("Train")
 st.caption(f"Runs are separate processes: they keep going if you close this tab or reload the page. "
            f"Run folders: `{default_runs_dir().resolve()}` (set `COVID_CORE_RUNS` to change).")
 
-EMA_DECAY = 0.99  # the shipped resnet18's recipe (weights/resnet18.md)
-
 D = TrainConfig()  # the form's defaults and ranges are TrainConfig's; it refuses what the widgets cannot express
+EMA_DECAY = D.ema_decay or 0.99  # the chosen recipe's decay (docs/shortcuts.md), also when the box is ticked
 
 
 def tip(field: str, prefix: str = "") -> str:
@@ -50,7 +49,7 @@ with st.form("train_form"):
                                  key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
     c8, c9, c10 = st.columns(3)
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
-    ema = c9.checkbox("Weight averaging (EMA)", value=False, key="train_ema",
+    ema = c9.checkbox("Weight averaging (EMA)", value=D.ema_decay > 0, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
     pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
     c11, c12, c13, c14 = st.columns(4)

@@ -39,12 +39,14 @@ KNOWN_LIMITS = """\
 
 def reproduce_command(train_config: dict, out: str) -> str:
     """The train.py command line that reproduces a classifier from its saved config (settings that differ from
-    the defaults, plus model, epochs, image size and seed)."""
+    the defaults, plus model, epochs, image size, balance, weight averaging, COVID-19 sensitivity target and seed,
+    so that the command still holds if a default changes)."""
     from ..flags import config_argv
     from ..training import TRAIN_FLAGS, TrainConfig
 
     config = TrainConfig.from_dict(train_config)
-    argv = config_argv(config, TRAIN_FLAGS, TrainConfig(), always=("model", "epochs", "image_size", "seed"))
+    argv = config_argv(config, TRAIN_FLAGS, TrainConfig(), always=("model", "epochs", "image_size", "balance",
+                                                               "ema_decay", "covid_sensitivity", "seed"))
     return shlex.join(["python", "train.py", "--data", DATA_PLACEHOLDER, *argv, "--out", out])
 
 
