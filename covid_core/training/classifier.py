@@ -179,6 +179,8 @@ class _Training:
                 self.ema.load_state_dict(state["ema"])
             if self.adversary is not None and "adversary" in state:
                 self.adversary.load_state_dict(state["adversary"])
+            if "sampler_rng" in state:  # the weighted sampler draws on from where the interrupted run stopped
+                self.sampler.generator.set_state(state["sampler_rng"])
             self.optimizer.load_state_dict(state["optimizer"])
             self.scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["rng"])
@@ -199,6 +201,8 @@ class _Training:
         extra = {"ema": self.ema.state_dict()} if self.ema is not None else {}
         if self.adversary is not None:
             extra["adversary"] = self.adversary.state_dict()
+        if isinstance(self.sampler, torch.utils.data.WeightedRandomSampler):
+            extra["sampler_rng"] = self.sampler.generator.get_state()
         atomic_save({"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                      "scheduler": self.scheduler.state_dict(), "rng": torch.get_rng_state(), "epoch": epoch,
                      "best_score": list(s.best_score), "bad_epochs": s.bad_epochs, **extra},
