@@ -37,6 +37,8 @@ METHODS = {
     "group_adversary": ["--balance", "group", "--augmentation", "light", "--source-adversary", "0.5"],
     "group_adversary_1": ["--balance", "group", "--augmentation", "light", "--source-adversary", "1.0"],
     "group_hist": ["--balance", "group", "--augmentation", "light", "--equalize", "hist"],
+    "group_hist_amplitude": ["--balance", "group", "--augmentation", "light", "--equalize", "hist",
+                             "--amplitude-mix", "0.5"],
     "group_strong_clahe": ["--balance", "group", "--augmentation", "strong", "--equalize", "clahe"],
     "group_strong_hist": ["--balance", "group", "--augmentation", "strong", "--equalize", "hist"],
     "group_amplitude": ["--balance", "group", "--augmentation", "light", "--amplitude-mix", "0.5"],

@@ -80,12 +80,22 @@ def test_unknown_balance_is_refused():
         TrainConfig(data="x", balance="magic").validate()
 
 
-def test_weighted_sampling_is_refused_under_torchrun(folder_dataset, tmp_path, monkeypatch):
-    from covid_core.errors import ConfigError
+def test_weighted_draws_are_shared_by_torchrun_processes():
+    """Under torchrun each process takes its own share of one weighted epoch, the same on a resumed run."""
+    import torch
 
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    config = TrainConfig(data=str(folder_dataset), model="cnn", epochs=1, balance="group",
-                         runs_dir=str(tmp_path / "runs"))
-    with pytest.raises(ConfigError, match="use --balance loss"):
-        training.run(config, progress=False)
-    assert not (tmp_path / "runs").exists()  # refused before a run folder was made
+    from covid_core.training.distributed import WeightedShardSampler
+
+    weights = np.r_[np.full(90, 1.0), np.full(10, 9.0)]  # 10 rare films weigh as much as 90 common ones
+    ranks = [WeightedShardSampler(weights, rank, 2, seed=3) for rank in range(2)]
+    for sampler in ranks:
+        sampler.set_epoch(1)
+    first, second = (list(sampler) for sampler in ranks)
+    assert len(first) == len(second) == len(ranks[0]) == 50  # equal shares, or the processes would wait forever
+    epoch = torch.tensor([i for pair in zip(first, second) for i in pair])
+    assert 0.35 < (epoch >= 90).float().mean() < 0.65  # the rare films drawn about as often as the common ones
+    again = WeightedShardSampler(weights, 0, 2, seed=3)
+    again.set_epoch(1)
+    assert list(again) == first  # a resumed run draws the same epoch
+    again.set_epoch(2)
+    assert list(again) != first

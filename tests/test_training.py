@@ -176,10 +176,10 @@ def test_cli_bad_input_is_one_line(tmp_path):
 
 
 def test_ddp_with_two_processes(folder_dataset, tmp_path):
+    # the default recipe: source-and-class weighted draws, shared by the two processes
     r = _cli("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "train.py",
              "--data", str(folder_dataset), "--model", "cnn", "--epochs", "2", "--image-size", "32",
-             "--batch-size", "6", "--balance", "loss", "--runs-dir", str(tmp_path / "runs"), "--run-id", "ddp",
-             "--quiet",
+             "--batch-size", "6", "--runs-dir", str(tmp_path / "runs"), "--run-id", "ddp", "--quiet",
              env={"OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stderr[-2000:]
     run_dir = RunDir(tmp_path / "runs" / "ddp")

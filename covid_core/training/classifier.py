@@ -74,9 +74,6 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     if resume:
         run_dir, config = open_run(config, resume, TrainConfig.from_dict, config.model)
     config.validate()
-    if distributed.rank_and_world()[1] > 1 and config.balance in WEIGHTED_SAMPLING:
-        raise ConfigError(f"--balance {config.balance} draws samples with weights, which several processes "
-                          "(torchrun) cannot share; use --balance loss (class-weighted loss) with torchrun")
     device = distributed.pick_device(config.device)
     rank, world = distributed.setup(device)
     is_main = rank == 0
@@ -140,14 +137,15 @@ class _Training:
                                              config.source_adversary).to(self.device)
         self.train_set = CachedXrays(self.images, train, self.labels[train], codes)
         self.sampler = None
-        if self.world > 1:
-            self.sampler = torch.utils.data.distributed.DistributedSampler(self.train_set, self.world, self.rank,
-                                                                           shuffle=True, seed=config.seed)
-        elif config.balance in WEIGHTED_SAMPLING:
+        if config.balance in WEIGHTED_SAMPLING:
             w = (weights[self.labels[train]] if config.balance == "sampler" else
                  group_sample_weights(self.labels[train], sources))
-            self.sampler = torch.utils.data.WeightedRandomSampler(
-                w, len(w), generator=torch.Generator().manual_seed(config.seed))
+            self.sampler = (distributed.WeightedShardSampler(w, self.rank, self.world, config.seed) if self.world > 1
+                            else torch.utils.data.WeightedRandomSampler(
+                                w, len(w), generator=torch.Generator().manual_seed(config.seed)))
+        elif self.world > 1:
+            self.sampler = torch.utils.data.distributed.DistributedSampler(self.train_set, self.world, self.rank,
+                                                                           shuffle=True, seed=config.seed)
         self.steps_per_epoch = -(-len(self.train_set) // (config.batch_size * self.world))
         parameters = list(self.model.parameters())
         if self.adversary is not None:

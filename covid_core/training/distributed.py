@@ -49,3 +49,26 @@ def from_rank_zero(value, world: int):
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+class WeightedShardSampler(torch.utils.data.Sampler):
+    """Weighted draws (with replacement) that several processes share, which torch's samplers do not offer:
+    every epoch each rank draws the same indices from one generator seeded by (seed, epoch) and keeps every
+    world-th of them, so together the ranks see one weighted epoch of ``len(weights)`` films, and a resumed
+    run draws what an uninterrupted one would."""
+
+    def __init__(self, weights, rank: int, world: int, seed: int):
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        self.rank, self.world, self.seed, self.epoch = rank, world, seed, 0
+        self.num_samples = -(-len(self.weights) // world)  # the same count on every rank, or DDP would hang
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 1000 + self.epoch)
+        drawn = torch.multinomial(self.weights, self.num_samples * self.world, replacement=True, generator=generator)
+        return iter(drawn[self.rank::self.world].tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
