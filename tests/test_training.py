@@ -20,7 +20,7 @@ from covid_core.training import TrainConfig, run
 
 
 def _config(data, tmp_path, **kw):
-    # a toy recipe for a few dozen steps: no weight averaging, which over so few steps keeps mostly untrained weights
+    # a toy recipe for a few dozen steps: no weight averaging, which over so few steps lags behind what was learnt
     base = dict(data=str(data), model="cnn", epochs=4, batch_size=4, lr=3e-3, image_size=32, seed=0, augment=False,
                 val_fraction=0.2, patience=10, ema_decay=0.0, runs_dir=str(tmp_path / "runs"))
     base.update(kw)
