@@ -26,13 +26,12 @@ import numpy as np
 def features(checkpoint: str, data: str):
     from covid_core.cache import load_or_build
     from covid_core.checkpoint import load_classifier
-    from covid_core.datasets import load_dataset, split_validation
+    from covid_core.datasets import load_dataset, split_as_trained
     from covid_core.inference import logits_and_features
 
     clf = load_classifier(checkpoint)
     cfg = clf.metadata.get("train_config") or {}
-    table = split_validation(load_dataset(data).for_target(clf.target), cfg.get("val_fraction", 0.15),
-                             cfg.get("seed", 0))
+    table = split_as_trained(load_dataset(data).for_target(clf.target), cfg)
     images = load_or_build(table["path"].tolist(), clf.preprocess, progress=False)
     _, feats = logits_and_features(clf.model, images, clf.preprocess, device=clf.device,
                                    spatial_layer=clf.spec.target_layer(clf.model))

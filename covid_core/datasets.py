@@ -370,9 +370,17 @@ def find_duplicates(dataset: DataSet) -> pd.DataFrame:
     return dup[["sha256", "filename", "split", "finding", "cross_split"]].sort_values(["sha256", "split"])
 
 
-def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0) -> pd.DataFrame:
-    """Move about ``fraction`` of the train rows to split "val", stratified by label and
-    grouped by patient (no patient in both train and val). Needs a ``label`` column."""
+VAL_STRATA = ("finding", "label")
+
+
+def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0, by: str = "finding") -> pd.DataFrame:
+    """Move about ``fraction`` of the train rows to split "val", stratified by column ``by`` and grouped by
+    patient (no patient in both train and val). ``by`` falls back to ``label`` where the table has no ``finding``.
+
+    Stratifying by the finding rather than the target's label gives every target the same validation films for
+    one seed, so models of different targets (a 3-class and a normal/pneumonia model) can be combined and their
+    combination judged on films neither was trained on. Checkpoints trained before stratified by ``label``
+    (:func:`split_as_trained` knows which)."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     if not 0 < fraction < 0.5:
@@ -381,7 +389,7 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0)
     train_idx = np.flatnonzero(table["split"].to_numpy() == "train")
     if len(train_idx) < 4:
         raise DatasetError(f"only {len(train_idx)} training images; at least 4 are needed to carve a validation split")
-    labels = table["label"].to_numpy()[train_idx]
+    labels = table[by if by in table else "label"].to_numpy()[train_idx]
     groups = table["patient"].to_numpy()[train_idx]
     n_splits = max(2, round(1 / fraction))
     min_class = pd.Series(labels).value_counts().min()
@@ -393,6 +401,12 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0)
         _, val = next(splitter.split(np.zeros(len(train_idx)), labels, groups))
     table.loc[table.index[train_idx[val]], "split"] = "val"
     return table
+
+
+def split_as_trained(table: pd.DataFrame, train_config: dict) -> pd.DataFrame:
+    """The TRAIN / VALIDATION split a checkpoint was trained with, from its stored ``train_config``."""
+    return split_validation(table, train_config.get("val_fraction", 0.15), train_config.get("seed", 0),
+                            by=train_config.get("val_strata", "label"))
 
 
 def limit_per_split(table: pd.DataFrame, limit: int | None, seed: int = 0,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 
 import pandas as pd
 import pytest
 from PIL import Image
 
 from conftest import make_folder_dataset, synthetic_xray
-from covid_core.datasets import detect_layout, find_duplicates, load_dataset, split_validation
+from covid_core.datasets import detect_layout, find_duplicates, load_dataset, split_as_trained, split_validation
 from covid_core.errors import DatasetError
 
 
@@ -134,6 +135,28 @@ def test_validation_split_is_stratified_grouped_and_seeded(tmp_path):
     assert 9 <= len(val) <= 15 and set(val.label) == {"normal", "pneumonia", "covid19"}
     assert not set(val.patient) & set(a[a.split == "train"].patient)
     assert (a.split == "test").sum() == 6
+
+
+def test_validation_split_is_the_same_for_every_target(tmp_path):
+    # Stratified by finding, not by the target's label: a normal/pneumonia model and a 3-class model trained with
+    # one seed share their validation films (bench/two_stage.py combines them and judges the pair on those), and
+    # COVID-19 films are spread over the folds even where the target counts them as pneumonia.
+    ds = load_dataset(make_folder_dataset(tmp_path / "data", per_class_train=20, per_class_test=2))
+    splits = {t: split_validation(ds.for_target(t), 0.2, seed=3) for t in ("3class", "pneumonia", "covid")}
+    assert splits["3class"].split.tolist() == splits["pneumonia"].split.tolist() == splits["covid"].split.tolist()
+    val = splits["pneumonia"][splits["pneumonia"].split == "val"]
+    assert set(val.finding) == {"normal", "pneumonia", "covid19"}
+    # a checkpoint trained before (no val_strata stored) is judged on the split it was trained with
+    from covid_core.training.config import TrainConfig
+
+    table = ds.for_target("pneumonia")
+    by_label = split_validation(table, 0.2, seed=3, by="label").split.tolist()
+    assert by_label != splits["pneumonia"].split.tolist()
+    assert split_as_trained(table, {"val_fraction": 0.2, "seed": 3}).split.tolist() == by_label
+    assert TrainConfig.from_dict({}).val_strata == "label"
+    stored = asdict(TrainConfig(val_fraction=0.2, seed=3))
+    assert TrainConfig.from_dict(stored).val_strata == "finding"
+    assert split_as_trained(table, stored).split.tolist() == splits["pneumonia"].split.tolist()
 
 
 def test_real_data_counts_and_no_leaks(real_data):

@@ -84,8 +84,9 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
              "", "## Data",
              f"- Data set fingerprint: `{ckpt.get('data_fingerprint', '?')}` (coronahack-mini, CoronaHack layout)",
              f"- Images per split and class: {ckpt.get('class_counts', {})}",
-             "- Validation: carved from TRAIN, stratified by class and grouped by patient "
-             f"({cfg.get('val_fraction', '?')} of TRAIN, seed {cfg.get('seed', '?')})",
+             "- Validation: carved from TRAIN, stratified by "
+             f"{'finding (normal, pneumonia or COVID-19)' if cfg.get('val_strata') == 'finding' else 'class'} and "
+             f"grouped by patient ({cfg.get('val_fraction', '?')} of TRAIN, seed {cfg.get('seed', '?')})",
              "", "## Reproduce",
              f"```\n{reproduce_command(cfg, out_path)}\n```",
              f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')} "

@@ -38,7 +38,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     """(metrics dict, table of the evaluated rows, calibrated probabilities NxC)."""
     from ..cache import load_or_build
     from ..site import load_classifier_at_site
-    from ..datasets import load_dataset, split_validation
+    from ..datasets import load_dataset, split_as_trained
     from ..errors import DatasetError
     from ..inference import score_pixels
     from ..metrics import classification_metrics, rates_at_threshold
@@ -49,7 +49,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     table = load_dataset(data, layout).for_target(clf.target)
     if split == "val":
         cfg = clf.metadata.get("train_config", {})
-        table = split_validation(table, cfg.get("val_fraction", 0.15), cfg.get("seed", 0))
+        table = split_as_trained(table, cfg)
     if split != "all":
         table = table[table["split"] == split].reset_index(drop=True)
     if table.empty:

@@ -59,13 +59,12 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
 def ood_leave_one_source_out(classifier, data: str) -> dict:
     """covid_core.ood.leave_one_source_out on the checkpoint's own TRAIN / VALIDATION / TEST films."""
     from ..cache import load_or_build
-    from ..datasets import load_dataset, split_validation
+    from ..datasets import load_dataset, split_as_trained
     from ..inference import logits_and_features
     from ..ood import leave_one_source_out
 
     cfg = classifier.metadata.get("train_config") or {}
-    table = split_validation(load_dataset(data).for_target(classifier.target), cfg.get("val_fraction", 0.15),
-                             cfg.get("seed", 0))
+    table = split_as_trained(load_dataset(data).for_target(classifier.target), cfg)
     if "source" not in table:
         return {}
     images = load_or_build(table["path"].tolist(), classifier.preprocess, progress=False)

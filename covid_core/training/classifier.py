@@ -46,7 +46,7 @@ def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, worl
     """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, fingerprint)."""
     dataset = load_dataset(config.data, config.layout)
     table = without_source_in_training(dataset.for_target(config.target), config.holdout_source)
-    table = split_validation(table, config.val_fraction, config.seed)
+    table = split_validation(table, config.val_fraction, config.seed, by=config.val_strata)
     table = limit_per_split(table, config.limit, config.seed)
     pre = config.preprocess_config()
     paths = table["path"].tolist()

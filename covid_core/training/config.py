@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 from ..augment import AUGMENTATION_CHOICES
 from ..balance import BALANCE_CHOICES
-from ..datasets import LAYOUTS
+from ..datasets import LAYOUTS, VAL_STRATA
 from ..errors import ConfigError
 from ..flags import Flag
 from ..models import get_spec, list_models
@@ -42,6 +42,7 @@ class TrainConfig:
     freeze_epochs: int = 0
     seed: int = 0
     val_fraction: float = 0.15
+    val_strata: str = "finding"  # what the validation split is stratified by; "label" before findings were used
     patience: int = 5
     balance: str = "group"
     label_smoothing: float = 0.0
@@ -74,6 +75,7 @@ class TrainConfig:
             (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
+            (self.val_strata in VAL_STRATA, f"the validation split is stratified by one of {', '.join(VAL_STRATA)}"),
             (self.patience >= 1, "patience must be at least 1"),
             (self.balance in BALANCE_CHOICES, f"balance must be one of: {', '.join(BALANCE_CHOICES)}"),
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
@@ -95,6 +97,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
+        d = {"val_strata": "label", **d}  # a config stored before the split was stratified by finding
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def preprocess_config(self) -> PreprocessConfig:
