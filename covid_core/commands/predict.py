@@ -1,6 +1,6 @@
 """Classify chest X-ray files (PNG, JPEG, BMP, TIFF, DICOM) with a checkpoint.
 
-Writes one row per image: filename, label, p_<class> for every class, covid_verdict (positive,
+Writes one row per image: filename (a folder's files by their path inside it), label, p_<class> for every class, covid_verdict (positive,
 negative, or withheld when the image is out of distribution or the model is not validated at this
 hospital), ood_flagged, error. A bad file gets its reason in `error`; the others still get predictions.
 A COVID-19 model gives verdicts only with a --site file from validate-site, or with --unvalidated
@@ -30,15 +30,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="full: all probabilities; submission: filename,label with positive/negative")
 
 
-def _expand(paths: list[str]) -> list[Path]:
+def _expand(paths: list[str]) -> list[tuple[Path, str]]:
+    """(file, name in the CSV) for every image: a file given by itself is named by its file name, a file found in
+    a folder by its path inside that folder (``covid/a.png`` and ``normal/a.png`` stay apart)."""
     from ..datasets import IMAGE_EXTENSIONS
 
     files = []
     for p in map(Path, paths):
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file()))
+            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
+            files.extend((f, f.relative_to(p).as_posix()) for f in found)
         else:
-            files.append(p)
+            files.append((p, p.name))
     return files
 
 
@@ -70,7 +73,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError("--format submission gives every film a positive/negative verdict, which this model gives "
                           "only where it is validated: add --site SITE_FILE (from validate-site), or --unvalidated "
                           "for research use")
-    results = open_cases([str(f) for f in files], [f.name for f in files], clf, keep_images=False)
+    results = open_cases([str(f) for f, _ in files], [name for _, name in files], clf, keep_images=False)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
         writer = _SafeWriter(csv.writer(out))
