@@ -152,8 +152,9 @@ def test_train_evaluate_predict_cli(folder_dataset, tmp_path):
     assert r.stdout.splitlines()[1].split(",")[1] in ("positive", "negative")
 
 
-def test_predict_names_a_folders_files_by_their_path_inside_it(tiny_checkpoint, tmp_path):
+def test_predict_tells_files_that_share_a_name_apart(tiny_checkpoint, tmp_path):
     # A hospital's set in class folders often repeats file names: covid/1.png and normal/1.png must stay apart.
+    # Other files keep the bare file name the CSV has always had.
     import csv
 
     from app_helpers import png_bytes, xray_array
@@ -162,13 +163,14 @@ def test_predict_names_a_folders_files_by_their_path_inside_it(tiny_checkpoint, 
     for i, sub in enumerate(("covid", "normal", "normal/deep")):
         (folder / sub).mkdir(parents=True)
         (folder / sub / "1.png").write_bytes(png_bytes(xray_array(64, seed=i)))
+    (folder / "covid" / "2.png").write_bytes(png_bytes(xray_array(64, seed=5)))
     single = tmp_path / "alone.png"
     single.write_bytes(png_bytes(xray_array(64, seed=9)))
     out = tmp_path / "p.csv"
     r = _cli("-m", "covid_core", "predict", "--model", str(tiny_checkpoint), str(folder), str(single), "--out", str(out))
     assert r.returncode == 0, r.stderr
     names = [row["filename"] for row in csv.DictReader(out.open())]
-    assert names == ["covid/1.png", "normal/1.png", "normal/deep/1.png", "alone.png"]
+    assert names == ["covid/1.png", "2.png", "normal/1.png", "normal/deep/1.png", "alone.png"]
 
 
 def test_evaluate_on_a_set_missing_a_class_gives_nulls(folder_dataset, tmp_path, tiny_checkpoint):

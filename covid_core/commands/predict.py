@@ -1,6 +1,6 @@
 """Classify chest X-ray files (PNG, JPEG, BMP, TIFF, DICOM) with a checkpoint.
 
-Writes one row per image: filename (a folder's files by their path inside it), label, p_<class> for every class, covid_verdict (positive,
+Writes one row per image: filename (a folder's path to it where file names repeat), label, p_<class> for every class, covid_verdict (positive,
 negative, or withheld when the image is out of distribution or the model is not validated at this
 hospital), ood_flagged, error. A bad file gets its reason in `error`; the others still get predictions.
 A COVID-19 model gives verdicts only with a --site file from validate-site, or with --unvalidated
@@ -31,8 +31,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _expand(paths: list[str]) -> list[tuple[Path, str]]:
-    """(file, name in the CSV) for every image: a file given by itself is named by its file name, a file found in
-    a folder by its path inside that folder (``covid/a.png`` and ``normal/a.png`` stay apart)."""
+    """(file, name in the CSV) for every image: its file name, as the CSV has always had it; where two files
+    share a file name (``covid/1.png`` and ``normal/1.png`` in one folder), their path inside the folder given."""
+    from collections import Counter
+
     from ..datasets import IMAGE_EXTENSIONS
 
     files = []
@@ -42,7 +44,8 @@ def _expand(paths: list[str]) -> list[tuple[Path, str]]:
             files.extend((f, f.relative_to(p).as_posix()) for f in found)
         else:
             files.append((p, p.name))
-    return files
+    shared = {name for name, n in Counter(f.name for f, _ in files).items() if n > 1}
+    return [(f, inside if f.name in shared else f.name) for f, inside in files]
 
 
 class _SafeWriter:
