@@ -164,6 +164,17 @@ def capped_uploads(uploads: list) -> list:
     return kept
 
 
+def distinct_names(uploads: list) -> list[tuple[str, object]]:
+    """(name shown, upload) per file. The browser gives only file names, so two files called 1.png (from two
+    folders) would look the same in the results and the case picker; the second is shown as "1.png (2)"."""
+    seen: dict[str, int] = {}
+    named = []
+    for up in uploads:
+        seen[up.name] = seen.get(up.name, 0) + 1
+        named.append((up.name if seen[up.name] == 1 else f"{up.name} ({seen[up.name]})", up))
+    return named
+
+
 def rates_table(rates: dict, emphasis: str | None = None, title: str = "On TEST at this threshold") -> str:
     """Markdown table of a threshold's TEST rates with their counts; the ``emphasis`` rate ("ppv", "npv") in bold.
     A table, not st.metric columns: it stays readable in a narrow column or window."""

@@ -147,6 +147,23 @@ def test_bad_file_fails_alone_and_table_lists_all(weights):
     assert any("CSV" in d.proto.label for d in at.get("download_button"))
 
 
+def test_two_files_with_one_name_are_told_apart(weights):
+    # 1.png from two folders: the table and the case picker name the second "1.png (2)", and picking it shows it.
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value([("1.png", png_bytes(xray_array(64, 1)), "image/png"),
+                                                   ("1.png", png_bytes(xray_array(64, 2)), "image/png")])
+    at.run()
+    assert not at.exception, at.exception
+    assert list(at.dataframe[0].value["file"]) == ["1.png", "1.png (2)"]
+    picker = at.selectbox(key="diag_case")
+    assert picker.options == ["1.png", "1.png (2)"]
+    first = [s.key for s in at.slider if s.key and s.key.startswith("wl_")]
+    picker.set_value("1.png (2)").run()
+    assert not at.exception, at.exception
+    second = [s.key for s in at.slider if s.key and s.key.startswith("wl_")]
+    assert first and second and first != second  # the window sliders belong to the other film now
+
+
 def test_batch_over_the_file_cap_analyses_the_first_files_and_says_so(weights, monkeypatch):
     monkeypatch.setenv("COVID_XRAY_MAX_FILES", "3")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()

@@ -92,11 +92,11 @@ def explained(case, digest: str):
 
 
 cases = []
-for up in ui.capped_uploads(uploads):
+for name, up in ui.distinct_names(ui.capped_uploads(uploads)):
     data = up.getvalue()
-    item = {"name": up.name, "digest": hashlib.sha256(data).hexdigest(), "case": None, "error": None}
+    item = {"name": name, "digest": hashlib.sha256(data).hexdigest(), "case": None, "error": None}
     try:
-        item["case"] = analysed(item["digest"], up.name, data)
+        item["case"] = analysed(item["digest"], name, data)
     except CovidCoreError as exc:
         item["error"] = str(exc)
     cases.append(item)
