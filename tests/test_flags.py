@@ -29,7 +29,7 @@ def test_every_training_setting_has_exactly_one_flag():
 def test_a_classifier_config_survives_the_trip_through_its_command_line():
     config = TrainConfig(data="/d", layout="folders", target="covid", model="cnn", epochs=7, batch_size=12, lr=3e-4,
                          weight_decay=0.0, image_size=96, fit="thorax", equalize="clahe", augment=False,
-                         augmentation="strong", freeze_epochs=2, seed=5, val_fraction=0.2, patience=3,
+                         augmentation="strong", freeze_epochs=2, seed=5, val_fraction=0.2, val_strata="label", patience=3,
                          balance="group", label_smoothing=0.1, ema_decay=0.99, source_adversary=0.5, holdout_source="nih",
                          covid_sensitivity=0.9, workers=2, limit=40, device="cpu", runs_dir="/r", run_id="x",
                          out="/o.pt")

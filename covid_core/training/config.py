@@ -42,7 +42,7 @@ class TrainConfig:
     freeze_epochs: int = 0
     seed: int = 0
     val_fraction: float = 0.15
-    val_strata: str = "finding"  # what the validation split is stratified by; "label" before findings were used
+    val_strata: str = "finding"
     patience: int = 5
     balance: str = "group"
     label_smoothing: float = 0.0
@@ -97,7 +97,8 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        d = {"val_strata": "label", **d}  # a config stored before the split was stratified by finding
+        if "val_strata" not in d and d.get("target", "3class") != "3class":
+            d = {**d, "val_strata": "label"}  # stored before the split was stratified by finding (for 3class the same)
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def preprocess_config(self) -> PreprocessConfig:
@@ -147,6 +148,9 @@ TRAIN_FLAGS = (
     Flag("freeze_epochs", "--freeze-epochs", "train only the head for the first N epochs", int),
     Flag("val_fraction", "--val-fraction", "share of TRAIN held out for validation (grouped by patient, "
                                            "stratified)", float),
+    Flag("val_strata", "--val-strata", "what the validation split is stratified by: finding (normal, pneumonia, "
+                                       "COVID-19: the same films for every target) or label (the target's classes)",
+         choices=VAL_STRATA),
     Flag("patience", "--patience", "early stopping: epochs without val AUC gain", int),
     Flag("balance", "--balance", "imbalance: weighted loss by class, weighted sampler by class, weighted sampler "
                                  "by (source, class) group from provenance.csv (counters source confounds), or "
