@@ -1,10 +1,10 @@
 """Classify chest X-ray files (PNG, JPEG, BMP, TIFF, DICOM) with a checkpoint.
 
-Writes one row per image: filename (a folder's path to it where file names repeat), label, p_<class> for every class, covid_verdict (positive,
-negative, or withheld when the image is out of distribution or the model is not validated at this
-hospital), ood_flagged, error. A bad file gets its reason in `error`; the others still get predictions.
-A COVID-19 model gives verdicts only with a --site file from validate-site, or with --unvalidated
-(research use); without either every verdict is withheld and the reason goes to standard error
+Writes one row per image: filename (its path in the folder given where file names repeat), label, p_<class>
+for every class, covid_verdict (positive, negative, or withheld when the image is out of distribution or the
+model is not validated at this hospital), ood_flagged, error. A bad file gets its reason in `error`; the others
+still get predictions. A COVID-19 model gives verdicts only with a --site file from validate-site, or with
+--unvalidated (research use); without either every verdict is withheld and the reason goes to standard error
 (label and probabilities stay the model's raw output).
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
