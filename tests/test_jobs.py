@@ -63,13 +63,15 @@ def test_two_jobs_at_once_get_separate_folders_and_can_be_cancelled(folders_data
     monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("COVID_XRAY_MAX_JOBS", "2")
     runs = tmp_path / "runs"
-    a = jobs.start_training(_config(folders_data, runs, epochs=50))
-    b = jobs.start_training(_config(folders_data, runs, epochs=50))
+    # patience as long as the run: early stopping must not end a job before it is looked at
+    a = jobs.start_training(_config(folders_data, runs, epochs=50, patience=50))
+    b = jobs.start_training(_config(folders_data, runs, epochs=50, patience=50))
     try:
         assert a.run_id != b.run_id and a.path != b.path
         assert a.pid != b.pid
         assert {j.run_id for j in jobs.list_jobs(runs)} == {a.run_id, b.run_id}
-        assert all(j.active for j in jobs.list_jobs(runs))
+        listed = jobs.list_jobs(runs)
+        assert all(j.active for j in listed), [(j.state, jobs.tail_log(j, 10)) for j in listed]
     finally:
         for j in (a, b):
             jobs.cancel(j)
