@@ -151,24 +151,39 @@ def verdict_figures(clf, images: np.ndarray, labels: np.ndarray, familiarity: bo
     (for a network whose features no longer match its familiarity reference). With ``covid_films``, also the AUC
     of p(COVID-19) between them and these films' normals."""
     from covid_core.inference import score_pixels
-    from covid_core.metrics import binary_auc
 
     scores = score_pixels(clf, images, orientation=familiarity)
-    probs, classes = scores.probs, list(clf.classes)
+    withheld = familiarity_withheld(clf, scores) if familiarity else np.zeros(len(labels), dtype=bool)
+    covid_probs = None if covid_films is None else score_pixels(clf, covid_films, orientation=False).probs
+    return figures_from_probabilities(scores.probs, list(clf.classes), labels, withheld, clf.threshold["value"],
+                                      covid_probs)
+
+
+def familiarity_withheld(clf, scores) -> np.ndarray:
+    """The films the product withholds as unfamiliar or turned, from ``score_pixels(clf, ..., orientation=True)``."""
+    withheld = scores.ood > clf.ood["threshold"]
+    if scores.turned is not None:
+        withheld |= scores.turned
+    return withheld
+
+
+def figures_from_probabilities(probs: np.ndarray, classes: list[str], labels: np.ndarray, withheld: np.ndarray,
+                               threshold: float, covid_probs: np.ndarray | None = None) -> dict:
+    """:func:`verdict_figures` from calibrated probabilities (N x classes) of the unseen films, the films the
+    familiarity check withholds and the COVID-19 operating threshold; ``covid_probs``: those of the COVID-19
+    films the unseen normals are ranked against."""
+    from covid_core.metrics import binary_auc
+
+    covid_index = classes.index("covid19")
     normal = labels == "normal"
     both = normal | (labels == "pneumonia")
     called = np.asarray(classes)[probs.argmax(1)]
-    withheld = np.zeros(len(labels), dtype=bool)
-    if familiarity:
-        withheld = scores.ood > clf.ood["threshold"]
-        if scores.turned is not None:
-            withheld |= scores.turned
-    positive = (scores.covid >= clf.threshold["value"]) & ~withheld
+    positive = (probs[:, covid_index] >= threshold) & ~withheld
     figures = {}
-    if covid_films is not None:
-        covid = score_pixels(clf, covid_films, orientation=False).covid
-        figures["unseen_normal_vs_covid"] = binary_auc(np.r_[np.zeros(int(normal.sum()), bool),
-                                                             np.ones(len(covid), bool)], np.r_[scores.covid[normal], covid])
+    if covid_probs is not None:
+        figures["unseen_normal_vs_covid"] = binary_auc(
+            np.r_[np.zeros(int(normal.sum()), bool), np.ones(len(covid_probs), bool)],
+            np.r_[probs[normal, covid_index], covid_probs[:, covid_index]])
     return {**figures, "unseen_n": int(both.sum()),
             "unseen_normal_vs_pneumonia": binary_auc(~normal[both], 1.0 - probs[both, classes.index("normal")]),
             "unseen_normals_called_covid": float((called[normal] == "covid19").mean()) if normal.any() else None,

@@ -74,13 +74,6 @@ def val_and_test(clf3, clfa, data: str):
     return table, p3, combine(p3, probabilities(clfa, images))
 
 
-def val_threshold(table, probs: np.ndarray) -> float:
-    from covid_core.metrics import choose_threshold
-
-    val = (table["split"] == "val").to_numpy()
-    return choose_threshold(table["label"].to_numpy()[val] == "covid19", probs[val, 2], min_sensitivity=0.90)["value"]
-
-
 def rule_one(table, probs: np.ndarray) -> str:
     """docs/shortcuts.md's rule 1 on VALIDATION: NIH normal vs pneumonia, COVID-19 collection COVID-19 vs other
     pneumonia, and their mean (n/a where the split holds no NIH film)."""
@@ -97,8 +90,9 @@ def rule_one(table, probs: np.ndarray) -> str:
 def unseen_rows(three: str, clf3, clfa, data: str, table, p3: np.ndarray, p2: np.ndarray) -> list[str]:
     """Rows of the unseen-NIH table for the 3-class model alone and for the two stages."""
     from covid_core.inference import score_pixels
-    from covid_core.metrics import binary_auc
-    from shortcut_ablation import covid_test_films, not_held_out, unseen_films
+    from ensemble import val_threshold
+    from shortcut_ablation import (covid_test_films, familiarity_withheld, figures_from_probabilities,
+                                   not_held_out, unseen_films)
 
     why = not_held_out(clf3, three, "nih")
     if why:
@@ -106,22 +100,18 @@ def unseen_rows(three: str, clf3, clfa, data: str, table, p3: np.ndarray, p2: np
     images, labels = unseen_films(clf3, data, "nih")
     covid_images = covid_test_films(clf3, data)
     own = score_pixels(clf3, images)
-    withheld = own.ood > clf3.ood["threshold"]
-    if own.turned is not None:
-        withheld |= own.turned
+    withheld = familiarity_withheld(clf3, own)
     covid3 = probabilities(clf3, covid_images)
     unseen = {"3-class alone": (own.probs, covid3),
               "two stages": (combine(own.probs, probabilities(clfa, images)),
                              combine(covid3, probabilities(clfa, covid_images)))}
-    normal = labels == "normal"
     rows = []
     for (name, (probs, covid)), val_probs in zip(unseen.items(), (p3, p2)):
-        threshold = val_threshold(table, val_probs)
-        positive = (probs[:, 2] >= threshold) & ~withheld
-        n_vs_covid = binary_auc(np.r_[np.zeros(int(normal.sum()), bool), np.ones(len(covid), bool)],
-                                np.r_[probs[normal, 2], covid[:, 2]])
-        rows.append(f"| {name} | {len(labels)} | {binary_auc(~normal, 1 - probs[:, 0]):.3f} | {n_vs_covid:.3f} | "
-                    f"{withheld.mean():.3f} | {positive.mean():.3f} | {threshold:.4f} |")
+        threshold = val_threshold(table, val_probs, CLASSES)
+        f = figures_from_probabilities(probs, CLASSES, labels, withheld, threshold, covid)
+        rows.append(f"| {name} | {len(labels)} | {f['unseen_normal_vs_pneumonia']:.3f} | "
+                    f"{f['unseen_normal_vs_covid']:.3f} | {f['unseen_withheld']:.3f} | "
+                    f"{f['unseen_wrong_positive']:.3f} | {threshold:.4f} |")
     return rows
 
 
