@@ -403,10 +403,18 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0,
     return table
 
 
+def stored_val_strata(train_config: dict) -> str:
+    """What a stored run's validation split was stratified by: its ``val_strata``; for a run stored before that
+    setting existed, the label, which for the 3-class target is the finding."""
+    if train_config.get("val_strata"):
+        return train_config["val_strata"]
+    return "finding" if train_config.get("target", "3class") == "3class" else "label"
+
+
 def split_as_trained(table: pd.DataFrame, train_config: dict) -> pd.DataFrame:
     """The TRAIN / VALIDATION split a checkpoint was trained with, from its stored ``train_config``."""
     return split_validation(table, train_config.get("val_fraction", 0.15), train_config.get("seed", 0),
-                            by=train_config.get("val_strata", "label"))
+                            by=stored_val_strata(train_config))
 
 
 def limit_per_split(table: pd.DataFrame, limit: int | None, seed: int = 0,

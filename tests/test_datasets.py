@@ -152,7 +152,7 @@ def test_validation_split_is_the_same_for_every_target(tmp_path):
     table = ds.for_target("pneumonia")
     by_label = split_validation(table, 0.2, seed=3, by="label").split.tolist()
     assert by_label != splits["pneumonia"].split.tolist()
-    assert split_as_trained(table, {"val_fraction": 0.2, "seed": 3}).split.tolist() == by_label
+    assert split_as_trained(table, {"target": "pneumonia", "val_fraction": 0.2, "seed": 3}).split.tolist() == by_label
     assert TrainConfig.from_dict({"target": "pneumonia"}).val_strata == "label"
     assert TrainConfig.from_dict({"target": "3class"}).val_strata == "finding"  # for 3class label is the finding
     stored = asdict(TrainConfig(val_fraction=0.2, seed=3))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, fields
 
 from ..augment import AUGMENTATION_CHOICES
 from ..balance import BALANCE_CHOICES
-from ..datasets import LAYOUTS, VAL_STRATA
+from ..datasets import LAYOUTS, VAL_STRATA, stored_val_strata
 from ..errors import ConfigError
 from ..flags import Flag
 from ..models import get_spec, list_models
@@ -97,8 +97,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        if "val_strata" not in d and d.get("target", "3class") != "3class":
-            d = {**d, "val_strata": "label"}  # stored before the split was stratified by finding (for 3class the same)
+        d = {**d, "val_strata": stored_val_strata(d)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
     def preprocess_config(self) -> PreprocessConfig:
