@@ -71,6 +71,11 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     at.text_input(key="train_holdout").set_value(" nih ")
     at.number_input(key="train_amplitude").set_value(0.5)
     at.number_input(key="train_randconv").set_value(0.3)
+    assert at.number_input(key="train_sensitivity").value == 0.9  # the shipped operating rule
+    at.selectbox(key="train_fit").select("thorax")
+    at.selectbox(key="train_equalize").select("hist")
+    at.number_input(key="train_sensitivity").set_value(0.95)
+    at.number_input(key="train_seed").set_value(3)
     at.button[0].click().run()
     assert not at.exception and any("Started run" in s.value for s in at.success)
     [job] = jobs.list_jobs(env / "runs")
@@ -81,6 +86,8 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
         assert command[command.index("--holdout-source") + 1] == "nih"
         assert command[command.index("--amplitude-mix") + 1] == "0.5"
         assert command[command.index("--random-conv") + 1] == "0.3"
+        assert command[command.index("--fit") + 1] == "thorax" and command[command.index("--equalize") + 1] == "hist"
+        assert command[command.index("--covid-sensitivity") + 1] == "0.95" and command[command.index("--seed") + 1] == "3"
     finally:
         jobs.cancel(job)
 

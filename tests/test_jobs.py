@@ -135,4 +135,5 @@ def test_the_denoiser_trains_with_its_own_epochs_batch_and_learning_rate(folders
     args = parser.parse_args(["--task", "denoise", "--data", "x"])
     assert (args.epochs, args.batch_size, args.lr) == (None, None, None)  # so train_dae falls back to its own
     d = DAETrainConfig()
-    assert (d.epochs, d.batch_size, d.lr) != (10, 32, 1e-3)  # and its own differ from the classifier's
+    c = TrainConfig()
+    assert (d.epochs, d.batch_size, d.lr) != (c.epochs, c.batch_size, c.lr)  # and its own differ from the classifier's

@@ -15,12 +15,14 @@ from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
 from covid_core.model_charts import training_curves
 from covid_core.models import get_spec, list_models
 from covid_core.runs import RunDir, default_runs_dir
+from covid_core.preprocess import EQUALIZE_CHOICES, FIT_CHOICES
 from covid_core.targets import TARGETS
 from covid_core.flags import help_for
 from covid_core.training import TRAIN_FLAGS, TrainConfig
 
 st.title("Train")
-st.caption(f"Runs are separate processes: they keep going if you close this tab or reload the page. "
+st.caption(f"The form starts at the shipped resnet18's recipe. "
+           f"Runs are separate processes: they keep going if you close this tab or reload the page. "
            f"Run folders: `{default_runs_dir().resolve()}` (set `COVID_CORE_RUNS` to change).")
 
 D = TrainConfig()  # the form's defaults and ranges are TrainConfig's; it refuses what the widgets cannot express
@@ -61,6 +63,13 @@ with st.form("train_form"):
                                  help=tip("augmentation"))
     adversary = c14.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
                                  step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
+    c19, c20, c21, c22 = st.columns(4)
+    fit = c19.selectbox("Framing", FIT_CHOICES, key="train_fit", help=tip("fit"))
+    equalize = c20.selectbox("Contrast equalisation", EQUALIZE_CHOICES, key="train_equalize", help=tip("equalize"))
+    sensitivity = c21.number_input("COVID-19 sensitivity target", min_value=0.5, max_value=0.99, step=0.01,
+                                   value=D.covid_sensitivity, key="train_sensitivity", help=tip("covid_sensitivity"))
+    seed = c22.number_input("Seed", min_value=0, max_value=2**31 - 1, value=D.seed, step=1, key="train_seed",
+                            help=tip("seed"))
     c15, c16, c17, c18 = st.columns([2, 1, 1, 1])
     holdout = c16.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
     amplitude = c17.number_input("Amplitude mix (share)", min_value=0.0, max_value=1.0, value=D.amplitude_mix, step=0.1,
@@ -73,7 +82,8 @@ with st.form("train_form"):
 
 if submitted:
     config = TrainConfig(target=target, model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
-                         image_size=int(image_size) or None, augment=bool(augment), augmentation=augmentation,
+                         image_size=int(image_size) or None, fit=fit, equalize=equalize, seed=int(seed),
+                         covid_sensitivity=float(sensitivity), augment=bool(augment), augmentation=augmentation,
                          amplitude_mix=float(amplitude), random_conv=float(randconv),
                          pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, source_adversary=float(adversary),

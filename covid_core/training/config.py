@@ -27,7 +27,7 @@ class TrainConfig:
     layout: str = "auto"
     target: str = "3class"
     model: str = "resnet18"
-    epochs: int = 10
+    epochs: int = 12
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
