@@ -181,3 +181,14 @@ def rates_table(rates: dict, emphasis: str | None = None, title: str = "On TEST 
     rows = [f"| {'**' + name + '**' if key == emphasis else name} | {rate_text(rates, key)} |"
             for key, name in THRESHOLD_RATES if rates.get(key) is not None]
     return f"| {title} | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""
+
+
+def results_table(table) -> None:
+    """The many-files results table. A column that holds nothing for any file is left out of view (before site
+    validation no probability is shown; without a bad file there is no error), so "None" never fills a column;
+    the CSV keeps every column, so its readers see the same columns every time."""
+    filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: v is not None and v == v and v != "").any()]
+    st.dataframe(table, hide_index=True, width="stretch", column_order=filled, column_config={
+        "COVID-19 probability": st.column_config.NumberColumn(format="percent"),
+        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
+           for c in table.columns if c.startswith("p(")}})

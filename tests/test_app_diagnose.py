@@ -117,6 +117,8 @@ def test_a_film_unlike_the_training_data_gets_no_verdict(tmp_path, monkeypatch):
     table = at.dataframe[0].value
     assert set(table["verdict"]) == {"No verdict: the image is unlike the training X-rays"}
     assert table["COVID-19 probability"].isna().all() and not [c for c in table.columns if c.startswith("p(")]
+    # the empty probability and error columns are out of view (no column of "None"), the CSV keeps them
+    assert list(at.dataframe[0].proto.column_order) == ["file", "call", "verdict", "out of distribution"]
 
 
 def test_a_blank_film_is_refused_not_classified(weights):
@@ -144,6 +146,7 @@ def test_bad_file_fails_alone_and_table_lists_all(weights):
     table = at.dataframe[0].value
     assert list(table["file"]) == ["a.png", "notes.png", "b.png"]
     assert table["verdict"].str.startswith("COVID-19").sum() == 2
+    assert {"COVID-19 probability", "error"} <= set(at.dataframe[0].proto.column_order)  # shown where filled
     assert any("CSV" in d.proto.label for d in at.get("download_button"))
 
 

@@ -135,10 +135,7 @@ good = [c for c in cases if c["case"] is not None]
 if len(cases) > 1:
     st.subheader(f"Results for {len(cases)} files")
     table = pd.DataFrame([prediction_row(c["name"], c["case"] and c["case"].prediction, c["error"]) for c in cases])
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "COVID-19 probability": st.column_config.NumberColumn(format="percent"),
-        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
-           for c in table.columns if c.startswith("p(")}})
+    ui.results_table(table)
     st.download_button("Download results (CSV)", table.to_csv(index=False, float_format="%.4f"),
                        file_name="xray-results.csv", mime="text/csv", icon=":material/download:", key="diag_csv")
     if good:
