@@ -45,6 +45,7 @@ METHODS = {
     "group_amplitude_all": ["--balance", "group", "--augmentation", "light", "--amplitude-mix", "1.0"],
     "group_randconv": ["--balance", "group", "--augmentation", "light", "--random-conv", "0.5"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
+    "group_mask": ["--balance", "group", "--augmentation", "light", "--fit", "mask"],
     "group_strong_thorax": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax"],
     "group_strong_thorax_clahe": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax",
                                   "--equalize", "clahe"],

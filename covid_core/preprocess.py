@@ -17,8 +17,8 @@ import torch
 from .errors import ConfigError
 
 EQUALIZE_CHOICES = ("none", "hist", "clahe")
-FIT_CHOICES = ("pad", "crop", "thorax")
-#: With fit "thorax", the box around the estimated thorax grows by this share of its size on each side.
+FIT_CHOICES = ("pad", "crop", "thorax", "mask")
+#: With fit "thorax" or "mask", the box around the estimated thorax grows by this share of its size on each side.
 THORAX_MARGIN = 0.08
 
 
@@ -29,7 +29,11 @@ class PreprocessConfig:
     image_size: side S of the square model input, pixels.
     fit: "pad" keeps the whole image (letterbox with black), "crop" fills the square
     and cuts the longer side's ends, "thorax" first crops the film to the box around its estimated
-    thorax (covid_core.thorax, plus THORAX_MARGIN), dropping borders, corner markers and text, then pads.
+    thorax (covid_core.thorax, plus THORAX_MARGIN), dropping borders, corner markers and text, then pads;
+    "mask" crops as "thorax" does, then blacks out everything outside the ellipse inscribed in that box, so
+    shoulders, neck, arms, collimation edges and markers in the box's corners cannot inform the network either.
+    The mask has the same shape on every film (a traced lung outline would differ by hospital and age, and its
+    shape could name the source).
     equalize: "none", "hist" (global histogram equalisation) or "clahe".
     mean, std: normalisation applied to values in [0, 1].
     """
@@ -70,7 +74,7 @@ class Geometry:
     """Where the original image sits inside the SxS model input.
 
     The original HxW image was first cut to the box (crop_top, crop_left, crop_h, crop_w) (the whole image
-    unless fit is "thorax"), that box scaled to (scaled_h, scaled_w), then placed with its top-left corner at
+    unless fit is "thorax" or "mask"), that box scaled to (scaled_h, scaled_w), then placed with its top-left corner at
     (top, left) of the SxS square (negative = cropped).
     """
 
@@ -134,6 +138,12 @@ def _equalize(img_u8: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return img_u8
 
 
+def inscribed_ellipse(h: int, w: int) -> np.ndarray:
+    """bool HxW: the ellipse that touches the middle of each side of an HxW box."""
+    yy, xx = np.ogrid[:h, :w]
+    return ((yy + 0.5) / h - 0.5) ** 2 + ((xx + 0.5) / w - 0.5) ** 2 <= 0.25
+
+
 def thorax_box(img_u8: np.ndarray) -> tuple[int, int, int, int]:
     """(top, left, height, width) of the estimated thorax of uint8 HxW, grown by THORAX_MARGIN a side."""
     from .thorax import estimate_thorax
@@ -166,9 +176,11 @@ def prepare_pixels(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndar
     full_h, full_w = image.shape
     img_u8 = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     crop = {}
-    if config.fit == "thorax":
+    if config.fit in ("thorax", "mask"):
         ct, cl, ch, cw = thorax_box(img_u8)
         img_u8 = img_u8[ct:ct + ch, cl:cl + cw]
+        if config.fit == "mask":
+            img_u8 = np.where(inscribed_ellipse(ch, cw), img_u8, 0).astype(np.uint8)
         crop = dict(crop_top=ct, crop_left=cl, crop_h=ch, crop_w=cw, full_h=full_h, full_w=full_w)
     h, w = img_u8.shape
     s = config.image_size

@@ -1,4 +1,5 @@
-"""fit "thorax": the film is cut to its estimated thorax before the network, and maps go back to the full film."""
+"""fit "thorax": the film is cut to its estimated thorax before the network, and maps go back to the full film;
+fit "mask" also blacks out what lies outside the estimated thorax."""
 
 from __future__ import annotations
 
@@ -50,3 +51,22 @@ def test_a_model_space_map_returns_onto_the_crop_box_of_the_full_film_and_of_a_d
     assert abs(rows2.min() - geometry.crop_top / 2) <= 2
     padded, g = prepare_pixels(film, PreprocessConfig(image_size=64, fit="pad"))
     assert g.crop_h is None and g.to_original(np.ones((64, 64), np.float32) * g.content_mask()).min() > 0.5
+
+
+def test_mask_blacks_out_the_corners_of_the_thorax_box_and_keeps_the_lungs():
+    film = _film()
+    top, left, h, w = thorax_box((film * 255).astype(np.uint8))
+    film[top + 2:top + 12, left + 2:left + 20] = 1.0  # a marker in a corner of the thorax box
+    thorax, _ = prepare_pixels(film, PreprocessConfig(image_size=64, fit="thorax"))
+    masked, geometry = prepare_pixels(film, PreprocessConfig(image_size=64, fit="mask"))
+    assert thorax.max() == 255 and masked.max() < 255  # the marker reaches the network with "thorax", not "mask"
+    assert geometry == prepare_pixels(film, PreprocessConfig(image_size=64, fit="thorax"))[1]  # maps as "thorax"
+    centre = (slice(24, 40), slice(16, 48))  # the lungs and the body between them are kept as they were
+    assert np.array_equal(masked[centre], thorax[centre]) and masked[centre].min() > 0
+
+
+def test_mask_has_the_same_shape_on_a_film_whose_lungs_are_not_found():
+    flat = np.full((100, 100), 0.6, np.float32)  # square: no padding, so a black corner is the mask's doing
+    masked, _ = prepare_pixels(flat, PreprocessConfig(image_size=64, fit="mask"))
+    assert masked[32, 32] == 153 and masked[32, 1] == 153 and masked[1, 32] == 153  # the ellipse touches each side
+    assert masked[2, 2] == 0 and masked[61, 61] == 0 and masked[2, 61] == 0 and masked[61, 2] == 0

@@ -128,7 +128,8 @@ TRAIN_FLAGS = (
     Flag("batch_size", "--batch-size", "images per step per process", int, shared=True),
     Flag("lr", "--lr", "peak learning rate, one-cycle cosine schedule", float, shared=True),
     Flag("weight_decay", "--weight-decay", "AdamW weight decay", float),
-    Flag("fit", "--fit", "pad (keep whole image), crop to square, or thorax (crop to the estimated lung fields)",
+    Flag("fit", "--fit", "pad (keep whole image), crop to square, thorax (crop to the estimated lung fields), or "
+                         "mask (crop as thorax, then black out everything outside the ellipse inscribed in that box)",
          choices=FIT_CHOICES),
     Flag("equalize", "--equalize", "contrast equalisation per film", choices=EQUALIZE_CHOICES),
     Flag("augment", "--augment", "small rotations/shifts/zoom and brightness/contrast changes (never flips)",
