@@ -18,6 +18,7 @@ from .errors import ConfigError
 
 EQUALIZE_CHOICES = ("none", "hist", "clahe")
 FIT_CHOICES = ("pad", "crop", "thorax", "mask")
+FIT_LABELS = {"pad": "whole film", "crop": "square crop", "thorax": "thorax crop", "mask": "thorax crop, masked"}
 #: With fit "thorax" or "mask", the box around the estimated thorax grows by this share of its size on each side.
 THORAX_MARGIN = 0.08
 

@@ -70,3 +70,9 @@ def test_mask_has_the_same_shape_on_a_film_whose_lungs_are_not_found():
     masked, _ = prepare_pixels(flat, PreprocessConfig(image_size=64, fit="mask"))
     assert masked[32, 32] == 153 and masked[32, 1] == 153 and masked[1, 32] == 153  # the ellipse touches each side
     assert masked[2, 2] == 0 and masked[61, 61] == 0 and masked[2, 61] == 0 and masked[61, 2] == 0
+
+
+def test_every_framing_has_a_name_on_the_train_form():
+    from covid_core.preprocess import FIT_CHOICES, FIT_LABELS
+
+    assert set(FIT_LABELS) == set(FIT_CHOICES) and len(set(FIT_LABELS.values())) == len(FIT_CHOICES)

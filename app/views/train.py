@@ -15,7 +15,7 @@ from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
 from covid_core.model_charts import training_curves
 from covid_core.models import get_spec, list_models
 from covid_core.runs import RunDir, default_runs_dir
-from covid_core.preprocess import EQUALIZE_CHOICES, FIT_CHOICES
+from covid_core.preprocess import EQUALIZE_CHOICES, FIT_CHOICES, FIT_LABELS
 from covid_core.targets import TARGETS
 from covid_core.flags import help_for
 from covid_core.training import TRAIN_FLAGS, TrainConfig
@@ -64,7 +64,7 @@ with st.form("train_form"):
     adversary = c14.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
                                  step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
     c19, c20, c21, c22 = st.columns(4)
-    fit = c19.selectbox("Framing", FIT_CHOICES, key="train_fit", help=tip("fit"))
+    fit = c19.selectbox("Framing", FIT_CHOICES, key="train_fit", format_func=FIT_LABELS.get, help=tip("fit"))
     equalize = c20.selectbox("Contrast equalisation", EQUALIZE_CHOICES, key="train_equalize", help=tip("equalize"))
     sensitivity = c21.number_input("COVID-19 sensitivity target", min_value=0.5, max_value=0.99, step=0.01,
                                    value=D.covid_sensitivity, key="train_sensitivity", help=tip("covid_sensitivity"))
