@@ -9,6 +9,7 @@ import importlib
 import os
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from covid_core.byte_cache import ByteCappedCache
@@ -187,7 +188,7 @@ def results_table(table) -> None:
     """The many-files results table. A column that holds nothing for any file is left out of view (before site
     validation no probability is shown; without a bad file there is no error), so "None" never fills a column;
     the CSV keeps every column, so its readers see the same columns every time."""
-    filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: v is not None and v == v and v != "").any()]
+    filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: pd.notna(v) and v != "").any()]
     st.dataframe(table, hide_index=True, width="stretch", column_order=filled, column_config={
         "COVID-19 probability": st.column_config.NumberColumn(format="percent"),
         **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")

@@ -75,8 +75,8 @@ class Geometry:
     """Where the original image sits inside the SxS model input.
 
     The original HxW image was first cut to the box (crop_top, crop_left, crop_h, crop_w) (the whole image
-    unless fit is "thorax" or "mask"), that box scaled to (scaled_h, scaled_w), then placed with its top-left corner at
-    (top, left) of the SxS square (negative = cropped).
+    unless fit is "thorax" or "mask"), that box scaled to (scaled_h, scaled_w), then placed with its top-left
+    corner at (top, left) of the SxS square (negative = cropped).
     """
 
     orig_h: int
