@@ -150,9 +150,12 @@ def max_active_jobs() -> int:
 def check_training_data(config: TrainConfig, task: str) -> None:
     """Refuse, before a process starts, a folder that is not a data set this task can train on."""
     from .datasets import load_dataset
+    from .training.classifier import without_source_in_training
 
     dataset = load_dataset(config.data, config.layout)
     table = dataset.for_target(config.target) if task == "classify" else dataset.table
+    if task == "classify":  # a source that is not there to leave out is named now, not in the run's log
+        table = without_source_in_training(table, config.holdout_source)
     if not (table["split"] == "train").any():
         raise ConfigError(f"{config.data} has no training images"
                           + (f" usable for target {config.target!r}" if task == "classify" else ""))
