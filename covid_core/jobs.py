@@ -158,7 +158,9 @@ def check_training_data(config: TrainConfig, task: str) -> None:
         table = without_source_in_training(table, config.holdout_source)
     if not (table["split"] == "train").any():
         raise ConfigError(f"{config.data} has no training images"
-                          + (f" usable for target {config.target!r}" if task == "classify" else ""))
+                          + (f" usable for target {config.target!r}" if task == "classify" else "")
+                          + (f" once source {config.holdout_source!r} is left out"
+                             if task == "classify" and config.holdout_source else ""))
 
 
 def _start(config: TrainConfig, task: str, runs_dir) -> Job:

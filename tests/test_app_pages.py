@@ -62,6 +62,10 @@ def test_train_refuses_bad_values_and_lists_runs(env):
 def test_train_form_choices_reach_the_started_command(env, folders_data):
     from covid_core import jobs
 
+    # two sources, so that one can be left out (a source the data set does not hold is refused before the start)
+    films = sorted(p.name for p in folders_data.rglob("*.png"))
+    (folders_data / "provenance.csv").write_text("X_ray_image_name,patient,source\n" + "".join(
+        f"{name},p{i},{'nih' if i % 2 else 'other'}\n" for i, name in enumerate(films)))
     at = page("train")
     at.text_input(key="train_data").set_value(str(folders_data))
     at.number_input(key="train_epochs").set_value(1)

@@ -46,7 +46,8 @@ def test_tiny_job_runs_to_the_end(folders_data, tmp_path, monkeypatch):
 @pytest.mark.parametrize("change, message", [
     ({"epochs": 0}, "epochs"), ({"lr": -1.0}, "learning rate"), ({"batch_size": 0}, "batch size"),
     ({"model": "resnet19"}, "resnet18"), ({"image_size": 8}, "image size"), ({"data": "/nonexistent/folder"}, "data folder"),
-    ({"holdout_source": "nihh"}, "no film of source 'nihh' to hold out; the sources here are: "),
+    ({"holdout_source": "nihh"}, "no film of source 'nihh' to hold out; the sources here are: unknown"),
+    ({"holdout_source": "unknown"}, "no training images usable for target '3class' once source 'unknown' is left out"),
 ])
 def test_bad_values_are_refused_before_anything_starts(folders_data, tmp_path, change, message):
     runs = tmp_path / "runs"
