@@ -62,8 +62,7 @@ def probabilities(clf, images: np.ndarray) -> np.ndarray:
 def val_and_test(clf3, clfa, data: str):
     """(the 3-class table's VALIDATION and TEST rows, 3-class probabilities, two-stage probabilities)."""
     from covid_core.cache import load_or_build
-    from covid_core.datasets import load_dataset, split_as_trained
-    from covid_core.training.classifier import without_source_in_training
+    from covid_core.datasets import load_dataset, split_as_trained, without_source_in_training
 
     cfg = clf3.metadata.get("train_config") or {}
     table = without_source_in_training(load_dataset(data).for_target("3class"), cfg.get("holdout_source") or "")

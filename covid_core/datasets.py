@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import DatasetError
+from .errors import ConfigError, DatasetError
 from .targets import check_target, class_names, map_finding
 
 LAYOUTS = ("auto", "coronahack", "folders", "covidx")
@@ -401,6 +401,17 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0,
         _, val = next(splitter.split(np.zeros(len(train_idx)), labels, groups))
     table.loc[table.index[train_idx[val]], "split"] = "val"
     return table
+
+
+def without_source_in_training(table, source: str):
+    """The table without ``source``'s TRAIN films (leave-one-source-out); TEST keeps them. ``source`` "" keeps all."""
+    if not source:
+        return table
+    held = (table["source"] == source).to_numpy()
+    if not held.any():
+        known = ", ".join(sorted(set(map(str, table["source"])))) or "none"
+        raise ConfigError(f"no film of source {source!r} to hold out; the sources here are: {known}")
+    return table[~(held & (table["split"] == "train").to_numpy())].reset_index(drop=True)
 
 
 def stored_val_strata(train_config: dict) -> str:

@@ -149,18 +149,16 @@ def max_active_jobs() -> int:
 
 def check_training_data(config: TrainConfig, task: str) -> None:
     """Refuse, before a process starts, a folder that is not a data set this task can train on."""
-    from .datasets import load_dataset
-    from .training.classifier import without_source_in_training
+    from .datasets import load_dataset, without_source_in_training
 
     dataset = load_dataset(config.data, config.layout)
-    table = dataset.for_target(config.target) if task == "classify" else dataset.table
+    table, usable = dataset.table, ""
     if task == "classify":  # a source that is not there to leave out is named now, not in the run's log
-        table = without_source_in_training(table, config.holdout_source)
+        table = without_source_in_training(dataset.for_target(config.target), config.holdout_source)
+        usable = f" usable for target {config.target!r}" + (
+            f" once source {config.holdout_source!r} is left out" if config.holdout_source else "")
     if not (table["split"] == "train").any():
-        raise ConfigError(f"{config.data} has no training images"
-                          + (f" usable for target {config.target!r}" if task == "classify" else "")
-                          + (f" once source {config.holdout_source!r} is left out"
-                             if task == "classify" and config.holdout_source else ""))
+        raise ConfigError(f"{config.data} has no training images{usable}")
 
 
 def _start(config: TrainConfig, task: str, runs_dir) -> Job:

@@ -181,7 +181,7 @@ def prepare_pixels(image: np.ndarray, config: PreprocessConfig) -> tuple[np.ndar
         ct, cl, ch, cw = thorax_box(img_u8)
         img_u8 = img_u8[ct:ct + ch, cl:cl + cw]
         if config.fit == "mask":
-            img_u8 = np.where(inscribed_ellipse(ch, cw), img_u8, 0).astype(np.uint8)
+            img_u8 = np.where(inscribed_ellipse(ch, cw), img_u8, np.uint8(0))
         crop = dict(crop_top=ct, crop_left=cl, crop_h=ch, crop_w=cw, full_h=full_h, full_w=full_w)
     h, w = img_u8.shape
     s = config.image_size

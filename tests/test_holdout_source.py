@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from covid_core.errors import ConfigError
-from covid_core.training.classifier import without_source_in_training
+from covid_core.datasets import without_source_in_training
 
 
 def _table():

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from ..balance import WEIGHTED_SAMPLING, class_weights, group_sample_weights
 from ..cache import load_or_build
 from ..checkpoint import atomic_save, classifier_checkpoint
-from ..datasets import limit_per_split, load_dataset, split_validation
+from ..datasets import limit_per_split, load_dataset, split_validation, without_source_in_training
 from ..errors import ConfigError
 from ..models import build_model, head_parameters, last_linear
 from ..runs import RunDir, open_run
@@ -29,17 +29,6 @@ from .adversary import SourceAdversary, source_codes
 from .config import TrainConfig
 from .finalize import finalize, split_indices
 from .loop import CachedXrays, evaluate, train_one_epoch
-
-
-def without_source_in_training(table, source: str):
-    """The table without ``source``'s TRAIN films (leave-one-source-out); TEST keeps them. ``source`` "" keeps all."""
-    if not source:
-        return table
-    held = (table["source"] == source).to_numpy()
-    if not held.any():
-        known = ", ".join(sorted(set(map(str, table["source"])))) or "none"
-        raise ConfigError(f"no film of source {source!r} to hold out; the sources here are: {known}")
-    return table[~(held & (table["split"] == "train").to_numpy())].reset_index(drop=True)
 
 
 def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, world: int = 1):
