@@ -9,3 +9,11 @@ def pct(v) -> str:
 def fixed(v, digits: int = 3) -> str:
     """0.87654 -> "0.877"; None -> "n/a"."""
     return "n/a" if v is None else f"{v:.{digits}f}"
+
+
+def counts_text(counts: dict) -> str:
+    """Films by label: {"normal": 60, "covid19": 60} -> "60 normal and 60 COVID-19 films"."""
+    parts = [f"{n} {'COVID-19' if name == 'covid19' else name}" for name, n in counts.items()]
+    if not parts:
+        return "no films"
+    return (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1] + " films"

@@ -6,7 +6,8 @@ error and the share of films the familiarity check flags; then adapts what it sa
 its estimate by patient-grouped cross-validation (no film, nor a film of the same patient, scores itself)
 improves on the shipped model:
 
-- temperature: refitted on the site's films (kept when the held-out log-loss falls);
+- temperature: refitted on the site's films (kept when the held-out log-loss falls and the COVID-19 verdicts at
+  the shipped threshold, which a new temperature moves, are no worse by held-out balanced accuracy);
 - familiarity reference: the site's own class means join the training ones, so the site's typical films are
   no longer "unlike the training X-rays" (kept when fewer held-out films are flagged);
 - operating point: a threshold on the COVID-19 probability for ``target_sensitivity``, or a logistic-regression
@@ -238,7 +239,7 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
                   layout: str = "auto", seed: int = 0, on_progress=None) -> dict:
     """The site report (a plain dict, written as site.json): see the module doc."""
     from .inference import calibrated_probabilities
-    from .metrics import expected_calibration_error, fit_temperature
+    from .metrics import expected_calibration_error
     from .ood import has_ood, ood_scores
 
     if not 0.5 <= target_sensitivity < 1.0:
@@ -280,24 +281,12 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
         return report
     folds = _folds(patients, y, seed=seed)
 
-    # 1. temperature (held-out log-loss)
-    temperature = classifier.temperature
-    nll_before, nll_after = [], []
-    held_out_probs = calibrated_probabilities(logits, classifier.temperature)  # each film by its fold's temperature
-    for train, held in folds:
-        t = fit_temperature(_torch(logits[train]), _torch(labels[train]))
-        nll_before.append(mean_nll(calibrated_probabilities(logits[held], classifier.temperature), labels[held]))
-        held_out_probs[held] = calibrated_probabilities(logits[held], t)
-        nll_after.append(mean_nll(held_out_probs[held], labels[held]))
-    calibrated = calibrated_probabilities(logits, classifier.temperature)
-    if np.mean(nll_after) < np.mean(nll_before):
-        calibrated = held_out_probs
-        temperature = fit_temperature(_torch(logits), _torch(labels))
-        report["adapted"].append(f"temperature {classifier.temperature:.3f} -> {temperature:.3f} (held-out log-loss "
-                                 f"{np.mean(nll_before):.3f} -> {np.mean(nll_after):.3f})")
-        report["parameters"]["temperature"] = temperature
-    else:
-        report["skipped"].append("temperature: refitting did not lower the held-out log-loss")
+    # 1. temperature (held-out log-loss, and no worse held-out verdicts at the shipped threshold)
+    refit, calibrated, line = temperature_step(logits, labels, y, ci, folds, classifier.temperature, threshold)
+    report["skipped" if refit is None else "adapted"].append(line)
+    temperature = classifier.temperature if refit is None else refit
+    if refit is not None:
+        report["parameters"]["temperature"] = refit
     probs = calibrated_probabilities(logits, temperature)
 
     # 2. familiarity reference (held-out share flagged)
@@ -315,8 +304,8 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
         else:
             report["skipped"].append("familiarity reference: adding the site did not flag fewer held-out films")
 
-    # 3. operating point (held-out balanced accuracy)
-    score = probs[:, ci]
+    # 3. operating point (held-out balanced accuracy; each film's p(COVID-19) by a temperature fitted without it)
+    score = calibrated[:, ci]
     pen = feats["penultimate"]
     oof = {"threshold": np.zeros(len(y), bool), "head": np.zeros(len(y), bool)}
     oof_score = {"threshold": score, "head": np.zeros(len(y))}
@@ -333,7 +322,7 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     after_positive, after_score = score >= threshold, score
     if cv[best] > shipped:
         if best == "threshold":
-            report["parameters"]["threshold"] = _threshold_for(y, score, target_sensitivity)
+            report["parameters"]["threshold"] = _threshold_for(y, probs[:, ci], target_sensitivity)
         else:
             head = _fit_head(pen, y)
             report["parameters"]["head"] = head
@@ -351,6 +340,40 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
     report["after"] = after
     return report
+
+
+def temperature_step(logits: np.ndarray, labels: np.ndarray, y: np.ndarray, ci: int, folds: list,
+                     temperature: float, threshold: float) -> tuple[float | None, np.ndarray, str]:
+    """Step 1 of :func:`validate_site`: (the refitted temperature, or None to keep ``temperature``; each film's
+    probabilities, by a temperature fitted without its fold where the refit is kept; the report line).
+
+    A refitted temperature is kept only when it lowers the held-out log-loss and the COVID-19 verdicts it gives
+    at the shipped threshold are no worse by held-out balanced accuracy: p(COVID-19) moves with the temperature,
+    so a refit meant for calibration also moves films across the threshold, and that must not slip in unmeasured.
+    """
+    from .inference import calibrated_probabilities
+    from .metrics import fit_temperature
+
+    shipped = calibrated_probabilities(logits, temperature)
+    held_out = shipped.copy()
+    for train, held in folds:
+        held_out[held] = calibrated_probabilities(logits[held], fit_temperature(_torch(logits[train]),
+                                                                                _torch(labels[train])))
+    nll = [(mean_nll(shipped[held], labels[held]), mean_nll(held_out[held], labels[held])) for _, held in folds]
+    nll_before, nll_after = np.mean(nll, axis=0)
+    verdicts_before = _balanced(y, shipped[:, ci] >= threshold)
+    verdicts_after = _balanced(y, held_out[:, ci] >= threshold)
+    if nll_after >= nll_before:
+        return None, shipped, "temperature: refitting did not lower the held-out log-loss"
+    if verdicts_after < verdicts_before:
+        return None, shipped, (
+            f"temperature: refitting lowered the held-out log-loss ({nll_before:.3f} -> {nll_after:.3f}) but made "
+            f"the COVID-19 verdicts at the shipped threshold worse (held-out balanced accuracy {verdicts_before:.3f} "
+            f"-> {verdicts_after:.3f})")
+    refit = fit_temperature(_torch(logits), _torch(labels))
+    return refit, held_out, (f"temperature {temperature:.3f} -> {refit:.3f} (held-out log-loss {nll_before:.3f} -> "
+                             f"{nll_after:.3f}; held-out balanced accuracy of the verdicts {verdicts_before:.3f} -> "
+                             f"{verdicts_after:.3f})")
 
 
 def _torch(a):

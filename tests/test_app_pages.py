@@ -265,6 +265,7 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     table = at.dataframe[0].value
     assert list(table[""]) == ["shipped model", "after adaptation (cross-validated)"]
     assert table["COVID-19 sensitivity (95% CI)"].str.contains("%").all()
+    assert any("By label: 12 normal and 12 COVID-19 films." in c.value for c in at.caption)
     assert len(at.get("plotly_chart")) == 2  # the ROC with both operating points, and calibration before/after
     at.button(key="site_activate").click().run()
     assert not at.exception, at.exception

@@ -16,7 +16,7 @@ from app_helpers import make_checkpoint, xray_array
 from conftest import REPO
 from covid_core.checkpoint import load_classifier
 from covid_core.errors import ConfigError, DatasetError
-from covid_core.site import MIN_PER_CLASS, load_site, validate_site
+from covid_core.site import MIN_PER_CLASS, _folds, load_site, temperature_step, validate_site
 
 
 def _site(root: Path, per_class: int = 14, classes=("normal", "covid19")) -> Path:
@@ -48,6 +48,7 @@ def test_validate_site_reports_before_and_after_with_intervals_and_writes_a_plai
     r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--name", "St Elsewhere")
     assert r.returncode == 0, r.stderr
     assert "before: COVID-19 sensitivity" in r.stdout and "95% CI" in r.stdout and "after:" in r.stdout
+    assert "28 films used (14 normal and 14 COVID-19 films)" in r.stdout
     report = json.loads(out.read_text())
     assert report["site"] == "St Elsewhere" and report["counts"] == {"normal": 14, "covid19": 14}
     assert len(report["checkpoint"]["sha256"]) == 64 and report["films_used"] == 28
@@ -146,3 +147,28 @@ def test_a_site_files_version_follows_its_content(model, tmp_path):
     revalidated = write(tmp_path / "a.json", 0.6)  # the same hospital, validated again
     assert first.version and first.version == same.version
     assert revalidated.version != first.version and revalidated.name == first.name
+
+
+def _temperature_case(covid_margin: float, n: int = 20):
+    """Logits of a 3-class model (normal, pneumonia, covid19) at temperature 1 with a threshold of 0.5 on
+    p(covid19): n COVID-19 films (0, 0, covid_margin), all called positive; 2n other films (0, 3, -3), confident
+    pneumonia calls of which half are normal films, so a higher temperature lowers the log-loss."""
+    logits = np.vstack([np.tile([0.0, 0.0, covid_margin], (n, 1)), np.tile([0.0, 3.0, -3.0], (2 * n, 1))])
+    labels = np.array([2] * n + [0, 1] * n)
+    y = labels == 2
+    folds = _folds(np.arange(len(y)).astype(str), y)
+    return temperature_step(logits, labels, y, 2, folds, 1.0, 0.5)
+
+
+def test_a_temperature_that_calibrates_better_but_moves_verdicts_the_wrong_way_is_not_kept():
+    # Margin 1: the refit temperature (about 3) takes p(covid19) of every COVID-19 film below 0.5, so the shipped
+    # threshold would call them all negative; the lower log-loss alone must not buy that.
+    refit, probs, line = _temperature_case(covid_margin=1.0)
+    assert refit is None, line
+    assert "lowered the held-out log-loss" in line and "worse" in line and "1.000 -> 0.500" in line
+    assert np.allclose(probs[:20, 2], np.exp(1) / (2 + np.exp(1)))  # the shipped probabilities, unchanged
+    # Margin 12: the same refit keeps every verdict, so it is kept, and the held-out probabilities come with it.
+    refit, probs, line = _temperature_case(covid_margin=12.0)
+    assert refit is not None and refit > 2 and line.startswith("temperature 1.000 -> ")
+    assert (probs[:20, 2] >= 0.5).all() and probs[20:, 2].max() < 0.5
+    assert probs[20:, 1].max() < 0.9  # calibrated: the confident pneumonia calls are softened

@@ -14,6 +14,7 @@ import ui
 from covid_core.archive import extract_labelled_zip
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
+from covid_core.formatting import counts_text
 from covid_core.model_catalog import site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
 from covid_core.site_job import ValidationJob, comparison_rows
@@ -95,7 +96,8 @@ report = saved[1]
 
 
 st.subheader(f"{report['site']}: {report['films_used']} films")
-st.caption(f"Counts: {report['counts']}. " + (f"{len(report['problems'])} file(s) skipped." if report["problems"] else ""))
+st.caption(f"By label: {counts_text(report['counts'])}. "
+           + (f"{len(report['problems'])} file(s) skipped." if report["problems"] else ""))
 st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, width="stretch")
 if report["before"].get("ood_flagged") is not None:
     st.caption(f"Films the familiarity check called unlike the training X-rays: "

@@ -39,6 +39,7 @@ def _ci(f: dict | None) -> str:
 def main(args: argparse.Namespace) -> int:
     from ..checkpoint import load_classifier
     from ..errors import ConfigError
+    from ..formatting import counts_text
     from ..site import validate_site
 
     out = Path(args.out)
@@ -47,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     classifier = load_classifier(args.model)
     report = validate_site(classifier, args.data, name=args.name, target_sensitivity=args.target_sensitivity,
                            layout=args.layout, seed=args.seed)
-    print(f"site {report['site']}: {report['films_used']} films used {report['counts']}")
+    print(f"site {report['site']}: {report['films_used']} films used ({counts_text(report['counts'])})")
     for p in report["problems"]:
         print(f"  skipped {p['file']}: {p['problem']}")
     for when in ("before", "after"):
