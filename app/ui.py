@@ -190,6 +190,17 @@ def results_table(table) -> None:
     the CSV keeps every column, so its readers see the same columns every time."""
     filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: pd.notna(v) and v != "").any()]
     st.dataframe(table, hide_index=True, width="stretch", column_order=filled, column_config={
-        "COVID-19 probability": st.column_config.NumberColumn(format="percent"),
-        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent")
+        "file": st.column_config.TextColumn(width=165, pinned=True),
+        "call": st.column_config.TextColumn(width=195),
+        "verdict": st.column_config.TextColumn(width=140),
+        "COVID-19 probability": st.column_config.NumberColumn(
+            format="percent", width=130,
+            help="The probability the COVID-19 verdict compares with its operating threshold"),
+        "out of distribution": st.column_config.CheckboxColumn(
+            "unfamiliar", width=80, help="The film is unlike the X-rays the model learned from (or looks turned or "
+                                         "inverted): no verdict is given for it"),
+        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent", width=75)
            for c in table.columns if c.startswith("p(")}})
+    if table["verdict"].str.endswith("(unconfirmed)").any():
+        st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "
+                   "(research use): at hospitals it never saw, such models call many normal adults COVID-19.")

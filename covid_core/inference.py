@@ -36,6 +36,8 @@ class Prediction:
     not_validated: the verdict is withheld only because no site file validates this COVID-19 model at the user's
     hospital (see :func:`verdict_needs_site`; a film the familiarity check flags is withheld for that reason
     instead); the probabilities and ``covid_positive`` stay the model's raw output.
+    unconfirmed: a COVID-19 verdict is given although no site file validates the model here (the user asked for
+    verdicts before validation, research use); the verdict's text says so wherever it is shown.
     pixels_u8: uint8 SxS model-space image; geometry maps model space back to the original.
     """
 
@@ -50,6 +52,7 @@ class Prediction:
     geometry: Geometry
     warnings: list[str] = field(default_factory=list)
     not_validated: bool = False
+    unconfirmed: bool = False
 
     @property
     def withheld(self) -> bool:
@@ -76,7 +79,7 @@ class Prediction:
             return VERDICT_NOT_VALIDATED
         if self.covid_positive is None:
             return f"Most probable: {self.label}"
-        return f"COVID-19: {self.covid_call}"
+        return f"COVID-19: {self.covid_call}" + (" (unconfirmed)" if self.unconfirmed else "")
 
 
 @torch.no_grad()
@@ -213,6 +216,8 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
         ood_score=None if score is None else float(score), ood_flagged=flagged,
         pixels_u8=pixels, geometry=geometry, warnings=warnings,
         not_validated=covid_positive is not None and not flagged and verdict_needs_site(classifier),
+        unconfirmed=(covid_positive is not None and not flagged and classifier.site is None
+                     and classifier.verdicts_unvalidated),
     )
 
 

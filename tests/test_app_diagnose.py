@@ -146,6 +146,9 @@ def test_bad_file_fails_alone_and_table_lists_all(weights):
     table = at.dataframe[0].value
     assert list(table["file"]) == ["a.png", "notes.png", "b.png"]
     assert table["verdict"].str.startswith("COVID-19").sum() == 2
+    # verdicts before site validation are marked as such in the table (and its CSV), with the reason beneath
+    assert table["verdict"].str.endswith("(unconfirmed)").sum() == 2
+    assert any("Verdicts marked unconfirmed" in c.value for c in at.caption)
     assert {"COVID-19 probability", "error"} <= set(at.dataframe[0].proto.column_order)  # shown where filled
     assert any("CSV" in d.proto.label for d in at.get("download_button"))
 

@@ -158,6 +158,27 @@ def test_upload_shows_the_film_large_the_call_in_words_and_asks_no_other_host(re
         page.screenshot(path=str(ARTIFACTS / f"diagnose-{which}.png"), full_page=True)
 
 
+def test_the_results_table_of_several_films_fits_a_1400_px_window(real_data, app_server):
+    """With verdicts shown, every column of the many-files table (file, call, verdict, probabilities) is in view
+    at 1400 px: no sideways scrolling to find a film's verdict."""
+    films = [_covid_test_image(real_data), _nih_adult_normal_test_image(real_data)]
+    with browser_page("results-table", app_server) as page:
+        page.goto(app_server, wait_until="domcontentloaded")
+        page.get_by_text("Research use only").first.wait_for(timeout=60_000)
+        page.get_by_text("Verdicts before site validation").first.click()
+        page.locator("input[type=file]").first.set_input_files([str(f) for f in films])
+        page.get_by_text("Results for 2 files").first.wait_for(timeout=90_000)
+        grid = page.locator("[data-testid=stDataFrame]").first
+        grid.wait_for(timeout=30_000)
+        page.wait_for_function("() => document.querySelector('[data-testid=stDataFrame] .dvn-scroller')",
+                               timeout=30_000)
+        time.sleep(1.0)  # let the grid settle its column widths
+        widths = page.evaluate("() => { const s = document.querySelector('[data-testid=stDataFrame] .dvn-scroller');"
+                               " return [s.scrollWidth, s.clientWidth]; }")
+        page.screenshot(path=str(ARTIFACTS / "results-table.png"), full_page=True)
+        assert widths[0] <= widths[1] + 1, f"the table scrolls sideways: {widths[0]} px of content in {widths[1]} px"
+
+
 def test_dip_shows_progress_and_preview_and_can_be_cancelled(app_server, tmp_path):
     """Denoise page: DIP runs in the background with a progress bar and live preview; Cancel stops it."""
     from app_helpers import png_bytes, xray_array

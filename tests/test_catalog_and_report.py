@@ -72,6 +72,7 @@ def test_report_is_self_contained_and_hides_patient_fields_by_default(tmp_path):
                              patient_info=patient, include_patient_info=True)
     assert "Doe^Jane" in shown
     row = prediction_row("x.png", pred)
+    assert pred.unconfirmed and row["verdict"].endswith("(unconfirmed)")  # verdicts before site validation
     assert row["verdict"].startswith("COVID-19") and abs(sum(v for k, v in row.items() if k.startswith("p(")) - 1) < 1e-5
 
 
@@ -109,6 +110,7 @@ def test_without_a_site_file_a_covid_model_gives_no_verdict_and_says_how_to_get_
 
     clf.site = Site(name="St Elsewhere")
     assert predict(clf, img).covid_call == "positive"
+    assert predict(clf, img).verdict == "COVID-19: positive" and not predict(clf, img).unconfirmed
     # a model without a COVID-19 class cannot be validated by validate-site and keeps its call
     pneumonia = load_classifier(make_checkpoint(tmp_path / "pn.pt"))
     pneumonia.target = "pneumonia"  # the normal/pneumonia task: no COVID-19 class, so no COVID-19 verdict to withhold

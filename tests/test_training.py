@@ -141,6 +141,7 @@ def test_train_evaluate_predict_cli(folder_dataset, tmp_path):
     verdict = row[header.index("covid_verdict")]  # withheld now only for an unfamiliar film
     assert verdict in ("positive", "negative", "withheld")
     assert (verdict == "withheld") == (row[header.index("ood_flagged")] == "true")
+    assert (verdict != "withheld") == ("covid_verdict unconfirmed: --unvalidated" in r.stderr)
 
     r = _cli("-m", "covid_core", "predict", "--model", str(out), str(bad))
     assert r.returncode != 0  # every file failed

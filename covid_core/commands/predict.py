@@ -105,6 +105,10 @@ def main(args: argparse.Namespace) -> int:
 
         print("covid_verdict withheld: no --site file validates this model at this hospital. "
               + NOT_VALIDATED_REASON, file=sys.stderr)
+    if any(r.prediction is not None and r.prediction.unconfirmed for r in results):
+        print("covid_verdict unconfirmed: --unvalidated verdicts come from a model that no site file has validated "
+              "at this hospital (research use); at hospitals it never saw, such models call many normal adults "
+              "COVID-19", file=sys.stderr)
     for r in results:
         if r.error:
             print(f"{r.name}: {r.error}", file=sys.stderr)
