@@ -22,8 +22,8 @@ import streamlit as st
 import ui
 from covid_core.decode import apply_window
 from covid_core.report import case_report_html
-from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, validation_statement, verdict_limits,
-                                withheld_reason)
+from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, operating_threshold, validation_statement,
+                                verdict_limits, withheld_reason)
 
 TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
@@ -99,13 +99,13 @@ def heatmap_figures(explanation) -> None:
             st.warning(w, icon=":material/warning:")
 
 
-def probability_chart(prediction) -> go.Figure:
+def probability_chart(prediction, threshold_line: bool = True) -> go.Figure:
     classes = list(prediction.probabilities)
     probs = [prediction.probabilities[c] for c in classes]
     colors = ["#c92a2a" if c in ("covid19", "positive") else "#1c5d99" for c in classes]
     fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
                            text=[f"{100 * p:.1f}%" for p in probs], textposition="auto"))
-    if prediction.threshold is not None:
+    if prediction.threshold is not None and threshold_line:
         fig.add_vline(x=prediction.threshold, line_dash="dash", line_color="#495057",
                       annotation_text=f"threshold {prediction.threshold:.2f}", annotation_position="top")
     fig.update_layout(height=60 + 45 * len(classes), margin=dict(l=10, r=10, t=30, b=10),
@@ -121,8 +121,7 @@ def verdict_and_limits(prediction, classifier) -> None:
             st.page_link("views/validate.py", label="Validate the model on your hospital's films",
                          icon=":material/fact_check:")
         return
-    threshold = classifier.threshold or {}
-    for sentence in verdict_limits(prediction, classifier.metadata, threshold):
+    for sentence in verdict_limits(prediction, classifier.metadata, operating_threshold(classifier)):
         st.info(sentence, icon=":material/balance:")
 
 
@@ -131,14 +130,18 @@ def details(case, classifier, key: str) -> None:
     label = ("Raw model output (for researchers: not a finding)" if prediction.withheld
              else "Details: probabilities and measured rates")
     with st.expander(label, expanded=False):
-        st.plotly_chart(probability_chart(prediction), key=f"probs_{key}", config={"displayModeBar": False})
-        threshold = classifier.threshold or {}
+        head = classifier.site is not None and classifier.site.head is not None  # its threshold is on another score
+        st.plotly_chart(probability_chart(prediction, threshold_line=not head), key=f"probs_{key}",
+                        config={"displayModeBar": False})
+        threshold = operating_threshold(classifier)
         if prediction.threshold is not None and not prediction.withheld:
             table = ui.rates_table(threshold.get("test") or {}, emphasis=VERDICT_RATE.get(prediction.covid_call))
             if table:
                 st.markdown(table)
-            st.caption(f"Operating threshold {prediction.threshold:.3f} on the COVID-19 probability "
-                       f"({threshold.get('rule', 'stored with the model')}). {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}.")
+            on = "" if threshold.get("site") else " on the COVID-19 probability"  # a site names its own score
+            terms = f" {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}." if table else ""
+            st.caption(f"Operating threshold {prediction.threshold:.3f}{on} "
+                       f"({threshold.get('rule', 'stored with the model')}).{terms}")
         if prediction.ood_score is not None:
             st.caption(f"Familiarity score (out-of-distribution score) {prediction.ood_score:.2f}; above "
                        f"{float(classifier.ood.get('threshold', 1.0)):.2f} the film counts as unlike the training "

@@ -16,8 +16,8 @@ from PIL import Image
 from . import __version__
 from .csv_safe import safe_cell
 from .formatting import pct as _pct
-from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, rate_text, validation_statement,
-                      verdict_limits, withheld_reason)
+from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold, rate_text,
+                      validation_statement, verdict_limits, withheld_reason)
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -53,7 +53,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     overlay_rgb: uint8 HxWx3 Grad-CAM overlay; denoised: float32 HxW in [0, 1] or None.
     """
     esc = html.escape
-    thr = classifier.threshold or {}
+    thr = operating_threshold(classifier)
     test = thr.get("test") or {}
     h = headline(prediction)
     verdict_class = {"positive": "pos", "negative": "neg"}.get(prediction.covid_call, "neutral")
@@ -74,9 +74,9 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
         if not prediction.withheld:  # no verdict, so no verdict's reliability
             this_verdict = VERDICT_RATE.get(prediction.covid_call)
-            numbers += [(f"TEST {name} at this threshold" + (" (this verdict's)" if key == this_verdict else ""),
-                         rate_text(test, key)) for key, name in THRESHOLD_RATES if test.get(key) is not None]
-            numbers.append(("Terms", RATE_TERMS))
+            rates = [(f"TEST {name} at this threshold" + (" (this verdict's)" if key == this_verdict else ""),
+                      rate_text(test, key)) for key, name in THRESHOLD_RATES if test.get(key) is not None]
+            numbers += rates + ([("Terms", RATE_TERMS)] if rates else [])
     if prediction.ood_score is not None:
         numbers.append(("Out-of-distribution score", f"{prediction.ood_score:.2f}"
                         + f" ({classifier.ood.get('threshold', float('nan')):.2f} or more means unlike the training "

@@ -180,17 +180,40 @@ def negative_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
         text += f", where {n_covid} of the {n} films ({100 * n_covid / n:.0f}%) had COVID-19"
     if rates.get("fn") is not None:
         text += f"; {rates['fn']} COVID-19 film{'s were' if rates['fn'] != 1 else ' was'} called negative"
-    sentences = [text + "."]
-    sentences.append("A negative COVID-19 verdict is not a normal film: pneumonia of another cause can be present "
-                     "(see the first line), and a high NPV on public data does not carry over to a hospital whose "
-                     "patients, machines and COVID-19 prevalence differ.")
-    return sentences
+    return [text + ".", NEGATIVE_IS_NOT_NORMAL]
+
+
+NEGATIVE_IS_NOT_NORMAL = (
+    "A negative COVID-19 verdict is not a normal film: pneumonia of another cause can be present (see the first "
+    "line), and a high NPV on public data does not carry over to a hospital whose patients, machines and COVID-19 "
+    "prevalence differ.")
+
+
+def operating_threshold(classifier) -> dict:
+    """The operating point behind this classifier's COVID-19 verdicts, as a threshold entry ({"value", "rule",
+    "test", ...}): the checkpoint's, with its TEST rates; or, where a site file brings its own threshold (on
+    p(COVID-19) or on its head's probability), the site's, named by ``site``, with no TEST rates: those were
+    measured at the checkpoint's threshold and do not describe the site's verdicts."""
+    site = classifier.site
+    if site is None or (site.threshold is None and site.head is None):
+        return classifier.threshold or {}
+    score = ("the probability of a head fitted on the network's features" if site.head is not None
+             else "the COVID-19 probability")
+    return {"class": (classifier.threshold or {}).get("class"), "value": site.threshold, "site": site.name,
+            "rule": f"the operating point validated at {site.name}: a threshold on {score}, chosen on its own films",
+            "test": {}}
 
 
 def verdict_limits(prediction, metadata: dict, threshold: dict) -> list[str]:
-    """The limits that go with this prediction's verdict (positive or negative); none for a withheld one."""
+    """The limits that go with this prediction's verdict (positive or negative); none for a withheld one.
+    ``threshold``: :func:`operating_threshold`'s entry; a site's operating point has no TEST figures to quote."""
     if prediction.withheld or prediction.covid_positive is None:
         return []
+    if threshold.get("site") is not None:
+        return [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "
+                "threshold, so the model's TEST figures (PPV, NPV, false positives by source) do not describe it; "
+                "its sensitivity and specificity on that site's own films are given with the validation below."] + (
+            [] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
     if prediction.covid_positive:
         texture = texture_swap_warning(metadata)
         return positive_verdict_limits(metadata, threshold) + [

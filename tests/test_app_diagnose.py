@@ -330,3 +330,7 @@ def test_a_site_file_made_active_while_a_film_is_open_gives_the_sites_verdict(tm
     text = _all_text(at)
     assert any("Validated at" in s.value for s in at.success)
     assert "COVID-19: negative" in text and "COVID-19: positive" not in text
+    # the verdict now comes from the site's threshold: the shipped threshold's TEST rates do not describe it
+    assert "| sensitivity | 90.0% (9 of 10) |" not in text and "On TEST" not in text
+    assert "operating point validated at St Elsewhere" in text
+    assert "A negative COVID-19 verdict is not a normal film" in text

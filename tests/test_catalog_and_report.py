@@ -10,6 +10,7 @@ from covid_core.decode import decode_image
 from covid_core.inference import predict
 from covid_core.model_catalog import list_checkpoints, source_confounds, usable_classifiers
 from covid_core.report import DISCLAIMER, case_report_html, prediction_row
+from covid_core.verdict import operating_threshold
 
 
 class Evil:
@@ -111,6 +112,16 @@ def test_without_a_site_file_a_covid_model_gives_no_verdict_and_says_how_to_get_
     clf.site = Site(name="St Elsewhere")
     assert predict(clf, img).covid_call == "positive"
     assert predict(clf, img).verdict == "COVID-19: positive" and not predict(clf, img).unconfirmed
+    # with the site's own threshold, the report quotes no TEST rate of the shipped threshold as this verdict's
+    clf.site = Site(name="St Elsewhere", threshold=0.0)
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(clf, img), classifier=clf,
+                            model_label="pos.pt")
+    assert "COVID-19: positive" in html and "operating point validated at St Elsewhere" in html
+    assert "TEST PPV at this threshold" not in html and "(PPV)" not in html and "false positives on TEST" not in html
+    assert operating_threshold(clf)["test"] == {} and "COVID-19 probability" in operating_threshold(clf)["rule"]
+    clf.site = Site(name="St Elsewhere", threshold=0.5, head={"mean": [0.0], "scale": [1.0], "coef": [0.0],
+                                                               "intercept": 0.0})
+    assert "a head fitted on the network's features" in operating_threshold(clf)["rule"]
     # a model without a COVID-19 class cannot be validated by validate-site and keeps its call
     pneumonia = load_classifier(make_checkpoint(tmp_path / "pn.pt"))
     pneumonia.target = "pneumonia"  # the normal/pneumonia task: no COVID-19 class, so no COVID-19 verdict to withhold
