@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,6 +141,23 @@ def site_file_for(checkpoint: str | Path) -> Path | None:
     path = Path(checkpoint)
     site = path.with_name(path.stem + ".site.json")
     return site if site.is_file() else None
+
+
+def retire_site_file(checkpoint: str | Path) -> Path:
+    """Make a checkpoint's active site file inactive by renaming it ``<name>.site-retired-<time>.json`` (kept, not
+    deleted: it records a validation that was made); returns the new path. OSError when it cannot be renamed,
+    FileNotFoundError when there is none."""
+    site = site_file_for(checkpoint)
+    if site is None:
+        raise FileNotFoundError(f"{Path(checkpoint).name} has no active site file")
+    stem = Path(checkpoint).stem
+    target = site.with_name(f"{stem}.site-retired-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    n = 1
+    while target.exists():
+        n += 1
+        target = site.with_name(f"{stem}.site-retired-{time.strftime('%Y%m%d-%H%M%S')}-{n}.json")
+    site.rename(target)
+    return target
 
 
 def usable_classifiers(weights: str | Path | None = None, runs_dir: str | Path | None = None) -> list[CatalogEntry]:

@@ -129,6 +129,41 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
                for c in at.caption)  # the goal, and the closest measurement of it on this data
 
 
+def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_file(env):
+    from covid_core.datasets import file_sha256
+    from covid_core.site import SITE_FORMAT
+
+    at = page("models")
+    assert any("Not validated at your hospital" in i.value for i in at.info)
+    assert [link.proto.page for link in at.get("page_link")] == ["validate"]
+    model = env / "weights" / "tiny_cnn.pt"
+    figures = {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97}, "auc": {"value": 0.93}, "ece": 0.04,
+               "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}, "counts": {"tp": 18, "fn": 2, "fp": 3,
+                                                                                   "tn": 17}}
+    site = model.with_name("tiny_cnn.site.json")
+    site.write_text(json.dumps({
+        "format": SITE_FORMAT, "site": "St Elsewhere", "created": "2026-12-01T10:00:00+0000",
+        "checkpoint": {"sha256": file_sha256(model)}, "counts": {"normal": 20, "covid19": 20},
+        "before": figures, "after": figures, "parameters": {"threshold": 0.4},
+        "adapted": ["operating point: a site threshold for sensitivity 0.90"],
+        "skipped": ["temperature: refitting did not lower the held-out log-loss"]}))
+    at.run()
+    assert not at.exception, at.exception
+    text = "\n".join(m.value for m in at.markdown)
+    assert "Active site file `tiny_cnn.site.json`: **St Elsewhere**" in text and "20 normal and 20 COVID-19 films" in text
+    rows = [df.value for df in at.dataframe if "COVID-19 sensitivity (95% CI)" in df.value.columns][0]
+    assert rows["COVID-19 sensitivity (95% CI)"].tolist() == ["90.0% (80-97%)"] * 2
+    captions = [c.value for c in at.caption]
+    assert "Adapted: operating point: a site threshold for sensitivity 0.90" in captions
+    assert "Not adapted: temperature: refitting did not lower the held-out log-loss" in captions
+    at.button(key="models_site_retire").click().run()
+    assert not at.exception, at.exception
+    assert not site.exists()  # Diagnose no longer applies it ...
+    [kept] = list(model.parent.glob("tiny_cnn.site-retired-*.json"))  # ... but the record of it is kept
+    assert json.loads(kept.read_text())["site"] == "St Elsewhere"
+    assert any("is retired" in s.value for s in at.success) and any("Not validated" in i.value for i in at.info)
+
+
 def test_models_page_shows_within_source_figures_and_warns_of_another_data_version(env, folders_data):
     from app_helpers import make_checkpoint
     from covid_core.checkpoint import atomic_save, load_checkpoint_dict

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 import streamlit as st
 
 import ui
 from mean_heatmaps import mean_heatmaps_section
+from site_panel import site_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import TEXTURE_SWAP_NOTE, false_covid_calls, shortcut_rows
 from covid_core.formatting import fixed, pct
@@ -18,7 +18,6 @@ from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.model_summary import (measured_limits, model_facts, overview_row, per_source_rows,
                                       unusable_reasons)
 from covid_core.targets import COVID_CLASS
-
 
 st.title("Models")
 entries = ui.catalog()
@@ -71,6 +70,7 @@ if thr:
         st.markdown(table)
     st.caption(f"Chosen on VALIDATION: {thr.get('rule', '?')} (validation sensitivity "
                f"{pct(thr.get('val_sensitivity'))}, specificity {pct(thr.get('val_specificity'))}).")
+site_section(entry)
 
 left, right = st.columns(2)
 roc = metrics.get("test_roc") or {}

@@ -1,0 +1,57 @@
+"""The Models page's "Validation at your site" section: a model's active site file, and retiring it."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import streamlit as st
+
+from covid_core.errors import CovidCoreError
+from covid_core.formatting import counts_text
+from covid_core.model_catalog import retire_site_file, site_file_for
+from covid_core.site import load_site
+from covid_core.site_job import comparison_rows
+from covid_core.targets import COVID_CLASS
+
+
+def site_section(entry) -> None:
+    """Where this COVID-19 model was validated (the site file Diagnose applies) and how well; nothing for models
+    without a COVID-19 class, which validate-site does not take."""
+    if COVID_CLASS.get(entry.metadata.get("target")) is None:
+        return
+    st.subheader("Validation at your site")
+    done = st.session_state.pop("models_site_retired", None)
+    if done:
+        st.success(done, icon=":material/domain_disabled:")
+    path = site_file_for(entry.path)
+    if path is None:
+        st.info("Not validated at your hospital: Diagnose gives no COVID-19 verdict from this model until a "
+                "validation on your own labelled films is made its active site.", icon=":material/domain:")
+        st.page_link("views/validate.py", label="Validate it on your hospital's films", icon=":material/fact_check:")
+        return
+    try:
+        load_site(path, entry.path)
+        report = json.loads(path.read_text())
+    except (CovidCoreError, OSError, ValueError) as exc:
+        st.warning(f"`{path.name}` is not applied: {exc}", icon=":material/domain_disabled:")
+    else:
+        st.markdown(f"Active site file `{path.name}`: **{report.get('site', '?')}**, made "
+                    f"{report.get('created', 'at an unknown time')} from {counts_text(report.get('counts') or {})}.")
+        if "before" in report and "after" in report:
+            st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True)
+        for word, key in (("Adapted", "adapted"), ("Not adapted", "skipped")):
+            for line in report.get(key) or []:
+                st.caption(f"{word}: {line}")
+    if st.button("Retire this site file", key="models_site_retire", icon=":material/domain_disabled:",
+                 help="Renamed beside the model (kept, not deleted). Diagnose then gives no COVID-19 verdict from "
+                      "this model until another validation is made active."):
+        try:
+            retired = retire_site_file(entry.path)
+        except OSError as exc:
+            st.error(f"`{path.name}` could not be renamed: {exc.strerror or exc}")
+        else:
+            st.session_state["models_site_retired"] = (f"`{path.name}` is retired (now `{retired.name}`): Diagnose "
+                                                       "gives no COVID-19 verdict from this model until another "
+                                                       "validation is made active.")
+            st.rerun()
