@@ -102,6 +102,54 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
         load_site(junk, model)
 
 
+@pytest.mark.parametrize("parameters, after, reason", [
+    ({"threshold": "abc"}, {}, "threshold 'abc' is not a number from 0 to 1"),
+    ({"threshold": 1.7}, {}, "threshold 1.7 is not a number from 0 to 1"),
+    ({"temperature": -1}, {}, "temperature -1 is not a positive number"),
+    ({"head": {"mean": [0.0], "scale": [1.0], "coef": "x", "intercept": 0.0}, "threshold": 0.5}, {}, "its head is not"),
+    ({"head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}}, {}, "its head has no threshold"),
+    ({"ood_means": {"penultimate": "x"}}, {}, "its familiarity means are not"),
+    ({}, {"sensitivity": {"value": "high"}}, "its sensitivity is not a share"),
+    ("x", {}, "its parameters or figures are not a JSON object"),
+])
+def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, tmp_path, parameters, after, reason):
+    """A site file is plain JSON beside the model: a hand edit or a broken copy must not crash a verdict."""
+    from covid_core.datasets import file_sha256
+    from covid_core.site import SITE_FORMAT
+
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "parameters": parameters,
+                                "checkpoint": {"sha256": file_sha256(model)}, "after": after}))
+    with pytest.raises(ConfigError, match="is damaged") as caught:
+        load_site(site, model)
+    assert reason in str(caught.value)
+    films = _site(tmp_path / "hospital", per_class=1)
+    r = _cli("predict", "--model", model, films, "--site", site)
+    assert r.returncode == 2 and reason in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_site_file_whose_head_or_means_do_not_fit_the_model_is_refused(model, tmp_path):
+    import torch
+
+    from covid_core.datasets import file_sha256
+    from covid_core.site import SITE_FORMAT, Site, _misfit, load_classifier_at_site
+
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {
+        "sha256": file_sha256(model)}, "parameters": {
+            "head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}, "threshold": 0.5}}))
+    with pytest.raises(ConfigError, match="does not fit this model") as caught:
+        load_classifier_at_site(model, site)
+    assert "its head takes 1 features, the model gives 256" in str(caught.value)
+    # class means for the familiarity reference: one per part of it, each as long as that part's features
+    classifier = load_classifier(model)
+    classifier.ood = {**classifier.ood, "parts": [{"name": "penultimate", "means": torch.zeros(3, 256)}]}
+    assert "a part ('elsewhere') the model does not have" in _misfit(Site("s", ood_means={"elsewhere": [[0.0]]}),
+                                                                     classifier)
+    assert "means for 'penultimate' are not 256 long" in _misfit(Site("s", ood_means={"penultimate": [[0.0]]}),
+                                                                 classifier)
+    assert _misfit(Site("s", ood_means={"penultimate": [[0.0] * 256]}), classifier) == ""
+
 def test_broken_and_duplicate_films_are_reported_and_skipped_and_the_rest_used(model, tmp_path):
     site = _site(tmp_path / "hospital")
     (site / "normal" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
