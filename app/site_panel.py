@@ -10,7 +10,7 @@ import streamlit as st
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import retire_site_file, site_file_for
-from covid_core.site import load_site
+from covid_core.site_file import load_site
 from covid_core.site_job import comparison_rows
 from covid_core.targets import COVID_CLASS
 

@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from covid_core.byte_cache import ByteCappedCache
-from covid_core.site import load_classifier_at_site
+from covid_core.site_file import load_classifier_at_site
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import pct  # noqa: F401 (the views format shares as ui.pct)

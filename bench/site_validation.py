@@ -71,7 +71,8 @@ def rates(y, pos):
 
 def main() -> int:
     from covid_core.checkpoint import load_classifier
-    from covid_core.site import load_classifier_at_site, validate_site
+    from covid_core.site import validate_site
+    from covid_core.site_file import load_classifier_at_site
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)

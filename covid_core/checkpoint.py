@@ -126,7 +126,7 @@ class Classifier:
     ood: dict = field(default_factory=dict)
     metadata: dict = field(default_factory=dict)
     path: str = ""
-    site: object = None  # a covid_core.site.Site when a site file is applied (its operating point, calibration...)
+    site: object = None  # a covid_core.site_file.Site when a site file is applied (its operating point, calibration...)
     # Research use: give COVID-19 verdicts although no site file validates the model here (see
     # covid_core.inference.verdict_needs_site); off, such verdicts are withheld.
     verdicts_unvalidated: bool = False
@@ -149,7 +149,7 @@ def classifier_checkpoint(model: nn.Module, *, model_name: str, target: str, cla
 
 def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """Rebuild a classifier from its checkpoint through the registry (with a site file applied:
-    :func:`covid_core.site.load_classifier_at_site`)."""
+    :func:`covid_core.site_file.load_classifier_at_site`)."""
     ckpt = load_checkpoint_dict(path)
     if ckpt.get("format") != CLASSIFIER_FORMAT:
         raise CheckpointError(f"{Path(path).name} is not a classifier checkpoint (format {ckpt.get('format')!r})")

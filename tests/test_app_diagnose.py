@@ -264,7 +264,7 @@ def _site_file(checkpoint, path, sha=None, parameters=None):
     import json
 
     from covid_core.datasets import file_sha256
-    from covid_core.site import SITE_FORMAT
+    from covid_core.site_file import SITE_FORMAT
 
     path.write_text(json.dumps({
         "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": sha or file_sha256(checkpoint)},

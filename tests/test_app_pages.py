@@ -131,7 +131,7 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
 
 def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_file(env):
     from covid_core.datasets import file_sha256
-    from covid_core.site import SITE_FORMAT
+    from covid_core.site_file import SITE_FORMAT
 
     at = page("models")
     assert any("Not validated at your hospital" in i.value for i in at.info)

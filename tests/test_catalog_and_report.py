@@ -107,7 +107,7 @@ def test_without_a_site_file_a_covid_model_gives_no_verdict_and_says_how_to_get_
     row = prediction_row("x.png", pred)
     assert row["verdict"].startswith("No verdict") and row["COVID-19 probability"] is None
     # a site file validates it: the verdict is given (the site's own threshold would apply)
-    from covid_core.site import Site
+    from covid_core.site_file import Site
 
     clf.site = Site(name="St Elsewhere")
     assert predict(clf, img).covid_call == "positive"

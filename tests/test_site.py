@@ -16,7 +16,8 @@ from app_helpers import make_checkpoint, xray_array
 from conftest import REPO
 from covid_core.checkpoint import load_classifier
 from covid_core.errors import ConfigError, DatasetError
-from covid_core.site import MIN_PER_CLASS, _folds, load_site, temperature_step, validate_site
+from covid_core.site import MIN_PER_CLASS, _folds, temperature_step, validate_site
+from covid_core.site_file import load_site
 
 
 def _site(root: Path, per_class: int = 14, classes=("normal", "covid19")) -> Path:
@@ -103,8 +104,8 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
 
 
 @pytest.mark.parametrize("parameters, after, reason", [
-    ({"threshold": "abc"}, {}, "threshold 'abc' is not a number from 0 to 1"),
-    ({"threshold": 1.7}, {}, "threshold 1.7 is not a number from 0 to 1"),
+    ({"threshold": "abc"}, {}, "threshold 'abc' is not a number"),
+    ({"threshold": None, "temperature": "1.5"}, {}, "temperature '1.5' is not a positive number"),
     ({"temperature": -1}, {}, "temperature -1 is not a positive number"),
     ({"head": {"mean": [0.0], "scale": [1.0], "coef": "x", "intercept": 0.0}, "threshold": 0.5}, {}, "its head is not"),
     ({"head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}}, {}, "its head has no threshold"),
@@ -115,7 +116,7 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
 def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, tmp_path, parameters, after, reason):
     """A site file is plain JSON beside the model: a hand edit or a broken copy must not crash a verdict."""
     from covid_core.datasets import file_sha256
-    from covid_core.site import SITE_FORMAT
+    from covid_core.site_file import SITE_FORMAT
 
     site = tmp_path / "site.json"
     site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "parameters": parameters,
@@ -132,7 +133,7 @@ def test_a_site_file_whose_head_or_means_do_not_fit_the_model_is_refused(model, 
     import torch
 
     from covid_core.datasets import file_sha256
-    from covid_core.site import SITE_FORMAT, Site, _misfit, load_classifier_at_site
+    from covid_core.site_file import SITE_FORMAT, Site, _misfit, load_classifier_at_site
 
     site = tmp_path / "site.json"
     site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {
@@ -183,7 +184,7 @@ def test_one_class_only_too_few_films_unknown_labels_and_an_empty_folder(model, 
 def test_a_site_files_version_follows_its_content(model, tmp_path):
     """Results scored with one version of a site file are told apart from another's (the app's case cache)."""
     from covid_core.datasets import file_sha256
-    from covid_core.site import SITE_FORMAT
+    from covid_core.site_file import SITE_FORMAT
 
     def write(path, threshold):
         path.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere",

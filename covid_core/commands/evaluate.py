@@ -37,7 +37,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
                         batch_size: int = 64, progress: bool = True, site: str | None = None):
     """(metrics dict, table of the evaluated rows, calibrated probabilities NxC)."""
     from ..cache import load_or_build
-    from ..site import load_classifier_at_site
+    from ..site_file import load_classifier_at_site
     from ..datasets import load_dataset, split_as_trained
     from ..errors import DatasetError
     from ..inference import score_pixels

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     import cv2
 
-    from ..site import load_classifier_at_site
+    from ..site_file import load_classifier_at_site
     from .. import verdict
     from ..case import explain_case, open_case
     from ..explain import COLORMAPS, check_method, class_index, overlay

@@ -61,7 +61,7 @@ class _SafeWriter:
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..site import load_classifier_at_site
+    from ..site_file import load_classifier_at_site
     from ..errors import ConfigError
     from ..case import open_cases
     from ..inference import verdict_needs_site

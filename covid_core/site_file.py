@@ -1,0 +1,152 @@
+"""A site file: what validate-site adapted at one hospital, read back and applied to the model it was made for.
+
+The file is plain JSON beside the model (``<model>.site.json``) or given with ``--site``. It is refused, with the
+reason, when it was made for another checkpoint, when its content is damaged (a hand edit, a broken copy) or when
+its head or familiarity means do not fit the model's features; a refused file is never half applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .datasets import file_sha256
+from .errors import ConfigError
+
+SITE_FORMAT = "covid_core.site/1"
+
+
+@dataclass
+class Site:
+    """What a site file changes at inference (every field None = the shipped behaviour)."""
+
+    name: str
+    threshold: float | None = None
+    temperature: float | None = None
+    head: dict | None = None  # {"mean", "scale", "coef", "intercept"}: p = sigmoid(((f - mean) / scale) @ coef + b)
+    ood_means: dict | None = None  # {part name: list of extra class means in that part's space}
+    sensitivity: dict | None = None  # the local figures to show with a verdict: {"value", "low", "high"}
+    specificity: dict | None = None
+    version: str = ""  # digest of the site file's text: results scored with one version are not another's
+
+    def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
+        h = self.head
+        z = ((np.asarray(penultimate, np.float64) - h["mean"]) / h["scale"]) @ np.asarray(h["coef"]) + h["intercept"]
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def ood_stats(self, stats: dict) -> dict:
+        """The checkpoint's familiarity statistics with the site's class means added to each part."""
+        import torch
+
+        if not self.ood_means or not stats.get("parts"):
+            return stats
+        parts = []
+        for part in stats["parts"]:
+            extra = self.ood_means.get(part["name"])
+            if extra:
+                part = {**part, "means": torch.cat([part["means"], torch.tensor(extra, dtype=torch.float32)])}
+            parts.append(part)
+        return {**stats, "parts": parts}
+
+
+def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
+    """Read a site file made for ``checkpoint_path``; ConfigError with the reason otherwise."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+        data = json.loads(text)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the site file {path}: {exc.strerror or exc}") from exc
+    except ValueError as exc:
+        raise ConfigError(f"{path.name} is not a site file: it is not JSON ({exc})") from exc
+    if not isinstance(data, dict) or data.get("format") != SITE_FORMAT:
+        raise ConfigError(f"{path.name} is not a site file (no format {SITE_FORMAT!r}); make one with "
+                          "`python -m covid_core validate-site`")
+    wanted = (data.get("checkpoint") or {}).get("sha256")
+    actual = file_sha256(checkpoint_path)
+    if wanted != actual:
+        raise ConfigError(f"{path.name} was made for another model (checkpoint {str(wanted)[:12]}, not "
+                          f"{Path(checkpoint_path).name} {actual[:12]}); validate this model at the site again")
+    p = data.get("parameters") or {}
+    after = data.get("after") or {}
+    if not isinstance(p, dict) or not isinstance(after, dict):
+        raise ConfigError(f"{path.name} is damaged: its parameters or figures are not a JSON object")
+    site = Site(name=str(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
+                head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=after.get("sensitivity"),
+                specificity=after.get("specificity"), version=hashlib.sha256(text.encode()).hexdigest()[:16])
+    problem = _damage(site)
+    if problem:
+        raise ConfigError(f"{path.name} is damaged ({problem}); validate this model at the site again")
+    return site
+
+
+def _number(v, low: float, high: float) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+
+
+def _numbers(v) -> bool:
+    return isinstance(v, list) and bool(v) and all(_number(x, -math.inf, math.inf) for x in v)
+
+
+def _damage(site: Site) -> str:
+    """What makes a site file's content unusable (a hand edit, a broken copy), or ""."""
+    if site.threshold is not None and not _number(site.threshold, -math.inf, math.inf):
+        return f"threshold {site.threshold!r} is not a number"
+    if site.temperature is not None and not _number(site.temperature, 1e-3, 1e3):
+        return f"temperature {site.temperature!r} is not a positive number"
+    if site.head is not None:
+        h = site.head
+        if not isinstance(h, dict) or not all(_numbers(h.get(k)) for k in ("mean", "scale", "coef")) \
+                or not _number(h.get("intercept"), -math.inf, math.inf) \
+                or len({len(h["mean"]), len(h["scale"]), len(h["coef"])}) != 1 or min(h["scale"]) <= 0:
+            return "its head is not a set of equal-length number lists with positive scales and an intercept"
+        if site.threshold is None:
+            return "its head has no threshold"
+    if site.ood_means is not None and not (isinstance(site.ood_means, dict) and all(
+            isinstance(v, list) and all(_numbers(m) for m in v) for v in site.ood_means.values())):
+        return "its familiarity means are not lists of number lists"
+    for name, f in (("sensitivity", site.sensitivity), ("specificity", site.specificity)):
+        if f is not None and not (isinstance(f, dict) and all(f.get(k) is None or _number(f[k], 0.0, 1.0)
+                                                               for k in ("value", "low", "high"))):
+            return f"its {name} is not a share from 0 to 1"
+    return ""
+
+
+def _misfit(site: Site, classifier) -> str:
+    """What in a site file does not fit this classifier's feature sizes (a file from another version), or ""."""
+    from .models import last_linear
+
+    width = last_linear(classifier.model).in_features
+    if site.head is not None and len(site.head["coef"]) != width:
+        return f"its head takes {len(site.head['coef'])} features, the model gives {width}"
+    parts = {part["name"]: part for part in (classifier.ood or {}).get("parts", [])}
+    for name, extra in (site.ood_means or {}).items() if parts else ():  # an older reference takes no site means
+        part = parts.get(name)
+        if part is None:
+            return f"its familiarity means are for a part ({name!r}) the model does not have"
+        wanted = int(part["means"].shape[1])
+        if any(len(m) != wanted for m in extra):
+            return f"its familiarity means for {name!r} are not {wanted} long"
+    return ""
+
+
+def load_classifier_at_site(path: str | Path, site: str | Path | None = None, verdicts_unvalidated: bool = False):
+    """covid_core.checkpoint.load_classifier, with the site file ``site`` applied when given (refused, with a
+    ConfigError, when it was made for another checkpoint). Without a site file, a COVID-19 model withholds its
+    verdicts unless ``verdicts_unvalidated`` (research use; see covid_core.inference.verdict_needs_site)."""
+    from .checkpoint import load_classifier
+
+    classifier = load_classifier(path)
+    classifier.verdicts_unvalidated = bool(verdicts_unvalidated)
+    if site is not None:
+        applied = load_site(site, path)
+        problem = _misfit(applied, classifier)
+        if problem:
+            raise ConfigError(f"{Path(site).name} does not fit this model ({problem}); validate it at the site again")
+        classifier.site = applied
+    return classifier
