@@ -13,12 +13,12 @@ import pandas as pd
 import streamlit as st
 
 from covid_core.byte_cache import ByteCappedCache
-from covid_core.site_file import load_classifier_at_site
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import pct  # noqa: F401 (the views format shares as ui.pct)
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER
+from covid_core.site_file import load_classifier_at_site
 from covid_core.verdict import THRESHOLD_RATES, rate_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
