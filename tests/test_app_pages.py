@@ -154,6 +154,8 @@ def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_fil
     rows = [df.value for df in at.dataframe if "COVID-19 sensitivity (95% CI)" in df.value.columns][0]
     assert rows["COVID-19 sensitivity (95% CI)"].tolist() == ["90.0% (80-97%)"] * 2
     captions = [c.value for c in at.caption]
+    assert any("50.0% of them COVID-19, 85.7% of the positive verdicts were right (PPV, 18 of 21)" in c
+               for c in captions)
     assert "Adapted: operating point: a site threshold for sensitivity 0.90" in captions
     assert "Not adapted: temperature: refitting did not lower the held-out log-loss" in captions
     at.button(key="models_site_retire").click().run()
@@ -301,6 +303,9 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     assert list(table[""]) == ["shipped model", "after adaptation (cross-validated)"]
     assert table["COVID-19 sensitivity (95% CI)"].str.contains("%").all()
     assert any("By label: 12 normal and 12 COVID-19 films." in c.value for c in at.caption)
+    # how often the verdicts were right on these films, with the COVID-19 share that holds for
+    assert any(c.value.startswith("On these films, 50.0% of them COVID-19,") and "(NPV, " in c.value
+               for c in at.caption)
     assert len(at.get("plotly_chart")) == 2  # the ROC with both operating points, and calibration before/after
     at.button(key="site_activate").click().run()
     assert not at.exception, at.exception

@@ -221,3 +221,15 @@ def test_a_temperature_that_calibrates_better_but_moves_verdicts_the_wrong_way_i
     assert refit is not None and refit > 2 and line.startswith("temperature 1.000 -> ")
     assert (probs[:20, 2] >= 0.5).all() and probs[20:, 2].max() < 0.5
     assert probs[20:, 1].max() < 0.9  # calibrated: the confident pneumonia calls are softened
+
+
+def test_the_sites_predictive_values_are_stated_with_the_covid_share_they_hold_for():
+    from covid_core.site_job import predictive_values_text
+
+    text = predictive_values_text({"after": {"counts": {"tp": 56, "fn": 4, "fp": 20, "tn": 110}}})
+    assert text.startswith("On these films, 31.6% of them COVID-19, 73.7% of the positive verdicts were right "
+                           "(PPV, 56 of 76) and 96.5% of the negative verdicts were right (NPV, 110 of 114).")
+    # too few films to adapt: the shipped figures' counts; no positive verdict: said, not divided by zero
+    few = {"after": {"sensitivity": {"value": 0.0}}, "before": {"counts": {"tp": 0, "fn": 3, "fp": 0, "tn": 10}}}
+    assert "no verdict was positive and 76.9% of the negative verdicts were right" in predictive_values_text(few)
+    assert predictive_values_text({"before": {"counts": {"tp": 0, "fn": 0, "fp": 2, "tn": 9}}}) == ""  # one kind
