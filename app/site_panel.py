@@ -36,8 +36,9 @@ def site_section(entry) -> None:
     except (CovidCoreError, OSError, ValueError) as exc:
         st.warning(f"`{path.name}` is not applied: {exc}", icon=":material/domain_disabled:")
     else:
-        st.markdown(f"Active site file `{path.name}`: **{report.get('site', '?')}**, made "
-                    f"{report.get('created', 'at an unknown time')} from {counts_text(report.get('counts') or {})}.")
+        made = str(report.get("created", "at an unknown time")).replace("T", " ")
+        st.markdown(f"Active site file `{path.name}`: **{report.get('site', '?')}**, made {made} from "
+                    f"{counts_text(report.get('counts') or {})}.")
         if "before" in report and "after" in report:
             st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True)
             st.caption(predictive_values_text(report))

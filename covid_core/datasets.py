@@ -155,7 +155,8 @@ def _check_rows(table: pd.DataFrame, csv_name: str) -> None:
     escaping = table[table["path"].isna()]
     if len(escaping):
         problems.append(_rows_message(
-            f"rows of {csv_name} name a file outside the data folder (absolute path, '..' or a symlink)",
+            f"rows of {csv_name} name a file outside the data folder (an absolute path, '..', or a symlink that "
+            "leads out of the folder: copy such files in)",
             [f"row {r.row} ({r.filename!r})" for r in escaping.itertuples()]))
     present = table[table["path"].notna()]
     missing = present[[not os.path.isfile(p) for p in present["path"]]]
