@@ -16,7 +16,8 @@ p(abnormal) = 1 - p(normal), and prints:
 The training copy (that source's films and metadata rows) goes to a temporary folder, deleted at the end.
 
     python bench/one_source_abnormality.py --data DATA_DIR [--source kermany] [--seed 0] \\
-        [--image-size 160] [--epochs 12] [--checkpoint P.pt (score this one instead of training)] [--keep P.pt]
+        [--image-size 160] [--epochs 12] [--keep P.pt] \\
+        [--checkpoint P.pt (trained on --source's films: score it instead of training)]
 """
 
 from __future__ import annotations
@@ -57,11 +58,10 @@ def one_source_copy(data: Path, source: str, out: Path) -> int:
 def report(checkpoint: str, data: str, trained_on: str) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from covid_core.checkpoint import load_classifier
     from covid_core.commands.evaluate import evaluate_checkpoint
 
-    _, table, probs = evaluate_checkpoint(checkpoint, data, split="all", progress=False)
-    classes = list(load_classifier(checkpoint).classes)
+    metrics, table, probs = evaluate_checkpoint(checkpoint, data, split="all", progress=False)
+    classes = metrics["classes"]  # the checkpoint's, in the order of the probability columns
     abnormal = 1 - probs[:, classes.index("normal")]
     src, finding, split = (table[c].astype(str).to_numpy() for c in ("source", "finding", "split"))
     unseen = src != trained_on
@@ -93,7 +93,8 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--image-size", type=int, default=160)
     ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--checkpoint", help="score this normal/pneumonia checkpoint instead of training one")
+    ap.add_argument("--checkpoint", help="score this normal/pneumonia checkpoint, trained on --source's films "
+                                         "only, instead of training one (give --source to match it)")
     ap.add_argument("--keep", help="copy the trained checkpoint here")
     args = ap.parse_args()
     data = Path(args.data)

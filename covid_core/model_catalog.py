@@ -150,12 +150,11 @@ def retire_site_file(checkpoint: str | Path) -> Path:
     site = site_file_for(checkpoint)
     if site is None:
         raise FileNotFoundError(f"{Path(checkpoint).name} has no active site file")
-    stem = Path(checkpoint).stem
-    target = site.with_name(f"{stem}.site-retired-{time.strftime('%Y%m%d-%H%M%S')}.json")
-    n = 1
+    name = f"{Path(checkpoint).stem}.site-retired-{time.strftime('%Y%m%d-%H%M%S')}"
+    target, n = site.with_name(f"{name}.json"), 1
     while target.exists():
         n += 1
-        target = site.with_name(f"{stem}.site-retired-{time.strftime('%Y%m%d-%H%M%S')}-{n}.json")
+        target = site.with_name(f"{name}-{n}.json")
     site.rename(target)
     return target
 
