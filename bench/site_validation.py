@@ -73,6 +73,7 @@ def main() -> int:
     from covid_core.checkpoint import load_classifier
     from covid_core.site import validate_site
     from covid_core.site_file import load_classifier_at_site
+    from covid_core.site_job import given_rates_text
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -98,6 +99,7 @@ def main() -> int:
             print(f"  adapted: {line}")
         for line in report["skipped"]:
             print(f"  not adapted: {line}")
+        print(f"  the report's estimate: {given_rates_text(report) or 'every film gets a verdict'}")
         y, shipped, shipped_withheld, _ = decisions(classifier, work / "B")
         _, local, local_withheld, _ = decisions(load_classifier_at_site(args.model, site=site_file), work / "B")
         rng = np.random.default_rng(args.seed)
@@ -122,6 +124,8 @@ def main() -> int:
             key = "shipped" if name == "shipped" else "site"
             print(f"half B, {name}: COVID-19 sensitivity {sens:.3f} {ci(boot[key], 0)}, specificity {spec:.3f} "
                   f"{ci(boot[key], 1)}; verdicts given {100 * (1 - withheld.mean()):.0f}% of {n} films")
+            sens, spec = rates(y[~withheld], pos[~withheld])
+            print(f"  counting only the films that get a verdict: sensitivity {sens:.3f}, specificity {spec:.3f}")
         g = np.array(boot["gain"]).mean(0)
         print(f"gain: sensitivity {g[0]:+.3f} {ci(boot['gain'], 0, True)}, specificity {g[1]:+.3f} "
               f"{ci(boot['gain'], 1, True)} "

@@ -17,7 +17,7 @@ from .checkpoint import Classifier
 from .decode import DecodedImage
 from .errors import InvalidImageError
 from .models import model_features
-from .ood import has_ood, ood_scores
+from .ood import has_ood, ood_scores, turned_flags
 from .preprocess import Geometry, prepare_pixels, to_model_input
 from .targets import COVID_CLASS
 
@@ -128,10 +128,13 @@ class Scores:
     turned: np.ndarray | None = None  # bool N: a rotated or inverted copy of the film looks more familiar
 
 
-def _turned_copies(pixels_u8: np.ndarray) -> list[np.ndarray]:
-    """uint8 NxSxS -> the film rotated by 90, 180 and 270 degrees and inverted, each NxSxS: what a film turned
-    or inverted by mistake would need to look upright again."""
-    return [np.ascontiguousarray(np.rot90(pixels_u8, k, (1, 2))) for k in (1, 2, 3)] + [255 - pixels_u8]
+def turned_copy_features(classifier: Classifier, pixels_u8: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """uint8 NxSxS -> the features (as ``logits_and_features``) of the film rotated by 90, 180 and 270 degrees and
+    of the film inverted: what a film turned or inverted by mistake would need to look upright again."""
+    pixels_u8 = np.asarray(pixels_u8)
+    copies = [np.ascontiguousarray(np.rot90(pixels_u8, k, (1, 2))) for k in (1, 2, 3)] + [255 - pixels_u8]
+    return [logits_and_features(classifier.model, c, classifier.preprocess, device=classifier.device,
+                                spatial_layer=classifier.spec.target_layer(classifier.model))[1] for c in copies]
 
 
 def score_pixels(classifier: Classifier, pixels_u8: np.ndarray, orientation: bool = True) -> Scores:
@@ -151,10 +154,7 @@ def score_pixels(classifier: Classifier, pixels_u8: np.ndarray, orientation: boo
     ood = ood_scores(stats, feats) if has_ood(classifier.ood) else None
     turned = None
     if orientation and ood is not None and classifier.ood.get("orientation_check") and len(pixels_u8):
-        copies = [ood_scores(stats, logits_and_features(classifier.model, c, classifier.preprocess,
-                                                        device=classifier.device, spatial_layer=spatial)[1])
-                  for c in _turned_copies(np.asarray(pixels_u8))]
-        turned = np.min(copies, axis=0) < ood
+        turned = turned_flags(stats, ood, turned_copy_features(classifier, pixels_u8))
     covid_class = COVID_CLASS.get(classifier.target)
     covid = None
     if covid_class in classifier.classes:

@@ -102,6 +102,12 @@ def ood_scores(stats: dict, features: dict[str, np.ndarray]) -> np.ndarray:
     return np.max([_distances(p, features[p["name"]]) / p["threshold"] for p in stats["parts"]], axis=0)
 
 
+def turned_flags(stats: dict, own: np.ndarray, copies: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """bool N: films one of whose rotated or inverted copies (``copies``: each copy's features, as for
+    :func:`ood_scores`) is more familiar than the film itself (``own``: its scores), so it is probably turned."""
+    return np.min([ood_scores(stats, c) for c in copies], axis=0) < own
+
+
 def leave_one_source_out(train_features: dict[str, np.ndarray], train_labels: np.ndarray, train_sources: np.ndarray,
                          val_features: dict[str, np.ndarray], val_sources: np.ndarray,
                          test_features: dict[str, np.ndarray], test_sources: np.ndarray,

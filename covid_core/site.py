@@ -2,14 +2,16 @@
 
 ``validate_site`` scores a hospital's own labelled films with the shipped model, reports COVID-19 sensitivity,
 specificity and AUC at the shipped threshold with 95% intervals (bootstrap over patients), the calibration
-error and the share of films the familiarity check flags; then adapts what it safely can, each step only when
+error, the share of films the familiarity check flags and, under "given", the same figures counting only the films
+that get a verdict (Diagnose withholds one from a film unlike the training X-rays or turned); then adapts what it
+safely can, each step only when
 its estimate by patient-grouped cross-validation (no film, nor a film of the same patient, scores itself)
 improves on the shipped model:
 
 - temperature: refitted on the site's films (kept when the held-out log-loss falls and the COVID-19 verdicts at
   the shipped threshold, which a new temperature moves, are no worse by held-out balanced accuracy);
 - familiarity reference: the site's own class means join the training ones, so the site's typical films are
-  no longer "unlike the training X-rays" (kept when fewer held-out films are flagged);
+  no longer "unlike the training X-rays" (kept when fewer held-out films are withheld);
 - operating point: a threshold on the COVID-19 probability for ``target_sensitivity``, or a logistic-regression
   head on the frozen network's penultimate features with its own threshold, whichever has the higher
   held-out balanced accuracy (mean of sensitivity and specificity), if that beats the shipped threshold's.
@@ -113,6 +115,37 @@ def _balanced(y, positive) -> float:
     return float(np.mean([v for v in (sens, spec) if v is not None]))
 
 
+def _rows(feats: dict, rows) -> dict:
+    return {k: v[rows] for k, v in feats.items()}
+
+
+def withheld_films(stats: dict | None, feats: dict, copies: list[dict]) -> np.ndarray:
+    """bool N: the films Diagnose would give no verdict with these familiarity statistics (None: no check), as
+    unlike the training X-rays or as turned (a rotated or inverted copy more familiar than the film)."""
+    from .ood import has_ood, ood_scores, turned_flags
+
+    n = len(next(iter(feats.values())))
+    if stats is None or not has_ood(stats):
+        return np.zeros(n, bool)
+    own = ood_scores(stats, feats)
+    out = own > stats["threshold"]
+    if copies:
+        out |= turned_flags(stats, own, copies)
+    return out
+
+
+def given_figures(y, score, positive, patients, withheld: np.ndarray, seed: int = 0) -> dict:
+    """:func:`figures` counting only the films that get a verdict (no ROC), with how many films got none."""
+    keep = ~np.asarray(withheld, bool)
+    out = {"films": int(len(keep)), "withheld": int((~keep).sum())}
+    if keep.any():
+        f = figures(np.asarray(y)[keep], np.asarray(score)[keep], np.asarray(positive)[keep],
+                    np.asarray(patients)[keep], seed)
+        f.pop("roc", None)
+        out.update(f)
+    return out
+
+
 # ---- reading the site's films --------------------------------------------------------------------------------
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
@@ -124,11 +157,13 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
 
 
 def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress=None) -> dict:
-    """Decode and score every labelled film of ``folder`` (all splits). Broken and duplicate files are listed in
-    ``problems`` and skipped; the rest are used. Raises DatasetError when nothing usable is left."""
+    """Decode and score every labelled film of ``folder`` (all splits): its logits, features and, where the model
+    checks orientation, its turned copies' features. Broken and duplicate files are listed in ``problems`` and
+    skipped; the rest are used. Raises DatasetError when nothing usable is left."""
     from .datasets import load_dataset
     from .decode import decode_image
-    from .inference import check_not_blank, logits_and_features
+    from .inference import check_not_blank, logits_and_features, turned_copy_features
+    from .ood import has_ood
     from .preprocess import prepare_pixels
 
     table = load_dataset(folder, layout).for_target(classifier.target).reset_index(drop=True)
@@ -154,10 +189,13 @@ def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress
         raise DatasetError(f"no usable film in {folder}: " + "; ".join(f"{p['file']}: {p['problem']}"
                                                                       for p in problems[:5]))
     table = table.iloc[keep].reset_index(drop=True)
-    logits, feats = logits_and_features(classifier.model, np.stack(pixels), classifier.preprocess,
-                                        device=classifier.device,
+    pixels = np.stack(pixels)
+    logits, feats = logits_and_features(classifier.model, pixels, classifier.preprocess, device=classifier.device,
                                         spatial_layer=classifier.spec.target_layer(classifier.model))
-    return {"table": table, "logits": logits, "features": feats, "problems": problems}
+    copies = []  # as in Diagnose: a film whose rotated or inverted copy is more familiar gets no verdict
+    if has_ood(classifier.ood) and classifier.ood.get("orientation_check"):
+        copies = turned_copy_features(classifier, pixels)
+    return {"table": table, "logits": logits, "features": feats, "copies": copies, "problems": problems}
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -176,7 +214,7 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
         raise ConfigError(f"this model has no COVID-19 class ({', '.join(classifier.classes)}); site validation "
                           "measures the COVID-19 verdict")
     films = site_films(classifier, folder, layout, on_progress)
-    table, logits, feats = films["table"], films["logits"], films["features"]
+    table, logits, feats, copies = films["table"], films["logits"], films["features"], films["copies"]
     labels = table["label_idx"].to_numpy()
     ci = classifier.classes.index(covid)
     y = labels == ci
@@ -194,16 +232,18 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     flagged = None
     if has_ood(classifier.ood):
         flagged = ood_scores(classifier.ood, feats) > classifier.ood["threshold"]
+    withheld = withheld_films(classifier.ood, feats, copies)
     before = figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, seed)
     before.update(ece=expected_calibration_error(probs, labels), reliability=reliability(probs, labels),
                   threshold=threshold,
-                  ood_flagged=None if flagged is None else float(flagged.mean()))
+                  ood_flagged=None if flagged is None else float(flagged.mean()),
+                  given=given_figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, withheld, seed))
     report["before"] = before
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
     if not enough:
         report["skipped"].append(f"adaptation: {int(y.sum())} COVID-19 and {int((~y).sum())} other films; each step "
                                  f"needs at least {MIN_PER_CLASS} of each")
-        report["after"] = {k: before[k] for k in ("sensitivity", "specificity", "auc")}
+        report["after"] = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given")}
         report["after"]["estimated_by"] = "no adaptation: the shipped figures above"
         return report
     folds = _folds(patients, y, seed=seed)
@@ -216,20 +256,20 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
         report["parameters"]["temperature"] = refit
     probs = calibrated_probabilities(logits, temperature)
 
-    # 2. familiarity reference (held-out share flagged)
-    if flagged is not None and flagged.any():
-        held_flags = np.zeros(len(y), bool)
+    # 2. familiarity reference (held-out share of films given no verdict as unfamiliar or turned)
+    if withheld.any():
+        held_withheld = np.zeros(len(y), bool)
         for train, held in folds:
-            extra = _class_means(feats, labels, train, classifier)
-            site = Site("cv", ood_means=extra)
-            held_flags[held] = ood_scores(site.ood_stats(classifier.ood), {k: v[held] for k, v in feats.items()}) \
-                > classifier.ood["threshold"]
-        if held_flags.mean() < flagged.mean():
+            stats = Site("cv", ood_means=_class_means(feats, labels, train, classifier)).ood_stats(classifier.ood)
+            held_withheld[held] = withheld_films(stats, _rows(feats, held), [_rows(c, held) for c in copies])
+        if held_withheld.mean() < withheld.mean():
             report["parameters"]["ood_means"] = _class_means(feats, labels, np.arange(len(y)), classifier)
-            report["adapted"].append(f"familiarity reference: the site's class means added (held-out films flagged "
-                                     f"{100 * flagged.mean():.0f}% -> {100 * held_flags.mean():.0f}%)")
+            report["adapted"].append(f"familiarity reference: the site's class means added (held-out films given no "
+                                     f"verdict as unfamiliar or turned {100 * withheld.mean():.0f}% -> "
+                                     f"{100 * held_withheld.mean():.0f}%)")
+            withheld = held_withheld
         else:
-            report["skipped"].append("familiarity reference: adding the site did not flag fewer held-out films")
+            report["skipped"].append("familiarity reference: adding the site did not withhold fewer held-out films")
 
     # 3. operating point (held-out balanced accuracy; each film's p(COVID-19) by a temperature fitted without it)
     score = calibrated[:, ci]
@@ -262,6 +302,7 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
         report["skipped"].append(f"operating point: neither a site threshold ({cv['threshold']:.3f}) nor a head "
                                  f"({cv['head']:.3f}) beat the shipped threshold's balanced accuracy ({shipped:.3f})")
     after = figures(y, after_score, after_positive, patients, seed)
+    after["given"] = given_figures(y, after_score, after_positive, patients, withheld, seed)
     after["ece"] = expected_calibration_error(calibrated, labels)  # held out: no film calibrated on itself
     after["reliability"] = reliability(calibrated, labels)
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"

@@ -32,6 +32,7 @@ class Site:
     ood_means: dict | None = None  # {part name: list of extra class means in that part's space}
     sensitivity: dict | None = None  # the local figures to show with a verdict: {"value", "low", "high"}
     specificity: dict | None = None
+    given: tuple[int, int] | None = None  # (films that got a verdict, films) the figures count; None: every film
     version: str = ""  # digest of the site file's text: results scored with one version are not another's
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
@@ -76,9 +77,19 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     after = data.get("after") or {}
     if not isinstance(p, dict) or not isinstance(after, dict):
         raise ConfigError(f"{path.name} is damaged: its parameters or figures are not a JSON object")
+    given = after.get("given")
+    figures, count = after, None
+    if isinstance(given, dict) and "sensitivity" in given:  # the verdicts actually given (newer site files)
+        films, withheld = given.get("films"), given.get("withheld")
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (films, withheld)) \
+                or withheld > films:
+            raise ConfigError(f"{path.name} is damaged (its count of films given a verdict is not two whole "
+                              "numbers); validate this model at the site again")
+        figures, count = given, (films - withheld, films)
     site = Site(name=str(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
-                head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=after.get("sensitivity"),
-                specificity=after.get("specificity"), version=hashlib.sha256(text.encode()).hexdigest()[:16])
+                head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=figures.get("sensitivity"),
+                specificity=figures.get("specificity"), given=count,
+                version=hashlib.sha256(text.encode()).hexdigest()[:16])
     problem = _damage(site)
     if problem:
         raise ConfigError(f"{path.name} is damaged ({problem}); validate this model at the site again")

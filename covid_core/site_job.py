@@ -61,16 +61,47 @@ def comparison_rows(report: dict) -> list[dict]:
                      "AUC": "n/a" if (f.get("auc") or {}).get("value") is None else f"{f['auc']['value']:.3f}",
                      "calibration error": "n/a" if f.get("ece") is None else f"{f['ece']:.3f}",
                      "counts (TP / FN / FP / TN)": " / ".join(str((f.get("counts") or {}).get(k, "-"))
-                                                              for k in ("tp", "fn", "fp", "tn"))})
+                                                              for k in ("tp", "fn", "fp", "tn")),
+                     "films without a verdict": _withheld_text(f.get("given"))})
     return rows
+
+
+def _withheld_text(given: dict | None) -> str:
+    if not given or given.get("films") is None:
+        return "not counted"  # a site file made before withheld films were counted
+    return f"{given['withheld']} of {given['films']}"
+
+
+def _given(report: dict) -> dict | None:
+    """The "after" figures counting only the films that get a verdict, when the report has them."""
+    given = (report.get("after") or {}).get("given")
+    return given if isinstance(given, dict) and given.get("counts") else None
+
+
+def given_rates_text(report: dict) -> str:
+    """Sensitivity and specificity (after adaptation, cross-validated) counting only the films that get a verdict,
+    in words; "" when every film gets one (the table's figures are then these) or the report has no such count."""
+    from .formatting import pct
+
+    given = _given(report)
+    if not given or not given["withheld"]:
+        return ""
+    c = given["counts"]
+    parts = [f"{name} {pct(hit / (hit + miss))} ({hit} of {hit + miss})" if hit + miss else f"{name} n/a"
+             for name, hit, miss in (("sensitivity", c["tp"], c["fn"]), ("specificity", c["tn"], c["fp"]))]
+    return (f"{given['withheld']} of these {given['films']} films get no verdict (they look unlike the training "
+            f"X-rays, or turned). Counting only the films that get one: COVID-19 " + ", ".join(parts) + ".")
 
 
 def predictive_values_text(report: dict) -> str:
     """How often the site's verdicts (after adaptation, cross-validated) were right on its own films, in words,
-    with the COVID-19 share those figures hold for; "" without counts or without both kinds of film."""
+    with the COVID-19 share those figures hold for; "" without counts or without both kinds of film. Only the
+    films that get a verdict count, where the report says which."""
     from .formatting import pct
 
-    counts = (report.get("after") or {}).get("counts") or (report.get("before") or {}).get("counts") or {}
+    given = _given(report)
+    counts = (given or {}).get("counts") or (report.get("after") or {}).get("counts") \
+        or (report.get("before") or {}).get("counts") or {}
     tp, fp, fn, tn = (counts.get(k) for k in ("tp", "fp", "fn", "tn"))
     if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn):
         return ""
@@ -79,5 +110,8 @@ def predictive_values_text(report: dict) -> str:
              f"{pct(tn / (tn + fn))} of the negative verdicts were right (NPV, {tn} of {tn + fn})" if tn + fn
              else "no verdict was negative"]
     share = (tp + fn) / (tp + fn + fp + tn)
-    return (f"On these films, {pct(share)} of them COVID-19, " + " and ".join(parts) + ". Where COVID-19 is rarer "
+    films = "On these films"
+    if given and given["withheld"]:
+        films = f"On the {given['films'] - given['withheld']} of these films that get a verdict"
+    return (f"{films}, {pct(share)} of them COVID-19, " + " and ".join(parts) + ". Where COVID-19 is rarer "
             "than among the films you labelled, a larger share of positive verdicts is wrong.")

@@ -112,7 +112,11 @@ def validation_statement(site) -> str:
         ci = f" (95% CI {100 * f['low']:.0f}-{100 * f['high']:.0f}%)" if f.get("low") is not None else ""
         return f"{name} {100 * f['value']:.0f}%{ci}"
 
-    return (f"Validated at {site.name}: on its own labelled films, COVID-19 {figure('sensitivity', site.sensitivity)}, "
+    films = "on its own labelled films"
+    if site.given is not None and site.given[0] < site.given[1]:
+        films = (f"on the {site.given[0]} of its {site.given[1]} labelled films that got a verdict (the others "
+                 "looked unlike the training X-rays or turned)")
+    return (f"Validated at {site.name}: {films}, COVID-19 {figure('sensitivity', site.sensitivity)}, "
             f"{figure('specificity', site.specificity)}, estimated without any film scoring itself.")
 
 

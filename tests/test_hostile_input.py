@@ -236,7 +236,10 @@ def test_a_film_that_looks_more_familiar_turned_gets_no_verdict(tmp_path, monkey
     classifier.ood = {**classifier.ood, "orientation_check": True}
     classifier.verdicts_unvalidated = True  # only the orientation check may withhold the verdict here
     answers = iter([np.array([0.5])] + [np.array([s]) for s in copy_scores])  # the film first, then its 4 copies
-    monkeypatch.setattr(inference, "ood_scores", lambda stats, feats: next(answers))
+    import covid_core.ood as ood
+
+    for module in (inference, ood):  # the film is scored in inference, its copies in ood.turned_flags
+        monkeypatch.setattr(module, "ood_scores", lambda stats, feats: next(answers))
     prediction = inference.predict(classifier, xray_array(64).astype(np.float32) / 255)
     assert prediction.ood_flagged is flagged and prediction.ood_score == 0.5  # its own score passes either way
     assert (prediction.covid_call == "withheld") is flagged

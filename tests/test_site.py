@@ -111,6 +111,8 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
     ({"head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}}, {}, "its head has no threshold"),
     ({"ood_means": {"penultimate": "x"}}, {}, "its familiarity means are not"),
     ({}, {"sensitivity": {"value": "high"}}, "its sensitivity is not a share"),
+    ({}, {"given": {"sensitivity": {"value": 0.9}, "films": "x", "withheld": 1}}, "count of films given a verdict"),
+    ({}, {"given": {"sensitivity": {"value": 0.9}, "films": 3, "withheld": 5}}, "count of films given a verdict"),
     ("x", {}, "its parameters or figures are not a JSON object"),
 ])
 def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, tmp_path, parameters, after, reason):
@@ -233,3 +235,66 @@ def test_the_sites_predictive_values_are_stated_with_the_covid_share_they_hold_f
     few = {"after": {"sensitivity": {"value": 0.0}}, "before": {"counts": {"tp": 0, "fn": 3, "fp": 0, "tn": 10}}}
     assert "no verdict was positive and 76.9% of the negative verdicts were right" in predictive_values_text(few)
     assert predictive_values_text({"before": {"counts": {"tp": 0, "fn": 0, "fp": 2, "tn": 9}}}) == ""  # one kind
+
+
+def test_the_films_that_would_get_no_verdict_are_the_unfamiliar_and_the_turned_ones():
+    """As in Diagnose: a film unlike the training features, or one whose rotated or inverted copy is more familiar
+    than the film itself, gets no verdict; the site's figures for the verdicts given count only the others."""
+    from covid_core.ood import fit_ood
+    from covid_core.site import given_figures, withheld_films
+
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (200, 4))
+    stats = fit_ood({"penultimate": train}, np.repeat([0, 1], 100), {"penultimate": rng.normal(0, 1, (100, 4))})
+    films = {"penultimate": np.array([[0.5, 0, 0, 0], [30.0, 0, 0, 0], [1.0, 0, 0, 0], [0.2, 0, 0, 0]])}
+    copy = {"penultimate": np.array([[5.0, 0, 0, 0], [40.0, 0, 0, 0], [0.0, 0, 0, 0], [3.0, 0, 0, 0]])}
+    # film 1 is far from every training film; film 2's copy sits on the training mean, nearer than the film
+    assert withheld_films(stats, films, [copy]).tolist() == [False, True, True, False]
+    assert withheld_films(stats, films, []).tolist() == [False, True, False, False]  # no orientation check
+    assert withheld_films(None, films, [copy]).tolist() == [False] * 4  # no familiarity check at all
+
+    y = np.array([True, True, True, False, False, False])
+    positive = np.array([True, True, False, True, False, False])
+    withheld = np.array([False, True, True, False, False, False])
+    given = given_figures(y, positive.astype(float), positive, np.arange(6).astype(str), withheld)
+    assert (given["films"], given["withheld"]) == (6, 2)
+    assert given["counts"] == {"tp": 1, "fn": 0, "fp": 1, "tn": 2} and given["sensitivity"]["value"] == 1.0
+    assert "roc" not in given
+    none_given = given_figures(y, positive.astype(float), positive, np.arange(6).astype(str), np.ones(6, bool))
+    assert none_given == {"films": 6, "withheld": 6}
+
+
+def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_many_films_that_was(tmp_path):
+    """A familiarity threshold that withholds some of the site's films (a third of its COVID-19 films or more): the
+    report counts them, its "given" figures leave them out, and the verdict's validation statement quotes those
+    figures with the counts."""
+    from covid_core.ood import ood_scores
+    from covid_core.site import site_films
+    from covid_core.site_file import load_classifier_at_site
+    from covid_core.site_job import comparison_rows, given_rates_text, predictive_values_text
+    from covid_core.verdict import validation_statement
+
+    site = _site(tmp_path / "hospital")
+    probe = load_classifier(make_checkpoint(tmp_path / "probe.pt"))
+    films = site_films(probe, site)
+    scores = ood_scores(probe.ood, films["features"])
+    threshold = float(np.percentile(scores[films["table"]["label"] == "covid19"], 65))
+    model = make_checkpoint(tmp_path / "model.pt", ood_threshold=threshold)  # the same weights
+    report = validate_site(load_classifier(model), site, name="St Elsewhere")
+    expected = int((scores > threshold).sum())
+    assert 0 < expected < 28
+    for when in ("before", "after"):
+        given = report[when]["given"]
+        assert (given["films"], given["withheld"]) == (28, expected)
+        assert sum(given["counts"].values()) == 28 - expected
+        assert sum(report[when]["counts"].values()) == 28  # the main figures still count every film
+    assert [row["films without a verdict"] for row in comparison_rows(report)] == [f"{expected} of 28"] * 2
+    assert given_rates_text(report).startswith(f"{expected} of these 28 films get no verdict")
+    assert predictive_values_text(report).startswith(f"On the {28 - expected} of these films that get a verdict, ")
+    out = tmp_path / "model.site.json"
+    out.write_text(json.dumps(report))
+    classifier = load_classifier_at_site(model, site=out)
+    assert classifier.site.given == (28 - expected, 28)
+    assert classifier.site.sensitivity == report["after"]["given"]["sensitivity"]
+    assert f"on the {28 - expected} of its 28 labelled films that got a verdict" in validation_statement(
+        classifier.site)

@@ -17,7 +17,7 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
-from covid_core.site_job import ValidationJob, comparison_rows, predictive_values_text
+from covid_core.site_job import ValidationJob, comparison_rows, given_rates_text, predictive_values_text
 
 st.title("Validate at your site")
 st.markdown("No model trained on public collections can promise its accuracy at your hospital. Label a few dozen "
@@ -99,11 +99,9 @@ st.subheader(f"{report['site']}: {report['films_used']} films")
 st.caption(f"By label: {counts_text(report['counts'])}. "
            + (f"{len(report['problems'])} file(s) skipped." if report["problems"] else ""))
 st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, width="stretch")
-if predictive_values_text(report):
-    st.caption(predictive_values_text(report))
-if report["before"].get("ood_flagged") is not None:
-    st.caption(f"Films the familiarity check called unlike the training X-rays: "
-               f"{100 * report['before']['ood_flagged']:.0f}% before adaptation.")
+for text in (given_rates_text(report), predictive_values_text(report)):
+    if text:
+        st.caption(text)
 for line in report["adapted"]:
     st.success(line, icon=":material/tune:")
 for line in report["skipped"]:
