@@ -62,7 +62,7 @@ def comparison_rows(report: dict) -> list[dict]:
                      "calibration error": "n/a" if f.get("ece") is None else f"{f['ece']:.3f}",
                      "counts (TP / FN / FP / TN)": " / ".join(str((f.get("counts") or {}).get(k, "-"))
                                                               for k in ("tp", "fn", "fp", "tn")),
-                     "films without a verdict": _withheld_text(f.get("given"))})
+                     "no verdict": _withheld_text(f.get("given"))})
     return rows
 
 

@@ -302,7 +302,7 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     table = at.dataframe[0].value
     assert list(table[""]) == ["shipped model", "after adaptation (cross-validated)"]
     assert table["COVID-19 sensitivity (95% CI)"].str.contains("%").all()
-    assert table["films without a verdict"].str.fullmatch(r"\d+ of 24").all()  # unfamiliar or turned, counted
+    assert table["no verdict"].str.fullmatch(r"\d+ of 24").all()  # unfamiliar or turned, counted
     assert any("By label: 12 normal and 12 COVID-19 films." in c.value for c in at.caption)
     # how often the verdicts were right on these films, with the COVID-19 share that holds for
     assert any(c.value.startswith("On these films, 50.0% of them COVID-19,") and "(NPV, " in c.value

@@ -288,7 +288,7 @@ def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_man
         assert (given["films"], given["withheld"]) == (28, expected)
         assert sum(given["counts"].values()) == 28 - expected
         assert sum(report[when]["counts"].values()) == 28  # the main figures still count every film
-    assert [row["films without a verdict"] for row in comparison_rows(report)] == [f"{expected} of 28"] * 2
+    assert [row["no verdict"] for row in comparison_rows(report)] == [f"{expected} of 28"] * 2
     assert given_rates_text(report).startswith(f"{expected} of these 28 films get no verdict")
     assert predictive_values_text(report).startswith(f"On the {28 - expected} of these films that get a verdict, ")
     out = tmp_path / "model.site.json"
