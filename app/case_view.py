@@ -66,7 +66,7 @@ def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised, beside=No
     verdict) keeps the size it has beside a heatmap, and `beside()` draws in the other column, so that the call
     and its reason are seen with the film instead of below it. True if `beside` was drawn."""
     h, w = case.original_size
-    panels = [(shown, f"The film ({case.image.format}, {w}x{h})")]
+    panels = [(shown, f"The film ({case.image.format}, {w}x{h}; hover it for its full-screen button)")]
     if overlay_rgb is not None:
         panels.append((overlay_rgb, "Where the model looked (red: what pushed it towards "
                                     f"'{explanation.target_class}')"))
@@ -79,7 +79,6 @@ def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised, beside=No
     if alone:
         with columns[1]:
             beside()
-    st.caption("Hover a film and use its expand button to see it full screen.")
     return alone
 
 

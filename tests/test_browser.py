@@ -149,6 +149,13 @@ def test_upload_shows_the_film_large_the_call_in_words_and_asks_no_other_host(re
         if "No verdict" not in shown:
             assert "COVID-19: positive" in shown or "COVID-19: negative" in shown
             page.get_by_text("Where the model looked", exact=False).first.wait_for(timeout=60_000)
+            # the call and its COVID-19 line are seen with the film, without scrolling, in a 1400x1100 window
+            page.set_viewport_size({"width": 1400, "height": 1100})
+            time.sleep(1.0)
+            line = page.get_by_text("COVID-19: positive" if "COVID-19: positive" in shown else "COVID-19: negative",
+                                    exact=False).first.bounding_box()
+            assert line is not None and line["y"] + line["height"] <= 1100, line
+            page.set_viewport_size({"width": 1400, "height": 1000})
         # the film fills its column: at 1400 px a film is several hundred pixels wide, not a thumbnail
         page.wait_for_function("() => [...document.querySelectorAll('img')].filter("
                                "i => i.complete && i.naturalWidth > 0 && i.width > 400).length >= 1",

@@ -102,8 +102,11 @@ for name, up in ui.distinct_names(ui.capped_uploads(uploads)):
     cases.append(item)
 
 
-def show_case(item) -> None:
+def show_case(item, title: str | None = None) -> None:
     case, key = item["case"], item["digest"][:12]
+    head, control = st.columns([3, 2], vertical_alignment="center") if title else (None, st.container())
+    if title:  # the file's name and the window/level control share a row: the call stays near the top
+        head.subheader(title)
     prediction = case.prediction
     explanation = overlay_rgb = denoised = None
     withheld = prediction.withheld
@@ -116,14 +119,15 @@ def show_case(item) -> None:
             st.error(f"The heatmap failed: {exc}")
     if show_dae:
         denoised = case_view.denoised_view(case, item["digest"])
-    shown = case_view.windowed(case.image, key)
+    with control:
+        shown = case_view.windowed(case.image, key)
     call = partial(case_view.verdict_and_limits, prediction, classifier)
     beside = case_view.films(case, shown, overlay_rgb, explanation, denoised, beside=call)
-    if explanation is not None:
-        case_view.heatmap_figures(explanation)
     if not beside:
         call()
     case_view.validation_state(classifier)
+    if explanation is not None:
+        case_view.heatmap_figures(explanation)
     case_view.details(case, classifier, key)
     case_view.report_download(case, shown, classifier, entry, explanation, overlay_rgb, denoised, key)
 
@@ -143,5 +147,4 @@ if len(cases) > 1:
         chosen = st.selectbox("Inspect one case", [c["name"] for c in good], key="diag_case")
         show_case(next(c for c in good if c["name"] == chosen))
 elif good:
-    st.subheader(good[0]["name"])
-    show_case(good[0])
+    show_case(good[0], title=good[0]["name"])
