@@ -200,9 +200,24 @@ def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress
 
 # ---- the report ----------------------------------------------------------------------------------------------
 
-def validate_site(classifier, folder: str | Path, *, name: str = "", target_sensitivity: float = 0.90,
-                  layout: str = "auto", seed: int = 0, on_progress=None) -> dict:
+def validate_site(classifier, folder: str | Path, **options) -> dict:
     """The site report (a plain dict, written as site.json): see the module doc."""
+    return validate_site_with_films(classifier, folder, **options)[0]
+
+
+def _film_rows(y, score, positive, withheld) -> dict:
+    """Per-film columns of one model state: its COVID-19 score, its verdict and whether that verdict was right."""
+    verdict = np.where(withheld, "withheld", np.where(positive, "positive", "negative"))
+    right = np.where(withheld, "", np.where(positive == y, "yes", "no"))
+    return {"score": np.round(score, 4), "verdict": verdict, "right": right}
+
+
+def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", target_sensitivity: float = 0.90,
+                             layout: str = "auto", seed: int = 0, on_progress=None):
+    """(the site report, one row per film used): the report as :func:`validate_site`; the rows give each film's
+    file (as named inside the folder), label, and the COVID-19 score, verdict and whether it was right, by the
+    shipped model and after adaptation (held out: each film scored by what was fitted without its fold). The rows
+    name the site's files, so they are for the site's own review and never go into the site file."""
     from .inference import calibrated_probabilities
     from .metrics import expected_calibration_error
     from .ood import has_ood, ood_scores
@@ -239,13 +254,14 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
                   ood_flagged=None if flagged is None else float(flagged.mean()),
                   given=given_figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, withheld, seed))
     report["before"] = before
+    shipped_rows = _film_rows(y, probs[:, ci], probs[:, ci] >= threshold, withheld)
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
     if not enough:
         report["skipped"].append(f"adaptation: {int(y.sum())} COVID-19 and {int((~y).sum())} other films; each step "
                                  f"needs at least {MIN_PER_CLASS} of each")
         report["after"] = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given")}
         report["after"]["estimated_by"] = "no adaptation: the shipped figures above"
-        return report
+        return report, _films_table(table, folder, classifier, labels, shipped_rows, shipped_rows)
     folds = _folds(patients, y, seed=seed)
 
     # 1. temperature (held-out log-loss, and no worse held-out verdicts at the shipped threshold)
@@ -307,7 +323,29 @@ def validate_site(classifier, folder: str | Path, *, name: str = "", target_sens
     after["reliability"] = reliability(calibrated, labels)
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
     report["after"] = after
-    return report
+    return report, _films_table(table, folder, classifier, labels, shipped_rows,
+                                _film_rows(y, after_score, after_positive, withheld))
+
+
+def _films_table(table, folder, classifier, labels, shipped: dict, after: dict):
+    """The per-film rows of :func:`validate_site_with_films` (file names safe to open in a spreadsheet)."""
+    import pandas as pd
+
+    from .csv_safe import safe_cell
+
+    root = Path(folder).resolve()
+
+    def named(path: str, filename: str) -> str:  # as the site sees it: its path inside the folder
+        try:
+            return Path(path).resolve().relative_to(root).as_posix()
+        except ValueError:
+            return filename
+
+    columns = {"file": [safe_cell(named(p, f)) for p, f in zip(table["path"], table["filename"])],
+               "label": [classifier.classes[i] for i in labels]}
+    for when, rows in (("shipped", shipped), ("after adaptation", after)):
+        columns.update({f"{key} ({when})": value for key, value in rows.items()})
+    return pd.DataFrame(columns)
 
 
 def temperature_step(logits: np.ndarray, labels: np.ndarray, y: np.ndarray, ci: int, folds: list,

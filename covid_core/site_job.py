@@ -6,18 +6,19 @@ import shutil
 import threading
 
 from .errors import CovidCoreError
-from .site import validate_site
+from .site import validate_site_with_films
 
 
 class ValidationJob:
     """:func:`~covid_core.site.validate_site` in a thread of its own, so the page stays usable and shows progress.
 
-    Plain attributes the page polls: ``done``/``total`` films scored, then ``report`` or ``error`` (a sentence,
-    never a traceback). ``cleanup`` is a folder removed when the job ends (an unpacked zip).
+    Plain attributes the page polls: ``done``/``total`` films scored, then ``report`` and ``films`` (one row per
+    film, for the site's own review) or ``error`` (a sentence, never a traceback). ``cleanup`` is a folder removed
+    when the job ends (an unpacked zip).
     """
 
     def __init__(self, classifier, folder, *, model: str, name: str, target: float, cleanup: str | None = None):
-        self.model, self.done, self.total, self.report, self.error = model, 0, 0, None, None
+        self.model, self.done, self.total, self.report, self.films, self.error = model, 0, 0, None, None, None
         self.thread = threading.Thread(target=self._run, args=(classifier, folder, name, target, cleanup),
                                        daemon=True)
         self.thread.start()
@@ -31,8 +32,8 @@ class ValidationJob:
 
     def _run(self, classifier, folder, name, target, cleanup) -> None:
         try:
-            self.report = validate_site(classifier, folder, name=name, target_sensitivity=target,
-                                        on_progress=self._progress)
+            self.report, self.films = validate_site_with_films(classifier, folder, name=name,
+                                                               target_sensitivity=target, on_progress=self._progress)
         except CovidCoreError as exc:
             self.error = str(exc)
         except Exception as exc:  # never a traceback in the page

@@ -308,6 +308,12 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     assert any(c.value.startswith("On these films, 50.0% of them COVID-19,") and "(NPV, " in c.value
                for c in at.caption)
     assert len(at.get("plotly_chart")) == 2  # the ROC with both operating points, and calibration before/after
+    # the films one by one, for the site's own review: the wrong or withheld ones shown, every film downloadable
+    [review] = [e for e in at.expander if e.label.startswith("Your films one by one: ")]
+    shown = review.dataframe[0].value
+    assert len(shown) == int(review.label.split(": ")[1].split(" ")[0])
+    assert ((shown["right (after adaptation)"] == "no") | (shown["verdict (after adaptation)"] == "withheld")).all()
+    assert at.get("download_button")  # site.json and the per-film CSV
     at.button(key="site_activate").click().run()
     assert not at.exception, at.exception
     saved = env / "weights" / "tiny_cnn.site.json"

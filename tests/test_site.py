@@ -66,6 +66,35 @@ def test_validate_site_reports_before_and_after_with_intervals_and_writes_a_plai
     assert report["after"]["auc"]["value"] > report["before"]["auc"]["value"]
 
 
+def test_validate_site_can_list_every_film_for_the_sites_own_review(model, tmp_path):
+    """--films-out: one row per film with its label, score, verdict and whether it was right, shipped and after
+    adaptation; the file names go there, never into the site file."""
+    import pandas as pd
+
+    site = _site(tmp_path / "hospital")
+    out, films_out = tmp_path / "site.json", tmp_path / "review" / "films.csv"
+    r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--films-out", films_out)
+    assert r.returncode == 0, r.stderr
+    assert "(28 films)" in r.stdout
+    films = pd.read_csv(films_out, keep_default_na=False)
+    assert len(films) == 28 and set(films["file"]) == {f"{c}/{c}{i}.png" for c in ("normal", "covid19")
+                                                        for i in range(14)}
+    assert (films["label"] == films["file"].str.split("/").str[0]).all()
+    for when in ("shipped", "after adaptation"):
+        verdict, right = films[f"verdict ({when})"], films[f"right ({when})"]
+        assert set(verdict) <= {"positive", "negative", "withheld"} and films[f"score ({when})"].between(0, 1).all()
+        given = verdict != "withheld"
+        truth = np.where(films["label"] == "covid19", "positive", "negative")
+        assert (right[given] == np.where(verdict[given] == truth[given], "yes", "no")).all()
+        assert (right[~given] == "").all()
+    report = json.loads(out.read_text())  # the rows agree with the report's counts
+    assert ((films["verdict (after adaptation)"] == "positive") & (films["label"] == "covid19")).sum() == \
+        report["after"]["given"]["counts"]["tp"]
+    assert "covid190.png" not in out.read_text()
+    r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--films-out", tmp_path / "films.txt")
+    assert r.returncode == 2 and "must end in .csv" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
     site = _site(tmp_path / "hospital")
     out = tmp_path / "site.json"

@@ -84,7 +84,7 @@ if job is not None:
     if job.error:
         st.error(f"Not validated: {job.error}", icon=":material/block:")
     else:
-        st.session_state["site_report"] = (job.model, job.report)
+        st.session_state["site_report"] = (job.model, job.report, job.films)
 
 saved = st.session_state.get("site_report")
 if not saved or saved[0] != str(entry.path):
@@ -92,7 +92,7 @@ if not saved or saved[0] != str(entry.path):
     st.caption(f"Active site file for this model: `{active.name}`." if active else
                "This model has no active site file: Diagnose says it is not validated at your hospital.")
     st.stop()
-report = saved[1]
+report, films = saved[1], saved[2]
 
 
 st.subheader(f"{report['site']}: {report['films_used']} films")
@@ -112,11 +112,18 @@ if report["problems"]:
 for key, figure in (("site_roc", site_roc_figure(report)), ("site_calibration", site_calibration_figure(report))):
     if figure is not None:
         st.plotly_chart(figure, key=key)
+wrong = films[(films["right (after adaptation)"] == "no") | (films["verdict (after adaptation)"] == "withheld")]
+with st.expander(f"Your films one by one: {len(wrong)} wrong or without a verdict after adaptation"):
+    st.dataframe(wrong, hide_index=True)
+    st.caption("Where something was adapted, the scores and verdicts after adaptation are held out: each film is "
+               "scored by what was fitted without its fold. The download has every film; the site file names none.")
 text = json.dumps(report, indent=2)
-c1, c2 = st.columns(2)
+c1, c2, c3 = st.columns(3)
 c1.download_button("Download site.json", text, file_name="site.json", mime="application/json",
                    icon=":material/download:", key="site_download")
-if c2.button("Make it the active site for this model", key="site_activate", icon=":material/domain_verification:"):
+c2.download_button("Download per-film results (CSV)", films.to_csv(index=False), file_name="site-films.csv",
+                   mime="text/csv", icon=":material/download:", key="site_films_download")
+if c3.button("Make it the active site for this model", key="site_activate", icon=":material/domain_verification:"):
     target_file = entry.path.with_name(entry.path.stem + ".site.json")
     try:
         target_file.write_text(text)

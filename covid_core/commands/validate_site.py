@@ -25,6 +25,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target-sensitivity", type=float, default=0.90,
                    help="COVID-19 sensitivity the site's operating point aims for")
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and the bootstrap")
+    p.add_argument("--films-out", default=None,
+                   help="also write one row per film (CSV: file, label, score, verdict and whether it was right, "
+                        "shipped and after adaptation) for the site's own review; the site file names no file")
 
 
 def _ci(f: dict | None) -> str:
@@ -40,15 +43,18 @@ def main(args: argparse.Namespace) -> int:
     from ..checkpoint import load_classifier
     from ..errors import ConfigError
     from ..formatting import counts_text
-    from ..site import validate_site
+    from ..site import validate_site_with_films
     from ..site_job import given_rates_text, predictive_values_text
 
     out = Path(args.out)
     if out.suffix.lower() != ".json":
         raise ConfigError(f"--out {out} must end in .json")
+    if args.films_out and Path(args.films_out).suffix.lower() != ".csv":
+        raise ConfigError(f"--films-out {args.films_out} must end in .csv")
     classifier = load_classifier(args.model)
-    report = validate_site(classifier, args.data, name=args.name, target_sensitivity=args.target_sensitivity,
-                           layout=args.layout, seed=args.seed)
+    report, films = validate_site_with_films(classifier, args.data, name=args.name,
+                                             target_sensitivity=args.target_sensitivity, layout=args.layout,
+                                             seed=args.seed)
     print(f"site {report['site']}: {report['films_used']} films used ({counts_text(report['counts'])})")
     for p in report["problems"]:
         print(f"  skipped {p['file']}: {p['problem']}")
@@ -70,4 +76,8 @@ def main(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
+    if args.films_out:
+        Path(args.films_out).parent.mkdir(parents=True, exist_ok=True)
+        films.to_csv(args.films_out, index=False)
+        print(f"wrote {args.films_out} ({len(films)} films)")
     return 0
