@@ -4,7 +4,8 @@ FOLDER holds the site's films in any layout `evaluate` reads (class folders such
 or without a test/ level; the CoronaHack layout; a folder of images with a filename,label CSV). Any subset of
 the classes may be present. Broken and duplicate files are reported and skipped. Prints the figures before and
 after adaptation with 95% intervals and writes the site file (plain JSON: no images, no patient data), which
-`predict`, `evaluate` and `explain` apply with --site.
+`predict`, `evaluate` and `explain` apply with --site. --films-out also writes one row per film for the site's
+own review (its file names stay out of the site file).
 """
 
 from __future__ import annotations
