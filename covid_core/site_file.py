@@ -33,6 +33,7 @@ class Site:
     sensitivity: dict | None = None  # the local figures to show with a verdict: {"value", "low", "high"}
     specificity: dict | None = None
     given: tuple[int, int] | None = None  # (films that got a verdict, films) the figures count; None: every film
+    counts: dict | None = None  # {"tp", "fn", "fp", "tn"} of the verdicts those figures count
     version: str = ""  # digest of the site file's text: results scored with one version are not another's
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
@@ -88,7 +89,7 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
         figures, count = given, (films - withheld, films)
     site = Site(name=str(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
                 head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=figures.get("sensitivity"),
-                specificity=figures.get("specificity"), given=count,
+                specificity=figures.get("specificity"), given=count, counts=figures.get("counts"),
                 version=hashlib.sha256(text.encode()).hexdigest()[:16])
     problem = _damage(site)
     if problem:
@@ -121,6 +122,10 @@ def _damage(site: Site) -> str:
     if site.ood_means is not None and not (isinstance(site.ood_means, dict) and all(
             isinstance(v, list) and all(_numbers(m) for m in v) for v in site.ood_means.values())):
         return "its familiarity means are not lists of number lists"
+    if site.counts is not None and not (isinstance(site.counts, dict) and all(
+            isinstance(site.counts.get(k), int) and not isinstance(site.counts[k], bool) and site.counts[k] >= 0
+            for k in ("tp", "fn", "fp", "tn"))):
+        return "its verdict counts are not four whole numbers"
     for name, f in (("sensitivity", site.sensitivity), ("specificity", site.specificity)):
         if f is not None and not (isinstance(f, dict) and all(f.get(k) is None or _number(f[k], 0.0, 1.0)
                                                                for k in ("value", "low", "high"))):

@@ -98,21 +98,12 @@ def predictive_values_text(report: dict) -> str:
     """How often the site's verdicts (after adaptation, cross-validated) were right on its own films, in words,
     with the COVID-19 share those figures hold for; "" without counts or without both kinds of film. Only the
     films that get a verdict count, where the report says which."""
-    from .formatting import pct
+    from .verdict import predictive_values_sentence
 
     given = _given(report)
     counts = (given or {}).get("counts") or (report.get("after") or {}).get("counts") \
         or (report.get("before") or {}).get("counts") or {}
-    tp, fp, fn, tn = (counts.get(k) for k in ("tp", "fp", "fn", "tn"))
-    if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn):
-        return ""
-    parts = [f"{pct(tp / (tp + fp))} of the positive verdicts were right (PPV, {tp} of {tp + fp})" if tp + fp
-             else "no verdict was positive",
-             f"{pct(tn / (tn + fn))} of the negative verdicts were right (NPV, {tn} of {tn + fn})" if tn + fn
-             else "no verdict was negative"]
-    share = (tp + fn) / (tp + fn + fp + tn)
     films = "On these films"
     if given and given["withheld"]:
         films = f"On the {given['films'] - given['withheld']} of these films that get a verdict"
-    return (f"{films}, {pct(share)} of them COVID-19, " + " and ".join(parts) + ". Where COVID-19 is rarer "
-            "than among the films you labelled, a larger share of positive verdicts is wrong.")
+    return predictive_values_sentence(counts, films)

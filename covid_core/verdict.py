@@ -101,6 +101,21 @@ NOT_VALIDATED = ("Not validated at your hospital: the measured figures on this p
                  "publications), not from films like yours. Published COVID-19 detectors lost most of their accuracy "
                  "at new hospitals.")
 
+def predictive_values_sentence(counts: dict, films: str) -> str:
+    """How often the positive and negative verdicts counted by ``counts`` ({"tp", "fp", "fn", "tn"}) were right,
+    with the COVID-19 share they hold for, after ``films`` ("On these films"); "" without both kinds of film."""
+    tp, fp, fn, tn = (counts.get(k) for k in ("tp", "fp", "fn", "tn"))
+    if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn):
+        return ""
+    parts = [f"{_pct(tp / (tp + fp))} of the positive verdicts were right (PPV, {tp} of {tp + fp})" if tp + fp
+             else "no verdict was positive",
+             f"{_pct(tn / (tn + fn))} of the negative verdicts were right (NPV, {tn} of {tn + fn})" if tn + fn
+             else "no verdict was negative"]
+    share = (tp + fn) / (tp + fn + fp + tn)
+    return (f"{films}, {_pct(share)} of them COVID-19, " + " and ".join(parts) + ". Where COVID-19 is rarer "
+            "than among the films you labelled, a larger share of positive verdicts is wrong.")
+
+
 def validation_statement(site) -> str:
     """Whether the verdicts were checked at this hospital: the site's name and local figures, or NOT_VALIDATED."""
     if site is None:
@@ -116,8 +131,10 @@ def validation_statement(site) -> str:
     if site.given is not None and site.given[0] < site.given[1]:
         films = (f"on the {site.given[0]} of its {site.given[1]} labelled films that got a verdict (the others "
                  "looked unlike the training X-rays or turned)")
+    worth = predictive_values_sentence(site.counts or {}, "On those films")
     return (f"Validated at {site.name}: {films}, COVID-19 {figure('sensitivity', site.sensitivity)}, "
-            f"{figure('specificity', site.specificity)}, estimated without any film scoring itself.")
+            f"{figure('specificity', site.specificity)}, estimated without any film scoring itself."
+            + (" " + worth if worth else ""))
 
 
 WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"

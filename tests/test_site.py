@@ -142,6 +142,7 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
     ({}, {"sensitivity": {"value": "high"}}, "its sensitivity is not a share"),
     ({}, {"given": {"sensitivity": {"value": 0.9}, "films": "x", "withheld": 1}}, "count of films given a verdict"),
     ({}, {"given": {"sensitivity": {"value": 0.9}, "films": 3, "withheld": 5}}, "count of films given a verdict"),
+    ({}, {"counts": {"tp": 3, "fn": "1", "fp": 0, "tn": 2}}, "its verdict counts are not four whole numbers"),
     ("x", {}, "its parameters or figures are not a JSON object"),
 ])
 def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, tmp_path, parameters, after, reason):
@@ -325,5 +326,10 @@ def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_man
     classifier = load_classifier_at_site(model, site=out)
     assert classifier.site.given == (28 - expected, 28)
     assert classifier.site.sensitivity == report["after"]["given"]["sensitivity"]
-    assert f"on the {28 - expected} of its 28 labelled films that got a verdict" in validation_statement(
-        classifier.site)
+    statement = validation_statement(classifier.site)
+    assert f"on the {28 - expected} of its 28 labelled films that got a verdict" in statement
+    # what its verdicts were worth there: the PPV and NPV of the verdicts given, as on the Validate page
+    c = report["after"]["given"]["counts"]
+    assert classifier.site.counts == c
+    assert f"(PPV, {c['tp']} of {c['tp'] + c['fp']})" in statement and f"(NPV, {c['tn']} of {c['tn'] + c['fn']})" \
+        in statement
