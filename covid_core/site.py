@@ -4,9 +4,8 @@
 specificity and AUC at the shipped threshold with 95% intervals (bootstrap over patients), the calibration
 error, the share of films the familiarity check flags and, under "given", the same figures counting only the films
 that get a verdict (Diagnose withholds one from a film unlike the training X-rays or turned); then adapts what it
-safely can, each step only when
-its estimate by patient-grouped cross-validation (no film, nor a film of the same patient, scores itself)
-improves on the shipped model:
+safely can, each step only when its estimate by patient-grouped cross-validation (no film, nor a film of the same
+patient, scores itself) improves on the shipped model:
 
 - temperature: refitted on the site's films (kept when the held-out log-loss falls and the COVID-19 verdicts at
   the shipped threshold, which a new temperature moves, are no worse by held-out balanced accuracy);
