@@ -79,11 +79,21 @@ def _given(report: dict) -> dict | None:
     return given if isinstance(given, dict) and given.get("counts") else None
 
 
+def _none_given(report: dict) -> bool:
+    """Whether every film of the site would get no verdict (after adaptation)."""
+    given = (report.get("after") or {}).get("given") or {}
+    return bool(given.get("films")) and given.get("withheld") == given["films"]
+
+
 def given_rates_text(report: dict) -> str:
     """Sensitivity and specificity (after adaptation, cross-validated) counting only the films that get a verdict,
     in words; "" when every film gets one (the table's figures are then these) or the report has no such count."""
     from .formatting import pct
 
+    if _none_given(report):
+        everything = report["after"]["given"]
+        return (f"None of these {everything['films']} films gets a verdict: every one looks unlike the training "
+                "X-rays, or turned. The model cannot be used on films like these.")
     given = _given(report)
     if not given or not given["withheld"]:
         return ""
@@ -100,6 +110,8 @@ def predictive_values_text(report: dict) -> str:
     films that get a verdict count, where the report says which."""
     from .verdict import predictive_values_sentence
 
+    if _none_given(report):
+        return ""  # no verdict is given, so none can be right or wrong
     given = _given(report)
     counts = (given or {}).get("counts") or (report.get("after") or {}).get("counts") \
         or (report.get("before") or {}).get("counts") or {}

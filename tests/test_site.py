@@ -292,6 +292,12 @@ def test_the_films_that_would_get_no_verdict_are_the_unfamiliar_and_the_turned_o
     assert "roc" not in given
     none_given = given_figures(y, positive.astype(float), positive, np.arange(6).astype(str), np.ones(6, bool))
     assert none_given == {"films": 6, "withheld": 6}
+    from covid_core.site_job import given_rates_text, predictive_values_text
+
+    nothing = {"after": {"given": none_given, "counts": {"tp": 1, "fn": 1, "fp": 1, "tn": 3}}}
+    assert given_rates_text(nothing).startswith("None of these 6 films gets a verdict")
+    assert "cannot be used" in given_rates_text(nothing)
+    assert predictive_values_text(nothing) == ""  # no verdict given: none was right or wrong
 
 
 def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_many_films_that_was(tmp_path):
