@@ -10,7 +10,8 @@ patient, scores itself) improves on the shipped model:
 - temperature: refitted on the site's films (kept when the held-out log-loss falls and the COVID-19 verdicts at
   the shipped threshold, which a new temperature moves, are no worse by held-out balanced accuracy);
 - familiarity reference: the site's own class means join the training ones, so the site's typical films are
-  no longer "unlike the training X-rays" (kept when fewer held-out films are withheld);
+  no longer "unlike the training X-rays" (kept when fewer held-out films are withheld and the model card's probes,
+  synthetic non-X-ray images and rotated or inverted films, are still withheld: see :func:`probes_let_through`);
 - operating point: a threshold on the COVID-19 probability for ``target_sensitivity``, or a logistic-regression
   head on the frozen network's penultimate features with its own threshold, whichever has the higher
   held-out balanced accuracy (mean of sensitivity and specificity), if that beats the shipped threshold's.
@@ -133,6 +134,35 @@ def withheld_films(stats: dict | None, feats: dict, copies: list[dict]) -> np.nd
     return out
 
 
+def probes_let_through(classifier, site_pixels: np.ndarray, site, floor: float = 0.95) -> str:
+    """What the familiarity reference with ``site``'s class means added would no longer withhold, in words, or "".
+
+    The probes of the model card's check (:func:`covid_core.ood_check.probe_images`): synthetic non-X-ray images,
+    and the site's first films rotated and inverted. Each kind must stay withheld at least as often as ``floor``
+    (or as the shipped reference does, if less): a folder of photos or noise labelled as films would otherwise
+    teach the check that such images are familiar, and Diagnose would then give them verdicts.
+    """
+    from .inference import logits_and_features, turned_copy_features
+    from .ood_check import probe_images
+    from .preprocess import prepare_pixels
+
+    probes = probe_images([np.asarray(p, np.float32) / 255 for p in site_pixels[:10]])
+    words = {"non_xray": "synthetic non-X-ray images", "transformed_xray": "the site's films rotated or inverted"}
+    problems = []
+    for kind, images in probes.items():
+        if not images:
+            continue
+        pixels = np.stack([prepare_pixels(img, classifier.preprocess)[0] for img in images])
+        feats = logits_and_features(classifier.model, pixels, classifier.preprocess, device=classifier.device,
+                                    spatial_layer=classifier.spec.target_layer(classifier.model))[1]
+        copies = turned_copy_features(classifier, pixels) if classifier.ood.get("orientation_check") else []
+        shipped = withheld_films(classifier.ood, feats, copies).mean()
+        adapted = withheld_films(site.ood_stats(classifier.ood), feats, copies).mean()
+        if adapted < min(floor, shipped):
+            problems.append(f"{words[kind]} (withheld {100 * shipped:.0f}% -> {100 * adapted:.0f}% of {len(images)})")
+    return " and ".join(problems)
+
+
 def given_figures(y, score, positive, patients, withheld: np.ndarray, seed: int = 0) -> dict:
     """:func:`figures` counting only the films that get a verdict (no ROC), with how many films got none."""
     keep = ~np.asarray(withheld, bool)
@@ -194,7 +224,8 @@ def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress
     copies = []  # as in Diagnose: a film whose rotated or inverted copy is more familiar gets no verdict
     if has_ood(classifier.ood) and classifier.ood.get("orientation_check"):
         copies = turned_copy_features(classifier, pixels)
-    return {"table": table, "logits": logits, "features": feats, "copies": copies, "problems": problems}
+    return {"table": table, "pixels": pixels, "logits": logits, "features": feats, "copies": copies,
+            "problems": problems}
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -277,14 +308,18 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
         for train, held in folds:
             stats = Site("cv", ood_means=_class_means(feats, labels, train, classifier)).ood_stats(classifier.ood)
             held_withheld[held] = withheld_films(stats, _rows(feats, held), [_rows(c, held) for c in copies])
-        if held_withheld.mean() < withheld.mean():
-            report["parameters"]["ood_means"] = _class_means(feats, labels, np.arange(len(y)), classifier)
+        means = _class_means(feats, labels, np.arange(len(y)), classifier)
+        if held_withheld.mean() >= withheld.mean():
+            report["skipped"].append("familiarity reference: adding the site did not withhold fewer held-out films")
+        elif let_through := probes_let_through(classifier, films["pixels"], Site("site", ood_means=means)):
+            report["skipped"].append(f"familiarity reference: the site's class means would let through {let_through} "
+                                     "(check that the folder holds frontal chest X-rays)")
+        else:
+            report["parameters"]["ood_means"] = means
             report["adapted"].append(f"familiarity reference: the site's class means added (held-out films given no "
                                      f"verdict as unfamiliar or turned {100 * withheld.mean():.0f}% -> "
                                      f"{100 * held_withheld.mean():.0f}%)")
             withheld = held_withheld
-        else:
-            report["skipped"].append("familiarity reference: adding the site did not withhold fewer held-out films")
 
     # 3. operating point (held-out balanced accuracy; each film's p(COVID-19) by a temperature fitted without it)
     score = calibrated[:, ci]

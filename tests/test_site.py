@@ -339,3 +339,24 @@ def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_man
     assert classifier.site.counts == c
     assert f"(PPV, {c['tp']} of {c['tp'] + c['fp']})" in statement and f"(NPV, {c['tn']} of {c['tn'] + c['fn']})" \
         in statement
+
+
+def test_a_folder_of_noise_labelled_as_films_does_not_teach_the_familiarity_check_that_noise_is_familiar(tmp_path):
+    """Adding a site's class means to the familiarity reference would make any image like the site's familiar. With
+    a folder of noise (a wrong folder, or a hostile one) the held-out films look less unfamiliar once the noise's
+    own means join, but the card's probes would then pass: the step is refused with the reason, and the report says
+    that no film gets a verdict."""
+    from covid_core.site_job import given_rates_text, predictive_values_text
+
+    rng = np.random.default_rng(0)
+    for cls in ("normal", "covid19"):
+        (tmp_path / "noise" / cls).mkdir(parents=True)
+        for i in range(12):
+            Image.fromarray((255 * rng.random((200, 200))).astype(np.uint8)).save(tmp_path / "noise" / cls / f"{i}.png")
+    report = validate_site(load_classifier(REPO / "weights" / "resnet18.pt"), tmp_path / "noise")
+    assert report["before"]["given"]["withheld"] == 24
+    assert "ood_means" not in report["parameters"]
+    [line] = [s for s in report["skipped"] if s.startswith("familiarity reference")]
+    assert "would let through" in line and "check that the folder holds frontal chest X-rays" in line, line
+    assert given_rates_text(report).startswith("None of these 24 films gets a verdict")
+    assert predictive_values_text(report) == ""
