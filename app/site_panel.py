@@ -11,7 +11,7 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import retire_site_file, site_file_for
 from covid_core.site_file import load_site
-from covid_core.site_job import comparison_rows, given_rates_text, predictive_values_text
+from covid_core.site_job import comparison_rows, given_rates_text, poor_site_warning, predictive_values_text
 from covid_core.targets import COVID_CLASS
 
 
@@ -44,6 +44,8 @@ def site_section(entry) -> None:
             for text in (given_rates_text(report), predictive_values_text(report)):
                 if text:
                     st.caption(text)
+            if poor_site_warning(report):
+                st.warning(poor_site_warning(report), icon=":material/report:")
         for word, key in (("Adapted", "adapted"), ("Not adapted", "skipped")):
             for line in report.get(key) or []:
                 st.caption(f"{word}: {line}")

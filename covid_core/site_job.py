@@ -43,6 +43,29 @@ class ValidationJob:
                 shutil.rmtree(cleanup, ignore_errors=True)
 
 
+POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
+POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many verdicts either way are wrong
+
+
+def poor_site_warning(report: dict) -> str:
+    """A warning in words when the model, even after adaptation, does poorly on the site's own films (AUC below
+    POOR_AUC, or sensitivity and specificity averaging below POOR_BALANCED, counting the verdicts given where
+    the report says which); "" otherwise or without figures."""
+    after = report.get("after") or {}
+    rates = _given(report) or after
+    auc = (after.get("auc") or {}).get("value")
+    sens, spec = ((rates.get(k) or {}).get("value") for k in ("sensitivity", "specificity"))
+    poor = []
+    if auc is not None and auc < POOR_AUC:
+        poor.append(f"its COVID-19 score ranks them with an AUC of {auc:.2f}")
+    if sens is not None and spec is not None and (sens + spec) / 2 < POOR_BALANCED:
+        poor.append(f"its verdicts have sensitivity {100 * sens:.0f}% and specificity {100 * spec:.0f}%")
+    if not poor:
+        return ""
+    return ("On your films, even after adaptation, " + " and ".join(poor) + ". Making this the active site would "
+            "give verdicts that are often wrong; consider not using this model at your hospital.")
+
+
 def interval_text(f: dict | None) -> str:
     """{"value", "low", "high"} -> "91.0% (84-96%)"; "n/a" without a value."""
     if not f or f.get("value") is None:

@@ -360,3 +360,22 @@ def test_a_folder_of_noise_labelled_as_films_does_not_teach_the_familiarity_chec
     assert "would let through" in line and "check that the folder holds frontal chest X-rays" in line, line
     assert given_rates_text(report).startswith("None of these 24 films gets a verdict")
     assert predictive_values_text(report) == ""
+
+
+def test_a_model_that_does_poorly_on_the_sites_films_is_named_so_before_it_is_made_active():
+    from covid_core.site_job import poor_site_warning
+
+    def report(auc, sens, spec, given=None):
+        after = {"auc": {"value": auc}, "sensitivity": {"value": sens}, "specificity": {"value": spec}}
+        if given:
+            after["given"] = {"films": 20, "withheld": 2, "counts": {"tp": 1, "fn": 1, "fp": 1, "tn": 15},
+                              "sensitivity": {"value": given[0]}, "specificity": {"value": given[1]}}
+        return {"after": after}
+
+    assert poor_site_warning(report(0.93, 0.9, 0.85)) == ""
+    low_auc = poor_site_warning(report(0.62, 0.9, 0.85))
+    assert "AUC of 0.62" in low_auc and "often wrong" in low_auc and "sensitivity" not in low_auc
+    assert "sensitivity 50% and specificity 80%" in poor_site_warning(report(0.93, 0.5, 0.8))
+    # the verdicts actually given decide where the report has them
+    assert "sensitivity 50% and specificity 70%" in poor_site_warning(report(0.93, 0.9, 0.85, given=(0.5, 0.7)))
+    assert poor_site_warning({"after": {}}) == ""

@@ -17,7 +17,8 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
-from covid_core.site_job import ValidationJob, comparison_rows, given_rates_text, predictive_values_text
+from covid_core.site_job import (ValidationJob, comparison_rows, given_rates_text, poor_site_warning,
+                                 predictive_values_text)
 
 st.title("Validate at your site")
 st.markdown("No model trained on public collections can promise its accuracy at your hospital. Label a few dozen "
@@ -102,6 +103,8 @@ st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, width="stre
 for text in (given_rates_text(report), predictive_values_text(report)):
     if text:
         st.caption(text)
+if poor_site_warning(report):
+    st.warning(poor_site_warning(report), icon=":material/report:")
 for line in report["adapted"]:
     st.success(line, icon=":material/tune:")
 for line in report["skipped"]:
