@@ -45,6 +45,7 @@ class ValidationJob:
 
 POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
 POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many verdicts either way are wrong
+SWAPPED_AUC = 0.25  # a shipped AUC this far below chance on labelled films: the labels are probably swapped
 
 
 def poor_site_warning(report: dict) -> str:
@@ -60,10 +61,15 @@ def poor_site_warning(report: dict) -> str:
         poor.append(f"its COVID-19 score ranks them with an AUC of {auc:.2f}")
     if sens is not None and spec is not None and (sens + spec) / 2 < POOR_BALANCED:
         poor.append(f"its verdicts have sensitivity {100 * sens:.0f}% and specificity {100 * spec:.0f}%")
+    shipped_auc = ((report.get("before") or {}).get("auc") or {}).get("value")
+    swapped = ""
+    if shipped_auc is not None and shipped_auc < SWAPPED_AUC:
+        swapped = (f" The shipped model's AUC on your films, {shipped_auc:.2f}, is far below chance: check that the "
+                   "labels are not swapped (COVID-19 films in another class's folder, or the other way round).")
     if not poor:
-        return ""
+        return swapped.strip()
     return ("On your films, even after adaptation, " + " and ".join(poor) + ". Making this the active site would "
-            "give verdicts that are often wrong; consider not using this model at your hospital.")
+            "give verdicts that are often wrong; consider not using this model at your hospital." + swapped)
 
 
 def interval_text(f: dict | None) -> str:

@@ -379,3 +379,7 @@ def test_a_model_that_does_poorly_on_the_sites_films_is_named_so_before_it_is_ma
     # the verdicts actually given decide where the report has them
     assert "sensitivity 50% and specificity 70%" in poor_site_warning(report(0.93, 0.9, 0.85, given=(0.5, 0.7)))
     assert poor_site_warning({"after": {}}) == ""
+    # far below chance before adaptation (a head can learn swapped labels and look good afterwards): said so
+    swapped = {**report(0.95, 0.9, 0.9), "before": {"auc": {"value": 0.08}}}
+    assert poor_site_warning(swapped).startswith("The shipped model's AUC on your films, 0.08, is far below chance")
+    assert "labels are not swapped" in poor_site_warning(swapped)
