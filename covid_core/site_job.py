@@ -51,7 +51,8 @@ SWAPPED_AUC = 0.25  # a shipped AUC this far below chance on labelled films: the
 def poor_site_warning(report: dict) -> str:
     """A warning in words when the model, even after adaptation, does poorly on the site's own films (AUC below
     POOR_AUC, or sensitivity and specificity averaging below POOR_BALANCED, counting the verdicts given where
-    the report says which); "" otherwise or without figures."""
+    the report says which), and when the shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head
+    on the frozen features can learn and then look good); "" otherwise or without figures."""
     after = report.get("after") or {}
     rates = _given(report) or after
     auc = (after.get("auc") or {}).get("value")
