@@ -320,6 +320,30 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     assert saved.is_file() and json.loads(saved.read_text())["site"] == "St Elsewhere"
 
 
+def test_a_site_where_the_model_does_poorly_is_made_active_only_on_purpose(env):
+    """The warning stands before the activation button, which stays disabled until the user says "anyway"."""
+    import pandas as pd
+
+    poor = {"value": 0.5, "low": 0.3, "high": 0.7}
+    report = {"site": "St Elsewhere", "films_used": 24, "counts": {"normal": 12, "covid19": 12}, "problems": [],
+              "adapted": [], "skipped": ["operating point: neither ..."],
+              "before": {"sensitivity": poor, "specificity": poor, "auc": {"value": 0.55}},
+              "after": {"sensitivity": poor, "specificity": poor, "auc": {"value": 0.55}}}
+    films = pd.DataFrame({"file": ["covid19/a.png"], "label": ["covid19"], "verdict (after adaptation)": ["negative"],
+                          "right (after adaptation)": ["no"]})
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.session_state["site_report"] = (str(env / "weights" / "tiny_cnn.pt"), report, films)
+    at.switch_page("views/validate.py").run()
+    assert not at.exception, at.exception
+    assert any("often wrong" in w.value and "AUC of 0.55" in w.value for w in at.warning)
+    assert at.button(key="site_activate").disabled
+    at.checkbox(key="site_poor_ok").check().run()
+    assert not at.button(key="site_activate").disabled
+    at.button(key="site_activate").click().run()
+    assert not at.exception, at.exception
+    assert json.loads((env / "weights" / "tiny_cnn.site.json").read_text())["site"] == "St Elsewhere"
+
+
 def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
     import io
     import zipfile

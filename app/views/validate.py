@@ -103,8 +103,9 @@ st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, width="stre
 for text in (given_rates_text(report), predictive_values_text(report)):
     if text:
         st.caption(text)
-if poor_site_warning(report):
-    st.warning(poor_site_warning(report), icon=":material/report:")
+poor = poor_site_warning(report)
+if poor:
+    st.warning(poor, icon=":material/report:")
 for line in report["adapted"]:
     st.success(line, icon=":material/tune:")
 for line in report["skipped"]:
@@ -126,7 +127,9 @@ c1.download_button("Download site.json", text, file_name="site.json", mime="appl
                    icon=":material/download:", key="site_download")
 c2.download_button("Download per-film results (CSV)", films.to_csv(index=False), file_name="site-films.csv",
                    mime="text/csv", icon=":material/download:", key="site_films_download")
-if c3.button("Make it the active site for this model", key="site_activate", icon=":material/domain_verification:"):
+anyway = c3.checkbox("Make it active despite the warning above", key="site_poor_ok") if poor else True
+if c3.button("Make it the active site for this model", key="site_activate", icon=":material/domain_verification:",
+             disabled=not anyway):
     target_file = entry.path.with_name(entry.path.stem + ".site.json")
     try:
         target_file.write_text(text)
