@@ -1,4 +1,5 @@
-"""The Models page's "Validation at your site" section: a model's active site file, and retiring it."""
+"""A site report's figures as the pages show them, and the Models page's "Validation at your site" section: a
+model's active site file, and retiring it."""
 
 from __future__ import annotations
 
@@ -13,6 +14,19 @@ from covid_core.model_catalog import retire_site_file, site_file_for
 from covid_core.site_file import load_site
 from covid_core.site_job import comparison_rows, given_rates_text, poor_site_warning, predictive_values_text
 from covid_core.targets import COVID_CLASS
+
+
+def site_figures(report: dict, **table) -> str:
+    """The before/after table of a site report, its sentences (verdicts given, PPV and NPV) and, where the model
+    does poorly there, the warning; returns that warning ("" without one). ``table``: st.dataframe options."""
+    st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, **table)
+    for text in (given_rates_text(report), predictive_values_text(report)):
+        if text:
+            st.caption(text)
+    poor = poor_site_warning(report)
+    if poor:
+        st.warning(poor, icon=":material/report:")
+    return poor
 
 
 def site_section(entry) -> None:
@@ -40,12 +54,7 @@ def site_section(entry) -> None:
         st.markdown(f"Active site file `{path.name}`: **{report.get('site', '?')}**, made {made} from "
                     f"{counts_text(report.get('counts') or {})}.")
         if "before" in report and "after" in report:
-            st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True)
-            for text in (given_rates_text(report), predictive_values_text(report)):
-                if text:
-                    st.caption(text)
-            if poor_site_warning(report):
-                st.warning(poor_site_warning(report), icon=":material/report:")
+            site_figures(report)
         for word, key in (("Adapted", "adapted"), ("Not adapted", "skipped")):
             for line in report.get(key) or []:
                 st.caption(f"{word}: {line}")

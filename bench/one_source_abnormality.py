@@ -56,9 +56,8 @@ def one_source_copy(data: Path, source: str, out: Path) -> int:
 
 
 def report(checkpoint: str, data: str, trained_on: str) -> None:
-    from sklearn.metrics import roc_auc_score
-
     from covid_core.commands.evaluate import evaluate_checkpoint
+    from covid_core.metrics import binary_auc
 
     metrics, table, probs = evaluate_checkpoint(checkpoint, data, split="all", progress=False)
     classes = metrics["classes"]  # the checkpoint's, in the order of the probability columns
@@ -75,8 +74,8 @@ def report(checkpoint: str, data: str, trained_on: str) -> None:
               ("adult other pneumonias vs COVID-19 (all)", adult & (finding == "pneumonia"), covid)]
     for name, negative, positive in pairs:
         if negative.any() and positive.any():
-            y = np.r_[np.zeros(negative.sum()), np.ones(positive.sum())]
-            auc = roc_auc_score(y, np.r_[abnormal[negative], abnormal[positive]])
+            auc = binary_auc(np.r_[np.zeros(negative.sum()), np.ones(positive.sum())],
+                             np.r_[abnormal[negative], abnormal[positive]])
             print(f"  {name}: AUC {auc:.3f} ({negative.sum()} vs {positive.sum()} films)")
     for s in sorted(set(src)):
         for f in ("normal", "pneumonia", "covid19"):

@@ -82,8 +82,7 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     figures, count = after, None
     if isinstance(given, dict) and "sensitivity" in given:  # the verdicts actually given (newer site files)
         films, withheld = given.get("films"), given.get("withheld")
-        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (films, withheld)) \
-                or withheld > films:
+        if not (_whole(films) and _whole(withheld)) or withheld > films:
             raise ConfigError(f"{path.name} is damaged (its count of films given a verdict is not two whole "
                               "numbers); validate this model at the site again")
         figures, count = given, (films - withheld, films)
@@ -99,6 +98,10 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
 
 def _number(v, low: float, high: float) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+
+
+def _whole(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
 
 
 def _numbers(v) -> bool:
@@ -123,8 +126,7 @@ def _damage(site: Site) -> str:
             isinstance(v, list) and all(_numbers(m) for m in v) for v in site.ood_means.values())):
         return "its familiarity means are not lists of number lists"
     if site.counts is not None and not (isinstance(site.counts, dict) and all(
-            isinstance(site.counts.get(k), int) and not isinstance(site.counts[k], bool) and site.counts[k] >= 0
-            for k in ("tp", "fn", "fp", "tn"))):
+            _whole(site.counts.get(k)) for k in ("tp", "fn", "fp", "tn"))):
         return "its verdict counts are not four whole numbers"
     for name, f in (("sensitivity", site.sensitivity), ("specificity", site.specificity)):
         if f is not None and not (isinstance(f, dict) and all(f.get(k) is None or _number(f[k], 0.0, 1.0)

@@ -17,8 +17,8 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
-from covid_core.site_job import (ValidationJob, comparison_rows, given_rates_text, poor_site_warning,
-                                 predictive_values_text)
+from covid_core.site_job import ValidationJob
+from site_panel import site_figures
 
 st.title("Validate at your site")
 st.markdown("No model trained on public collections can promise its accuracy at your hospital. Label a few dozen "
@@ -99,13 +99,7 @@ report, films = saved[1], saved[2]
 st.subheader(f"{report['site']}: {report['films_used']} films")
 st.caption(f"By label: {counts_text(report['counts'])}. "
            + (f"{len(report['problems'])} file(s) skipped." if report["problems"] else ""))
-st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, width="stretch")
-for text in (given_rates_text(report), predictive_values_text(report)):
-    if text:
-        st.caption(text)
-poor = poor_site_warning(report)
-if poor:
-    st.warning(poor, icon=":material/report:")
+poor = site_figures(report, width="stretch")
 for line in report["adapted"]:
     st.success(line, icon=":material/tune:")
 for line in report["skipped"]:
