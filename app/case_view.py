@@ -120,7 +120,8 @@ def verdict_and_limits(prediction, classifier) -> None:
             st.page_link("views/validate.py", label="Validate the model on your hospital's films",
                          icon=":material/fact_check:")
         return
-    for sentence in verdict_limits(prediction, classifier.metadata, operating_threshold(classifier)):
+    for sentence in verdict_limits(prediction, classifier.metadata, operating_threshold(classifier),
+                                   site=classifier.site):
         st.info(sentence, icon=":material/balance:")
 
 

@@ -225,11 +225,35 @@ def operating_threshold(classifier) -> dict:
             "test": {}}
 
 
-def verdict_limits(prediction, metadata: dict, threshold: dict) -> list[str]:
+def site_verdict_worth(site, positive: bool) -> str:
+    """How often a verdict of this kind (positive or negative) was right on the site's own labelled films, with
+    the counts and the COVID-19 share it holds for; "" when the site file has no counts or no such verdicts."""
+    c = site.counts or {}
+    tp, fp, fn, tn = (c.get(k) for k in ("tp", "fp", "fn", "tn"))
+    if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn):
+        return ""
+    right, wrong, kind, name = (tp, fp, "positive", "PPV") if positive else (tn, fn, "negative", "NPV")
+    if not right + wrong:
+        return ""
+    share = (tp + fn) / (tp + fn + fp + tn)
+    rarer = ("where COVID-19 is rarer, a larger share of positive verdicts is wrong" if positive else
+             "where COVID-19 is more common, a larger share of negative verdicts is wrong")
+    return (f"At {site.name}, {_pct(right / (right + wrong))} of the {kind} verdicts on its own labelled films were "
+            f"right ({name}, {right} of {right + wrong}), where {_pct(share)} of those films had COVID-19; {rarer}.")
+
+
+def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> list[str]:
     """The limits that go with this prediction's verdict (positive or negative); none for a withheld one.
-    ``threshold``: :func:`operating_threshold`'s entry; a site's operating point has no TEST figures to quote."""
+    ``threshold``: :func:`operating_threshold`'s entry; a site's operating point has no TEST figures to quote.
+    ``site``: the active site file; where it counts its verdicts, their worth at that hospital comes first and
+    replaces the public TEST set's (which stays in the details at a kept shipped threshold)."""
     if prediction.withheld or prediction.covid_positive is None:
         return []
+    worth = site_verdict_worth(site, prediction.covid_positive) if site is not None else ""
+    if worth:
+        moved = [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "
+                 "threshold, so the public TEST figures do not describe it."] if threshold.get("site") is not None else []
+        return [worth] + moved + ([] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
     if threshold.get("site") is not None:
         return [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "
                 "threshold, so the model's TEST figures (PPV, NPV, false positives by source) do not describe it; "

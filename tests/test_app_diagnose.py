@@ -260,16 +260,17 @@ def test_uploads_are_never_written_to_disk(weights, tmp_path, monkeypatch):
     assert scanned >= 1, "nothing was scanned: the walk itself is broken"
 
 
-def _site_file(checkpoint, path, sha=None, parameters=None):
+def _site_file(checkpoint, path, sha=None, parameters=None, given=None):
     import json
 
     from covid_core.datasets import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
+    after = {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+             "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}
     path.write_text(json.dumps({
         "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": sha or file_sha256(checkpoint)},
-        "parameters": parameters or {}, "after": {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
-                                    "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}}))
+        "parameters": parameters or {}, "after": {**after, **({"given": {**after, **given}} if given else {})}}))
 
 
 def test_a_site_file_beside_the_model_says_where_and_how_well_it_was_validated(weights):
@@ -280,6 +281,22 @@ def test_a_site_file_beside_the_model_says_where_and_how_well_it_was_validated(w
     [validated] = [s.value for s in at.success if "Validated at" in s.value]
     assert "St Elsewhere" in validated and "sensitivity 90% (95% CI 80-97%)" in validated
     assert "Not validated at your hospital" not in _all_text(at) and "Unconfirmed" not in _all_text(at)
+
+
+def test_at_a_validated_site_the_verdicts_worth_comes_from_the_sites_films(tmp_path, monkeypatch):
+    """The site kept the shipped threshold: its own PPV leads the verdict's limits; TEST's stays in the details."""
+    weights = app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # every film positive at the stored threshold
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json",
+               given={"films": 190, "withheld": 16, "counts": {"tp": 46, "fp": 19, "fn": 4, "tn": 105}})
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    assert "COVID-19: positive" in _all_text(at)
+    limits = [i.value for i in at.info if "PPV" in i.value]
+    assert limits and limits[0].startswith("At St Elsewhere, 70.8% of the positive verdicts on its own labelled "
+                                           "films were right (PPV, 46 of 65)")
+    assert not any(i.value.startswith("On TEST") for i in at.info)
+    assert any("| **PPV** |" in m.value for m in at.markdown)  # the shipped threshold's TEST rates, in the details
 
 
 def test_a_site_file_made_for_another_model_is_not_applied(weights):

@@ -94,6 +94,38 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     assert "Not validated at your hospital" in html
 
 
+def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_films(tmp_path):
+    """A site that kept the shipped threshold: the verdict's worth at that hospital leads, not the TEST PPV/NPV."""
+    from covid_core.site_file import Site
+
+    img = decode_image(_png(xray_array(64)), "x.png")
+    counts = {"tp": 46, "fp": 19, "fn": 4, "tn": 105}
+    positive = load_classifier(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
+    positive.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
+                            model_label="pos.pt")
+    assert ('<p class="limit">At St Elsewhere, 70.8% of the positive verdicts on its own labelled films were right '
+            "(PPV, 46 of 65), where 28.7% of those films had COVID-19") in html
+    assert "On TEST, 64.3% of the films this model called COVID-19 positive" not in html
+    assert "TEST PPV at this threshold" in html  # the shipped threshold's TEST rates stay among the numbers
+    negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
+    negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
+                            model_label="neg.pt")
+    assert "At St Elsewhere, 96.3% of the negative verdicts on its own labelled films were right (NPV, 105 of 109)" \
+        in html and "A negative COVID-19 verdict is not a normal film" in html
+    assert "On TEST, 93.8% of the films called COVID-19 negative" not in html
+    # a site that moved the threshold says so after its figures; one without counts keeps the older sentences
+    negative.site = Site(name="St Elsewhere", threshold=2.0, counts=counts)
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
+                            model_label="neg.pt")
+    assert "(NPV, 105 of 109)" in html and "not the shipped threshold, so the public TEST figures" in html
+    negative.site = Site(name="St Elsewhere")
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
+                            model_label="neg.pt")
+    assert "On TEST, 93.8% of the films called COVID-19 negative" in html and "At St Elsewhere, " not in html
+
+
 def test_without_a_site_file_a_covid_model_gives_no_verdict_and_says_how_to_get_one(tmp_path):
     img = decode_image(_png(xray_array(64)), "x.png")
     clf = load_classifier(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))  # raw output: positive
