@@ -189,10 +189,11 @@ def results_table(table) -> None:
     validation no probability is shown; without a bad file there is no error), so "None" never fills a column;
     the CSV keeps every column, so its readers see the same columns every time."""
     filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: pd.notna(v) and v != "").any()]
+    figures = any(c.startswith("p(") for c in filled)  # without them, the room goes to a withheld verdict's reason
     st.dataframe(table, hide_index=True, width="stretch", column_order=filled, column_config={
         "file": st.column_config.TextColumn(width=165, pinned=True),
         "call": st.column_config.TextColumn(width=195),
-        "verdict": st.column_config.TextColumn(width=140),
+        "verdict": st.column_config.TextColumn(width=140 if figures else 380),
         "COVID-19 probability": st.column_config.NumberColumn(
             format="percent", width=130,
             help="The probability the COVID-19 verdict compares with its operating threshold"),

@@ -140,8 +140,8 @@ def prediction_row(name: str, prediction, error: str | None = None) -> dict:
     row = {"file": safe_cell(name), "call": "", "verdict": "", "COVID-19 probability": None,
            "out of distribution": None}
     if prediction is not None:
-        h = headline(prediction)
-        row["call"] = h.title
+        # no verdict: one short word here, the reason in the verdict column (not the same sentence twice)
+        row["call"] = "No verdict" if prediction.withheld else headline(prediction).title
         row["verdict"] = prediction.verdict
         row["out of distribution"] = prediction.ood_flagged
         if not prediction.withheld:  # no verdict: no probabilities that would read as one

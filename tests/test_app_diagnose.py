@@ -22,6 +22,13 @@ def _verdicts_before_validation(at):
     return at
 
 
+def _column_config(dataframe) -> dict:
+    """{column: its configuration as the browser receives it (JSON text)} of an AppTest dataframe."""
+    import json
+
+    return {k.removeprefix("name:"): json.dumps(v) for k, v in json.loads(dataframe.proto.columns).items()}
+
+
 def _all_text(at) -> str:
     parts = [m.value for m in at.markdown] + [e.value for e in at.error] + [w.value for w in at.warning] + \
         [i.value for i in at.info] + [c.value for c in at.caption]
@@ -116,6 +123,8 @@ def test_a_film_unlike_the_training_data_gets_no_verdict(tmp_path, monkeypatch):
     assert any(e.label.startswith("Raw model output") for e in at.expander)  # raw figures only for researchers
     table = at.dataframe[0].value
     assert set(table["verdict"]) == {"No verdict: the image is unlike the training X-rays"}
+    assert set(table["call"]) == {"No verdict"}  # the reason once, in the verdict column, wide enough to read
+    assert '"width": 380' in _column_config(at.dataframe[0])["verdict"]
     assert table["COVID-19 probability"].isna().all() and not [c for c in table.columns if c.startswith("p(")]
     # the empty probability and error columns are out of view (no column of "None"), the CSV keeps them
     assert list(at.dataframe[0].proto.column_order) == ["file", "call", "verdict", "out of distribution"]
@@ -150,6 +159,7 @@ def test_bad_file_fails_alone_and_table_lists_all(weights):
     assert table["verdict"].str.endswith("(unconfirmed)").sum() == 2
     assert any("Verdicts marked unconfirmed" in c.value for c in at.caption)
     assert {"COVID-19 probability", "error"} <= set(at.dataframe[0].proto.column_order)  # shown where filled
+    assert '"width": 140' in _column_config(at.dataframe[0])["verdict"]  # room left for the probabilities
     assert any("CSV" in d.proto.label for d in at.get("download_button"))
 
 
