@@ -186,21 +186,28 @@ def rates_table(rates: dict, emphasis: str | None = None, title: str = "On TEST 
 
 def results_table(table) -> None:
     """The many-files results table. A column that holds nothing for any file is left out of view (before site
-    validation no probability is shown; without a bad file there is no error), so "None" never fills a column;
-    the CSV keeps every column, so its readers see the same columns every time."""
+    validation no probability is shown; without a bad file there is no error), so "None" never fills a column, and
+    the COVID-19 probability is shown once when it is a class's probability; the CSV keeps every column, so its
+    readers see the same columns every time."""
     filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: pd.notna(v) and v != "").any()]
-    figures = any(c.startswith("p(") for c in filled)  # without them, the room goes to a withheld verdict's reason
+    figures = [c for c in filled if c.startswith("p(")]  # without them, the room goes to a withheld verdict's reason
+    score = table["COVID-19 probability"]
+    if "COVID-19 probability" in filled and any(
+            ((table[c] - score).abs() < 1e-9).where(score.notna(), True).all() for c in figures):
+        filled.remove("COVID-19 probability")  # the same figure as a class's column (no site head): shown once
+    verdict_width = 140 if "COVID-19 probability" in filled else 215 if figures else 380  # all fit in 938 px
     st.dataframe(table, hide_index=True, width="stretch", column_order=filled, column_config={
         "file": st.column_config.TextColumn(width=165, pinned=True),
-        "call": st.column_config.TextColumn(width=195),
-        "verdict": st.column_config.TextColumn(width=140 if figures else 380),
+        "call": st.column_config.TextColumn(width=190),
+        "verdict": st.column_config.TextColumn(width=verdict_width),
         "COVID-19 probability": st.column_config.NumberColumn(
             format="percent", width=130,
             help="The probability the COVID-19 verdict compares with its operating threshold"),
         "out of distribution": st.column_config.CheckboxColumn(
             "unfamiliar", width=80, help="The film is unlike the X-rays the model learned from (or looks turned or "
                                          "inverted): no verdict is given for it"),
-        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent", width=75)
+        **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent",
+                                             width=75 if verdict_width == 140 else 85)
            for c in table.columns if c.startswith("p(")}})
     if table["verdict"].str.endswith("(unconfirmed)").any():
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "

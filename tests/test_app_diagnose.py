@@ -158,8 +158,10 @@ def test_bad_file_fails_alone_and_table_lists_all(weights):
     # verdicts before site validation are marked as such in the table (and its CSV), with the reason beneath
     assert table["verdict"].str.endswith("(unconfirmed)").sum() == 2
     assert any("Verdicts marked unconfirmed" in c.value for c in at.caption)
-    assert {"COVID-19 probability", "error"} <= set(at.dataframe[0].proto.column_order)  # shown where filled
-    assert '"width": 140' in _column_config(at.dataframe[0])["verdict"]  # room left for the probabilities
+    shown = set(at.dataframe[0].proto.column_order)
+    assert {"p(covid19)", "error"} <= shown  # shown where filled
+    assert "COVID-19 probability" not in shown and "COVID-19 probability" in table  # = p(covid19): in view once
+    assert '"width": 215' in _column_config(at.dataframe[0])["verdict"]  # room left for the probabilities
     assert any("CSV" in d.proto.label for d in at.get("download_button"))
 
 
@@ -361,3 +363,30 @@ def test_a_site_file_made_active_while_a_film_is_open_gives_the_sites_verdict(tm
     assert "| sensitivity | 90.0% (9 of 10) |" not in text and "On TEST" not in text
     assert "operating point validated at St Elsewhere" in text
     assert "A negative COVID-19 verdict is not a normal film" in text
+
+
+def _results_table_of_a_site_head():
+    import os
+    import sys
+
+    import pandas as pd
+
+    sys.path.insert(0, os.environ["TEST_APP_DIR"])
+    import ui
+
+    ui.results_table(pd.DataFrame([{"file": "a.png", "call": "No pneumonia seen", "verdict": "COVID-19: negative",
+                                    "COVID-19 probability": 0.12, "out of distribution": False, "p(normal)": 0.7,
+                                    "p(pneumonia)": 0.2, "p(covid19)": 0.1, "error": ""}]))
+
+
+def test_a_site_heads_covid_probability_differs_from_the_class_column_and_stays_in_view(monkeypatch):
+    """With a site's head the verdict's probability is not p(covid19): both are shown, in columns that still fit."""
+    from pathlib import Path
+
+    monkeypatch.setenv("TEST_APP_DIR", str(Path(APP).parent))
+    at = AppTest.from_function(_results_table_of_a_site_head, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    assert "COVID-19 probability" in at.dataframe[0].proto.column_order
+    widths = {c: __import__("json").loads(v).get("width") for c, v in _column_config(at.dataframe[0]).items()}
+    assert widths["verdict"] == 140 and widths["p(covid19)"] == 75
+    assert sum(widths[c] for c in at.dataframe[0].proto.column_order) <= 938  # the grid's width at 1400 px
