@@ -153,11 +153,11 @@ def details(case, classifier, key: str) -> None:
             st.table(pd.DataFrame(image.dicom_info.items(), columns=["DICOM field", "value"]))
 
 
-def validation_state(classifier) -> None:
+def validation_state(classifier, prediction) -> None:
     if classifier.site is None:
         st.warning(validation_statement(None), icon=":material/domain:")
     else:
-        st.success(validation_statement(classifier.site), icon=":material/domain:")
+        st.success(validation_statement(classifier.site, prediction), icon=":material/domain:")
 
 
 def denoised_view(case, digest: str):

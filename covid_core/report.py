@@ -93,7 +93,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     warn_html = "".join(f'<p class="warn">{esc(w)}</p>' for w in warnings)
     if prediction.withheld:
         warn_html = f'<p class="warn">{esc(withheld_reason(prediction))}</p>' + warn_html
-    limits = verdict_limits(prediction, classifier.metadata, thr, site=classifier.site) + [validation_statement(classifier.site)]
+    limits = verdict_limits(prediction, classifier.metadata, thr, site=classifier.site) + [
+        validation_statement(classifier.site, prediction)]
     warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in limits)
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),

@@ -116,8 +116,10 @@ def predictive_values_sentence(counts: dict, films: str) -> str:
             "than among the films you labelled, a larger share of positive verdicts is wrong.")
 
 
-def validation_statement(site) -> str:
-    """Whether the verdicts were checked at this hospital: the site's name and local figures, or NOT_VALIDATED."""
+def validation_statement(site, prediction=None) -> str:
+    """Whether the verdicts were checked at this hospital: the site's name and local figures, or NOT_VALIDATED.
+    With the ``prediction`` whose limits already gave the site's PPV or NPV (:func:`verdict_limits`), the
+    statement leaves its own PPV and NPV sentence out rather than say it twice."""
     if site is None:
         return NOT_VALIDATED
 
@@ -131,7 +133,9 @@ def validation_statement(site) -> str:
     if site.given is not None and site.given[0] < site.given[1]:
         films = (f"on the {site.given[0]} of its {site.given[1]} labelled films that got a verdict (the others "
                  "looked unlike the training X-rays or turned)")
-    worth = predictive_values_sentence(site.counts or {}, "On those films")
+    said = prediction is not None and not prediction.withheld and prediction.covid_positive is not None and \
+        site_verdict_worth(site, prediction.covid_positive)
+    worth = "" if said else predictive_values_sentence(site.counts or {}, "On those films")
     return (f"Validated at {site.name}: {films}, COVID-19 {figure('sensitivity', site.sensitivity)}, "
             f"{figure('specificity', site.specificity)}, estimated without any film scoring itself."
             + (" " + worth if worth else ""))

@@ -107,6 +107,7 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
     assert ('<p class="limit">At St Elsewhere, 70.8% of the positive verdicts on its own labelled films were right '
             "(PPV, 46 of 65), where 28.7% of those films had COVID-19") in html
     assert "On TEST, 64.3% of the films this model called COVID-19 positive" not in html
+    assert html.count("(PPV, 46 of 65)") == 1  # the validation statement below does not say it again
     assert "TEST PPV at this threshold" in html  # the shipped threshold's TEST rates stay among the numbers
     negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
     negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))

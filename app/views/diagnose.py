@@ -125,7 +125,7 @@ def show_case(item, title: str | None = None) -> None:
     beside = case_view.films(case, shown, overlay_rgb, explanation, denoised, beside=call)
     if not beside:
         call()
-    case_view.validation_state(classifier)
+    case_view.validation_state(classifier, prediction)
     if explanation is not None:
         case_view.heatmap_figures(explanation)
     case_view.details(case, classifier, key)
