@@ -42,6 +42,14 @@ def _rows(pairs) -> str:
     return "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in pairs)
 
 
+def _site_row(site) -> str:
+    """Which site file was in force, so that a report can be traced to the validation behind its verdict."""
+    if site is None:
+        return "none: not validated at this hospital"
+    return f"{site.name}" + (f", made {site.created}" if site.created else "") + (
+        f", site file version {site.version}" if site.version else "")
+
+
 def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, model_label: str,
                      model_fingerprint: str = "", explanation=None, overlay_rgb: np.ndarray | None = None,
                      denoised: np.ndarray | None = None, patient_info: dict | None = None,
@@ -100,7 +108,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
                   ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),
                   ("Data set fingerprint", meta.get("data_fingerprint", "n/a")),
-                  ("Trained", meta.get("created", "n/a")), ("covid_core version", __version__)]
+                  ("Trained", meta.get("created", "n/a")), ("Site validation", _site_row(classifier.site)),
+                  ("covid_core version", __version__)]
     patient_html = ""
     if include_patient_info and patient_info:
         patient_html = f"<h2>Patient (from the DICOM header)</h2><table>{_rows(patient_info.items())}</table>"

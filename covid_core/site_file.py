@@ -35,6 +35,7 @@ class Site:
     given: tuple[int, int] | None = None  # (films that got a verdict, films) the figures count; None: every film
     counts: dict | None = None  # {"tp", "fn", "fp", "tn"} of the verdicts those figures count
     version: str = ""  # digest of the site file's text: results scored with one version are not another's
+    created: str = ""  # when validate-site made the file
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
         h = self.head
@@ -89,7 +90,7 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     site = Site(name=str(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
                 head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=figures.get("sensitivity"),
                 specificity=figures.get("specificity"), given=count, counts=figures.get("counts"),
-                version=hashlib.sha256(text.encode()).hexdigest()[:16])
+                version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40])
     problem = _damage(site)
     if problem:
         raise ConfigError(f"{path.name} is damaged ({problem}); validate this model at the site again")

@@ -92,6 +92,7 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     assert "COVID-19: negative" in html and "PPV)" not in html  # no positive verdict's limits
     assert '<p class="limit">On TEST, 93.8% of the films called COVID-19 negative had no COVID-19 (NPV)' in html
     assert "Not validated at your hospital" in html
+    assert "<th>Site validation</th><td>none: not validated at this hospital</td>" in html
 
 
 def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_films(tmp_path):
@@ -108,6 +109,7 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
             "(PPV, 46 of 65), where 28.7% of those films had COVID-19") in html
     assert "On TEST, 64.3% of the films this model called COVID-19 positive" not in html
     assert html.count("(PPV, 46 of 65)") == 1  # the validation statement below does not say it again
+    assert "<th>Site validation</th><td>St Elsewhere</td>" in html  # which validation was in force
     assert "TEST PPV at this threshold" in html  # the shipped threshold's TEST rates stay among the numbers
     negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
     negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
@@ -121,6 +123,11 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
     assert "(NPV, 105 of 109)" in html and "not the shipped threshold, so the public TEST figures" in html
+    negative.site = Site(name="St <Elsewhere>", created="2026-12-05T10:00:00+0000", version="0123abcd")
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
+                            model_label="neg.pt")
+    assert ("<th>Site validation</th><td>St &lt;Elsewhere&gt;, made 2026-12-05T10:00:00+0000, site file version "
+            "0123abcd</td>") in html
     negative.site = Site(name="St Elsewhere")
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")

@@ -331,6 +331,7 @@ def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_man
     out.write_text(json.dumps(report))
     classifier = load_classifier_at_site(model, site=out)
     assert classifier.site.given == (28 - expected, 28)
+    assert classifier.site.created == report["created"] and classifier.site.created  # named in a case report
     assert classifier.site.sensitivity == report["after"]["given"]["sensitivity"]
     statement = validation_statement(classifier.site)
     assert f"on the {28 - expected} of its 28 labelled films that got a verdict" in statement
