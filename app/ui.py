@@ -13,11 +13,12 @@ import pandas as pd
 import streamlit as st
 
 from covid_core.byte_cache import ByteCappedCache
+from covid_core.csv_safe import safe_cell
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import pct  # noqa: F401 (the views format shares as ui.pct)
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
-from covid_core.report import DISCLAIMER
+from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
 from covid_core.verdict import THRESHOLD_RATES, rate_text
 
@@ -182,6 +183,14 @@ def rates_table(rates: dict, emphasis: str | None = None, title: str = "On TEST 
     rows = [f"| {'**' + name + '**' if key == emphasis else name} | {rate_text(rates, key)} |"
             for key, name in THRESHOLD_RATES if rates.get(key) is not None]
     return f"| {title} | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""
+
+
+def results_csv(table, entry, classifier) -> str:
+    """The results table as CSV, every row naming the model (its weights fingerprint) and the site validation in
+    force, so that a saved file can be traced to what produced it."""
+    return table.assign(model=safe_cell(f"{entry.label} ({entry.fingerprint})"),
+                        **{"site validation": safe_cell(site_validation_text(classifier.site))}).to_csv(
+        index=False, float_format="%.4f")
 
 
 def results_table(table) -> None:

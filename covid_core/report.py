@@ -42,7 +42,7 @@ def _rows(pairs) -> str:
     return "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>" for k, v in pairs)
 
 
-def _site_row(site) -> str:
+def site_validation_text(site) -> str:
     """Which site file was in force, so that a report can be traced to the validation behind its verdict."""
     if site is None:
         return "none: not validated at this hospital"
@@ -108,7 +108,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
                   ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),
                   ("Data set fingerprint", meta.get("data_fingerprint", "n/a")),
-                  ("Trained", meta.get("created", "n/a")), ("Site validation", _site_row(classifier.site)),
+                  ("Trained", meta.get("created", "n/a")), ("Site validation", site_validation_text(classifier.site)),
                   ("covid_core version", __version__)]
     patient_html = ""
     if include_patient_info and patient_info:

@@ -392,3 +392,30 @@ def test_a_site_heads_covid_probability_differs_from_the_class_column_and_stays_
     widths = {c: __import__("json").loads(v).get("width") for c, v in _column_config(at.dataframe[0]).items()}
     assert widths["verdict"] == 140 and widths["p(covid19)"] == 75
     assert sum(widths[c] for c in at.dataframe[0].proto.column_order) <= 938  # the grid's width at 1400 px
+
+
+def test_the_results_csv_names_the_model_and_the_site_validation_on_every_row(tmp_path):
+    """A saved results file can be traced to the weights and the site file that produced its verdicts."""
+    import io
+    import sys
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from covid_core.report import prediction_row
+    from covid_core.site_file import Site
+
+    sys.path.insert(0, str(Path(APP).parent))
+    import ui
+
+    table = pd.DataFrame([prediction_row("a.png", None, "broken"), prediction_row("b.png", None, "blank")])
+    entry = SimpleNamespace(label="resnet18.pt", fingerprint="f8a9e90f2e19")
+    saved = pd.read_csv(io.StringIO(ui.results_csv(table, entry, SimpleNamespace(site=None))))
+    assert list(saved.columns[-2:]) == ["model", "site validation"] and list(saved["file"]) == ["a.png", "b.png"]
+    assert set(saved["model"]) == {"resnet18.pt (f8a9e90f2e19)"}
+    assert set(saved["site validation"]) == {"none: not validated at this hospital"}
+    site = Site(name="=HYPERLINK(1)", created="2026-12-05T10:00:00+0000", version="0123abcd")
+    saved = pd.read_csv(io.StringIO(ui.results_csv(table, entry, SimpleNamespace(site=site))))
+    assert set(saved["site validation"]) == {"'=HYPERLINK(1), made 2026-12-05T10:00:00+0000, site file version "
+                                             "0123abcd"}  # a site name is never read as a spreadsheet formula

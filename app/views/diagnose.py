@@ -140,7 +140,7 @@ if len(cases) > 1:
     st.subheader(f"Results for {len(cases)} files")
     table = pd.DataFrame([prediction_row(c["name"], c["case"] and c["case"].prediction, c["error"]) for c in cases])
     ui.results_table(table)
-    st.download_button("Download results (CSV)", table.to_csv(index=False, float_format="%.4f"),
+    st.download_button("Download results (CSV)", ui.results_csv(table, entry, classifier),
                        file_name="xray-results.csv", mime="text/csv", icon=":material/download:", key="diag_csv")
     if good:
         st.divider()
