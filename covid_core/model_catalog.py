@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -157,6 +158,27 @@ def retire_site_file(checkpoint: str | Path) -> Path:
         target = site.with_name(f"{name}-{n}.json")
     site.rename(target)
     return target
+
+
+def activate_site_file(checkpoint: str | Path, text: str) -> tuple[Path, Path | None]:
+    """Make ``text`` (a site file's JSON) the checkpoint's active site file ``<name>.site.json``. An active one is
+    retired first (:func:`retire_site_file`: renamed and kept, never overwritten), and the new one is written to a
+    temporary file and renamed into place, so that it is there whole or not at all. Returns (the active path, the
+    retired path or None); OSError when the folder cannot be written."""
+    path = Path(checkpoint)
+    target = path.with_name(path.stem + ".site.json")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        retired = retire_site_file(path) if site_file_for(path) else None
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target, retired
 
 
 def usable_classifiers(weights: str | Path | None = None, runs_dir: str | Path | None = None) -> list[CatalogEntry]:

@@ -339,9 +339,14 @@ def test_a_site_where_the_model_does_poorly_is_made_active_only_on_purpose(env):
     assert at.button(key="site_activate").disabled
     at.checkbox(key="site_poor_ok").check().run()
     assert not at.button(key="site_activate").disabled
+    (env / "weights" / "tiny_cnn.site.json").write_text('{"site": "an earlier validation"}')
     at.button(key="site_activate").click().run()
     assert not at.exception, at.exception
     assert json.loads((env / "weights" / "tiny_cnn.site.json").read_text())["site"] == "St Elsewhere"
+    # the validation it replaces is kept, not overwritten, and the page says where
+    [kept] = (env / "weights").glob("tiny_cnn.site-retired-*.json")
+    assert json.loads(kept.read_text())["site"] == "an earlier validation"
+    assert any(f"The previous site file was kept as `{kept.name}`" in s.value for s in at.success)
 
 
 def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from app_helpers import make_checkpoint, xray_array
@@ -187,3 +188,21 @@ def _png(arr):
     from app_helpers import png_bytes
 
     return png_bytes(arr)
+
+
+def test_making_a_site_file_active_keeps_the_one_it_replaces(tmp_path, monkeypatch):
+    import os
+
+    from covid_core.model_catalog import activate_site_file, site_file_for
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"weights")
+    assert activate_site_file(model, '{"site": "first"}') == (tmp_path / "m.site.json", None)
+    path, retired = activate_site_file(model, '{"site": "second"}')
+    assert site_file_for(model) == path and path.read_text() == '{"site": "second"}'
+    assert retired.name.startswith("m.site-retired-") and retired.read_text() == '{"site": "first"}'
+    # a write that fails leaves the active file as it was, and no temporary file behind
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(OSError):
+        activate_site_file(model, '{"site": "third"}')
+    assert path.read_text() == '{"site": "second"}' and len(list(tmp_path.iterdir())) == 3

@@ -15,7 +15,7 @@ from covid_core.archive import extract_labelled_zip
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
-from covid_core.model_catalog import site_file_for
+from covid_core.model_catalog import activate_site_file, site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
 from covid_core.site_job import ValidationJob
 from site_panel import site_figures
@@ -125,11 +125,11 @@ c2.download_button("Download per-film results (CSV)", films.to_csv(index=False),
 anyway = c3.checkbox("Make it active despite the warning above", key="site_poor_ok") if poor else True
 if c3.button("Make it the active site for this model", key="site_activate", icon=":material/domain_verification:",
              disabled=not anyway):
-    target_file = entry.path.with_name(entry.path.stem + ".site.json")
     try:
-        target_file.write_text(text)
+        target_file, retired = activate_site_file(entry.path, text)
     except OSError as exc:
-        st.error(f"Could not write `{target_file}`: {exc.strerror or exc}")
+        st.error(f"Could not write the site file beside `{entry.path.name}`: {exc.strerror or exc}")
     else:
         st.success(f"Saved as `{target_file.name}` beside the model: Diagnose now states this validation with every "
-                   "verdict and uses the adapted operating point.")
+                   "verdict and uses the adapted operating point."
+                   + (f" The previous site file was kept as `{retired.name}`." if retired else ""))
