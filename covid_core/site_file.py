@@ -21,6 +21,18 @@ from .errors import ConfigError
 SITE_FORMAT = "covid_core.site/1"
 
 
+# Characters that would make a site's name do something where it is shown (Markdown links and images, emphasis,
+# tables, LaTeX, HTML): a name is words, and it is shown in many places (Diagnose, the report, the Models page).
+_NAME_ACTIVE = str.maketrans({c: " " for c in "[]<>*_`|\\#$~{}"})
+MAX_NAME_CHARS = 80
+
+
+def clean_site_name(name) -> str:
+    """A site's name as plain printable words, at most MAX_NAME_CHARS characters; "site" when nothing is left."""
+    text = "".join(c if c.isprintable() else " " for c in str(name)).translate(_NAME_ACTIVE)
+    return " ".join(text.split())[:MAX_NAME_CHARS].strip() or "site"
+
+
 @dataclass
 class Site:
     """What a site file changes at inference (every field None = the shipped behaviour)."""
@@ -87,7 +99,7 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
             raise ConfigError(f"{path.name} is damaged (its count of films given a verdict is not two whole "
                               "numbers); validate this model at the site again")
         figures, count = given, (films - withheld, films)
-    site = Site(name=str(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
+    site = Site(name=clean_site_name(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
                 head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=figures.get("sensitivity"),
                 specificity=figures.get("specificity"), given=count, counts=figures.get("counts"),
                 version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40])

@@ -230,6 +230,23 @@ def test_a_site_files_version_follows_its_content(model, tmp_path):
     assert revalidated.version != first.version and revalidated.name == first.name
 
 
+def test_a_sites_name_is_plain_words_wherever_it_is_shown(model, tmp_path):
+    """A site file passed around (``--site``, a copy beside the model) must not put a link, an image fetched from
+    elsewhere, LaTeX or HTML into Diagnose's statement: its name is read back as plain words."""
+    from covid_core.datasets import file_sha256
+    from covid_core.site_file import SITE_FORMAT, clean_site_name
+
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps({"format": SITE_FORMAT, "checkpoint": {"sha256": file_sha256(model)},
+                                "site": "![x](http://tracker.example/p.png) <img src=x> $x$ :red[St] " + "y" * 200}))
+    name = load_site(path, model).name
+    assert not set(name) & set("[]<>$") and len(name) <= 80 and "tracker.example" in name  # words are kept
+    assert clean_site_name("St. Mary's (North) \n ward 3") == "St. Mary's (North) ward 3"
+    assert clean_site_name("\x00 ") == "site"
+    films = _site(tmp_path / "hospital", per_class=MIN_PER_CLASS)
+    assert validate_site(load_classifier(model), films, name="**St** [E](x)")["site"] == "St E (x)"
+
+
 def _temperature_case(covid_margin: float, n: int = 20):
     """Logits of a 3-class model (normal, pneumonia, covid19) at temperature 1 with a threshold of 0.5 on
     p(covid19): n COVID-19 films (0, 0, covid_margin), all called positive; 2n other films (0, 3, -3), confident
