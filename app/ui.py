@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -183,6 +184,15 @@ def rates_table(rates: dict, emphasis: str | None = None, title: str = "On TEST 
     rows = [f"| {'**' + name + '**' if key == emphasis else name} | {rate_text(rates, key)} |"
             for key, name in THRESHOLD_RATES if rates.get(key) is not None]
     return f"| {title} | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""
+
+
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>#$~|:!])")
+
+
+def plain(text) -> str:
+    """``text`` (a file's name, anything the user or a file chose) escaped for st.markdown and its kin, so that it
+    is shown as it is: never a link, an image, emphasis, LaTeX or an icon."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", str(text))
 
 
 def results_csv(table, entry, classifier) -> str:

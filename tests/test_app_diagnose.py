@@ -419,3 +419,16 @@ def test_the_results_csv_names_the_model_and_the_site_validation_on_every_row(tm
     saved = pd.read_csv(io.StringIO(ui.results_csv(table, entry, SimpleNamespace(site=site))))
     assert set(saved["site validation"]) == {"'=HYPERLINK(1), made 2026-12-05T10:00:00+0000, site file version "
                                              "0123abcd"}  # a site name is never read as a spreadsheet formula
+
+
+def test_a_files_name_is_shown_as_it_is_not_as_markdown(weights):
+    """A name that reads as Markdown (a link, LaTeX, emphasis, a colour directive) is escaped wherever the page
+    shows it, in the case's title and in a refusal; the browser then shows the name's own characters."""
+    name = "$x$ [a](http:evil.example) *b* :red[c] <b>d.png"
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value((name, png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    [title] = [h.value for h in at.subheader if "evil" in h.value]
+    assert title == r"\$x\$ \[a\](http\:evil.example) \*b\* \:red\[c\] \<b\>d.png"
+    at.file_uploader(key="diag_upload").set_value((name, b"not an image", "image/png")).run()
+    assert any(e.value.startswith(r"**\$x\$ \[a\](http\:evil.example)") for e in at.error)

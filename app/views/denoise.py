@@ -89,7 +89,7 @@ if upload is None:
 try:
     clean = working_image(upload.getvalue(), upload.name, int(size))
 except CovidCoreError as exc:
-    results.error(f"**{upload.name}** could not be read: {exc}")
+    results.error(f"**{ui.plain(upload.name)}** could not be read: {exc}")
     st.stop()
 noisy = noisy_image(clean, kind, float(level), int(seed)) if kind != "none" else clean
 reference = clean if kind != "none" else None

@@ -106,7 +106,7 @@ def show_case(item, title: str | None = None) -> None:
     case, key = item["case"], item["digest"][:12]
     head, control = st.columns([3, 2], vertical_alignment="center") if title else (None, st.container())
     if title:  # the file's name and the window/level control share a row: the call stays near the top
-        head.subheader(title)
+        head.subheader(ui.plain(title))
     prediction = case.prediction
     explanation = overlay_rgb = denoised = None
     withheld = prediction.withheld
@@ -133,7 +133,7 @@ def show_case(item, title: str | None = None) -> None:
 
 for item in cases:
     if item["error"]:
-        st.error(f"**{item['name']}** could not be analysed: {item['error']}", icon=":material/broken_image:")
+        st.error(f"**{ui.plain(item['name'])}** could not be analysed: {item['error']}", icon=":material/broken_image:")
 
 good = [c for c in cases if c["case"] is not None]
 if len(cases) > 1:
