@@ -366,11 +366,13 @@ def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
                     img[20:44, 12:30] += 90
                 z.writestr(f"hospital/{cls}/{cls}{i}.png", png_bytes(np.clip(img, 0, 255).astype(np.uint8)))
         z.writestr("../outside.png", png_bytes(xray_array(64)))
+        z.writestr("../[a](http:evil.example).png", png_bytes(xray_array(64)))
     at = page("validate")
     at.file_uploader(key="site_zip").set_value(("hospital.zip", buf.getvalue(), "application/zip"))
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert any("leaves the folder" in w.value for w in at.warning)
+    assert any(w.value.startswith(r"../\[a\](http\:evil.example).png\: its path") for w in at.warning)  # as it is
     _wait_for_site_report(at)
     assert list(at.dataframe[0].value[""]) == ["shipped model", "after adaptation (cross-validated)"]
     assert "hospital: 24 films" in " ".join(h.value for h in at.subheader)

@@ -54,7 +54,7 @@ if go_validate and not getattr(st.session_state.get("site_job"), "running", Fals
             path, skipped = extract_labelled_zip(zipped.getvalue(), unpacked)
             label = Path(zipped.name).stem
             for line in skipped:
-                st.warning(line, icon=":material/folder_off:")
+                st.warning(ui.plain(line), icon=":material/folder_off:")
         else:
             path = check_data_folder(folder)
             label = path.name
