@@ -8,6 +8,7 @@ import json
 import pandas as pd
 import streamlit as st
 
+import ui
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import retire_site_file, site_file_for
@@ -45,19 +46,19 @@ def site_section(entry) -> None:
         st.page_link("views/validate.py", label="Validate it on your hospital's films", icon=":material/fact_check:")
         return
     try:
-        load_site(path, entry.path)
+        site = load_site(path, entry.path)  # its name read back as plain words
         report = json.loads(path.read_text())
     except (CovidCoreError, OSError, ValueError) as exc:
         st.warning(f"`{path.name}` is not applied: {exc}", icon=":material/domain_disabled:")
     else:
         made = str(report.get("created", "at an unknown time")).replace("T", " ")
-        st.markdown(f"Active site file `{path.name}`: **{report.get('site', '?')}**, made {made} from "
-                    f"{counts_text(report.get('counts') or {})}.")
+        st.markdown(f"Active site file `{path.name}`: **{site.name}**, made {ui.plain(made)} from "
+                    f"{ui.plain(counts_text(report.get('counts') or {}))}.")
         if "before" in report and "after" in report:
             site_figures(report)
         for word, key in (("Adapted", "adapted"), ("Not adapted", "skipped")):
             for line in report.get(key) or []:
-                st.caption(f"{word}: {line}")
+                st.caption(f"{word}: {ui.plain(line)}")  # the file's own words, shown as they are
     if st.button("Retire this site file", key="models_site_retire", icon=":material/domain_disabled:",
                  help="Renamed beside the model (kept, not deleted). Diagnose then gives no COVID-19 verdict from "
                       "this model until another validation is made active."):

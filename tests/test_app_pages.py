@@ -156,8 +156,9 @@ def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_fil
     captions = [c.value for c in at.caption]
     assert any("50.0% of them COVID-19, 85.7% of the positive verdicts were right (PPV, 18 of 21)" in c
                for c in captions)
-    assert "Adapted: operating point: a site threshold for sensitivity 0.90" in captions
-    assert "Not adapted: temperature: refitting did not lower the held-out log-loss" in captions
+    # the file's own words are shown as they are (escaped), so a crafted file cannot render links or images
+    assert r"Adapted: operating point\: a site threshold for sensitivity 0.90" in captions
+    assert r"Not adapted: temperature\: refitting did not lower the held-out log-loss" in captions
     at.button(key="models_site_retire").click().run()
     assert not at.exception, at.exception
     assert not site.exists()  # Diagnose no longer applies it ...
