@@ -265,7 +265,8 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     y = labels == ci
     patients = table["patient"].astype(str).to_numpy() if "patient" in table else table["filename"].to_numpy()
     counts = {c: int((labels == i).sum()) for i, c in enumerate(classifier.classes) if (labels == i).any()}
-    report = {"format": SITE_FORMAT, "site": clean_site_name(name or Path(folder).name), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    report = {"format": SITE_FORMAT, "site": clean_site_name(name or Path(folder).name),
+              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "checkpoint": {"file": Path(classifier.path).name, "sha256": file_sha256(classifier.path)},
               "counts": counts, "films_used": int(len(table)), "problems": films["problems"],
               "target_sensitivity": target_sensitivity, "adapted": [], "skipped": [], "parameters": {}}

@@ -99,8 +99,8 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
             raise ConfigError(f"{path.name} is damaged (its count of films given a verdict is not two whole "
                               "numbers); validate this model at the site again")
         figures, count = given, (films - withheld, films)
-    site = Site(name=clean_site_name(data.get("site", "site")), threshold=p.get("threshold"), temperature=p.get("temperature"),
-                head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=figures.get("sensitivity"),
+    site = Site(name=clean_site_name(data.get("site", "site")), threshold=p.get("threshold"),
+                temperature=p.get("temperature"), head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=figures.get("sensitivity"),
                 specificity=figures.get("specificity"), given=count, counts=figures.get("counts"),
                 version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40])
     problem = _damage(site)

@@ -255,8 +255,9 @@ def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> li
         return []
     worth = site_verdict_worth(site, prediction.covid_positive) if site is not None else ""
     if worth:
-        moved = [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "
-                 "threshold, so the public TEST figures do not describe it."] if threshold.get("site") is not None else []
+        moved = [] if threshold.get("site") is None else [
+            f"This verdict uses the operating point validated at {threshold['site']}, not the shipped threshold, so "
+            "the public TEST figures do not describe it."]
         return [worth] + moved + ([] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
     if threshold.get("site") is not None:
         return [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "

@@ -39,8 +39,8 @@ with st.form("site_form"):
                            help="It must lie inside a configured data folder (COVID_XRAY_DATA_ROOTS).")
     zipped = st.file_uploader("... or a zip of them (folders normal/, pneumonia/, covid19/ inside)", type=["zip"],
                               key="site_zip", help=f"At most {st.get_option('server.maxUploadSize')} MB (the "
-                              "server's upload limit; give a folder for larger sets). Unpacked into a temporary folder, "
-                              "deleted when the validation ends; at most 5,000 files and 1 GB unpacked.")
+                              "server's upload limit; give a folder for larger sets). Unpacked into a temporary "
+                              "folder, deleted when the validation ends; at most 5,000 files and 1 GB unpacked.")
     c1, c2 = st.columns(2)
     name = c1.text_input("Site name", key="site_name", placeholder="e.g. St Elsewhere radiology")
     target = c2.slider("COVID-19 sensitivity to aim for", 0.70, 0.98, 0.90, 0.01, key="site_target")
