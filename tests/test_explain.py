@@ -249,7 +249,23 @@ def test_cli_writes_an_overlay_with_the_original_size(tiny_checkpoint, tmp_path,
     code, stdout, _ = _run(["explain", "--model", str(tiny_checkpoint), str(src), "--out", str(out),
                             "--unvalidated"], capsys)
     assert code == 0 and ("COVID-19: positive" in stdout or "COVID-19: negative" in stdout)
-    assert "No verdict" not in stdout
+    assert "No verdict" not in stdout and "validation: Not validated at your hospital" in stdout
+    # validated at a site: what the verdict was worth there, and where it was validated, as Diagnose says them
+    import json
+
+    from covid_core.datasets import file_sha256
+    from covid_core.site_file import SITE_FORMAT
+
+    site = tmp_path / "site.json"
+    given = {"sensitivity": {"value": 0.92}, "specificity": {"value": 0.85}, "films": 190, "withheld": 16,
+             "counts": {"tp": 46, "fp": 19, "fn": 4, "tn": 105}}
+    site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "after": {"given": given},
+                                "checkpoint": {"sha256": file_sha256(tiny_checkpoint)}}))
+    code, stdout, _ = _run(["explain", "--model", str(tiny_checkpoint), str(src), "--out", str(out),
+                            "--site", str(site)], capsys)
+    worth = "(PPV, 46 of 65)" if "COVID-19: positive" in stdout else "(NPV, 105 of 109)"
+    assert code == 0 and "what the verdict is worth: At St Elsewhere, " in stdout and worth in stdout
+    assert "validation: Validated at St Elsewhere: on the 174 of its 190 labelled films" in stdout
 
 
 @pytest.mark.parametrize("extra, message", [
