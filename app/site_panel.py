@@ -13,7 +13,8 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import retire_site_file, site_file_for
 from covid_core.site_file import load_site
-from covid_core.site_job import comparison_rows, given_rates_text, poor_site_warning, predictive_values_text
+from covid_core.site_job import (comparison_rows, given_rates_text, poor_site_warning, predictive_values_text,
+                                 sample_size_text)
 from covid_core.targets import COVID_CLASS
 
 
@@ -21,7 +22,7 @@ def site_figures(report: dict, **table) -> str:
     """The before/after table of a site report, its sentences (verdicts given, PPV and NPV) and, where the model
     does poorly there, the warning; returns that warning ("" without one). ``table``: st.dataframe options."""
     st.dataframe(pd.DataFrame(comparison_rows(report)), hide_index=True, **table)
-    for text in (given_rates_text(report), predictive_values_text(report)):
+    for text in (given_rates_text(report), predictive_values_text(report), sample_size_text(report)):
         if text:
             st.caption(text)
     poor = poor_site_warning(report)

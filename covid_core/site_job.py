@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 import threading
 
@@ -149,3 +150,33 @@ def predictive_values_text(report: dict) -> str:
     if given and given["withheld"]:
         films = f"On the {given['films'] - given['withheld']} of these films that get a verdict"
     return predictive_values_sentence(counts, films)
+
+
+PLANNED_HALF_WIDTH = 0.05  # how closely a site may want to know its sensitivity and its specificity (95% interval)
+
+
+def films_needed(share: float, half_width: float = PLANNED_HALF_WIDTH) -> int:
+    """Films (of different patients) for a 95% interval of about +/- ``half_width`` around a measured ``share``
+    (normal approximation; the share is taken as at most 0.95, where the approximation still holds roughly)."""
+    p = min(max(share, 0.05), 0.95)
+    return math.ceil(1.96 ** 2 * p * (1 - p) / half_width ** 2)
+
+
+def sample_size_text(report: dict) -> str:
+    """How many labelled films would pin the site's sensitivity and specificity down to +/- 5 points, when its films
+    are too few for that; "" when they are enough or without counts."""
+    c = (report.get("after") or {}).get("counts") or {}
+    if None in (c.get(k) for k in ("tp", "fn", "fp", "tn")):
+        return ""
+    needs = []
+    for name, kind, hit, miss in (("sensitivity", "COVID-19", c["tp"], c["fn"]),
+                                  ("specificity", "other", c["tn"], c["fp"])):
+        n = hit + miss
+        if n and films_needed(hit / n) > n:
+            share = hit / n
+            needs.append((name, f"about {films_needed(share)} {kind} films ({name} {100 * share:.0f}% on {n} here)"))
+    if not needs:
+        return ""
+    return (f"To know the {' and '.join(name for name, _ in needs)} within +/-{100 * PLANNED_HALF_WIDTH:.0f} points "
+            "(95% interval), label " + " and ".join(text for _, text in needs) + ", each from a different patient, "
+            "and validate again.")

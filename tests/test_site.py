@@ -50,6 +50,7 @@ def test_validate_site_reports_before_and_after_with_intervals_and_writes_a_plai
     assert r.returncode == 0, r.stderr
     assert "before: COVID-19 sensitivity" in r.stdout and "95% CI" in r.stdout and "after:" in r.stdout
     assert "28 films used (14 normal and 14 COVID-19 films)" in r.stdout
+    assert "within +/-5 points (95% interval), label about " in r.stdout  # 14 films of each: too few to know closely
     report = json.loads(out.read_text())
     assert report["site"] == "St Elsewhere" and report["counts"] == {"normal": 14, "covid19": 14}
     assert len(report["checkpoint"]["sha256"]) == 64 and report["films_used"] == 28
@@ -282,6 +283,21 @@ def test_the_sites_predictive_values_are_stated_with_the_covid_share_they_hold_f
     few = {"after": {"sensitivity": {"value": 0.0}}, "before": {"counts": {"tp": 0, "fn": 3, "fp": 0, "tn": 10}}}
     assert "no verdict was positive and 76.9% of the negative verdicts were right" in predictive_values_text(few)
     assert predictive_values_text({"before": {"counts": {"tp": 0, "fn": 0, "fp": 2, "tn": 9}}}) == ""  # one kind
+
+
+def test_a_site_with_too_few_films_is_told_how_many_would_pin_its_figures_down():
+    from covid_core.site_job import films_needed, sample_size_text
+
+    assert films_needed(0.9) == 139 and films_needed(0.5) == 385  # 1.96^2 p (1 - p) / 0.05^2, rounded up
+    assert films_needed(1.0) == films_needed(0.95) == 73  # a perfect score on few films still needs films
+    text = sample_size_text({"after": {"counts": {"tp": 46, "fn": 4, "fp": 19, "tn": 105}}})
+    assert text == ("To know the sensitivity and specificity within +/-5 points (95% interval), label about 114 "
+                    "COVID-19 films (sensitivity 92% on 50 here) and about 200 other films (specificity 85% on 124 "
+                    "here), each from a different patient, and validate again.")
+    enough_others = sample_size_text({"after": {"counts": {"tp": 46, "fn": 4, "fp": 19, "tn": 505}}})
+    assert enough_others.startswith("To know the sensitivity within") and "other films" not in enough_others
+    assert sample_size_text({"after": {"counts": {"tp": 400, "fn": 40, "fp": 19, "tn": 505}}}) == ""  # enough
+    assert sample_size_text({"after": {}}) == ""  # no counts: nothing to say
 
 
 def test_the_films_that_would_get_no_verdict_are_the_unfamiliar_and_the_turned_ones():

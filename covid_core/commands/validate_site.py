@@ -45,7 +45,7 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..formatting import counts_text
     from ..site import validate_site_with_films
-    from ..site_job import given_rates_text, poor_site_warning, predictive_values_text
+    from ..site_job import given_rates_text, poor_site_warning, predictive_values_text, sample_size_text
 
     out = Path(args.out)
     if out.suffix.lower() != ".json":
@@ -67,7 +67,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"{when}: COVID-19 sensitivity {_ci(f['sensitivity'])}, specificity {_ci(f['specificity'])}, "
               f"AUC {_ci(f['auc'])}" + (f", calibration error {f['ece']:.3f}" if f.get("ece") is not None else "")
               + extra + (f" [{f['estimated_by']}]" if f.get("estimated_by") else ""))
-    for text in (given_rates_text(report), predictive_values_text(report), poor_site_warning(report)):
+    for text in (given_rates_text(report), predictive_values_text(report), sample_size_text(report),
+                 poor_site_warning(report)):
         if text:
             print(text)
     for line in report["adapted"]:
