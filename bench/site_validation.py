@@ -73,7 +73,7 @@ def main() -> int:
     from covid_core.checkpoint import load_classifier
     from covid_core.site import validate_site
     from covid_core.site_file import load_classifier_at_site
-    from covid_core.site_job import given_rates_text
+    from covid_core.site_job import given_rates_text, sample_size_text
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -100,6 +100,7 @@ def main() -> int:
         for line in report["skipped"]:
             print(f"  not adapted: {line}")
         print(f"  the report's estimate: {given_rates_text(report) or 'every film gets a verdict'}")
+        print(f"  films to know it closely: {sample_size_text(report) or 'these films are enough for +/-5 points'}")
         y, shipped, shipped_withheld, _ = decisions(classifier, work / "B")
         _, local, local_withheld, _ = decisions(load_classifier_at_site(args.model, site=site_file), work / "B")
         rng = np.random.default_rng(args.seed)
