@@ -7,6 +7,7 @@ import time
 import numpy as np
 import streamlit as st
 
+import ui
 from covid_core.denoise import psnr
 from covid_core.denoise.dip_job import DipJob, DipJobs, dip_outcome, input_digest
 
@@ -35,11 +36,11 @@ def dip_section(noisy: np.ndarray, reference: np.ndarray | None, label: str, max
             last = jobs.last_other(input_key)
             if last is not None:
                 why = f" (cancelled: {last.cancel_reason})" if last.cancel_reason else ""
-                st.info(f"The last DIP run was for another input: {last.label}{why}. Its result is not shown for "
-                        "this image; run DIP to denoise this one.", icon=":material/info:")
+                st.info(f"The last DIP run was for another input: {ui.plain(last.label)}{why}. Its result is not "
+                        "shown for this image; run DIP to denoise this one.", icon=":material/info:")
             st.caption("Not started.")
             return
-        st.caption(f"Input: {job.label}, at most {job.max_iters} iterations, {job.budget:g} s budget.")
+        st.caption(f"Input: {ui.plain(job.label)}, at most {job.max_iters} iterations, {job.budget:g} s budget.")
         if job.running:
             st.progress(min(job.iteration / max(job.max_iters, 1), 1.0),
                         text=f"iteration {job.iteration}/{job.max_iters}, {time.time() - job.started:.0f} s"
