@@ -17,6 +17,7 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import activate_site_file, site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
+from covid_core.site_file import MAX_NAME_CHARS
 from covid_core.site_job import ValidationJob
 from site_panel import site_figures
 
@@ -42,7 +43,8 @@ with st.form("site_form"):
                               "server's upload limit; give a folder for larger sets). Unpacked into a temporary "
                               "folder, deleted when the validation ends; at most 5,000 files and 1 GB unpacked.")
     c1, c2 = st.columns(2)
-    name = c1.text_input("Site name", key="site_name", placeholder="e.g. St Elsewhere radiology")
+    name = c1.text_input("Site name", key="site_name", placeholder="e.g. St Elsewhere radiology",
+                         max_chars=MAX_NAME_CHARS)
     target = c2.slider("COVID-19 sensitivity to aim for", 0.70, 0.98, 0.90, 0.01, key="site_target")
     go_validate = st.form_submit_button("Validate", type="primary", icon=":material/fact_check:")
 
