@@ -8,6 +8,7 @@ Files (paths or bytes) enter through :mod:`covid_core.case`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,6 +25,9 @@ from .targets import COVID_CLASS
 
 VERDICT_WITHHELD = "No verdict: the image is unlike the training X-rays"
 VERDICT_NOT_VALIDATED = "No verdict: the model is not validated at this hospital"
+TURNED_REASON = ("This image looks more like the training X-rays when rotated or inverted, so it may be turned or "
+                 "inverted: no verdict is given. Check that the film is upright, seen from the front, and not "
+                 "inverted (air should be dark).")
 
 
 @dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
@@ -38,6 +42,8 @@ class Prediction:
     instead); the probabilities and ``covid_positive`` stay the model's raw output.
     unconfirmed: a COVID-19 verdict is given although no site file validates the model here (the user asked for
     verdicts before validation, research use); the verdict's text says so wherever it is shown.
+    withheld_why: the specific reason a flagged film gets no verdict (turned or inverted, or a DICOM header that
+    names another view, body part or modality); "" when it is only unfamiliar.
     pixels_u8: uint8 SxS model-space image; geometry maps model space back to the original.
     """
 
@@ -53,6 +59,7 @@ class Prediction:
     warnings: list[str] = field(default_factory=list)
     not_validated: bool = False
     unconfirmed: bool = False
+    withheld_why: str = ""  # why no verdict, in plain words, when more is known than "unlike the training X-rays"
 
     @property
     def withheld(self) -> bool:
@@ -207,18 +214,24 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
                             "so no verdict is given; the class probabilities are the model's raw output, not a "
                             "finding. Check it is a frontal chest X-ray.")
         elif turned:
-            warnings.append("This image looks more like the training X-rays when rotated or inverted, so it may be "
-                            "turned or inverted: no verdict is given. Check that the film is upright, seen from the "
-                            "front, and not inverted (air should be dark).")
+            warnings.append(TURNED_REASON)
     return Prediction(
         probabilities={c: float(p) for c, p in zip(classes, probs)}, label=classes[int(np.argmax(probs))],
         covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,
         ood_score=None if score is None else float(score), ood_flagged=flagged,
         pixels_u8=pixels, geometry=geometry, warnings=warnings,
+        withheld_why=TURNED_REASON if TURNED_REASON in warnings else "",
         not_validated=covid_positive is not None and not flagged and verdict_needs_site(classifier),
         unconfirmed=(covid_positive is not None and not flagged and classifier.site is None
                      and classifier.verdicts_unvalidated),
     )
+
+
+def withheld_by_header(prediction: Prediction, reason: str) -> Prediction:
+    """The prediction with no verdict, for ``reason`` (:func:`covid_core.dicom_header.not_a_frontal_chest_film`):
+    flagged like an unfamiliar film, whatever its familiarity score; the probabilities stay the raw output."""
+    return dataclasses.replace(prediction, ood_flagged=True, not_validated=False, unconfirmed=False,
+                               withheld_why=reason, warnings=[reason, *prediction.warnings])
 
 
 def predict(classifier: Classifier, image: DecodedImage | np.ndarray) -> Prediction:

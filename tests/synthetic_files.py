@@ -49,11 +49,11 @@ def png_bomb(width: int = 8000, height: int = 8000) -> bytes:
 
 def dicom_bytes(pixels: np.ndarray | None = None, photometric: str = "MONOCHROME2", frames: int = 1,
                 transfer_syntax: str | None = None, encapsulated: bytes | None = None,
-                patient_name: str = "Doe^Jane") -> bytes:
+                patient_name: str = "Doe^Jane", header: dict | None = None) -> bytes:
     """A DX DICOM file (Part 10) with uint16 ``pixels`` (HxW, or FxHxW for frames > 1).
 
     ``pixels=None`` writes no pixel data; ``encapsulated`` writes those compressed fragments
-    with ``transfer_syntax`` instead of native pixels.
+    with ``transfer_syntax`` instead of native pixels; ``header`` sets more attributes ({"ViewPosition": "LL"}).
     """
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.encaps import encapsulate
@@ -71,6 +71,8 @@ def dicom_bytes(pixels: np.ndarray | None = None, photometric: str = "MONOCHROME
     ds.Rows, ds.Columns = shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    for keyword, value in (header or {}).items():
+        setattr(ds, keyword, value)
     if frames > 1:
         ds.NumberOfFrames = frames
     if encapsulated is not None:

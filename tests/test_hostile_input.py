@@ -244,6 +244,10 @@ def test_a_film_that_looks_more_familiar_turned_gets_no_verdict(tmp_path, monkey
     assert prediction.ood_flagged is flagged and prediction.ood_score == 0.5  # its own score passes either way
     assert (prediction.covid_call == "withheld") is flagged
     assert any("rotated or inverted" in w for w in prediction.warnings) is flagged
+    # the reader is told this reason in words (check the film is upright), not the general "unlike" one
+    from covid_core.verdict import withheld_reason
+
+    assert ("Check that the film is upright" in withheld_reason(prediction)) is flagged
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:

@@ -1,0 +1,46 @@
+"""What a DICOM header says about a film before any model looks at it.
+
+The classifiers read frontal (PA or AP) chest radiographs. A DICOM file names its view, body part and modality;
+where the header plainly says the film is something else (a lateral or oblique view, a knee, a CT slice), no
+verdict is given, whatever the familiarity score says: the shipped familiarity check was measured on rotated and
+inverted films and on non-X-ray images, never on lateral chest films, which the data set does not hold.
+
+Only values that clearly name something else count: headers are often empty or free text ("PORTABLE AP",
+"TORAX"), and an unknown word never withholds a verdict.
+"""
+
+from __future__ import annotations
+
+import re
+
+# ViewPosition words of views that are not frontal (DICOM defined terms and common free-text spellings).
+NOT_FRONTAL_VIEWS = {"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAO", "RAO", "LPO", "RPO", "LAT", "LATERAL", "OBL",
+                     "OBLIQUE", "DECUBITUS", "XTABLE"}
+# BodyPartExamined words of other body parts, unless a chest word is also there ("CHEST ABDOMEN").
+OTHER_BODY_PARTS = {"SKULL", "HEAD", "BRAIN", "NECK", "CSPINE", "TSPINE", "LSPINE", "SSPINE", "SPINE", "ABDOMEN",
+                    "PELVIS", "HIP", "KNEE", "ANKLE", "FOOT", "TOE", "HAND", "WRIST", "FINGER", "ELBOW", "ARM",
+                    "FOREARM", "LEG", "FEMUR", "TIBIA", "HUMERUS", "SHOULDER", "EXTREMITY", "JAW", "BREAST", "SINUS"}
+CHEST_WORDS = {"CHEST", "THORAX", "LUNG", "LUNGS", "TORAX", "THORAC", "TORACE", "BRUST", "POUMON", "PULMON"}
+# Modalities that are not projection radiographs (CR, DX, RX, and SC or OT for scanned films, are read).
+OTHER_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OP", "SM", "ES", "IVUS", "OCT"}
+
+
+def _words(value) -> set[str]:
+    return {w for w in re.split(r"[^A-Z]+", str(value).upper()) if w}
+
+
+def not_a_frontal_chest_film(dicom_info: dict) -> str:
+    """A sentence for a clinician when the header (``DecodedImage.dicom_info``) says the film is not a frontal
+    chest radiograph; "" when it does not say so (or there is no header)."""
+    info = dicom_info or {}
+    view, part, modality = (info.get(k) for k in ("ViewPosition", "BodyPartExamined", "Modality"))
+    if modality is not None and str(modality).strip().upper() in OTHER_MODALITIES:
+        found = f"its modality is {str(modality).strip()}, not a radiograph"
+    elif view is not None and _words(view) & NOT_FRONTAL_VIEWS:
+        found = f"its view is {str(view).strip()}, not a frontal (PA or AP) view"
+    elif part is not None and _words(part) & OTHER_BODY_PARTS and not _words(part) & CHEST_WORDS:
+        found = f"the body part examined is {str(part).strip()}"
+    else:
+        return ""
+    return (f"The DICOM header says this is not a frontal chest X-ray ({found}). The model reads frontal chest "
+            "X-rays only, so no verdict is given.")
