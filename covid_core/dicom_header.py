@@ -25,6 +25,10 @@ CHEST_WORDS = {"CHEST", "THORAX", "LUNG", "LUNGS", "TORAX", "THORAC", "TORACE", 
 OTHER_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OP", "SM", "ES", "IVUS", "OCT"}
 
 
+#: How every sentence of :func:`not_a_frontal_chest_film` begins.
+NOT_FRONTAL_CHEST = "The DICOM header says this is not a frontal chest X-ray"
+
+
 def _words(value) -> set[str]:
     return {w for w in re.split(r"[^A-Z]+", str(value).upper()) if w}
 
@@ -42,5 +46,4 @@ def not_a_frontal_chest_film(dicom_info: dict) -> str:
         found = f"the body part examined is {str(part).strip()}"
     else:
         return ""
-    return (f"The DICOM header says this is not a frontal chest X-ray ({found}). The model reads frontal chest "
-            "X-rays only, so no verdict is given.")
+    return f"{NOT_FRONTAL_CHEST} ({found}). The model reads frontal chest X-rays only, so no verdict is given."

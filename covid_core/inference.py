@@ -16,6 +16,7 @@ import torch
 
 from .checkpoint import Classifier
 from .decode import DecodedImage
+from .dicom_header import NOT_FRONTAL_CHEST
 from .errors import InvalidImageError
 from .models import model_features
 from .ood import has_ood, ood_scores, turned_flags
@@ -24,6 +25,8 @@ from .targets import COVID_CLASS
 
 
 VERDICT_WITHHELD = "No verdict: the image is unlike the training X-rays"
+VERDICT_TURNED = "No verdict: the image may be turned or inverted"
+VERDICT_NOT_FRONTAL = "No verdict: not a frontal chest X-ray (DICOM header)"
 VERDICT_NOT_VALIDATED = "No verdict: the model is not validated at this hospital"
 TURNED_REASON = ("This image looks more like the training X-rays when rotated or inverted, so it may be turned or "
                  "inverted: no verdict is given. Check that the film is upright, seen from the front, and not "
@@ -81,7 +84,8 @@ class Prediction:
     def verdict(self) -> str:
         """The headline shown to a reader (app, report, results table)."""
         if self.ood_flagged:
-            return VERDICT_WITHHELD
+            return (VERDICT_NOT_FRONTAL if self.withheld_why.startswith(NOT_FRONTAL_CHEST) else
+                    VERDICT_TURNED if self.withheld_why == TURNED_REASON else VERDICT_WITHHELD)
         if self.not_validated:
             return VERDICT_NOT_VALIDATED
         if self.covid_positive is None:

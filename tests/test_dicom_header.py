@@ -54,6 +54,8 @@ def test_a_lateral_dicom_gets_no_verdict_in_the_case_path_and_the_command_line(t
     assert lateral.withheld and lateral.covid_call == "withheld" and not lateral.unconfirmed
     assert "its view is LL" in lateral.withheld_why and lateral.warnings[0] == lateral.withheld_why
     assert headline(lateral).covid_line == "" and withheld_reason(lateral).startswith(lateral.withheld_why)
+    assert headline(lateral).title == "No verdict: the DICOM header says this is not a frontal chest X-ray"
+    assert lateral.verdict == "No verdict: not a frontal chest X-ray (DICOM header)"  # the results table's words
     folder = tmp_path / "films"
     folder.mkdir()
     (folder / "pa.dcm").write_bytes(_film({"ViewPosition": "PA"}))
@@ -94,6 +96,6 @@ def test_diagnose_says_why_a_lateral_dicom_gets_no_verdict(tmp_path, monkeypatch
     at.file_uploader(key="diag_upload").set_value(("lat.dcm", _film({"ViewPosition": "LL"}), "application/dicom"))
     at.run()
     assert not at.exception, at.exception
-    assert any("No verdict: this film is unlike the X-rays" in m.value for m in at.markdown)
+    assert any("No verdict: the DICOM header says this is not a frontal chest X-ray" in m.value for m in at.markdown)
     assert any(w.value.startswith("The DICOM header says this is not a frontal chest X-ray (its view is LL") and
                w.value.endswith("Read the film without the model.") for w in at.warning)
