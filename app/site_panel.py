@@ -11,10 +11,10 @@ import streamlit as st
 import ui
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
-from covid_core.model_catalog import retire_site_file, site_file_for
+from covid_core.model_catalog import retire_site_file, retired_site_files, site_file_for
 from covid_core.site_file import load_site
 from covid_core.site_job import (comparison_rows, given_rates_text, poor_site_warning, predictive_values_text,
-                                 sample_size_text)
+                                 sample_size_text, site_history_rows)
 from covid_core.targets import COVID_CLASS
 
 
@@ -45,6 +45,7 @@ def site_section(entry) -> None:
         st.info("Not validated at your hospital: Diagnose gives no COVID-19 verdict from this model until a "
                 "validation on your own labelled films is made its active site.", icon=":material/domain:")
         st.page_link("views/validate.py", label="Validate it on your hospital's films", icon=":material/fact_check:")
+        history(entry)
         return
     try:
         site = load_site(path, entry.path)  # its name read back as plain words
@@ -60,6 +61,7 @@ def site_section(entry) -> None:
         for word, key in (("Adapted", "adapted"), ("Not adapted", "skipped")):
             for line in report.get(key) or []:
                 st.caption(f"{word}: {ui.plain(line)}")  # the file's own words, shown as they are
+    history(entry)
     if st.button("Retire this site file", key="models_site_retire", icon=":material/domain_disabled:",
                  help="Renamed beside the model (kept, not deleted). Diagnose then gives no COVID-19 verdict from "
                       "this model until another validation is made active."):
@@ -72,3 +74,13 @@ def site_section(entry) -> None:
                                                        "gives no COVID-19 verdict from this model until another "
                                                        "validation is made active.")
             st.rerun()
+
+
+def history(entry) -> None:
+    """The model's earlier, retired site files, newest first (kept beside it, never deleted)."""
+    earlier = retired_site_files(entry.path)
+    if earlier:
+        with st.expander(f"Earlier site files ({len(earlier)}, retired)"):
+            st.dataframe(pd.DataFrame(site_history_rows(earlier)), hide_index=True)
+            st.caption("Kept beside the model. To use one again, rename it to "
+                       f"`{entry.path.stem}.site.json` (after retiring the active one).")

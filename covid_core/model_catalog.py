@@ -160,6 +160,13 @@ def retire_site_file(checkpoint: str | Path) -> Path:
     return target
 
 
+def retired_site_files(checkpoint: str | Path) -> list[Path]:
+    """The checkpoint's earlier site files (:func:`retire_site_file`), the most recently written first."""
+    path = Path(checkpoint)
+    return sorted(path.parent.glob(f"{path.stem}.site-retired-*.json"),
+                  key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)
+
+
 def activate_site_file(checkpoint: str | Path, text: str) -> tuple[Path, Path | None]:
     """Make ``text`` (a site file's JSON) the checkpoint's active site file ``<name>.site.json``. An active one is
     retired first (:func:`retire_site_file`: renamed and kept, never overwritten), and the new one is written to a

@@ -180,3 +180,27 @@ def sample_size_text(report: dict) -> str:
     return (f"To know the {' and '.join(name for name, _ in needs)} within +/-{100 * PLANNED_HALF_WIDTH:.0f} points "
             "(95% interval), label " + " and ".join(text for _, text in needs) + ", each from a different patient, "
             "and validate again.")
+
+
+def site_history_rows(paths) -> list[dict]:
+    """One row per earlier site file (its file name, site, when it was made, films, and the sensitivity and
+    specificity after adaptation, counting the verdicts given where it says so); a file that cannot be read gets a
+    row that says so."""
+    import json
+
+    from .formatting import counts_text
+    from .site_file import clean_site_name
+
+    rows = []
+    for path in paths:
+        try:
+            report = json.loads(path.read_text())
+            figures = _given(report) or report.get("after") or {}
+            rows.append({"file": path.name, "site": clean_site_name(report.get("site", "site")),
+                         "made": str(report.get("created", "")).replace("T", " "),
+                         "films": counts_text(report.get("counts") or {}),
+                         "COVID-19 sensitivity": interval_text(figures.get("sensitivity")),
+                         "specificity": interval_text(figures.get("specificity"))})
+        except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:  # a damaged file is listed too
+            rows.append({"file": path.name, "site": f"unreadable ({type(exc).__name__})"})
+    return rows

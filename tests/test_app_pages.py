@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from PIL import Image
@@ -165,6 +166,18 @@ def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_fil
     [kept] = list(model.parent.glob("tiny_cnn.site-retired-*.json"))  # ... but the record of it is kept
     assert json.loads(kept.read_text())["site"] == "St Elsewhere"
     assert any("is retired" in s.value for s in at.success) and any("Not validated" in i.value for i in at.info)
+    # the retired validation is listed with its figures, and so is a damaged one, without a traceback
+    damaged = model.with_name("tiny_cnn.site-retired-19990101-000000.json")
+    damaged.write_text("{not json")
+    os.utime(damaged, (915148800, 915148800))  # written in 1999
+    at.run()
+    assert not at.exception, at.exception
+    [earlier] = [e for e in at.expander if e.label == "Earlier site files (2, retired)"]
+    rows = earlier.dataframe[0].value.set_index("file")
+    assert rows.loc[kept.name, "site"] == "St Elsewhere" and rows.loc[kept.name, "made"] == "2026-12-01 10:00:00+0000"
+    assert rows.loc[kept.name, "COVID-19 sensitivity"] == "90.0% (80-97%)"
+    assert rows.loc["tiny_cnn.site-retired-19990101-000000.json", "site"] == "unreadable (JSONDecodeError)"
+    assert list(rows.index) == [kept.name, "tiny_cnn.site-retired-19990101-000000.json"]  # newest first
 
 
 def test_models_page_shows_within_source_figures_and_warns_of_another_data_version(env, folders_data):

@@ -206,3 +206,22 @@ def test_making_a_site_file_active_keeps_the_one_it_replaces(tmp_path, monkeypat
     with pytest.raises(OSError):
         activate_site_file(model, '{"site": "third"}')
     assert path.read_text() == '{"site": "second"}' and len(list(tmp_path.iterdir())) == 3
+
+
+def test_earlier_site_files_are_listed_newest_first_and_a_damaged_one_says_so(tmp_path):
+    import json
+
+    from covid_core.model_catalog import activate_site_file, retired_site_files
+    from covid_core.site_job import site_history_rows
+
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"weights")
+    figures = {"sensitivity": {"value": 0.9}, "specificity": {"value": "high"}}  # a hand edit broke one figure
+    activate_site_file(model, json.dumps({"site": "![x](http://e.example) first", "after": figures}))
+    activate_site_file(model, json.dumps({"site": "second", "counts": {"normal": 12, "covid19": 12}}))
+    activate_site_file(model, "{}")
+    newer, older = retired_site_files(model)  # the most recently written first, even within one second
+    assert json.loads(newer.read_text())["site"] == "second" and "first" in older.read_text()
+    rows = {r["file"]: r for r in site_history_rows(retired_site_files(model))}
+    assert rows[older.name]["site"].startswith("unreadable (")  # listed, not a traceback
+    assert rows[newer.name]["site"] == "second" and rows[newer.name]["films"] == "12 normal and 12 COVID-19 films"
