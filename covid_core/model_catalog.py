@@ -170,10 +170,12 @@ def retired_site_files(checkpoint: str | Path) -> list[Path]:
 def activate_site_file(checkpoint: str | Path, text: str) -> tuple[Path, Path | None]:
     """Make ``text`` (a site file's JSON) the checkpoint's active site file ``<name>.site.json``. An active one is
     retired first (:func:`retire_site_file`: renamed and kept, never overwritten), and the new one is written to a
-    temporary file and renamed into place, so that it is there whole or not at all. Returns (the active path, the
-    retired path or None); OSError when the folder cannot be written."""
+    temporary file and renamed into place, so that it is there whole or not at all; the same text again changes
+    nothing. Returns (the active path, the retired path or None); OSError when the folder cannot be written."""
     path = Path(checkpoint)
     target = path.with_name(path.stem + ".site.json")
+    if target.is_file() and target.read_text() == text:  # already active (a second click): nothing to retire
+        return target, None
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as f:

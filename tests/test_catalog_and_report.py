@@ -201,6 +201,8 @@ def test_making_a_site_file_active_keeps_the_one_it_replaces(tmp_path, monkeypat
     path, retired = activate_site_file(model, '{"site": "second"}')
     assert site_file_for(model) == path and path.read_text() == '{"site": "second"}'
     assert retired.name.startswith("m.site-retired-") and retired.read_text() == '{"site": "first"}'
+    assert activate_site_file(model, '{"site": "second"}') == (path, None)  # a second click: no copy retired
+    assert len(list(tmp_path.glob("m.site-retired-*.json"))) == 1
     # a write that fails leaves the active file as it was, and no temporary file behind
     monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
     with pytest.raises(OSError):
