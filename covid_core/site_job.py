@@ -104,15 +104,27 @@ def _withheld_text(given: dict | None) -> str:
     return f"{given['withheld']} of {given['films']}"
 
 
+def _whole(v) -> bool:
+    return type(v) is int and v >= 0
+
+
+def _counts(section) -> dict | None:
+    """A figures section's {"tp", "fn", "fp", "tn"}, or None when it has none or they are not counts (a site file
+    edited by hand is read on the Models page too)."""
+    c = section.get("counts") if isinstance(section, dict) else None
+    return c if isinstance(c, dict) and all(_whole(c.get(k)) for k in ("tp", "fn", "fp", "tn")) else None
+
+
 def _given(report: dict) -> dict | None:
     """The "after" figures counting only the films that get a verdict, when the report has them."""
     given = (report.get("after") or {}).get("given")
-    return given if isinstance(given, dict) and given.get("counts") else None
+    ok = _counts(given) and _whole(given.get("films")) and _whole(given.get("withheld"))
+    return given if ok else None
 
 
 def _none_given(report: dict) -> bool:
     """Whether every film of the site would get no verdict (after adaptation)."""
-    given = (report.get("after") or {}).get("given") or {}
+    given = _given(report) or {}
     return bool(given.get("films")) and given.get("withheld") == given["films"]
 
 
@@ -144,8 +156,7 @@ def predictive_values_text(report: dict) -> str:
     if _none_given(report):
         return ""  # no verdict is given, so none can be right or wrong
     given = _given(report)
-    counts = (given or {}).get("counts") or (report.get("after") or {}).get("counts") \
-        or (report.get("before") or {}).get("counts") or {}
+    counts = _counts(given) or _counts(report.get("after")) or _counts(report.get("before")) or {}
     films = "On these films"
     if given and given["withheld"]:
         films = f"On the {given['films'] - given['withheld']} of these films that get a verdict"
@@ -165,16 +176,16 @@ def films_needed(share: float, half_width: float = PLANNED_HALF_WIDTH) -> int:
 def sample_size_text(report: dict) -> str:
     """How many labelled films would pin the site's sensitivity and specificity down to +/- 5 points, when its films
     are too few for that; "" when they are enough or without counts."""
-    c = (report.get("after") or {}).get("counts") or {}
-    if None in (c.get(k) for k in ("tp", "fn", "fp", "tn")):
+    c = _counts(report.get("after"))
+    if c is None:
         return ""
     needs = []
     for name, kind, hit, miss in (("sensitivity", "COVID-19", c["tp"], c["fn"]),
                                   ("specificity", "other", c["tn"], c["fp"])):
         n = hit + miss
-        if n and films_needed(hit / n) > n:
-            share = hit / n
-            needs.append((name, f"about {films_needed(share)} {kind} films ({name} {100 * share:.0f}% on {n} here)"))
+        needed = films_needed(hit / n) if n else 0
+        if needed > n:
+            needs.append((name, f"about {needed} {kind} films ({name} {100 * hit / n:.0f}% on {n} here)"))
     if not needs:
         return ""
     return (f"To know the {' and '.join(name for name, _ in needs)} within +/-{100 * PLANNED_HALF_WIDTH:.0f} points "

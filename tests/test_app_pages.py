@@ -180,6 +180,24 @@ def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_fil
     assert list(rows.index) == [kept.name, "tiny_cnn.site-retired-19990101-000000.json"]  # newest first
 
 
+def test_a_hand_edited_site_file_with_counts_that_are_not_numbers_is_shown_without_a_traceback(env):
+    """load_site checks the figures Diagnose quotes; the Models page also reads the file's other sections."""
+    from covid_core.datasets import file_sha256
+    from covid_core.site_file import SITE_FORMAT
+
+    model = env / "weights" / "tiny_cnn.pt"
+    figures = {"sensitivity": {"value": 0.9}, "specificity": {"value": 0.85}}
+    model.with_name("tiny_cnn.site.json").write_text(json.dumps({
+        "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": file_sha256(model)},
+        "before": figures, "after": {**figures, "counts": {"tp": 9, "fn": 1, "fp": 2, "tn": 8},
+                                     "given": {"counts": {"tp": "x", "fn": 1, "fp": 0, "tn": 2}, "films": 5,
+                                               "withheld": 1}}}))
+    at = page("models")
+    assert not at.exception, at.exception
+    assert any("**St Elsewhere**" in m.value for m in at.markdown)
+    assert not any("get no verdict" in c.value for c in at.caption)  # nothing made of the counts that are not
+
+
 def test_models_page_shows_within_source_figures_and_warns_of_another_data_version(env, folders_data):
     from app_helpers import make_checkpoint
     from covid_core.checkpoint import atomic_save, load_checkpoint_dict

@@ -298,6 +298,7 @@ def test_a_site_with_too_few_films_is_told_how_many_would_pin_its_figures_down()
     assert enough_others.startswith("To know the sensitivity within") and "other films" not in enough_others
     assert sample_size_text({"after": {"counts": {"tp": 400, "fn": 40, "fp": 19, "tn": 505}}}) == ""  # enough
     assert sample_size_text({"after": {}}) == ""  # no counts: nothing to say
+    assert sample_size_text({"after": {"counts": {"tp": "4", "fn": 1, "fp": 2, "tn": 9}}}) == ""  # a hand edit
 
 
 def test_the_films_that_would_get_no_verdict_are_the_unfamiliar_and_the_turned_ones():
