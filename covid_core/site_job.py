@@ -124,8 +124,10 @@ def _given(report: dict) -> dict | None:
 
 def _none_given(report: dict) -> bool:
     """Whether every film of the site would get no verdict (after adaptation)."""
-    given = _given(report) or {}
-    return bool(given.get("films")) and given.get("withheld") == given["films"]
+    given = (report.get("after") or {}).get("given")
+    if not isinstance(given, dict) or not (_whole(given.get("films")) and _whole(given.get("withheld"))):
+        return False
+    return given["films"] > 0 and given["withheld"] == given["films"]
 
 
 def given_rates_text(report: dict) -> str:
