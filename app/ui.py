@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +16,7 @@ from covid_core.byte_cache import ByteCappedCache
 from covid_core.csv_safe import safe_cell
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
-from covid_core.formatting import pct  # noqa: F401 (the views format shares as ui.pct)
+from covid_core.formatting import markdown_plain as plain, pct  # noqa: F401 (the views use ui.plain, ui.pct)
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
@@ -184,15 +183,6 @@ def rates_table(rates: dict, emphasis: str | None = None, title: str = "On TEST 
     rows = [f"| {'**' + name + '**' if key == emphasis else name} | {rate_text(rates, key)} |"
             for key, name in THRESHOLD_RATES if rates.get(key) is not None]
     return f"| {title} | |\n| --- | --- |\n" + "\n".join(rows) if rows else ""
-
-
-_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>#$~|:!])")
-
-
-def plain(text) -> str:
-    """``text`` (a file's name, anything the user or a file chose) escaped for st.markdown and its kin, so that it
-    is shown as it is: never a link, an image, emphasis, LaTeX or an icon."""
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", str(text))
 
 
 def results_csv(table, entry, classifier) -> str:

@@ -28,6 +28,7 @@ from .cache import cache_dir
 from .datasets import CORONAHACK_CSV, find_duplicates, load_dataset
 from .decode import decode_image
 from .errors import CovidCoreError
+from .formatting import markdown_plain
 
 EDA_VERSION = 2     # 2: stats.source, missing.filled/not_applicable
 THUMB = 128          # side of the downsampled copy the intensity statistics are computed on
@@ -99,6 +100,8 @@ class DataSummary:
         if not self.has_sources:
             return []
         table = pd.crosstab(self.stats["source"], self.stats["finding"])
+        # names come from the data set's own files (provenance.csv, folder names): shown as they are
+        table = table.rename(index=markdown_plain, columns=markdown_plain)
         sentences = []
         for finding in table.columns:
             col = table[finding]

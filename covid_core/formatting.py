@@ -1,4 +1,6 @@
-"""Number formats shared by cards, verdict sentences, reports and the app."""
+"""Number formats shared by cards, verdict sentences, reports and the app, and plain text inside Markdown."""
+
+import re
 
 
 def pct(v) -> str:
@@ -17,3 +19,12 @@ def counts_text(counts: dict) -> str:
     if not parts:
         return "no films"
     return (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1] + " films"
+
+
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>#$~|:!])")
+
+
+def markdown_plain(text) -> str:
+    """``text`` (a file's name, a source's name: anything a user or a file chose) escaped for Markdown, so that it is
+    shown as it is: never a link, an image, emphasis, LaTeX or an icon."""
+    return _MARKDOWN_ACTIVE.sub(r"\\\1", str(text))

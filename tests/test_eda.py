@@ -137,6 +137,16 @@ def test_source_by_class_names_the_confound(tmp_path, monkeypatch):
     assert sorted(covid_bars) == [1, 3]  # TEST and TRAIN
 
 
+def test_a_sources_name_is_shown_as_it_is_in_the_findings(tmp_path, monkeypatch):
+    """Source names come from the data set's own provenance.csv: Markdown in one is shown, not rendered."""
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    rows = [(split, label, virus, covid, "![x](http:e.example) *a*" if source == "adults" else source)
+            for split, label, virus, covid, source in CONFOUNDED]
+    text = "\n".join(eda.summarize(make_coronahack(tmp_path / "ch", rows)).source_findings())
+    assert r"**\!\[x\](http\:e.example) \*a\*** holds only normal images (4)" in text
+    assert "![x]" not in text
+
+
 def test_sources_unknown_without_provenance(tmp_path, data):
     assert not eda.summarize(data).has_sources and eda.summarize(data).source_findings() == []
     root = make_coronahack(tmp_path / "noprov", CONFOUNDED, provenance=False)
