@@ -153,3 +153,14 @@ def rates_of_calls(y: np.ndarray, positive: np.ndarray) -> dict:
     fn, tn = int((~pos & y).sum()), int((~pos & ~y).sum())
     return {"sensitivity": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp), "ppv": _ratio(tp, tp + fp),
             "npv": _ratio(tn, tn + fn), "tp": tp, "fp": fp, "fn": fn, "tn": tn}
+
+
+def proportion_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """The Wilson score interval of ``k`` of ``n`` (scipy); None when ``n`` is 0. Each film counts as independent, so
+    several films of one patient make it narrower than it should be."""
+    if not n:
+        return None
+    from scipy.stats import binomtest
+
+    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=level, method="wilson")
+    return float(ci.low), float(ci.high)

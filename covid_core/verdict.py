@@ -102,16 +102,24 @@ NOT_VALIDATED = ("Not validated at your hospital: the measured figures on this p
                  "publications), not from films like yours. Published COVID-19 detectors lost most of their accuracy "
                  "at new hospitals.")
 
+def share_with_interval(k: int, n: int) -> str:
+    """46 of 65 -> "70.8% (95% CI 59-80%)": the share and its Wilson interval (:func:`metrics.proportion_interval`)."""
+    from .metrics import proportion_interval
+
+    low, high = proportion_interval(k, n)
+    return f"{_pct(k / n)} (95% CI {100 * low:.0f}-{100 * high:.0f}%)"
+
+
 def predictive_values_sentence(counts: dict, films: str) -> str:
     """How often the positive and negative verdicts counted by ``counts`` ({"tp", "fp", "fn", "tn"}) were right,
     with the COVID-19 share they hold for, after ``films`` ("On these films"); "" without both kinds of film."""
     tp, fp, fn, tn = (counts.get(k) for k in ("tp", "fp", "fn", "tn"))
     if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn):
         return ""
-    parts = [f"{_pct(tp / (tp + fp))} of the positive verdicts were right (PPV, {tp} of {tp + fp})" if tp + fp
-             else "no verdict was positive",
-             f"{_pct(tn / (tn + fn))} of the negative verdicts were right (NPV, {tn} of {tn + fn})" if tn + fn
-             else "no verdict was negative"]
+    parts = [f"{share_with_interval(tp, tp + fp)} of the positive verdicts were right (PPV, {tp} of {tp + fp})"
+             if tp + fp else "no verdict was positive",
+             f"{share_with_interval(tn, tn + fn)} of the negative verdicts were right (NPV, {tn} of {tn + fn})"
+             if tn + fn else "no verdict was negative"]
     share = (tp + fn) / (tp + fn + fp + tn)
     return (f"{films}, {_pct(share)} of them COVID-19, " + " and ".join(parts) + ". Where COVID-19 is rarer "
             "than among the films you labelled, a larger share of positive verdicts is wrong.")
@@ -248,8 +256,9 @@ def site_verdict_worth(site, positive: bool) -> str:
     share = (tp + fn) / (tp + fn + fp + tn)
     rarer = ("where COVID-19 is rarer, a larger share of positive verdicts is wrong" if positive else
              "where COVID-19 is more common, a larger share of negative verdicts is wrong")
-    return (f"At {site.name}, {_pct(right / (right + wrong))} of the {kind} verdicts on its own labelled films were "
-            f"right ({name}, {right} of {right + wrong}), where {_pct(share)} of those films had COVID-19; {rarer}.")
+    return (f"At {site.name}, {share_with_interval(right, right + wrong)} of the {kind} verdicts on its own labelled "
+            f"films were right ({name}, {right} of {right + wrong}), where {_pct(share)} of those films had COVID-19; "
+            f"{rarer}.")
 
 
 def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> list[str]:

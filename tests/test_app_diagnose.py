@@ -305,8 +305,8 @@ def test_at_a_validated_site_the_verdicts_worth_comes_from_the_sites_films(tmp_p
     assert not at.exception, at.exception
     assert "COVID-19: positive" in _all_text(at)
     limits = [i.value for i in at.info if "PPV" in i.value]
-    assert limits and limits[0].startswith("At St Elsewhere, 70.8% of the positive verdicts on its own labelled "
-                                           "films were right (PPV, 46 of 65)")
+    assert limits and limits[0].startswith("At St Elsewhere, 70.8% (95% CI 59-80%) of the positive verdicts on its "
+                                           "own labelled films were right (PPV, 46 of 65)")
     assert not any(i.value.startswith("On TEST") for i in at.info)
     [validated] = [s.value for s in at.success if "Validated at" in s.value]
     assert "on the 174 of its 190 labelled films that got a verdict" in validated and "PPV" not in validated

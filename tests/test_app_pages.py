@@ -155,7 +155,7 @@ def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_fil
     rows = [df.value for df in at.dataframe if "COVID-19 sensitivity (95% CI)" in df.value.columns][0]
     assert rows["COVID-19 sensitivity (95% CI)"].tolist() == ["90.0% (80-97%)"] * 2
     captions = [c.value for c in at.caption]
-    assert any("50.0% of them COVID-19, 85.7% of the positive verdicts were right (PPV, 18 of 21)" in c
+    assert any("50.0% of them COVID-19, 85.7% (95% CI 65-95%) of the positive verdicts were right (PPV, 18 of 21)" in c
                for c in captions)
     # the file's own words are shown as they are (escaped), so a crafted file cannot render links or images
     assert r"Adapted: operating point\: a site threshold for sensitivity 0.90" in captions

@@ -106,8 +106,8 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
     positive.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
                             model_label="pos.pt")
-    assert ('<p class="limit">At St Elsewhere, 70.8% of the positive verdicts on its own labelled films were right '
-            "(PPV, 46 of 65), where 28.7% of those films had COVID-19") in html
+    assert ('<p class="limit">At St Elsewhere, 70.8% (95% CI 59-80%) of the positive verdicts on its own labelled '
+            "films were right (PPV, 46 of 65), where 28.7% of those films had COVID-19") in html
     assert "On TEST, 64.3% of the films this model called COVID-19 positive" not in html
     assert html.count("(PPV, 46 of 65)") == 1  # the validation statement below does not say it again
     assert "<th>Site validation</th><td>St Elsewhere</td>" in html  # which validation was in force
@@ -116,8 +116,8 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
     negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
-    assert "At St Elsewhere, 96.3% of the negative verdicts on its own labelled films were right (NPV, 105 of 109)" \
-        in html and "A negative COVID-19 verdict is not a normal film" in html
+    assert ("At St Elsewhere, 96.3% (95% CI 91-99%) of the negative verdicts on its own labelled films were right "
+            "(NPV, 105 of 109)") in html and "A negative COVID-19 verdict is not a normal film" in html
     assert "On TEST, 93.8% of the films called COVID-19 negative" not in html
     # a site that moved the threshold says so after its figures; one without counts keeps the older sentences
     negative.site = Site(name="St Elsewhere", threshold=2.0, counts=counts)

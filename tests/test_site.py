@@ -277,11 +277,13 @@ def test_the_sites_predictive_values_are_stated_with_the_covid_share_they_hold_f
     from covid_core.site_job import predictive_values_text
 
     text = predictive_values_text({"after": {"counts": {"tp": 56, "fn": 4, "fp": 20, "tn": 110}}})
-    assert text.startswith("On these films, 31.6% of them COVID-19, 73.7% of the positive verdicts were right "
-                           "(PPV, 56 of 76) and 96.5% of the negative verdicts were right (NPV, 110 of 114).")
+    assert text.startswith("On these films, 31.6% of them COVID-19, 73.7% (95% CI 63-82%) of the positive verdicts "
+                           "were right (PPV, 56 of 76) and 96.5% (95% CI 91-99%) of the negative verdicts were right "
+                           "(NPV, 110 of 114).")  # Wilson intervals of the counts
     # too few films to adapt: the shipped figures' counts; no positive verdict: said, not divided by zero
     few = {"after": {"sensitivity": {"value": 0.0}}, "before": {"counts": {"tp": 0, "fn": 3, "fp": 0, "tn": 10}}}
-    assert "no verdict was positive and 76.9% of the negative verdicts were right" in predictive_values_text(few)
+    assert "no verdict was positive and 76.9% (95% CI 50-92%) of the negative verdicts were right" in \
+        predictive_values_text(few)
     assert predictive_values_text({"before": {"counts": {"tp": 0, "fn": 0, "fp": 2, "tn": 9}}}) == ""  # one kind
 
 
