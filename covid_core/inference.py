@@ -207,7 +207,7 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
         threshold = float(site.threshold if site is not None and site.threshold is not None
                           else classifier.threshold.get("value", 0.5))
         covid_positive = covid_prob >= threshold
-    flagged, warnings = None, []
+    flagged, warnings, why = None, [], ""
     if score is not None:
         unfamiliar = bool(score > classifier.ood["threshold"])
         turned = scores.turned is not None and bool(scores.turned[i])
@@ -218,13 +218,14 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
                             "so no verdict is given; the class probabilities are the model's raw output, not a "
                             "finding. Check it is a frontal chest X-ray.")
         elif turned:
-            warnings.append(TURNED_REASON)
+            why = TURNED_REASON
+            warnings.append(why)
     return Prediction(
         probabilities={c: float(p) for c, p in zip(classes, probs)}, label=classes[int(np.argmax(probs))],
         covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,
         ood_score=None if score is None else float(score), ood_flagged=flagged,
         pixels_u8=pixels, geometry=geometry, warnings=warnings,
-        withheld_why=TURNED_REASON if TURNED_REASON in warnings else "",
+        withheld_why=why,
         not_validated=covid_positive is not None and not flagged and verdict_needs_site(classifier),
         unconfirmed=(covid_positive is not None and not flagged and classifier.site is None
                      and classifier.verdicts_unvalidated),

@@ -95,13 +95,14 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     figures, count = after, None
     if isinstance(given, dict) and "sensitivity" in given:  # the verdicts actually given (newer site files)
         films, withheld = given.get("films"), given.get("withheld")
-        if not (_whole(films) and _whole(withheld)) or withheld > films:
+        if not (is_whole(films) and is_whole(withheld)) or withheld > films:
             raise ConfigError(f"{path.name} is damaged (its count of films given a verdict is not two whole "
                               "numbers); validate this model at the site again")
         figures, count = given, (films - withheld, films)
     site = Site(name=clean_site_name(data.get("site", "site")), threshold=p.get("threshold"),
-                temperature=p.get("temperature"), head=p.get("head"), ood_means=p.get("ood_means"), sensitivity=figures.get("sensitivity"),
-                specificity=figures.get("specificity"), given=count, counts=figures.get("counts"),
+                temperature=p.get("temperature"), head=p.get("head"), ood_means=p.get("ood_means"),
+                sensitivity=figures.get("sensitivity"), specificity=figures.get("specificity"), given=count,
+                counts=figures.get("counts"),
                 version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40])
     problem = _damage(site)
     if problem:
@@ -113,8 +114,14 @@ def _number(v, low: float, high: float) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
 
 
-def _whole(v) -> bool:
+def is_whole(v) -> bool:
+    """A count: an int (not a bool) of 0 or more."""
     return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def are_verdict_counts(c) -> bool:
+    """{"tp", "fn", "fp", "tn"}, each a count."""
+    return isinstance(c, dict) and all(is_whole(c.get(k)) for k in ("tp", "fn", "fp", "tn"))
 
 
 def _numbers(v) -> bool:
@@ -138,8 +145,7 @@ def _damage(site: Site) -> str:
     if site.ood_means is not None and not (isinstance(site.ood_means, dict) and all(
             isinstance(v, list) and all(_numbers(m) for m in v) for v in site.ood_means.values())):
         return "its familiarity means are not lists of number lists"
-    if site.counts is not None and not (isinstance(site.counts, dict) and all(
-            _whole(site.counts.get(k)) for k in ("tp", "fn", "fp", "tn"))):
+    if site.counts is not None and not are_verdict_counts(site.counts):
         return "its verdict counts are not four whole numbers"
     for name, f in (("sensitivity", site.sensitivity), ("specificity", site.specificity)):
         if f is not None and not (isinstance(f, dict) and all(f.get(k) is None or _number(f[k], 0.0, 1.0)

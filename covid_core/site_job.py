@@ -8,6 +8,7 @@ import threading
 
 from .errors import CovidCoreError
 from .site import validate_site_with_films
+from .site_file import are_verdict_counts, is_whole
 
 
 class ValidationJob:
@@ -104,30 +105,30 @@ def _withheld_text(given: dict | None) -> str:
     return f"{given['withheld']} of {given['films']}"
 
 
-def _whole(v) -> bool:
-    return type(v) is int and v >= 0
-
-
 def _counts(section) -> dict | None:
     """A figures section's {"tp", "fn", "fp", "tn"}, or None when it has none or they are not counts (a site file
     edited by hand is read on the Models page too)."""
     c = section.get("counts") if isinstance(section, dict) else None
-    return c if isinstance(c, dict) and all(_whole(c.get(k)) for k in ("tp", "fn", "fp", "tn")) else None
+    return c if are_verdict_counts(c) else None
+
+
+def _given_section(report: dict) -> dict | None:
+    """The "after" section on the films that get a verdict, when its counts of films are counts."""
+    given = (report.get("after") or {}).get("given")
+    ok = isinstance(given, dict) and is_whole(given.get("films")) and is_whole(given.get("withheld"))
+    return given if ok else None
 
 
 def _given(report: dict) -> dict | None:
     """The "after" figures counting only the films that get a verdict, when the report has them."""
-    given = (report.get("after") or {}).get("given")
-    ok = _counts(given) and _whole(given.get("films")) and _whole(given.get("withheld"))
-    return given if ok else None
+    given = _given_section(report)
+    return given if _counts(given) else None
 
 
 def _none_given(report: dict) -> bool:
     """Whether every film of the site would get no verdict (after adaptation)."""
-    given = (report.get("after") or {}).get("given")
-    if not isinstance(given, dict) or not (_whole(given.get("films")) and _whole(given.get("withheld"))):
-        return False
-    return given["films"] > 0 and given["withheld"] == given["films"]
+    given = _given_section(report)
+    return given is not None and given["films"] > 0 and given["withheld"] == given["films"]
 
 
 def given_rates_text(report: dict) -> str:

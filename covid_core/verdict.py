@@ -110,12 +110,19 @@ def share_with_interval(k: int, n: int) -> str:
     return f"{_pct(k / n)} (95% CI {100 * low:.0f}-{100 * high:.0f}%)"
 
 
+def _both_kinds(counts: dict) -> tuple[int, int, int, int] | None:
+    """(tp, fp, fn, tn) of ``counts`` when there are COVID-19 films and other films among them, else None."""
+    tp, fp, fn, tn = (counts.get(k) for k in ("tp", "fp", "fn", "tn"))
+    return None if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn) else (tp, fp, fn, tn)
+
+
 def predictive_values_sentence(counts: dict, films: str) -> str:
     """How often the positive and negative verdicts counted by ``counts`` ({"tp", "fp", "fn", "tn"}) were right,
     with the COVID-19 share they hold for, after ``films`` ("On these films"); "" without both kinds of film."""
-    tp, fp, fn, tn = (counts.get(k) for k in ("tp", "fp", "fn", "tn"))
-    if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn):
+    kinds = _both_kinds(counts)
+    if kinds is None:
         return ""
+    tp, fp, fn, tn = kinds
     parts = [f"{share_with_interval(tp, tp + fp)} of the positive verdicts were right (PPV, {tp} of {tp + fp})"
              if tp + fp else "no verdict was positive",
              f"{share_with_interval(tn, tn + fn)} of the negative verdicts were right (NPV, {tn} of {tn + fn})"
@@ -142,8 +149,7 @@ def validation_statement(site, prediction=None) -> str:
     if site.given is not None and site.given[0] < site.given[1]:
         films = (f"on the {site.given[0]} of its {site.given[1]} labelled films that got a verdict (the others "
                  "looked unlike the training X-rays or turned)")
-    said = prediction is not None and not prediction.withheld and prediction.covid_positive is not None and \
-        site_verdict_worth(site, prediction.covid_positive)
+    said = prediction is not None and _worth_at_site(prediction, site)
     worth = "" if said else predictive_values_sentence(site.counts or {}, "On those films")
     return (f"Validated at {site.name}: {films}, COVID-19 {figure('sensitivity', site.sensitivity)}, "
             f"{figure('specificity', site.specificity)}, estimated without any film scoring itself."
@@ -246,10 +252,10 @@ def operating_threshold(classifier) -> dict:
 def site_verdict_worth(site, positive: bool) -> str:
     """How often a verdict of this kind (positive or negative) was right on the site's own labelled films, with
     the counts and the COVID-19 share it holds for; "" when the site file has no counts or no such verdicts."""
-    c = site.counts or {}
-    tp, fp, fn, tn = (c.get(k) for k in ("tp", "fp", "fn", "tn"))
-    if None in (tp, fp, fn, tn) or not (tp + fn) or not (fp + tn):
+    kinds = _both_kinds(site.counts or {})
+    if kinds is None:
         return ""
+    tp, fp, fn, tn = kinds
     right, wrong, kind, name = (tp, fp, "positive", "PPV") if positive else (tn, fn, "negative", "NPV")
     if not right + wrong:
         return ""
@@ -261,6 +267,14 @@ def site_verdict_worth(site, positive: bool) -> str:
             f"{rarer}.")
 
 
+def _worth_at_site(prediction, site) -> str:
+    """:func:`site_verdict_worth` of this prediction's verdict, the first of its limits; "" without a verdict, a
+    site or the site's counts."""
+    if site is None or prediction.withheld or prediction.covid_positive is None:
+        return ""
+    return site_verdict_worth(site, prediction.covid_positive)
+
+
 def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> list[str]:
     """The limits that go with this prediction's verdict (positive or negative); none for a withheld one.
     ``threshold``: :func:`operating_threshold`'s entry; a site's operating point has no TEST figures to quote.
@@ -268,7 +282,7 @@ def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> li
     replaces the public TEST set's (which stays in the details at a kept shipped threshold)."""
     if prediction.withheld or prediction.covid_positive is None:
         return []
-    worth = site_verdict_worth(site, prediction.covid_positive) if site is not None else ""
+    worth = _worth_at_site(prediction, site)
     if worth:
         moved = [] if threshold.get("site") is None else [
             f"This verdict uses the operating point validated at {threshold['site']}, not the shipped threshold, so "
