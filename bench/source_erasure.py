@@ -146,19 +146,15 @@ def row(name: str, basis: np.ndarray, feats: dict, tables: dict, classes: list[s
 def unseen_films(clf, data: str, source: str, mean: np.ndarray, std: np.ndarray):
     """(standardised features, labels, withheld by the product's familiarity check, standardised features of
     TEST's COVID-19 films) for the held-out source's TRAIN films."""
-    from covid_core.inference import logits_and_features, score_pixels
+    from covid_core.inference import score_pixels
     from shortcut_ablation import covid_test_films, familiarity_withheld
     from shortcut_ablation import unseen_films as films_of
 
     images, labels = films_of(clf, data, source)
-    withheld = familiarity_withheld(clf, score_pixels(clf, images, orientation=True))
-    covid = covid_test_films(clf, data)
-
-    def standard(pixels):
-        return (logits_and_features(clf.model, pixels, clf.preprocess, device=clf.device)[1]["penultimate"]
-                - mean) / std
-
-    return standard(images), labels, withheld, standard(covid)
+    scores = score_pixels(clf, images, orientation=True)  # its penultimate features are the head's input too
+    covid = score_pixels(clf, covid_test_films(clf, data), orientation=False)
+    return ((scores.penultimate - mean) / std, labels, familiarity_withheld(clf, scores),
+            (covid.penultimate - mean) / std)
 
 
 def main() -> int:
