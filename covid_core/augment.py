@@ -20,7 +20,10 @@ batch through a random convolution, a different random kernel of 3x3 to 7x7 pixe
 by a random weight (RandConv, Xu et al., "Robust and Generalizable Visual Representation Learning via Random
 Convolutions", ICLR 2021): it changes local texture and sharpness while keeping shapes; the kernel's weights are
 made to sum to a positive value, so the film is never inverted (an inverted film must stay unfamiliar to the
-familiarity check).
+familiarity check). ``mix_across_sources`` (``TrainConfig.source_mix``, applied by the training step, which knows
+each film's class and source) blends that share of each batch with a film of the same class from another source
+(LISA's intra-label mixup, Yao et al., "Improving Out-of-Distribution Robustness via Selective Augmentation", ICML
+2022): a blend of two hospitals' films keeps its class, so what tells the hospitals apart stops predicting it.
 
 Never flips: left and right matter on a chest film. Uses torch's global generator, so --seed and --resume
 reproduce it. Input and output: float Bx1xSxS in [0, 1].
@@ -165,6 +168,26 @@ def random_convolution(x01: torch.Tensor, share: float) -> torch.Tensor:
     alpha = _uniform(b, 0.0, 1.0, x01.device).view(b, 1, 1, 1)
     mixed = (alpha * x01 + (1 - alpha) * out).clamp(0.0, 1.0)
     return torch.where(_some(b, share, x01.device).view(b, 1, 1, 1), mixed, x01)
+
+
+def mix_across_sources(x01: torch.Tensor, labels: torch.Tensor, sources: torch.Tensor, share: float) -> torch.Tensor:
+    """Each image of ``share`` of the batch becomes lam * itself + (1 - lam) * a film of the same class from another
+    known source (lam from Beta(2, 2)); its label is unchanged (LISA's intra-label selective mixup). An image with
+    no such partner in the batch, or of unknown source (negative code), is returned unchanged."""
+    b = x01.shape[0]
+    if share <= 0 or b < 2:
+        return x01
+    labels, sources = labels.to(x01.device), sources.to(x01.device)
+    allowed = ((labels[:, None] == labels[None, :]) & (sources[:, None] != sources[None, :])
+               & (sources[:, None] >= 0) & (sources[None, :] >= 0))
+    has_partner = allowed.any(1)
+    # One uniformly drawn partner per image among the allowed ones (random keys, the largest allowed wins).
+    keys = torch.rand(b, b).to(x01.device).masked_fill(~allowed, -1.0)
+    partner = keys.argmax(1)
+    lam = torch.distributions.Beta(2.0, 2.0).sample((b,)).to(x01.device, x01.dtype).view(b, 1, 1, 1)
+    mixed = lam * x01 + (1 - lam) * x01[partner]
+    chosen = _some(b, share, x01.device) & has_partner
+    return torch.where(chosen.view(b, 1, 1, 1), mixed, x01)
 
 
 def augment_batch(x01: torch.Tensor, strength: str = "light", amplitude_mix: float = 0.0,

@@ -119,8 +119,9 @@ class _Training:
         sources = self.table["source"].to_numpy()[train]
         codes = None
         self.adversary = None
-        if config.source_adversary:
+        if config.source_adversary or config.source_mix:
             codes, names = source_codes(sources)
+        if config.source_adversary:
             n_features = last_linear(self.model).in_features
             self.adversary = SourceAdversary(n_features, len(self.classes), len(names),
                                              config.source_adversary).to(self.device)
@@ -227,6 +228,7 @@ class _Training:
                                     self.loss_fn, self.pre, self.device, epoch=epoch, epochs=config.epochs,
                                     augment=config.augment, augmentation=config.augmentation,
                                     amplitude_mix=config.amplitude_mix, random_conv=config.random_conv,
+                                    source_mix=config.source_mix,
                                     progress=self.progress, ema=self.ema,
                                     adversary=self.adversary, on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)

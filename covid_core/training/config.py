@@ -38,6 +38,7 @@ class TrainConfig:
     augmentation: str = "light"
     amplitude_mix: float = 0.0
     random_conv: float = 0.0
+    source_mix: float = 0.0
     pretrained: str = "none"
     freeze_epochs: int = 0
     seed: int = 0
@@ -72,6 +73,7 @@ class TrainConfig:
              f"augmentation must be one of: {', '.join(AUGMENTATION_CHOICES)}"),
             (0 <= self.amplitude_mix <= 1, "amplitude mix must be a share from 0 (off) to 1"),
             (0 <= self.random_conv <= 1, "random convolution must be a share from 0 (off) to 1"),
+            (0 <= self.source_mix <= 1, "source mix must be a share from 0 (off) to 1"),
             (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
@@ -143,6 +145,9 @@ TRAIN_FLAGS = (
     Flag("random_conv", "--random-conv", "share of each batch passed through a random convolution mixed with the "
                                          "film (RandConv: new local texture and sharpness, same shapes); 0 = off",
          float),
+    Flag("source_mix", "--source-mix", "share of each batch blended with a film of the same class from another "
+                                       "source in provenance.csv, the class kept (LISA's intra-label mixup), so "
+                                       "what tells the sources apart stops predicting the class; 0 = off", float),
     Flag("pretrained", "--pretrained", "start from torchvision ImageNet weights (downloaded, or from the torch hub "
                                        "cache)", choices=("none", "imagenet")),
     Flag("freeze_epochs", "--freeze-epochs", "train only the head for the first N epochs", int),
