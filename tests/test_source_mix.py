@@ -39,3 +39,31 @@ def test_share_zero_or_a_batch_of_one_changes_nothing():
     torch.manual_seed(1)  # which films are blended is drawn per film: about half of them over many draws
     draws = torch.stack([(mix_across_sources(x, labels, sources, 0.5) != x).flatten(1).any(1) for _ in range(200)])
     assert 0.4 < draws.float().mean() < 0.6
+
+
+def test_a_run_mixes_with_the_films_sources_and_refuses_without_two(folder_dataset, tmp_path, monkeypatch):
+    import pandas as pd
+    import pytest
+
+    from covid_core.errors import ConfigError
+    from covid_core.training import TrainConfig, loop, run
+
+    config = TrainConfig(data=str(folder_dataset), model="cnn", epochs=1, batch_size=4, image_size=32,
+                         val_fraction=0.2, source_mix=0.5, runs_dir=str(tmp_path / "runs"))
+    with pytest.raises(ConfigError, match="at least two sources in provenance.csv"):
+        run(config, progress=False)  # no provenance.csv: no film has a known source to mix across
+
+    files = sorted(p.name for p in folder_dataset.rglob("*.png"))
+    pd.DataFrame({"X_ray_image_name": files, "source": ["a" if i % 2 else "b" for i in range(len(files))],
+                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
+    seen = []
+
+    def recording(x, labels, sources, share):
+        seen.append((share, sorted(set(sources.tolist()))))
+        return mix_across_sources(x, labels, sources, share)
+
+    monkeypatch.setattr(loop, "mix_across_sources", recording)
+    config.run_id = "with-source-mix"
+    assert run(config, progress=False).is_file()
+    assert seen and all(share == 0.5 for share, _ in seen)
+    assert set().union(*(set(s) for _, s in seen)) == {0, 1}  # both sources' codes reached the mixing step
