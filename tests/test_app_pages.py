@@ -76,6 +76,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     at.text_input(key="train_holdout").set_value(" nih ")
     at.number_input(key="train_amplitude").set_value(0.5)
     at.number_input(key="train_randconv").set_value(0.3)
+    at.number_input(key="train_source_mix").set_value(0.4)
     assert at.number_input(key="train_sensitivity").value == 0.9  # the shipped operating rule
     at.selectbox(key="train_fit").select("thorax")
     at.selectbox(key="train_equalize").select("hist")
@@ -91,6 +92,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
         assert command[command.index("--holdout-source") + 1] == "nih"
         assert command[command.index("--amplitude-mix") + 1] == "0.5"
         assert command[command.index("--random-conv") + 1] == "0.3"
+        assert command[command.index("--source-mix") + 1] == "0.4"
         assert command[command.index("--fit") + 1] == "thorax" and command[command.index("--equalize") + 1] == "hist"
         assert command[command.index("--covid-sensitivity") + 1] == "0.95"
         assert command[command.index("--seed") + 1] == "3"

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import os
-import time
 
 import streamlit as st
 
+import run_panel
 import ui
 from covid_core import jobs
 from covid_core.errors import CovidCoreError
 from covid_core.augment import AUGMENTATION_CHOICES
 from covid_core.balance import BALANCE_CHOICES, BALANCE_LABELS
-from covid_core.model_charts import training_curves
 from covid_core.models import get_spec, list_models
-from covid_core.runs import RunDir, default_runs_dir
+from covid_core.runs import default_runs_dir
 from covid_core.preprocess import EQUALIZE_CHOICES, FIT_CHOICES, FIT_LABELS
 from covid_core.targets import TARGETS
 from covid_core.flags import help_for
@@ -61,8 +60,7 @@ with st.form("train_form"):
                             format_func=BALANCE_LABELS.get, help=tip("balance", "Classifier only. "))
     augmentation = c13.selectbox("Augmentation strength", AUGMENTATION_CHOICES, key="train_augmentation",
                                  help=tip("augmentation"))
-    adversary = c14.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
-                                 step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
+    holdout = c14.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
     c19, c20, c21, c22 = st.columns(4)
     fit = c19.selectbox("Framing", FIT_CHOICES, key="train_fit", format_func=FIT_LABELS.get, help=tip("fit"))
     equalize = c20.selectbox("Contrast equalisation", EQUALIZE_CHOICES, key="train_equalize", help=tip("equalize"))
@@ -70,13 +68,16 @@ with st.form("train_form"):
                                    value=D.covid_sensitivity, key="train_sensitivity", help=tip("covid_sensitivity"))
     seed = c22.number_input("Seed", min_value=0, max_value=2**31 - 1, value=D.seed, step=1, key="train_seed",
                             help=tip("seed"))
-    c15, c16, c17, c18 = st.columns([2, 1, 1, 1])
-    holdout = c16.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
-    amplitude = c17.number_input("Amplitude mix (share)", min_value=0.0, max_value=1.0, value=D.amplitude_mix, step=0.1,
+    c15, c16, c17, c18 = st.columns(4)  # training against the source: 0 is off
+    adversary = c15.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
+                                 step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
+    amplitude = c16.number_input("Amplitude mix (share)", min_value=0.0, max_value=1.0, value=D.amplitude_mix, step=0.1,
                                  key="train_amplitude", help=tip("amplitude_mix", "Classifier only. "))
-    randconv = c18.number_input("Random conv (share)", min_value=0.0, max_value=1.0, value=D.random_conv,
+    randconv = c17.number_input("Random conv (share)", min_value=0.0, max_value=1.0, value=D.random_conv,
                                 step=0.1, key="train_randconv", help=tip("random_conv", "Classifier only. "))
-    data = c15.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
+    source_mix = c18.number_input("Source mix (share)", min_value=0.0, max_value=1.0, value=D.source_mix, step=0.1,
+                                  key="train_source_mix", help=tip("source_mix", "Classifier only. "))
+    data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
@@ -84,7 +85,7 @@ if submitted:
     config = TrainConfig(target=target, model=model, epochs=int(epochs), batch_size=int(batch_size), lr=float(lr),
                          image_size=int(image_size) or None, fit=fit, equalize=equalize, seed=int(seed),
                          covid_sensitivity=float(sensitivity), augment=bool(augment), augmentation=augmentation,
-                         amplitude_mix=float(amplitude), random_conv=float(randconv),
+                         amplitude_mix=float(amplitude), random_conv=float(randconv), source_mix=float(source_mix),
                          pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, source_adversary=float(adversary),
                          holdout_source=holdout.strip(), limit=int(limit) or None)
@@ -98,53 +99,4 @@ if submitted:
         st.success(f"Started run `{job.run_id}` (process {job.pid}).", icon=":material/rocket_launch:")
 
 
-def show_job(job: jobs.Job) -> None:
-    status = job.status
-    title = f"`{job.run_id}` - {job.task}, {job.state}"
-    with st.expander(title, expanded=job.active, icon=ui.STATE_ICONS.get(job.state, ui.STATE_ICONS["unknown"])):
-        if job.config:
-            st.caption(job.settings_text())
-        if job.active:
-            st.progress(job.progress, text=job.progress_text())
-            if st.button("Cancel", key=f"cancel_{job.run_id}", icon=":material/stop:"):
-                if jobs.cancel(job):
-                    st.toast(f"Stopping {job.run_id}; it finishes the current step and evaluates what it has.")
-        if job.state == "failed" and status.get("error"):
-            st.error(status["error"])
-        if job.state == "stopped":
-            resumable = (job.path / "last.pt").is_file()
-            st.warning("Its process is gone (killed or the machine restarted) although it never reported an end. "
-                       + (f"Resume it with `python train.py --resume {job.path}`." if resumable else
-                          "No epoch had finished, so there is nothing to resume: start it again."))
-        rows = RunDir(job.path).metrics()
-        if rows:
-            st.plotly_chart(training_curves(rows), key=f"curves_{job.run_id}_{len(rows)}", config={"displayModeBar": False})
-        result = RunDir(job.path).read_json("result.json") or {}
-        test = (result.get("metrics") or {}).get("test")
-        if test:
-            m = st.columns(4)
-            m[0].metric("TEST accuracy", ui.pct(test.get("accuracy")))
-            m[1].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
-            thr = result.get("threshold") or {}
-            m[2].metric("TEST sensitivity (COVID)", ui.pct((thr.get("test") or {}).get("sensitivity")))
-            m[3].metric("TEST specificity (COVID)", ui.pct((thr.get("test") or {}).get("specificity")))
-            if job.state == "finished" and job.task == "classify":
-                st.caption("This model is now selectable on the **Diagnose** page.")
-        log = jobs.tail_log(job, 30)
-        if log:
-            with st.expander("Log (last 30 lines)", expanded=job.active):
-                st.code(log, language=None)
-
-
-@st.fragment(run_every=2)
-def runs_panel() -> None:
-    all_jobs = jobs.list_jobs()
-    st.subheader(f"Runs ({len(all_jobs)})")
-    if not all_jobs:
-        st.caption("No runs yet. Fill in the form above to start one.")
-    for job in all_jobs[:30]:
-        show_job(job)
-    st.caption(f"Updated {time.strftime('%H:%M:%S')}")
-
-
-runs_panel()
+run_panel.runs_panel()

@@ -1,0 +1,62 @@
+"""The Train page's list of runs: each run's settings, progress, curves, TEST figures and log, refreshed live."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+import ui
+from covid_core import jobs
+from covid_core.model_charts import training_curves
+from covid_core.runs import RunDir
+
+
+def show_job(job: jobs.Job) -> None:
+    status = job.status
+    title = f"`{job.run_id}` - {job.task}, {job.state}"
+    with st.expander(title, expanded=job.active, icon=ui.STATE_ICONS.get(job.state, ui.STATE_ICONS["unknown"])):
+        if job.config:
+            st.caption(job.settings_text())
+        if job.active:
+            st.progress(job.progress, text=job.progress_text())
+            if st.button("Cancel", key=f"cancel_{job.run_id}", icon=":material/stop:"):
+                if jobs.cancel(job):
+                    st.toast(f"Stopping {job.run_id}; it finishes the current step and evaluates what it has.")
+        if job.state == "failed" and status.get("error"):
+            st.error(status["error"])
+        if job.state == "stopped":
+            resumable = (job.path / "last.pt").is_file()
+            st.warning("Its process is gone (killed or the machine restarted) although it never reported an end. "
+                       + (f"Resume it with `python train.py --resume {job.path}`." if resumable else
+                          "No epoch had finished, so there is nothing to resume: start it again."))
+        rows = RunDir(job.path).metrics()
+        if rows:
+            st.plotly_chart(training_curves(rows), key=f"curves_{job.run_id}_{len(rows)}", config={"displayModeBar": False})
+        result = RunDir(job.path).read_json("result.json") or {}
+        test = (result.get("metrics") or {}).get("test")
+        if test:
+            m = st.columns(4)
+            m[0].metric("TEST accuracy", ui.pct(test.get("accuracy")))
+            m[1].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
+            thr = result.get("threshold") or {}
+            m[2].metric("TEST sensitivity (COVID)", ui.pct((thr.get("test") or {}).get("sensitivity")))
+            m[3].metric("TEST specificity (COVID)", ui.pct((thr.get("test") or {}).get("specificity")))
+            if job.state == "finished" and job.task == "classify":
+                st.caption("This model is now selectable on the **Diagnose** page.")
+        log = jobs.tail_log(job, 30)
+        if log:
+            with st.expander("Log (last 30 lines)", expanded=job.active):
+                st.code(log, language=None)
+
+
+@st.fragment(run_every=2)
+def runs_panel() -> None:
+    all_jobs = jobs.list_jobs()
+    st.subheader(f"Runs ({len(all_jobs)})")
+    if not all_jobs:
+        st.caption("No runs yet. Fill in the form above to start one.")
+    for job in all_jobs[:30]:
+        show_job(job)
+    st.caption(f"Updated {time.strftime('%H:%M:%S')}")
+
