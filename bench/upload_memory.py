@@ -6,10 +6,12 @@ in headless Chromium and uploads, as one batch each:
   films    20 ordinary 512x512 PNG films (the baseline, same server, same session),
   hostile  20 hostile files: 10 deflate-compressed DICOMs of 7000x8500 16-bit zeros (about 116 KB each,
            119 MB inflated), 5 JPEG 2000 DICOMs that declare 8000x7000 pixels, 5 PNGs of 7000x8500 zeros.
+  inside   10 JPEG 2000 DICOMs of about 1 KB whose header says 512x512 but whose codestream holds 12000x12000
+           zeros (the decoder allocates what the codestream says).
 
 For each batch it waits for the results table, counts the files scored and refused, and prints the server's
 peak resident memory (the process tree, sampled every 100 ms) and the ratio to the baseline batch.
-Goal: under 3 GB, with every file refused or scored.
+Goal for each hostile batch: under 3 GB, with every file refused or scored.
 
     python bench/upload_memory.py [--timeout 300]
 """
@@ -77,6 +79,15 @@ def hostile_files() -> list[dict]:
     return files
 
 
+def codestream_files() -> list[dict]:
+    import openjpeg
+    from pydicom.uid import JPEG2000Lossless
+
+    stream = openjpeg.encode(np.zeros((12000, 12000), np.uint16), bits_stored=12)
+    return [{"name": f"inside{i}.dcm", "mimeType": "application/dicom",
+             "buffer": _dicom((512, 512), JPEG2000Lossless, f"Inside^{i}", encapsulated=stream)} for i in range(10)]
+
+
 def upload_batch(page, url: str, files: list[dict], timeout_s: float) -> dict:
     page.goto(url, timeout=timeout_s * 1000)
     upload = page.locator('input[type="file"]').first
@@ -99,9 +110,11 @@ def main() -> int:
     args = ap.parse_args()
     films = [{"name": f"film{i}.png", "mimeType": "image/png", "buffer": xray_png(i)} for i in range(20)]
     made = time.perf_counter()
-    hostile = hostile_files()
-    print(f"hostile batch: {len(hostile)} files, {sum(len(f['buffer']) for f in hostile) / 1024:.0f} KB in all "
-          f"(made in {time.perf_counter() - made:.1f} s)")
+    batches = {"films": films, "hostile": hostile_files(), "inside": codestream_files()}
+    for name in ("hostile", "inside"):
+        print(f"{name} batch: {len(batches[name])} files, {sum(len(f['buffer']) for f in batches[name]) / 1024:.0f} "
+              f"KB in all")
+    print(f"(made in {time.perf_counter() - made:.1f} s)")
 
     results = {}
     with serving_app(app_root=Path(args.app_root)) as (url, pid), sync_playwright() as pw:
@@ -111,7 +124,7 @@ def main() -> int:
                                            "--disable-background-networking", "--disable-component-update",
                                            "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
-        for name, batch in (("films", films), ("hostile", hostile)):
+        for name, batch in batches.items():
             watch = MemoryWatch(pid)
             watch.start()
             try:
@@ -126,10 +139,12 @@ def main() -> int:
     for name, r in results.items():
         print(f"{name:>8}: {r['scored']} scored, {r['refused']} refused in {r['seconds']:.1f} s; server peak "
               f"{r['peak_mb']:.0f} MB, after the batch {r['end_mb']:.0f} MB")
-    ratio = results["hostile"]["peak_mb"] / max(results["films"]["peak_mb"], 1)
-    ok = results["hostile"]["peak_mb"] < 3072 and results["hostile"]["refused"] + results["hostile"]["scored"] == 20
-    print(f"hostile / films peak memory: {ratio:.2f}x; goal under 3 GB with every file refused or scored: "
-          f"{'met' if ok else 'NOT met'}")
+    for name in ("hostile", "inside"):
+        r = results[name]
+        ratio = r["peak_mb"] / max(results["films"]["peak_mb"], 1)
+        ok = r["peak_mb"] < 3072 and r["refused"] + r["scored"] == len(batches[name])
+        print(f"{name} / films peak memory: {ratio:.2f}x; goal under 3 GB with every file refused or scored: "
+              f"{'met' if ok else 'NOT met'}")
     return 0
 
 

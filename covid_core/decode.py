@@ -208,6 +208,77 @@ def _decode_dicom(data: bytes) -> DecodedImage:
         ) from exc
 
 
+def _codestream_parameters(syntax, frame: bytes) -> dict | None:
+    """The compressed frame's own rows, columns and components as its codestream header states them (read by the
+    decoder plugins without decoding), or None for a compression whose decoder sizes its output from the DICOM
+    header (RLE) or one not known here (its decode then fails on its own)."""
+    from pydicom import uid
+
+    if syntax in (uid.JPEG2000, uid.JPEG2000Lossless, uid.HTJ2K, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL):
+        import openjpeg
+
+        return openjpeg.get_parameters(frame)
+    if syntax in (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1,
+                  uid.JPEGLSLossless, uid.JPEGLSNearLossless):
+        import libjpeg
+
+        return libjpeg.get_parameters(frame)
+    return None
+
+
+def _check_codestream(ds, rows: int, cols: int, samples: int) -> None:
+    """Refuse a compressed film whose codestream states another size than its header before it is decoded.
+
+    The memory caps read the DICOM header, but a JPEG 2000 or JPEG decoder allocates what the codestream inside
+    says: a 1 KB file whose header says 64x64 can hold a 12000x12000 codestream and take a gigabyte to decode.
+    """
+    from pydicom.encaps import get_frame
+
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not syntax.is_encapsulated or "PixelData" not in ds:
+        return
+    try:
+        frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+        found = _codestream_parameters(syntax, frame)
+    except ImportError as exc:
+        raise InvalidImageError(f"DICOM pixel data is compressed as {syntax.name}, and no decoder for it is "
+                                "installed here. Re-export it uncompressed") from exc
+    except Exception as exc:  # the plugins raise RuntimeError or ValueError for a header they cannot parse
+        reason = _OBJECT_REPR.sub("the data", _first_line(exc))
+        raise InvalidImageError(f"DICOM compressed pixel data is damaged ({reason}); export it again") from exc
+    if found is None:
+        return
+    width, height = int(found.get("columns", 0)), int(found.get("rows", 0))
+    components = int(found.get("nr_components", found.get("samples_per_pixel", samples)))  # libjpeg's, openjpeg's
+    if (width, height) != (cols, rows):
+        mismatch = f"is {width}x{height} px inside, but its header says {cols}x{rows} px"
+    elif components != samples:
+        mismatch = f"has {components} colour components inside, but its header says {samples}"
+    else:
+        return
+    raise InvalidImageError(f"DICOM compressed pixel data {mismatch}: refused before decoding (such a file can take "
+                            "far more memory than its header admits); export it again")
+
+
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # "<_io.BytesIO object at 0x7f...>" says nothing
+
+
+def _pixel_failure_advice(syntax) -> str:
+    """What to do about pixel data that did not decode: it depends on whether it is compressed and whether a
+    decoder for its compression is installed (pydicom's plugins: pylibjpeg, pylibjpeg-libjpeg, -openjpeg)."""
+    from pydicom.pixels import get_decoder
+
+    if syntax is None or not getattr(syntax, "is_compressed", False):
+        return "The pixel data is shorter than or unlike what the header says: the file is damaged; export it again"
+    try:
+        available = get_decoder(syntax).is_available
+    except (NotImplementedError, ValueError):  # e.g. MPEG video syntaxes: pydicom has no decoder at all
+        available = False
+    if available:
+        return "The compressed pixel data is damaged or unlike what the header says; export it again"
+    return "No decoder for that compression is installed here. Re-export it uncompressed (or as JPEG 2000 or JPEG)"
+
+
 def _dicom_image(ds) -> DecodedImage:
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
@@ -226,15 +297,14 @@ def _dicom_image(ds) -> DecodedImage:
     bits = int(ds.get("BitsAllocated", 16) or 16)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
     _check_memory(cols, rows, max(1, -(-bits // 8)) * max(samples, 1))
+    _check_codestream(ds, rows, cols, samples)
     try:
         arr = ds.pixel_array
     except Exception as exc:
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        syntax_name = getattr(syntax, "name", str(syntax))
         raise InvalidImageError(
-            f"DICOM pixel data could not be decoded (transfer syntax: {syntax_name}): {_first_line(exc)}. "
-            "Re-export it uncompressed, or install a decoder plugin for that compression "
-            "(e.g. pylibjpeg, pylibjpeg-openjpeg)"
+            f"DICOM pixel data could not be decoded (transfer syntax: {getattr(syntax, 'name', str(syntax))}): "
+            f"{_OBJECT_REPR.sub('the data', _first_line(exc))}. {_pixel_failure_advice(syntax)}"
         ) from exc
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     notes = []

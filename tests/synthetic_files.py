@@ -107,3 +107,44 @@ def tiny_classifier(folder: Path, image_size: int = 64, seed: int = 0, target: s
     atomic_save(classifier_checkpoint(model, model_name="cnn", target=target, classes=classes,
                                       preprocess=PreprocessConfig(image_size=image_size)), path)
     return load_classifier(path)
+
+
+def lossless_jpeg(pixels: np.ndarray, precision: int = 12) -> bytes:
+    """A lossless JPEG (ITU T.81 process 14, first-order prediction: DICOM's JPEG Lossless SV1, the usual
+    compression of CR and DX films) of uint16 HxW ``pixels``, for decoding tests. One Huffman table gives every
+    difference category (0-16) a 5-bit code; no restart intervals."""
+    pixels = np.asarray(pixels, np.int64)
+    h, w = pixels.shape
+
+    def segment(marker: int, payload: bytes) -> bytes:
+        return struct.pack(">HH", marker, len(payload) + 2) + payload
+
+    bits, value, out = 0, 0, bytearray()
+
+    def put(code: int, length: int) -> None:
+        nonlocal bits, value
+        value, bits = (value << length) | (code & ((1 << length) - 1)), bits + length
+        while bits >= 8:
+            byte = (value >> (bits - 8)) & 0xFF
+            out.append(byte)
+            if byte == 0xFF:
+                out.append(0)  # byte stuffing
+            bits -= 8
+
+    for y in range(h):
+        for x in range(w):
+            if x == 0:
+                predicted = pixels[y - 1, 0] if y else 1 << (precision - 1)
+            else:
+                predicted = pixels[y, x - 1]
+            diff = (int(pixels[y, x] - predicted) + 32768) % 65536 - 32768
+            category = 0 if diff == 0 else min(abs(diff).bit_length(), 16)
+            put(category, 5)  # symbol k has the canonical 5-bit code k
+            if 0 < category < 16:
+                put(diff if diff > 0 else diff - 1, category)
+    if bits:
+        put(0x7F, 8 - bits)  # pad with ones
+    huffman = bytes([0x00]) + bytes([0, 0, 0, 0, 17] + [0] * 11) + bytes(range(17))
+    return (b"\xff\xd8" + segment(0xFFC4, huffman)
+            + segment(0xFFC3, struct.pack(">BHHB", precision, h, w, 1) + bytes([1, 0x11, 0]))
+            + segment(0xFFDA, bytes([1, 1, 0x00, 1, 0, 0])) + bytes(out) + b"\xff\xd9")

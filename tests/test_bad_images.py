@@ -14,7 +14,7 @@ from covid_core.decode import decode_image
 from covid_core.errors import InvalidImageError
 from covid_core.case import open_cases
 from covid_core.inference import predict
-from synthetic_files import (dicom_bytes, dicom_gradient, encode, gradient, png_bomb, png_claiming,
+from synthetic_files import (dicom_bytes, dicom_gradient, encode, gradient, lossless_jpeg, png_bomb, png_claiming,
                              tiny_classifier)
 
 GRAY = gradient(64)
@@ -28,7 +28,7 @@ def _undecodable_syntax() -> str:
     for syntax in (uid.JPEGLSLossless, uid.HTJ2KLossless, uid.JPEGLossless, uid.JPEGExtended12Bit):
         if not get_decoder(syntax).is_available:
             return syntax
-    pytest.skip("every compressed DICOM syntax we know has a decoder installed here")
+    return uid.MPEG2MPML  # video: pydicom has no decoder for it at all
 
 
 def _float_tiff(bad_value: float) -> bytes:
@@ -168,3 +168,25 @@ def test_blank_image_decodes_but_is_never_classified(tmp_path):
         predict(classifier, decode_image(blank, "blank.png"))
     good, bad = open_cases([encode(GRAY, "PNG"), blank], ["good.png", "blank.png"], classifier)
     assert good.prediction is not None and bad.prediction is None and "blank" in bad.error
+
+
+def test_compressed_dicoms_as_pacs_export_them_decode_like_their_uncompressed_twin():
+    """JPEG Lossless (process 14, first-order prediction: the usual compression of CR and DX films), JPEG 2000
+    lossless and RLE decode to the same film as the same pixels stored uncompressed."""
+    import io
+
+    import openjpeg
+    import pydicom
+    from pydicom import uid
+
+    raw = (gradient(64).astype(np.uint16) * 16) + np.random.default_rng(0).integers(0, 15, (64, 64)).astype(np.uint16)
+    plain = decode_image(dicom_bytes(raw), "plain.dcm").pixels
+    for syntax, stream in ((uid.JPEGLosslessSV1, lossless_jpeg(raw, precision=12)),
+                           (uid.JPEG2000Lossless, openjpeg.encode(raw, bits_stored=12))):
+        image = decode_image(dicom_bytes(raw, transfer_syntax=syntax, encapsulated=stream), "packed.dcm")
+        assert np.array_equal(image.pixels, plain), syntax.name
+    rle = pydicom.dcmread(io.BytesIO(dicom_bytes(raw)))
+    rle.compress(uid.RLELossless)  # pydicom's own encoder
+    buf = io.BytesIO()
+    rle.save_as(buf)
+    assert np.array_equal(decode_image(buf.getvalue(), "rle.dcm").pixels, plain)

@@ -42,6 +42,26 @@ def test_a_deflated_dicom_bomb_is_refused_without_inflating_it(deflated_bomb):
     assert peak < 40 * 2**20, f"decoding the refused file allocated {peak / 2**20:.0f} MB"  # was about 1 GB
 
 
+def test_a_compressed_dicom_whose_codestream_is_larger_than_its_header_is_refused_before_decoding():
+    """1 KB on disk: a 64x64 header around a JPEG 2000 codestream of 6000x6000 zeros. The decoder allocates what
+    the codestream says (a 12000x12000 one took 1.2 GB), so the size is checked against the header first."""
+    import openjpeg
+    from pydicom.uid import JPEG2000Lossless
+
+    stream = openjpeg.encode(np.zeros((6000, 6000), np.uint16), bits_stored=12)
+    data = dicom_bytes(np.zeros((64, 64), np.uint16), transfer_syntax=JPEG2000Lossless, encapsulated=stream)
+    assert len(data) < 5000
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidImageError, match="is 6000x6000 px inside, but its header says 64x64 px: refused "
+                                                    "before decoding"):
+            decode_image(data, "small.dcm")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 * 2**20, f"decoding the refused file allocated {peak / 2**20:.0f} MB"
+
+
 def test_a_small_deflated_dicom_still_decodes():
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
