@@ -11,7 +11,7 @@ import io
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .datasets import IMAGE_EXTENSIONS
+from .datasets import DICOM_PREAMBLE, IMAGE_EXTENSIONS, has_dicom_magic
 from .errors import DatasetError
 
 MAX_FILES = 5000
@@ -51,7 +51,9 @@ def extract_labelled_zip(data: bytes, dest: str | Path, max_files: int = MAX_FIL
             skipped.append(f"{member.filename}: a link; skipped")
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            continue  # notes, CSVs of other tools, .DS_Store...
+            with archive.open(member) as src:
+                if not has_dicom_magic(src.read(DICOM_PREAMBLE)):
+                    continue  # notes, CSVs of other tools, .DS_Store...; a DICOM named IM000001 is kept
         target = dest.joinpath(*path.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         with archive.open(member) as src, open(target, "wb") as out:

@@ -44,6 +44,26 @@ from .targets import check_target, class_names, map_finding
 
 LAYOUTS = ("auto", "coronahack", "folders", "covidx")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
+DICOM_PREAMBLE = 132  # bytes: a 128-byte preamble, then "DICM"
+
+
+def has_dicom_magic(head: bytes) -> bool:
+    """Whether a file's first DICOM_PREAMBLE bytes mark a DICOM Part 10 file."""
+    return head[128:DICOM_PREAMBLE] == b"DICM"
+
+
+def is_image_file(path: Path) -> bool:
+    """A file the decoder reads: one with an image extension, or a DICOM file without one (PACS exports often name
+    films IM000001 or by their instance UID), known by its "DICM" mark."""
+    if not path.is_file():
+        return False
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        return True
+    try:
+        with open(path, "rb") as f:
+            return has_dicom_magic(f.read(DICOM_PREAMBLE))
+    except OSError:
+        return False
 CORONAHACK_CSV = "Chest_Xray_Corona_Metadata.csv"
 CORONAHACK_COLUMNS = ("X_ray_image_name", "Label", "Dataset_type")
 MAX_LISTED = 5
@@ -253,7 +273,7 @@ def _read_folders(root: Path) -> pd.DataFrame:
                 unknown.append(f"{split}/{class_dir.name}")
                 continue
             for f in sorted(class_dir.iterdir()):
-                if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file():
+                if is_image_file(f):
                     path = safe_path(root, f"{class_dir.name}/{f.name}", split_dir)
                     rows.append({"row": len(rows) + 1, "filename": f"{class_dir.name}/{f.name}", "split": split,
                                  "finding": finding, "path": None if path is None else str(path)})

@@ -175,3 +175,16 @@ def test_real_data_counts_and_no_leaks(real_data):
     table = split_validation(ds.for_target("3class"), 0.15, seed=0)
     assert not set(table[table.split == "val"].patient) & set(table[table.split == "train"].patient)
     assert not find_duplicates(ds).cross_split.any()
+
+
+def test_dicom_files_without_an_extension_are_read_from_class_folders(tmp_path):
+    """PACS exports often name films IM000001 or by their instance UID; a note beside them is not a film."""
+    from synthetic_files import dicom_gradient
+
+    for cls, name in (("normal", "IM000001"), ("covid19", "1.2.840.99.1.5")):
+        (tmp_path / cls).mkdir()
+        (tmp_path / cls / name).write_bytes(dicom_gradient(64))
+    (tmp_path / "normal" / "README").write_text("exported 2026-12-01")
+    table = load_dataset(tmp_path).table
+    assert sorted(zip(table["filename"], table["finding"])) == [("1.2.840.99.1.5", "covid19"),
+                                                                ("IM000001", "normal")]

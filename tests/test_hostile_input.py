@@ -300,3 +300,6 @@ def test_a_zip_of_labelled_films_is_unpacked_inside_its_folder_and_within_its_ca
         extract_labelled_zip(_zip({f"normal/{i}.png": film for i in range(3)}), tmp_path / "many", max_files=2)
     with pytest.raises(DatasetError, match="not a zip archive"):
         extract_labelled_zip(b"%PDF-1.4", tmp_path / "pdf")
+    root, _ = extract_labelled_zip(_zip({"normal/IM000001": dicom_bytes(np.zeros((64, 64), np.uint16)),
+                                         "normal/notes": b"exported by the PACS"}), tmp_path / "pacs")
+    assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["IM000001"]  # the DICOM, known by its mark

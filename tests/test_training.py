@@ -174,6 +174,25 @@ def test_predict_tells_files_that_share_a_name_apart(tiny_checkpoint, tmp_path):
     assert names == ["covid/1.png", "2.png", "normal/1.png", "normal/deep/1.png", "alone.png"]
 
 
+def test_predict_reads_dicoms_without_an_extension_and_names_the_files_it_skips(tiny_checkpoint, tmp_path):
+    import csv
+
+    from synthetic_files import dicom_gradient
+
+    folder = tmp_path / "export"
+    folder.mkdir()
+    (folder / "IM000001").write_bytes(dicom_gradient(64))
+    (folder / "film.gif").write_bytes(b"GIF89a" + bytes(32))
+    (folder / "notes.txt").write_text("exported 2026-12-01")
+    (folder / ".DS_Store").write_bytes(b"\0" * 8)
+    out = tmp_path / "p.csv"
+    r = _cli("-m", "covid_core", "predict", "--model", str(tiny_checkpoint), str(folder), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert [row["filename"] for row in csv.DictReader(out.open())] == ["IM000001"]
+    assert "skipped 2 file(s) in the given folders that are not images" in r.stderr
+    assert "film.gif, notes.txt" in r.stderr and ".DS_Store" not in r.stderr
+
+
 def test_evaluate_on_a_set_missing_a_class_gives_nulls(folder_dataset, tmp_path, tiny_checkpoint):
     import shutil
 

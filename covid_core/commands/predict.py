@@ -30,22 +30,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="full: all probabilities; submission: filename,label with positive/negative")
 
 
-def _expand(paths: list[str]) -> list[tuple[Path, str]]:
+def _expand(paths: list[str]) -> tuple[list[tuple[Path, str]], list[str]]:
     """(file, name in the CSV) for every image: its file name, as the CSV has always had it; where two files
-    share a file name (``covid/1.png`` and ``normal/1.png`` in one folder), their path inside the folder given."""
+    share a file name (``covid/1.png`` and ``normal/1.png`` in one folder), their path inside the folder given.
+    Also the files in the given folders that are not images (their paths inside the folder), to be named."""
     from collections import Counter
 
-    from ..datasets import IMAGE_EXTENSIONS
+    from ..datasets import is_image_file
 
-    files = []
+    files, others = [], []
     for p in map(Path, paths):
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-            files.extend((f, f.relative_to(p).as_posix()) for f in found)
+            for f in sorted(f for f in p.rglob("*") if f.is_file()):
+                if is_image_file(f):
+                    files.append((f, f.relative_to(p).as_posix()))
+                elif not f.name.startswith("."):  # .DS_Store and the like go unmentioned
+                    others.append(f.relative_to(p).as_posix())
         else:
             files.append((p, p.name))
     shared = {name for name, n in Counter(f.name for f, _ in files).items() if n > 1}
-    return [(f, inside if f.name in shared else f.name) for f, inside in files]
+    return [(f, inside if f.name in shared else f.name) for f, inside in files], others
 
 
 class _SafeWriter:
@@ -67,7 +71,10 @@ def main(args: argparse.Namespace) -> int:
     from ..inference import verdict_needs_site
 
     clf = load_classifier_at_site(args.model, site=args.site, verdicts_unvalidated=args.unvalidated)
-    files = _expand(args.paths)
+    files, others = _expand(args.paths)
+    if others:
+        print(f"skipped {len(others)} file(s) in the given folders that are not images (PNG, JPEG, TIFF, BMP or "
+              f"DICOM): {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}", file=sys.stderr)
     if not files:
         raise ConfigError("no image files found in the given paths")
     if args.format == "submission" and clf.threshold.get("class") is None:
