@@ -44,6 +44,18 @@ from .targets import check_target, class_names, map_finding
 
 LAYOUTS = ("auto", "coronahack", "folders", "covidx")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
+CORONAHACK_CSV = "Chest_Xray_Corona_Metadata.csv"
+CORONAHACK_COLUMNS = ("X_ray_image_name", "Label", "Dataset_type")
+MAX_LISTED = 5
+
+FOLDER_ALIASES = {
+    "normal": "normal", "healthy": "normal", "no_finding": "normal", "nofinding": "normal",
+    "pneumonia": "pneumonia", "pnemonia": "pneumonia", "bacteria": "pneumonia", "bacterial": "pneumonia",
+    "virus": "pneumonia", "viral": "pneumonia", "other_pneumonia": "pneumonia",
+    "covid": "covid19", "covid19": "covid19", "covid-19": "covid19", "covid_19": "covid19",
+    "positive": "covid19", "negative": "noncovid",
+}
+
 DICOM_PREAMBLE = 132  # bytes: a 128-byte preamble, then "DICM"
 
 
@@ -64,17 +76,6 @@ def is_image_file(path: Path) -> bool:
             return has_dicom_magic(f.read(DICOM_PREAMBLE))
     except OSError:
         return False
-CORONAHACK_CSV = "Chest_Xray_Corona_Metadata.csv"
-CORONAHACK_COLUMNS = ("X_ray_image_name", "Label", "Dataset_type")
-MAX_LISTED = 5
-
-FOLDER_ALIASES = {
-    "normal": "normal", "healthy": "normal", "no_finding": "normal", "nofinding": "normal",
-    "pneumonia": "pneumonia", "pnemonia": "pneumonia", "bacteria": "pneumonia", "bacterial": "pneumonia",
-    "virus": "pneumonia", "viral": "pneumonia", "other_pneumonia": "pneumonia",
-    "covid": "covid19", "covid19": "covid19", "covid-19": "covid19", "covid_19": "covid19",
-    "positive": "covid19", "negative": "noncovid",
-}
 
 
 @dataclass

@@ -208,6 +208,9 @@ def _decode_dicom(data: bytes) -> DecodedImage:
         ) from exc
 
 
+_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # "<_io.BytesIO object at 0x7f...>" says nothing
+
+
 def _codestream_parameters(syntax, frame: bytes) -> dict | None:
     """The compressed frame's own rows, columns and components as its codestream header states them (read by the
     decoder plugins without decoding), or None for a compression whose decoder sizes its output from the DICOM
@@ -258,9 +261,6 @@ def _check_codestream(ds, rows: int, cols: int, samples: int) -> None:
         return
     raise InvalidImageError(f"DICOM compressed pixel data {mismatch}: refused before decoding (such a file can take "
                             "far more memory than its header admits); export it again")
-
-
-_OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # "<_io.BytesIO object at 0x7f...>" says nothing
 
 
 def _pixel_failure_advice(syntax) -> str:

@@ -105,6 +105,14 @@ def test_absurd_settings_are_refused(field, value, message):
         TrainConfig(**{"data": "x", field: value}).validate()
 
 
+@pytest.mark.parametrize("field", ["amplitude_mix", "random_conv", "source_mix"])
+def test_a_batch_mix_without_augmentation_is_refused_not_silently_dropped(field):
+    with pytest.raises(ConfigError, match="part of augmentation: turn augmentation on, or set them to 0"):
+        TrainConfig(data="x", augment=False, **{field: 0.5}).validate()
+    TrainConfig(data="x", augment=True, **{field: 0.5}).validate()
+    TrainConfig(data="x", augment=False).validate()
+
+
 def test_train_evaluate_predict_cli(folder_dataset, tmp_path):
     out = tmp_path / "model.pt"
     r = _cli("train.py", "--data", str(folder_dataset), "--model", "cnn", "--epochs", "2", "--image-size", "32",

@@ -74,6 +74,9 @@ class TrainConfig:
             (0 <= self.amplitude_mix <= 1, "amplitude mix must be a share from 0 (off) to 1"),
             (0 <= self.random_conv <= 1, "random convolution must be a share from 0 (off) to 1"),
             (0 <= self.source_mix <= 1, "source mix must be a share from 0 (off) to 1"),
+            (self.augment or not (self.amplitude_mix or self.random_conv or self.source_mix),
+             "amplitude mix, random convolution and source mix are part of augmentation: turn augmentation on, or "
+             "set them to 0"),
             (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
