@@ -193,6 +193,8 @@ def _check_rows(table: pd.DataFrame, csv_name: str) -> None:
 
 
 def _patient_from_name(name: str) -> str:
+    if "/" in name:  # films in a folder inside their class folder: one patient's (or one series') folder
+        return "folder-" + name.split("/", 1)[0]
     stem = Path(name).stem
     for pattern in (r"^(person\d+)_", r"^((?:NORMAL\d?-)?IM-\d+)-", r"^(\d{8})_\d{3}$"):
         m = re.match(pattern, stem)
@@ -201,8 +203,29 @@ def _patient_from_name(name: str) -> str:
     return stem
 
 
+def _dicom_patient(path) -> str | None:
+    """A DICOM file's PatientID, hashed (the ID itself is never kept), or None without one or for another file."""
+    if not isinstance(path, str) or path.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
+        return None
+    try:
+        with open(path, "rb") as f:
+            if not (has_dicom_magic(f.read(DICOM_PREAMBLE)) or path.lower().endswith((".dcm", ".dicom"))):
+                return None
+        import pydicom
+
+        found = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"], force=True)
+                    .get("PatientID", "") or "").strip()
+    except Exception:  # a damaged header: the file is refused, with its reason, when it is decoded
+        return None
+    return "dicom-" + hashlib.sha256(found.encode()).hexdigest()[:16] if found else None
+
+
 def _attach_provenance(table: pd.DataFrame, metadata_dir: Path) -> pd.DataFrame:
-    table["patient"] = [_patient_from_name(f) for f in table["filename"]]
+    """Each film's patient and source: from provenance.csv where it names the film; else the patient from a DICOM
+    header's PatientID (several films of one patient are then grouped, as validation splits and intervals need),
+    else from the folder that holds the film inside its class folder, else from the file name."""
+    table["patient"] = [_dicom_patient(path) or _patient_from_name(f)
+                        for f, path in zip(table["filename"], table["path"])]
     table["source"] = "unknown"
     prov = metadata_dir / "provenance.csv"
     if prov.is_file():
@@ -273,10 +296,11 @@ def _read_folders(root: Path) -> pd.DataFrame:
             if finding is None:
                 unknown.append(f"{split}/{class_dir.name}")
                 continue
-            for f in sorted(class_dir.iterdir()):
+            for f in sorted(class_dir.rglob("*")):  # a class folder may hold one folder per patient or series
                 if is_image_file(f):
-                    path = safe_path(root, f"{class_dir.name}/{f.name}", split_dir)
-                    rows.append({"row": len(rows) + 1, "filename": f"{class_dir.name}/{f.name}", "split": split,
+                    inside = f"{class_dir.name}/{f.relative_to(class_dir).as_posix()}"
+                    path = safe_path(root, inside, split_dir)
+                    rows.append({"row": len(rows) + 1, "filename": inside, "split": split,
                                  "finding": finding, "path": None if path is None else str(path)})
     if unknown:
         raise DatasetError(
@@ -285,7 +309,7 @@ def _read_folders(root: Path) -> pd.DataFrame:
         )
     table = pd.DataFrame(rows, columns=["row", "filename", "split", "finding", "path"])
     _check_rows(table, "the folder tree")
-    table["filename"] = [Path(f).name for f in table["filename"]]
+    table["filename"] = [f.split("/", 1)[1] for f in table["filename"]]  # the path inside its class folder
     return _attach_provenance(table, root)
 
 

@@ -273,7 +273,8 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     report = {"format": SITE_FORMAT, "site": clean_site_name(name or Path(folder).name),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "checkpoint": {"file": Path(classifier.path).name, "sha256": file_sha256(classifier.path)},
-              "counts": counts, "films_used": int(len(table)), "problems": films["problems"],
+              "counts": counts, "films_used": int(len(table)), "patients": int(len(set(patients))),
+              "problems": films["problems"],
               "target_sensitivity": target_sensitivity, "adapted": [], "skipped": [], "parameters": {}}
     if len(counts) < 2 or not y.any() or y.all():
         report["skipped"].append("every step: the films hold one class only; both COVID-19 and non-COVID films "

@@ -50,6 +50,13 @@ POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many ver
 SWAPPED_AUC = 0.25  # a shipped AUC this far below chance on labelled films: the labels are probably swapped
 
 
+def films_used_text(report: dict) -> str:
+    """ "120 films of 97 patients": the films a validation used and the patients they come from (told apart by
+    provenance.csv, a DICOM header's PatientID or the folder inside a class folder; else each file is one)."""
+    films, patients = report.get("films_used"), report.get("patients")
+    return f"{films} films" + (f" of {patients} patients" if isinstance(patients, int) and patients > 0 else "")
+
+
 def poor_site_warning(report: dict) -> str:
     """A warning in words when the model, even after adaptation, does poorly on the site's own films (AUC below
     POOR_AUC, or sensitivity and specificity averaging below POOR_BALANCED, counting the verdicts given where

@@ -188,3 +188,28 @@ def test_dicom_files_without_an_extension_are_read_from_class_folders(tmp_path):
     table = load_dataset(tmp_path).table
     assert sorted(zip(table["filename"], table["finding"])) == [("1.2.840.99.1.5", "covid19"),
                                                                 ("IM000001", "normal")]
+
+
+def test_films_in_patient_folders_are_read_and_grouped_by_patient(tmp_path):
+    """A class folder may hold one folder per patient (as PACS exports are laid out); a DICOM header's PatientID
+    groups films wherever they lie, and is never kept as it is."""
+    import numpy as np
+
+    from synthetic_files import dicom_bytes, encode, gradient
+
+    (tmp_path / "normal" / "PAT1" / "SER1").mkdir(parents=True)
+    (tmp_path / "normal" / "PAT2").mkdir(parents=True)
+    (tmp_path / "covid19").mkdir()
+    film = np.zeros((64, 64), np.uint16)
+    (tmp_path / "normal" / "PAT1" / "SER1" / "IM000001").write_bytes(dicom_bytes(film, header={"PatientID": "MRN-77"}))
+    (tmp_path / "normal" / "PAT2" / "IM000001").write_bytes(encode(gradient(64), "PNG"))
+    (tmp_path / "normal" / "PAT2" / "IM000002.png").write_bytes(encode(gradient(64), "PNG"))
+    (tmp_path / "covid19" / "a.dcm").write_bytes(dicom_bytes(film, header={"PatientID": "MRN-77"}))
+    (tmp_path / "covid19" / "b.dcm").write_bytes(dicom_bytes(film, header={"PatientID": "MRN-78"}))
+    (tmp_path / "covid19" / "c.png").write_bytes(encode(gradient(64), "PNG"))
+    table = load_dataset(tmp_path).table.set_index("filename")
+    assert sorted(table.index) == ["PAT1/SER1/IM000001", "PAT2/IM000002.png", "a.dcm", "b.dcm", "c.png"]
+    patient = table["patient"]
+    assert patient["PAT1/SER1/IM000001"] == patient["a.dcm"] != patient["b.dcm"]  # the same PatientID
+    assert "MRN-77" not in "".join(patient)
+    assert patient["PAT2/IM000002.png"] == "folder-PAT2" and patient["c.png"] == "c"

@@ -49,11 +49,11 @@ def test_validate_site_reports_before_and_after_with_intervals_and_writes_a_plai
     r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--name", "St Elsewhere")
     assert r.returncode == 0, r.stderr
     assert "before: COVID-19 sensitivity" in r.stdout and "95% CI" in r.stdout and "after:" in r.stdout
-    assert "28 films used (14 normal and 14 COVID-19 films)" in r.stdout
+    assert "28 films of 28 patients used (14 normal and 14 COVID-19 films)" in r.stdout
     assert "within +/-5 points (95% interval), label about " in r.stdout  # 14 films of each: too few to know closely
     report = json.loads(out.read_text())
     assert report["site"] == "St Elsewhere" and report["counts"] == {"normal": 14, "covid19": 14}
-    assert len(report["checkpoint"]["sha256"]) == 64 and report["films_used"] == 28
+    assert len(report["checkpoint"]["sha256"]) == 64 and report["films_used"] == 28 and report["patients"] == 28
     for when in ("before", "after"):
         f = report[when]["sensitivity"]
         assert f["value"] is not None and f["low"] <= f["value"] <= f["high"]

@@ -18,7 +18,7 @@ from covid_core.formatting import counts_text
 from covid_core.model_catalog import activate_site_file, site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
 from covid_core.site_file import MAX_NAME_CHARS
-from covid_core.site_job import ValidationJob
+from covid_core.site_job import ValidationJob, films_used_text
 from site_panel import site_figures
 
 st.title("Validate at your site")
@@ -99,7 +99,7 @@ if not saved or saved[0] != str(entry.path):
 report, films = saved[1], saved[2]
 
 
-st.subheader(f"{report['site']}: {report['films_used']} films")
+st.subheader(f"{report['site']}: {films_used_text(report)}")
 st.caption(f"By label: {counts_text(report['counts'])}. "
            + (f"{len(report['problems'])} file(s) skipped." if report["problems"] else ""))
 poor = site_figures(report, width="stretch")

@@ -45,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..formatting import counts_text
     from ..site import validate_site_with_films
-    from ..site_job import given_rates_text, poor_site_warning, predictive_values_text, sample_size_text
+    from ..site_job import (films_used_text, given_rates_text, poor_site_warning, predictive_values_text,
+                            sample_size_text)
 
     out = Path(args.out)
     if out.suffix.lower() != ".json":
@@ -56,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     report, films = validate_site_with_films(classifier, args.data, name=args.name,
                                              target_sensitivity=args.target_sensitivity, layout=args.layout,
                                              seed=args.seed)
-    print(f"site {report['site']}: {report['films_used']} films used ({counts_text(report['counts'])})")
+    print(f"site {report['site']}: {films_used_text(report)} used ({counts_text(report['counts'])})")
     for p in report["problems"]:
         print(f"  skipped {p['file']}: {p['problem']}")
     for when in ("before", "after"):
