@@ -67,7 +67,7 @@ def has_dicom_magic(head: bytes) -> bool:
 def is_image_file(path: Path) -> bool:
     """A file the decoder reads: one with an image extension, or a DICOM file without one (PACS exports often name
     films IM000001 or by their instance UID), known by its "DICM" mark."""
-    if not path.is_file():
+    if not path.is_file() or path.name.upper() == "DICOMDIR":  # a PACS export's index of its files, not a film
         return False
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return True

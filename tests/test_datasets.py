@@ -185,6 +185,7 @@ def test_dicom_files_without_an_extension_are_read_from_class_folders(tmp_path):
         (tmp_path / cls).mkdir()
         (tmp_path / cls / name).write_bytes(dicom_gradient(64))
     (tmp_path / "normal" / "README").write_text("exported 2026-12-01")
+    (tmp_path / "normal" / "DICOMDIR").write_bytes(dicom_gradient(64)[:132] + bytes(64))  # the export's index
     table = load_dataset(tmp_path).table
     assert sorted(zip(table["filename"], table["finding"])) == [("1.2.840.99.1.5", "covid19"),
                                                                 ("IM000001", "normal")]
