@@ -208,3 +208,24 @@ def test_dip_shows_progress_and_preview_and_can_be_cancelled(app_server, tmp_pat
         assert "cancelled" in done.inner_text()
         assert page.get_by_text("DIP finished", exact=False).count() == 0
         page.screenshot(path=str(ARTIFACTS / "dip-cancelled.png"), full_page=True)
+
+
+def test_a_dicom_without_an_extension_is_analysed_and_a_note_is_refused_by_its_content(app_server, tmp_path):
+    """PACS exports often name films IM000001: the uploader takes any file name, and what is not an image is
+    refused with the reason (the rest of the batch is still analysed)."""
+    from synthetic_files import dicom_gradient
+
+    film, note = tmp_path / "IM000001", tmp_path / "notes"
+    film.write_bytes(dicom_gradient(256))
+    note.write_text("exported by the PACS on 2026-12-01\n")
+    with browser_page("extensionless") as page:
+        page.goto(app_server, wait_until="domcontentloaded")
+        page.get_by_text("Research use only").first.wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files([str(film), str(note)])
+        page.get_by_text("Results for 2 files").first.wait_for(timeout=90_000)
+        page.get_by_text("could not be analysed: not a recognised image (it looks like a text file)",
+                         exact=False).first.wait_for(timeout=30_000)
+        shown = page.locator("body").inner_text()
+        page.screenshot(path=str(ARTIFACTS / "extensionless.png"), full_page=True)
+        assert "not allowed" not in shown.lower()
+        assert shown.count("could not be analysed") == 1  # the DICOM was read

@@ -29,8 +29,8 @@ NOISE_LEVELS = {  # kind: (min, max, default, step, what the level means)
 TITLES = {"dae": "Denoising autoencoder", "dip": "Deep Image Prior", "nlm": "Non-local means",
           "gaussian": "Gaussian blur", "median": "Median filter", "bm3d": "BM3D"}
 
-upload = st.file_uploader("Chest X-ray (PNG, JPEG, TIFF, BMP or DICOM)",
-                          type=["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"], key="dn_upload")
+upload = st.file_uploader("Chest X-ray (PNG, JPEG, TIFF, BMP or DICOM)", key="dn_upload",
+                          help="DICOM files need no extension; a file that is not an image is refused with the reason.")
 
 
 @st.cache_data(max_entries=8, show_spinner=False)

@@ -15,14 +15,14 @@ from covid_core.errors import CovidCoreError
 from covid_core.model_catalog import trial_reason
 from covid_core.report import prediction_row
 
-UPLOAD_TYPES = ["png", "jpg", "jpeg", "tif", "tiff", "bmp", "dcm"]
-
 st.title("Diagnose")
 ui.research_notice()
 # The uploader comes first: the page is usable at once, and the model loads only when a film arrives.
-uploads = st.file_uploader("Chest X-ray images (PNG, JPEG, TIFF, BMP or DICOM)", type=UPLOAD_TYPES,
-                           accept_multiple_files=True, key="diag_upload",
-                           help="Files stay in memory and are never written to disk.")
+# Any file name: PACS exports often name DICOM films without an extension (IM000001); a file that is not an
+# image is refused by its content, with the reason.
+uploads = st.file_uploader("Chest X-ray images (PNG, JPEG, TIFF, BMP or DICOM)", accept_multiple_files=True,
+                           key="diag_upload", help="Files stay in memory and are never written to disk. DICOM files "
+                                                   "need no extension.")
 
 entries = ui.catalog()
 classifiers = [e for e in entries if e.usable and e.kind == "classifier"]
