@@ -80,7 +80,24 @@ def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np
         draws["auc"].append(binary_auc(y[idx], score[idx]))
     for key, values in draws.items():
         out[key]["low"], out[key]["high"] = _interval(values)
+    for key, films_of_kind, rate in (("sensitivity", y, sens), ("specificity", ~y, spec)):
+        _widen_to_patients(out[key], rate, len(set(np.asarray(patients)[films_of_kind])))
     return out
+
+
+def _widen_to_patients(figure: dict, rate: float | None, n_patients: int) -> None:
+    """Widen a rate's bootstrap interval to at least the Wilson interval of the same rate counted on patients.
+
+    A bootstrap cannot draw a rate beyond what was seen: 15 of 15 COVID-19 films called positive gives an interval
+    of 100-100%, as if the next film could not be missed. Counting each patient once (as many hits as the rate
+    gives) is the cautious stand-in for films of one patient that are not independent.
+    """
+    from .metrics import proportion_interval
+
+    if rate is None or figure.get("low") is None or n_patients == 0:
+        return
+    low, high = proportion_interval(round(rate * n_patients), n_patients)
+    figure["low"], figure["high"] = min(figure["low"], low), max(figure["high"], high)
 
 
 def _folds(patients: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0):

@@ -420,3 +420,20 @@ def test_a_model_that_does_poorly_on_the_sites_films_is_named_so_before_it_is_ma
     swapped = {**report(0.95, 0.9, 0.9), "before": {"auc": {"value": 0.08}}}
     assert poor_site_warning(swapped).startswith("The shipped model's AUC on your films, 0.08, is far below chance")
     assert "labels are not swapped" in poor_site_warning(swapped)
+
+
+def test_a_perfect_rate_on_a_few_patients_gets_an_interval_that_admits_a_miss():
+    """15 of 15 COVID-19 films from 9 patients: a bootstrap alone says 100-100%; the interval is widened to the
+    Wilson interval counted on patients (9 of 9: 70-100%)."""
+    from covid_core.site import figures
+
+    y = np.array([True] * 15 + [False] * 20)
+    positive = y.copy()
+    positive[15] = True  # one false positive among 20 other films
+    patients = np.array([f"c{i % 9}" for i in range(15)] + [f"n{i}" for i in range(20)])
+    score = positive.astype(float)
+    f = figures(y, score, positive, patients)
+    assert f["sensitivity"]["value"] == 1.0
+    assert 0.69 < f["sensitivity"]["low"] < 0.71 and f["sensitivity"]["high"] == 1.0
+    assert f["specificity"]["value"] == 0.95
+    assert f["specificity"]["low"] < 0.765 and f["specificity"]["high"] > 0.95  # at least Wilson's 19 of 20: 76-99%
