@@ -208,6 +208,12 @@ def _decode_dicom(data: bytes) -> DecodedImage:
         ) from exc
 
 
+#: JPEG 2000 transfer syntaxes (pydicom.uid's JPEG2000, JPEG2000Lossless and the three HTJ2K ones), as strings so
+#: that this module imports without pydicom.
+J2K_SYNTAXES = ("1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.203",
+                "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202")
+
+
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # "<_io.BytesIO object at 0x7f...>" says nothing
 
 
@@ -217,7 +223,7 @@ def _codestream_parameters(syntax, frame: bytes) -> dict | None:
     header (RLE) or one not known here (its decode then fails on its own)."""
     from pydicom import uid
 
-    if syntax in (uid.JPEG2000, uid.JPEG2000Lossless, uid.HTJ2K, uid.HTJ2KLossless, uid.HTJ2KLosslessRPCL):
+    if syntax in J2K_SYNTAXES:
         import openjpeg
 
         return openjpeg.get_parameters(frame)
@@ -296,7 +302,11 @@ def _dicom_image(ds) -> DecodedImage:
         )
     bits = int(ds.get("BitsAllocated", 16) or 16)
     samples = int(ds.get("SamplesPerPixel", 1) or 1)
-    _check_memory(cols, rows, max(1, -(-bits // 8)) * max(samples, 1))
+    stored = max(1, -(-bits // 8)) * max(samples, 1)
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax in J2K_SYNTAXES:  # openjpeg decodes into 32-bit samples before the stored copy is made
+        stored += 4 * max(samples, 1)
+    _check_memory(cols, rows, stored)
     _check_codestream(ds, rows, cols, samples)
     try:
         arr = ds.pixel_array

@@ -86,6 +86,25 @@ def test_a_compressed_dicom_declaring_a_huge_image_is_refused_before_decompressi
         decode_image(buf.getvalue(), "huge.dcm")
 
 
+def test_a_jpeg2000_dicom_counts_the_decoders_32_bit_samples_in_its_memory_cost():
+    """5000x5000 16-bit: about 450 MB stored and in float copies, within the 512 MB cap; JPEG 2000 is decoded into
+    32-bit samples first (a 38 MB file of that size peaked at 657 MB), so the same header is refused for it."""
+    import pydicom
+    from pydicom.uid import JPEG2000Lossless
+
+    from covid_core.decode import decode_cost_bytes
+
+    assert decode_cost_bytes(5000, 5000, 2) < 512 * 2**20 < decode_cost_bytes(5000, 5000, 2 + 4)
+    data = dicom_bytes(np.zeros((64, 64), np.uint16), transfer_syntax=JPEG2000Lossless,
+                       encapsulated=b"\xff\x4f\xff\x51" + b"\0" * 64)
+    ds = pydicom.dcmread(io.BytesIO(data))
+    ds.Rows, ds.Columns = 5000, 5000
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    with pytest.raises(InvalidImageError, match="5000x5000 px; decoding it would take about 525 MB"):
+        decode_image(buf.getvalue(), "big.dcm")
+
+
 def test_a_multi_frame_tiff_is_refused_not_cut_to_its_first_frame():
     frames = [Image.fromarray(xray_array(64, seed=i)) for i in range(3)]
     buf = io.BytesIO()
