@@ -70,39 +70,34 @@ def test_a_small_deflated_dicom_still_decodes():
     assert image.pixels.shape == (96, 80) and image.pixels.max() > image.pixels.min()
 
 
-def test_a_compressed_dicom_declaring_a_huge_image_is_refused_before_decompression():
-    """56 megapixels (under the 60-megapixel bomb limit) but about 1 GB to decode: refused from the header."""
+def _jpeg2000_dicom_declaring(rows: int, cols: int) -> bytes:
+    """A JPEG 2000 DICOM whose header declares rows x cols around a 64-byte stub of a codestream."""
+    import pydicom
     from pydicom.uid import JPEG2000Lossless
 
-    data = dicom_bytes(np.zeros((8000, 7000), np.uint16)[:1, :1], transfer_syntax=JPEG2000Lossless,
+    data = dicom_bytes(np.zeros((64, 64), np.uint16), transfer_syntax=JPEG2000Lossless,
                        encapsulated=b"\xff\x4f\xff\x51" + b"\0" * 64)
-    import pydicom
-
     ds = pydicom.dcmread(io.BytesIO(data))
-    ds.Rows, ds.Columns = 8000, 7000
+    ds.Rows, ds.Columns = rows, cols
     buf = io.BytesIO()
     ds.save_as(buf)
+    return buf.getvalue()
+
+
+def test_a_compressed_dicom_declaring_a_huge_image_is_refused_before_decompression():
+    """56 megapixels (under the 60-megapixel bomb limit) but about 1 GB to decode: refused from the header."""
     with pytest.raises(InvalidImageError, match="over the limit of 512 MB"):
-        decode_image(buf.getvalue(), "huge.dcm")
+        decode_image(_jpeg2000_dicom_declaring(8000, 7000), "huge.dcm")
 
 
 def test_a_jpeg2000_dicom_counts_the_decoders_32_bit_samples_in_its_memory_cost():
     """5000x5000 16-bit: about 450 MB stored and in float copies, within the 512 MB cap; JPEG 2000 is decoded into
     32-bit samples first (a 38 MB file of that size peaked at 657 MB), so the same header is refused for it."""
-    import pydicom
-    from pydicom.uid import JPEG2000Lossless
-
     from covid_core.decode import decode_cost_bytes
 
     assert decode_cost_bytes(5000, 5000, 2) < 512 * 2**20 < decode_cost_bytes(5000, 5000, 2 + 4)
-    data = dicom_bytes(np.zeros((64, 64), np.uint16), transfer_syntax=JPEG2000Lossless,
-                       encapsulated=b"\xff\x4f\xff\x51" + b"\0" * 64)
-    ds = pydicom.dcmread(io.BytesIO(data))
-    ds.Rows, ds.Columns = 5000, 5000
-    buf = io.BytesIO()
-    ds.save_as(buf)
     with pytest.raises(InvalidImageError, match="5000x5000 px; decoding it would take about 525 MB"):
-        decode_image(buf.getvalue(), "big.dcm")
+        decode_image(_jpeg2000_dicom_declaring(5000, 5000), "big.dcm")
 
 
 def test_a_multi_frame_tiff_is_refused_not_cut_to_its_first_frame():
