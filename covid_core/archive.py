@@ -11,7 +11,8 @@ import io
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from .datasets import DICOM_PREAMBLE, IMAGE_EXTENSIONS, has_dicom_magic
+from .datasets import IMAGE_EXTENSIONS
+from .decode import DICOM_PREAMBLE, is_dicom
 from .errors import DatasetError
 
 MAX_FILES = 5000
@@ -52,7 +53,7 @@ def extract_labelled_zip(data: bytes, dest: str | Path, max_files: int = MAX_FIL
             continue
         if path.suffix.lower() not in IMAGE_EXTENSIONS:
             with archive.open(member) as src:
-                if not has_dicom_magic(src.read(DICOM_PREAMBLE)):
+                if not is_dicom(src.read(DICOM_PREAMBLE), path.name):
                     continue  # notes, CSVs of other tools, .DS_Store...; a DICOM named IM000001 is kept
         target = dest.joinpath(*path.parts)
         target.parent.mkdir(parents=True, exist_ok=True)

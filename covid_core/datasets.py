@@ -39,11 +39,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .decode import DICOM_EXTENSIONS, DICOM_PREAMBLE, is_dicom
 from .errors import ConfigError, DatasetError
 from .targets import check_target, class_names, map_finding
 
 LAYOUTS = ("auto", "coronahack", "folders", "covidx")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", *DICOM_EXTENSIONS)
 CORONAHACK_CSV = "Chest_Xray_Corona_Metadata.csv"
 CORONAHACK_COLUMNS = ("X_ray_image_name", "Label", "Dataset_type")
 MAX_LISTED = 5
@@ -56,14 +57,6 @@ FOLDER_ALIASES = {
     "positive": "covid19", "negative": "noncovid",
 }
 
-DICOM_PREAMBLE = 132  # bytes: a 128-byte preamble, then "DICM"
-
-
-def has_dicom_magic(head: bytes) -> bool:
-    """Whether a file's first DICOM_PREAMBLE bytes mark a DICOM Part 10 file."""
-    return head[128:DICOM_PREAMBLE] == b"DICM"
-
-
 def is_image_file(path: Path) -> bool:
     """A file the decoder reads: one with an image extension, or a DICOM file without one (PACS exports often name
     films IM000001 or by their instance UID), known by its "DICM" mark."""
@@ -73,7 +66,7 @@ def is_image_file(path: Path) -> bool:
         return True
     try:
         with open(path, "rb") as f:
-            return has_dicom_magic(f.read(DICOM_PREAMBLE))
+            return is_dicom(f.read(DICOM_PREAMBLE), path.name)
     except OSError:
         return False
 
@@ -205,11 +198,12 @@ def _patient_from_name(name: str) -> str:
 
 def _dicom_patient(path) -> str | None:
     """A DICOM file's PatientID, hashed (the ID itself is never kept), or None without one or for another file."""
-    if not isinstance(path, str) or path.lower().endswith((".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")):
-        return None
+    if not isinstance(path, str) or (Path(path).suffix.lower() in IMAGE_EXTENSIONS
+                                      and not path.lower().endswith(DICOM_EXTENSIONS)):
+        return None  # a PNG, JPEG...: no header to read
     try:
         with open(path, "rb") as f:
-            if not (has_dicom_magic(f.read(DICOM_PREAMBLE)) or path.lower().endswith((".dcm", ".dicom"))):
+            if not is_dicom(f.read(DICOM_PREAMBLE), path):
                 return None
         import pydicom
 

@@ -92,11 +92,16 @@ def _sniff(data: bytes) -> str | None:
 _RASTER_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"BM", b"II*\x00", b"MM\x00*", b"GIF8")
 
 
-def _is_dicom(data: bytes, name: str) -> bool:
-    """DICOM by its magic; a ``.dcm`` name counts only for preamble-less files that are no known raster."""
-    if data[128:132] == b"DICM":
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+DICOM_PREAMBLE = 132  # bytes that decide: a 128-byte preamble, then "DICM"
+
+
+def is_dicom(data: bytes, name: str) -> bool:
+    """DICOM by its magic (``data`` may be the file's first DICOM_PREAMBLE bytes); a ``.dcm`` name counts only for
+    preamble-less files that are no known raster, and a file without such a name needs the magic (IM000001)."""
+    if data[128:DICOM_PREAMBLE] == b"DICM":
         return True
-    return name.lower().endswith((".dcm", ".dicom")) and not data.startswith(_RASTER_MAGIC)
+    return name.lower().endswith(DICOM_EXTENSIONS) and not data.startswith(_RASTER_MAGIC)
 
 
 def _first_line(exc: BaseException, limit: int = 200) -> str:
@@ -235,7 +240,7 @@ def _codestream_parameters(syntax, frame: bytes) -> dict | None:
     return None
 
 
-def _check_codestream(ds, rows: int, cols: int, samples: int) -> None:
+def _check_codestream(ds, syntax, rows: int, cols: int, samples: int) -> None:
     """Refuse a compressed film whose codestream states another size than its header before it is decoded.
 
     The memory caps read the DICOM header, but a JPEG 2000 or JPEG decoder allocates what the codestream inside
@@ -243,7 +248,6 @@ def _check_codestream(ds, rows: int, cols: int, samples: int) -> None:
     """
     from pydicom.encaps import get_frame
 
-    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     if syntax is None or not syntax.is_encapsulated or "PixelData" not in ds:
         return
     try:
@@ -307,11 +311,10 @@ def _dicom_image(ds) -> DecodedImage:
     if syntax in J2K_SYNTAXES:  # openjpeg decodes into 32-bit samples before the stored copy is made
         stored += 4 * max(samples, 1)
     _check_memory(cols, rows, stored)
-    _check_codestream(ds, rows, cols, samples)
+    _check_codestream(ds, syntax, rows, cols, samples)
     try:
         arr = ds.pixel_array
     except Exception as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         raise InvalidImageError(
             f"DICOM pixel data could not be decoded (transfer syntax: {getattr(syntax, 'name', str(syntax))}): "
             f"{_OBJECT_REPR.sub('the data', _first_line(exc))}. {_pixel_failure_advice(syntax)}"
@@ -504,7 +507,7 @@ def decode_image(source: bytes | str | Path, name: str | None = None) -> Decoded
         raise InvalidImageError(
             f"file is {len(data) / 2**20:.0f} MB, over the limit of {MAX_FILE_BYTES / 2**20:.0f} MB"
         )
-    image = _decode_dicom(data) if _is_dicom(data, name) else _decode_raster(data)
+    image = _decode_dicom(data) if is_dicom(data, name) else _decode_raster(data)
     # The decoders above already check; this is the contract every caller relies on.
     if image.pixels.ndim != 2 or min(image.pixels.shape) < MIN_SIDE or not np.isfinite(image.pixels).all():
         raise InvalidImageError(
