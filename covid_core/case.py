@@ -18,7 +18,7 @@ import numpy as np
 
 from .checkpoint import Classifier
 from .decode import DecodedImage, decode_image
-from .dicom_header import not_a_frontal_chest_film
+from .dicom_header import why_no_verdict
 from .errors import CovidCoreError
 from .inference import (Prediction, check_not_blank, predict, prediction_at, score_pixels,
                         withheld_by_header)
@@ -83,9 +83,9 @@ def _decoded_for_model(source, name: str, classifier: Classifier):
 
 
 def _case(name: str, decoded: DecodedImage, prediction: Prediction, max_side: int | None, keep_image: bool) -> Case:
-    header = not_a_frontal_chest_film(decoded.dicom_info)  # a lateral DICOM, a CT slice: no verdict, said why
-    if header:
-        prediction = withheld_by_header(prediction, header)
+    kind, reason = why_no_verdict(decoded.dicom_info)  # a lateral DICOM, a CT slice, raw data: no verdict, said why
+    if kind:
+        prediction = withheld_by_header(prediction, kind, reason)
     shown = decoded if max_side is None else display_copy(decoded, max_side)
     prediction.geometry = dataclasses.replace(prediction.geometry, orig_h=shown.height, orig_w=shown.width)
     return Case(name=name, image=shown if keep_image else None, prediction=prediction,

@@ -355,7 +355,8 @@ def _dicom_image(ds) -> DecodedImage:
         notes.append("MONOCHROME1 inverted so that bone is white")
     dicom_info = {
         k: str(ds.get(k)) for k in ("Modality", "ViewPosition", "BodyPartExamined", "Manufacturer",
-                                     "PhotometricInterpretation", "BitsStored") if ds.get(k) is not None
+                                     "PhotometricInterpretation", "BitsStored", "PresentationIntentType",
+                                     "SOPClassUID") if ds.get(k) is not None
     }
     patient_info = {k: str(ds.get(k)) for k in PATIENT_FIELDS if ds.get(k) not in (None, "")}
     return DecodedImage(

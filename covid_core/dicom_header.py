@@ -1,9 +1,12 @@
 """What a DICOM header says about a film before any model looks at it.
 
-The classifiers read frontal (PA or AP) chest radiographs. A DICOM file names its view, body part and modality;
-where the header plainly says the film is something else (a lateral or oblique view, a knee, a CT slice), no
-verdict is given, whatever the familiarity score says: the shipped familiarity check was measured on rotated and
-inverted films and on non-X-ray images, never on lateral chest films, which the data set does not hold.
+The classifiers read frontal (PA or AP) chest radiographs as a reader sees them. A DICOM file names its view, body
+part and modality; where the header plainly says the film is something else (a lateral or oblique view, a knee, a
+CT slice), no verdict is given, whatever the familiarity score says: the shipped familiarity check was measured on
+rotated and inverted films and on non-X-ray images, never on lateral chest films, which the data set does not hold.
+Nor is a verdict given on a raw detector image (Presentation Intent Type "FOR PROCESSING", or a "For Processing"
+storage class): the unprocessed signal a digital X-ray unit passes to its own image processing, flat and grey,
+which no training film resembles; the processed "FOR PRESENTATION" image of the same exposure is the one to send.
 
 Only values that clearly name something else count: headers are often empty or free text ("PORTABLE AP",
 "TORAX"), and an unknown word never withholds a verdict.
@@ -24,6 +27,10 @@ CHEST_WORDS = {"CHEST", "THORAX", "LUNG", "LUNGS", "TORAX", "THORAC", "TORACE", 
 # Modalities that are not projection radiographs (CR, DX, RX, and SC or OT for scanned films, are read).
 OTHER_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OP", "SM", "ES", "IVUS", "OCT"}
 
+
+# Storage classes of raw detector images (digital X-ray, mammography, intra-oral): "... - For Processing".
+FOR_PROCESSING_CLASSES = {"1.2.840.10008.5.1.4.1.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.2.1",
+                          "1.2.840.10008.5.1.4.1.1.1.3.1"}
 
 #: How every sentence of :func:`not_a_frontal_chest_film` begins.
 NOT_FRONTAL_CHEST = "The DICOM header says this is not a frontal chest X-ray"
@@ -47,3 +54,29 @@ def not_a_frontal_chest_film(dicom_info: dict) -> str:
     else:
         return ""
     return f"{NOT_FRONTAL_CHEST} ({found}). The model reads frontal chest X-rays only, so no verdict is given."
+
+
+#: How the sentence of :func:`raw_detector_image` begins.
+RAW_DETECTOR = "The DICOM header says this is a raw detector image"
+
+
+def raw_detector_image(dicom_info: dict) -> str:
+    """A sentence for a clinician when the header says the film is the unprocessed detector signal ("FOR
+    PROCESSING"); "" otherwise."""
+    info = dicom_info or {}
+    intent = str(info.get("PresentationIntentType") or "").strip().upper()
+    if intent != "FOR PROCESSING" and str(info.get("SOPClassUID") or "").strip() not in FOR_PROCESSING_CLASSES:
+        return ""
+    return (f"{RAW_DETECTOR} (FOR PROCESSING), the unprocessed signal before the X-ray unit's own image processing, "
+            "not the film a reader sees. The model learned from processed films only, so no verdict is given: "
+            "send the FOR PRESENTATION image of the same exposure.")
+
+
+def why_no_verdict(dicom_info: dict) -> tuple[str, str]:
+    """(kind, sentence) when the header says the model must not read this film: kind "not_frontal" (another view,
+    body part or modality) or "raw" (a raw detector image); ("", "") when it says nothing against it."""
+    for kind, check in (("not_frontal", not_a_frontal_chest_film), ("raw", raw_detector_image)):
+        sentence = check(dicom_info)
+        if sentence:
+            return kind, sentence
+    return "", ""

@@ -16,7 +16,6 @@ import torch
 
 from .checkpoint import Classifier
 from .decode import DecodedImage
-from .dicom_header import NOT_FRONTAL_CHEST
 from .errors import InvalidImageError
 from .models import model_features
 from .ood import has_ood, ood_scores, turned_flags
@@ -27,7 +26,10 @@ from .targets import COVID_CLASS
 VERDICT_WITHHELD = "No verdict: the image is unlike the training X-rays"
 VERDICT_TURNED = "No verdict: the image may be turned or inverted"
 VERDICT_NOT_FRONTAL = "No verdict: not a frontal chest X-ray (DICOM header)"
+VERDICT_RAW = "No verdict: raw detector image, not the processed film (DICOM header)"
 VERDICT_NOT_VALIDATED = "No verdict: the model is not validated at this hospital"
+#: The results table's words for each ``Prediction.withheld_kind`` (an unfamiliar film has no kind).
+WITHHELD_VERDICTS = {"turned": VERDICT_TURNED, "not_frontal": VERDICT_NOT_FRONTAL, "raw": VERDICT_RAW}
 TURNED_REASON = ("This image looks more like the training X-rays when rotated or inverted, so it may be turned or "
                  "inverted: no verdict is given. Check that the film is upright, seen from the front, and not "
                  "inverted (air should be dark).")
@@ -46,7 +48,9 @@ class Prediction:
     unconfirmed: a COVID-19 verdict is given although no site file validates the model here (the user asked for
     verdicts before validation, research use); the verdict's text says so wherever it is shown.
     withheld_why: the specific reason a flagged film gets no verdict (turned or inverted, or a DICOM header that
-    names another view, body part or modality); "" when it is only unfamiliar.
+    names another view, body part or modality, or a raw detector image); "" when it is only unfamiliar.
+    withheld_kind: which of those reasons it is, "turned", "not_frontal" or "raw" (:data:`WITHHELD_VERDICTS`);
+    "" when it is only unfamiliar.
     pixels_u8: uint8 SxS model-space image; geometry maps model space back to the original.
     """
 
@@ -63,6 +67,7 @@ class Prediction:
     not_validated: bool = False
     unconfirmed: bool = False
     withheld_why: str = ""  # why no verdict, in plain words, when more is known than "unlike the training X-rays"
+    withheld_kind: str = ""  # "turned", "not_frontal" or "raw" with withheld_why
 
     @property
     def withheld(self) -> bool:
@@ -84,8 +89,7 @@ class Prediction:
     def verdict(self) -> str:
         """The headline shown to a reader (app, report, results table)."""
         if self.ood_flagged:
-            return (VERDICT_NOT_FRONTAL if self.withheld_why.startswith(NOT_FRONTAL_CHEST) else
-                    VERDICT_TURNED if self.withheld_why == TURNED_REASON else VERDICT_WITHHELD)
+            return WITHHELD_VERDICTS.get(self.withheld_kind, VERDICT_WITHHELD)
         if self.not_validated:
             return VERDICT_NOT_VALIDATED
         if self.covid_positive is None:
@@ -207,7 +211,7 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
         threshold = float(site.threshold if site is not None and site.threshold is not None
                           else classifier.threshold.get("value", 0.5))
         covid_positive = covid_prob >= threshold
-    flagged, warnings, why = None, [], ""
+    flagged, warnings, why, kind = None, [], "", ""
     if score is not None:
         unfamiliar = bool(score > classifier.ood["threshold"])
         turned = scores.turned is not None and bool(scores.turned[i])
@@ -218,25 +222,26 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
                             "so no verdict is given; the class probabilities are the model's raw output, not a "
                             "finding. Check it is a frontal chest X-ray.")
         elif turned:
-            why = TURNED_REASON
+            why, kind = TURNED_REASON, "turned"
             warnings.append(why)
     return Prediction(
         probabilities={c: float(p) for c, p in zip(classes, probs)}, label=classes[int(np.argmax(probs))],
         covid_positive=covid_positive, covid_probability=covid_prob, threshold=threshold,
         ood_score=None if score is None else float(score), ood_flagged=flagged,
         pixels_u8=pixels, geometry=geometry, warnings=warnings,
-        withheld_why=why,
+        withheld_why=why, withheld_kind=kind,
         not_validated=covid_positive is not None and not flagged and verdict_needs_site(classifier),
         unconfirmed=(covid_positive is not None and not flagged and classifier.site is None
                      and classifier.verdicts_unvalidated),
     )
 
 
-def withheld_by_header(prediction: Prediction, reason: str) -> Prediction:
-    """The prediction with no verdict, for ``reason`` (:func:`covid_core.dicom_header.not_a_frontal_chest_film`):
-    flagged like an unfamiliar film, whatever its familiarity score; the probabilities stay the raw output."""
+def withheld_by_header(prediction: Prediction, kind: str, reason: str) -> Prediction:
+    """The prediction with no verdict, for the ``kind`` and ``reason`` of
+    :func:`covid_core.dicom_header.why_no_verdict`: flagged like an unfamiliar film, whatever its familiarity score;
+    the probabilities stay the raw output."""
     return dataclasses.replace(prediction, ood_flagged=True, not_validated=False, unconfirmed=False,
-                               withheld_why=reason, warnings=[reason, *prediction.warnings])
+                               withheld_why=reason, withheld_kind=kind, warnings=[reason, *prediction.warnings])
 
 
 def predict(classifier: Classifier, image: DecodedImage | np.ndarray) -> Prediction:

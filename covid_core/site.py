@@ -208,7 +208,7 @@ def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress
     skipped; the rest are used. Raises DatasetError when nothing usable is left."""
     from .datasets import load_dataset
     from .decode import decode_image
-    from .dicom_header import not_a_frontal_chest_film
+    from .dicom_header import why_no_verdict
     from .inference import check_not_blank, logits_and_features, turned_copy_features
     from .ood import has_ood
     from .preprocess import prepare_pixels
@@ -226,7 +226,7 @@ def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress
                 continue
             image = decode_image(data, row["filename"])
             check_not_blank(image.pixels)
-            header = not_a_frontal_chest_film(image.dicom_info)
+            header = why_no_verdict(image.dicom_info)[1]
             if header:  # Diagnose gives such a film no verdict, so it cannot count for or against the model
                 problems.append({"file": row["filename"], "problem": header})
                 continue

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
 from .formatting import pct as _pct
 from .goals import UNSEEN_SOURCE_WRONG_VERDICTS
-from .inference import VERDICT_NOT_FRONTAL, VERDICT_TURNED
 from .targets import COVID_CLASS
 
 
@@ -159,7 +158,10 @@ def validation_statement(site, prediction=None) -> str:
 WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"
 TURNED_TITLE = "No verdict: this film may be turned or inverted"
 NOT_FRONTAL_TITLE = "No verdict: the DICOM header says this is not a frontal chest X-ray"
+RAW_TITLE = "No verdict: the DICOM header says this is a raw detector image, not the processed film"
 NOT_VALIDATED_TITLE = "No verdict: this model is not validated at your hospital"
+#: The headline of a film withheld for a known reason, by ``Prediction.withheld_kind``.
+WITHHELD_TITLES = {"turned": TURNED_TITLE, "not_frontal": NOT_FRONTAL_TITLE, "raw": RAW_TITLE}
 
 
 @dataclass(frozen=True)
@@ -175,8 +177,7 @@ class Headline:
 def headline(prediction) -> Headline:
     """The two lines a clinician reads first, from a covid_core.inference.Prediction."""
     if prediction.ood_flagged:
-        specific = {VERDICT_TURNED: TURNED_TITLE, VERDICT_NOT_FRONTAL: NOT_FRONTAL_TITLE}.get(prediction.verdict)
-        return Headline(specific or WITHHELD_TITLE, "", "withheld")
+        return Headline(WITHHELD_TITLES.get(prediction.withheld_kind, WITHHELD_TITLE), "", "withheld")
     if prediction.not_validated:
         return Headline(NOT_VALIDATED_TITLE, "", "withheld")
     title = CALL_WORDS.get(prediction.label, f"Most probable: {prediction.label}")

@@ -1,4 +1,5 @@
-"""A DICOM header that names another kind of film (a lateral view, a knee, a CT slice) gets no verdict, said why."""
+"""A DICOM header that names another kind of film (a lateral view, a knee, a CT slice, a raw detector image) gets
+no verdict, said why."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 
 from app_helpers import make_checkpoint, xray_array
-from covid_core.dicom_header import not_a_frontal_chest_film
+from covid_core.dicom_header import not_a_frontal_chest_film, raw_detector_image, why_no_verdict
 from synthetic_files import dicom_bytes
 
 
@@ -35,6 +36,31 @@ def test_a_frontal_chest_film_or_a_header_that_says_nothing_clear_keeps_its_verd
     assert not_a_frontal_chest_film(info) == ""
 
 
+@pytest.mark.parametrize("info", [
+    {"PresentationIntentType": "FOR PROCESSING"}, {"PresentationIntentType": " for processing "},
+    {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.1.1.1"},  # Digital X-Ray Image Storage - For Processing
+])
+def test_a_raw_detector_image_is_said_in_words(info):
+    sentence = raw_detector_image(info)
+    assert sentence.startswith("The DICOM header says this is a raw detector image (FOR PROCESSING)")
+    assert sentence.endswith("send the FOR PRESENTATION image of the same exposure.")
+    assert why_no_verdict(info) == ("raw", sentence)
+
+
+@pytest.mark.parametrize("info", [
+    {}, {"PresentationIntentType": "FOR PRESENTATION"}, {"PresentationIntentType": ""},
+    {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.1.1"},  # Digital X-Ray Image Storage - For Presentation
+    {"SOPClassUID": "1.2.840.10008.5.1.4.1.1.1"},  # Computed Radiography Image Storage
+])
+def test_a_presentation_image_or_a_header_that_says_nothing_is_not_raw(info):
+    assert raw_detector_image(info) == "" and why_no_verdict(info) == ("", "")
+
+
+def test_a_header_that_names_another_view_is_said_first():
+    kind, sentence = why_no_verdict({"ViewPosition": "LL", "PresentationIntentType": "FOR PROCESSING"})
+    assert kind == "not_frontal" and "its view is LL" in sentence
+
+
 def _film(header: dict) -> bytes:
     return dicom_bytes((xray_array(64).astype(np.uint16) * 16), header=header)
 
@@ -53,6 +79,7 @@ def test_a_lateral_dicom_gets_no_verdict_in_the_case_path_and_the_command_line(t
     lateral = open_case(_film({"ViewPosition": "LL"}), "lat.dcm", clf).prediction
     assert lateral.withheld and lateral.covid_call == "withheld" and not lateral.unconfirmed
     assert "its view is LL" in lateral.withheld_why and lateral.warnings[0] == lateral.withheld_why
+    assert lateral.withheld_kind == "not_frontal"
     assert headline(lateral).covid_line == "" and withheld_reason(lateral).startswith(lateral.withheld_why)
     assert headline(lateral).title == "No verdict: the DICOM header says this is not a frontal chest X-ray"
     assert lateral.verdict == "No verdict: not a frontal chest X-ray (DICOM header)"  # the results table's words
@@ -66,6 +93,25 @@ def test_a_lateral_dicom_gets_no_verdict_in_the_case_path_and_the_command_line(t
     assert rows["pa.dcm"]["covid_verdict"] == "positive"
     assert rows["knee.dcm"]["covid_verdict"] == "withheld" and rows["knee.dcm"]["ood_flagged"] == "true"
     assert "knee.dcm: no verdict: The DICOM header says" in capsys.readouterr().err
+
+
+def test_a_raw_detector_dicom_gets_no_verdict_and_says_which_image_to_send(tmp_path):
+    from covid_core.case import open_case
+    from covid_core.checkpoint import load_classifier
+    from covid_core.verdict import headline, withheld_reason
+
+    clf = load_classifier(make_checkpoint(tmp_path / "m.pt", covid_threshold=0.0))  # every film positive
+    clf.verdicts_unvalidated = True
+    presentation = open_case(_film({"PresentationIntentType": "FOR PRESENTATION"}), "p.dcm", clf)
+    assert presentation.prediction.covid_call == "positive" and presentation.prediction.withheld_kind == ""
+    raw = open_case(_film({"PresentationIntentType": "FOR PROCESSING"}), "raw.dcm", clf)
+    p = raw.prediction
+    assert p.withheld and p.covid_call == "withheld" and p.withheld_kind == "raw" and not p.unconfirmed
+    assert p.verdict == "No verdict: raw detector image, not the processed film (DICOM header)"
+    assert headline(p).title == ("No verdict: the DICOM header says this is a raw detector image, not the "
+                                 "processed film")
+    assert withheld_reason(p).startswith("The DICOM header says this is a raw detector image (FOR PROCESSING)")
+    assert raw.image.dicom_info["PresentationIntentType"] == "FOR PROCESSING"  # shown in the DICOM table
 
 
 def test_a_site_folders_lateral_dicom_is_left_out_of_its_validation_with_the_reason(tmp_path):

@@ -283,6 +283,7 @@ def test_a_film_that_looks_more_familiar_turned_gets_no_verdict(tmp_path, monkey
 
     assert ("Check that the film is upright" in withheld_reason(prediction)) is flagged
     assert (prediction.verdict == "No verdict: the image may be turned or inverted") is flagged
+    assert (prediction.withheld_kind == "turned") is flagged
 
 
 def _zip(entries: dict[str, bytes]) -> bytes:
