@@ -45,6 +45,8 @@ METHODS = {
     "group_amplitude_all": ["--balance", "group", "--augmentation", "light", "--amplitude-mix", "1.0"],
     "group_randconv": ["--balance", "group", "--augmentation", "light", "--random-conv", "0.5"],
     "group_sourcemix": ["--balance", "group", "--augmentation", "light", "--source-mix", "0.5"],
+    "group_patch": ["--balance", "group", "--augmentation", "light", "--patch-crop", "0.5"],
+    "group_mask_patch": ["--balance", "group", "--augmentation", "light", "--fit", "mask", "--patch-crop", "0.5"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
     "group_mask": ["--balance", "group", "--augmentation", "light", "--fit", "mask"],
     "group_strong_thorax": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax"],

@@ -24,6 +24,11 @@ familiarity check). ``mix_across_sources`` (``TrainConfig.source_mix``, applied 
 each film's class and source) blends that share of each batch with a film of the same class from another source
 (LISA's intra-label mixup, Yao et al., "Improving Out-of-Distribution Robustness via Selective Augmentation", ICML
 2022): a blend of two hospitals' films keeps its class, so what tells the hospitals apart stops predicting it.
+``random_window`` (``TrainConfig.patch_crop``, applied last) trains on a random square window of each film, at the
+film's own scale, while the network still reads the whole film at inference (its global average pool takes any
+size): the patch-based training of Oh, Park and Ye ("Deep Learning COVID-19 Features on CXR Using Limited Training
+Data Sets", IEEE TMI 2020), meant to make the network judge local lung texture rather than the film's outline, size
+and corner text; with ``--fit mask`` most windows fall on the lung fields.
 
 Never flips: left and right matter on a chest film. Uses torch's global generator, so --seed and --resume
 reproduce it. Input and output: float Bx1xSxS in [0, 1].
@@ -188,6 +193,18 @@ def mix_across_sources(x01: torch.Tensor, labels: torch.Tensor, sources: torch.T
     mixed = lam * x01 + (1 - lam) * x01[partner]
     chosen = _some(b, share, x01.device) & has_partner
     return torch.where(chosen.view(b, 1, 1, 1), mixed, x01)
+
+
+def random_window(x01: torch.Tensor, share: float) -> torch.Tensor:
+    """Bx1xSxS -> Bx1xPxP, P = round(share * S) (at least 8): each image's own random window, pixels unchanged
+    (no resizing, so lesions keep their size in pixels); ``share`` 0 returns the batch unchanged."""
+    if share <= 0:
+        return x01
+    b, _, h, w = x01.shape
+    side = max(8, min(h, w, round(share * min(h, w))))
+    tops = torch.randint(0, h - side + 1, (b,)).tolist()
+    lefts = torch.randint(0, w - side + 1, (b,)).tolist()
+    return torch.stack([x01[i, :, t:t + side, l:l + side] for i, (t, l) in enumerate(zip(tops, lefts))])
 
 
 def augment_batch(x01: torch.Tensor, strength: str = "light", amplitude_mix: float = 0.0,

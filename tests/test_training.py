@@ -105,7 +105,7 @@ def test_absurd_settings_are_refused(field, value, message):
         TrainConfig(**{"data": "x", field: value}).validate()
 
 
-@pytest.mark.parametrize("field", ["amplitude_mix", "random_conv", "source_mix"])
+@pytest.mark.parametrize("field", ["amplitude_mix", "random_conv", "source_mix", "patch_crop"])
 def test_a_batch_mix_without_augmentation_is_refused_not_silently_dropped(field):
     with pytest.raises(ConfigError, match="part of augmentation: turn augmentation on, or set them to 0"):
         TrainConfig(data="x", augment=False, **{field: 0.5}).validate()

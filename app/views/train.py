@@ -48,11 +48,13 @@ with st.form("train_form"):
                          key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
                                  key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
-    c8, c9, c10 = st.columns(3)
+    c8, c9, c10, c23 = st.columns(4)
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
     ema = c9.checkbox("Weight averaging (EMA)", value=D.ema_decay > 0, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
     pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
+    patch = c23.number_input("Patch crop (share)", min_value=0.0, max_value=0.95, value=D.patch_crop, step=0.05,
+                             key="train_patch", help=tip("patch_crop", "Classifier only; 0, or 0.25 to 0.95. "))
     c11, c12, c13, c14 = st.columns(4)
     limit = c11.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
                              help=tip("limit", "0 for all, or at least 8. "))
@@ -86,7 +88,7 @@ if submitted:
                          image_size=int(image_size) or None, fit=fit, equalize=equalize, seed=int(seed),
                          covid_sensitivity=float(sensitivity), augment=bool(augment), augmentation=augmentation,
                          amplitude_mix=float(amplitude), random_conv=float(randconv), source_mix=float(source_mix),
-                         pretrained="imagenet" if pretrained else "none",
+                         patch_crop=float(patch), pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, source_adversary=float(adversary),
                          holdout_source=holdout.strip(), limit=int(limit) or None)
     try:

@@ -228,7 +228,7 @@ class _Training:
                                     self.loss_fn, self.pre, self.device, epoch=epoch, epochs=config.epochs,
                                     augment=config.augment, augmentation=config.augmentation,
                                     amplitude_mix=config.amplitude_mix, random_conv=config.random_conv,
-                                    source_mix=config.source_mix,
+                                    source_mix=config.source_mix, patch_crop=config.patch_crop,
                                     progress=self.progress, ema=self.ema,
                                     adversary=self.adversary, on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)

@@ -39,6 +39,7 @@ class TrainConfig:
     amplitude_mix: float = 0.0
     random_conv: float = 0.0
     source_mix: float = 0.0
+    patch_crop: float = 0.0
     pretrained: str = "none"
     freeze_epochs: int = 0
     seed: int = 0
@@ -74,9 +75,11 @@ class TrainConfig:
             (0 <= self.amplitude_mix <= 1, "amplitude mix must be a share from 0 (off) to 1"),
             (0 <= self.random_conv <= 1, "random convolution must be a share from 0 (off) to 1"),
             (0 <= self.source_mix <= 1, "source mix must be a share from 0 (off) to 1"),
-            (self.augment or not (self.amplitude_mix or self.random_conv or self.source_mix),
-             "amplitude mix, random convolution and source mix are part of augmentation: turn augmentation on, or "
-             "set them to 0"),
+            (self.patch_crop == 0 or 0.25 <= self.patch_crop < 1,
+             "patch crop must be 0 (off) or a share of the side from 0.25 to below 1"),
+            (self.augment or not (self.amplitude_mix or self.random_conv or self.source_mix or self.patch_crop),
+             "amplitude mix, random convolution, source mix and patch crop are part of augmentation: turn "
+             "augmentation on, or set them to 0"),
             (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
@@ -151,6 +154,10 @@ TRAIN_FLAGS = (
     Flag("source_mix", "--source-mix", "share of each batch blended with a film of the same class from another "
                                        "source in provenance.csv, the class kept (LISA's intra-label mixup), so "
                                        "what tells the sources apart stops predicting the class; 0 = off", float),
+    Flag("patch_crop", "--patch-crop", "train on a random square window of this share of each film's side, at its "
+                                       "own scale (patch-based training: local lung texture, not the film's "
+                                       "outline or corner text); the whole film is read at inference; 0 = off",
+         float),
     Flag("pretrained", "--pretrained", "start from torchvision ImageNet weights (downloaded, or from the torch hub "
                                        "cache)", choices=("none", "imagenet")),
     Flag("freeze_epochs", "--freeze-epochs", "train only the head for the first N epochs", int),

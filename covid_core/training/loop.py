@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..augment import augment_batch, mix_across_sources
+from ..augment import augment_batch, mix_across_sources, random_window
 from ..inference import calibrated_probabilities, logits_and_features
 from ..metrics import classification_metrics
 from ..models import model_features
@@ -37,7 +37,7 @@ class CachedXrays(Dataset):
 def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: PreprocessConfig, device, *,
                     epoch: int, epochs: int, augment: bool = True, augmentation: str = "light",
                     amplitude_mix: float = 0.0, random_conv: float = 0.0, source_mix: float = 0.0,
-                    progress: bool = True, ema=None, adversary=None,
+                    patch_crop: float = 0.0, progress: bool = True, ema=None, adversary=None,
                     on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
     """One pass over ``loader``; returns {"loss" (the classification loss), "images", "seconds",
     "data_wait_share"}, and "source_loss" with an ``adversary`` (a
@@ -57,6 +57,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
         x = x_u8.to(device, non_blocking=True).float().div_(255.0)
         if augment:
             x = mix_across_sources(augment_batch(x, augmentation, amplitude_mix, random_conv), y, source, source_mix)
+            x = random_window(x, patch_crop)
         x = normalize(x, config).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
