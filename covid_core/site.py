@@ -80,8 +80,12 @@ def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np
         draws["auc"].append(binary_auc(y[idx], score[idx]))
     for key, values in draws.items():
         out[key]["low"], out[key]["high"] = _interval(values)
-    for key, films_of_kind, rate in (("sensitivity", y, sens), ("specificity", ~y, spec)):
-        _widen_to_patients(out[key], rate, len(set(np.asarray(patients)[films_of_kind])))
+    positives, negatives = (len(set(np.asarray(patients)[films_of_kind])) for films_of_kind in (y, ~y))
+    _widen_to_patients(out["sensitivity"], sens, positives)
+    _widen_to_patients(out["specificity"], spec, negatives)
+    # The AUC is the chance that a COVID-19 film outscores another film. Pairing each patient of the smaller side
+    # with a different patient of the other gives that many independent trials of it: its floor interval.
+    _widen_to_patients(out["auc"], out["auc"]["value"], min(positives, negatives))
     return out
 
 
@@ -89,8 +93,9 @@ def _widen_to_patients(figure: dict, rate: float | None, n_patients: int) -> Non
     """Widen a rate's bootstrap interval to at least the Wilson interval of the same rate counted on patients.
 
     A bootstrap cannot draw a rate beyond what was seen: 15 of 15 COVID-19 films called positive gives an interval
-    of 100-100%, as if the next film could not be missed. Counting each patient once (as many hits as the rate
-    gives) is the cautious stand-in for films of one patient that are not independent.
+    of 100-100%, as if the next film could not be missed (and an AUC of 1.000, 1.000-1.000). Counting each patient
+    once (as many hits as the rate gives) is the cautious stand-in for films of one patient that are not
+    independent.
     """
     from .metrics import proportion_interval
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import shutil
 import threading
 
@@ -177,10 +176,21 @@ PLANNED_HALF_WIDTH = 0.05  # how closely a site may want to know its sensitivity
 
 
 def films_needed(share: float, half_width: float = PLANNED_HALF_WIDTH) -> int:
-    """Films (of different patients) for a 95% interval of about +/- ``half_width`` around a measured ``share``
-    (normal approximation; the share is taken as at most 0.95, where the approximation still holds roughly)."""
-    p = min(max(share, 0.05), 0.95)
-    return math.ceil(1.96 ** 2 * p * (1 - p) / half_width ** 2)
+    """About how many films (of different patients) give a 95% Wilson interval at most ``2 * half_width`` wide
+    around a measured ``share``, counting round(share * n) hits of n: the interval the report gives, which holds at a
+    share of 0 or 1, where the normal approximation would say no film is needed. The width shrinks with n (up to the
+    rounding of the hits), so the smallest such n is found by bisection."""
+    from .metrics import proportion_interval
+
+    def narrow_enough(n: int) -> bool:
+        low, high = proportion_interval(round(share * n), n)
+        return high - low <= 2 * half_width
+
+    low, high = 1, 100_000
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if narrow_enough(middle) else (middle + 1, high)
+    return low
 
 
 def sample_size_text(report: dict) -> str:

@@ -288,13 +288,15 @@ def test_the_sites_predictive_values_are_stated_with_the_covid_share_they_hold_f
 
 
 def test_a_site_with_too_few_films_is_told_how_many_would_pin_its_figures_down():
+    from covid_core.metrics import proportion_interval
     from covid_core.site_job import films_needed, sample_size_text
 
-    assert films_needed(0.9) == 139 and films_needed(0.5) == 385  # 1.96^2 p (1 - p) / 0.05^2, rounded up
-    assert films_needed(1.0) == films_needed(0.95) == 73  # a perfect score on few films still needs films
+    assert films_needed(0.9) == 141 and films_needed(0.5) == 381  # Wilson's interval at most 10 points wide
+    assert films_needed(1.0) == films_needed(0.0) == 35 and films_needed(0.95) == 82  # exact at the ends too
+    assert films_needed(0.92) == 116 and proportion_interval(107, 116)[1] - proportion_interval(107, 116)[0] <= 0.1
     text = sample_size_text({"after": {"counts": {"tp": 46, "fn": 4, "fp": 19, "tn": 105}}})
-    assert text == ("To know the sensitivity and specificity within +/-5 points (95% interval), label about 114 "
-                    "COVID-19 films (sensitivity 92% on 50 here) and about 200 other films (specificity 85% on 124 "
+    assert text == ("To know the sensitivity and specificity within +/-5 points (95% interval), label about 116 "
+                    "COVID-19 films (sensitivity 92% on 50 here) and about 201 other films (specificity 85% on 124 "
                     "here), each from a different patient, and validate again.")
     enough_others = sample_size_text({"after": {"counts": {"tp": 46, "fn": 4, "fp": 19, "tn": 505}}})
     assert enough_others.startswith("To know the sensitivity within") and "other films" not in enough_others
@@ -437,3 +439,19 @@ def test_a_perfect_rate_on_a_few_patients_gets_an_interval_that_admits_a_miss():
     assert 0.69 < f["sensitivity"]["low"] < 0.71 and f["sensitivity"]["high"] == 1.0
     assert f["specificity"]["value"] == 0.95
     assert f["specificity"]["low"] < 0.765 and f["specificity"]["high"] > 0.95  # at least Wilson's 19 of 20: 76-99%
+
+
+def test_a_perfect_auc_on_a_few_patients_gets_an_interval_that_admits_a_misranking():
+    """Every COVID-19 film (9 patients) outscores every other film (20 patients): the bootstrap says 1.000-1.000;
+    the interval is widened to Wilson's 9 of 9 (70-100%), the smaller side's patients as independent pairs."""
+    from covid_core.site import figures
+
+    y = np.array([True] * 15 + [False] * 20)
+    patients = np.array([f"c{i % 9}" for i in range(15)] + [f"n{i}" for i in range(20)])
+    score = np.where(y, 0.9, 0.1) + np.linspace(0, 0.05, 35)
+    f = figures(y, score, y.copy(), patients)
+    assert f["auc"]["value"] == 1.0
+    assert 0.69 < f["auc"]["low"] < 0.71 and f["auc"]["high"] == 1.0
+    overlap = y + np.random.default_rng(0).normal(0, 0.7, 35)  # an imperfect AUC keeps an interval around it
+    mixed = figures(y, overlap, y.copy(), patients)
+    assert 0.6 < mixed["auc"]["value"] < 1 and mixed["auc"]["low"] < mixed["auc"]["value"] < mixed["auc"]["high"]
