@@ -204,7 +204,7 @@ def withheld_reason(prediction) -> str:
     """Why no verdict is given, for a clinician."""
     if prediction.not_validated:
         return NOT_VALIDATED_REASON
-    if getattr(prediction, "withheld_why", ""):  # turned, or a DICOM header that names another kind of film
+    if getattr(prediction, "withheld_why", ""):  # turned, another kind of film or a raw image (DICOM header)
         return prediction.withheld_why + " Read the film without the model."
     return ("The model has not seen films like this one, so its output would be a guess. This happens with "
             "lateral or rotated views, films of other body parts, unusual exposure or processing, and films from "

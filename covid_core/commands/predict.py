@@ -119,7 +119,7 @@ def main(args: argparse.Namespace) -> int:
     for r in results:
         if r.error:
             print(f"{r.name}: {r.error}", file=sys.stderr)
-        elif r.prediction.withheld_why:  # turned, or its DICOM header names another kind of film
+        elif r.prediction.withheld_why:  # turned, another kind of film or a raw image (DICOM header)
             print(f"{r.name}: no verdict: {r.prediction.withheld_why}", file=sys.stderr)
     print(f"{len(results) - failed} of {len(results)} images classified"
           + (f", {failed} failed (see the error column)" if failed else "")
