@@ -34,3 +34,11 @@ def test_window_probabilities_are_the_mean_over_the_windows(tmp_path):
     assert np.allclose(got.sum(1), 1.0, atol=1e-5)
     whole = calibrated_probabilities(logits_and_features(clf.model, images, clf.preprocess)[0], clf.temperature)
     assert not np.allclose(got, whole)  # the windows are read, not the whole film
+
+
+def test_positive_at_covid_sensitivity_uses_the_threshold_that_keeps_that_share_of_covid_films():
+    covid = np.array([[0, 0, p] for p in np.linspace(0.1, 1.0, 10)])  # p(COVID-19) 0.1 ... 1.0
+    films = np.array([[0, 0, p] for p in (0.05, 0.15, 0.25, 0.95)])
+    # 9 of the 10 COVID-19 films stay positive at 0.2: two of the four films reach it
+    assert bench.positive_at_covid_sensitivity(films, covid, 2, 0.90) == 0.5
+    assert bench.positive_at_covid_sensitivity(films, covid, 2, 1.0) == 0.75  # all ten kept: threshold 0.1
