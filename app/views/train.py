@@ -48,28 +48,27 @@ with st.form("train_form"):
                          key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
                                  key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
-    c8, c9, c10, c23 = st.columns(4)
+    c8, c9, c10 = st.columns(3)
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
-    ema = c9.checkbox("Weight averaging (EMA)", value=D.ema_decay > 0, key="train_ema",
+    ema = c9.checkbox("Weight averaging", value=D.ema_decay > 0, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
-    pretrained = c10.checkbox("Start from ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
-    patch = c23.number_input("Patch crop (share)", min_value=0.0, max_value=0.95, value=D.patch_crop, step=0.05,
-                             key="train_patch", help=tip("patch_crop", "Classifier only; 0, or 0.25 to 0.95. "))
-    c11, c12, c13, c14 = st.columns(4)
-    limit = c11.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
-                             help=tip("limit", "0 for all, or at least 8. "))
-    balance = c12.selectbox("Imbalance", BALANCE_CHOICES, index=BALANCE_CHOICES.index(D.balance), key="train_balance",
+    pretrained = c10.checkbox("ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
+    c11, c12, c13, c14 = st.columns(4)  # what the network sees
+    balance = c11.selectbox("Imbalance", BALANCE_CHOICES, index=BALANCE_CHOICES.index(D.balance), key="train_balance",
                             format_func=BALANCE_LABELS.get, help=tip("balance", "Classifier only. "))
-    augmentation = c13.selectbox("Augmentation strength", AUGMENTATION_CHOICES, key="train_augmentation",
+    augmentation = c12.selectbox("Augmentation strength", AUGMENTATION_CHOICES, key="train_augmentation",
                                  help=tip("augmentation"))
-    holdout = c14.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
+    fit = c13.selectbox("Framing", FIT_CHOICES, key="train_fit", format_func=FIT_LABELS.get, help=tip("fit"))
+    equalize = c14.selectbox("Contrast equalisation", EQUALIZE_CHOICES, key="train_equalize", help=tip("equalize"))
     c19, c20, c21, c22 = st.columns(4)
-    fit = c19.selectbox("Framing", FIT_CHOICES, key="train_fit", format_func=FIT_LABELS.get, help=tip("fit"))
-    equalize = c20.selectbox("Contrast equalisation", EQUALIZE_CHOICES, key="train_equalize", help=tip("equalize"))
-    sensitivity = c21.number_input("COVID-19 sensitivity target", min_value=0.5, max_value=0.99, step=0.01,
+    patch = c19.number_input("Patch crop (share)", min_value=0.0, max_value=0.95, value=D.patch_crop, step=0.05,
+                             key="train_patch", help=tip("patch_crop", "Classifier only; 0, or 0.25 to 0.95. "))
+    sensitivity = c20.number_input("COVID-19 sensitivity target", min_value=0.5, max_value=0.99, step=0.01,
                                    value=D.covid_sensitivity, key="train_sensitivity", help=tip("covid_sensitivity"))
-    seed = c22.number_input("Seed", min_value=0, max_value=2**31 - 1, value=D.seed, step=1, key="train_seed",
+    seed = c21.number_input("Seed", min_value=0, max_value=2**31 - 1, value=D.seed, step=1, key="train_seed",
                             help=tip("seed"))
+    limit = c22.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
+                             help=tip("limit", "0 for all, or at least 8. "))
     c15, c16, c17, c18 = st.columns(4)  # training against the source: 0 is off
     adversary = c15.number_input("Source adversary weight", min_value=0.0, max_value=10.0, value=D.source_adversary,
                                  step=0.1, key="train_adversary", help=tip("source_adversary", "Classifier only. "))
@@ -79,7 +78,9 @@ with st.form("train_form"):
                                 step=0.1, key="train_randconv", help=tip("random_conv", "Classifier only. "))
     source_mix = c18.number_input("Source mix (share)", min_value=0.0, max_value=1.0, value=D.source_mix, step=0.1,
                                   key="train_source_mix", help=tip("source_mix", "Classifier only. "))
-    data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
+    c23, c24 = st.columns([1, 3])  # the data
+    holdout = c23.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
+    data = c24.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
