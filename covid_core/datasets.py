@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .decode import DICOM_EXTENSIONS, DICOM_PREAMBLE, is_dicom
+from .decode import DICOM_EXTENSIONS, DICOM_PREAMBLE, is_dicom, read_dicom
 from .errors import ConfigError, DatasetError
 from .targets import check_target, class_names, map_finding
 
@@ -205,11 +205,10 @@ def _dicom_patient(path) -> str | None:
         with open(path, "rb") as f:
             if not is_dicom(f.read(DICOM_PREAMBLE), path):
                 return None
-        import pydicom
-
-        found = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=["PatientID"], force=True)
-                    .get("PatientID", "") or "").strip()
-    except Exception:  # a damaged header: the file is refused, with its reason, when it is decoded
+            f.seek(0)
+            found = str(read_dicom(f, stop_before_pixels=True, specific_tags=["PatientID"]).get("PatientID", "")
+                        or "").strip()
+    except Exception:  # a damaged or refused header: the file is refused, with its reason, when it is decoded
         return None
     return "dicom-" + hashlib.sha256(found.encode()).hexdigest()[:16] if found else None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -161,10 +162,48 @@ def _check_memory(width: int, height: int, stored_bytes_per_pixel: int, frames: 
 
 #: Largest data set a deflate-compressed DICOM may expand to, in bytes (a 16-bit 5000x5000 film is 50 MB).
 MAX_INFLATED_BYTES = 64 * 2**20
+#: Most reads pydicom may make of one DICOM data set. It reads each data element's tag apart, at any depth of
+#: nesting, and builds an object for each: a film's header holds a few hundred elements (a 64x64 test film's took
+#: 56 reads), but a 45 MB file of 2.5 million tiny sequence items took 3 GB and over a minute to parse. 150,000
+#: reads admit 75,000 top-level elements of two reads each, or 30,000 one-element sequence items of five.
+MAX_DICOM_READS = 150_000
 
 
-def _check_deflated_size(data: bytes) -> None:
-    """Refuse a Deflated Explicit VR Little Endian DICOM that would expand past :data:`MAX_INFLATED_BYTES`.
+class _TooManyElements(InvalidImageError):
+    pass
+
+
+class _ElementBudget:
+    """A binary stream (a file or BytesIO) that pydicom may read at most :data:`MAX_DICOM_READS` times, which
+    bounds the number of data elements, and so the memory, a header can make it build."""
+
+    def __init__(self, fp):
+        self._fp, self.reads = fp, 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        self.reads += 1
+        if self.reads > MAX_DICOM_READS:
+            raise _TooManyElements(
+                "the DICOM header holds tens of thousands of data elements or more (a film's header holds a few "
+                "hundred): refused before it could exhaust memory. Export the film again without private or nested "
+                "data")
+        return self._fp.read(size)
+
+    def __getattr__(self, name):  # seek, tell, name...
+        return getattr(self._fp, name)
+
+
+def _too_many_elements(exc: BaseException | None) -> _TooManyElements | None:
+    """The budget's refusal behind ``exc``, if any (pydicom re-raises errors met inside a sequence item as an
+    OSError of its own)."""
+    while exc is not None and not isinstance(exc, _TooManyElements):
+        exc = exc.__cause__ or exc.__context__
+    return exc
+
+
+def _deflated_data_set(fp) -> int | None:
+    """Where the data set of a Deflated Explicit VR Little Endian DICOM starts in the binary stream ``fp`` (None for
+    any other DICOM); refuses one that would expand past :data:`MAX_INFLATED_BYTES`.
 
     pydicom inflates such a file whole as it reads the header, before Rows and Columns can be checked, so a
     116 KB file of zeros can become hundreds of MB. This inflates in a bounded stream first and stops at the cap.
@@ -174,43 +213,77 @@ def _check_deflated_size(data: bytes) -> None:
     from pydicom.filereader import _read_file_meta_info, read_preamble
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
-    fp = io.BytesIO(data)
     try:
         read_preamble(fp, force=True)
         meta = _read_file_meta_info(fp)
-    except Exception:  # a broken header: the full read below says what is wrong
-        return
+    except Exception:  # a broken header: the full read says what is wrong
+        return None
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
-        return
-    inflater, pending, inflated = zlib.decompressobj(-zlib.MAX_WBITS), data[fp.tell():], 0
+        return None
+    start, inflater, inflated = fp.tell(), zlib.decompressobj(-zlib.MAX_WBITS), 0
     try:
+        pending = fp.read(2**20)
         while pending and inflated <= MAX_INFLATED_BYTES:  # 1 MB at a time, counted and dropped
             inflated += len(inflater.decompress(pending, 2**20))
-            pending = inflater.unconsumed_tail
+            pending = inflater.unconsumed_tail or fp.read(2**20)
     except zlib.error as exc:
         raise InvalidImageError(f"deflate-compressed DICOM is corrupt ({exc}); export it again") from exc
     if inflated > MAX_INFLATED_BYTES:
         raise InvalidImageError(
-            f"deflate-compressed DICOM expands to more than {MAX_INFLATED_BYTES / 2**20:.0f} MB ({len(data) / 1024:.0f} KB "
-            "on disk): refused before decoding. Export it uncompressed or downscaled"
+            f"deflate-compressed DICOM expands to more than {MAX_INFLATED_BYTES / 2**20:.0f} MB ({fp.tell() / 1024:.0f}"
+            " KB on disk or more): refused before decoding. Export it uncompressed or downscaled"
         )
+    return start
 
 
-def _decode_dicom(data: bytes) -> DecodedImage:
-    import pydicom
+def _check_deflated_elements(fp, start: int) -> None:
+    """Parse a deflated DICOM's header, inflated, within the element budget: pydicom inflates the file onto a
+    stream of its own, which the budget cannot watch."""
+    import zlib
 
-    _check_deflated_size(data)
+    from pydicom.filereader import read_dataset
+
+    fp.seek(start)
+    read_dataset(_ElementBudget(io.BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))), is_implicit_VR=False,
+                 is_little_endian=True, stop_when=lambda tag, vr, length: tag == 0x7FE00010)
+
+
+@contextmanager
+def _dicom_failures():
+    """Turn what pydicom and the pixel decoders raise for a broken, hostile or oversized DICOM into an
+    InvalidImageError that says which it is."""
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=True)
-        return _dicom_image(ds)
+        yield
     except InvalidImageError:
         raise
     except MemoryError as exc:
         raise InvalidImageError("DICOM pixel data is too large to decode on this machine; downscale it first") from exc
     except Exception as exc:  # pydicom raises many types for broken files and headers
+        too_many = _too_many_elements(exc)
+        if too_many is not None:
+            raise too_many from None
         raise InvalidImageError(
             f"DICOM file is truncated or its header is malformed ({_first_line(exc)}); export it again"
         ) from exc
+
+
+def read_dicom(fp, **options):
+    """pydicom's ``dcmread`` of the binary stream ``fp`` (a file or BytesIO at its start; ``options`` as dcmread's,
+    ``force`` always on) within this module's caps: a deflated file's inflated size and the element budget.
+    Raises InvalidImageError, with the reason, for a file refused or not readable as DICOM."""
+    import pydicom
+
+    with _dicom_failures():
+        deflated = _deflated_data_set(fp)
+        if deflated is not None:
+            _check_deflated_elements(fp, deflated)
+        fp.seek(0)
+        return pydicom.dcmread(_ElementBudget(fp), force=True, **options)
+
+
+def _decode_dicom(data: bytes) -> DecodedImage:
+    with _dicom_failures():
+        return _dicom_image(read_dicom(io.BytesIO(data)))
 
 
 #: JPEG 2000 transfer syntaxes (pydicom.uid's JPEG2000, JPEG2000Lossless and the three HTJ2K ones), as strings so

@@ -91,6 +91,37 @@ def dicom_gradient(size: int = 64, **kwargs) -> bytes:
     return dicom_bytes(gradient(size).astype(np.uint16) * 16, **kwargs)
 
 
+def dicom_with_many_elements(n: int, nested: bool = True, deflated: bool = False) -> bytes:
+    """dicom_gradient(64) with ``n`` tiny private data elements more before its pixel data: the items of one
+    undefined-length private sequence (``nested``), or top-level elements of their own; ``deflated``: in the
+    Deflated Explicit VR Little Endian transfer syntax, the data set deflated whole."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    def data_set_offset(data: bytes) -> int:
+        fp = io.BytesIO(data)
+        read_preamble(fp, True)
+        _read_file_meta_info(fp)
+        return fp.tell()
+
+    base = dicom_gradient(64)
+    if nested:
+        item = struct.pack("<HHI", 0xFFFE, 0xE000, 10) + struct.pack("<HH2sHH", 0x0009, 0x1010, b"US", 2, 1)
+        extra = (struct.pack("<HH2sHI", 0x0009, 0x1020, b"SQ", 0, 0xFFFFFFFF) + item * n
+                 + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    else:  # ascending private tags (odd groups from 0x0011), each a US of value 1
+        extra = b"".join(struct.pack("<HH2sHH", 0x0011 + 2 * (i // 0xF000), 0x1000 + i % 0xF000, b"US", 2, 1)
+                         for i in range(n))
+    at = base.index(struct.pack("<HH", 0x7FE0, 0x0010))
+    data = base[:at] + extra + base[at:]
+    if not deflated:
+        return data
+    meta = dicom_gradient(64, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    return (meta[:data_set_offset(meta)] + packer.compress(data[data_set_offset(data):])
+            + packer.flush())
+
+
 def tiny_classifier(folder: Path, image_size: int = 64, seed: int = 0, target: str = "3class"):
     """A randomly initialised cnn classifier saved as a real checkpoint and loaded back."""
     import torch

@@ -19,7 +19,7 @@ from conftest import REPO
 from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
-from synthetic_files import dicom_bytes
+from synthetic_files import dicom_bytes, dicom_with_many_elements
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,50 @@ def test_a_small_deflated_dicom_still_decodes():
     pixels = (np.arange(96 * 80, dtype=np.uint16).reshape(96, 80) * 7) % 4096
     image = decode_image(dicom_bytes(pixels, transfer_syntax=DeflatedExplicitVRLittleEndian), "small.dcm")
     assert image.pixels.shape == (96, 80) and image.pixels.max() > image.pixels.min()
+
+
+@pytest.mark.parametrize("nested, deflated", [(True, False), (False, False), (True, True)])
+def test_a_dicom_header_flooded_with_elements_is_refused_before_it_exhausts_memory(nested, deflated):
+    """pydicom builds an object for every data element it parses: a 45 MB file of 2.5 million one-element items
+    of a private sequence took 3 GB, and a 117 KB deflated one the same. Here 150,000 of them (2.7 MB, or 25 KB
+    deflated): refused once pydicom has read 150,000 times (30,000 items)."""
+    data = dicom_with_many_elements(150_000, nested=nested, deflated=deflated)
+    tracemalloc.start()
+    try:
+        with pytest.raises(InvalidImageError, match="the DICOM header holds tens of thousands of data elements or more"):
+            decode_image(data, "flood.dcm")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 80 * 2**20, f"parsing the refused file allocated {peak / 2**20:.0f} MB"  # was 160 MB, decoded
+
+
+@pytest.mark.parametrize("nested, deflated", [(True, False), (False, False), (True, True)])
+def test_a_dicom_header_with_thousands_of_private_elements_still_decodes(nested, deflated):
+    image = decode_image(dicom_with_many_elements(20_000, nested=nested, deflated=deflated), "private.dcm")
+    assert image.pixels.shape == (64, 64) and image.pixels[-1, -1] > image.pixels[0, 0]
+
+
+def test_listing_a_folder_reads_no_hostile_dicom_header_whole(tmp_path, deflated_bomb):
+    """Listing a class folder reads each DICOM's PatientID. pydicom inflated a deflated file whole for it (119 MB
+    for the 116 KB bomb) and built every element of a flooded header; both now fall back to the folder's
+    patient, within the decode caps, and are refused with the reason when decoded."""
+    from covid_core.datasets import load_dataset
+
+    (tmp_path / "covid19" / "PAT9").mkdir(parents=True)
+    (tmp_path / "normal").mkdir()
+    (tmp_path / "covid19" / "PAT9" / "bomb.dcm").write_bytes(deflated_bomb)
+    (tmp_path / "covid19" / "PAT9" / "flood.dcm").write_bytes(dicom_with_many_elements(150_000))
+    (tmp_path / "normal" / "fine.dcm").write_bytes(dicom_with_many_elements(10))
+    tracemalloc.start()
+    try:
+        table = load_dataset(tmp_path).table.set_index("filename")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * 2**20, f"listing the folder allocated {peak / 2**20:.0f} MB"  # was 255 MB
+    assert table.loc["PAT9/bomb.dcm", "patient"] == table.loc["PAT9/flood.dcm", "patient"] == "folder-PAT9"
+    assert table.loc["fine.dcm", "patient"].startswith("dicom-")  # a sound header still gives its patient
 
 
 def _jpeg2000_dicom_declaring(rows: int, cols: int) -> bytes:
