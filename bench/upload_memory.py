@@ -8,6 +8,9 @@ in headless Chromium and uploads, as one batch each:
            119 MB inflated), 5 JPEG 2000 DICOMs that declare 8000x7000 pixels, 5 PNGs of 7000x8500 zeros.
   inside   10 JPEG 2000 DICOMs of about 1 KB whose header says 512x512 but whose codestream holds 12000x12000
            zeros (the decoder allocates what the codestream says).
+  flooded  5 DICOMs whose header holds a private sequence of 2.5 million one-element items (pydicom builds an
+           object for each): 4 deflate-compressed (117 KB each, 45 MB inflated) and 1 plain (45 MB); their
+           512x512 image is blank, so a decoder that parses the whole header refuses them only after it.
 
 For each batch it waits for the results table, counts the files scored and refused, and prints the server's
 peak resident memory (the process tree, sampled every 100 ms) and the ratio to the baseline batch.
@@ -88,6 +91,32 @@ def codestream_files() -> list[dict]:
              "buffer": _dicom((512, 512), JPEG2000Lossless, f"Inside^{i}", encapsulated=stream)} for i in range(10)]
 
 
+def flooded_files(items: int = 2_500_000) -> list[dict]:
+    import struct
+    import zlib
+
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
+
+    def data_set_offset(data: bytes) -> int:
+        fp = io.BytesIO(data)
+        read_preamble(fp, True)
+        _read_file_meta_info(fp)
+        return fp.tell()
+
+    item = struct.pack("<HHI", 0xFFFE, 0xE000, 10) + struct.pack("<HH2sHH", 0x0009, 0x1010, b"US", 2, 1)
+    sequence = (struct.pack("<HH2sHI", 0x0009, 0x1020, b"SQ", 0, 0xFFFFFFFF) + item * items
+                + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    plain = _dicom((512, 512), ExplicitVRLittleEndian, "Flood^plain")
+    at = plain.index(struct.pack("<HH", 0x7FE0, 0x0010))
+    plain = plain[:at] + sequence + plain[at:]
+    meta = _dicom((512, 512), DeflatedExplicitVRLittleEndian, "Flood^deflated")
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated = meta[:data_set_offset(meta)] + packer.compress(plain[data_set_offset(plain):]) + packer.flush()
+    return ([{"name": f"flooded{i}.dcm", "mimeType": "application/dicom", "buffer": deflated} for i in range(4)]
+            + [{"name": "flooded-plain.dcm", "mimeType": "application/dicom", "buffer": plain}])
+
+
 def upload_batch(page, url: str, files: list[dict], timeout_s: float) -> dict:
     page.goto(url, timeout=timeout_s * 1000)
     upload = page.locator('input[type="file"]').first
@@ -110,8 +139,8 @@ def main() -> int:
     args = ap.parse_args()
     films = [{"name": f"film{i}.png", "mimeType": "image/png", "buffer": xray_png(i)} for i in range(20)]
     made = time.perf_counter()
-    batches = {"films": films, "hostile": hostile_files(), "inside": codestream_files()}
-    for name in ("hostile", "inside"):
+    batches = {"films": films, "hostile": hostile_files(), "inside": codestream_files(), "flooded": flooded_files()}
+    for name in ("hostile", "inside", "flooded"):
         print(f"{name} batch: {len(batches[name])} files, {sum(len(f['buffer']) for f in batches[name]) / 1024:.0f} "
               f"KB in all")
     print(f"(made in {time.perf_counter() - made:.1f} s)")
@@ -139,7 +168,7 @@ def main() -> int:
     for name, r in results.items():
         print(f"{name:>8}: {r['scored']} scored, {r['refused']} refused in {r['seconds']:.1f} s; server peak "
               f"{r['peak_mb']:.0f} MB, after the batch {r['end_mb']:.0f} MB")
-    for name in ("hostile", "inside"):
+    for name in ("hostile", "inside", "flooded"):
         r = results[name]
         ratio = r["peak_mb"] / max(results["films"]["peak_mb"], 1)
         ok = r["peak_mb"] < 3072 and r["refused"] + r["scored"] == len(batches[name])
