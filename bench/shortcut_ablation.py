@@ -47,6 +47,8 @@ METHODS = {
     "group_sourcemix": ["--balance", "group", "--augmentation", "light", "--source-mix", "0.5"],
     "group_patch": ["--balance", "group", "--augmentation", "light", "--patch-crop", "0.5"],
     "group_mask_patch": ["--balance", "group", "--augmentation", "light", "--fit", "mask", "--patch-crop", "0.5"],
+    "group_hist_mask_patch": ["--balance", "group", "--augmentation", "light", "--equalize", "hist", "--fit", "mask",
+                              "--patch-crop", "0.5"],
     "group_thorax": ["--balance", "group", "--augmentation", "light", "--fit", "thorax"],
     "group_mask": ["--balance", "group", "--augmentation", "light", "--fit", "mask"],
     "group_strong_thorax": ["--balance", "group", "--augmentation", "strong", "--fit", "thorax"],
