@@ -91,6 +91,22 @@ def dicom_gradient(size: int = 64, **kwargs) -> bytes:
     return dicom_bytes(gradient(size).astype(np.uint16) * 16, **kwargs)
 
 
+def tiff_pages(n: int) -> bytes:
+    """A little-endian TIFF of ``n`` 64x64 8-bit pages that all share one strip (the gradient), so each page costs
+    102 bytes: a page list long enough to walk for minutes fits in a small upload."""
+    strip = gradient(64).tobytes()
+    first = 8 + len(strip)
+    tags = [(256, 3, 64), (257, 3, 64), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8), (278, 3, 64),
+            (279, 4, len(strip))]
+    out = bytearray(b"II*\x00" + struct.pack("<I", first) + strip)
+    for i in range(n):
+        following = first + 102 * (i + 1) if i < n - 1 else 0
+        out += struct.pack("<H", len(tags)) + b"".join(
+            struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else struct.pack("<HHIHH", tag, kind, 1, value, 0)
+            for tag, kind, value in tags) + struct.pack("<I", following)
+    return bytes(out)
+
+
 def dicom_with_many_elements(n: int, nested: bool = True, deflated: bool = False) -> bytes:
     """dicom_gradient(64) with ``n`` tiny private data elements more before its pixel data: the items of one
     undefined-length private sequence (``nested``), or top-level elements of their own; ``deflated``: in the
