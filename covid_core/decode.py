@@ -33,6 +33,9 @@ MAX_DECODE_BYTES = 512 * 2**20
 FLOAT_BYTES_PER_PIXEL = 16
 
 SUPPORTED_FORMATS = "PNG, JPEG, BMP, TIFF or DICOM"
+#: The Pillow plugins a raster file may be opened with. Pillow reads some forty formats, EPS through Ghostscript
+#: where it is installed; each is code that hostile bytes can reach, and none of the others is a film's format.
+RASTER_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
 
 # DICOM fields that identify a patient: kept apart, never shown unless asked for.
 PATIENT_FIELDS = (
@@ -87,6 +90,21 @@ def _sniff(data: bytes) -> str | None:
         return "a text file"
     except UnicodeDecodeError:
         return None
+
+
+def _other_image_format(data: bytes) -> str | None:
+    """The name of an image format that is not read here (GIF, WebP...), from its leading bytes; None otherwise."""
+    head = data[:16]
+    for name, test in (("GIF", head.startswith(b"GIF8")),
+                       ("WebP", head[:4] == b"RIFF" and head[8:12] == b"WEBP"),
+                       ("JPEG 2000", head.startswith((b"\x00\x00\x00\x0cjP  ", b"\xff\x4f\xff\x51"))),
+                       ("PostScript (EPS)", head.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6"))),
+                       ("HEIC or AVIF", head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"avif")),
+                       ("ICO", head.startswith(b"\x00\x00\x01\x00")),
+                       ("Photoshop", head.startswith(b"8BPS"))):
+        if test:
+            return name
+    return None
 
 
 #: Leading bytes of the raster formats PIL reads, so that a PNG named ``x.dcm`` is still read as a PNG.
@@ -509,9 +527,38 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B"
                     "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 
 
+#: Most PNG chunks or JPEG marker segments (fill bytes included) before the image data: a film holds a few dozen,
+#: and Pillow walks or keeps each one in Python (a 40 MB JPEG of 10 million empty APP15 segments took 1.4 GB and
+#: 12 s to open; a 24 MB PNG of 2 million empty private chunks, 290 MB and 5 s).
+MAX_SEGMENTS = 1000
+
+
+def _segments_before_image(data: bytes) -> int:
+    """PNG chunks before IDAT, or JPEG marker segments and fill bytes before the scan, counted up to
+    :data:`MAX_SEGMENTS` + 1; 0 for other formats. A structure that breaks ends the count (the decoder then says
+    what is wrong)."""
+    count, pos = 0, 8
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        while pos + 8 <= len(data) and count <= MAX_SEGMENTS and data[pos + 4:pos + 8] not in (b"IDAT", b"IEND"):
+            count, pos = count + 1, pos + 12 + int.from_bytes(data[pos:pos + 4], "big")
+    elif data.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 4 <= len(data) and count <= MAX_SEGMENTS and data[pos] == 0xFF and data[pos + 1] not in (0xDA,
+                                                                                                           0xD9):
+            marker = data[pos + 1]
+            standalone = marker in (0xFF, 0x01) or 0xD0 <= marker <= 0xD7  # fill byte, TEM, restart
+            count, pos = count + 1, pos + (1 if marker == 0xFF else 2 if standalone
+                                           else 2 + int.from_bytes(data[pos + 2:pos + 4], "big"))
+    return count
+
+
 def _decode_raster(data: bytes) -> DecodedImage:
+    if _segments_before_image(data) > MAX_SEGMENTS:
+        raise InvalidImageError(
+            f"the file holds over {MAX_SEGMENTS:,} chunks or segments before its image (a film holds a few dozen): "
+            "refused before they could exhaust memory. Export the film again")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
     except Image.DecompressionBombError as exc:
         claimed = re.search(r"\((\d+) pixels\)", str(exc))
         size = f"{int(claimed.group(1)) / 1e6:.0f} megapixels" if claimed else "too many pixels"
@@ -520,6 +567,10 @@ def _decode_raster(data: bytes) -> DecodedImage:
             "(a possible decompression bomb); downscale it first"
         ) from exc
     except UnidentifiedImageError:
+        other = _other_image_format(data)
+        if other:
+            raise InvalidImageError(f"{other} files are not read here; save the film as PNG (lossless) or upload a "
+                                    f"{SUPPORTED_FORMATS} file") from None
         kind = _sniff(data)
         what = f"it looks like {kind}" if kind else "its contents are not a known image format"
         raise InvalidImageError(f"not a recognised image ({what}); upload a {SUPPORTED_FORMATS} file")

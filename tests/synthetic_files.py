@@ -91,6 +91,18 @@ def dicom_gradient(size: int = 64, **kwargs) -> bytes:
     return dicom_bytes(gradient(size).astype(np.uint16) * 16, **kwargs)
 
 
+def png_with_chunks(n: int) -> bytes:
+    """The 64x64 gradient as PNG with ``n`` empty private ancillary chunks ("zzZz") between IHDR and the image."""
+    png = encode(gradient(64), "PNG")
+    return png[:33] + _png_chunk(b"zzZz", b"") * n + png[33:]
+
+
+def jpeg_with_segments(n: int) -> bytes:
+    """The 64x64 gradient as JPEG with ``n`` empty APP15 segments after its start marker."""
+    jpeg = encode(gradient(64), "JPEG")
+    return jpeg[:2] + b"\xff\xef\x00\x02" * n + jpeg[2:]
+
+
 def tiff_pages(n: int) -> bytes:
     """A little-endian TIFF of ``n`` 64x64 8-bit pages that all share one strip (the gradient), so each page costs
     102 bytes: a page list long enough to walk for minutes fits in a small upload."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import subprocess
 import sys
 import tracemalloc
@@ -19,7 +20,8 @@ from conftest import REPO
 from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
-from synthetic_files import dicom_bytes, dicom_with_many_elements, tiff_pages
+from synthetic_files import (dicom_bytes, dicom_with_many_elements, encode, gradient, jpeg_with_segments,
+                             png_with_chunks, tiff_pages)
 
 
 @pytest.fixture(scope="module")
@@ -142,6 +144,53 @@ def test_a_jpeg2000_dicom_counts_the_decoders_32_bit_samples_in_its_memory_cost(
     assert decode_cost_bytes(5000, 5000, 2) < 512 * 2**20 < decode_cost_bytes(5000, 5000, 2 + 4)
     with pytest.raises(InvalidImageError, match="5000x5000 px; decoding it would take about 525 MB"):
         decode_image(_jpeg2000_dicom_declaring(5000, 5000), "big.dcm")
+
+
+@pytest.mark.parametrize("make", [png_with_chunks, jpeg_with_segments], ids=["png", "jpeg"])
+def test_a_raster_file_flooded_with_chunks_or_segments_is_refused_before_pillow_walks_them(make):
+    """Pillow walks or keeps every PNG chunk and JPEG segment in Python: a 40 MB JPEG of 10 million empty APP15
+    segments took 1.4 GB and 12 s to open. Over MAX_SEGMENTS before the image, the file is refused unopened."""
+    from PIL import Image
+
+    from covid_core.decode import MAX_SEGMENTS
+
+    opened = []
+    real_open = Image.open
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+        with pytest.raises(InvalidImageError, match=f"holds over {MAX_SEGMENTS:,} chunks or segments before its "
+                                                    "image"):
+            decode_image(make(MAX_SEGMENTS + 1), "flood")
+        assert not opened
+        assert decode_image(make(MAX_SEGMENTS - 10), "fine").pixels.shape == (64, 64)  # a few hundred still read
+        assert opened
+
+
+def test_a_jpeg_with_exif_and_a_large_colour_profile_is_read():
+    from PIL import Image
+
+    from covid_core.decode import _segments_before_image
+
+    film, buf = Image.fromarray(gradient(64)), io.BytesIO()
+    film.save(buf, "JPEG", exif=film.getexif(), icc_profile=b"\0" * 200_000)  # the profile spans 4 APP2 segments
+    assert 4 < _segments_before_image(buf.getvalue()) < 20
+    assert decode_image(buf.getvalue(), "exif.jpg").pixels.shape == (64, 64)
+
+
+@pytest.mark.parametrize("fmt, named", [("GIF", "GIF"), ("WEBP", "WebP"), ("EPS", "PostScript (EPS)"),
+                                        ("JPEG2000", "JPEG 2000"), ("ICO", "ICO")])
+def test_image_formats_other_than_the_supported_ones_are_refused_by_name(fmt, named):
+    """Pillow reads some forty formats (EPS through Ghostscript, where it is installed): only PNG, JPEG, BMP and
+    TIFF (and DICOM) are read, as the product says; the others are refused before any of their code runs."""
+    with pytest.raises(InvalidImageError, match=f"^{re.escape(named)} files are not read here; save the film as "
+                                                "PNG"):
+        decode_image(encode(gradient(64), fmt), f"film.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("fmt", ["PPM", "TGA", "PCX", "SGI"])
+def test_formats_without_a_known_signature_are_not_recognised(fmt):
+    with pytest.raises(InvalidImageError, match="not a recognised image"):
+        decode_image(encode(gradient(64), fmt), f"film.{fmt.lower()}")
 
 
 def test_a_tiff_of_thousands_of_pages_is_refused_without_walking_its_page_list():
