@@ -24,7 +24,7 @@ import json
 
 import numpy as np
 
-from shortcut_ablation import covid_test_films, figures_from_probabilities, not_held_out, unseen_films
+from shortcut_ablation import covid_test_films, figures_from_probabilities, not_held_out, print_table, unseen_films
 
 
 def window_corners(size: int, side: int, grid: int) -> list[tuple[int, int]]:
@@ -89,12 +89,11 @@ def main() -> int:
                       "unseen_positive_at_90_test_covid": positive_at_covid_sensitivity(
                           probs, covid_probs, classes.index("covid19"))}
     print(f"{args.checkpoint}: {len(labels)} unseen {args.source} TRAIN films, {len(covid)} TEST COVID-19 films")
-    print("| inference | unseen normal vs pneumonia AUC | unseen normals vs TEST COVID-19 AUC | "
-          "unseen normals most probably COVID-19 | unseen films positive at 90% TEST COVID-19 sensitivity |")
-    print("|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['unseen_normal_vs_pneumonia']:.3f} | {r['unseen_normal_vs_covid']:.3f} | "
-              f"{r['unseen_normals_called_covid']:.3f} | {r['unseen_positive_at_90_test_covid']:.3f} |")
+    print_table(rows, "inference", {
+        "unseen normal vs pneumonia AUC": "unseen_normal_vs_pneumonia",
+        "unseen normals vs TEST COVID-19 AUC": "unseen_normal_vs_covid",
+        "unseen normals most probably COVID-19": "unseen_normals_called_covid",
+        "unseen films positive at 90% TEST COVID-19 sensitivity": "unseen_positive_at_90_test_covid"})
     print(json.dumps(rows))
     return 0
 

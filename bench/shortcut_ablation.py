@@ -197,6 +197,15 @@ def figures_from_probabilities(probs: np.ndarray, classes: list[str], labels: np
             "unseen_wrong_positive": float(positive[both & (labels != "covid19")].mean())}
 
 
+def print_table(rows: dict, first: str, columns: dict[str, str]) -> None:
+    """Print ``rows`` ({name: figures}) as a markdown table: ``first`` heads the names, ``columns`` maps each other
+    heading to the key of its figure (three decimals)."""
+    print("| " + " | ".join([first, *columns]) + " |")
+    print("|" + "---|" * (len(columns) + 1))
+    for name, r in rows.items():
+        print("| " + " | ".join([name, *(f"{r[key]:.3f}" for key in columns.values())]) + " |")
+
+
 def checkpoint_path(name: str, args) -> Path:
     """Where a row's checkpoint goes: named after its model, budget, seed and row (also its run id)."""
     return Path(args.work) / f"{args.model}-{args.image_size}-{args.epochs}-s{args.seed}-{name}.pt"

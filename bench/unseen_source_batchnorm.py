@@ -21,7 +21,7 @@ import json
 import numpy as np
 import torch
 
-from shortcut_ablation import not_held_out, unseen_films, verdict_figures
+from shortcut_ablation import not_held_out, print_table, unseen_films, verdict_figures
 
 
 def adapt_batchnorm(model: torch.nn.Module, images: np.ndarray, preprocess, batch_size: int = 64) -> int:
@@ -62,11 +62,9 @@ def main() -> int:
     rows[f"AdaBN ({n_layers} layers re-estimated), nothing withheld"] = verdict_figures(clf, images, labels,
                                                                                       familiarity=False)
     print(f"{args.checkpoint}: {len(labels)} unseen {args.source} TRAIN films")
-    print("| row | normal vs pneumonia AUC | normals most probably COVID-19 | withheld | wrong COVID-19 verdict |")
-    print("|---|---|---|---|---|")
-    for name, r in rows.items():
-        print(f"| {name} | {r['unseen_normal_vs_pneumonia']:.3f} | {r['unseen_normals_called_covid']:.3f} | "
-              f"{r['unseen_withheld']:.3f} | {r['unseen_wrong_positive']:.3f} |")
+    print_table(rows, "row", {"normal vs pneumonia AUC": "unseen_normal_vs_pneumonia",
+                              "normals most probably COVID-19": "unseen_normals_called_covid",
+                              "withheld": "unseen_withheld", "wrong COVID-19 verdict": "unseen_wrong_positive"})
     print(json.dumps(rows))
     return 0
 

@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import tracemalloc
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -24,6 +25,18 @@ from synthetic_files import (dicom_bytes, dicom_with_many_elements, encode, grad
                              png_with_chunks, tiff_pages)
 
 
+@contextmanager
+def traced_peak():
+    """tracemalloc around the block: yields a dict whose "mb" is the block's peak traced allocation, in MB."""
+    peak = {}
+    tracemalloc.start()
+    try:
+        yield peak
+        peak["mb"] = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.fixture(scope="module")
 def deflated_bomb() -> bytes:
     """116 KB on disk: a deflate-compressed DICOM of 7000x8500 16-bit zeros (about 119 MB inflated)."""
@@ -34,14 +47,9 @@ def deflated_bomb() -> bytes:
 
 def test_a_deflated_dicom_bomb_is_refused_without_inflating_it(deflated_bomb):
     assert len(deflated_bomb) < 200_000
-    tracemalloc.start()
-    try:
-        with pytest.raises(InvalidImageError, match="expands to more than 64 MB"):
-            decode_image(deflated_bomb, "bomb.dcm")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 40 * 2**20, f"decoding the refused file allocated {peak / 2**20:.0f} MB"  # was about 1 GB
+    with traced_peak() as peak, pytest.raises(InvalidImageError, match="expands to more than 64 MB"):
+        decode_image(deflated_bomb, "bomb.dcm")
+    assert peak["mb"] < 40, f"decoding the refused file allocated {peak['mb']:.0f} MB"  # was about 1 GB
 
 
 def test_a_compressed_dicom_whose_codestream_is_larger_than_its_header_is_refused_before_decoding():
@@ -53,15 +61,10 @@ def test_a_compressed_dicom_whose_codestream_is_larger_than_its_header_is_refuse
     stream = openjpeg.encode(np.zeros((6000, 6000), np.uint16), bits_stored=12)
     data = dicom_bytes(np.zeros((64, 64), np.uint16), transfer_syntax=JPEG2000Lossless, encapsulated=stream)
     assert len(data) < 5000
-    tracemalloc.start()
-    try:
-        with pytest.raises(InvalidImageError, match="is 6000x6000 px inside, but its header says 64x64 px: refused "
-                                                    "before decoding"):
-            decode_image(data, "small.dcm")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 20 * 2**20, f"decoding the refused file allocated {peak / 2**20:.0f} MB"
+    with traced_peak() as peak, pytest.raises(
+            InvalidImageError, match="is 6000x6000 px inside, but its header says 64x64 px: refused before decoding"):
+        decode_image(data, "small.dcm")
+    assert peak["mb"] < 20, f"decoding the refused file allocated {peak['mb']:.0f} MB"
 
 
 def test_a_small_deflated_dicom_still_decodes():
@@ -78,14 +81,10 @@ def test_a_dicom_header_flooded_with_elements_is_refused_before_it_exhausts_memo
     of a private sequence took 3 GB, and a 117 KB deflated one the same. Here 150,000 of them (2.7 MB, or 25 KB
     deflated): refused once pydicom has read 150,000 times (30,000 items)."""
     data = dicom_with_many_elements(150_000, nested=nested, deflated=deflated)
-    tracemalloc.start()
-    try:
-        with pytest.raises(InvalidImageError, match="the DICOM header holds tens of thousands of data elements or more"):
-            decode_image(data, "flood.dcm")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 80 * 2**20, f"parsing the refused file allocated {peak / 2**20:.0f} MB"  # was 160 MB, decoded
+    with traced_peak() as peak, pytest.raises(
+            InvalidImageError, match="the DICOM header holds tens of thousands of data elements or more"):
+        decode_image(data, "flood.dcm")
+    assert peak["mb"] < 80, f"parsing the refused file allocated {peak['mb']:.0f} MB"  # was 160 MB, decoded
 
 
 @pytest.mark.parametrize("nested, deflated", [(True, False), (False, False), (True, True)])
@@ -105,13 +104,9 @@ def test_listing_a_folder_reads_no_hostile_dicom_header_whole(tmp_path, deflated
     (tmp_path / "covid19" / "PAT9" / "bomb.dcm").write_bytes(deflated_bomb)
     (tmp_path / "covid19" / "PAT9" / "flood.dcm").write_bytes(dicom_with_many_elements(150_000))
     (tmp_path / "normal" / "fine.dcm").write_bytes(dicom_with_many_elements(10))
-    tracemalloc.start()
-    try:
+    with traced_peak() as peak:
         table = load_dataset(tmp_path).table.set_index("filename")
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 100 * 2**20, f"listing the folder allocated {peak / 2**20:.0f} MB"  # was 255 MB
+    assert peak["mb"] < 100, f"listing the folder allocated {peak['mb']:.0f} MB"  # was 255 MB
     assert table.loc["PAT9/bomb.dcm", "patient"] == table.loc["PAT9/flood.dcm", "patient"] == "folder-PAT9"
     assert table.loc["fine.dcm", "patient"].startswith("dicom-")  # a sound header still gives its patient
 

@@ -42,3 +42,11 @@ def test_positive_at_covid_sensitivity_uses_the_threshold_that_keeps_that_share_
     # 9 of the 10 COVID-19 films stay positive at 0.2: two of the four films reach it
     assert bench.positive_at_covid_sensitivity(films, covid, 2, 0.90) == 0.5
     assert bench.positive_at_covid_sensitivity(films, covid, 2, 1.0) == 0.75  # all ten kept: threshold 0.1
+
+
+def test_rows_print_as_a_markdown_table(capsys):
+    from shortcut_ablation import print_table
+
+    print_table({"whole film": {"a": 0.12345, "b": 1.0}}, "inference", {"A AUC": "a", "B share": "b"})
+    assert capsys.readouterr().out.splitlines() == ["| inference | A AUC | B share |", "|---|---|---|",
+                                                    "| whole film | 0.123 | 1.000 |"]
