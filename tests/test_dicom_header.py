@@ -145,3 +145,20 @@ def test_diagnose_says_why_a_lateral_dicom_gets_no_verdict(tmp_path, monkeypatch
     assert any("No verdict: the DICOM header says this is not a frontal chest X-ray" in m.value for m in at.markdown)
     assert any(w.value.startswith("The DICOM header says this is not a frontal chest X-ray (its view is LL") and
                w.value.endswith("Read the film without the model.") for w in at.warning)
+
+
+def test_diagnose_says_why_a_raw_detector_dicom_gets_no_verdict(tmp_path, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from app_helpers import APP, app_env
+
+    app_env(tmp_path, monkeypatch)
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    raw = _film({"PresentationIntentType": "FOR PROCESSING"})
+    at.file_uploader(key="diag_upload").set_value(("raw.dcm", raw, "application/dicom"))
+    at.run()
+    assert not at.exception, at.exception
+    assert any("No verdict: the DICOM header says this is a raw detector image, not the processed film" in m.value
+               for m in at.markdown)
+    assert any(w.value.startswith("The DICOM header says this is a raw detector image (FOR PROCESSING)") and
+               "send the FOR PRESENTATION image" in w.value for w in at.warning)
