@@ -536,7 +536,7 @@ MAX_SEGMENTS = 1000
 MAX_PNG_DATA_CHUNKS = 100_000
 
 
-def _segments_before_image(data: bytes) -> tuple[int, int]:
+def _segment_counts(data: bytes) -> tuple[int, int]:
     """(PNG chunks before IDAT, or JPEG marker segments and fill bytes before the scan, counted up to
     :data:`MAX_SEGMENTS` + 1; a PNG's IDAT chunks, counted up to :data:`MAX_PNG_DATA_CHUNKS` + 1); zeros for other
     formats. A structure that breaks ends the count (the decoder then says what is wrong)."""
@@ -561,7 +561,7 @@ def _segments_before_image(data: bytes) -> tuple[int, int]:
 
 
 def _decode_raster(data: bytes) -> DecodedImage:
-    before_image, image_chunks = _segments_before_image(data)
+    before_image, image_chunks = _segment_counts(data)
     if before_image > MAX_SEGMENTS:
         raise InvalidImageError(
             f"the file holds over {MAX_SEGMENTS:,} chunks or segments before its image (a film holds a few dozen): "

@@ -32,9 +32,6 @@ OTHER_MODALITIES = {"CT", "MR", "US", "NM", "PT", "MG", "XA", "RF", "OP", "SM", 
 FOR_PROCESSING_CLASSES = {"1.2.840.10008.5.1.4.1.1.1.1.1", "1.2.840.10008.5.1.4.1.1.1.2.1",
                           "1.2.840.10008.5.1.4.1.1.1.3.1"}
 
-#: How every sentence of :func:`not_a_frontal_chest_film` begins.
-NOT_FRONTAL_CHEST = "The DICOM header says this is not a frontal chest X-ray"
-
 
 def _words(value) -> set[str]:
     return {w for w in re.split(r"[^A-Z]+", str(value).upper()) if w}
@@ -53,11 +50,8 @@ def not_a_frontal_chest_film(dicom_info: dict) -> str:
         found = f"the body part examined is {str(part).strip()}"
     else:
         return ""
-    return f"{NOT_FRONTAL_CHEST} ({found}). The model reads frontal chest X-rays only, so no verdict is given."
-
-
-#: How the sentence of :func:`raw_detector_image` begins.
-RAW_DETECTOR = "The DICOM header says this is a raw detector image"
+    return (f"The DICOM header says this is not a frontal chest X-ray ({found}). The model reads frontal chest X-rays "
+            "only, so no verdict is given.")
 
 
 def raw_detector_image(dicom_info: dict) -> str:
@@ -67,8 +61,8 @@ def raw_detector_image(dicom_info: dict) -> str:
     intent = str(info.get("PresentationIntentType") or "").strip().upper()
     if intent != "FOR PROCESSING" and str(info.get("SOPClassUID") or "").strip() not in FOR_PROCESSING_CLASSES:
         return ""
-    return (f"{RAW_DETECTOR} (FOR PROCESSING), the unprocessed signal before the X-ray unit's own image processing, "
-            "not the film a reader sees. The model learned from processed films only, so no verdict is given: "
+    return ("The DICOM header says this is a raw detector image (FOR PROCESSING), the unprocessed signal before the "
+            "X-ray unit's own image processing, not the film a reader sees. The model learned from processed films only, so no verdict is given: "
             "send the FOR PRESENTATION image of the same exposure.")
 
 

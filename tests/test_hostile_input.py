@@ -166,7 +166,7 @@ def test_a_png_whose_image_is_split_into_too_many_chunks_is_refused_unopened():
     import struct
     import zlib
 
-    from covid_core.decode import MAX_PNG_DATA_CHUNKS, _segments_before_image
+    from covid_core.decode import MAX_PNG_DATA_CHUNKS, _segment_counts
 
     png = encode(gradient(64), "PNG")
     first = png.index(b"IDAT") - 4
@@ -178,18 +178,18 @@ def test_a_png_whose_image_is_split_into_too_many_chunks_is_refused_unopened():
 
     with pytest.raises(InvalidImageError, match=f"the PNG splits its image into over {MAX_PNG_DATA_CHUNKS:,} chunks"):
         decode_image(split(MAX_PNG_DATA_CHUNKS + 1), "split.png")
-    assert _segments_before_image(split(7000)) == (1, 7000)  # IHDR; a 50 MB file in 8 KB chunks holds 6,400
+    assert _segment_counts(split(7000)) == (1, 7000)  # IHDR; a 50 MB file in 8 KB chunks holds 6,400
     assert decode_image(split(7000), "fine.png").pixels.shape == (64, 64)
 
 
 def test_a_jpeg_with_exif_and_a_large_colour_profile_is_read():
     from PIL import Image
 
-    from covid_core.decode import _segments_before_image
+    from covid_core.decode import _segment_counts
 
     film, buf = Image.fromarray(gradient(64)), io.BytesIO()
     film.save(buf, "JPEG", exif=film.getexif(), icc_profile=b"\0" * 200_000)  # the profile spans 4 APP2 segments
-    assert 4 < _segments_before_image(buf.getvalue())[0] < 20
+    assert 4 < _segment_counts(buf.getvalue())[0] < 20
     assert decode_image(buf.getvalue(), "exif.jpg").pixels.shape == (64, 64)
 
 
