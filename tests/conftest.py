@@ -75,6 +75,17 @@ def make_folder_dataset(root: Path, per_class_train: int = 12, per_class_test: i
     return root
 
 
+def write_provenance(root: Path, source_of) -> list[str]:
+    """provenance.csv for every PNG under ``root``: its source is ``source_of(index, file name)`` (files in
+    name order), one patient per film. Returns the file names."""
+    import pandas as pd
+
+    files = sorted(p.name for p in root.rglob("*.png"))
+    pd.DataFrame({"X_ray_image_name": files, "source": [source_of(i, f) for i, f in enumerate(files)],
+                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(root / "provenance.csv", index=False)
+    return files
+
+
 @pytest.fixture
 def folder_dataset(tmp_path) -> Path:
     return make_folder_dataset(tmp_path / "data")

@@ -10,6 +10,7 @@ from covid_core import training
 from covid_core.training import classifier as classifier_training
 from covid_core.balance import class_weights, group_sample_weights
 from covid_core.training import TrainConfig
+from conftest import write_provenance
 
 
 def _shares(weights, keys):
@@ -52,10 +53,8 @@ def test_one_source_is_plain_class_balancing():
 
 
 def test_training_with_group_balance_samples_by_provenance(folder_dataset, tmp_path, monkeypatch):
-    files = sorted(p.name for p in folder_dataset.rglob("*.png"))
-    rare = {f for f in files if f.startswith("pneumonia_00") and int(f[-7:-4]) < 3}
-    pd.DataFrame({"X_ray_image_name": files, "source": ["rare" if f in rare else "common" for f in files],
-                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
+    write_provenance(folder_dataset, lambda i, f: "rare" if f.startswith("pneumonia_00") and int(f[-7:-4]) < 3
+                     else "common")
     seen = {}
 
     def spy(labels, sources, **kw):

@@ -4,13 +4,13 @@ run trained with it saves a plain classifier."""
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from covid_core.errors import ConfigError
 from covid_core.training import TrainConfig, run
 from covid_core.training.adversary import SourceAdversary, source_codes
+from conftest import write_provenance
 
 
 def test_the_features_get_the_source_heads_gradient_reversed_and_scaled():
@@ -45,9 +45,7 @@ def test_a_run_with_the_adversary_logs_its_loss_and_saves_a_plain_classifier(fol
     with pytest.raises(ConfigError, match="at least two sources in provenance.csv"):
         run(config, progress=False)  # no provenance.csv: every source is unknown
 
-    files = sorted(p.name for p in folder_dataset.rglob("*.png"))
-    pd.DataFrame({"X_ray_image_name": files, "source": ["a" if i % 2 else "b" for i in range(len(files))],
-                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
+    write_provenance(folder_dataset, lambda i, f: "a" if i % 2 else "b")
     config.run_id = "with-adversary"
     best = run(config, progress=False)
     rows = RunDir(best.parent).metrics()

@@ -3,6 +3,7 @@
 import torch
 
 from covid_core.augment import mix_across_sources
+from conftest import write_provenance
 
 
 def _one_hot_films(n: int) -> torch.Tensor:
@@ -42,7 +43,6 @@ def test_share_zero_or_a_batch_of_one_changes_nothing():
 
 
 def test_a_run_mixes_with_the_films_sources_and_refuses_without_two(folder_dataset, tmp_path, monkeypatch):
-    import pandas as pd
     import pytest
 
     from covid_core.errors import ConfigError
@@ -53,9 +53,7 @@ def test_a_run_mixes_with_the_films_sources_and_refuses_without_two(folder_datas
     with pytest.raises(ConfigError, match="at least two sources in provenance.csv"):
         run(config, progress=False)  # no provenance.csv: no film has a known source to mix across
 
-    files = sorted(p.name for p in folder_dataset.rglob("*.png"))
-    pd.DataFrame({"X_ray_image_name": files, "source": ["a" if i % 2 else "b" for i in range(len(files))],
-                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
+    write_provenance(folder_dataset, lambda i, f: "a" if i % 2 else "b")
     seen = []
 
     def recording(x, labels, sources, share):

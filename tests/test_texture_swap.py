@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 
 from covid_core import shortcuts
+from conftest import write_provenance
 
 
 def test_a_film_with_its_own_amplitude_is_unchanged_and_a_donors_amplitude_brings_its_texture():
@@ -79,10 +80,7 @@ def test_a_finished_training_run_stores_its_texture_swaps_for_its_card(folder_da
     from covid_core.evaluation import shortcut_rows
     from covid_core.training import TrainConfig
 
-    files = sorted(p.name for p in folder_dataset.rglob("*.png"))
-    pd.DataFrame({"X_ray_image_name": files,
-                  "source": ["cohen" if f.startswith("covid19") else "nih" for f in files],
-                  "patient": [f"p{i}" for i in range(len(files))]}).to_csv(folder_dataset / "provenance.csv", index=False)
+    write_provenance(folder_dataset, lambda i, f: "cohen" if f.startswith("covid19") else "nih")
     config = TrainConfig(data=str(folder_dataset), model="cnn", epochs=1, batch_size=8, image_size=32,
                          augment=False, val_fraction=0.2, runs_dir=str(tmp_path / "runs"))
     ckpt = load_checkpoint_dict(training.run(config, progress=False))

@@ -37,8 +37,8 @@ def source_codes(sources: np.ndarray) -> tuple[np.ndarray, list[str]]:
     names = sorted({str(s) for s in sources if str(s) != "unknown"})
     if len(names) < 2:
         raise ConfigError("training against the source needs films from at least two sources in provenance.csv "
-                          f"(found: {', '.join(names) or 'none'}); train without --source-adversary and "
-                          "--source-mix")
+                          f"(found: {', '.join(names) or 'none'}); train without --source-adversary, "
+                          "--source-mix and --group-dro")
     index = {name: i for i, name in enumerate(names)}
     return np.array([index.get(str(s), UNKNOWN_SOURCE) for s in sources], dtype=np.int64), names
 

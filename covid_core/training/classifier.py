@@ -26,6 +26,7 @@ from ..runs import RunDir, open_run
 from ..targets import class_names
 from . import distributed
 from .adversary import SourceAdversary, source_codes
+from .group_dro import GroupDRO
 from .config import TrainConfig
 from .finalize import finalize, split_indices
 from .loop import CachedXrays, evaluate, train_one_epoch
@@ -119,8 +120,10 @@ class _Training:
         sources = self.table["source"].to_numpy()[train]
         codes = None
         self.adversary = None
-        if config.source_adversary or config.source_mix:
+        if config.source_adversary or config.source_mix or config.group_dro:
             codes, names = source_codes(sources)
+        self.group_dro = (GroupDRO(len(names), len(self.classes), config.group_dro, config.label_smoothing)
+                          if config.group_dro else None)
         if config.source_adversary:
             n_features = last_linear(self.model).in_features
             self.adversary = SourceAdversary(n_features, len(self.classes), len(names),
@@ -167,6 +170,8 @@ class _Training:
                 self.ema.load_state_dict(state["ema"])
             if self.adversary is not None and "adversary" in state:
                 self.adversary.load_state_dict(state["adversary"])
+            if self.group_dro is not None and "group_dro" in state:
+                self.group_dro.load_state_dict(state["group_dro"])
             if "sampler_rng" in state:  # the weighted sampler draws on from where the interrupted run stopped
                 self.sampler.generator.set_state(state["sampler_rng"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -189,6 +194,8 @@ class _Training:
         extra = {"ema": self.ema.state_dict()} if self.ema is not None else {}
         if self.adversary is not None:
             extra["adversary"] = self.adversary.state_dict()
+        if self.group_dro is not None:
+            extra["group_dro"] = self.group_dro.state_dict()
         if isinstance(self.sampler, torch.utils.data.WeightedRandomSampler):
             extra["sampler_rng"] = self.sampler.generator.get_state()
         atomic_save({"state_dict": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
@@ -230,7 +237,7 @@ class _Training:
                                     amplitude_mix=config.amplitude_mix, random_conv=config.random_conv,
                                     source_mix=config.source_mix, patch_crop=config.patch_crop,
                                     progress=self.progress, ema=self.ema,
-                                    adversary=self.adversary, on_step=on_step, should_stop=should_stop)
+                                    adversary=self.adversary, group_dro=self.group_dro, on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)
             # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once
             # AUC saturates, go to the lower validation loss.

@@ -50,6 +50,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     ema_decay: float = 0.99
     source_adversary: float = 0.0
+    group_dro: float = 0.0
     holdout_source: str = ""
     covid_sensitivity: float = 0.90
     workers: int = 0
@@ -89,6 +90,7 @@ class TrainConfig:
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
             (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
             (0 <= self.source_adversary <= 10, "source adversary weight must be from 0 (off) to 10"),
+            (0 <= self.group_dro <= 1, "group DRO step must be from 0 (off) to 1"),
             (isinstance(self.holdout_source, str) and len(self.holdout_source) <= 100,
              "the held-out source must be a source name of at most 100 characters"),
             (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
@@ -178,6 +180,11 @@ TRAIN_FLAGS = (
     Flag("source_adversary", "--source-adversary", "weight of a domain-adversarial source head (gradient "
                                                    "reversal, conditioned on the class) that penalises features "
                                                    "naming the film's source from provenance.csv; 0 = off", float),
+    Flag("group_dro", "--group-dro", "step size of group distributionally robust training (Group DRO): the "
+                                     "loss of each (source, class) group from provenance.csv is weighted, each "
+                                     "weight growing with its group's loss, so that easy groups, where the "
+                                     "source gives the class away, cannot carry the mean; 0 = off",
+         float),
     Flag("holdout_source", "--holdout-source", "leave this source (provenance.csv) out of TRAIN and VALIDATION; "
                                                "TEST keeps its films, so its within-source figures measure a "
                                                "source the model never saw"),

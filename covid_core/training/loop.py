@@ -37,11 +37,13 @@ class CachedXrays(Dataset):
 def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: PreprocessConfig, device, *,
                     epoch: int, epochs: int, augment: bool = True, augmentation: str = "light",
                     amplitude_mix: float = 0.0, random_conv: float = 0.0, source_mix: float = 0.0,
-                    patch_crop: float = 0.0, progress: bool = True, ema=None, adversary=None,
+                    patch_crop: float = 0.0, progress: bool = True, ema=None, adversary=None, group_dro=None,
                     on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
     """One pass over ``loader``; returns {"loss" (the classification loss), "images", "seconds",
     "data_wait_share"}, and "source_loss" with an ``adversary`` (a
-    :class:`~covid_core.training.adversary.SourceAdversary` whose loss is added to the objective).
+    :class:`~covid_core.training.adversary.SourceAdversary` whose loss is added to the objective). With
+    ``group_dro`` (a :class:`~covid_core.training.group_dro.GroupDRO`) the objective's classification part is
+    its weighted group loss instead of ``loss_fn``'s mean, which is still what "loss" reports.
 
     ``ema`` (a :class:`torch.optim.swa_utils.AveragedModel`) is updated after every optimiser step.
     """
@@ -61,15 +63,15 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
         x = normalize(x, config).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            if adversary is None:
-                loss = objective = loss_fn(model(x), y)
-            else:
-                logits, features = model_features(model, x)
-                loss = loss_fn(logits, y)
+            logits, features = model_features(model, x) if adversary is not None else (model(x), None)
+            loss = objective = loss_fn(logits, y)
+            if group_dro is not None:
+                objective = group_dro.loss(logits, y, source.to(device))
+            if adversary is not None:
                 adv = adversary.loss(features["penultimate"], y, source.to(device),
                                      progress=(epoch - 1 + step / len(loader)) / epochs)
                 source_loss += float(adv.detach()) * len(y)
-                objective = loss + adv
+                objective = objective + adv
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
