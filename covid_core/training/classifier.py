@@ -123,7 +123,7 @@ class _Training:
         if config.source_adversary or config.source_mix or config.group_dro:
             codes, names = source_codes(sources)
         self.group_dro = (GroupDRO(len(names), len(self.classes), config.group_dro, config.label_smoothing)
-                          if config.group_dro else None)
+                          .to(self.device) if config.group_dro else None)
         if config.source_adversary:
             n_features = last_linear(self.model).in_features
             self.adversary = SourceAdversary(n_features, len(self.classes), len(names),
@@ -236,8 +236,8 @@ class _Training:
                                     augment=config.augment, augmentation=config.augmentation,
                                     amplitude_mix=config.amplitude_mix, random_conv=config.random_conv,
                                     source_mix=config.source_mix, patch_crop=config.patch_crop,
-                                    progress=self.progress, ema=self.ema,
-                                    adversary=self.adversary, group_dro=self.group_dro, on_step=on_step, should_stop=should_stop)
+                                    progress=self.progress, ema=self.ema, adversary=self.adversary,
+                                    group_dro=self.group_dro, on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)
             # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once
             # AUC saturates, go to the lower validation loss.

@@ -3,10 +3,11 @@ Networks", ICLR 2020), with a group for each (source, class) pair.
 
 Plain training lowers the mean loss, which a shortcut serves well: the groups where the source names the class
 (Kermany's children, the COVID-19 collections' COVID-19 films) are easy, and the groups where it does not
-(NIH's adults, the COVID-19 collections' other pneumonias) are few and hard. Group DRO lowers the loss of the
-worst group instead: a weight per group grows exponentially with that group's loss (online mirror ascent, step
-``step``), and the objective is the weighted sum of the group losses. Films of unknown source form one group
-per class of their own.
+(NIH's adults, whose two answers share one hospital; the COVID-19 collections' few other pneumonias and normals)
+are hard. Group DRO lowers the loss of the worst group instead: a weight per group grows exponentially with that
+group's loss (online mirror ascent, step ``step``), and the objective is the weighted sum of the group losses.
+Films of unknown source form one group per class of their own. With several training processes each keeps its
+own weights, from its own batches.
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ class GroupDRO(nn.Module):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, sources: torch.Tensor) -> torch.Tensor:
         per_film = nn.functional.cross_entropy(logits.float(), labels, reduction="none",
                                                label_smoothing=self.label_smoothing)
-        groups = self.groups(labels, sources.to(labels.device))
+        groups = self.groups(labels, sources)
         n = len(self.weights)
         totals = torch.zeros(n, device=per_film.device).index_add(0, groups, per_film)
         counts = torch.zeros(n, device=per_film.device).index_add(0, groups, torch.ones_like(per_film))
         group_loss = totals / counts.clamp(min=1)
         with torch.no_grad():  # a group absent from the batch has loss 0 here: its weight is not raised
-            weights = self.weights.to(per_film.device) * torch.exp(self.step * group_loss.detach())
-            self.weights.copy_((weights / weights.sum()).to(self.weights.device))
-        return (self.weights.to(per_film.device) * group_loss).sum()
+            weights = self.weights * torch.exp(self.step * group_loss.detach())
+            self.weights.copy_(weights / weights.sum())
+        return (self.weights * group_loss).sum()
