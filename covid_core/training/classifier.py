@@ -120,7 +120,7 @@ class _Training:
         sources = self.table["source"].to_numpy()[train]
         codes = None
         self.adversary = None
-        if config.source_adversary or config.source_mix or config.group_dro:
+        if config.source_adversary or config.source_mix or config.group_dro or config.source_contrast:
             codes, names = source_codes(sources)
         self.group_dro = (GroupDRO(len(names), len(self.classes), config.group_dro, config.label_smoothing)
                           .to(self.device) if config.group_dro else None)
@@ -237,7 +237,8 @@ class _Training:
                                     amplitude_mix=config.amplitude_mix, random_conv=config.random_conv,
                                     source_mix=config.source_mix, patch_crop=config.patch_crop,
                                     progress=self.progress, ema=self.ema, adversary=self.adversary,
-                                    group_dro=self.group_dro, on_step=on_step, should_stop=should_stop)
+                                    group_dro=self.group_dro, source_contrast=config.source_contrast,
+                                    on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)
             # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once
             # AUC saturates, go to the lower validation loss.
@@ -254,7 +255,7 @@ class _Training:
                    "lr": self.optimizer.param_groups[0]["lr"], "seconds": stats["seconds"],
                    "images_per_s": stats["images"] * self.world / max(stats["seconds"], 1e-9),
                    "data_wait_share": stats["data_wait_share"], "best": improved,
-                   **({"source_loss": stats["source_loss"]} if "source_loss" in stats else {})}
+                   **{k: stats[k] for k in ("source_loss", "contrast_loss") if k in stats}}
             if self.is_main:
                 # The metrics line goes first: a kill before last.pt is written repeats this epoch on resume
                 # (keep_metrics_through drops the orphan line) instead of losing its row.

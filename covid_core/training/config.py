@@ -51,6 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.99
     source_adversary: float = 0.0
     group_dro: float = 0.0
+    source_contrast: float = 0.0
     holdout_source: str = ""
     covid_sensitivity: float = 0.90
     workers: int = 0
@@ -91,6 +92,7 @@ class TrainConfig:
             (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
             (0 <= self.source_adversary <= 10, "source adversary weight must be from 0 (off) to 10"),
             (0 <= self.group_dro <= 1, "group DRO step must be from 0 (off) to 1"),
+            (0 <= self.source_contrast <= 10, "source contrast weight must be from 0 (off) to 10"),
             (isinstance(self.holdout_source, str) and len(self.holdout_source) <= 100,
              "the held-out source must be a source name of at most 100 characters"),
             (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
@@ -185,6 +187,10 @@ TRAIN_FLAGS = (
                                      "weight growing with its group's loss, so that easy groups, where the "
                                      "source gives the class away, cannot carry the mean; 0 = off",
          float),
+    Flag("source_contrast", "--source-contrast", "weight of a contrastive loss on the penultimate features that "
+                                                 "draws each film towards the films of its class from other "
+                                                 "sources in provenance.csv, against its own source's films "
+                                                 "(Correct-n-Contrast's positives); 0 = off", float),
     Flag("holdout_source", "--holdout-source", "leave this source (provenance.csv) out of TRAIN and VALIDATION; "
                                                "TEST keeps its films, so its within-source figures measure a "
                                                "source the model never saw"),

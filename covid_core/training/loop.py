@@ -15,6 +15,7 @@ from ..metrics import classification_metrics
 from ..models import model_features
 from ..preprocess import PreprocessConfig, normalize
 from .adversary import UNKNOWN_SOURCE
+from .source_contrast import source_contrast_loss
 
 
 
@@ -38,19 +39,22 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
                     epoch: int, epochs: int, augment: bool = True, augmentation: str = "light",
                     amplitude_mix: float = 0.0, random_conv: float = 0.0, source_mix: float = 0.0,
                     patch_crop: float = 0.0, progress: bool = True, ema=None, adversary=None, group_dro=None,
+                    source_contrast: float = 0.0,
                     on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
     """One pass over ``loader``; returns {"loss" (the classification loss), "images", "seconds",
     "data_wait_share"}, and "source_loss" with an ``adversary`` (a
     :class:`~covid_core.training.adversary.SourceAdversary` whose loss is added to the objective). With
     ``group_dro`` (a :class:`~covid_core.training.group_dro.GroupDRO`) the objective's classification part is
-    its weighted group loss instead of ``loss_fn``'s mean, which is still what "loss" reports.
+    its weighted group loss instead of ``loss_fn``'s mean, which is still what "loss" reports. With
+    ``source_contrast`` that weight times :func:`~covid_core.training.source_contrast.source_contrast_loss` is
+    added, and reported as "contrast_loss".
 
     ``ema`` (a :class:`torch.optim.swa_utils.AveragedModel`) is updated after every optimiser step.
     """
     from tqdm import tqdm
 
     model.train()
-    total_loss, source_loss, seen, waited = 0.0, 0.0, 0, 0.0
+    total_loss, source_loss, contrast_loss, seen, waited = 0.0, 0.0, 0.0, 0, 0.0
     start = time.perf_counter()
     bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, dynamic_ncols=True)
     tick = time.perf_counter()
@@ -63,7 +67,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
         x = normalize(x, config).contiguous(memory_format=torch.channels_last)
         y = y.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            logits, features = model_features(model, x) if adversary is not None else (model(x), None)
+            with_features = adversary is not None or source_contrast > 0
+            logits, features = model_features(model, x) if with_features else (model(x), None)
             loss = objective = loss_fn(logits, y)
             if group_dro is not None:
                 objective = group_dro.loss(logits, y, source.to(device))
@@ -72,6 +77,10 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
                                      progress=(epoch - 1 + step / len(loader)) / epochs)
                 source_loss += float(adv.detach()) * len(y)
                 objective = objective + adv
+            if source_contrast > 0:
+                contrast = source_contrast_loss(features["penultimate"], y, source.to(device))
+                contrast_loss += float(contrast.detach()) * len(y)
+                objective = objective + source_contrast * contrast
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
@@ -92,6 +101,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
              "data_wait_share": waited / max(seconds, 1e-9)}
     if adversary is not None:
         stats["source_loss"] = source_loss / max(seen, 1)
+    if source_contrast > 0:
+        stats["contrast_loss"] = contrast_loss / max(seen, 1)
     return stats
 
 
