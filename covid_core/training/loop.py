@@ -56,6 +56,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
     model.train()
     total_loss, source_loss, contrast_loss, seen, waited = 0.0, 0.0, 0.0, 0, 0.0
     start = time.perf_counter()
+    with_features = adversary is not None or source_contrast > 0
     bar = tqdm(loader, desc=f"epoch {epoch}/{epochs}", unit="batch", disable=not progress, dynamic_ncols=True)
     tick = time.perf_counter()
     for step, (x_u8, y, source) in enumerate(bar):
@@ -65,20 +66,19 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
             x = mix_across_sources(augment_batch(x, augmentation, amplitude_mix, random_conv), y, source, source_mix)
             x = random_window(x, patch_crop)
         x = normalize(x, config).contiguous(memory_format=torch.channels_last)
-        y = y.to(device, non_blocking=True)
+        y, source = y.to(device, non_blocking=True), source.to(device, non_blocking=True)
         with torch.autocast(device.type, enabled=device.type == "cuda"):
-            with_features = adversary is not None or source_contrast > 0
             logits, features = model_features(model, x) if with_features else (model(x), None)
             loss = objective = loss_fn(logits, y)
             if group_dro is not None:
-                objective = group_dro.loss(logits, y, source.to(device))
+                objective = group_dro.loss(logits, y, source)
             if adversary is not None:
-                adv = adversary.loss(features["penultimate"], y, source.to(device),
+                adv = adversary.loss(features["penultimate"], y, source,
                                      progress=(epoch - 1 + step / len(loader)) / epochs)
                 source_loss += float(adv.detach()) * len(y)
                 objective = objective + adv
             if source_contrast > 0:
-                contrast = source_contrast_loss(features["penultimate"], y, source.to(device))
+                contrast = source_contrast_loss(features["penultimate"], y, source)
                 contrast_loss += float(contrast.detach()) * len(y)
                 objective = objective + source_contrast * contrast
         optimizer.zero_grad(set_to_none=True)
