@@ -77,3 +77,29 @@ def test_the_step_must_be_from_0_to_1():
 
     with pytest.raises(ConfigError, match="group DRO step"):
         TrainConfig(data="x", group_dro=2.0).validate()
+
+
+def test_a_resumed_group_dro_run_continues_with_its_weights(folder_dataset, tmp_path):
+    """Stopped after its first epoch and resumed, a Group DRO run ends as the uninterrupted one does: the group
+    weights come back from last.pt instead of starting uniform again."""
+    from covid_core.training import TrainConfig, run
+
+    write_provenance(folder_dataset, lambda i, f: "a" if i % 2 else "b")
+
+    def config(run_id):
+        return TrainConfig(data=str(folder_dataset), model="cnn", epochs=2, batch_size=4, image_size=32,
+                           augment=False, val_fraction=0.2, group_dro=0.5, run_id=run_id,
+                           runs_dir=str(tmp_path / "runs"))
+
+    whole, resumed = [], []
+    best_whole = run(config("whole"), on_epoch=whole.append, progress=False)
+    best_resumed = run(config("resumed"), on_epoch=lambda r: resumed.append(r) or False, progress=False)
+    after_one = torch.load(best_resumed.parent / "last.pt", weights_only=True)["group_dro"]["weights"]
+    assert len(resumed) == 1 and after_one.std() > 0  # stopped after epoch 1, its weights already moved
+    run(TrainConfig(), on_epoch=resumed.append, progress=False, resume=str(best_resumed.parent))
+
+    def final(best):
+        return torch.load(best.parent / "last.pt", weights_only=True)["group_dro"]["weights"]
+
+    assert final(best_resumed).tolist() == pytest.approx(final(best_whole).tolist(), rel=1e-5)
+    assert resumed[1]["train_loss"] == pytest.approx(whole[1]["train_loss"], rel=1e-5)
