@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from conftest import REPO
 
@@ -28,9 +29,9 @@ def test_the_mean_averages_probabilities_and_thresholds_and_withholds_what_any_m
     a = _scored([0.9, 0.2, 0.6], [True, False, False], 0.4)
     b = _scored([0.5, 0.4, 0.2], [False, False, True], 0.6)
     mean = ensemble.mean_of([a, b])
-    assert mean.probs[:, 2].tolist() == [0.7, 0.30000000000000004, 0.4]
+    assert mean.probs[:, 2].tolist() == pytest.approx([0.7, 0.3, 0.4])
     assert mean.withheld.tolist() == [True, False, True]
-    assert mean.threshold == 0.5
+    assert mean.threshold == pytest.approx(0.5)
 
 
 def test_a_row_counts_wrong_verdicts_with_and_without_the_withheld_films():
