@@ -175,6 +175,19 @@ def random_convolution(x01: torch.Tensor, share: float) -> torch.Tensor:
     return torch.where(_some(b, share, x01.device).view(b, 1, 1, 1), mixed, x01)
 
 
+def cross_source_partners(sources: torch.Tensor, labels: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(partner index per item, whether it has one): a uniformly drawn item of the batch from another known source
+    (codes >= 0), of the same label when ``labels`` are given. An item without one is its own partner."""
+    b = len(sources)
+    allowed = (sources[:, None] != sources[None, :]) & (sources[:, None] >= 0) & (sources[None, :] >= 0)
+    if labels is not None:
+        allowed &= labels[:, None] == labels[None, :]
+    has_partner = allowed.any(1)
+    keys = torch.rand(b, b).to(sources.device).masked_fill(~allowed, -1.0)  # the largest allowed key wins
+    return torch.where(has_partner, keys.argmax(1), torch.arange(b, device=sources.device)), has_partner
+
+
 def mix_across_sources(x01: torch.Tensor, labels: torch.Tensor, sources: torch.Tensor, share: float) -> torch.Tensor:
     """Each image of ``share`` of the batch becomes lam * itself + (1 - lam) * a film of the same class from another
     known source (lam from Beta(2, 2)); its label is unchanged (LISA's intra-label selective mixup). An image with
@@ -182,13 +195,7 @@ def mix_across_sources(x01: torch.Tensor, labels: torch.Tensor, sources: torch.T
     b = x01.shape[0]
     if share <= 0 or b < 2:
         return x01
-    labels, sources = labels.to(x01.device), sources.to(x01.device)
-    allowed = ((labels[:, None] == labels[None, :]) & (sources[:, None] != sources[None, :])
-               & (sources[:, None] >= 0) & (sources[None, :] >= 0))
-    has_partner = allowed.any(1)
-    # One uniformly drawn partner per image among the allowed ones (random keys, the largest allowed wins).
-    keys = torch.rand(b, b).to(x01.device).masked_fill(~allowed, -1.0)
-    partner = keys.argmax(1)
+    partner, has_partner = cross_source_partners(sources.to(x01.device), labels.to(x01.device))
     lam = torch.distributions.Beta(2.0, 2.0).sample((b,)).to(x01.device, x01.dtype).view(b, 1, 1, 1)
     mixed = lam * x01 + (1 - lam) * x01[partner]
     chosen = _some(b, share, x01.device) & has_partner

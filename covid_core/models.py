@@ -24,6 +24,7 @@ class ModelSpec:
     build(num_classes) -> nn.Module taking float32 Bx1xSxS, returning logits BxC.
     target_layer(model) -> the module whose activations Grad-CAM explains.
     imagenet_weights: torchvision weights enum name, or None if there are none.
+    style_layers(model) -> the early stages whose outputs MixStyle mixes (``--mix-style``).
     """
 
     name: str
@@ -33,6 +34,7 @@ class ModelSpec:
     description: str
     imagenet_weights: str | None = None
     in_channels: int = 1
+    style_layers: Callable[[nn.Module], list[nn.Module]] = lambda m: []
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
@@ -96,17 +98,21 @@ def _densenet121(num_classes: int) -> nn.Module:
 
 register_model(ModelSpec(
     "cnn", BaselineCNN, lambda m: m.features[-1], 128,
-    "baseline sequential CNN (4 conv blocks, ~1.2M parameters)"))
+    "baseline sequential CNN (4 conv blocks, ~1.2M parameters)",
+    style_layers=lambda m: [m.features[0], m.features[1]]))
 register_model(ModelSpec(
     "resnet18", _resnet("resnet18"), lambda m: m.layer4[-1], 160,  # docs/shortcuts.md: 160 px beat 96, 224, 256
-    "ResNet-18 (He et al. 2016), 11M parameters", imagenet_weights="ResNet18_Weights"))
+    "ResNet-18 (He et al. 2016), 11M parameters", imagenet_weights="ResNet18_Weights",
+    style_layers=lambda m: [m.layer1, m.layer2]))
 register_model(ModelSpec(
     "resnet50", _resnet("resnet50"), lambda m: m.layer4[-1], 224,
-    "ResNet-50, 24M parameters", imagenet_weights="ResNet50_Weights"))
+    "ResNet-50, 24M parameters", imagenet_weights="ResNet50_Weights",
+    style_layers=lambda m: [m.layer1, m.layer2]))
 register_model(ModelSpec(
     "densenet121", _densenet121, lambda m: m.features[-1], 224,
     "DenseNet-121, CheXNet's backbone (Rajpurkar et al. 2017), 7M parameters",
-    imagenet_weights="DenseNet121_Weights"))
+    imagenet_weights="DenseNet121_Weights",
+    style_layers=lambda m: [m.features.denseblock1, m.features.denseblock2]))
 
 
 def _imagenet_state_dict(spec: ModelSpec) -> dict:

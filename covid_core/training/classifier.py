@@ -21,12 +21,13 @@ from ..cache import load_or_build
 from ..checkpoint import atomic_save, classifier_checkpoint
 from ..datasets import limit_per_split, load_dataset, split_validation, without_source_in_training
 from ..errors import ConfigError
-from ..models import build_model, head_parameters, last_linear
+from ..models import build_model, get_spec, head_parameters, last_linear
 from ..runs import RunDir, open_run
 from ..targets import class_names
 from . import distributed
 from .adversary import SourceAdversary, source_codes
 from .group_dro import GroupDRO
+from .mix_style import MixStyle
 from .config import TrainConfig
 from .finalize import finalize, split_indices
 from .loop import CachedXrays, evaluate, train_one_epoch
@@ -120,7 +121,7 @@ class _Training:
         sources = self.table["source"].to_numpy()[train]
         codes = None
         self.adversary = None
-        if config.source_adversary or config.source_mix or config.group_dro or config.source_contrast:
+        if config.source_adversary or config.source_mix or config.group_dro or config.source_contrast or config.mix_style:
             codes, names = source_codes(sources)
         self.group_dro = (GroupDRO(len(names), len(self.classes), config.group_dro, config.label_smoothing)
                           .to(self.device) if config.group_dro else None)
@@ -160,6 +161,9 @@ class _Training:
             self.ema = AveragedModel(self.model, multi_avg_fn=get_ema_multi_avg_fn(decay),
                                      use_buffers=True)
         self.scored = self.ema.module if self.ema is not None else self.model
+        # After the average's copy, so that only the trained model carries the hooks.
+        self.mix_style = (MixStyle(get_spec(config.model).style_layers(self.model), config.mix_style)
+                          if config.mix_style else None)
 
     def _restore(self, resume) -> _State:
         """Continue from ``last.pt`` when resuming; metrics rows of epochs last.pt does not know are dropped."""
@@ -238,6 +242,7 @@ class _Training:
                                     source_mix=config.source_mix, patch_crop=config.patch_crop,
                                     progress=self.progress, ema=self.ema, adversary=self.adversary,
                                     group_dro=self.group_dro, source_contrast=config.source_contrast,
+                                    mix_style=self.mix_style,
                                     on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)
             # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once

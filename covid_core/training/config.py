@@ -52,6 +52,7 @@ class TrainConfig:
     source_adversary: float = 0.0
     group_dro: float = 0.0
     source_contrast: float = 0.0
+    mix_style: float = 0.0
     holdout_source: str = ""
     covid_sensitivity: float = 0.90
     workers: int = 0
@@ -93,6 +94,7 @@ class TrainConfig:
             (0 <= self.source_adversary <= 10, "source adversary weight must be from 0 (off) to 10"),
             (0 <= self.group_dro <= 1, "group DRO step must be from 0 (off) to 1"),
             (0 <= self.source_contrast <= 10, "source contrast weight must be from 0 (off) to 10"),
+            (0 <= self.mix_style <= 1, "MixStyle must be a share from 0 (off) to 1"),
             (isinstance(self.holdout_source, str) and len(self.holdout_source) <= 100,
              "the held-out source must be a source name of at most 100 characters"),
             (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
@@ -191,6 +193,10 @@ TRAIN_FLAGS = (
                                                  "draws each film towards the films of its class from other "
                                                  "sources in provenance.csv, against its own source's films "
                                                  "(Correct-n-Contrast's positives); 0 = off", float),
+    Flag("mix_style", "--mix-style", "share of each batch whose early feature maps take a mix of their own "
+                                     "channel means and deviations (their style) and those of a film from "
+                                     "another source in provenance.csv (MixStyle), so a hospital's style "
+                                     "cannot name the class; 0 = off", float),
     Flag("holdout_source", "--holdout-source", "leave this source (provenance.csv) out of TRAIN and VALIDATION; "
                                                "TEST keeps its films, so its within-source figures measure a "
                                                "source the model never saw"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -39,7 +40,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
                     epoch: int, epochs: int, augment: bool = True, augmentation: str = "light",
                     amplitude_mix: float = 0.0, random_conv: float = 0.0, source_mix: float = 0.0,
                     patch_crop: float = 0.0, progress: bool = True, ema=None, adversary=None, group_dro=None,
-                    source_contrast: float = 0.0,
+                    source_contrast: float = 0.0, mix_style=None,
                     on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
     """One pass over ``loader``; returns {"loss" (the classification loss), "images", "seconds",
     "data_wait_share"}, and "source_loss" with an ``adversary`` (a
@@ -47,7 +48,9 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
     ``group_dro`` (a :class:`~covid_core.training.group_dro.GroupDRO`) the objective's classification part is
     its weighted group loss instead of ``loss_fn``'s mean, which is still what "loss" reports. With
     ``source_contrast`` that weight times :func:`~covid_core.training.source_contrast.source_contrast_loss` is
-    added, and reported as "contrast_loss".
+    added, and reported as "contrast_loss". With ``mix_style`` (a
+    :class:`~covid_core.training.mix_style.MixStyle` hooked into the model) each forward pass mixes styles across
+    the batch's sources.
 
     ``ema`` (a :class:`torch.optim.swa_utils.AveragedModel`) is updated after every optimiser step.
     """
@@ -67,7 +70,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
             x = random_window(x, patch_crop)
         x = normalize(x, config).contiguous(memory_format=torch.channels_last)
         y, source = y.to(device, non_blocking=True), source.to(device, non_blocking=True)
-        with torch.autocast(device.type, enabled=device.type == "cuda"):
+        with (torch.autocast(device.type, enabled=device.type == "cuda"),
+              mix_style.batch(source) if mix_style is not None else contextlib.nullcontext()):
             logits, features = model_features(model, x) if with_features else (model(x), None)
             loss = objective = loss_fn(logits, y)
             if group_dro is not None:
