@@ -219,51 +219,62 @@ def _too_many_elements(exc: BaseException | None) -> _TooManyElements | None:
     return exc
 
 
-def _deflated_data_set(fp) -> int | None:
-    """Where the data set of a Deflated Explicit VR Little Endian DICOM starts in the binary stream ``fp`` (None for
-    any other DICOM); refuses one that would expand past :data:`MAX_INFLATED_BYTES`.
-
-    pydicom inflates such a file whole as it reads the header, before Rows and Columns can be checked, so a
-    116 KB file of zeros can become hundreds of MB. This inflates in a bounded stream first and stops at the cap.
-    """
+def _inflate(fp, keep: bool) -> io.BytesIO | None:
+    """The rest of the binary stream ``fp`` inflated (raw deflate) in 1 MB steps, refused as soon as it passes
+    :data:`MAX_INFLATED_BYTES` (a 116 KB file of zeros could otherwise become hundreds of MB): kept in a BytesIO
+    at position 0 with ``keep``, otherwise only counted, each step dropped (None)."""
     import zlib
 
-    from pydicom.filereader import _read_file_meta_info, read_preamble
+    inflater, inflated, size = zlib.decompressobj(-zlib.MAX_WBITS), io.BytesIO() if keep else None, 0
+    try:
+        pending = fp.read(2**20)
+        while pending and size <= MAX_INFLATED_BYTES:
+            step = inflater.decompress(pending, 2**20)
+            size += len(step)
+            if keep:
+                inflated.write(step)
+            pending = inflater.unconsumed_tail or fp.read(2**20)
+    except zlib.error as exc:
+        raise InvalidImageError(f"deflate-compressed DICOM is corrupt ({exc}); export it again") from exc
+    if size > MAX_INFLATED_BYTES:
+        raise InvalidImageError(
+            f"deflate-compressed DICOM expands to more than {MAX_INFLATED_BYTES / 2**20:.0f} MB ({fp.tell() / 1024:.0f}"
+            " KB on disk or more): refused before decoding. Export it uncompressed or downscaled"
+        )
+    if keep:
+        inflated.seek(0)
+    return inflated
+
+
+def _read_deflated(fp, stop_before_pixels: bool, specific_tags):
+    """A Deflated Explicit VR Little Endian DICOM read from ``fp`` (at its start), its data set inflated
+    (:func:`_inflate`) once to check its size and once to parse it within the element budget; None for any other
+    DICOM.
+
+    pydicom would inflate such a file whole, unbounded, onto a stream of its own that the budget cannot watch;
+    this builds the same FileDataset as its ``read_partial`` from the bounded inflation instead."""
+    from pydicom.dataset import FileDataset
+    from pydicom.filereader import _at_pixel_data, _read_file_meta_info, read_dataset, read_preamble
+    from pydicom.tag import Tag
     from pydicom.uid import DeflatedExplicitVRLittleEndian
 
     try:
-        read_preamble(fp, force=True)
+        preamble = read_preamble(fp, force=True)
         meta = _read_file_meta_info(fp)
     except Exception:  # a broken header: the full read says what is wrong
         return None
     if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
         return None
-    start, inflater, inflated = fp.tell(), zlib.decompressobj(-zlib.MAX_WBITS), 0
-    try:
-        pending = fp.read(2**20)
-        while pending and inflated <= MAX_INFLATED_BYTES:  # 1 MB at a time, counted and dropped
-            inflated += len(inflater.decompress(pending, 2**20))
-            pending = inflater.unconsumed_tail or fp.read(2**20)
-    except zlib.error as exc:
-        raise InvalidImageError(f"deflate-compressed DICOM is corrupt ({exc}); export it again") from exc
-    if inflated > MAX_INFLATED_BYTES:
-        raise InvalidImageError(
-            f"deflate-compressed DICOM expands to more than {MAX_INFLATED_BYTES / 2**20:.0f} MB ({fp.tell() / 1024:.0f}"
-            " KB on disk or more): refused before decoding. Export it uncompressed or downscaled"
-        )
-    return start
-
-
-def _check_deflated_elements(fp, start: int) -> None:
-    """Parse a deflated DICOM's header, inflated, within the element budget: pydicom inflates the file onto a
-    stream of its own, which the budget cannot watch."""
-    import zlib
-
-    from pydicom.filereader import read_dataset
-
+    start = fp.tell()
+    _inflate(fp, keep=False)  # a bomb is refused here, having cost 1 MB at a time
     fp.seek(start)
-    read_dataset(_ElementBudget(io.BytesIO(zlib.decompress(fp.read(), -zlib.MAX_WBITS))), is_implicit_VR=False,
-                 is_little_endian=True, stop_when=lambda tag, vr, length: tag == 0x7FE00010)
+    inflated = _inflate(fp, keep=True)
+    data_set = read_dataset(_ElementBudget(inflated), is_implicit_VR=False, is_little_endian=True,
+                            stop_when=_at_pixel_data if stop_before_pixels else None,
+                            specific_tags=[Tag(t) for t in specific_tags] if specific_tags else None)
+    ds = FileDataset(inflated, data_set, preamble, meta, is_implicit_VR=False, is_little_endian=True)
+    ds.set_original_encoding(False, True, data_set._character_set)
+    return ds
 
 
 @contextmanager
@@ -285,18 +296,19 @@ def _dicom_failures():
         ) from exc
 
 
-def read_dicom(fp, **options):
-    """pydicom's ``dcmread`` of the binary stream ``fp`` (a file or BytesIO at its start; ``options`` as dcmread's,
+def read_dicom(fp, stop_before_pixels: bool = False, specific_tags=None):
+    """pydicom's ``dcmread`` of the binary stream ``fp`` (a file or BytesIO at its start; the options as dcmread's,
     ``force`` always on) within this module's caps: a deflated file's inflated size and the element budget.
     Raises InvalidImageError, with the reason, for a file refused or not readable as DICOM."""
     import pydicom
 
     with _dicom_failures():
-        deflated = _deflated_data_set(fp)
+        deflated = _read_deflated(fp, stop_before_pixels, specific_tags)
         if deflated is not None:
-            _check_deflated_elements(fp, deflated)
+            return deflated
         fp.seek(0)
-        return pydicom.dcmread(_ElementBudget(fp), force=True, **options)
+        return pydicom.dcmread(_ElementBudget(fp), force=True, stop_before_pixels=stop_before_pixels,
+                               specific_tags=specific_tags)
 
 
 def _decode_dicom(data: bytes) -> DecodedImage:

@@ -75,6 +75,25 @@ def test_a_small_deflated_dicom_still_decodes():
     assert image.pixels.shape == (96, 80) and image.pixels.max() > image.pixels.min()
 
 
+def test_a_deflated_dicom_reads_as_its_plain_copy_whole_or_header_only():
+    """A deflated data set is inflated within the caps and parsed by this module, not by pydicom's dcmread."""
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    from covid_core.decode import read_dicom
+
+    pixels = (np.arange(96 * 80, dtype=np.uint16).reshape(96, 80) * 7) % 4096
+    plain = read_dicom(io.BytesIO(dicom_bytes(pixels)))
+    deflated_bytes = dicom_bytes(pixels, transfer_syntax=DeflatedExplicitVRLittleEndian)
+    deflated = read_dicom(io.BytesIO(deflated_bytes))
+    assert [e.keyword for e in deflated if e.keyword not in ("SOPInstanceUID",)] == [
+        e.keyword for e in plain if e.keyword not in ("SOPInstanceUID",)]
+    assert (deflated.PatientID, deflated.Rows, deflated.Columns) == ("PID-12345", 96, 80)
+    assert np.array_equal(deflated.pixel_array, plain.pixel_array)
+    header = read_dicom(io.BytesIO(deflated_bytes), stop_before_pixels=True, specific_tags=["PatientID"])
+    assert header.PatientID == "PID-12345" and "Rows" not in header and "PixelData" not in header
+    assert header.file_meta.TransferSyntaxUID == DeflatedExplicitVRLittleEndian
+
+
 @pytest.mark.parametrize("nested, deflated", [(True, False), (False, False), (True, True)])
 def test_a_dicom_header_flooded_with_elements_is_refused_before_it_exhausts_memory(nested, deflated):
     """pydicom builds an object for every data element it parses: a 45 MB file of 2.5 million one-element items
