@@ -9,8 +9,8 @@ in headless Chromium and uploads, as one batch each:
   inside   10 JPEG 2000 DICOMs of about 1 KB whose header says 512x512 but whose codestream holds 12000x12000
            zeros (the decoder allocates what the codestream says).
   flooded  5 DICOMs whose header holds a private sequence of 2.5 million one-element items (pydicom builds an
-           object for each): 4 deflate-compressed (117 KB each, 45 MB inflated) and 1 plain (45 MB); their
-           512x512 image is blank, so a decoder that parses the whole header refuses them only after it.
+           object for each): 4 deflate-compressed (about 110 KB each, 45 MB inflated) and 1 plain (45 MB); their
+           image is a sound 64x64 film, so a decoder that parses the whole header refuses them only after it.
 
 For each batch it waits for the results table, counts the files scored and refused, and prints the server's
 peak resident memory (the process tree, sampled every 100 ms) and the ratio to the baseline batch.
@@ -34,32 +34,12 @@ from PIL import Image
 from load_test import MemoryWatch, serving_app, tree_rss_mb, xray_png  # bench/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))  # the synthetic file makers the hostile-input tests use
+from synthetic_files import dicom_bytes, dicom_with_many_elements  # noqa: E402
 
 
-def _dicom(pixels_shape, transfer_syntax, name: str, encapsulated: bytes | None = None) -> bytes:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.encaps import encapsulate
-    from pydicom.uid import generate_uid
-
-    meta = FileMetaDataset()
-    meta.TransferSyntaxUID = transfer_syntax
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    ds = FileDataset(name, {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    ds.PatientName, ds.Modality = name, "DX"
-    ds.Rows, ds.Columns = pixels_shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if encapsulated is not None:
-        ds.PixelData = encapsulate([encapsulated])
-        ds["PixelData"].VR = "OB"
-        ds["PixelData"].is_undefined_length = True
-    else:
-        ds.PixelData = np.zeros(pixels_shape, np.uint16).tobytes()
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+def _dicom_file(name: str, data: bytes) -> dict:
+    return {"name": name, "mimeType": "application/dicom", "buffer": data}
 
 
 def hostile_files() -> list[dict]:
@@ -67,12 +47,13 @@ def hostile_files() -> list[dict]:
 
     files = []
     for i in range(10):
-        files.append({"name": f"deflated{i}.dcm", "mimeType": "application/dicom",
-                      "buffer": _dicom((8500, 7000), DeflatedExplicitVRLittleEndian, f"Bomb^{i}")})
+        files.append(_dicom_file(f"deflated{i}.dcm", dicom_bytes(np.zeros((8500, 7000), np.uint16),
+                                                                 transfer_syntax=DeflatedExplicitVRLittleEndian,
+                                                                 patient_name=f"Bomb^{i}")))
     for i in range(5):
-        files.append({"name": f"declared{i}.dcm", "mimeType": "application/dicom",
-                      "buffer": _dicom((8000, 7000), JPEG2000Lossless, f"Huge^{i}",
-                                       encapsulated=b"\xff\x4f\xff\x51" + bytes([i]) * 64)})
+        files.append(_dicom_file(f"declared{i}.dcm", dicom_bytes(
+            None, transfer_syntax=JPEG2000Lossless, encapsulated=b"\xff\x4f\xff\x51" + bytes([i]) * 64,
+            patient_name=f"Huge^{i}", header={"Rows": 8000, "Columns": 7000})))
     for i in range(5):
         buf = io.BytesIO()
         img = Image.new("L", (7000, 8500), 0)
@@ -87,34 +68,15 @@ def codestream_files() -> list[dict]:
     from pydicom.uid import JPEG2000Lossless
 
     stream = openjpeg.encode(np.zeros((12000, 12000), np.uint16), bits_stored=12)
-    return [{"name": f"inside{i}.dcm", "mimeType": "application/dicom",
-             "buffer": _dicom((512, 512), JPEG2000Lossless, f"Inside^{i}", encapsulated=stream)} for i in range(10)]
+    return [_dicom_file(f"inside{i}.dcm", dicom_bytes(np.zeros((512, 512), np.uint16), patient_name=f"Inside^{i}",
+                                                      transfer_syntax=JPEG2000Lossless, encapsulated=stream))
+            for i in range(10)]
 
 
 def flooded_files(items: int = 2_500_000) -> list[dict]:
-    import struct
-    import zlib
-
-    from pydicom.filereader import _read_file_meta_info, read_preamble
-    from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian
-
-    def data_set_offset(data: bytes) -> int:
-        fp = io.BytesIO(data)
-        read_preamble(fp, True)
-        _read_file_meta_info(fp)
-        return fp.tell()
-
-    item = struct.pack("<HHI", 0xFFFE, 0xE000, 10) + struct.pack("<HH2sHH", 0x0009, 0x1010, b"US", 2, 1)
-    sequence = (struct.pack("<HH2sHI", 0x0009, 0x1020, b"SQ", 0, 0xFFFFFFFF) + item * items
-                + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
-    plain = _dicom((512, 512), ExplicitVRLittleEndian, "Flood^plain")
-    at = plain.index(struct.pack("<HH", 0x7FE0, 0x0010))
-    plain = plain[:at] + sequence + plain[at:]
-    meta = _dicom((512, 512), DeflatedExplicitVRLittleEndian, "Flood^deflated")
-    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    deflated = meta[:data_set_offset(meta)] + packer.compress(plain[data_set_offset(plain):]) + packer.flush()
-    return ([{"name": f"flooded{i}.dcm", "mimeType": "application/dicom", "buffer": deflated} for i in range(4)]
-            + [{"name": "flooded-plain.dcm", "mimeType": "application/dicom", "buffer": plain}])
+    deflated = dicom_with_many_elements(items, deflated=True)
+    return ([_dicom_file(f"flooded{i}.dcm", deflated) for i in range(4)]
+            + [_dicom_file("flooded-plain.dcm", dicom_with_many_elements(items))])
 
 
 def upload_batch(page, url: str, files: list[dict], timeout_s: float) -> dict:
