@@ -121,7 +121,8 @@ class _Training:
         sources = self.table["source"].to_numpy()[train]
         codes = None
         self.adversary = None
-        if config.source_adversary or config.source_mix or config.group_dro or config.source_contrast or config.mix_style:
+        if any((config.source_adversary, config.source_mix, config.group_dro, config.source_contrast,
+                config.mix_style)):
             codes, names = source_codes(sources)
         self.group_dro = (GroupDRO(len(names), len(self.classes), config.group_dro, config.label_smoothing)
                           .to(self.device) if config.group_dro else None)
