@@ -75,14 +75,19 @@ def test_one_image_gives_verdict_heatmap_and_report(weights):
     assert "1 unusable" in unusable.label and "broken.pt" in unusable.caption[0].value
 
 
-def test_positive_verdict_shows_ppv_and_what_a_positive_is_worth(tmp_path, monkeypatch):
-    app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # every film is COVID-19 positive
+def _one_film_before_validation(tmp_path, monkeypatch, covid_threshold: float):
+    """The Diagnose page with verdicts before validation, after one synthetic film: (the AppTest, all its text)."""
+    app_env(tmp_path, monkeypatch, covid_threshold=covid_threshold)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     _verdicts_before_validation(at)
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
     at.run()
     assert not at.exception, at.exception
-    text = _all_text(at)
+    return at, _all_text(at)
+
+
+def test_positive_verdict_shows_ppv_and_what_a_positive_is_worth(tmp_path, monkeypatch):
+    at, text = _one_film_before_validation(tmp_path, monkeypatch, 0.0)  # every film is COVID-19 positive
     assert "COVID-19: positive" in text
     assert "| **PPV** | 64.3% (9 of 14) |" in text and "| NPV | 93.8% (15 of 16) |" in text  # this verdict's value
     limits = [i.value for i in at.info if "PPV" in i.value]
@@ -90,13 +95,7 @@ def test_positive_verdict_shows_ppv_and_what_a_positive_is_worth(tmp_path, monke
 
 
 def test_negative_verdict_stresses_npv_and_has_no_positive_verdict_limits(tmp_path, monkeypatch):
-    app_env(tmp_path, monkeypatch, covid_threshold=1.01)  # no film reaches it
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    _verdicts_before_validation(at)
-    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png"))
-    at.run()
-    assert not at.exception, at.exception
-    text = _all_text(at)
+    at, text = _one_film_before_validation(tmp_path, monkeypatch, 1.01)  # no film reaches it
     assert "COVID-19: negative" in text and "| **NPV** | 93.8% (15 of 16) |" in text and "| PPV |" in text
     assert not [i.value for i in at.info if "PPV" in i.value]
     # a negative verdict shows its limits too: its NPV with where it comes from, and what a negative does not say
