@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImageError
+from .raster_structure import MAX_FRAMES_COUNTED, check_structure
 
 #: Largest accepted file, in bytes (a 16-bit 4k x 4k DICOM is ~32 MB).
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -515,12 +516,6 @@ def _decode_with_opencv(data: bytes) -> np.ndarray | None:
     return arr.astype(np.float32)
 
 
-#: Frames or pages of a PIL image counted before it is refused as "over" that many: a TIFF's page list is walked one
-#: page at a time, and Pillow's n_frames walks all of it (6.6 s for a TIFF of 32,000 pages of 102 bytes, growing
-#: faster than their number: a 40 MB file of 400,000 pages ran for minutes).
-MAX_FRAMES_COUNTED = 100
-
-
 def _frames_up_to(img: Image.Image, cap: int) -> int:
     """The image's frames or pages, counted up to ``cap`` + 1; leaves it at its first frame."""
     count = 1
@@ -539,49 +534,8 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B"
                     "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 
 
-#: Most PNG chunks or JPEG marker segments (fill bytes included) before the image data: a film holds a few dozen,
-#: and Pillow walks or keeps each one in Python (a 40 MB JPEG of 10 million empty APP15 segments took 1.4 GB and
-#: 12 s to open; a 24 MB PNG of 2 million empty private chunks, 290 MB and 5 s).
-MAX_SEGMENTS = 1000
-#: Most IDAT chunks a PNG may split its image into: encoders write 8 KB to 1 MB each (6,400 of 8 KB for a 50 MB
-#: file), and Pillow takes each in Python (a 24 MB PNG of 2 million empty IDAT chunks took 4.5 s to decode).
-MAX_PNG_DATA_CHUNKS = 100_000
-
-
-def _segment_counts(data: bytes) -> tuple[int, int]:
-    """(PNG chunks before IDAT, or JPEG marker segments and fill bytes before the scan, counted up to
-    :data:`MAX_SEGMENTS` + 1; a PNG's IDAT chunks, counted up to :data:`MAX_PNG_DATA_CHUNKS` + 1); zeros for other
-    formats. A structure that breaks ends the count (the decoder then says what is wrong)."""
-    count, image_chunks, pos = 0, 0, 8
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        while (pos + 8 <= len(data) and count <= MAX_SEGMENTS and image_chunks <= MAX_PNG_DATA_CHUNKS
-               and data[pos + 4:pos + 8] != b"IEND"):
-            if data[pos + 4:pos + 8] == b"IDAT":
-                image_chunks += 1
-            elif not image_chunks:
-                count += 1
-            pos += 12 + int.from_bytes(data[pos:pos + 4], "big")
-    elif data.startswith(b"\xff\xd8"):
-        pos = 2
-        while pos + 4 <= len(data) and count <= MAX_SEGMENTS and data[pos] == 0xFF and data[pos + 1] not in (0xDA,
-                                                                                                           0xD9):
-            marker = data[pos + 1]
-            standalone = marker in (0xFF, 0x01) or 0xD0 <= marker <= 0xD7  # fill byte, TEM, restart
-            count, pos = count + 1, pos + (1 if marker == 0xFF else 2 if standalone
-                                           else 2 + int.from_bytes(data[pos + 2:pos + 4], "big"))
-    return count, image_chunks
-
-
 def _decode_raster(data: bytes) -> DecodedImage:
-    before_image, image_chunks = _segment_counts(data)
-    if before_image > MAX_SEGMENTS:
-        raise InvalidImageError(
-            f"the file holds over {MAX_SEGMENTS:,} chunks or segments before its image (a film holds a few dozen): "
-            "refused before they could exhaust memory. Export the film again")
-    if image_chunks > MAX_PNG_DATA_CHUNKS:
-        raise InvalidImageError(
-            f"the PNG splits its image into over {MAX_PNG_DATA_CHUNKS:,} chunks (an encoder writes one per 8 KB or "
-            "more, 6,400 for a 50 MB file): refused before they were decoded one by one. Export the film again")
+    check_structure(data)
     try:
         img = Image.open(io.BytesIO(data), formats=RASTER_FORMATS)
     except Image.DecompressionBombError as exc:

@@ -119,6 +119,38 @@ def tiff_pages(n: int) -> bytes:
     return bytes(out)
 
 
+def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = False) -> bytes:
+    """A TIFF (classic or BigTIFF, little- or big-endian ``order``) of one 64x64 8-bit page per entry, each listing
+    that many strips of one row: the gradient's rows in turn, so 64 strips make the whole image."""
+    rows = gradient(64)
+    word, entry_size, count_size = ("Q", 20, 8) if bigtiff else ("I", 12, 2)
+    header = (b"II" if order == "<" else b"MM") + (struct.pack(order + "HHHQ", 43, 8, 0, 0) if bigtiff
+                                                   else struct.pack(order + "HI", 42, 0))
+    out = bytearray(header)
+    pixel_at = len(out)
+    out += rows.tobytes()
+    ifd_links = [4 if not bigtiff else 8]  # where the offset of the next page's directory is written
+    for n in strips_per_page:
+        offsets_at = len(out)
+        out += b"".join(struct.pack(order + word, pixel_at + 64 * (i % 64)) for i in range(n))
+        counts_at = len(out)
+        out += struct.pack(order + word, 64) * n
+        tags = [(256, 3, 1, 64), (257, 3, 1, 64), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
+                (273, 16 if bigtiff else 4, n, offsets_at), (278, 3, 1, 1), (279, 16 if bigtiff else 4, n, counts_at)]
+        ifd_at = len(out)
+        struct.pack_into(order + word, out, ifd_links[-1], ifd_at)
+        out += struct.pack(order + ("Q" if bigtiff else "H"), len(tags))
+        for tag, kind, count, value in tags:
+            if kind == 3:  # a SHORT value sits left-aligned in the value field
+                out += struct.pack(order + "HH" + word + "H", tag, kind, count, value) + b"\0" * (entry_size - 10
+                                                                                            - (4 if bigtiff else 0))
+            else:
+                out += struct.pack(order + "HH" + word + word, tag, kind, count, value)
+        ifd_links.append(len(out))
+        out += struct.pack(order + word, 0)
+    return bytes(out)
+
+
 def dicom_with_many_elements(n: int, nested: bool = True, deflated: bool = False) -> bytes:
     """dicom_gradient(64) with ``n`` tiny private data elements more before its pixel data: the items of one
     undefined-length private sequence (``nested``), or top-level elements of their own; ``deflated``: in the

@@ -22,7 +22,7 @@ from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
 from synthetic_files import (dicom_bytes, dicom_with_many_elements, encode, gradient, jpeg_with_segments,
-                             png_with_chunks, tiff_pages)
+                             png_with_chunks, tiff_pages, tiff_strips)
 
 
 @contextmanager
@@ -166,7 +166,7 @@ def test_a_raster_file_flooded_with_chunks_or_segments_is_refused_before_pillow_
     segments took 1.4 GB and 12 s to open. Over MAX_SEGMENTS before the image, the file is refused unopened."""
     from PIL import Image
 
-    from covid_core.decode import MAX_SEGMENTS
+    from covid_core.raster_structure import MAX_SEGMENTS
 
     opened = []
     real_open = Image.open
@@ -185,7 +185,7 @@ def test_a_png_whose_image_is_split_into_too_many_chunks_is_refused_unopened():
     import struct
     import zlib
 
-    from covid_core.decode import MAX_PNG_DATA_CHUNKS, _segment_counts
+    from covid_core.raster_structure import MAX_PNG_DATA_CHUNKS, segment_counts
 
     png = encode(gradient(64), "PNG")
     first = png.index(b"IDAT") - 4
@@ -197,18 +197,18 @@ def test_a_png_whose_image_is_split_into_too_many_chunks_is_refused_unopened():
 
     with pytest.raises(InvalidImageError, match=f"the PNG splits its image into over {MAX_PNG_DATA_CHUNKS:,} chunks"):
         decode_image(split(MAX_PNG_DATA_CHUNKS + 1), "split.png")
-    assert _segment_counts(split(7000)) == (1, 7000)  # IHDR; a 50 MB file in 8 KB chunks holds 6,400
+    assert segment_counts(split(7000)) == (1, 7000)  # IHDR; a 50 MB file in 8 KB chunks holds 6,400
     assert decode_image(split(7000), "fine.png").pixels.shape == (64, 64)
 
 
 def test_a_jpeg_with_exif_and_a_large_colour_profile_is_read():
     from PIL import Image
 
-    from covid_core.decode import _segment_counts
+    from covid_core.raster_structure import segment_counts
 
     film, buf = Image.fromarray(gradient(64)), io.BytesIO()
     film.save(buf, "JPEG", exif=film.getexif(), icc_profile=b"\0" * 200_000)  # the profile spans 4 APP2 segments
-    assert 4 < _segment_counts(buf.getvalue())[0] < 20
+    assert 4 < segment_counts(buf.getvalue())[0] < 20
     assert decode_image(buf.getvalue(), "exif.jpg").pixels.shape == (64, 64)
 
 
@@ -231,7 +231,7 @@ def test_formats_without_a_known_signature_are_not_recognised(fmt):
 def test_a_tiff_of_thousands_of_pages_is_refused_without_walking_its_page_list():
     """Pillow's n_frames walks every page, in time that grows faster than their number (6 s for 32,000 pages;
     a 40 MB file of 400,000 pages ran for minutes): pages are counted only up to MAX_FRAMES_COUNTED."""
-    from covid_core.decode import MAX_FRAMES_COUNTED
+    from covid_core.raster_structure import MAX_FRAMES_COUNTED
 
     data = tiff_pages(5000)
     with pytest.raises(InvalidImageError, match=f"multi-frame TIFF \\(over {MAX_FRAMES_COUNTED} frames or pages\\)"):
@@ -239,6 +239,25 @@ def test_a_tiff_of_thousands_of_pages_is_refused_without_walking_its_page_list()
     with pytest.raises(InvalidImageError, match="multi-frame TIFF \\(2 frames or pages\\)"):
         decode_image(tiff_pages(2), "two.tif")
     assert decode_image(tiff_pages(1), "one.tif").pixels.shape == (64, 64)
+
+
+def test_a_tiff_page_of_millions_of_strips_is_refused_before_pillow_lists_them():
+    """Pillow lists each strip or tile of a page as a tuple when it opens the page: a 46 MB TIFF of 6 million strips
+    took 1.5 GB and 9 s to open (1.6 GB and 32 s to decode). The strips are counted on the raw bytes first, on every
+    page Pillow may open, and over MAX_TIFF_STRIPS the file is refused unopened."""
+    from covid_core.raster_structure import MAX_TIFF_STRIPS
+
+    too_many = MAX_TIFF_STRIPS + 1
+    for data in (tiff_strips([too_many]), tiff_strips([too_many], order=">"), tiff_strips([too_many], bigtiff=True),
+                 tiff_strips([64, too_many])):
+        with traced_peak() as peak, pytest.raises(InvalidImageError,
+                                                  match=f"the TIFF splits a page into {too_many:,} strips or tiles"):
+            decode_image(data, "strips.tif")
+        assert peak["mb"] < 5, f"refusing the file allocated {peak['mb']:.0f} MB"
+    for data in (tiff_strips([64]), tiff_strips([64], order=">"), tiff_strips([64], bigtiff=True)):  # a row each
+        image = decode_image(data, "rows.tif")
+        assert image.pixels.shape == (64, 64) and image.pixels[-1, -1] > image.pixels[0, 0]
+    assert decode_image(encode(gradient(64), "TIFF"), "pillow.tif").pixels.shape == (64, 64)
 
 
 def test_a_multi_frame_tiff_is_refused_not_cut_to_its_first_frame():

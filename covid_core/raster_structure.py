@@ -1,0 +1,104 @@
+"""A raster file's structure counted before Pillow opens it: PNG chunks, JPEG marker segments, TIFF pages and strips.
+
+Pillow walks or keeps each of these in Python, so a small file can hold millions of them and cost gigabytes and
+minutes before its image is reached. :func:`check_structure` counts them on the raw bytes, each up to its cap, and
+refuses a file over one with the reason; a structure that breaks ends the count (the decoder then says what is
+wrong). Used by :mod:`covid_core.decode` for every raster file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InvalidImageError
+
+#: Frames or pages of a PIL image counted before it is refused as "over" that many: a TIFF's page list is walked one
+#: page at a time, and Pillow's n_frames walks all of it (6.6 s for a TIFF of 32,000 pages of 102 bytes, growing
+#: faster than their number: a 40 MB file of 400,000 pages ran for minutes).
+MAX_FRAMES_COUNTED = 100
+#: Most PNG chunks or JPEG marker segments (fill bytes included) before the image data: a film holds a few dozen,
+#: and Pillow walks or keeps each one in Python (a 40 MB JPEG of 10 million empty APP15 segments took 1.4 GB and
+#: 12 s to open; a 24 MB PNG of 2 million empty private chunks, 290 MB and 5 s).
+MAX_SEGMENTS = 1000
+#: Most IDAT chunks a PNG may split its image into: encoders write 8 KB to 1 MB each (6,400 of 8 KB for a 50 MB
+#: file), and Pillow takes each in Python (a 24 MB PNG of 2 million empty IDAT chunks took 4.5 s to decode).
+MAX_PNG_DATA_CHUNKS = 100_000
+#: Most strips or tiles a TIFF page may split its image into. Pillow lists each as a Python tuple when it opens the
+#: page (a 46 MB TIFF of 6 million strips took 1.5 GB and 9 s to open, 1.6 GB and 32 s to decode); a film stored one
+#: row per strip has as many strips as rows (a few thousand), in 256x256 tiles a 5000x5000 film has 400.
+MAX_TIFF_STRIPS = 65_536
+
+_STRIP_AND_TILE_OFFSETS = (273, 324)  # StripOffsets, TileOffsets: one value per strip or tile
+
+
+def segment_counts(data: bytes) -> tuple[int, int]:
+    """(PNG chunks before IDAT, or JPEG marker segments and fill bytes before the scan, counted up to
+    :data:`MAX_SEGMENTS` + 1; a PNG's IDAT chunks, counted up to :data:`MAX_PNG_DATA_CHUNKS` + 1); zeros for other
+    formats."""
+    count, image_chunks, pos = 0, 0, 8
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        while (pos + 8 <= len(data) and count <= MAX_SEGMENTS and image_chunks <= MAX_PNG_DATA_CHUNKS
+               and data[pos + 4:pos + 8] != b"IEND"):
+            if data[pos + 4:pos + 8] == b"IDAT":
+                image_chunks += 1
+            elif not image_chunks:
+                count += 1
+            pos += 12 + int.from_bytes(data[pos:pos + 4], "big")
+    elif data.startswith(b"\xff\xd8"):
+        pos = 2
+        while pos + 4 <= len(data) and count <= MAX_SEGMENTS and data[pos] == 0xFF and data[pos + 1] not in (0xDA,
+                                                                                                           0xD9):
+            marker = data[pos + 1]
+            standalone = marker in (0xFF, 0x01) or 0xD0 <= marker <= 0xD7  # fill byte, TEM, restart
+            count, pos = count + 1, pos + (1 if marker == 0xFF else 2 if standalone
+                                           else 2 + int.from_bytes(data[pos + 2:pos + 4], "big"))
+    return count, image_chunks
+
+
+def tiff_strip_count(data: bytes) -> int:
+    """The most strips or tiles any page of a TIFF (classic or BigTIFF) lists, over the pages Pillow may open (the
+    first :data:`MAX_FRAMES_COUNTED` + 1); 0 for other formats. Each page's directory entries are read at once."""
+    order = {b"II": "<", b"MM": ">"}.get(data[:2])
+    if order is None or len(data) < 16:
+        return 0
+    magic = int.from_bytes(data[2:4], "little" if order == "<" else "big")
+    if magic not in (42, 43):
+        return 0
+    big = magic == 43  # BigTIFF: 8-byte counts and offsets, 20-byte entries
+    word, count_size, entry = ("u8", 8, 20) if big else ("u4", 2, 12)
+    entries = np.dtype([("tag", order + "u2"), ("type", order + "u2"), ("count", order + word),
+                        ("value", order + word)])
+    offset = int(np.frombuffer(data, order + word, 1, 8 if big else 4)[0])
+    most, seen = 0, set()
+    while 0 < offset < len(data) and offset not in seen and len(seen) <= MAX_FRAMES_COUNTED:
+        seen.add(offset)
+        if offset + count_size > len(data):
+            break
+        n = int(np.frombuffer(data, order + ("u8" if big else "u2"), 1, offset)[0])
+        start = offset + count_size
+        if start + n * entry + (8 if big else 4) > len(data):
+            break
+        table = np.frombuffer(data, entries, n, start)
+        listed = table["count"][np.isin(table["tag"], _STRIP_AND_TILE_OFFSETS)]
+        most = max(most, int(listed.max()) if len(listed) else 0)
+        offset = int(np.frombuffer(data, order + word, 1, start + n * entry)[0])
+    return most
+
+
+def check_structure(data: bytes) -> None:
+    """Raise InvalidImageError, with the reason, for a raster file over one of this module's caps."""
+    before_image, image_chunks = segment_counts(data)
+    if before_image > MAX_SEGMENTS:
+        raise InvalidImageError(
+            f"the file holds over {MAX_SEGMENTS:,} chunks or segments before its image (a film holds a few dozen): "
+            "refused before they could exhaust memory. Export the film again")
+    if image_chunks > MAX_PNG_DATA_CHUNKS:
+        raise InvalidImageError(
+            f"the PNG splits its image into over {MAX_PNG_DATA_CHUNKS:,} chunks (an encoder writes one per 8 KB or "
+            "more, 6,400 for a 50 MB file): refused before they were decoded one by one. Export the film again")
+    strips = tiff_strip_count(data)
+    if strips > MAX_TIFF_STRIPS:
+        raise InvalidImageError(
+            f"the TIFF splits a page into {strips:,} strips or tiles (a film stored one row per strip has a few "
+            f"thousand; the limit is {MAX_TIFF_STRIPS:,}): refused before they could exhaust memory. Export the film "
+            "again")
