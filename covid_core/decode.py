@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImageError
-from .raster_structure import MAX_FRAMES_COUNTED, check_structure
+from .raster_structure import MAX_FRAMES_COUNTED, check_structure, multi_frame_error
 
 #: Largest accepted file, in bytes (a 16-bit 4k x 4k DICOM is ~32 MB).
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -567,11 +567,7 @@ def _decode_raster(data: bytes) -> DecodedImage:
         raise InvalidImageError(f"{fmt} file is truncated or corrupt ({_first_line(exc)}); export or download it "
                                 "again") from exc
     if frames > 1:
-        counted = f"{frames}" if frames <= MAX_FRAMES_COUNTED else f"over {MAX_FRAMES_COUNTED}"
-        raise InvalidImageError(
-            f"multi-frame {fmt} ({counted} frames or pages); only single images are read. Export the frontal "
-            "film you want as its own file"
-        )
+        raise multi_frame_error(fmt, frames)
     _check_memory(*img.size, _BYTES_PER_PIXEL.get(mode, 4))
     try:
         # No warnings.catch_warnings here: it is not thread-safe (the app decodes in several sessions at

@@ -55,15 +55,15 @@ def segment_counts(data: bytes) -> tuple[int, int]:
     return count, image_chunks
 
 
-def tiff_strip_count(data: bytes) -> int:
-    """The most strips or tiles any page of a TIFF (classic or BigTIFF) lists, over the pages Pillow may open (the
-    first :data:`MAX_FRAMES_COUNTED` + 1); 0 for other formats. Each page's directory entries are read at once."""
+def tiff_pages_and_strips(data: bytes) -> tuple[int, int]:
+    """(pages, counted up to :data:`MAX_FRAMES_COUNTED` + 1; the most strips or tiles any of those pages lists) of a
+    TIFF, classic or BigTIFF; (0, 0) for other formats. Each page's directory entries are read at once."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or len(data) < 16:
-        return 0
+        return 0, 0
     magic = int.from_bytes(data[2:4], "little" if order == "<" else "big")
     if magic not in (42, 43):
-        return 0
+        return 0, 0
     big = magic == 43  # BigTIFF: 8-byte counts and offsets, 20-byte entries
     word, count_size, entry = ("u8", 8, 20) if big else ("u4", 2, 12)
     entries = np.dtype([("tag", order + "u2"), ("type", order + "u2"), ("count", order + word),
@@ -82,7 +82,14 @@ def tiff_strip_count(data: bytes) -> int:
         listed = table["count"][np.isin(table["tag"], _STRIP_AND_TILE_OFFSETS)]
         most = max(most, int(listed.max()) if len(listed) else 0)
         offset = int(np.frombuffer(data, order + word, 1, start + n * entry)[0])
-    return most
+    return len(seen), most
+
+
+def multi_frame_error(fmt: str, frames: int) -> InvalidImageError:
+    """The refusal of a file of ``frames`` frames or pages (counted up to :data:`MAX_FRAMES_COUNTED` + 1)."""
+    counted = f"{frames}" if frames <= MAX_FRAMES_COUNTED else f"over {MAX_FRAMES_COUNTED}"
+    return InvalidImageError(f"multi-frame {fmt} ({counted} frames or pages); only single images are read. Export "
+                             "the frontal film you want as its own file")
 
 
 def check_structure(data: bytes) -> None:
@@ -96,7 +103,9 @@ def check_structure(data: bytes) -> None:
         raise InvalidImageError(
             f"the PNG splits its image into over {MAX_PNG_DATA_CHUNKS:,} chunks (an encoder writes one per 8 KB or "
             "more, 6,400 for a 50 MB file): refused before they were decoded one by one. Export the film again")
-    strips = tiff_strip_count(data)
+    pages, strips = tiff_pages_and_strips(data)
+    if pages > 1:  # refused before Pillow opens each page's directory to count them (6 s for 101 of 15,535 tags)
+        raise multi_frame_error("TIFF", pages)
     if strips > MAX_TIFF_STRIPS:
         raise InvalidImageError(
             f"the TIFF splits a page into {strips:,} strips or tiles (a film stored one row per strip has a few "

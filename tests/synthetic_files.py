@@ -119,9 +119,10 @@ def tiff_pages(n: int) -> bytes:
     return bytes(out)
 
 
-def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = False) -> bytes:
+def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = False, private_tags: int = 0) -> bytes:
     """A TIFF (classic or BigTIFF, little- or big-endian ``order``) of one 64x64 8-bit page per entry, each listing
-    that many strips of one row: the gradient's rows in turn, so 64 strips make the whole image."""
+    that many strips of one row: the gradient's rows in turn, so 64 strips make the whole image. Each page also holds
+    ``private_tags`` private SHORT tags (50000 upwards, at most 15,535)."""
     rows = gradient(64)
     word, entry_size, count_size = ("Q", 20, 8) if bigtiff else ("I", 12, 2)
     header = (b"II" if order == "<" else b"MM") + (struct.pack(order + "HHHQ", 43, 8, 0, 0) if bigtiff
@@ -137,6 +138,7 @@ def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = Fa
         out += struct.pack(order + word, 64) * n
         tags = [(256, 3, 1, 64), (257, 3, 1, 64), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
                 (273, 16 if bigtiff else 4, n, offsets_at), (278, 3, 1, 1), (279, 16 if bigtiff else 4, n, counts_at)]
+        tags += [(50000 + i, 3, 1, 1) for i in range(private_tags)]
         ifd_at = len(out)
         struct.pack_into(order + word, out, ifd_links[-1], ifd_at)
         out += struct.pack(order + ("Q" if bigtiff else "H"), len(tags))
