@@ -12,9 +12,9 @@ import numpy as np
 
 from .errors import InvalidImageError
 
-#: Frames or pages of a PIL image counted before it is refused as "over" that many: a TIFF's page list is walked one
-#: page at a time, and Pillow's n_frames walks all of it (6.6 s for a TIFF of 32,000 pages of 102 bytes, growing
-#: faster than their number: a 40 MB file of 400,000 pages ran for minutes).
+#: Frames or pages counted before a file is refused as having "over" that many (a TIFF's pages on its raw bytes,
+#: other formats' frames through Pillow): Pillow's n_frames walks a whole TIFF page list (6.6 s for 32,000 pages of
+#: 102 bytes, growing faster than their number: a 40 MB file of 400,000 pages ran for minutes).
 MAX_FRAMES_COUNTED = 100
 #: Most PNG chunks or JPEG marker segments (fill bytes included) before the image data: a film holds a few dozen,
 #: and Pillow walks or keeps each one in Python (a 40 MB JPEG of 10 million empty APP15 segments took 1.4 GB and
