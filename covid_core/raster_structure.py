@@ -16,9 +16,10 @@ from .errors import InvalidImageError
 #: other formats' frames through Pillow): Pillow's n_frames walks a whole TIFF page list (6.6 s for 32,000 pages of
 #: 102 bytes, growing faster than their number: a 40 MB file of 400,000 pages ran for minutes).
 MAX_FRAMES_COUNTED = 100
-#: Most PNG chunks or JPEG marker segments (fill bytes included) before the image data: a film holds a few dozen,
-#: and Pillow walks or keeps each one in Python (a 40 MB JPEG of 10 million empty APP15 segments took 1.4 GB and
-#: 12 s to open; a 24 MB PNG of 2 million empty private chunks, 290 MB and 5 s).
+#: Most PNG chunks besides the image data, or JPEG marker segments (fill bytes included) before it: a film holds a
+#: few dozen, and Pillow walks or keeps each one in Python (a 40 MB JPEG of 10 million empty APP15 segments took
+#: 1.4 GB and 12 s to open; a 24 MB PNG of 2 million empty private chunks, 290 MB and 5 s before its image data, and
+#: 291 MB and 5.8 s after it).
 MAX_SEGMENTS = 1000
 #: Most IDAT chunks a PNG may split its image into: encoders write 8 KB to 1 MB each (6,400 of 8 KB for a 50 MB
 #: file), and Pillow takes each in Python (a 24 MB PNG of 2 million empty IDAT chunks took 4.5 s to decode).
@@ -32,7 +33,7 @@ _STRIP_AND_TILE_OFFSETS = (273, 324)  # StripOffsets, TileOffsets: one value per
 
 
 def segment_counts(data: bytes) -> tuple[int, int]:
-    """(PNG chunks before IDAT, or JPEG marker segments and fill bytes before the scan, counted up to
+    """(PNG chunks other than IDAT before IEND, or JPEG marker segments and fill bytes before the scan, counted up to
     :data:`MAX_SEGMENTS` + 1; a PNG's IDAT chunks, counted up to :data:`MAX_PNG_DATA_CHUNKS` + 1); zeros for other
     formats."""
     count, image_chunks, pos = 0, 0, 8
@@ -41,7 +42,7 @@ def segment_counts(data: bytes) -> tuple[int, int]:
                and data[pos + 4:pos + 8] != b"IEND"):
             if data[pos + 4:pos + 8] == b"IDAT":
                 image_chunks += 1
-            elif not image_chunks:
+            else:
                 count += 1
             pos += 12 + int.from_bytes(data[pos:pos + 4], "big")
     elif data.startswith(b"\xff\xd8"):
@@ -97,8 +98,8 @@ def check_structure(data: bytes) -> None:
     before_image, image_chunks = segment_counts(data)
     if before_image > MAX_SEGMENTS:
         raise InvalidImageError(
-            f"the file holds over {MAX_SEGMENTS:,} chunks or segments before its image (a film holds a few dozen): "
-            "refused before they could exhaust memory. Export the film again")
+            f"the file holds over {MAX_SEGMENTS:,} chunks or segments besides its image data (a film holds a few "
+            "dozen): refused before they could exhaust memory. Export the film again")
     if image_chunks > MAX_PNG_DATA_CHUNKS:
         raise InvalidImageError(
             f"the PNG splits its image into over {MAX_PNG_DATA_CHUNKS:,} chunks (an encoder writes one per 8 KB or "

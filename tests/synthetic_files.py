@@ -91,10 +91,12 @@ def dicom_gradient(size: int = 64, **kwargs) -> bytes:
     return dicom_bytes(gradient(size).astype(np.uint16) * 16, **kwargs)
 
 
-def png_with_chunks(n: int) -> bytes:
-    """The 64x64 gradient as PNG with ``n`` empty private ancillary chunks ("zzZz") between IHDR and the image."""
+def png_with_chunks(n: int, after_image: bool = False) -> bytes:
+    """The 64x64 gradient as PNG with ``n`` empty private ancillary chunks ("zzZz") between IHDR and the image, or
+    between the image and IEND (``after_image``)."""
     png = encode(gradient(64), "PNG")
-    return png[:33] + _png_chunk(b"zzZz", b"") * n + png[33:]
+    at = png.rindex(b"IEND") - 4 if after_image else 33
+    return png[:at] + _png_chunk(b"zzZz", b"") * n + png[at:]
 
 
 def jpeg_with_segments(n: int) -> bytes:
