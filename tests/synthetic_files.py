@@ -108,49 +108,44 @@ def jpeg_with_segments(n: int) -> bytes:
 def tiff_pages(n: int) -> bytes:
     """A little-endian TIFF of ``n`` 64x64 8-bit pages that all share one strip (the gradient), so each page costs
     102 bytes: a page list long enough to walk for minutes fits in a small upload."""
-    strip = gradient(64).tobytes()
-    first = 8 + len(strip)
-    tags = [(256, 3, 64), (257, 3, 64), (258, 3, 8), (259, 3, 1), (262, 3, 1), (273, 4, 8), (278, 3, 64),
-            (279, 4, len(strip))]
-    out = bytearray(b"II*\x00" + struct.pack("<I", first) + strip)
-    for i in range(n):
-        following = first + 102 * (i + 1) if i < n - 1 else 0
-        out += struct.pack("<H", len(tags)) + b"".join(
-            struct.pack("<HHII", tag, kind, 1, value) if kind == 4 else struct.pack("<HHIHH", tag, kind, 1, value, 0)
-            for tag, kind, value in tags) + struct.pack("<I", following)
-    return bytes(out)
+    return tiff_strips([1] * n, rows_per_strip=64)
 
 
-def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = False, private_tags: int = 0) -> bytes:
+def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = False, private_tags: int = 0,
+                rows_per_strip: int = 1) -> bytes:
     """A TIFF (classic or BigTIFF, little- or big-endian ``order``) of one 64x64 8-bit page per entry, each listing
-    that many strips of one row: the gradient's rows in turn, so 64 strips make the whole image. Each page also holds
-    ``private_tags`` private SHORT tags (50000 upwards, at most 15,535)."""
-    rows = gradient(64)
-    word, entry_size, count_size = ("Q", 20, 8) if bigtiff else ("I", 12, 2)
-    header = (b"II" if order == "<" else b"MM") + (struct.pack(order + "HHHQ", 43, 8, 0, 0) if bigtiff
-                                                   else struct.pack(order + "HI", 42, 0))
-    out = bytearray(header)
+    that many strips of ``rows_per_strip`` rows, all pointing into one copy of the gradient: its strips in turn, so
+    64 strips of one row (or one of 64) make the whole image. Each page also holds ``private_tags`` private SHORT
+    tags (50000 upwards, at most 15,535)."""
+    word, long_type, field = ("Q", 16, 8) if bigtiff else ("I", 4, 4)  # BigTIFF: 8-byte counts, offsets and values
+    strip_bytes = 64 * rows_per_strip
+    out = bytearray((b"II" if order == "<" else b"MM") + (struct.pack(order + "HHHQ", 43, 8, 0, 0) if bigtiff
+                                                          else struct.pack(order + "HI", 42, 0)))
     pixel_at = len(out)
-    out += rows.tobytes()
-    ifd_links = [4 if not bigtiff else 8]  # where the offset of the next page's directory is written
+    out += gradient(64).tobytes()
+    link = 8 if bigtiff else 4  # where the offset of the next page's directory is written
+
+    def values(listed: list[int]) -> int:
+        """The value field of a LONG (LONG8) list: the value itself when one fits, else where the list is written."""
+        if len(listed) == 1:
+            return listed[0]
+        out.extend(struct.pack(f"{order}{len(listed)}{word}", *listed))
+        return len(out) - len(listed) * struct.calcsize(word)
+
     for n in strips_per_page:
-        offsets_at = len(out)
-        out += b"".join(struct.pack(order + word, pixel_at + 64 * (i % 64)) for i in range(n))
-        counts_at = len(out)
-        out += struct.pack(order + word, 64) * n
+        offsets = values([pixel_at + (i * strip_bytes) % 4096 for i in range(n)])
+        counts = values([strip_bytes] * n)
         tags = [(256, 3, 1, 64), (257, 3, 1, 64), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
-                (273, 16 if bigtiff else 4, n, offsets_at), (278, 3, 1, 1), (279, 16 if bigtiff else 4, n, counts_at)]
+                (273, long_type, n, offsets), (278, 3, 1, rows_per_strip), (279, long_type, n, counts)]
         tags += [(50000 + i, 3, 1, 1) for i in range(private_tags)]
-        ifd_at = len(out)
-        struct.pack_into(order + word, out, ifd_links[-1], ifd_at)
+        struct.pack_into(order + word, out, link, len(out))
         out += struct.pack(order + ("Q" if bigtiff else "H"), len(tags))
         for tag, kind, count, value in tags:
-            if kind == 3:  # a SHORT value sits left-aligned in the value field
-                out += struct.pack(order + "HH" + word + "H", tag, kind, count, value) + b"\0" * (entry_size - 10
-                                                                                            - (4 if bigtiff else 0))
-            else:
-                out += struct.pack(order + "HH" + word + word, tag, kind, count, value)
-        ifd_links.append(len(out))
+            entry = struct.pack(order + "HH" + word, tag, kind, count)
+            # a SHORT sits left-aligned in the value field
+            out += entry + (struct.pack(order + "H", value).ljust(field, b"\0") if kind == 3
+                            else struct.pack(order + word, value))
+        link = len(out)
         out += struct.pack(order + word, 0)
     return bytes(out)
 
