@@ -65,24 +65,25 @@ def tiff_pages_and_strips(data: bytes) -> tuple[int, int]:
     magic = int.from_bytes(data[2:4], "little" if order == "<" else "big")
     if magic not in (42, 43):
         return 0, 0
-    big = magic == 43  # BigTIFF: 8-byte counts and offsets, 20-byte entries
-    word, count_size, entry = ("u8", 8, 20) if big else ("u4", 2, 12)
+    big = magic == 43  # BigTIFF: 8-byte entry counts, counts and offsets, 20-byte entries, first offset at 8
+    word, count_type, first_at = ("u8", "u8", 8) if big else ("u4", "u2", 4)
     entries = np.dtype([("tag", order + "u2"), ("type", order + "u2"), ("count", order + word),
                         ("value", order + word)])
-    offset = int(np.frombuffer(data, order + word, 1, 8 if big else 4)[0])
+    word_size, count_size = np.dtype(word).itemsize, np.dtype(count_type).itemsize
+    offset = int(np.frombuffer(data, order + word, 1, first_at)[0])
     most, seen = 0, set()
     while 0 < offset < len(data) and offset not in seen and len(seen) <= MAX_FRAMES_COUNTED:
         seen.add(offset)
         if offset + count_size > len(data):
             break
-        n = int(np.frombuffer(data, order + ("u8" if big else "u2"), 1, offset)[0])
+        n = int(np.frombuffer(data, order + count_type, 1, offset)[0])
         start = offset + count_size
-        if start + n * entry + (8 if big else 4) > len(data):
+        if start + n * entries.itemsize + word_size > len(data):  # the entries, then the next page's offset
             break
         table = np.frombuffer(data, entries, n, start)
         listed = table["count"][np.isin(table["tag"], _STRIP_AND_TILE_OFFSETS)]
         most = max(most, int(listed.max()) if len(listed) else 0)
-        offset = int(np.frombuffer(data, order + word, 1, start + n * entry)[0])
+        offset = int(np.frombuffer(data, order + word, 1, start + n * entries.itemsize)[0])
     return len(seen), most
 
 
