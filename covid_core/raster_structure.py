@@ -1,4 +1,5 @@
-"""A raster file's structure counted before Pillow opens it: PNG chunks, JPEG marker segments, TIFF pages and strips.
+"""A raster file's structure counted before Pillow opens it: PNG chunks, JPEG marker segments, TIFF pages, strips
+and tag values.
 
 Pillow walks or keeps each of these in Python, so a small file can hold millions of them and cost gigabytes and
 minutes before its image is reached. :func:`check_structure` counts them on the raw bytes, each up to its cap, and
@@ -7,6 +8,8 @@ wrong). Used by :mod:`covid_core.decode` for every raster file.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,8 +31,26 @@ MAX_PNG_DATA_CHUNKS = 100_000
 #: page (a 46 MB TIFF of 6 million strips took 1.5 GB and 9 s to open, 1.6 GB and 32 s to decode); a film stored one
 #: row per strip has as many strips as rows (a few thousand), in 256x256 tiles a 5000x5000 film has 400.
 MAX_TIFF_STRIPS = 65_536
+#: Most numbers a TIFF page's tags may hold besides its strip and tile lists. Pillow turns each number of a tag it
+#: reads into a Python object when it opens the page, whatever count the file declares (a 48 MB TIFF whose
+#: XResolution held 6 million fractions took 934 MB and 16 s to decode); a 16-bit palette's colour map, the largest
+#: such list a film may need, holds 196,608.
+MAX_TIFF_TAG_VALUES = 262_144
 
-_STRIP_AND_TILE_OFFSETS = (273, 324)  # StripOffsets, TileOffsets: one value per strip or tile
+_STRIP_AND_TILE_LISTS = (273, 279, 324, 325)  # StripOffsets, StripByteCounts, TileOffsets, TileByteCounts
+_STRIP_AND_TILE_OFFSETS = (273, 324)  # one value per strip or tile
+#: TIFF field types read as numbers (SHORT, LONG, RATIONAL, their signed kinds, FLOAT, DOUBLE, IFD, LONG8...);
+#: BYTE, ASCII, SBYTE and UNDEFINED data stay bytes or text in Pillow.
+_NUMERIC_TYPES = (3, 4, 5, 8, 9, 10, 11, 12, 13, 16, 17, 18)
+
+
+class TiffCounts(NamedTuple):
+    """A TIFF's pages (counted up to :data:`MAX_FRAMES_COUNTED` + 1), and the most strips or tiles and the most
+    other tag numbers that any of those pages lists."""
+
+    pages: int
+    strips: int
+    tag_values: int
 
 
 def segment_counts(data: bytes) -> tuple[int, int]:
@@ -56,22 +77,22 @@ def segment_counts(data: bytes) -> tuple[int, int]:
     return count, image_chunks
 
 
-def tiff_pages_and_strips(data: bytes) -> tuple[int, int]:
-    """(pages, counted up to :data:`MAX_FRAMES_COUNTED` + 1; the most strips or tiles any of those pages lists) of a
-    TIFF, classic or BigTIFF; (0, 0) for other formats. Each page's directory entries are read at once."""
+def tiff_counts(data: bytes) -> TiffCounts:
+    """The :class:`TiffCounts` of a TIFF, classic or BigTIFF; zeros for other formats. Each page's directory entries
+    are read at once."""
     order = {b"II": "<", b"MM": ">"}.get(data[:2])
     if order is None or len(data) < 16:
-        return 0, 0
+        return TiffCounts(0, 0, 0)
     magic = int.from_bytes(data[2:4], "little" if order == "<" else "big")
     if magic not in (42, 43):
-        return 0, 0
+        return TiffCounts(0, 0, 0)
     big = magic == 43  # BigTIFF: 8-byte entry counts, counts and offsets, 20-byte entries, first offset at 8
     word, count_type, first_at = ("u8", "u8", 8) if big else ("u4", "u2", 4)
     entries = np.dtype([("tag", order + "u2"), ("type", order + "u2"), ("count", order + word),
                         ("value", order + word)])
     word_size, count_size = np.dtype(word).itemsize, np.dtype(count_type).itemsize
     offset = int(np.frombuffer(data, order + word, 1, first_at)[0])
-    most, seen = 0, set()
+    most, most_values, seen = 0, 0, set()
     while 0 < offset < len(data) and offset not in seen and len(seen) <= MAX_FRAMES_COUNTED:
         seen.add(offset)
         if offset + count_size > len(data):
@@ -83,8 +104,10 @@ def tiff_pages_and_strips(data: bytes) -> tuple[int, int]:
         table = np.frombuffer(data, entries, n, start)
         listed = table["count"][np.isin(table["tag"], _STRIP_AND_TILE_OFFSETS)]
         most = max(most, int(listed.max()) if len(listed) else 0)
+        numbers = np.isin(table["type"], _NUMERIC_TYPES) & ~np.isin(table["tag"], _STRIP_AND_TILE_LISTS)
+        most_values = max(most_values, int(table["count"][numbers].sum(dtype=np.float64)))  # no wrap-around
         offset = int(np.frombuffer(data, order + word, 1, start + n * entries.itemsize)[0])
-    return len(seen), most
+    return TiffCounts(len(seen), most, most_values)
 
 
 def multi_frame_error(fmt: str, frames: int) -> InvalidImageError:
@@ -105,7 +128,7 @@ def check_structure(data: bytes) -> None:
         raise InvalidImageError(
             f"the PNG splits its image into over {MAX_PNG_DATA_CHUNKS:,} chunks (an encoder writes one per 8 KB or "
             "more, 6,400 for a 50 MB file): refused before they were decoded one by one. Export the film again")
-    pages, strips = tiff_pages_and_strips(data)
+    pages, strips, tag_values = tiff_counts(data)
     if pages > 1:  # refused before Pillow opens each page's directory to count them (6 s for 101 of 15,535 tags)
         raise multi_frame_error("TIFF", pages)
     if strips > MAX_TIFF_STRIPS:
@@ -113,3 +136,7 @@ def check_structure(data: bytes) -> None:
             f"the TIFF splits a page into {strips:,} strips or tiles (a film stored one row per strip has a few "
             f"thousand; the limit is {MAX_TIFF_STRIPS:,}): refused before they could exhaust memory. Export the film "
             "again")
+    if tag_values > MAX_TIFF_TAG_VALUES:
+        raise InvalidImageError(
+            f"the TIFF's tags hold {tag_values:,} numbers besides its strips (a film's hold a few dozen; the limit "
+            f"is {MAX_TIFF_TAG_VALUES:,}): refused before they could exhaust memory. Export the film again")

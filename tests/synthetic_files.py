@@ -112,11 +112,12 @@ def tiff_pages(n: int) -> bytes:
 
 
 def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = False, private_tags: int = 0,
-                rows_per_strip: int = 1) -> bytes:
+                rows_per_strip: int = 1, numbers: tuple[int, int, int] | None = None) -> bytes:
     """A TIFF (classic or BigTIFF, little- or big-endian ``order``) of one 64x64 8-bit page per entry, each listing
     that many strips of ``rows_per_strip`` rows, all pointing into one copy of the gradient: its strips in turn, so
     64 strips of one row (or one of 64) make the whole image. Each page also holds ``private_tags`` private SHORT
-    tags (50000 upwards, at most 15,535)."""
+    tags (50000 upwards, at most 15,535) and, given ``numbers`` = (tag, field type, count), that tag listing count
+    zeros of that type (SHORT 3, LONG 4, RATIONAL 5, BYTE 1...), all pages' lists one shared block."""
     word, long_type, field = ("Q", 16, 8) if bigtiff else ("I", 4, 4)  # BigTIFF: 8-byte counts, offsets and values
     strip_bytes = 64 * rows_per_strip
     out = bytearray((b"II" if order == "<" else b"MM") + (struct.pack(order + "HHHQ", 43, 8, 0, 0) if bigtiff
@@ -124,6 +125,9 @@ def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = Fa
     pixel_at = len(out)
     out += gradient(64).tobytes()
     link = 8 if bigtiff else 4  # where the offset of the next page's directory is written
+    if numbers:
+        numbers_at = len(out)
+        out += bytes(numbers[2] * {1: 1, 3: 2, 4: 4, 5: 8}[numbers[1]])
 
     def values(listed: list[int]) -> int:
         """The value field of a LONG (LONG8) list: the value itself when one fits, else where the list is written."""
@@ -138,12 +142,13 @@ def tiff_strips(strips_per_page: list[int], order: str = "<", bigtiff: bool = Fa
         tags = [(256, 3, 1, 64), (257, 3, 1, 64), (258, 3, 1, 8), (259, 3, 1, 1), (262, 3, 1, 1),
                 (273, long_type, n, offsets), (278, 3, 1, rows_per_strip), (279, long_type, n, counts)]
         tags += [(50000 + i, 3, 1, 1) for i in range(private_tags)]
+        tags = sorted(tags + [(*numbers, numbers_at)]) if numbers else tags
         struct.pack_into(order + word, out, link, len(out))
         out += struct.pack(order + ("Q" if bigtiff else "H"), len(tags))
         for tag, kind, count, value in tags:
             entry = struct.pack(order + "HH" + word, tag, kind, count)
-            # a SHORT sits left-aligned in the value field
-            out += entry + (struct.pack(order + "H", value).ljust(field, b"\0") if kind == 3
+            # one SHORT sits left-aligned in the value field; a longer list is pointed at
+            out += entry + (struct.pack(order + "H", value).ljust(field, b"\0") if (kind, count) == (3, 1)
                             else struct.pack(order + word, value))
         link = len(out)
         out += struct.pack(order + word, 0)
