@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InvalidImageError
-from .raster_structure import MAX_FRAMES_COUNTED, check_structure, multi_frame_error
+from .raster_structure import MAX_FRAMES_COUNTED, check_jpeg_scans, check_structure, multi_frame_error
 
 #: Largest accepted file, in bytes (a 16-bit 4k x 4k DICOM is ~32 MB).
 MAX_FILE_BYTES = 200 * 1024 * 1024
@@ -321,6 +321,10 @@ def _decode_dicom(data: bytes) -> DecodedImage:
 #: that this module imports without pydicom.
 J2K_SYNTAXES = ("1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.203",
                 "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202")
+#: JPEG and JPEG-LS transfer syntaxes (JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1,
+#: JPEGLSLossless, JPEGLSNearLossless), whose codestreams are made of scans.
+JPEG_SYNTAXES = ("1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57",
+                 "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81")
 
 
 _OBJECT_REPR = re.compile(r"<[^<>]* object at 0x[0-9a-fA-F]+>")  # "<_io.BytesIO object at 0x7f...>" says nothing
@@ -330,14 +334,11 @@ def _codestream_parameters(syntax, frame: bytes) -> dict | None:
     """The compressed frame's own rows, columns and components as its codestream header states them (read by the
     decoder plugins without decoding), or None for a compression whose decoder sizes its output from the DICOM
     header (RLE) or one not known here (its decode then fails on its own)."""
-    from pydicom import uid
-
     if syntax in J2K_SYNTAXES:
         import openjpeg
 
         return openjpeg.get_parameters(frame)
-    if syntax in (uid.JPEGBaseline8Bit, uid.JPEGExtended12Bit, uid.JPEGLossless, uid.JPEGLosslessSV1,
-                  uid.JPEGLSLossless, uid.JPEGLSNearLossless):
+    if syntax in JPEG_SYNTAXES:
         import libjpeg
 
         return libjpeg.get_parameters(frame)
@@ -345,7 +346,8 @@ def _codestream_parameters(syntax, frame: bytes) -> dict | None:
 
 
 def _check_codestream(ds, syntax, rows: int, cols: int, samples: int) -> None:
-    """Refuse a compressed film whose codestream states another size than its header before it is decoded.
+    """Refuse a compressed film whose codestream states another size than its header, or a JPEG one of too many
+    scans, before it is decoded.
 
     The memory caps read the DICOM header, but a JPEG 2000 or JPEG decoder allocates what the codestream inside
     says: a 1 KB file whose header says 64x64 can hold a 12000x12000 codestream and take a gigabyte to decode.
@@ -356,7 +358,11 @@ def _check_codestream(ds, syntax, rows: int, cols: int, samples: int) -> None:
         return
     try:
         frame = get_frame(ds.PixelData, 0, number_of_frames=1)
+        if syntax in JPEG_SYNTAXES:  # before the decoder reads the header, which walks every scan (2.5 s for 3,000)
+            check_jpeg_scans(frame, "DICOM's compressed film")
         found = _codestream_parameters(syntax, frame)
+    except InvalidImageError:
+        raise
     except ImportError as exc:
         raise InvalidImageError(f"DICOM pixel data is compressed as {syntax.name}, and no decoder for it is "
                                 "installed here. Re-export it uncompressed") from exc

@@ -105,6 +105,31 @@ def jpeg_with_segments(n: int) -> bytes:
     return jpeg[:2] + b"\xff\xef\x00\x02" * n + jpeg[2:]
 
 
+def progressive_jpeg(scans: int, size: int = 64) -> bytes:
+    """A grayscale progressive JPEG of ``size`` x ``size`` px, mid-grey, of a DC scan and ``scans`` - 1 near-empty
+    AC scans (each a few end-of-band runs that cover every block): a handful of bytes a scan, a pass over the whole
+    image each for the decoder."""
+
+    def segment(marker: int, body: bytes) -> bytes:
+        return bytes([0xFF, marker]) + struct.pack(">H", len(body) + 2) + body
+
+    def entropy_coded(bits: str) -> bytes:  # padded with ones; a 0xFF byte is followed by a stuffed zero
+        bits += "1" * (-len(bits) % 8)
+        return b"".join(bytes([v, 0]) if v == 0xFF else bytes([v])
+                        for v in (int(bits[i:i + 8], 2) for i in range(0, len(bits), 8)))
+
+    blocks = ((size + 7) // 8) ** 2
+    one_code = bytes([1] + [0] * 15)  # a Huffman table of one 1-bit code ("0")
+    head = (b"\xff\xd8" + segment(0xDB, b"\x00" + bytes([1] * 64))
+            + segment(0xC2, struct.pack(">BHHB", 8, size, size, 1) + b"\x01\x11\x00")
+            + segment(0xC4, b"\x00" + one_code + b"\x00")  # DC: the difference 0 (mid-grey everywhere)
+            + segment(0xC4, b"\x10" + one_code + b"\xe0"))  # AC: an end-of-band run of 2^14 + 14 more bits
+    dc_scan = segment(0xDA, b"\x01\x01\x00\x00\x00\x00") + entropy_coded("0" * blocks)
+    runs = -(-blocks // 32767)  # runs of 32,767 blocks (2^14 + 0x3FFF)
+    ac_scan = segment(0xDA, b"\x01\x01\x00\x01\x3f\x00") + entropy_coded(("0" + "1" * 14) * runs)
+    return head + dc_scan + ac_scan * (scans - 1) + b"\xff\xd9"
+
+
 def tiff_pages(n: int) -> bytes:
     """A little-endian TIFF of ``n`` 64x64 8-bit pages that all share one strip (the gradient), so each page costs
     102 bytes: a page list long enough to walk for minutes fits in a small upload."""
