@@ -540,6 +540,22 @@ _BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "I;16B"
                     "RGB": 3, "YCbCr": 3, "LAB": 3, "HSV": 3}
 
 
+#: BMP compressions RLE8 and RLE4 (BI_RLE8, BI_RLE4).
+_BMP_RUN_LENGTH = (1, 2)
+
+
+def _decode_run_length_bmp(data: bytes, size: tuple[int, int], mode: str) -> DecodedImage:
+    """A run-length compressed BMP through OpenCV's decoder. Pillow decodes run-length data in Python, two bytes at a
+    time and whether or not they add pixels, so its time grows with the file, not the image: a 45 MB file of a
+    64x64 image took 8.9 s (OpenCV: under a millisecond)."""
+    pixels = _decode_with_opencv(data)
+    if pixels is None or pixels.shape != (size[1], size[0]):
+        raise InvalidImageError("BMP file is truncated or corrupt (its run-length data could not be read); export or "
+                                "download it again")
+    return DecodedImage(pixels=pixels / 255.0, format="BMP", original_mode=mode,  # palette indices of 8-bit colours
+                        notes=["run-length BMP decoded with OpenCV"])
+
+
 def _decode_raster(data: bytes) -> DecodedImage:
     check_structure(data)
     try:
@@ -575,6 +591,8 @@ def _decode_raster(data: bytes) -> DecodedImage:
     if frames > 1:
         raise multi_frame_error(fmt, frames)
     _check_memory(*img.size, _BYTES_PER_PIXEL.get(mode, 4))
+    if fmt == "BMP" and img.info.get("compression") in _BMP_RUN_LENGTH:
+        return _decode_run_length_bmp(data, img.size, mode)
     try:
         # No warnings.catch_warnings here: it is not thread-safe (the app decodes in several sessions at
         # once) and _check_size above already refuses images before PIL's own bomb warning could fire.

@@ -130,6 +130,28 @@ def progressive_jpeg(scans: int, size: int = 64) -> bytes:
     return head + dc_scan + ac_scan * (scans - 1) + b"\xff\xd9"
 
 
+def run_length_bmp(image: np.ndarray, tail: bytes = b"") -> bytes:
+    """An 8-bit grayscale BMP of ``image`` (uint8 HxW) compressed as RLE8, each row a series of runs of equal pixels
+    ended by an end-of-line escape, the rows bottom-up, then ``tail`` (more run-length data) and end-of-bitmap."""
+    body = bytearray()
+    for row in image[::-1]:
+        x = 0
+        while x < len(row):
+            run = 1
+            while x + run < len(row) and run < 255 and row[x + run] == row[x]:
+                run += 1
+            body += bytes([run, row[x]])
+            x += run
+        body += b"\x00\x00"
+    body += tail + b"\x00\x01"
+    palette = b"".join(bytes([i, i, i, 0]) for i in range(256))
+    at = 14 + 40 + len(palette)
+    height, width = image.shape
+    return (struct.pack("<2sIHHI", b"BM", at + len(body), 0, 0, at)
+            + struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(body), 2835, 2835, 256, 0) + palette
+            + bytes(body))
+
+
 def tiff_pages(n: int) -> bytes:
     """A little-endian TIFF of ``n`` 64x64 8-bit pages that all share one strip (the gradient), so each page costs
     102 bytes: a page list long enough to walk for minutes fits in a small upload."""
