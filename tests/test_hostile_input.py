@@ -356,6 +356,23 @@ def test_a_multi_frame_tiff_is_refused_not_cut_to_its_first_frame():
     assert decode_image(single.getvalue(), "one.tif").pixels.shape == (64, 64)
 
 
+def test_an_animated_png_is_refused_from_its_frame_count_before_pillow_decodes_a_frame(monkeypatch):
+    """Pillow decodes each frame of an animated PNG whole to seek past it (101 frames of 5000x5000, a 3 MB file, took
+    6 s to count): the frames the file declares are read from its raw bytes, and Pillow never opens it."""
+    import covid_core.decode
+
+    frames = [Image.fromarray(xray_array(64, seed=i)) for i in range(3)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="PNG", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 3  # the file is animated
+    single = io.BytesIO()
+    frames[0].save(single, format="PNG")
+    assert decode_image(single.getvalue(), "one.png").pixels.shape == (64, 64)
+    monkeypatch.setattr(covid_core.decode.Image, "open", lambda *a, **k: pytest.fail("Pillow opened the PNG"))
+    with pytest.raises(InvalidImageError, match="multi-frame PNG \\(3 frames or pages\\)"):
+        decode_image(buf.getvalue(), "cine.png")
+
+
 def test_the_byte_capped_cache_holds_memory_flat_and_keeps_no_failure():
     cache = ByteCappedCache(max_bytes=3 * 2**20)
     for i in range(10):
