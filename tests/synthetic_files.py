@@ -86,6 +86,13 @@ def dicom_bytes(pixels: np.ndarray | None = None, photometric: str = "MONOCHROME
     return buf.getvalue()
 
 
+def rle_dicom(segment: bytes, size: int = 64) -> bytes:
+    """An 8-bit ``size`` x ``size`` DICOM in RLE Lossless whose one segment (PackBits runs) is ``segment``."""
+    header = struct.pack("<16I", 1, 64, *[0] * 14)  # one segment, starting after the 64-byte header
+    return dicom_bytes(np.zeros((size, size), np.uint16), transfer_syntax="1.2.840.10008.1.2.5",
+                       encapsulated=header + segment, header={"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7})
+
+
 def dicom_gradient(size: int = 64, **kwargs) -> bytes:
     """dicom_bytes of a 12-bit gradient (raw value grows to the bottom-right)."""
     return dicom_bytes(gradient(size).astype(np.uint16) * 16, **kwargs)
