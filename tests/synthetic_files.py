@@ -106,6 +106,21 @@ def png_with_chunks(n: int, after_image: bool = False) -> bytes:
     return png[:at] + _png_chunk(b"zzZz", b"") * n + png[at:]
 
 
+def png_with_exif(orientation: int, fractions: int = 0) -> bytes:
+    """A 64x48 gradient-like PNG (bright top rows) with an eXIf chunk: EXIF orientation ``orientation`` and, given
+    ``fractions``, an XResolution tag of that many zero RATIONALs (one is right; Pillow unpacks each it reads)."""
+    stored = np.zeros((48, 64), np.uint8)
+    stored[:12] = 255
+    entries = [(0x0112, 3, 1, orientation)] + ([(282, 5, fractions, 8 + 2 + 2 * 12 + 4)] if fractions else [])
+    exif = b"II*\x00" + struct.pack("<IH", 8, len(entries))
+    for tag, kind, count, value in entries:  # a SHORT sits left-aligned in its value field
+        exif += struct.pack("<HHI", tag, kind, count) + (struct.pack("<HH", value, 0) if kind == 3
+                                                         else struct.pack("<I", value))
+    exif += struct.pack("<I", 0) + bytes(8 * fractions)
+    png = encode(stored, "PNG")
+    return png[:33] + _png_chunk(b"eXIf", exif) + png[33:]
+
+
 def jpeg_with_segments(n: int) -> bytes:
     """The 64x64 gradient as JPEG with ``n`` empty APP15 segments after its start marker."""
     jpeg = encode(gradient(64), "JPEG")

@@ -22,7 +22,7 @@ from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
 from synthetic_files import (dicom_bytes, dicom_with_many_elements, encode, gradient, jpeg_with_segments,
-                             png_with_chunks, progressive_jpeg, rle_dicom, run_length_bmp, tiff_pages,
+                             png_with_chunks, png_with_exif, progressive_jpeg, rle_dicom, run_length_bmp, tiff_pages,
                              tiff_strips)
 
 
@@ -257,6 +257,18 @@ def test_an_rle_dicom_is_never_expanded_past_its_film(monkeypatch):
     assert flooded.raw.shape == (64, 64) and peak["mb"] < 20, f"decoding allocated {peak['mb']:.0f} MB"
     with pytest.raises(InvalidImageError, match="DICOM pixel data could not be decoded"):
         decode_image(rle_dicom(b"\x80" * 1_000_000), "no-ops.dcm")  # no-op bytes only: nothing decoded
+
+
+def test_a_film_is_turned_upright_without_rewriting_its_exif():
+    """ImageOps.exif_transpose rewrites a turned film's EXIF, unpacking every number of every tag: a 16 MB PNG whose
+    EXIF held 2 million fractions took 410 MB and 6 s. Decoding reads the orientation alone and turns the pixels."""
+    assert Image.open(io.BytesIO(png_with_exif(6, 10))).getexif()[0x0112] == 6  # Pillow reads the file's EXIF
+    for fractions in (0, 300_000):  # 2.4 MB of fractions, about 45 MB unpacked
+        with traced_peak() as peak:
+            image = decode_image(png_with_exif(6, fractions), "turned.png")
+        assert image.pixels.shape == (64, 48) and image.pixels[:, -12:].mean() > 0.9  # the top band now on the right
+        assert "EXIF orientation 6 applied" in image.notes
+        assert peak["mb"] < 12, f"decoding allocated {peak['mb']:.0f} MB"
 
 
 def test_a_run_length_bmp_is_decoded_without_pillows_python_loop(monkeypatch):
