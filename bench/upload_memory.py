@@ -11,6 +11,11 @@ in headless Chromium and uploads, as one batch each:
   flooded  5 DICOMs whose header holds a private sequence of 2.5 million one-element items (pydicom builds an
            object for each): 4 deflate-compressed (about 110 KB each, 45 MB inflated) and 1 plain (45 MB); their
            image is a sound 64x64 film, so a decoder that parses the whole header refuses them only after it.
+  decoders 8 files that cost a decoder far more than their size: 2 RLE DICOMs of a 64x64 film (45 MB of runs
+           that expand to 2.9 GB; 20 MB of no-op bytes), a 2000x2000 progressive JPEG of 60,000 near-empty scans
+           and a DICOM film of 20,000, a TIFF whose XResolution holds 6 million fractions, a PNG whose EXIF says
+           "rotate" and holds 5 million, an animated PNG of 101 3000x3000 frames, and a run-length BMP of a 64x64
+           image whose 45 MB of data are end-of-line escapes.
 
 For each batch it waits for the results table, counts the files scored and refused, and prints the server's
 peak resident memory (the process tree, sampled every 100 ms) and the ratio to the baseline batch.
@@ -25,6 +30,7 @@ import argparse
 import io
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,7 +41,8 @@ from load_test import MemoryWatch, serving_app, tree_rss_mb, xray_png  # bench/ 
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # the synthetic file makers the hostile-input tests use
-from synthetic_files import dicom_bytes, dicom_with_many_elements  # noqa: E402
+from synthetic_files import (dicom_bytes, dicom_with_many_elements, png_with_exif, progressive_jpeg,  # noqa: E402
+                             rle_dicom, run_length_bmp, tiff_strips)
 
 
 def _dicom_file(name: str, data: bytes) -> dict:
@@ -79,13 +86,39 @@ def flooded_files(items: int = 2_500_000) -> list[dict]:
             + [_dicom_file("flooded-plain.dcm", dicom_with_many_elements(items))])
 
 
+def decoder_files() -> list[dict]:
+    from pydicom.uid import JPEGBaseline8Bit
+
+    scans_film = dicom_bytes(np.zeros((2000, 2000), np.uint16), transfer_syntax=JPEGBaseline8Bit,
+                             encapsulated=progressive_jpeg(20_000, 2000),
+                             header={"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7})
+    frames = [Image.new("L", (3000, 3000), 255 * (i % 2)) for i in range(101)]  # each frame differs whole
+    animated = io.BytesIO()
+    frames[0].save(animated, "PNG", save_all=True, append_images=frames[1:])
+    return [_dicom_file("rle-runs.dcm", rle_dicom(b"\x81\x00" * 22_500_000)),
+            _dicom_file("rle-no-ops.dcm", rle_dicom(b"\x80" * 20_000_000)),
+            {"name": "scans.jpg", "mimeType": "image/jpeg", "buffer": progressive_jpeg(60_000, 2000)},
+            _dicom_file("scans.dcm", scans_film),
+            {"name": "fractions.tif", "mimeType": "image/tiff",
+             "buffer": tiff_strips([1], rows_per_strip=64, numbers=(282, 5, 6_000_000))},
+            {"name": "exif.png", "mimeType": "image/png", "buffer": png_with_exif(6, 5_000_000)},
+            {"name": "animated.png", "mimeType": "image/png", "buffer": animated.getvalue()},
+            {"name": "escapes.bmp", "mimeType": "image/bmp",
+             "buffer": run_length_bmp(np.zeros((64, 64), np.uint8), tail=b"\x00\x00" * 22_500_000)}]
+
+
 def upload_batch(page, url: str, files: list[dict], timeout_s: float) -> dict:
     page.goto(url, timeout=timeout_s * 1000)
     upload = page.locator('input[type="file"]').first
     upload.wait_for(state="attached", timeout=timeout_s * 1000)
-    t0 = time.perf_counter()
-    upload.set_input_files(files=files)
-    page.get_by_text(f"Results for {len(files)} files").first.wait_for(timeout=timeout_s * 1000)
+    with tempfile.TemporaryDirectory(prefix="upload_memory_") as folder:  # Playwright takes 50 MB in buffers at most
+        paths = []
+        for f in files:
+            paths.append(Path(folder) / f["name"])
+            paths[-1].write_bytes(f["buffer"])
+        t0 = time.perf_counter()
+        upload.set_input_files(files=paths)  # the browser reads them as it uploads: the folder stays until then
+        page.get_by_text(f"Results for {len(files)} files").first.wait_for(timeout=timeout_s * 1000)
     time.sleep(1.0)
     refused = page.get_by_text("could not be analysed", exact=False).count()
     return {"seconds": time.perf_counter() - t0, "refused": refused, "scored": len(files) - refused}
@@ -101,8 +134,10 @@ def main() -> int:
     args = ap.parse_args()
     films = [{"name": f"film{i}.png", "mimeType": "image/png", "buffer": xray_png(i)} for i in range(20)]
     made = time.perf_counter()
-    batches = {"films": films, "hostile": hostile_files(), "inside": codestream_files(), "flooded": flooded_files()}
-    for name in ("hostile", "inside", "flooded"):
+    batches = {"films": films, "hostile": hostile_files(), "inside": codestream_files(), "flooded": flooded_files(),
+               "decoders": decoder_files()}
+    hostile = [name for name in batches if name != "films"]
+    for name in hostile:
         print(f"{name} batch: {len(batches[name])} files, {sum(len(f['buffer']) for f in batches[name]) / 1024:.0f} "
               f"KB in all")
     print(f"(made in {time.perf_counter() - made:.1f} s)")
@@ -130,7 +165,7 @@ def main() -> int:
     for name, r in results.items():
         print(f"{name:>8}: {r['scored']} scored, {r['refused']} refused in {r['seconds']:.1f} s; server peak "
               f"{r['peak_mb']:.0f} MB, after the batch {r['end_mb']:.0f} MB")
-    for name in ("hostile", "inside", "flooded"):
+    for name in hostile:
         r = results[name]
         ratio = r["peak_mb"] / max(results["films"]["peak_mb"], 1)
         ok = r["peak_mb"] < 3072 and r["refused"] + r["scored"] == len(batches[name])
