@@ -1,4 +1,4 @@
-"""Server memory under hostile uploads: 20 small files that declare huge images, uploaded through the app.
+"""Server memory and time under hostile uploads through the app (files that declare huge images, or cost more).
 
 Starts its own Streamlit server on 127.0.0.1 (loopback only) with a tiny classifier, opens the Diagnose page
 in headless Chromium and uploads, as one batch each:
