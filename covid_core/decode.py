@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import InvalidImageError
+from .j2k_structure import check_blocks
 from .raster_structure import MAX_FRAMES_COUNTED, check_jpeg_scans, check_structure, multi_frame_error
 
 #: Largest accepted file, in bytes (a 16-bit 4k x 4k DICOM is ~32 MB).
@@ -350,8 +351,8 @@ def _codestream_parameters(syntax, frame: bytes) -> dict | None:
 
 
 def _check_codestream(ds, syntax, rows: int, cols: int, samples: int) -> None:
-    """Refuse a compressed film whose codestream states another size than its header, or a JPEG one of too many
-    scans, before it is decoded.
+    """Refuse a compressed film whose codestream states another size than its header, a JPEG one of too many scans or
+    a JPEG 2000 one of too many code-blocks and precincts, before it is decoded.
 
     The memory caps read the DICOM header, but a JPEG 2000 or JPEG decoder allocates what the codestream inside
     says: a 1 KB file whose header says 64x64 can hold a 12000x12000 codestream and take a gigabyte to decode.
@@ -364,6 +365,8 @@ def _check_codestream(ds, syntax, rows: int, cols: int, samples: int) -> None:
         frame = get_frame(ds.PixelData, 0, number_of_frames=1)
         if syntax in JPEG_SYNTAXES:  # before the decoder reads the header, which walks every scan (2.5 s for 3,000)
             check_jpeg_scans(frame, "DICOM's compressed film")
+        if syntax in J2K_SYNTAXES:
+            check_blocks(frame)
         found = _codestream_parameters(syntax, frame)
     except InvalidImageError:
         raise

@@ -93,6 +93,29 @@ def rle_dicom(segment: bytes, size: int = 64) -> bytes:
                        encapsulated=header + segment, header={"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7})
 
 
+def j2k_headers(size: int, levels: int = 5, precinct: int | None = None, block: int = 64,
+                in_tile_part: bool = False) -> bytes:
+    """The marker segments of a JPEG 2000 codestream of one 8-bit ``size`` x ``size`` tile and no image data, whose
+    coding style asks for ``block`` x ``block`` code-blocks and, given ``precinct``, precincts of that side at every
+    resolution: in the main header, or (``in_tile_part``) in the tile-part's header, overriding a main-header style
+    of 64x64 code-blocks."""
+    def segment(marker: int, body: bytes) -> bytes:
+        return struct.pack(">HH", marker, len(body) + 2) + body
+
+    def coding_style(precinct: int | None, block: int) -> bytes:
+        exponent = (block.bit_length() - 3, precinct.bit_length() - 1 if precinct else 15)
+        return segment(0xFF52, bytes([1 if precinct else 0, 0, 0, 1, 0, levels, exponent[0], exponent[0], 0, 1])
+                       + (bytes([exponent[1] * 17] * (levels + 1)) if precinct else b""))
+
+    size_body = struct.pack(">HIIIIIIIIH", 0, size, size, 0, 0, size, size, 0, 0, 1) + bytes([7, 1, 1])
+    main = (b"\xff\x4f" + segment(0xFF51, size_body) + coding_style(None if in_tile_part else precinct,
+                                                                    64 if in_tile_part else block)
+            + segment(0xFF5C, bytes([0x40] * (3 * levels + 2))))
+    tile_header = coding_style(precinct, block) if in_tile_part else b""
+    tile_part = struct.pack(">HHHIBB", 0xFF90, 10, 0, 12 + len(tile_header) + 2, 0, 1) + tile_header + b"\xff\x93"
+    return main + tile_part + b"\xff\xd9"
+
+
 def dicom_gradient(size: int = 64, **kwargs) -> bytes:
     """dicom_bytes of a 12-bit gradient (raw value grows to the bottom-right)."""
     return dicom_bytes(gradient(size).astype(np.uint16) * 16, **kwargs)

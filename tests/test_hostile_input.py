@@ -21,7 +21,7 @@ from conftest import REPO
 from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
-from synthetic_files import (dicom_bytes, dicom_with_many_elements, encode, gradient, jpeg_with_segments,
+from synthetic_files import (dicom_bytes, dicom_with_many_elements, encode, gradient, j2k_headers, jpeg_with_segments,
                              png_with_chunks, png_with_exif, progressive_jpeg, rle_dicom, run_length_bmp, tiff_pages,
                              tiff_strips)
 
@@ -159,6 +159,32 @@ def test_a_jpeg2000_dicom_counts_the_decoders_32_bit_samples_in_its_memory_cost(
     assert decode_cost_bytes(5000, 5000, 2) < 512 * 2**20 < decode_cost_bytes(5000, 5000, 2 + 4)
     with pytest.raises(InvalidImageError, match="5000x5000 px; decoding it would take about 525 MB"):
         decode_image(_jpeg2000_dicom_declaring(5000, 5000), "big.dcm")
+
+
+def test_a_jpeg2000_dicom_of_tiny_precincts_or_code_blocks_is_refused_before_the_decoder_allocates_them(monkeypatch):
+    """openjpeg allocates a structure for every code-block and precinct before it reads any data, and the coding style
+    sets how many: a 734-byte DICOM whose 5000x5000 codestream asks for 2x2 precincts took 5.9 GB in 17.5 s before a
+    6 GB limit stopped it (4x4 code-blocks: 620 MB more than 64x64). They are counted from the main and tile-part headers first."""
+    import openjpeg
+
+    import covid_core.decode
+    from covid_core.j2k_structure import MAX_BLOCKS, count_blocks
+    from pydicom.uid import JPEG2000Lossless
+
+    def in_dicom(stream: bytes, size: int) -> bytes:
+        return dicom_bytes(None, transfer_syntax=JPEG2000Lossless, encapsulated=stream,
+                           header={"Rows": size, "Columns": size, "BitsAllocated": 8, "BitsStored": 8, "HighBit": 7})
+
+    film = openjpeg.encode(gradient(512), bits_stored=8)
+    assert 0 < count_blocks(film) < 1000 and count_blocks(j2k_headers(5000, precinct=128)) < 10_000
+    assert decode_image(in_dicom(film, 512), "film.dcm").pixels.shape == (512, 512)
+    monkeypatch.setattr(covid_core.decode, "_codestream_parameters",
+                        lambda *a: pytest.fail("the decoder read the codestream"))
+    for stream in (j2k_headers(5000, levels=1, precinct=2), j2k_headers(5000, levels=1, precinct=2, in_tile_part=True),
+                   j2k_headers(5000, block=4)):
+        assert count_blocks(stream) > MAX_BLOCKS
+        with pytest.raises(InvalidImageError, match="divides its image into [0-9,]+ code-blocks and precincts"):
+            decode_image(in_dicom(stream, 5000), "precincts.dcm")
 
 
 @pytest.mark.parametrize("make", [png_with_chunks, lambda n: png_with_chunks(n, after_image=True), jpeg_with_segments],
