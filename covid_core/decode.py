@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from .dicom_values import check_values
 from .errors import InvalidImageError
 from .j2k_structure import check_blocks
 from .raster_structure import MAX_FRAMES_COUNTED, check_jpeg_scans, check_structure, multi_frame_error
@@ -300,17 +301,19 @@ def _dicom_failures():
 
 def read_dicom(fp, stop_before_pixels: bool = False, specific_tags=None):
     """pydicom's ``dcmread`` of the binary stream ``fp`` (a file or BytesIO at its start; the options as dcmread's,
-    ``force`` always on) within this module's caps: a deflated file's inflated size and the element budget.
+    ``force`` always on) within this module's caps: a deflated file's inflated size, the element budget and the
+    values one element or sequence may hold (:func:`covid_core.dicom_values.check_values`).
     Raises InvalidImageError, with the reason, for a file refused or not readable as DICOM."""
     import pydicom
 
     with _dicom_failures():
-        deflated = _read_deflated(fp, stop_before_pixels, specific_tags)
-        if deflated is not None:
-            return deflated
-        fp.seek(0)
-        return pydicom.dcmread(_ElementBudget(fp), force=True, stop_before_pixels=stop_before_pixels,
-                               specific_tags=specific_tags)
+        ds = _read_deflated(fp, stop_before_pixels, specific_tags)
+        if ds is None:
+            fp.seek(0)
+            ds = pydicom.dcmread(_ElementBudget(fp), force=True, stop_before_pixels=stop_before_pixels,
+                                 specific_tags=specific_tags)
+        check_values(ds)
+        return ds
 
 
 def _decode_dicom(data: bytes) -> DecodedImage:

@@ -86,6 +86,39 @@ def dicom_bytes(pixels: np.ndarray | None = None, photometric: str = "MONOCHROME
     return buf.getvalue()
 
 
+def dicom_with_raw_element(tag: int, value: bytes, vr: str | None = None) -> bytes:
+    """dicom_gradient(64) with one more data element of raw ``value`` (even length) in its place by tag: in the
+    Implicit VR Little Endian transfer syntax when ``vr`` is None (4-byte lengths for every element), else in
+    Explicit VR Little Endian with that VR."""
+    from pydicom.filereader import _read_file_meta_info, read_preamble
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    base = dicom_gradient(64, transfer_syntax=None if vr else ImplicitVRLittleEndian)
+    fp = io.BytesIO(base)
+    read_preamble(fp, True)
+    _read_file_meta_info(fp)
+    pos, long_vrs = fp.tell(), (b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV",
+                                b"UV")
+    while pos < len(base):  # to the first element past ``tag``
+        group, element = struct.unpack_from("<HH", base, pos)
+        if group << 16 | element > tag:
+            break
+        if vr is None:
+            pos += 8 + struct.unpack_from("<I", base, pos + 4)[0]
+        elif base[pos + 4:pos + 6] in long_vrs:
+            pos += 12 + struct.unpack_from("<I", base, pos + 8)[0]
+        else:
+            pos += 8 + struct.unpack_from("<H", base, pos + 6)[0]
+    group_element = struct.pack("<HH", tag >> 16, tag & 0xFFFF)
+    if vr is None:
+        element = group_element + struct.pack("<I", len(value))
+    elif vr.encode() in long_vrs:
+        element = group_element + vr.encode() + struct.pack("<HI", 0, len(value))
+    else:
+        element = group_element + vr.encode() + struct.pack("<H", len(value))
+    return base[:pos] + element + value + base[pos:]
+
+
 def rle_dicom(segment: bytes, size: int = 64) -> bytes:
     """An 8-bit ``size`` x ``size`` DICOM in RLE Lossless whose one segment (PackBits runs) is ``segment``."""
     header = struct.pack("<16I", 1, 64, *[0] * 14)  # one segment, starting after the 64-byte header

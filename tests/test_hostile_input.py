@@ -21,7 +21,7 @@ from conftest import REPO
 from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
-from synthetic_files import (dicom_bytes, dicom_with_many_elements, encode, gradient, j2k_headers, jpeg_with_segments,
+from synthetic_files import (dicom_bytes, dicom_with_many_elements, dicom_with_raw_element, encode, gradient, j2k_headers, jpeg_with_segments,
                              png_with_chunks, png_with_exif, progressive_jpeg, rle_dicom, run_length_bmp, tiff_pages,
                              tiff_strips)
 
@@ -266,6 +266,31 @@ def test_a_jpeg_of_thousands_of_scans_is_refused_before_they_are_decoded(monkeyp
                         lambda *a: pytest.fail("the decoder read the codestream"))
     with pytest.raises(InvalidImageError, match=f"the DICOM's compressed film holds {MAX_JPEG_SCANS + 1} scans"):
         decode_image(in_dicom(flooded), "scans.dcm")
+
+
+def test_a_dicom_element_of_millions_of_values_or_a_sequence_of_millions_of_items_is_refused_unconverted():
+    """pydicom converts an element's values, or opens a sequence of defined length, only when it is used; the element
+    budget does not bound them: a 40 MB implicit-VR file whose Window Center held 20 million values took 8.4 GB and
+    48 s to decode, a 48 MB one whose VOI LUT Sequence held 2 million items 2.5 GB and 64 s."""
+    import struct
+
+    from covid_core.dicom_values import MAX_SEQUENCE_ITEMS, MAX_TEXT_VALUES
+
+    lut_item_body = struct.pack("<HH2sH3H", 0x0028, 0x3002, b"US", 6, 4, 0, 16)  # a LUT Descriptor
+    lut_item = struct.pack("<HHI", 0xFFFE, 0xE000, len(lut_item_body)) + lut_item_body
+    fine = (dicom_with_raw_element(0x00281050, b"2048\\1024"),  # Window Center, two values, implicit VR
+            dicom_with_raw_element(0x00283010, lut_item * 3, vr="SQ"))
+    for data in fine:
+        assert decode_image(data, "fine.dcm").pixels.shape == (64, 64)
+    flooded = {"(0028,1050) holds 100,000 values": dicom_with_raw_element(0x00281050, b"\\".join([b"1"] * 100_000)),
+               "(0018,5101) holds 100,000 values": dicom_with_raw_element(0x00185101, b"\\".join([b"AP"] * 100_000)),
+               f"(0028,3010) holds {MAX_SEQUENCE_ITEMS + 1:,} items": dicom_with_raw_element(
+                   0x00283010, lut_item * (MAX_SEQUENCE_ITEMS + 1), vr="SQ")}
+    assert 100_000 > MAX_TEXT_VALUES
+    for reason, data in flooded.items():
+        with traced_peak() as peak, pytest.raises(InvalidImageError, match=re.escape(reason)):
+            decode_image(data, "flooded.dcm")
+        assert peak["mb"] < 15, f"refusing the file allocated {peak['mb']:.0f} MB"
 
 
 def test_an_rle_dicom_is_never_expanded_past_its_film(monkeypatch):
