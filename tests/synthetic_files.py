@@ -163,8 +163,8 @@ def png_with_chunks(n: int, after_image: bool = False) -> bytes:
 
 
 def png_with_exif(orientation: int, fractions: int = 0) -> bytes:
-    """A 64x48 gradient-like PNG (bright top rows) with an eXIf chunk: EXIF orientation ``orientation`` and, given
-    ``fractions``, an XResolution tag of that many zero RATIONALs (one is right; Pillow unpacks each it reads)."""
+    """A PNG 64 px wide and 48 high, its top 12 rows white, with an eXIf chunk: EXIF orientation ``orientation`` and,
+    given ``fractions``, an XResolution tag of that many zero RATIONALs (one is right; Pillow unpacks each it reads)."""
     stored = np.zeros((48, 64), np.uint8)
     stored[:12] = 255
     entries = [(0x0112, 3, 1, orientation)] + ([(282, 5, fractions, 8 + 2 + 2 * 12 + 4)] if fractions else [])
