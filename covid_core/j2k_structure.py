@@ -3,9 +3,10 @@
 openjpeg allocates a structure for every code-block and precinct of the image before it reads a single packet, and
 their number is set by the coding style (COD and COC marker segments), not by the data: a 734-byte DICOM whose
 5000x5000 codestream asks for 2x2 precincts took 5.9 GB in 17.5 s before a 6 GB memory limit stopped it (the bare
-codestream, 11.4 GB under a 12 GB limit), and 4x4 code-blocks cost 620 MB more than the usual 64x64 at that size. :func:`check_blocks` counts them from the main header and every
-tile-part header, the most that any of the coding styles it finds would make of the whole image, and refuses a
-codestream over :data:`MAX_BLOCKS`. Used by :mod:`covid_core.decode` for DICOM films compressed as JPEG 2000.
+codestream, 11.4 GB under a 12 GB limit), and 4x4 code-blocks cost 620 MB more than the usual 64x64 at that size.
+:func:`check_blocks` counts them from the main header and every tile-part header, the most that any of the coding
+styles it finds would make of the whole image, and refuses a codestream over :data:`MAX_BLOCKS`. Used by
+:mod:`covid_core.decode` for DICOM films compressed as JPEG 2000.
 """
 
 from __future__ import annotations

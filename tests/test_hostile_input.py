@@ -21,9 +21,9 @@ from conftest import REPO
 from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
-from synthetic_files import (dicom_bytes, dicom_with_many_elements, dicom_with_raw_element, encode, gradient, j2k_headers, jpeg_with_segments,
-                             png_with_chunks, png_with_exif, progressive_jpeg, rle_dicom, run_length_bmp, tiff_pages,
-                             tiff_strips)
+from synthetic_files import (dicom_bytes, dicom_with_many_elements, dicom_with_raw_element, encode, gradient,
+                             j2k_headers, jpeg_with_segments, png_with_chunks, png_with_exif, progressive_jpeg,
+                             rle_dicom, run_length_bmp, tiff_pages, tiff_strips)
 
 
 @contextmanager
@@ -164,7 +164,8 @@ def test_a_jpeg2000_dicom_counts_the_decoders_32_bit_samples_in_its_memory_cost(
 def test_a_jpeg2000_dicom_of_tiny_precincts_or_code_blocks_is_refused_before_the_decoder_allocates_them(monkeypatch):
     """openjpeg allocates a structure for every code-block and precinct before it reads any data, and the coding style
     sets how many: a 734-byte DICOM whose 5000x5000 codestream asks for 2x2 precincts took 5.9 GB in 17.5 s before a
-    6 GB limit stopped it (4x4 code-blocks: 620 MB more than 64x64). They are counted from the main and tile-part headers first."""
+    6 GB limit stopped it (4x4 code-blocks: 620 MB more than 64x64). They are counted from the main and tile-part
+    headers first."""
     import openjpeg
 
     import covid_core.decode
