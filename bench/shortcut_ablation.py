@@ -292,7 +292,8 @@ def main() -> int:
         if "--holdout-source" in flags:
             rows[name].update(unseen_source_figures(checkpoint, args.data, flags[flags.index("--holdout-source") + 1]))
         print(json.dumps({"row": name, **rows[name]}), flush=True)
-    text = (f"{args.model}, {args.image_size} px, {args.epochs} epochs, EMA 0.99, seed {args.seed}, COVID-19 "
+    text = (f"{args.model}, {args.image_size} px, {args.epochs} epochs, EMA 0.99 (unless a row's flags set "
+            f"--ema-decay), seed {args.seed}, COVID-19 "
             f"threshold at {args.covid_sensitivity:g} VALIDATION sensitivity; "
             f"data {args.data}\n\n" + table(rows, args))
     if holdout_table(rows):
