@@ -24,14 +24,14 @@ _NUMBER_BYTES = {"US": 2, "SS": 2, "UL": 4, "SL": 4, "FL": 4, "FD": 8, "AT": 4, 
 _ITEM_TAGS = (b"\xfe\xff\x00\xe0", b"\xff\xfe\xe0\x00")  # (FFFE,E000), little- and big-endian
 
 
-def _vr(dataset, tag) -> str:
+def _vr(element) -> str:
     """The element's VR as read, else the dictionary's ("US or SS" and the like kept whole); "UN" if unknown."""
     from pydicom.datadict import dictionary_VR
 
-    vr = dataset.get_item(tag).VR
+    vr = element.VR
     if vr is None:  # implicit VR: named by the dictionary
         try:
-            vr = dictionary_VR(tag)
+            vr = dictionary_VR(element.tag)
         except KeyError:  # a private or unknown tag: pydicom keeps its bytes
             return "UN"
     return vr
@@ -55,7 +55,8 @@ def check_values(dataset) -> None:
     too many values or a sequence of too many items, at any depth. Converts only sequences within the caps, to look
     inside their items."""
     for tag in list(dataset.keys()):
-        vr, value = _vr(dataset, tag), dataset.get_item(tag).value
+        element = dataset.get_item(tag)  # raw, or converted already: never converted here
+        vr, value = _vr(element), element.value
         if isinstance(value, (bytes, bytearray)):
             count, most, what = _count(vr, value)
             if count > most:

@@ -116,7 +116,6 @@ def count_blocks(stream: bytes) -> int:
     return max((_blocks(width, height, s) for s in distinct), default=0) * components
 
 
-
 def check_blocks(stream: bytes) -> None:
     """Raise InvalidImageError, with the reason, for a codestream of over :data:`MAX_BLOCKS` code-blocks and
     precincts."""

@@ -58,19 +58,30 @@ class TiffCounts(NamedTuple):
     tag_values: int
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunks(data: bytes):
+    """(type, position) of each chunk of a PNG, in order, up to IEND or the end of the bytes."""
+    pos = len(_PNG_SIGNATURE)
+    while pos + 8 <= len(data) and data[pos + 4:pos + 8] != b"IEND":
+        yield data[pos + 4:pos + 8], pos
+        pos += 12 + int.from_bytes(data[pos:pos + 4], "big")
+
+
 def segment_counts(data: bytes) -> tuple[int, int]:
     """(PNG chunks other than IDAT before IEND, or JPEG marker segments and fill bytes before the scan, counted up to
     :data:`MAX_SEGMENTS` + 1; a PNG's IDAT chunks, counted up to :data:`MAX_PNG_DATA_CHUNKS` + 1); zeros for other
     formats."""
-    count, image_chunks, pos = 0, 0, 8
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        while (pos + 8 <= len(data) and count <= MAX_SEGMENTS and image_chunks <= MAX_PNG_DATA_CHUNKS
-               and data[pos + 4:pos + 8] != b"IEND"):
-            if data[pos + 4:pos + 8] == b"IDAT":
+    count, image_chunks = 0, 0
+    if data.startswith(_PNG_SIGNATURE):
+        for kind, _ in _png_chunks(data):
+            if count > MAX_SEGMENTS or image_chunks > MAX_PNG_DATA_CHUNKS:
+                break
+            if kind == b"IDAT":
                 image_chunks += 1
             else:
                 count += 1
-            pos += 12 + int.from_bytes(data[pos:pos + 4], "big")
     elif data.startswith(b"\xff\xd8"):
         pos = 2
         while pos + 4 <= len(data) and count <= MAX_SEGMENTS and data[pos] == 0xFF and data[pos + 1] not in (0xDA,
@@ -85,13 +96,13 @@ def segment_counts(data: bytes) -> tuple[int, int]:
 def png_frames(data: bytes) -> int:
     """The frames an animated PNG declares in its acTL chunk (1 for a PNG without one, 0 for other formats). Pillow
     decodes each frame whole to seek past it: 101 frames of 5000x5000 (a 3 MB file) took 6 s to count."""
-    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+    if not data.startswith(_PNG_SIGNATURE):
         return 0
-    pos, walked = 8, 0
-    while pos + 16 <= len(data) and walked <= MAX_SEGMENTS and data[pos + 4:pos + 8] not in (b"IDAT", b"IEND"):
-        if data[pos + 4:pos + 8] == b"acTL":  # num_frames, then num_plays
+    for walked, (kind, pos) in enumerate(_png_chunks(data)):
+        if kind == b"IDAT" or walked > MAX_SEGMENTS or pos + 16 > len(data):  # no whole acTL can follow
+            break
+        if kind == b"acTL":  # num_frames, then num_plays
             return int.from_bytes(data[pos + 8:pos + 12], "big")
-        pos, walked = pos + 12 + int.from_bytes(data[pos:pos + 4], "big"), walked + 1
     return 1
 
 
