@@ -81,6 +81,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     at.number_input(key="train_group_dro").set_value(0.05)
     at.number_input(key="train_contrast").set_value(0.7)
     at.number_input(key="train_mix_style").set_value(0.6)
+    at.number_input(key="train_source_prior").set_value(0.8)
     assert at.number_input(key="train_sensitivity").value == 0.9  # the shipped operating rule
     at.selectbox(key="train_fit").select("thorax")
     at.selectbox(key="train_equalize").select("hist")
@@ -101,6 +102,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
         assert command[command.index("--group-dro") + 1] == "0.05"
         assert command[command.index("--source-contrast") + 1] == "0.7"
         assert command[command.index("--mix-style") + 1] == "0.6"
+        assert command[command.index("--source-prior") + 1] == "0.8"
         assert command[command.index("--fit") + 1] == "thorax" and command[command.index("--equalize") + 1] == "hist"
         assert command[command.index("--covid-sensitivity") + 1] == "0.95"
         assert command[command.index("--seed") + 1] == "3"

@@ -78,7 +78,7 @@ with st.form("train_form"):
                                 step=0.1, key="train_randconv", help=tip("random_conv", "Classifier only. "))
     source_mix = c18.number_input("Source mix (share)", min_value=0.0, max_value=1.0, value=D.source_mix, step=0.1,
                                   key="train_source_mix", help=tip("source_mix", "Classifier only. "))
-    c23, c25, c26, c27 = st.columns(4)  # a source left out, and more training against the source
+    c23, c24, c25, c26, c27 = st.columns(5)  # a source left out, and more training against the source
     holdout = c23.text_input("Leave a source out", key="train_holdout", placeholder="e.g. nih", help=tip("holdout_source"))
     group_dro = c25.number_input("Group DRO step", min_value=0.0, max_value=1.0, value=D.group_dro, step=0.01,
                                  key="train_group_dro", help=tip("group_dro", "Classifier only. "))
@@ -86,6 +86,8 @@ with st.form("train_form"):
                                 step=0.1, key="train_contrast", help=tip("source_contrast", "Classifier only. "))
     mix_style = c27.number_input("MixStyle (share)", min_value=0.0, max_value=1.0, value=D.mix_style, step=0.1,
                                  key="train_mix_style", help=tip("mix_style", "Classifier only. "))
+    prior = c24.number_input("Source prior weight", min_value=0.0, max_value=1.0, value=D.source_prior, step=0.1,
+                             key="train_source_prior", help=tip("source_prior", "Classifier only. "))
     data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
@@ -98,7 +100,7 @@ if submitted:
                          patch_crop=float(patch), pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, source_adversary=float(adversary),
                          group_dro=float(group_dro), source_contrast=float(contrast), mix_style=float(mix_style),
-                         holdout_source=holdout.strip(), limit=int(limit) or None)
+                         source_prior=float(prior), holdout_source=holdout.strip(), limit=int(limit) or None)
     try:
         job = jobs.start_from_form(config, data, task)
     except CovidCoreError as exc:

@@ -38,7 +38,7 @@ def source_codes(sources: np.ndarray) -> tuple[np.ndarray, list[str]]:
     if len(names) < 2:
         raise ConfigError("training against the source needs films from at least two sources in provenance.csv "
                           f"(found: {', '.join(names) or 'none'}); train without --source-adversary, "
-                          "--source-mix, --group-dro, --source-contrast and --mix-style")
+                          "--source-mix, --group-dro, --source-contrast, --mix-style and --source-prior")
     index = {name: i for i, name in enumerate(names)}
     return np.array([index.get(str(s), UNKNOWN_SOURCE) for s in sources], dtype=np.int64), names
 

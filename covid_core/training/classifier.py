@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -28,6 +29,7 @@ from . import distributed
 from .adversary import SourceAdversary, source_codes
 from .group_dro import GroupDRO
 from .mix_style import MixStyle
+from .source_prior import SourcePrior
 from .config import TrainConfig
 from .finalize import finalize, split_indices
 from .loop import CachedXrays, evaluate, train_one_epoch
@@ -122,7 +124,7 @@ class _Training:
         codes = None
         self.adversary = None
         if any((config.source_adversary, config.source_mix, config.group_dro, config.source_contrast,
-                config.mix_style)):
+                config.mix_style, config.source_prior)):
             codes, names = source_codes(sources)
         self.group_dro = (GroupDRO(len(names), len(self.classes), config.group_dro, config.label_smoothing)
                           .to(self.device) if config.group_dro else None)
@@ -132,6 +134,7 @@ class _Training:
                                              config.source_adversary).to(self.device)
         self.train_set = CachedXrays(self.images, train, self.labels[train], codes)
         self.sampler = None
+        w = np.ones(len(train))
         if config.balance in WEIGHTED_SAMPLING:
             w = (weights[self.labels[train]] if config.balance == "sampler" else
                  group_sample_weights(self.labels[train], sources))
@@ -141,6 +144,9 @@ class _Training:
         elif self.world > 1:
             self.sampler = torch.utils.data.distributed.DistributedSampler(self.train_set, self.world, self.rank,
                                                                            shuffle=True, seed=config.seed)
+        self.source_prior = (SourcePrior.from_sampling(w, self.labels[train], codes, len(names), len(self.classes),
+                                                       config.source_prior).to(self.device)
+                             if config.source_prior else None)
         self.steps_per_epoch = -(-len(self.train_set) // (config.batch_size * self.world))
         parameters = list(self.model.parameters())
         if self.adversary is not None:
@@ -243,7 +249,7 @@ class _Training:
                                     source_mix=config.source_mix, patch_crop=config.patch_crop,
                                     progress=self.progress, ema=self.ema, adversary=self.adversary,
                                     group_dro=self.group_dro, source_contrast=config.source_contrast,
-                                    mix_style=self.mix_style,
+                                    mix_style=self.mix_style, source_prior=self.source_prior,
                                     on_step=on_step, should_stop=should_stop)
             val_metrics, *_ = evaluate(self.scored, val_u8, val_labels, self.classes, self.pre, self.device)
             # Early stopping watches macro AUC (accuracy when validation has a single class); ties, common once

@@ -53,6 +53,7 @@ class TrainConfig:
     group_dro: float = 0.0
     source_contrast: float = 0.0
     mix_style: float = 0.0
+    source_prior: float = 0.0
     holdout_source: str = ""
     covid_sensitivity: float = 0.90
     workers: int = 0
@@ -95,6 +96,7 @@ class TrainConfig:
             (0 <= self.group_dro <= 1, "group DRO step must be from 0 (off) to 1"),
             (0 <= self.source_contrast <= 10, "source contrast weight must be from 0 (off) to 10"),
             (0 <= self.mix_style <= 1, "MixStyle must be a share from 0 (off) to 1"),
+            (0 <= self.source_prior <= 1, "source prior weight must be from 0 (off) to 1"),
             (isinstance(self.holdout_source, str) and len(self.holdout_source) <= 100,
              "the held-out source must be a source name of at most 100 characters"),
             (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
@@ -197,6 +199,10 @@ TRAIN_FLAGS = (
                                      "channel means and deviations (their style) and those of a film from "
                                      "another source in provenance.csv (MixStyle), so a hospital's style "
                                      "cannot name the class; 0 = off", float),
+    Flag("source_prior", "--source-prior", "weight of p(class | source) from provenance.csv added to the logits "
+                                           "in training only (a product of experts with a source-only model), so "
+                                           "the network earns nothing for what the source alone predicts; "
+                                           "0 = off", float),
     Flag("holdout_source", "--holdout-source", "leave this source (provenance.csv) out of TRAIN and VALIDATION; "
                                                "TEST keeps its films, so its within-source figures measure a "
                                                "source the model never saw"),

@@ -40,7 +40,7 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
                     epoch: int, epochs: int, augment: bool = True, augmentation: str = "light",
                     amplitude_mix: float = 0.0, random_conv: float = 0.0, source_mix: float = 0.0,
                     patch_crop: float = 0.0, progress: bool = True, ema=None, adversary=None, group_dro=None,
-                    source_contrast: float = 0.0, mix_style=None,
+                    source_contrast: float = 0.0, mix_style=None, source_prior=None,
                     on_step: Callable | None = None, should_stop: Callable | None = None) -> dict:
     """One pass over ``loader``; returns {"loss" (the classification loss), "images", "seconds",
     "data_wait_share"}, and "source_loss" with an ``adversary`` (a
@@ -50,7 +50,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
     ``source_contrast`` that weight times :func:`~covid_core.training.source_contrast.source_contrast_loss` is
     added, and reported as "contrast_loss". With ``mix_style`` (a
     :class:`~covid_core.training.mix_style.MixStyle` hooked into the model) each forward pass mixes styles across
-    the batch's sources.
+    the batch's sources. With ``source_prior`` (a :class:`~covid_core.training.source_prior.SourcePrior`) the
+    loss reads the logits plus the log of p(class | source), and "loss" reports that.
 
     ``ema`` (a :class:`torch.optim.swa_utils.AveragedModel`) is updated after every optimiser step.
     """
@@ -73,6 +74,8 @@ def train_one_epoch(model, loader, optimizer, scheduler, loss_fn, config: Prepro
         with (torch.autocast(device.type, enabled=device.type == "cuda"),
               mix_style.batch(source) if mix_style is not None else contextlib.nullcontext()):
             logits, features = model_features(model, x) if with_features else (model(x), None)
+            if source_prior is not None:
+                logits = source_prior.adjust(logits, source)
             loss = objective = loss_fn(logits, y)
             if group_dro is not None:
                 objective = group_dro.loss(logits, y, source)
