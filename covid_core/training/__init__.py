@@ -1,8 +1,8 @@
 """Classifier training as a small package: ``config`` (settings and their flags), ``loop`` (one epoch, one scoring
 pass), ``adversary`` (the optional source head), ``group_dro`` (the optional worst-group loss),
 ``source_contrast`` (the optional contrast across sources), ``mix_style`` (the optional style mixing across
-sources), ``distributed`` (devices, torchrun), ``classifier`` (a run from folder to checkpoint) and ``finalize``
-(calibration, threshold, TEST and shortcut figures)."""
+sources), ``source_prior`` (the optional source-only expert), ``distributed`` (devices, torchrun), ``classifier`` (a
+run from folder to checkpoint) and ``finalize`` (calibration, threshold, TEST and shortcut figures)."""
 
 from ..augment import augment_batch
 from .classifier import prepare_data, run
