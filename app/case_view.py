@@ -29,16 +29,19 @@ TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
 
 
-def headline_card(prediction, validated: bool) -> None:
-    """The call in words. A verdict of a model not validated at this hospital is drawn with a dashed border and
-    says so inside the card, so that it never looks as settled as a validated one."""
+def headline_card(prediction, site) -> None:
+    """The call in words. A verdict of a model not validated at this hospital (``site`` None), or validated at a
+    site where it did poorly, is drawn with a dashed border and says so inside the card, so that it never looks as
+    settled as a verdict of a model that did well on the hospital's own films."""
     h = headline(prediction)
     color, bg = TONES[h.tone]
     second = f'<div style="font-size:1.05rem;margin-top:0.2rem">{html.escape(h.covid_line)}</div>' if h.covid_line else ""
-    border = f"2px solid {color}" if validated else f"2px dashed {color}"
-    note = "" if validated or h.tone == "withheld" else (
-        '<div style="font-size:0.9rem;margin-top:0.3rem;font-style:italic">Unconfirmed: this model has not been '
-        "validated at your hospital.</div>")
+    confirmed = site is not None and not site.poor
+    border = f"2px solid {color}" if confirmed else f"2px dashed {color}"
+    caveat = ("Unconfirmed: this model has not been validated at your hospital." if site is None else
+              f"Often wrong here: this model did poorly on {site.name}'s own labelled films.")
+    note = "" if confirmed or h.tone == "withheld" else (
+        f'<div style="font-size:0.9rem;margin-top:0.3rem;font-style:italic">{html.escape(caveat, quote=False)}</div>')
     st.markdown(f'<div style="background:{bg};color:{color};padding:0.8rem 1rem;border-radius:0.5rem;border:{border};'
                 f'margin-bottom:0.6rem"><div style="font-size:1.6rem;font-weight:700">{html.escape(h.title)}</div>'
                 f'{second}{note}</div>', unsafe_allow_html=True)
@@ -113,7 +116,7 @@ def probability_chart(prediction, threshold_line: bool = True) -> go.Figure:
 
 
 def verdict_and_limits(prediction, classifier) -> None:
-    headline_card(prediction, validated=classifier.site is not None)
+    headline_card(prediction, classifier.site)
     if prediction.withheld:
         st.warning(withheld_reason(prediction), icon=":material/help:")
         if prediction.not_validated:
@@ -154,8 +157,8 @@ def details(case, classifier, key: str) -> None:
 
 
 def validation_state(classifier, prediction) -> None:
-    if classifier.site is None:
-        st.warning(validation_statement(None), icon=":material/domain:")
+    if classifier.site is None or classifier.site.poor:
+        st.warning(validation_statement(classifier.site, prediction), icon=":material/domain:")
     else:
         st.success(validation_statement(classifier.site, prediction), icon=":material/domain:")
 

@@ -19,6 +19,19 @@ from .datasets import file_sha256
 from .errors import ConfigError
 
 SITE_FORMAT = "covid_core.site/1"
+POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
+POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many verdicts either way are wrong
+
+
+def poor_figures(auc: float | None, sensitivity: float | None, specificity: float | None) -> list[str]:
+    """What in a site's own figures (after adaptation) says the model does poorly there, in words: an AUC below
+    POOR_AUC, sensitivity and specificity averaging below POOR_BALANCED; [] when neither (or without figures)."""
+    poor = []
+    if auc is not None and auc < POOR_AUC:
+        poor.append(f"its COVID-19 score ranks them with an AUC of {auc:.2f}")
+    if sensitivity is not None and specificity is not None and (sensitivity + specificity) / 2 < POOR_BALANCED:
+        poor.append(f"its verdicts have sensitivity {100 * sensitivity:.0f}% and specificity {100 * specificity:.0f}%")
+    return poor
 
 
 # Characters that would make a site's name do something where it is shown (Markdown links and images, emphasis,
@@ -46,8 +59,18 @@ class Site:
     specificity: dict | None = None
     given: tuple[int, int] | None = None  # (films that got a verdict, films) the figures count; None: every film
     counts: dict | None = None  # {"tp", "fn", "fp", "tn"} of the verdicts those figures count
+    auc: dict | None = None  # the COVID-19 score's AUC on the site's films after adaptation: {"value", "low", "high"}
     version: str = ""  # digest of the site file's text: results scored with one version are not another's
     created: str = ""  # when validate-site made the file
+
+    @property
+    def poor(self) -> str:
+        """What says that the model does poorly on the site's own films even after adaptation (the Validate page
+        warned of it before the file was made active), in words; "" when nothing does."""
+        def value(f):
+            return f.get("value") if isinstance(f, dict) else None
+
+        return " and ".join(poor_figures(value(self.auc), value(self.sensitivity), value(self.specificity)))
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
         h = self.head
@@ -102,7 +125,7 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     site = Site(name=clean_site_name(data.get("site", "site")), threshold=p.get("threshold"),
                 temperature=p.get("temperature"), head=p.get("head"), ood_means=p.get("ood_means"),
                 sensitivity=figures.get("sensitivity"), specificity=figures.get("specificity"), given=count,
-                counts=figures.get("counts"),
+                counts=figures.get("counts"), auc=after.get("auc"),
                 version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40])
     problem = _damage(site)
     if problem:
@@ -147,7 +170,7 @@ def _damage(site: Site) -> str:
         return "its familiarity means are not lists of number lists"
     if site.counts is not None and not are_verdict_counts(site.counts):
         return "its verdict counts are not four whole numbers"
-    for name, f in (("sensitivity", site.sensitivity), ("specificity", site.specificity)):
+    for name, f in (("sensitivity", site.sensitivity), ("specificity", site.specificity), ("AUC", site.auc)):
         if f is not None and not (isinstance(f, dict) and all(f.get(k) is None or _number(f[k], 0.0, 1.0)
                                                                for k in ("value", "low", "high"))):
             return f"its {name} is not a share from 0 to 1"

@@ -7,7 +7,7 @@ import threading
 
 from .errors import CovidCoreError
 from .site import validate_site_with_films
-from .site_file import are_verdict_counts, is_whole
+from .site_file import are_verdict_counts, is_whole, poor_figures
 
 
 class ValidationJob:
@@ -44,8 +44,6 @@ class ValidationJob:
                 shutil.rmtree(cleanup, ignore_errors=True)
 
 
-POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
-POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many verdicts either way are wrong
 SWAPPED_AUC = 0.25  # a shipped AUC this far below chance on labelled films: the labels are probably swapped
 
 
@@ -57,19 +55,14 @@ def films_used_text(report: dict) -> str:
 
 
 def poor_site_warning(report: dict) -> str:
-    """A warning in words when the model, even after adaptation, does poorly on the site's own films (AUC below
-    POOR_AUC, or sensitivity and specificity averaging below POOR_BALANCED, counting the verdicts given where
-    the report says which), and when the shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head
+    """A warning in words when the model, even after adaptation, does poorly on the site's own films
+    (:func:`~covid_core.site_file.poor_figures`, counting the verdicts given where the report says which), and when the shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head
     on the frozen features can learn and then look good); "" otherwise or without figures."""
     after = report.get("after") or {}
     rates = _given(report) or after
     auc = (after.get("auc") or {}).get("value")
     sens, spec = ((rates.get(k) or {}).get("value") for k in ("sensitivity", "specificity"))
-    poor = []
-    if auc is not None and auc < POOR_AUC:
-        poor.append(f"its COVID-19 score ranks them with an AUC of {auc:.2f}")
-    if sens is not None and spec is not None and (sens + spec) / 2 < POOR_BALANCED:
-        poor.append(f"its verdicts have sensitivity {100 * sens:.0f}% and specificity {100 * spec:.0f}%")
+    poor = poor_figures(auc, sens, spec)
     shipped_auc = ((report.get("before") or {}).get("auc") or {}).get("value")
     swapped = ""
     if shipped_auc is not None and shipped_auc < SWAPPED_AUC:

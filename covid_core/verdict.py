@@ -150,9 +150,11 @@ def validation_statement(site, prediction=None) -> str:
                  "looked unlike the training X-rays or turned)")
     said = prediction is not None and _worth_at_site(prediction, site)
     worth = "" if said else predictive_values_sentence(site.counts or {}, "On those films")
+    poor = (f" That is poor: on those films, even after adaptation, {site.poor}, so many of this model's verdicts "
+            "at this hospital are wrong either way." if site.poor else "")
     return (f"Validated at {site.name}: {films}, COVID-19 {figure('sensitivity', site.sensitivity)}, "
             f"{figure('specificity', site.specificity)}, estimated without any film scoring itself."
-            + (" " + worth if worth else ""))
+            + poor + (" " + worth if worth else ""))
 
 
 WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"

@@ -271,14 +271,14 @@ def test_uploads_are_never_written_to_disk(weights, tmp_path, monkeypatch):
     assert scanned >= 1, "nothing was scanned: the walk itself is broken"
 
 
-def _site_file(checkpoint, path, sha=None, parameters=None, given=None):
+def _site_file(checkpoint, path, sha=None, parameters=None, given=None, after=None):
     import json
 
     from covid_core.datasets import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
-    after = {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
-             "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}
+    after = after or {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+                      "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}
     path.write_text(json.dumps({
         "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": sha or file_sha256(checkpoint)},
         "parameters": parameters or {}, "after": {**after, **({"given": {**after, **given}} if given else {})}}))
@@ -292,6 +292,27 @@ def test_a_site_file_beside_the_model_says_where_and_how_well_it_was_validated(w
     [validated] = [s.value for s in at.success if "Validated at" in s.value]
     assert "St Elsewhere" in validated and "sensitivity 90% (95% CI 80-97%)" in validated
     assert "Not validated at your hospital" not in _all_text(at) and "Unconfirmed" not in _all_text(at)
+    assert "That is poor" not in validated and "Often wrong here" not in _all_text(at)
+
+
+def test_a_verdict_at_a_site_where_the_model_did_poorly_says_so_and_is_not_drawn_as_settled(tmp_path, monkeypatch):
+    """The Validate page warned that the model did poorly on the site's films and the file was made active anyway:
+    a clinician reading a verdict there is told so with the verdict, not only the one who made the file active."""
+    weights = app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # every film positive at the stored threshold
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json",
+               after={"sensitivity": {"value": 0.55, "low": 0.4, "high": 0.7},
+                      "specificity": {"value": 0.6, "low": 0.45, "high": 0.74}, "auc": {"value": 0.62}})
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    text = _all_text(at)
+    assert "COVID-19: positive" in text
+    assert "Often wrong here: this model did poorly on St Elsewhere's own labelled films" in text
+    assert "2px dashed" in text
+    [validated] = [w.value for w in at.warning if "Validated at" in w.value]
+    assert ("That is poor: on those films, even after adaptation, its COVID-19 score ranks them with an AUC of 0.62 "
+            "and its verdicts have sensitivity 55% and specificity 60%") in validated
+    assert not [s.value for s in at.success if "Validated at" in s.value]
 
 
 def test_at_a_validated_site_the_verdicts_worth_comes_from_the_sites_films(tmp_path, monkeypatch):

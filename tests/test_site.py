@@ -115,6 +115,26 @@ def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
         "parameters"].get("threshold", result["at_threshold"]["threshold"])
 
 
+def test_predict_says_when_the_site_file_shows_the_model_doing_poorly_there(model, tmp_path):
+    """Made active despite the Validate page's warning, a site file whose own figures are poor is named so with the
+    verdicts it gives; a site file whose figures are good is not."""
+    site = _site(tmp_path / "hospital", per_class=4)
+    out = tmp_path / "site.json"
+    assert _cli("validate-site", "--model", model, "--data", site, "--out", out).returncode == 0
+    report = json.loads(out.read_text())
+    for name, (sens, spec, auc) in {"poor": (0.55, 0.6, 0.62), "good": (0.9, 0.85, 0.93)}.items():
+        figures = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": auc}}
+        edited = tmp_path / f"{name}.json"
+        edited.write_text(json.dumps({**report, "after": figures}))
+        assert bool(load_site(edited, model).poor) == (name == "poor")
+        r = _cli("predict", "--model", model, site, "--out", tmp_path / f"{name}.csv", "--site", edited)
+        assert r.returncode == 0, r.stderr
+        note = ("covid_verdict at hospital: on the site's own labelled films, even after adaptation, its COVID-19 "
+                "score ranks them with an AUC of 0.62 and its verdicts have sensitivity 55% and specificity 60%, so "
+                "many of these verdicts are wrong either way")
+        assert (note in r.stderr) == (name == "poor"), r.stderr
+
+
 def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
     site = _site(tmp_path / "hospital")
     out = tmp_path / "site.json"
