@@ -56,8 +56,9 @@ def films_used_text(report: dict) -> str:
 
 def poor_site_warning(report: dict) -> str:
     """A warning in words when the model, even after adaptation, does poorly on the site's own films
-    (:func:`~covid_core.site_file.poor_figures`, counting the verdicts given where the report says which), and when the shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head
-    on the frozen features can learn and then look good); "" otherwise or without figures."""
+    (:func:`~covid_core.site_file.poor_figures`, counting the verdicts given where the report says which), and
+    when the shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head on the frozen features can
+    learn and then look good); "" otherwise or without figures."""
     after = report.get("after") or {}
     rates = _given(report) or after
     auc = (after.get("auc") or {}).get("value")

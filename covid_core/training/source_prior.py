@@ -1,7 +1,7 @@
 """A product of experts with a source-only model: the network is not rewarded for what the source alone predicts.
 
 Clark, Yatskar and Zettlemoyer ("Don't Take the Easy Way Out", EMNLP 2019) and He, Zha and Wang ("Unlearn
-Dataset Bias by Fitting the Residual", 2019) train a network against a known bias by adding a bias-only model's
+Dataset Bias in Natural Language Inference by Fitting the Residual", 2019) train a network against a known bias by adding a bias-only model's
 log-probabilities to its logits during training and dropping them at test. Here the bias is the source: the
 bias-only model is p(class | source) as the training sampler draws it, so a Kermany film's logits get log p(class
 | Kermany), which already says "not COVID-19". The network earns nothing by naming the hospital; its gradient comes
