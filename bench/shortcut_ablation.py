@@ -51,6 +51,7 @@ METHODS = {
     "group_contrast": ["--balance", "group", "--augmentation", "light", "--source-contrast", "0.5"],
     "group_mixstyle": ["--balance", "group", "--augmentation", "light", "--mix-style", "0.5"],
     "group_prior": ["--balance", "group", "--augmentation", "light", "--source-prior", "1.0"],
+    "group_prior_half": ["--balance", "group", "--augmentation", "light", "--source-prior", "0.5"],
     "group_average": ["--balance", "group", "--augmentation", "light", "--ema-decay", "0.996"],
     "group_patch": ["--balance", "group", "--augmentation", "light", "--patch-crop", "0.5"],
     "group_mask_patch": ["--balance", "group", "--augmentation", "light", "--fit", "mask", "--patch-crop", "0.5"],

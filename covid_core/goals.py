@@ -51,7 +51,7 @@ GOALS = (
 UNSEEN_SOURCE_WRONG_VERDICTS = "44-91%"
 #: The same measurement of the goal's AUC: p(COVID-19) of the held-out adult hospital's (NIH's) normal films against
 #: TEST's COVID-19 films, over the recipes and seeds tried (docs/shortcuts.md, "The new-hospital goal's own question").
-UNSEEN_SOURCE_COVID_VS_NORMAL_AUC = "0.39-0.70"
+UNSEEN_SOURCE_COVID_VS_NORMAL_AUC = "0.37-0.70"
 
 NEW_HOSPITAL_GOALS = ("At a hospital none of the training films come from: COVID-19 vs normal AUC 0.85 or more, and at "
                       "most 10% of films given a wrong positive or negative verdict (withheld verdicts are not wrong).")
