@@ -193,8 +193,8 @@ def results_csv(table, entry, classifier) -> str:
         index=False, float_format="%.4f")
 
 
-def results_table(table) -> None:
-    """The many-files results table. A column that holds nothing for any file is left out of view (before site
+def results_table(table, site=None) -> None:
+    """The many-files results table (with the active ``site``, whose poor figures it names under the table). A column that holds nothing for any file is left out of view (before site
     validation no probability is shown; without a bad file there is no error), so "None" never fills a column, and
     the COVID-19 probability is shown once when it is a class's probability; the CSV keeps every column, so its
     readers see the same columns every time."""
@@ -221,3 +221,6 @@ def results_table(table) -> None:
     if table["verdict"].str.endswith("(unconfirmed)").any():
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "
                    "(research use): at hospitals it never saw, such models call many normal adults COVID-19.")
+    if site is not None and site.poor and table["verdict"].str.startswith("COVID-19:").any():
+        st.caption(f":material/warning: Often wrong here: on {plain(site.name)}'s own labelled films, even after "
+                   f"adaptation, {site.poor}, so many of these verdicts are wrong either way.")

@@ -47,7 +47,8 @@ def site_validation_text(site) -> str:
     if site is None:
         return "none: not validated at this hospital"
     return f"{site.name}" + (f", made {site.created}" if site.created else "") + (
-        f", site file version {site.version}" if site.version else "")
+        f", site file version {site.version}" if site.version else "") + (
+        f"; the model did poorly there ({site.poor})" if site.poor else "")
 
 
 def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, model_label: str,

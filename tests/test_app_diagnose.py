@@ -314,6 +314,13 @@ def test_a_verdict_at_a_site_where_the_model_did_poorly_says_so_and_is_not_drawn
             "and its verdicts have sensitivity 55% and specificity 60%") in validated
     assert not [s.value for s in at.success if "Validated at" in s.value]
 
+    at.file_uploader(key="diag_upload").set_value([("a.png", png_bytes(xray_array(64, 1)), "image/png"),
+                                                   ("b.png", png_bytes(xray_array(64, 2)), "image/png")]).run()
+    assert not at.exception, at.exception
+    # a batch's table, read without opening a case, says it too, and so does its CSV's site column
+    assert any(c.value.startswith(":material/warning: Often wrong here: on St Elsewhere's own labelled films")
+               for c in at.caption)
+
 
 def test_at_a_validated_site_the_verdicts_worth_comes_from_the_sites_films(tmp_path, monkeypatch):
     """The site kept the shipped threshold: its own PPV leads the verdict's limits; TEST's stays in the details."""
@@ -439,6 +446,10 @@ def test_the_results_csv_names_the_model_and_the_site_validation_on_every_row(tm
     saved = pd.read_csv(io.StringIO(ui.results_csv(table, entry, SimpleNamespace(site=site))))
     assert set(saved["site validation"]) == {"'=HYPERLINK(1), made 2026-12-05T10:00:00+0000, site file version "
                                              "0123abcd"}  # a site name is never read as a spreadsheet formula
+    poor = Site(name="St Elsewhere", sensitivity={"value": 0.55}, specificity={"value": 0.6})
+    saved = pd.read_csv(io.StringIO(ui.results_csv(table, entry, SimpleNamespace(site=poor))))
+    assert set(saved["site validation"]) == {"St Elsewhere; the model did poorly there (its verdicts have sensitivity "
+                                             "55% and specificity 60%)"}
 
 
 def test_a_files_name_is_shown_as_it_is_not_as_markdown(weights):

@@ -139,7 +139,7 @@ good = [c for c in cases if c["case"] is not None]
 if len(cases) > 1:
     st.subheader(f"Results for {len(cases)} files")
     table = pd.DataFrame([prediction_row(c["name"], c["case"] and c["case"].prediction, c["error"]) for c in cases])
-    ui.results_table(table)
+    ui.results_table(table, classifier.site)
     st.download_button("Download results (CSV)", ui.results_csv(table, entry, classifier),
                        file_name="xray-results.csv", mime="text/csv", icon=":material/download:", key="diag_csv")
     if good:
