@@ -194,10 +194,11 @@ def results_csv(table, entry, classifier) -> str:
 
 
 def results_table(table, site=None) -> None:
-    """The many-files results table (with the active ``site``, whose poor figures it names under the table). A column that holds nothing for any file is left out of view (before site
+    """The many-files results table. A column that holds nothing for any file is left out of view (before site
     validation no probability is shown; without a bad file there is no error), so "None" never fills a column, and
     the COVID-19 probability is shown once when it is a class's probability; the CSV keeps every column, so its
-    readers see the same columns every time."""
+    readers see the same columns every time. Under the table, a caption names unconfirmed verdicts and, at an
+    active ``site`` where the model did poorly, the poor figures."""
     filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: pd.notna(v) and v != "").any()]
     figures = [c for c in filled if c.startswith("p(")]  # without them, the room goes to a withheld verdict's reason
     score = table["COVID-19 probability"]
