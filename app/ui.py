@@ -20,7 +20,7 @@ from covid_core.formatting import markdown_plain as plain, pct  # noqa: F401 (th
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
-from covid_core.verdict import THRESHOLD_RATES, rate_text
+from covid_core.verdict import THRESHOLD_RATES, poor_site_sentence, rate_text
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -223,5 +223,5 @@ def results_table(table, site=None) -> None:
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "
                    "(research use): at hospitals it never saw, such models call many normal adults COVID-19.")
     if site is not None and site.poor and table["verdict"].str.startswith("COVID-19:").any():
-        st.caption(f":material/warning: Often wrong here: on {plain(site.name)}'s own labelled films, even after "
-                   f"adaptation, {site.poor}, so many of these verdicts are wrong either way.")
+        whose = plain(site.name) + "'s"
+        st.caption(f":material/warning: Often wrong here: {poor_site_sentence(site, whose)}.")

@@ -157,6 +157,13 @@ def validation_statement(site, prediction=None) -> str:
             + poor + (" " + worth if worth else ""))
 
 
+def poor_site_sentence(site, whose: str) -> str:
+    """Why verdicts at a ``site`` where the model did poorly (``Site.poor``) are often wrong, beside a list of them
+    (the results table, ``predict``): "on ``whose`` own labelled films, even after adaptation, ..."."""
+    return (f"on {whose} own labelled films, even after adaptation, {site.poor}, so many of these verdicts are "
+            "wrong either way")
+
+
 WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"
 TURNED_TITLE = "No verdict: this film may be turned or inverted"
 NOT_FRONTAL_TITLE = "No verdict: the DICOM header says this is not a frontal chest X-ray"

@@ -113,8 +113,9 @@ def main(args: argparse.Namespace) -> int:
         print("covid_verdict withheld: no --site file validates this model at this hospital. "
               + NOT_VALIDATED_REASON, file=sys.stderr)
     if clf.site is not None and clf.site.poor:
-        print(f"covid_verdict at {clf.site.name}: on the site's own labelled films, even after adaptation, "
-              f"{clf.site.poor}, so many of these verdicts are wrong either way", file=sys.stderr)
+        from ..verdict import poor_site_sentence
+
+        print(f"covid_verdict at {clf.site.name}: " + poor_site_sentence(clf.site, "the site's"), file=sys.stderr)
     if any(r.prediction is not None and r.prediction.unconfirmed for r in results):
         print("covid_verdict unconfirmed: --unvalidated verdicts come from a model that no site file has validated "
               "at this hospital (research use); at hospitals it never saw, such models call many normal adults "
