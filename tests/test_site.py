@@ -133,6 +133,12 @@ def test_predict_says_when_the_site_file_shows_the_model_doing_poorly_there(mode
                 "score ranks them with an AUC of 0.62 and its verdicts have sensitivity 55% and specificity 60%, so "
                 "many of these verdicts are wrong either way")
         assert (note in r.stderr) == (name == "poor"), r.stderr
+    # a run in which no film gets a verdict has no verdicts to warn about
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "film.png").write_bytes(b"\x89PNG\r\n\x1a\n not a film")
+    r = _cli("predict", "--model", model, broken, "--out", tmp_path / "broken.csv", "--site", tmp_path / "poor.json")
+    assert "film.png" in r.stderr and "covid_verdict at hospital" not in r.stderr, r.stderr
 
 
 def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):

@@ -112,7 +112,8 @@ def main(args: argparse.Namespace) -> int:
 
         print("covid_verdict withheld: no --site file validates this model at this hospital. "
               + NOT_VALIDATED_REASON, file=sys.stderr)
-    if clf.site is not None and clf.site.poor:
+    if clf.site is not None and clf.site.poor and any(
+            r.prediction is not None and r.prediction.covid_call in ("positive", "negative") for r in results):
         from ..verdict import poor_site_sentence
 
         print(f"covid_verdict at {clf.site.name}: " + poor_site_sentence(clf.site, "the site's"), file=sys.stderr)
