@@ -67,6 +67,9 @@ METHODS = {
 # the source is a hospital the model never saw (its TRAIN films are scored too: see unseen_source_figures).
 ROWS = {**METHODS, **{f"{method}_without_{source}": [*flags, "--holdout-source", source]
                       for method, flags in METHODS.items() for source in ("nih", "kermany")}}
+# Normal adults of hospitals the model never saw, in a model that knows NIH's normal adults (as the shipped ones do):
+# the COVID-19 collections' 18 normal films, left out of TRAIN; their COVID-19 films and other pneumonias stay in.
+ROWS["group_without_collection_normals"] = [*METHODS["group"], "--holdout-source", "cohen:normal,figure1:normal"]
 QUESTIONS = ("nih_normal_vs_pneumonia", "kermany_normal_vs_pneumonia", "cohen_covid_vs_other_pneumonia")
 
 
@@ -150,8 +153,16 @@ def _films(clf, data: str, where) -> tuple[np.ndarray, np.ndarray]:
 
 
 def unseen_films(clf, data: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """(preprocessed films, labels) of a source's TRAIN split, prepared for ``clf``."""
-    return _films(clf, data, lambda t: (t["source"] == source) & (t["split"] == "train"))
+    """(preprocessed films, labels) of a source's TRAIN split, prepared for ``clf``. For held-out classes of
+    sources (``cohen:normal,figure1:normal``, as ``--holdout-source`` takes them), those classes' films of both
+    splits: a model trained without them saw none, and TEST alone holds too few."""
+    if ":" not in source:
+        return _films(clf, data, lambda t: (t["source"] == source) & (t["split"] == "train"))
+    groups = [part.strip().partition(":")[::2] for part in source.split(",") if part.strip()]
+
+    def held(t):
+        return np.logical_or.reduce([(t["source"] == name) & (t["label"] == label) for name, label in groups])
+    return _films(clf, data, held)
 
 
 def covid_test_films(clf, data: str) -> np.ndarray:

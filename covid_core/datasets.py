@@ -443,13 +443,27 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0,
 
 
 def without_source_in_training(table, source: str):
-    """The table without ``source``'s TRAIN films (leave-one-source-out); TEST keeps them. ``source`` "" keeps all."""
+    """The table without ``source``'s TRAIN films (leave-one-source-out); TEST keeps them. ``source`` "" keeps all.
+
+    ``source`` may name several, comma-separated, and each may be narrowed to one class as ``source:class``:
+    ``cohen:normal`` leaves out that source's patients who have a normal film, with all their films (their other
+    films would show the model those patients and their hospital), and keeps the source's other patients."""
     if not source:
         return table
-    held = (table["source"] == source).to_numpy()
-    if not held.any():
-        known = ", ".join(sorted(set(map(str, table["source"])))) or "none"
-        raise ConfigError(f"no film of source {source!r} to hold out; the sources here are: {known}")
+    held = np.zeros(len(table), dtype=bool)
+    for part in (p.strip() for p in source.split(",") if p.strip()):
+        name, _, label = part.partition(":")
+        these = (table["source"] == name).to_numpy().copy()
+        if not these.any():
+            known = ", ".join(sorted(set(map(str, table["source"])))) or "none"
+            raise ConfigError(f"no film of source {name!r} to hold out; the sources here are: {known}")
+        if label:
+            these &= (table["label"] == label).to_numpy()
+            if not these.any():
+                labels = ", ".join(sorted(set(map(str, table.loc[table["source"] == name, "label"]))))
+                raise ConfigError(f"source {name!r} has no {label!r} film to hold out; its classes are: {labels}")
+            these = (table["source"] == name).to_numpy() & table["patient"].isin(set(table.loc[these, "patient"]))
+        held |= these
     return table[~(held & (table["split"] == "train").to_numpy())].reset_index(drop=True)
 
 

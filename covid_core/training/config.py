@@ -98,7 +98,8 @@ class TrainConfig:
             (0 <= self.mix_style <= 1, "MixStyle must be a share from 0 (off) to 1"),
             (0 <= self.source_prior <= 1, "source prior weight must be from 0 (off) to 1"),
             (isinstance(self.holdout_source, str) and len(self.holdout_source) <= 100,
-             "the held-out source must be a source name of at most 100 characters"),
+             "the held-out sources must be source names (or source:class), comma-separated, of at most 100 "
+             "characters in all"),
             (0.5 <= self.covid_sensitivity < 1, "COVID-19 sensitivity target must be from 0.5 to below 1"),
             (0 <= self.workers <= 32, "workers must be from 0 to 32"),
             (self.limit is None or self.limit >= 8, "images per split (limit) must be at least 8, or none for all"),
@@ -205,7 +206,8 @@ TRAIN_FLAGS = (
                                            "0 = off", float),
     Flag("holdout_source", "--holdout-source", "leave this source (provenance.csv) out of TRAIN and VALIDATION; "
                                                "TEST keeps its films, so its within-source figures measure a "
-                                               "source the model never saw"),
+                                               "source the model never saw. Several: comma-separated; one class "
+                                               "of a source: source:class (e.g. cohen:normal)"),
     Flag("covid_sensitivity", "--covid-sensitivity", "the COVID-19 operating threshold is the one with the highest "
                                                      "VALIDATION specificity among those that keep validation "
                                                      "sensitivity at or above this", float),
