@@ -65,11 +65,12 @@ METHODS = {
 }
 # Leave one source out: "<method>_without_<source>" drops the source's TRAIN films and keeps its TEST films, so
 # the source is a hospital the model never saw (its TRAIN films are scored too: see unseen_source_figures).
-ROWS = {**METHODS, **{f"{method}_without_{source}": [*flags, "--holdout-source", source]
-                      for method, flags in METHODS.items() for source in ("nih", "kermany")}}
-# Normal adults of hospitals the model never saw, in a model that knows NIH's normal adults (as the shipped ones do):
-# the COVID-19 collections' 18 normal films, left out of TRAIN; their COVID-19 films and other pneumonias stay in.
-ROWS["group_without_collection_normals"] = [*METHODS["group"], "--holdout-source", "cohen:normal,figure1:normal"]
+# "<method>_without_collection_normals": normal adults of hospitals the model never saw, in a model that knows NIH's
+# normal adults (as the shipped ones do): the COVID-19 collections' 18 normal films and their patients' other films
+# leave TRAIN; the collections' other patients stay.
+HOLDOUTS = {"nih": "nih", "kermany": "kermany", "collection_normals": "cohen:normal,figure1:normal"}
+ROWS = {**METHODS, **{f"{method}_without_{name}": [*flags, "--holdout-source", held]
+                      for method, flags in METHODS.items() for name, held in HOLDOUTS.items()}}
 QUESTIONS = ("nih_normal_vs_pneumonia", "kermany_normal_vs_pneumonia", "cohen_covid_vs_other_pneumonia")
 
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from covid_core.cards.classifier import goals_section
-from covid_core.goals import (GOALS, UNSEEN_SOURCE_COVID_VS_NORMAL_AUC, UNSEEN_SOURCE_WRONG_VERDICTS, goal_rows,
+from covid_core.goals import (GOALS, UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC, UNSEEN_ADULT_NORMALS_WRONG_VERDICTS,
+                              UNSEEN_SOURCE_COVID_VS_NORMAL_AUC, UNSEEN_SOURCE_WRONG_VERDICTS, goal_rows,
                               unmet_goals_text)
 
 
@@ -49,3 +50,6 @@ def test_the_card_states_each_goal_and_the_new_hospital_goal_it_cannot_measure()
     # and the closest measurement this data allows, for both halves of the goal
     assert f"COVID-19 vs normal AUC {UNSEEN_SOURCE_COVID_VS_NORMAL_AUC}" in section
     assert f"{UNSEEN_SOURCE_WRONG_VERDICTS} of its films a wrong COVID-19 verdict" in section
+    # and, with NIH's normal adults kept as in the shipped models, other hospitals' normal adults left out
+    assert (f"at AUC {UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC} and gave {UNSEEN_ADULT_NORMALS_WRONG_VERDICTS} of them a "
+            "wrong COVID-19 verdict") in section
