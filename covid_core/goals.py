@@ -62,6 +62,17 @@ NEW_HOSPITAL_GOALS = ("At a hospital none of the training films come from: COVID
                       "most 10% of films given a wrong positive or negative verdict (withheld verdicts are not wrong).")
 
 
+def new_hospital_caption() -> str:
+    """The new-hospital goals, which TEST cannot measure, with the closest measurements of them on this data (for
+    the Models page's goals table)."""
+    return (f"{NEW_HOSPITAL_GOALS} TEST cannot measure this; the Validate page measures it at your hospital. Trained "
+            "without one of its hospitals, every recipe tried ranked that hospital's normal adults against COVID-19 "
+            f"films at about chance (AUC {UNSEEN_SOURCE_COVID_VS_NORMAL_AUC}) and gave {UNSEEN_SOURCE_WRONG_VERDICTS} "
+            "of its films a wrong COVID-19 verdict; with NIH's normal adults kept, the COVID-19 collections' normal "
+            f"adults of other hospitals, left out, ranked at AUC {UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC}, "
+            f"{UNSEEN_ADULT_NORMALS_WRONG_VERDICTS} of them given a wrong verdict (docs/shortcuts.md).")
+
+
 def goal_rows(metadata: dict) -> list[dict]:
     """{"goal", "target", "value", "met"} per goal for a 3-class checkpoint's metadata; "met" is None where the
     figure was not measured. Empty for other targets, to which these goals do not apply."""

@@ -11,9 +11,7 @@ from site_panel import site_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import TEXTURE_SWAP_NOTE, false_covid_calls, shortcut_rows
 from covid_core.formatting import fixed, pct
-from covid_core.goals import (MET_WORDS, NEW_HOSPITAL_GOALS, UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC,
-                              UNSEEN_ADULT_NORMALS_WRONG_VERDICTS, UNSEEN_SOURCE_COVID_VS_NORMAL_AUC,
-                              UNSEEN_SOURCE_WRONG_VERDICTS, goal_rows)
+from covid_core.goals import MET_WORDS, goal_rows, new_hospital_caption
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.model_summary import (measured_limits, model_facts, overview_row, per_source_rows,
@@ -106,13 +104,7 @@ if goals:
     st.subheader("Goals")
     st.dataframe(pd.DataFrame([{**r, "met": MET_WORDS[r["met"]]} for r in goals]), hide_index=True,
                  column_config={"value": st.column_config.NumberColumn("TEST", format="%.3f")})
-    st.caption(f"{NEW_HOSPITAL_GOALS} TEST cannot measure this; the Validate page measures it at your hospital. "
-               f"Trained without one of its hospitals, every recipe tried ranked that hospital's normal adults against "
-               f"COVID-19 films at about chance (AUC {UNSEEN_SOURCE_COVID_VS_NORMAL_AUC}) and gave "
-               f"{UNSEEN_SOURCE_WRONG_VERDICTS} of its films a wrong COVID-19 verdict; with NIH's normal adults kept, "
-               f"the COVID-19 collections' normal adults of other hospitals, left out, ranked at AUC "
-               f"{UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC}, {UNSEEN_ADULT_NORMALS_WRONG_VERDICTS} of them given a wrong "
-               "verdict (docs/shortcuts.md).")
+    st.caption(new_hospital_caption())
 
 per_source = test.get("per_source") or {}
 if per_source:
