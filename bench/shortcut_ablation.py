@@ -157,13 +157,12 @@ def unseen_films(clf, data: str, source: str) -> tuple[np.ndarray, np.ndarray]:
     """(preprocessed films, labels) of a source's TRAIN split, prepared for ``clf``. For held-out classes of
     sources (``cohen:normal,figure1:normal``, as ``--holdout-source`` takes them), those classes' films of both
     splits: a model trained without them saw none, and TEST alone holds too few."""
-    if ":" not in source:
-        return _films(clf, data, lambda t: (t["source"] == source) & (t["split"] == "train"))
-    groups = [part.strip().partition(":")[::2] for part in source.split(",") if part.strip()]
+    from covid_core.datasets import holdout_films
 
-    def held(t):
-        return np.logical_or.reduce([(t["source"] == name) & (t["label"] == label) for name, label in groups])
-    return _films(clf, data, held)
+    def unseen(t):
+        films = holdout_films(t, source)
+        return films if ":" in source else films & (t["split"] == "train").to_numpy()
+    return _films(clf, data, unseen)
 
 
 def covid_test_films(clf, data: str) -> np.ndarray:

@@ -25,47 +25,38 @@ HELD = "cohen:normal,figure1:normal"
 
 
 def figures(checkpoint: str, data: str) -> dict:
+    from covid_core.cache import load_or_build
     from covid_core.checkpoint import load_classifier
+    from covid_core.datasets import holdout_films, load_dataset
     from covid_core.inference import score_pixels
     from covid_core.site import figures as site_figures
-    from shortcut_ablation import _films, familiarity_withheld  # bench/ is on sys.path
+    from shortcut_ablation import familiarity_withheld  # bench/ is on sys.path
 
     clf = load_classifier(checkpoint)
+    table = load_dataset(data).for_target(clf.target)
+    is_normal = holdout_films(table, HELD)
+    normals = table[is_normal]
+    covid = table[(table["label"] == "covid19") & (table["split"] == "test")]
     held = (clf.metadata.get("train_config") or {}).get("holdout_source") or ""
-    groups = [part.partition(":")[::2] for part in HELD.split(",")]
-
-    def normals(t):
-        return np.logical_or.reduce([(t["source"] == s) & (t["label"] == c) for s, c in groups])
-
-    def covid(t):
-        return (t["label"] == "covid19") & (t["split"] == "test")
-
-    (normal_films, _), (covid_films, _) = _films(clf, data, normals), _films(clf, data, covid)
-    patients = np.r_[_column(data, clf, normals, "patient"), _column(data, clf, covid, "patient")]
-    normal_scores = score_pixels(clf, normal_films)
+    left_out = holdout_films(table, held, whole_patients=True)[is_normal]
+    seen = not left_out[(normals["split"] == "train").to_numpy()].all()
+    normal_scores = score_pixels(clf, load_or_build(normals["path"].tolist(), clf.preprocess, progress=False))
+    covid_films = load_or_build(covid["path"].tolist(), clf.preprocess, progress=False)
     withheld = familiarity_withheld(clf, normal_scores)
     p_normal = normal_scores.probs[:, list(clf.classes).index("covid19")]
     p_covid = score_pixels(clf, covid_films, orientation=False).probs[:, list(clf.classes).index("covid19")]
     y = np.r_[np.zeros(len(p_normal), bool), np.ones(len(p_covid), bool)]
     score = np.r_[p_normal, p_covid]
     threshold = float(clf.threshold["value"])
+    patients = np.r_[normals["patient"].to_numpy(), covid["patient"].to_numpy()]
     auc = site_figures(y, score, score >= threshold, patients)["auc"]
     called = np.asarray(clf.classes)[normal_scores.probs.argmax(1)]
-    left_out = {part.strip() for part in held.split(",")}
-    seen = not all(f"{s}:{c}" in left_out or s in left_out for s, c in groups)
     return {"checkpoint": checkpoint, "seen": seen,
             "normals": len(p_normal), "covid": len(p_covid), "auc": auc,
             "most_probably_covid": float((called == "covid19").mean()),
             "positive_nothing_withheld": float((p_normal >= threshold).mean()),
             "withheld": float(withheld.mean()), "positive": float(((p_normal >= threshold) & ~withheld).mean()),
             "median_p_covid_normals": float(np.median(p_normal)), "median_p_covid_covid": float(np.median(p_covid))}
-
-
-def _column(data: str, clf, where, name: str) -> np.ndarray:
-    from covid_core.datasets import load_dataset
-
-    table = load_dataset(data).for_target(clf.target)
-    return table.loc[where(table), name].to_numpy()
 
 
 def main() -> int:

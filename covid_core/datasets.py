@@ -442,6 +442,35 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0,
     return table
 
 
+def holdout_parts(spec: str) -> list[tuple[str, str]]:
+    """The (source, class) parts of a ``--holdout-source`` value, class "" for a whole source:
+    ``"nih"`` gives ``[("nih", "")]``, ``"cohen:normal,figure1:normal"`` gives ``[("cohen", "normal"),
+    ("figure1", "normal")]``."""
+    parts = (part.partition(":") for part in spec.split(","))
+    return [(name.strip(), label.strip()) for name, _, label in parts if name.strip()]
+
+
+def holdout_films(table: pd.DataFrame, spec: str, whole_patients: bool = False) -> np.ndarray:
+    """Which rows of ``table`` a ``--holdout-source`` value names, both splits: every film of a whole source, and
+    for ``source:class`` that source's films of that class. ``whole_patients`` widens a ``source:class`` part to
+    all the films of that source's patients who have such a film (what training leaves out). Raises ConfigError
+    when a part names no film."""
+    held = np.zeros(len(table), dtype=bool)
+    for name, label in holdout_parts(spec):
+        of_source = (table["source"] == name).to_numpy()
+        if not of_source.any():
+            known = ", ".join(sorted(set(map(str, table["source"])))) or "none"
+            raise ConfigError(f"no film of source {name!r} to hold out; the sources here are: {known}")
+        these = of_source & (table["label"] == label).to_numpy() if label else of_source
+        if not these.any():
+            labels = ", ".join(sorted(set(map(str, table.loc[of_source, "label"]))))
+            raise ConfigError(f"source {name!r} has no {label!r} film to hold out; its classes are: {labels}")
+        if label and whole_patients:
+            these = of_source & table["patient"].isin(set(table.loc[these, "patient"])).to_numpy()
+        held |= these
+    return held
+
+
 def without_source_in_training(table, source: str):
     """The table without ``source``'s TRAIN films (leave-one-source-out); TEST keeps them. ``source`` "" keeps all.
 
@@ -450,20 +479,7 @@ def without_source_in_training(table, source: str):
     films would show the model those patients and their hospital), and keeps the source's other patients."""
     if not source:
         return table
-    held = np.zeros(len(table), dtype=bool)
-    for part in (p.strip() for p in source.split(",") if p.strip()):
-        name, _, label = part.partition(":")
-        these = (table["source"] == name).to_numpy().copy()
-        if not these.any():
-            known = ", ".join(sorted(set(map(str, table["source"])))) or "none"
-            raise ConfigError(f"no film of source {name!r} to hold out; the sources here are: {known}")
-        if label:
-            these &= (table["label"] == label).to_numpy()
-            if not these.any():
-                labels = ", ".join(sorted(set(map(str, table.loc[table["source"] == name, "label"]))))
-                raise ConfigError(f"source {name!r} has no {label!r} film to hold out; its classes are: {labels}")
-            these = (table["source"] == name).to_numpy() & table["patient"].isin(set(table.loc[these, "patient"]))
-        held |= these
+    held = holdout_films(table, source, whole_patients=True)
     return table[~(held & (table["split"] == "train").to_numpy())].reset_index(drop=True)
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from covid_core.errors import ConfigError
-from covid_core.datasets import without_source_in_training
+from covid_core.datasets import holdout_films, holdout_parts, without_source_in_training
 
 
 def _table():
@@ -47,3 +47,14 @@ def test_one_class_of_a_source_and_several_sources_can_be_held_out():
 def test_a_class_a_source_does_not_have_is_refused_with_its_classes():
     with pytest.raises(ConfigError, match="source 'nih' has no 'covid19' film to hold out; its classes are: normal"):
         without_source_in_training(_classes(), "cohen:normal,nih:covid19")
+
+
+def test_the_films_a_holdout_names_are_its_class_films_of_both_splits_unless_widened_to_their_patients():
+    """What a held-out model is tested on (the benches) is the named class's films; what training leaves out is
+    every film of their patients."""
+    assert holdout_parts(" cohen:normal, nih ,") == [("cohen", "normal"), ("nih", "")]
+    assert holdout_films(_classes(), "cohen:normal").tolist() == [True, False, False, True, False, False, False]
+    assert holdout_films(_classes(), "cohen:normal", whole_patients=True).tolist() == [
+        True, False, False, True, False, False, True]
+    assert holdout_films(_classes(), "figure1").tolist() == [False, False, True, False, False, True, False]
+    assert not holdout_films(_classes(), "").any()
