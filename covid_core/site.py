@@ -37,6 +37,8 @@ from .targets import COVID_CLASS
 
 MIN_PER_CLASS = 10
 BOOTSTRAP = 1000
+SCORE_CHUNK = 64  # films decoded, then scored together: memory stays flat however many films a site has
+PROBE_FILMS = 10  # the first films, kept as pixels for the familiarity probes (probes_let_through)
 
 
 # ---- figures ------------------------------------------------------------------------------------------------
@@ -168,7 +170,7 @@ def probes_let_through(classifier, site_pixels: np.ndarray, site, floor: float =
     from .ood_check import probe_images
     from .preprocess import prepare_pixels
 
-    probes = probe_images([np.asarray(p, np.float32) / 255 for p in site_pixels[:10]])
+    probes = probe_images([np.asarray(p, np.float32) / 255 for p in site_pixels[:PROBE_FILMS]])
     words = {"non_xray": "synthetic non-X-ray images", "transformed_xray": "the site's films rotated or inverted"}
     problems = []
     for kind, images in probes.items():
@@ -210,16 +212,17 @@ def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
 def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress=None) -> dict:
     """Decode and score every labelled film of ``folder`` (all splits): its logits, features and, where the model
     checks orientation, its turned copies' features. Broken and duplicate files are listed in ``problems`` and
-    skipped; the rest are used. Raises DatasetError when nothing usable is left."""
+    skipped; the rest are used. Films are scored SCORE_CHUNK at a time, so only the first PROBE_FILMS films' pixels
+    are kept (``first_pixels``). Raises DatasetError when nothing usable is left."""
     from .datasets import load_dataset
     from .decode import decode_image
     from .dicom_header import why_no_verdict
-    from .inference import check_not_blank, logits_and_features, turned_copy_features
-    from .ood import has_ood
+    from .inference import check_not_blank
     from .preprocess import prepare_pixels
 
     table = load_dataset(folder, layout).for_target(classifier.target).reset_index(drop=True)
-    pixels, keep, problems, seen = [], [], [], {}
+    scored = _ChunkScorer(classifier, len(table))
+    keep, problems, seen = [], [], {}
     for n, (i, row) in enumerate(table.iterrows()):
         if on_progress is not None:
             on_progress(n, len(table))
@@ -239,20 +242,69 @@ def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress
             problems.append({"file": row["filename"], "problem": str(exc)})
             continue
         seen[digest] = row["filename"]
-        pixels.append(prepare_pixels(image.pixels, classifier.preprocess)[0])
+        scored.add(prepare_pixels(image.pixels, classifier.preprocess)[0])
         keep.append(i)
     if not keep:
         raise DatasetError(f"no usable film in {folder}: " + "; ".join(f"{p['file']}: {p['problem']}"
                                                                       for p in problems[:5]))
-    table = table.iloc[keep].reset_index(drop=True)
-    pixels = np.stack(pixels)
-    logits, feats = logits_and_features(classifier.model, pixels, classifier.preprocess, device=classifier.device,
-                                        spatial_layer=classifier.spec.target_layer(classifier.model))
-    copies = []  # as in Diagnose: a film whose rotated or inverted copy is more familiar gets no verdict
-    if has_ood(classifier.ood) and classifier.ood.get("orientation_check"):
-        copies = turned_copy_features(classifier, pixels)
-    return {"table": table, "pixels": pixels, "logits": logits, "features": feats, "copies": copies,
-            "problems": problems}
+    logits, feats, copies = scored.result()
+    return {"table": table.iloc[keep].reset_index(drop=True), "first_pixels": scored.first_pixels,
+            "logits": logits, "features": feats, "copies": copies, "problems": problems}
+
+
+class _ChunkScorer:
+    """Collects prepared films and scores them SCORE_CHUNK at a time into arrays made for ``capacity`` films:
+    logits, features and (where the model checks orientation, as Diagnose does: a film whose rotated or inverted
+    copy is more familiar gets no verdict) the turned copies' features."""
+
+    def __init__(self, classifier, capacity: int):
+        from .ood import has_ood
+
+        self.classifier, self.capacity = classifier, capacity
+        self.turned = has_ood(classifier.ood) and bool(classifier.ood.get("orientation_check"))
+        self.pending, self.first, self.done = [], [], 0
+        self.logits = self.feats = self.copies = None
+
+    def add(self, pixels: np.ndarray) -> None:
+        if len(self.first) < PROBE_FILMS:
+            self.first.append(pixels)
+        self.pending.append(pixels)
+        if len(self.pending) == SCORE_CHUNK:
+            self._score()
+
+    def _score(self) -> None:
+        from .inference import logits_and_features, turned_copy_features
+
+        c, pixels = self.classifier, np.stack(self.pending)
+        self.pending = []
+        logits, feats = logits_and_features(c.model, pixels, c.preprocess, device=c.device,
+                                            spatial_layer=c.spec.target_layer(c.model))
+        copies = turned_copy_features(c, pixels) if self.turned else []
+        if self.logits is None:
+            self.logits, self.feats = self._room(logits), {k: self._room(v) for k, v in feats.items()}
+            self.copies = [{k: self._room(v) for k, v in copy.items()} for copy in copies]
+        rows = slice(self.done, self.done + len(pixels))
+        for room, new in zip([self.feats, *self.copies], [feats, *copies]):
+            for name, values in new.items():
+                room[name][rows] = values
+        self.logits[rows] = logits
+        self.done += len(pixels)
+
+    def _room(self, like: np.ndarray) -> np.ndarray:
+        return np.empty((self.capacity, *like.shape[1:]), like.dtype)
+
+    @property
+    def first_pixels(self) -> np.ndarray:
+        return np.stack(self.first)
+
+    def result(self):
+        """(logits, features, copies) of every film added, in order, as ``logits_and_features`` and
+        ``turned_copy_features`` would give them for all the films at once."""
+        if self.pending:
+            self._score()
+        n = self.done
+        return (self.logits[:n], {k: v[:n] for k, v in self.feats.items()},
+                [{k: v[:n] for k, v in copy.items()} for copy in self.copies])
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -340,7 +392,7 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
         means = _class_means(feats, labels, np.arange(len(y)), classifier)
         if held_withheld.mean() >= withheld.mean():
             report["skipped"].append("familiarity reference: adding the site did not withhold fewer held-out films")
-        elif let_through := probes_let_through(classifier, films["pixels"], Site("site", ood_means=means)):
+        elif let_through := probes_let_through(classifier, films["first_pixels"], Site("site", ood_means=means)):
             report["skipped"].append(f"familiarity reference: the site's class means would let through {let_through} "
                                      "(check that the folder holds frontal chest X-rays)")
         else:

@@ -481,3 +481,27 @@ def test_a_perfect_auc_on_a_few_patients_gets_an_interval_that_admits_a_misranki
     overlap = y + np.random.default_rng(0).normal(0, 0.7, 35)  # an imperfect AUC keeps an interval around it
     mixed = figures(y, overlap, y.copy(), patients)
     assert 0.6 < mixed["auc"]["value"] < 1 and mixed["auc"]["low"] < mixed["auc"]["value"] < mixed["auc"]["high"]
+
+
+def test_a_sites_films_scored_a_few_at_a_time_get_the_scores_they_get_all_at_once(tmp_path, monkeypatch):
+    """validate-site scores a folder SCORE_CHUNK films at a time, so that only features stay in memory; the logits,
+    features and turned copies' features come out in the table's order, as scoring every film at once gives them,
+    and only the first PROBE_FILMS films' pixels are kept (for the familiarity probes)."""
+    from covid_core import site as site_module
+
+    site = _site(tmp_path / "hospital", per_class=7)
+    classifier = load_classifier(make_checkpoint(tmp_path / "m.pt"))
+    classifier.ood["orientation_check"] = True  # turned copies are scored too
+    monkeypatch.setattr(site_module, "SCORE_CHUNK", 10_000)
+    at_once = site_module.site_films(classifier, site)
+    monkeypatch.setattr(site_module, "SCORE_CHUNK", 3)
+    chunked = site_module.site_films(classifier, site)
+    assert chunked["table"]["filename"].tolist() == at_once["table"]["filename"].tolist()
+    assert len(chunked["logits"]) == 14 and len(chunked["copies"]) == 4
+    np.testing.assert_allclose(chunked["logits"], at_once["logits"], rtol=1e-5, atol=1e-6)
+    for got, want in zip([chunked["features"], *chunked["copies"]], [at_once["features"], *at_once["copies"]]):
+        assert set(got) == set(want)
+        for name in want:
+            np.testing.assert_allclose(got[name], want[name], rtol=1e-5, atol=1e-6)
+    assert chunked["first_pixels"].shape[0] == site_module.PROBE_FILMS
+    np.testing.assert_array_equal(chunked["first_pixels"], at_once["first_pixels"])
