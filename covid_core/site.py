@@ -37,7 +37,7 @@ from .targets import COVID_CLASS
 
 MIN_PER_CLASS = 10
 BOOTSTRAP = 1000
-SCORE_CHUNK = 64  # films decoded, then scored together: memory stays flat however many films a site has
+SCORE_CHUNK = 64  # films decoded, then scored together: only their features, not their pixels, stay in memory
 PROBE_FILMS = 10  # the first films, kept as pixels for the familiarity probes (probes_let_through)
 
 
