@@ -166,7 +166,6 @@ def probes_let_through(classifier, site_pixels: np.ndarray, site, floor: float =
     (or as the shipped reference does, if less): a folder of photos or noise labelled as films would otherwise
     teach the check that such images are familiar, and Diagnose would then give them verdicts.
     """
-    from .inference import logits_and_features, turned_copy_features
     from .ood_check import probe_images
     from .preprocess import prepare_pixels
 
@@ -177,9 +176,7 @@ def probes_let_through(classifier, site_pixels: np.ndarray, site, floor: float =
         if not images:
             continue
         pixels = np.stack([prepare_pixels(img, classifier.preprocess)[0] for img in images])
-        feats = logits_and_features(classifier.model, pixels, classifier.preprocess, device=classifier.device,
-                                    spatial_layer=classifier.spec.target_layer(classifier.model))[1]
-        copies = turned_copy_features(classifier, pixels) if classifier.ood.get("orientation_check") else []
+        _, feats, copies = scored_films(classifier, pixels)
         shipped = withheld_films(classifier.ood, feats, copies).mean()
         adapted = withheld_films(site.ood_stats(classifier.ood), feats, copies).mean()
         if adapted < min(floor, shipped):
@@ -252,16 +249,25 @@ def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress
             "logits": logits, "features": feats, "copies": copies, "problems": problems}
 
 
+def scored_films(classifier, pixels: np.ndarray):
+    """(logits, features, copies) of prepared films: ``logits_and_features``, and where the model checks orientation
+    (as Diagnose does: a film whose rotated or inverted copy is more familiar gets no verdict) its turned copies'
+    features (``turned_copy_features``); copies [] otherwise."""
+    from .inference import logits_and_features, turned_copy_features
+    from .ood import has_ood
+
+    logits, feats = logits_and_features(classifier.model, pixels, classifier.preprocess, device=classifier.device,
+                                        spatial_layer=classifier.spec.target_layer(classifier.model))
+    turned = has_ood(classifier.ood) and classifier.ood.get("orientation_check")
+    return logits, feats, turned_copy_features(classifier, pixels) if turned else []
+
+
 class _ChunkScorer:
-    """Collects prepared films and scores them SCORE_CHUNK at a time into arrays made for ``capacity`` films:
-    logits, features and (where the model checks orientation, as Diagnose does: a film whose rotated or inverted
-    copy is more familiar gets no verdict) the turned copies' features."""
+    """Collects prepared films and scores them (``scored_films``) SCORE_CHUNK at a time into arrays made for
+    ``capacity`` films."""
 
     def __init__(self, classifier, capacity: int):
-        from .ood import has_ood
-
         self.classifier, self.capacity = classifier, capacity
-        self.turned = has_ood(classifier.ood) and bool(classifier.ood.get("orientation_check"))
         self.pending, self.first, self.done = [], [], 0
         self.logits = self.feats = self.copies = None
 
@@ -273,13 +279,9 @@ class _ChunkScorer:
             self._score()
 
     def _score(self) -> None:
-        from .inference import logits_and_features, turned_copy_features
-
-        c, pixels = self.classifier, np.stack(self.pending)
+        pixels = np.stack(self.pending)
         self.pending = []
-        logits, feats = logits_and_features(c.model, pixels, c.preprocess, device=c.device,
-                                            spatial_layer=c.spec.target_layer(c.model))
-        copies = turned_copy_features(c, pixels) if self.turned else []
+        logits, feats, copies = scored_films(self.classifier, pixels)
         if self.logits is None:
             self.logits, self.feats = self._room(logits), {k: self._room(v) for k, v in feats.items()}
             self.copies = [{k: self._room(v) for k, v in copy.items()} for copy in copies]
