@@ -6,9 +6,17 @@ halves (seeded). ``validate-site`` runs on half A (timed: the goal is under 2 mi
 then scored with and without the site file, and the script prints COVID-19 sensitivity and specificity on B
 with 95% intervals and the gain, with a paired interval (bootstrap over the films of half B). These sources
 were in the model's TRAIN split, so this measures the mechanics and the size of the gain on familiar
-hospitals; at a truly new hospital the shipped figures are worse and the room for a gain larger.
+hospitals.
+
+With ``--unseen SOURCE`` the site is a hospital the model never saw: every film of SOURCE (both splits; the model
+must have been trained with ``--holdout-source SOURCE``) and TEST's COVID-19 films, which SOURCE lacks. It then
+also prints whether the half A report warns that the model is poor there, and the share of half B's films given a
+wrong verdict (a withheld verdict is not wrong). Caveat: the COVID-19 films come from sources the model was trained
+on, so what tells SOURCE's films from them (the hospital) gives the COVID-19 answer away here, which it would not
+at a real hospital; a head fitted on the features can learn that, so its figures are an upper bound.
 
     python bench/site_validation.py --data DATA_DIR [--model weights/resnet18.pt] [--seed 0]
+    python bench/site_validation.py --data DATA_DIR --unseen nih --model WITHOUT_NIH.pt
 
 The films are copied to a temporary folder (deleted at the end), never into the project.
 """
@@ -28,11 +36,22 @@ REPO = Path(__file__).resolve().parents[1]
 SITE_SOURCES = ("nih", "cohen", "figure1")
 
 
-def build_halves(data: str, classes, target: str, seed: int, work: Path) -> dict:
-    from covid_core.datasets import load_dataset
+def site_table(data: str, target: str, unseen: str = ""):
+    """The films of the "site": TEST's films of the adult sources, or with ``unseen`` every film of that source (as
+    a ``--holdout-source`` value names them) and TEST's COVID-19 films."""
+    from covid_core.datasets import holdout_films, load_dataset
+    from covid_core.targets import COVID_CLASS
 
     table = load_dataset(data).for_target(target)
-    table = table[(table.split == "test") & table.source.isin(SITE_SOURCES)].reset_index(drop=True)
+    if not unseen:
+        return table[(table.split == "test") & table.source.isin(SITE_SOURCES)].reset_index(drop=True)
+    held = holdout_films(table, unseen)
+    covid = (table.split == "test").to_numpy() & (table.label == COVID_CLASS[target]).to_numpy() & ~held
+    return table[held | covid].reset_index(drop=True)
+
+
+def build_halves(data: str, target: str, seed: int, work: Path, unseen: str = "") -> dict:
+    table = site_table(data, target, unseen)
     patients = np.array(sorted(table.patient.astype(str).unique()))
     rng = np.random.default_rng(seed)
     half_a = set(rng.permutation(patients)[: len(patients) // 2])
@@ -73,18 +92,24 @@ def main() -> int:
     from covid_core.checkpoint import load_classifier
     from covid_core.site import validate_site
     from covid_core.site_file import load_classifier_at_site
-    from covid_core.site_job import given_rates_text, sample_size_text
+    from covid_core.site_job import given_rates_text, poor_site_warning, sample_size_text
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
     ap.add_argument("--model", default=str(REPO / "weights" / "resnet18.pt"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--boot", type=int, default=2000)
+    ap.add_argument("--unseen", default="", help="a source the model was trained without (its --holdout-source): "
+                    "the site is that source's films and TEST's COVID-19 films")
     args = ap.parse_args()
+    classifier = load_classifier(args.model)
+    held = (classifier.metadata.get("train_config") or {}).get("holdout_source") or ""
+    if args.unseen and args.unseen not in held.split(","):
+        ap.error(f"{Path(args.model).name} was trained with --holdout-source {held or '(none)'!r}, so "
+                 f"{args.unseen!r} is not unseen by it")
     work = Path(tempfile.mkdtemp(prefix="site_validation_"))
     try:
-        classifier = load_classifier(args.model)
-        halves = build_halves(args.data, classifier.classes, classifier.target, args.seed, work)
+        halves = build_halves(args.data, classifier.target, args.seed, work, args.unseen)
         for name, rows in halves.items():
             print(f"half {name}: {len(rows)} films, {rows.patient.nunique()} patients, "
                   f"{rows.label.value_counts().to_dict()}")
@@ -101,6 +126,7 @@ def main() -> int:
             print(f"  not adapted: {line}")
         print(f"  the report's estimate: {given_rates_text(report) or 'every film gets a verdict'}")
         print(f"  films to know it closely: {sample_size_text(report) or 'these films are enough for +/-5 points'}")
+        print(f"  warning before it is made active: {poor_site_warning(report) or 'none'}")
         y, shipped, shipped_withheld, _ = decisions(classifier, work / "B")
         _, local, local_withheld, _ = decisions(load_classifier_at_site(args.model, site=site_file), work / "B")
         rng = np.random.default_rng(args.seed)
@@ -127,6 +153,9 @@ def main() -> int:
                   f"{ci(boot[key], 1)}; verdicts given {100 * (1 - withheld.mean()):.0f}% of {n} films")
             sens, spec = rates(y[~withheld], pos[~withheld])
             print(f"  counting only the films that get a verdict: sensitivity {sens:.3f}, specificity {spec:.3f}")
+            wrong = ~withheld & (pos != y)
+            print(f"  wrong verdicts: {100 * wrong.mean():.1f}% of the films ({100 * wrong[~y].mean():.1f}% of the "
+                  f"non-COVID-19 films given a positive one; withheld verdicts are not wrong)")
         g = np.array(boot["gain"]).mean(0)
         print(f"gain: sensitivity {g[0]:+.3f} {ci(boot['gain'], 0, True)}, specificity {g[1]:+.3f} "
               f"{ci(boot['gain'], 1, True)} "

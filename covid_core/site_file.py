@@ -21,15 +21,18 @@ from .errors import ConfigError
 SITE_FORMAT = "covid_core.site/1"
 POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
 POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many verdicts either way are wrong
+POOR_RATE = 0.60  # below this sensitivity (or specificity), 40% or more of that class's films get a wrong verdict
 
 
 def poor_figures(auc: float | None, sensitivity: float | None, specificity: float | None) -> list[str]:
     """What in a site's own figures (after adaptation) says the model does poorly there, in words: an AUC below
-    POOR_AUC, sensitivity and specificity averaging below POOR_BALANCED; [] when neither (or without figures)."""
+    POOR_AUC; sensitivity or specificity below POOR_RATE, or the two averaging below POOR_BALANCED (a perfect
+    specificity must not hide a sensitivity of 44%); [] when none (or without figures)."""
     poor = []
     if auc is not None and auc < POOR_AUC:
         poor.append(f"its COVID-19 score ranks them with an AUC of {auc:.2f}")
-    if sensitivity is not None and specificity is not None and (sensitivity + specificity) / 2 < POOR_BALANCED:
+    if sensitivity is not None and specificity is not None and (
+            (sensitivity + specificity) / 2 < POOR_BALANCED or min(sensitivity, specificity) < POOR_RATE):
         poor.append(f"its verdicts have sensitivity {100 * sensitivity:.0f}% and specificity {100 * specificity:.0f}%")
     return poor
 
