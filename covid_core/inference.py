@@ -75,6 +75,21 @@ class Prediction:
         return bool(self.ood_flagged) or self.not_validated
 
     @property
+    def call(self) -> str:
+        """The class a reader is told: the COVID-19 class when the COVID-19 verdict is positive, else the most
+        probable other class. The verdict is decided at the operating threshold, which may sit below another class's
+        probability (p(COVID-19) 0.35 is positive at 0.30 while pneumonia has 0.45), so the most probable class alone
+        could read "Pneumonia, not COVID-19-like" above "COVID-19: positive". ``label`` when no verdict is given or
+        there is no COVID-19 class."""
+        if self.covid_positive is None or self.withheld:
+            return self.label
+        covid = next(c for c in self.probabilities if c in COVID_CLASS.values())
+        if self.covid_positive:
+            return covid
+        others = {c: p for c, p in self.probabilities.items() if c != covid}
+        return max(others, key=others.get)
+
+    @property
     def covid_call(self) -> str:
         """"positive" / "negative" at the stored threshold; "withheld" when the image is out of distribution
         (the model's output for an image unlike its training X-rays is no verdict) or the model is not validated

@@ -96,6 +96,9 @@ CALL_WORDS = {
     "positive": "COVID-19-like",
 }
 
+#: A class the model finds more probable than the one its COVID-19 verdict names, in words.
+MORE_PROBABLE_WORDS = {"normal": "a normal film", "pneumonia": "pneumonia", "negative": "no COVID-19"}
+
 NOT_VALIDATED = ("Not validated at your hospital: the measured figures on this page come from public collections "
                  "(children from one hospital, adults from one US hospital and COVID-19 films from many "
                  "publications), not from films like yours. Published COVID-19 detectors lost most of their accuracy "
@@ -189,13 +192,18 @@ def headline(prediction) -> Headline:
         return Headline(WITHHELD_TITLES.get(prediction.withheld_kind, WITHHELD_TITLE), "", "withheld")
     if prediction.not_validated:
         return Headline(NOT_VALIDATED_TITLE, "", "withheld")
-    title = CALL_WORDS.get(prediction.label, f"Most probable: {prediction.label}")
+    title = CALL_WORDS.get(prediction.call, f"Most probable: {prediction.call}")
     if prediction.covid_positive is None:
         return Headline(title, "", "neutral")
     word = "positive" if prediction.covid_positive else "negative"
     covid_line = (f"COVID-19: {word} (probability {100 * prediction.covid_probability:.0f}%, "
                   f"{'at or above' if prediction.covid_positive else 'below'} the operating threshold of "
                   f"{100 * prediction.threshold:.0f}%)")
+    if prediction.label != prediction.call:  # the threshold, not the most probable class, decided the call
+        top = prediction.label
+        share = f"{100 * prediction.probabilities[top]:.0f}%"
+        covid_line += (f"; the model finds {MORE_PROBABLE_WORDS.get(top, top)} more probable ({share})"
+                       if prediction.covid_positive else f"; COVID-19 is still its most probable class ({share})")
     return Headline(title, covid_line, word)
 
 

@@ -56,7 +56,7 @@ with st.sidebar:
         if explain_mod is not None and offered:
             cam_method = st.selectbox("Method", explain_mod.CAM_METHODS, key="diag_cam",
                                       help="gradcam is the default; the others are variants of class activation maps.")
-            cam_target = st.selectbox("Explain class", ["predicted class", *entry.metadata.get("classes", [])],
+            cam_target = st.selectbox("Explain class", ["the call's class", *entry.metadata.get("classes", [])],
                                       key="diag_target")
             opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="diag_opacity")
         elif explain_mod is None:
@@ -85,7 +85,7 @@ def analysed(digest: str, name: str, data: bytes):
 
 
 def explained(case, digest: str):
-    target = None if cam_target == "predicted class" else cam_target
+    target = case.prediction.call if cam_target == "the call's class" else cam_target
     with st.spinner("Finding where the model looked..."):
         return ui.case_cache().get_or_make(("cam", model_key, digest, cam_method, target),
                                            lambda: explain_case(classifier, case, cam_method, target))

@@ -24,7 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="overlay PNG to write (original width and height)")
     p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(_METHODS)}")
     p.add_argument("--target-class", default=None,
-                   help="class to explain, e.g. covid19 (default: the predicted class)")
+                   help="class to explain, e.g. covid19 (default: the class of the call: COVID-19 when the verdict is "
+                        "positive, else the most probable other class)")
     p.add_argument("--opacity", type=float, default=0.4, help="heatmap opacity in the overlay, 0 to 1")
     p.add_argument("--colormap", default="jet", help="overlay colormap (jet, turbo, inferno, magma, viridis, ...)")
 
@@ -50,7 +51,7 @@ def main(args: argparse.Namespace) -> int:
         class_index(clf, args.target_class)  # unknown class: one-line error listing the choices
     case = open_case(args.image, Path(args.image).name, clf, max_side=None)  # the overlay at the film's own size
     image, prediction = case.image, case.prediction
-    result = explain_case(clf, case, method, args.target_class)
+    result = explain_case(clf, case, method, args.target_class or prediction.call)
     headline = verdict.headline(prediction)
     print(headline.title + (f"; {headline.covid_line}" if headline.covid_line else ""))
     probs = ", ".join(f"{c} {p:.3f}" for c, p in prediction.probabilities.items())

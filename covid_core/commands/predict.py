@@ -101,7 +101,7 @@ def main(args: argparse.Namespace) -> int:
             if p is None:
                 writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *site])
             else:
-                writer.writerow([r.name, p.label, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
+                writer.writerow([r.name, p.call, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
                                  "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *site])
     finally:
         if args.out:

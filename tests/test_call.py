@@ -1,0 +1,46 @@
+"""The call a reader is told agrees with the COVID-19 verdict, which the operating threshold decides."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from covid_core.inference import Prediction
+from covid_core.verdict import headline
+
+
+def _prediction(normal: float, pneumonia: float, covid: float, threshold: float, **kwargs) -> Prediction:
+    probabilities = {"normal": normal, "pneumonia": pneumonia, "covid19": covid}
+    return Prediction(probabilities=probabilities, label=max(probabilities, key=probabilities.get),
+                      covid_positive=covid >= threshold, covid_probability=covid, threshold=threshold,
+                      ood_score=0.1, ood_flagged=False, pixels_u8=np.zeros((4, 4), np.uint8), geometry=None,
+                      **kwargs)
+
+
+def test_a_positive_verdict_below_another_class_is_called_covid_and_says_what_was_more_probable():
+    p = _prediction(0.20, 0.45, 0.35, threshold=0.30)
+    assert p.label == "pneumonia" and p.call == "covid19"
+    h = headline(p)
+    assert h.title == "COVID-19-like pneumonia" and h.tone == "positive"
+    assert h.covid_line == ("COVID-19: positive (probability 35%, at or above the operating threshold of 30%); "
+                            "the model finds pneumonia more probable (45%)")
+    assert headline(_prediction(0.40, 0.25, 0.35, threshold=0.30)).covid_line.endswith(
+        "the model finds a normal film more probable (40%)")
+
+
+def test_a_negative_verdict_on_a_film_most_probably_covid_is_called_by_the_most_probable_other_class():
+    p = _prediction(0.15, 0.30, 0.55, threshold=0.60)  # a site's threshold can sit above 0.5
+    assert p.call == "pneumonia"
+    h = headline(p)
+    assert h.title == "Pneumonia, not COVID-19-like" and h.tone == "negative"
+    assert h.covid_line.endswith("below the operating threshold of 60%); COVID-19 is still its most probable class "
+                                 "(55%)")
+
+
+def test_where_verdict_and_most_probable_class_agree_nothing_is_added():
+    for p in (_prediction(0.7, 0.2, 0.1, 0.3), _prediction(0.1, 0.2, 0.7, 0.3), _prediction(0.2, 0.6, 0.2, 0.3)):
+        assert p.call == p.label and ";" not in headline(p).covid_line
+
+
+def test_without_a_verdict_the_call_is_the_most_probable_class():
+    p = _prediction(0.20, 0.45, 0.35, threshold=0.30, not_validated=True)
+    assert p.call == "pneumonia" and headline(p).title.startswith("No verdict")
