@@ -203,7 +203,7 @@ def headline(prediction) -> Headline:
         top = prediction.label
         share = f"{100 * prediction.probabilities[top]:.0f}%"
         covid_line += (f"; the model finds {MORE_PROBABLE_WORDS.get(top, top)} more probable ({share})"
-                       if prediction.covid_positive else f"; COVID-19 is still its most probable class ({share})")
+                       if prediction.covid_positive else f"; the network still ranks COVID-19 first ({share})")
     return Headline(title, covid_line, word)
 
 

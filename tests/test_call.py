@@ -32,8 +32,7 @@ def test_a_negative_verdict_on_a_film_most_probably_covid_is_called_by_the_most_
     assert p.call == "pneumonia"
     h = headline(p)
     assert h.title == "Pneumonia, not COVID-19-like" and h.tone == "negative"
-    assert h.covid_line.endswith("below the operating threshold of 60%); COVID-19 is still its most probable class "
-                                 "(55%)")
+    assert h.covid_line.endswith("below the operating threshold of 60%); the network still ranks COVID-19 first (55%)")
 
 
 def test_where_verdict_and_most_probable_class_agree_nothing_is_added():
