@@ -38,7 +38,11 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     (run / "metrics.jsonl").write_text(json.dumps({"epoch": 1, "train_loss": 1.0, "val_macro_auc": 0.6}) + "\n")
     (run / "result.json").write_text(json.dumps({"metrics": {"test": {"accuracy": 0.5, "macro_auc": 0.61}}}))
     at = page("train")
-    assert "20250101-000000-cnn-abcdef" in at.expander[0].label and "finished" in at.expander[0].label
+    [run_box] = [e for e in at.expander if "20250101-000000-cnn-abcdef" in e.label]
+    assert "finished" in run_box.label
+    # the methods that did not beat the shipped recipe are folded away, with what was measured
+    [methods] = [e for e in at.expander if e.label.startswith("Methods against source shortcuts")]
+    assert "docs/shortcuts.md" in methods.caption[0].value
     assert any(m.value == "0.610" for m in at.metric)  # the run's TEST macro AUC
     assert "source and class sampler" in at.selectbox(key="train_balance").options
     assert at.checkbox(key="train_ema").value is True  # weight averaging is offered, on as in the chosen recipe
