@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from .evaluation import metrics_on_test
+from .targets import COVID_CLASS
 
 
 def _within(key: str) -> Callable[[dict], float | None]:
@@ -71,6 +72,19 @@ def new_hospital_caption() -> str:
             "of its films a wrong COVID-19 verdict; with NIH's normal adults kept, the COVID-19 collections' normal "
             f"adults of other hospitals, left out, ranked at AUC {UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC}, "
             f"{UNSEEN_ADULT_NORMALS_WRONG_VERDICTS} of them given a wrong verdict (docs/shortcuts.md).")
+
+
+def test_set_limit(metadata: dict) -> str:
+    """What the TEST figures of a COVID-19 model do not say, for beside them: TEST's films come from the training
+    hospitals, and at a hospital left out of training the measured figures were far worse. "" for a model without a
+    COVID-19 class."""
+    if COVID_CLASS.get(metadata.get("target")) is None:
+        return ""
+    return ("These TEST figures come from the hospitals the model was trained on. Trained without one of them, the "
+            f"same kind of model ranked that hospital's normal adults against COVID-19 films at AUC "
+            f"{UNSEEN_SOURCE_COVID_VS_NORMAL_AUC} and gave {UNSEEN_SOURCE_WRONG_VERDICTS} of its films a wrong "
+            "COVID-19 verdict. Diagnose therefore gives no COVID-19 verdict until the Validate page has measured the "
+            "model on your own labelled films.")
 
 
 def goal_rows(metadata: dict) -> list[dict]:

@@ -122,6 +122,9 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     assert overview["accuracy"].tolist() == [0.8] and overview["PPV"].tolist() == [9 / 14]
     labels = {m.label: m.value for m in at.metric}
     assert labels["TEST macro AUC"] == "0.900"
+    # beside the TEST figures, what they do not say: measured at a hospital left out of training
+    assert any(w.value.startswith("These TEST figures come from the hospitals the model was trained on")
+               and "wrong COVID-19 verdict" in w.value for w in at.warning)
     text = "\n".join(m.value for m in at.markdown)
     assert "**cnn**, target **3class**" in text
     # the TEST rates at the threshold with their counts, as a table that stays readable in a narrow window

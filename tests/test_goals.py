@@ -53,3 +53,12 @@ def test_the_card_states_each_goal_and_the_new_hospital_goal_it_cannot_measure()
     # and, with NIH's normal adults kept as in the shipped models, other hospitals' normal adults left out
     assert (f"at AUC {UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC} and gave {UNSEEN_ADULT_NORMALS_WRONG_VERDICTS} of them a "
             "wrong COVID-19 verdict") in section
+
+
+def test_the_test_figures_of_a_covid_model_come_with_what_they_do_not_say():
+    from covid_core.goals import test_set_limit
+
+    text = test_set_limit({"target": "3class"})
+    assert f"AUC {UNSEEN_SOURCE_COVID_VS_NORMAL_AUC}" in text and f"{UNSEEN_SOURCE_WRONG_VERDICTS} of its films" in text
+    assert test_set_limit({"target": "covid"}) == text
+    assert test_set_limit({"target": "pneumonia"}) == ""  # no COVID-19 verdict, nothing withheld for want of a site

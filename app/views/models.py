@@ -11,7 +11,7 @@ from site_panel import site_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import TEXTURE_SWAP_NOTE, false_covid_calls, shortcut_rows
 from covid_core.formatting import fixed, pct
-from covid_core.goals import MET_WORDS, goal_rows, new_hospital_caption
+from covid_core.goals import MET_WORDS, goal_rows, new_hospital_caption, test_set_limit
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.model_summary import (measured_limits, model_facts, overview_row, per_source_rows,
@@ -53,6 +53,8 @@ c = st.columns(3)
 c[0].metric("TEST macro AUC", fixed(test.get("macro_auc")))
 c[1].metric("TEST accuracy", pct(test.get("accuracy")))
 c[2].metric("TEST ECE", fixed(test.get("ece")), help="Expected calibration error (lower is better)")
+if test and test_set_limit(meta):
+    st.warning(test_set_limit(meta), icon=":material/domain:")
 facts = model_facts(entry, classes)
 st.table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
 
