@@ -90,6 +90,7 @@ def rates(y, pos):
 
 def main() -> int:
     from covid_core.checkpoint import load_classifier
+    from covid_core.datasets import holdout_parts
     from covid_core.site import validate_site
     from covid_core.site_file import load_classifier_at_site
     from covid_core.site_job import given_rates_text, poor_site_warning, sample_size_text
@@ -104,7 +105,7 @@ def main() -> int:
     args = ap.parse_args()
     classifier = load_classifier(args.model)
     held = (classifier.metadata.get("train_config") or {}).get("holdout_source") or ""
-    if args.unseen and args.unseen not in held.split(","):
+    if args.unseen and not set(holdout_parts(args.unseen)) <= set(holdout_parts(held)):
         ap.error(f"{Path(args.model).name} was trained with --holdout-source {held or '(none)'!r}, so "
                  f"{args.unseen!r} is not unseen by it")
     work = Path(tempfile.mkdtemp(prefix="site_validation_"))
