@@ -34,7 +34,7 @@ import numpy as np
 from .datasets import file_sha256
 from .metrics import binary_auc, calibration_bins, mean_nll, rates_of_calls
 from .errors import ConfigError, CovidCoreError, DatasetError
-from .site_file import SITE_FORMAT, Site, clean_site_name
+from .site_file import HEAD_THRESHOLD_FROM, SITE_FORMAT, Site, clean_site_name
 from .targets import COVID_CLASS
 
 MIN_PER_CLASS = 10
@@ -438,7 +438,7 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
             report["parameters"]["threshold"] = _threshold_for(y, probs[:, ci], target_sensitivity)
         else:
             head, head_threshold = head_operating_point(pen, y, patients, target_sensitivity, seed)
-            report["parameters"].update(head=head, threshold=head_threshold)
+            report["parameters"].update(head=head, threshold=head_threshold, head_threshold_from=HEAD_THRESHOLD_FROM)
         how = "a site threshold" if best == "threshold" else "a head on the frozen features with its own threshold"
         report["adapted"].append(f"operating point: {how} for sensitivity {target_sensitivity:.2f} (held-out "
                                  f"balanced accuracy {shipped:.3f} -> {cv[best]:.3f})")

@@ -21,6 +21,11 @@ from .errors import ConfigError
 SITE_FORMAT = "covid_core.site/1"
 POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
 POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many verdicts either way are wrong
+#: How a site head's threshold was chosen, written beside it: on each film's score by a head fitted without that
+#: film's patient (``site.head_operating_point``). A head whose file does not say so had its threshold chosen on the
+#: films it was fitted on, which at an unseen hospital caught 0.32-0.39 of other patients' COVID-19 films while its
+#: report promised 44-75% (docs/site-validation.md): such a file is refused.
+HEAD_THRESHOLD_FROM = "held-out scores"
 POOR_RATE = 0.60  # below this sensitivity (or specificity), 40% or more of that class's films get a wrong verdict
 
 
@@ -133,6 +138,10 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     problem = _damage(site)
     if problem:
         raise ConfigError(f"{path.name} is damaged ({problem}); validate this model at the site again")
+    if site.head is not None and p.get("head_threshold_from") != HEAD_THRESHOLD_FROM:
+        raise ConfigError(f"{path.name} has a head whose threshold was chosen on the films the head was fitted on; "
+                          "such a threshold misses many COVID-19 films of other patients (docs/site-validation.md). "
+                          "Validate this model at the site again")
     return site
 
 

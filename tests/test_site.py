@@ -200,7 +200,8 @@ def test_a_site_file_whose_head_or_means_do_not_fit_the_model_is_refused(model, 
     site = tmp_path / "site.json"
     site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {
         "sha256": file_sha256(model)}, "parameters": {
-            "head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}, "threshold": 0.5}}))
+            "head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}, "threshold": 0.5,
+            "head_threshold_from": "held-out scores"}}))
     with pytest.raises(ConfigError, match="does not fit this model") as caught:
         load_classifier_at_site(model, site)
     assert "its head takes 1 features, the model gives 256" in str(caught.value)
@@ -532,3 +533,21 @@ def test_a_heads_threshold_keeps_its_sensitivity_on_films_of_other_patients():
     new, new_y = _features(4000, 1000, seed=1)
     sensitivity = (_head_scores(head, new[new_y]) >= threshold).mean()
     assert 0.80 <= sensitivity <= 0.99, sensitivity
+
+
+def test_a_site_file_whose_heads_threshold_was_chosen_on_its_fitted_films_is_refused(model, tmp_path):
+    """Such a threshold caught a third of other patients' COVID-19 films at an unseen hospital: the file is refused
+    with the reason, and Diagnose gives no verdict, as before any validation, until the site validates again."""
+    from covid_core.datasets import file_sha256
+    from covid_core.site_file import SITE_FORMAT
+
+    head = {"mean": [0.0] * 256, "scale": [1.0] * 256, "coef": [0.1] * 256, "intercept": 0.0}
+    site = tmp_path / "site.json"
+    for marker, refused in (({}, True), ({"head_threshold_from": "held-out scores"}, False)):
+        site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {
+            "sha256": file_sha256(model)}, "parameters": {"head": head, "threshold": 0.9, **marker}}))
+        if refused:
+            with pytest.raises(ConfigError, match="threshold was chosen on the films the head was fitted on"):
+                load_site(site, model)
+        else:
+            assert load_site(site, model).head == head
