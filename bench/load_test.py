@@ -75,15 +75,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def status_kb(field: str, pid: int | str = "self") -> int:
+    """A memory field of /proc/<pid>/status (VmRSS, VmHWM...), KB; 0 when the process does not report it (a kernel
+    thread, a zombie). Raises OSError when the process is gone."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and its children, MB (from /proc)."""
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
         try:
-            for line in Path(f"/proc/{p}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+            total += status_kb("VmRSS", p)
             children = Path(f"/proc/{p}/task/{p}/children").read_text().split()
             todo += [int(c) for c in children]
         except OSError:

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from app_latency import xray_like_jpeg_512  # bench/ is on sys.path
+from load_test import status_kb
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,18 +30,14 @@ REPO = Path(__file__).resolve().parents[1]
 def peak_reset() -> int:
     """Reset the peak resident memory to the current one and return it (bytes)."""
     Path("/proc/self/clear_refs").write_text("5")
-    return _status_kb("VmHWM") * 1024
+    return peak()
 
 
 def peak() -> int:
-    return _status_kb("VmHWM") * 1024
-
-
-def _status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
+    kb = status_kb("VmHWM")
+    if not kb:
+        raise RuntimeError("no VmHWM in /proc/self/status")
+    return kb * 1024
 
 
 def site_folder(root: Path, films: int) -> Path:

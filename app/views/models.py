@@ -53,8 +53,8 @@ c = st.columns(3)
 c[0].metric("TEST macro AUC", fixed(test.get("macro_auc")))
 c[1].metric("TEST accuracy", pct(test.get("accuracy")))
 c[2].metric("TEST ECE", fixed(test.get("ece")), help="Expected calibration error (lower is better)")
-if test and test_set_limit(meta):
-    st.warning(test_set_limit(meta), icon=":material/domain:")
+if test and (limit := test_set_limit(meta)):
+    st.warning(limit, icon=":material/domain:")
 facts = model_facts(entry, classes)
 st.table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
 
