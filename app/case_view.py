@@ -31,15 +31,16 @@ TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
 
 def headline_card(prediction, site) -> None:
     """The call in words. A verdict of a model not validated at this hospital (``site`` None), or validated at a
-    site where it did poorly, is drawn with a dashed border and says so inside the card, so that it never looks as
-    settled as a verdict of a model that did well on the hospital's own films."""
+    site where it did poorly or on too few films to know, is drawn with a dashed border and says so inside the card,
+    so that it never looks as settled as a verdict of a model that did well on the hospital's own films."""
     h = headline(prediction)
     color, bg = TONES[h.tone]
     second = f'<div style="font-size:1.05rem;margin-top:0.2rem">{html.escape(h.covid_line)}</div>' if h.covid_line else ""
-    confirmed = site is not None and not site.poor
+    confirmed = site is not None and site.confirmed
     border = f"2px solid {color}" if confirmed else f"2px dashed {color}"
     caveat = ("Unconfirmed: this model has not been validated at your hospital." if site is None else
-              f"Often wrong here: this model did poorly on {site.name}'s own labelled films.")
+              f"Often wrong here: this model did poorly on {site.name}'s own labelled films." if site.poor else
+              f"Unconfirmed: {site.name}'s labelled films are too few to know how often this model is right here.")
     note = "" if confirmed or h.tone == "withheld" else (
         f'<div style="font-size:0.9rem;margin-top:0.3rem;font-style:italic">{html.escape(caveat, quote=False)}</div>')
     st.markdown(f'<div style="background:{bg};color:{color};padding:0.8rem 1rem;border-radius:0.5rem;border:{border};'
@@ -157,7 +158,7 @@ def details(case, classifier, key: str) -> None:
 
 
 def validation_state(classifier, prediction) -> None:
-    if classifier.site is None or classifier.site.poor:
+    if classifier.site is None or not classifier.site.confirmed:
         st.warning(validation_statement(classifier.site, prediction), icon=":material/domain:")
     else:
         st.success(validation_statement(classifier.site, prediction), icon=":material/domain:")

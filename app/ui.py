@@ -20,7 +20,7 @@ from covid_core.formatting import markdown_plain as plain, pct  # noqa: F401 (th
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
-from covid_core.verdict import THRESHOLD_RATES, poor_site_sentence, rate_text
+from covid_core.verdict import THRESHOLD_RATES, rate_text, site_doubt_sentence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -198,7 +198,7 @@ def results_table(table, site=None) -> None:
     validation no probability is shown; without a bad file there is no error), so "None" never fills a column, and
     the COVID-19 probability is shown once when it is a class's probability; the CSV keeps every column, so its
     readers see the same columns every time. Under the table, a caption names unconfirmed verdicts and, at an
-    active ``site`` where the model did poorly, the poor figures."""
+    active ``site`` whose films do not confirm the model, why (the poor figures, or too few films)."""
     filled = [c for c in table.columns if c == "file" or table[c].map(lambda v: pd.notna(v) and v != "").any()]
     figures = [c for c in filled if c.startswith("p(")]  # without them, the room goes to a withheld verdict's reason
     score = table["COVID-19 probability"]
@@ -222,6 +222,7 @@ def results_table(table, site=None) -> None:
     if table["verdict"].str.endswith("(unconfirmed)").any():
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "
                    "(research use): at hospitals it never saw, such models call many normal adults COVID-19.")
-    if site is not None and site.poor and table["verdict"].str.startswith("COVID-19:").any():
+    if site is not None and not site.confirmed and table["verdict"].str.startswith("COVID-19:").any():
         whose = plain(site.name) + "'s"
-        st.caption(f":material/warning: Often wrong here: {poor_site_sentence(site, whose)}.")
+        st.caption(f":material/warning: {'Often wrong here' if site.poor else 'Unconfirmed here'}: "
+                   f"{site_doubt_sentence(site, whose)}.")

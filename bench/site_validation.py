@@ -66,16 +66,23 @@ def build_halves(data: str, target: str, seed: int, work: Path, unseen: str = ""
     return out
 
 
-def decisions(classifier, folder: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(is COVID-19, positive verdict, withheld, patient) for every film of ``folder``, by the classifier as given."""
+def prepared(classifier, folder: Path):
+    """(the folder's table for the classifier's target, its films prepared for the classifier)."""
     from covid_core.datasets import load_dataset
     from covid_core.decode import decode_image
-    from covid_core.inference import score_pixels
     from covid_core.preprocess import prepare_pixels
-    from covid_core.targets import COVID_CLASS
 
     table = load_dataset(folder).for_target(classifier.target)
-    pixels = np.stack([prepare_pixels(decode_image(p).pixels, classifier.preprocess)[0] for p in table.path])
+    return table, np.stack([prepare_pixels(decode_image(p).pixels, classifier.preprocess)[0] for p in table.path])
+
+
+def decisions(classifier, folder: Path, films=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(is COVID-19, positive verdict, withheld, file name) for every film of ``folder``, by the classifier as given;
+    ``films``: the folder's ``prepared`` films, when they are already at hand."""
+    from covid_core.inference import score_pixels
+    from covid_core.targets import COVID_CLASS
+
+    table, pixels = films or prepared(classifier, folder)
     s = score_pixels(classifier, pixels)
     site = classifier.site
     threshold = site.threshold if site is not None and site.threshold is not None else classifier.threshold["value"]

@@ -48,7 +48,8 @@ def site_validation_text(site) -> str:
         return "none: not validated at this hospital"
     return f"{site.name}" + (f", made {site.created}" if site.created else "") + (
         f", site file version {site.version}" if site.version else "") + (
-        f"; the model did poorly there ({site.poor})" if site.poor else "")
+        f"; the model did poorly there ({site.poor})" if site.poor else "") + (
+        f"; too few films to confirm it ({site.unsettled})" if site.unsettled else "")
 
 
 def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, model_label: str,

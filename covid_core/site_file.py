@@ -42,6 +42,22 @@ def poor_figures(auc: float | None, sensitivity: float | None, specificity: floa
     return poor
 
 
+def unsettled_figures(sensitivity: dict | None, specificity: dict | None) -> list[str]:
+    """What the site's own figures (after adaptation; {"value", "low", "high"}) leave unknown because its films are
+    too few, in words: a sensitivity or specificity that is not poor by itself (POOR_RATE or more) but whose 95%
+    interval reaches below POOR_RATE. Validated on 10 COVID-19 films (8 given a verdict, 7 of those caught: 0.875,
+    interval 0.53-0.98), a model trained without NIH caught 0.600 of other NIH-site patients' COVID-19 films
+    (docs/site-validation.md). [] when none, or without intervals."""
+    unsettled = []
+    for name, f in (("sensitivity", sensitivity), ("specificity", specificity)):
+        if not isinstance(f, dict) or not all(isinstance(f.get(k), (int, float)) for k in ("value", "low")):
+            continue
+        if f["value"] >= POOR_RATE and f["low"] < POOR_RATE:
+            unsettled.append(f"its {name} of {100 * f['value']:.0f}% could be as low as {100 * f['low']:.0f}% "
+                             "(95% interval)")
+    return unsettled
+
+
 # Characters that would make a site's name do something where it is shown (Markdown links and images, emphasis,
 # tables, LaTeX, HTML): a name is words, and it is shown in many places (Diagnose, the report, the Models page).
 _NAME_ACTIVE = str.maketrans({c: " " for c in "[]<>*_`|\\#$~{}"})
@@ -79,6 +95,17 @@ class Site:
             return f.get("value") if isinstance(f, dict) else None
 
         return " and ".join(poor_figures(value(self.auc), value(self.sensitivity), value(self.specificity)))
+
+    @property
+    def unsettled(self) -> str:
+        """What the site's films are too few to settle (:func:`unsettled_figures`), in words; "" when nothing, or
+        when the model did poorly there anyway (``poor`` says more)."""
+        return "" if self.poor else " and ".join(unsettled_figures(self.sensitivity, self.specificity))
+
+    @property
+    def confirmed(self) -> bool:
+        """Whether the site's own films confirm the model's verdicts there: neither poor nor unsettled."""
+        return not self.poor and not self.unsettled
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
         h = self.head

@@ -7,7 +7,7 @@ import threading
 
 from .errors import CovidCoreError
 from .site import validate_site_with_films
-from .site_file import are_verdict_counts, is_whole, poor_figures
+from .site_file import are_verdict_counts, is_whole, poor_figures, unsettled_figures
 
 
 class ValidationJob:
@@ -56,9 +56,10 @@ def films_used_text(report: dict) -> str:
 
 def poor_site_warning(report: dict) -> str:
     """A warning in words when the model, even after adaptation, does poorly on the site's own films
-    (:func:`~covid_core.site_file.poor_figures`, counting the verdicts given where the report says which), and
-    when the shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head on the frozen features can
-    learn and then look good); "" otherwise or without figures."""
+    (:func:`~covid_core.site_file.poor_figures`, counting the verdicts given where the report says which), or when
+    those films are too few to know whether it does (:func:`~covid_core.site_file.unsettled_figures`), and when the
+    shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head on the frozen features can learn and
+    then look good); "" otherwise or without figures."""
     after = report.get("after") or {}
     rates = _given(report) or after
     auc = (after.get("auc") or {}).get("value")
@@ -69,10 +70,15 @@ def poor_site_warning(report: dict) -> str:
     if shipped_auc is not None and shipped_auc < SWAPPED_AUC:
         swapped = (f" The shipped model's AUC on your films, {shipped_auc:.2f}, is far below chance: check that the "
                    "labels are not swapped (COVID-19 films in another class's folder, or the other way round).")
-    if not poor:
-        return swapped.strip()
-    return ("On your films, even after adaptation, " + " and ".join(poor) + ". Making this the active site would "
-            "give verdicts that are often wrong; consider not using this model at your hospital." + swapped)
+    if poor:
+        return ("On your films, even after adaptation, " + " and ".join(poor) + ". Making this the active site "
+                "would give verdicts that are often wrong; consider not using this model at your hospital." + swapped)
+    unsettled = unsettled_figures(rates.get("sensitivity"), rates.get("specificity"))
+    if unsettled:
+        return ("Your films are too few to confirm this model here: " + " and ".join(unsettled) + ". Made the "
+                "active site now, its verdicts are marked as unconfirmed; label more films (above: how many) and "
+                "validate again." + swapped)
+    return swapped.strip()
 
 
 def interval_text(f: dict | None) -> str:

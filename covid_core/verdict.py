@@ -155,16 +155,24 @@ def validation_statement(site, prediction=None) -> str:
     worth = "" if said else predictive_values_sentence(site.counts or {}, "On those films")
     poor = (f" That is poor: on those films, even after adaptation, {site.poor}, so many of this model's verdicts "
             "at this hospital are wrong either way." if site.poor else "")
+    unsettled = (f" Too few films to confirm it: {site.unsettled}. Label more films and validate again."
+                 if site.unsettled else "")
     return (f"Validated at {site.name}: {films}, COVID-19 {figure('sensitivity', site.sensitivity)}, "
             f"{figure('specificity', site.specificity)}, estimated without any film scoring itself."
-            + poor + (" " + worth if worth else ""))
+            + poor + unsettled + (" " + worth if worth else ""))
 
 
-def poor_site_sentence(site, whose: str) -> str:
-    """Why verdicts at a ``site`` where the model did poorly (``Site.poor``) are often wrong, beside a list of them
-    (the results table, ``predict``): "on ``whose`` own labelled films, even after adaptation, ..."."""
-    return (f"on {whose} own labelled films, even after adaptation, {site.poor}, so many of these verdicts are "
-            "wrong either way")
+def site_doubt_sentence(site, whose: str) -> str:
+    """Why the verdicts at ``site`` are not confirmed there, beside a list of them (the results table, ``predict``):
+    the model did poorly on ``whose`` own labelled films (``Site.poor``: "on ``whose`` own labelled films, even after
+    adaptation, ..."), or they are too few to know how well it does (``Site.unsettled``); "" when they confirm it."""
+    if site.poor:
+        return (f"on {whose} own labelled films, even after adaptation, {site.poor}, so many of these verdicts are "
+                "wrong either way")
+    if site.unsettled:
+        return (f"{whose} labelled films are too few to confirm these verdicts: {site.unsettled}; label more films "
+                "and validate again")
+    return ""
 
 
 WITHHELD_TITLE = "No verdict: this film is unlike the X-rays the model learned from"

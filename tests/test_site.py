@@ -125,17 +125,23 @@ def test_predict_says_when_the_site_file_shows_the_model_doing_poorly_there(mode
     out = tmp_path / "site.json"
     assert _cli("validate-site", "--model", model, "--data", site, "--out", out).returncode == 0
     report = json.loads(out.read_text())
-    for name, (sens, spec, auc) in {"poor": (0.55, 0.6, 0.62), "good": (0.9, 0.85, 0.93)}.items():
-        figures = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": auc}}
+    cases = {"poor": (0.55, 0.6, 0.62, 0.4), "good": (0.9, 0.85, 0.93, 0.7), "too few": (0.875, 0.9, 0.93, 0.53)}
+    for name, (sens, spec, auc, sens_low) in cases.items():
+        figures = {"sensitivity": {"value": sens, "low": sens_low, "high": 0.98},
+                   "specificity": {"value": spec, "low": spec - 0.1, "high": 0.99}, "auc": {"value": auc}}
         edited = tmp_path / f"{name}.json"
         edited.write_text(json.dumps({**report, "after": figures}))
         assert bool(load_site(edited, model).poor) == (name == "poor")
+        assert load_site(edited, model).confirmed == (name == "good")
         r = _cli("predict", "--model", model, site, "--out", tmp_path / f"{name}.csv", "--site", edited)
         assert r.returncode == 0, r.stderr
         note = ("covid_verdict at hospital: on the site's own labelled films, even after adaptation, its COVID-19 "
                 "score ranks them with an AUC of 0.62 and its verdicts have sensitivity 55% and specificity 60%, so "
                 "many of these verdicts are wrong either way")
         assert (note in r.stderr) == (name == "poor"), r.stderr
+        few = ("covid_verdict at hospital: the site's labelled films are too few to confirm these verdicts: its "
+               "sensitivity of 88% could be as low as 53% (95% interval); label more films and validate again")
+        assert (few in r.stderr) == (name == "too few"), r.stderr
     # a run in which no film gets a verdict has no verdicts to warn about
     broken = tmp_path / "broken"
     broken.mkdir()
@@ -456,6 +462,41 @@ def test_a_model_that_does_poorly_on_the_sites_films_is_named_so_before_it_is_ma
     swapped = {**report(0.95, 0.9, 0.9), "before": {"auc": {"value": 0.08}}}
     assert poor_site_warning(swapped).startswith("The shipped model's AUC on your films, 0.08, is far below chance")
     assert "labels are not swapped" in poor_site_warning(swapped)
+
+
+def test_figures_from_too_few_films_to_confirm_the_model_are_named_so_before_it_is_made_active():
+    """On 10 COVID-19 films of an unseen hospital, 7 of the 8 given a verdict caught (0.875, interval from 0.53),
+    the model caught 0.600 of other patients' COVID-19 films (bench/site_size.py): a point figure above POOR_RATE
+    whose interval reaches below it is not a confirmation."""
+    from covid_core.site_file import Site, unsettled_figures
+    from covid_core.site_job import poor_site_warning
+    from covid_core.verdict import site_doubt_sentence, validation_statement
+
+    few = {"value": 0.875, "low": 0.529, "high": 0.978}
+    enough = {"value": 0.9, "low": 0.8, "high": 0.96}
+    assert unsettled_figures(few, enough) == ["its sensitivity of 88% could be as low as 53% (95% interval)"]
+    assert unsettled_figures(enough, few) == ["its specificity of 88% could be as low as 53% (95% interval)"]
+    assert unsettled_figures(enough, enough) == []
+    assert unsettled_figures({"value": 0.875}, None) == []  # no interval: nothing to say
+    assert unsettled_figures({"value": 0.5, "low": 0.3}, enough) == []  # poor, which poor_figures says
+
+    report = {"after": {"auc": {"value": 0.93}, "sensitivity": few, "specificity": enough}}
+    warning = poor_site_warning(report)
+    assert warning.startswith("Your films are too few to confirm this model here: its sensitivity of 88% could be "
+                              "as low as 53% (95% interval).") and "unconfirmed" in warning
+    assert poor_site_warning({"after": {**report["after"], "sensitivity": enough}}) == ""
+    # poor figures are named as poor, not as too few
+    poor = {"after": {"auc": {"value": 0.93}, "sensitivity": {"value": 0.5, "low": 0.3, "high": 0.7},
+                      "specificity": few}}
+    assert poor_site_warning(poor).startswith("On your films, even after adaptation")
+
+    site = Site(name="St Elsewhere", sensitivity=few, specificity=enough)
+    assert site.unsettled and not site.poor and not site.confirmed
+    assert "Too few films to confirm it: its sensitivity of 88% could be as low as 53%" in validation_statement(site)
+    assert site_doubt_sentence(site, "St Elsewhere's").startswith("St Elsewhere's labelled films are too few")
+    assert Site(name="s", sensitivity=enough, specificity=enough).confirmed
+    poor_site = Site(name="s", sensitivity={"value": 0.5, "low": 0.3, "high": 0.7}, specificity=few)
+    assert poor_site.poor and not poor_site.unsettled and not poor_site.confirmed
 
 
 def test_a_perfect_rate_on_a_few_patients_gets_an_interval_that_admits_a_miss():

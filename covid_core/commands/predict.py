@@ -112,11 +112,11 @@ def main(args: argparse.Namespace) -> int:
 
         print("covid_verdict withheld: no --site file validates this model at this hospital. "
               + NOT_VALIDATED_REASON, file=sys.stderr)
-    if clf.site is not None and clf.site.poor and any(
+    if clf.site is not None and not clf.site.confirmed and any(
             r.prediction is not None and r.prediction.covid_call in ("positive", "negative") for r in results):
-        from ..verdict import poor_site_sentence
+        from ..verdict import site_doubt_sentence
 
-        print(f"covid_verdict at {clf.site.name}: " + poor_site_sentence(clf.site, "the site's"), file=sys.stderr)
+        print(f"covid_verdict at {clf.site.name}: " + site_doubt_sentence(clf.site, "the site's"), file=sys.stderr)
     if any(r.prediction is not None and r.prediction.unconfirmed for r in results):
         print("covid_verdict unconfirmed: --unvalidated verdicts come from a model that no site file has validated "
               "at this hospital (research use); at hospitals it never saw, such models call many normal adults "
