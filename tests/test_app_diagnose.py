@@ -295,16 +295,23 @@ def test_a_site_file_beside_the_model_says_where_and_how_well_it_was_validated(w
     assert "That is poor" not in validated and "Often wrong here" not in _all_text(at)
 
 
-def test_a_verdict_at_a_site_validated_on_too_few_films_is_unconfirmed_and_says_why(tmp_path, monkeypatch):
-    """A site file whose sensitivity (88%) rests on so few films that it could be as low as 53%: the verdict is
-    drawn as unsettled and the validation statement says that more films are needed."""
+def _one_film_at_site(tmp_path, monkeypatch, after: dict):
+    """The Diagnose page after one film, with a site file whose figures after adaptation are ``after`` made active
+    beside the model, and every film positive at the stored threshold."""
     weights = app_env(tmp_path, monkeypatch, covid_threshold=0.0)
-    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json",
-               after={"sensitivity": {"value": 0.875, "low": 0.53, "high": 0.98},
-                      "specificity": {"value": 0.9, "low": 0.8, "high": 0.96}, "auc": {"value": 0.93}})
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json", after=after)
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
     assert not at.exception, at.exception
+    return at
+
+
+def test_a_verdict_at_a_site_validated_on_too_few_films_is_unconfirmed_and_says_why(tmp_path, monkeypatch):
+    """A site file whose sensitivity (88%) rests on so few films that it could be as low as 53%: the verdict is
+    drawn as unsettled and the validation statement says that more films are needed."""
+    at = _one_film_at_site(tmp_path, monkeypatch, {"sensitivity": {"value": 0.875, "low": 0.53, "high": 0.98},
+                                                   "specificity": {"value": 0.9, "low": 0.8, "high": 0.96},
+                                                   "auc": {"value": 0.93}})
     text = _all_text(at)
     assert "COVID-19: positive" in text and "2px dashed" in text
     assert "Unconfirmed: St Elsewhere's labelled films are too few to know how often this model is right here" in text
@@ -317,13 +324,9 @@ def test_a_verdict_at_a_site_validated_on_too_few_films_is_unconfirmed_and_says_
 def test_a_verdict_at_a_site_where_the_model_did_poorly_says_so_and_is_not_drawn_as_settled(tmp_path, monkeypatch):
     """The Validate page warned that the model did poorly on the site's films and the file was made active anyway:
     a clinician reading a verdict there is told so with the verdict, not only the one who made the file active."""
-    weights = app_env(tmp_path, monkeypatch, covid_threshold=0.0)  # every film positive at the stored threshold
-    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json",
-               after={"sensitivity": {"value": 0.55, "low": 0.4, "high": 0.7},
-                      "specificity": {"value": 0.6, "low": 0.45, "high": 0.74}, "auc": {"value": 0.62}})
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
-    assert not at.exception, at.exception
+    at = _one_film_at_site(tmp_path, monkeypatch, {"sensitivity": {"value": 0.55, "low": 0.4, "high": 0.7},
+                                                   "specificity": {"value": 0.6, "low": 0.45, "high": 0.74},
+                                                   "auc": {"value": 0.62}})
     text = _all_text(at)
     assert "COVID-19: positive" in text
     assert "Often wrong here: this model did poorly on St Elsewhere's own labelled films" in text
