@@ -53,8 +53,8 @@ def unsettled_figures(sensitivity: dict | None, specificity: dict | None) -> lis
         if not isinstance(f, dict) or not all(isinstance(f.get(k), (int, float)) for k in ("value", "low")):
             continue
         if f["value"] >= POOR_RATE and f["low"] < POOR_RATE:
-            unsettled.append(f"its {name} of {100 * f['value']:.0f}% could be as low as {100 * f['low']:.0f}% "
-                             "(95% interval)")
+            low = math.floor(100 * f["low"] + 1e-9)  # rounded down: 0.596 reads 59%, not the 60% it is below
+            unsettled.append(f"its {name} of {100 * f['value']:.0f}% could be as low as {low}% (95% interval)")
     return unsettled
 
 

@@ -472,11 +472,13 @@ def test_figures_from_too_few_films_to_confirm_the_model_are_named_so_before_it_
     from covid_core.site_job import poor_site_warning
     from covid_core.verdict import site_doubt_sentence, validation_statement
 
-    few = {"value": 0.875, "low": 0.529, "high": 0.978}
+    few = {"value": 0.875, "low": 0.53, "high": 0.978}
     enough = {"value": 0.9, "low": 0.8, "high": 0.96}
     assert unsettled_figures(few, enough) == ["its sensitivity of 88% could be as low as 53% (95% interval)"]
     assert unsettled_figures(enough, few) == ["its specificity of 88% could be as low as 53% (95% interval)"]
     assert unsettled_figures(enough, enough) == []
+    assert unsettled_figures({"value": 0.9, "low": 0.596}, enough) == [  # below 60%, so not rounded up to it
+        "its sensitivity of 90% could be as low as 59% (95% interval)"]
     assert unsettled_figures({"value": 0.875}, None) == []  # no interval: nothing to say
     assert unsettled_figures({"value": 0.5, "low": 0.3}, enough) == []  # poor, which poor_figures says
 
