@@ -75,9 +75,9 @@ def poor_site_warning(report: dict) -> str:
                 "would give verdicts that are often wrong; consider not using this model at your hospital." + swapped)
     unsettled = unsettled_figures(rates.get("sensitivity"), rates.get("specificity"))
     if unsettled:
-        return ("Your films are too few to confirm this model here: " + " and ".join(unsettled) + ". Made the "
-                "active site now, its verdicts are marked as unconfirmed; label more films (above: how many) and "
-                "validate again." + swapped)
+        return ("Your films are too few to confirm this model here: " + " and ".join(unsettled) + ". If you make "
+                "this the active site now, its verdicts are marked as unconfirmed; label more films (how many is said "
+                "above) and validate again." + swapped)
     return swapped.strip()
 
 
