@@ -372,20 +372,26 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     assert saved.is_file() and json.loads(saved.read_text())["site"] == "St Elsewhere"
 
 
-def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_on_purpose(env):
-    """Sensitivity 88% on 8 COVID-19 films (interval from 53%): not poor, but not a confirmation either."""
+def _validate_page_with_report(env, figures: dict, skipped: list[str]):
+    """The Validate page showing a finished validation of St Elsewhere whose figures (before and after adaptation)
+    are ``figures``."""
     import pandas as pd
 
-    few, good = {"value": 0.875, "low": 0.53, "high": 0.98}, {"value": 0.9, "low": 0.8, "high": 0.96}
-    figures = {"sensitivity": few, "specificity": good, "auc": {"value": 0.93}}
-    report = {"site": "St Elsewhere", "films_used": 24, "counts": {"normal": 16, "covid19": 8}, "problems": [],
-              "adapted": [], "skipped": [], "before": figures, "after": figures}
+    report = {"site": "St Elsewhere", "films_used": 24, "counts": {"normal": 12, "covid19": 12}, "problems": [],
+              "adapted": [], "skipped": skipped, "before": figures, "after": figures}
     films = pd.DataFrame({"file": ["covid19/a.png"], "label": ["covid19"], "verdict (after adaptation)": ["negative"],
                           "right (after adaptation)": ["no"]})
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.session_state["site_report"] = (str(env / "weights" / "tiny_cnn.pt"), report, films)
     at.switch_page("views/validate.py").run()
     assert not at.exception, at.exception
+    return at
+
+
+def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_on_purpose(env):
+    """Sensitivity 88% on 8 COVID-19 films (interval from 53%): not poor, but not a confirmation either."""
+    few, good = {"value": 0.875, "low": 0.53, "high": 0.98}, {"value": 0.9, "low": 0.8, "high": 0.96}
+    at = _validate_page_with_report(env, {"sensitivity": few, "specificity": good, "auc": {"value": 0.93}}, [])
     assert any(w.value.startswith("Your films are too few to confirm this model here: its sensitivity of 88% could "
                                   "be as low as 53%") for w in at.warning)
     assert at.button(key="site_activate").disabled
@@ -395,19 +401,9 @@ def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_o
 
 def test_a_site_where_the_model_does_poorly_is_made_active_only_on_purpose(env):
     """The warning stands before the activation button, which stays disabled until the user says "anyway"."""
-    import pandas as pd
-
     poor = {"value": 0.5, "low": 0.3, "high": 0.7}
-    report = {"site": "St Elsewhere", "films_used": 24, "counts": {"normal": 12, "covid19": 12}, "problems": [],
-              "adapted": [], "skipped": ["operating point: neither ..."],
-              "before": {"sensitivity": poor, "specificity": poor, "auc": {"value": 0.55}},
-              "after": {"sensitivity": poor, "specificity": poor, "auc": {"value": 0.55}}}
-    films = pd.DataFrame({"file": ["covid19/a.png"], "label": ["covid19"], "verdict (after adaptation)": ["negative"],
-                          "right (after adaptation)": ["no"]})
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.session_state["site_report"] = (str(env / "weights" / "tiny_cnn.pt"), report, films)
-    at.switch_page("views/validate.py").run()
-    assert not at.exception, at.exception
+    at = _validate_page_with_report(env, {"sensitivity": poor, "specificity": poor, "auc": {"value": 0.55}},
+                                    ["operating point: neither ..."])
     assert any("often wrong" in w.value and "AUC of 0.55" in w.value for w in at.warning)
     assert at.button(key="site_activate").disabled
     at.checkbox(key="site_poor_ok").check().run()
