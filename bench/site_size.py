@@ -29,6 +29,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from site_validation import build_halves, copy_films, decisions, prepared, rates  # noqa: E402 (bench/ on the path)
+
 
 def parse_sizes(text: str) -> list[tuple[int | None, int | None]]:
     """"10:40,all:all" -> [(10, 40), (None, None)]: COVID-19 and other films per draw, None for all of them."""
@@ -79,9 +81,7 @@ def estimate_text(hits: int, n: int) -> str:
 def measured(y, positive, withheld) -> tuple[float, float, float]:
     """(sensitivity, specificity) among the films given a verdict, and the share of all films given a wrong one."""
     given = ~withheld
-    sens = float(positive[given & y].mean()) if (given & y).any() else float("nan")
-    spec = float((~positive[given & ~y]).mean()) if (given & ~y).any() else float("nan")
-    return sens, spec, float((given & (positive != y)).mean())
+    return (*rates(y[given], positive[given]), float((given & (positive != y)).mean()))
 
 
 def main() -> int:
@@ -89,7 +89,6 @@ def main() -> int:
     from covid_core.site import validate_site
     from covid_core.site_file import load_classifier_at_site
     from covid_core.targets import COVID_CLASS
-    from site_validation import build_halves, decisions, prepared
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", required=True)
@@ -122,9 +121,7 @@ def main() -> int:
             for d in range(1 if size == (None, None) else args.draws):
                 folder = work / f"draw-{size[0]}-{size[1]}-{d}"
                 rows = a[a.patient.astype(str).isin(draw_patients(a, covid, size, rng))]
-                for row in rows.itertuples():
-                    (folder / row.label).mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(row.path, folder / row.label / row.filename)
+                copy_films(rows, folder)
                 started = time.perf_counter()
                 report = validate_site(classifier, folder, name=folder.name, seed=d)
                 seconds = time.perf_counter() - started

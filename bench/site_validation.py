@@ -50,6 +50,13 @@ def site_table(data: str, target: str, unseen: str = ""):
     return table[held | covid].reset_index(drop=True)
 
 
+def copy_films(rows, folder: Path) -> None:
+    """Copy the films of ``rows`` into ``folder``/<label>/, the layout validate-site reads."""
+    for row in rows.itertuples():
+        (folder / row.label).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(row.path, folder / row.label / row.filename)
+
+
 def build_halves(data: str, target: str, seed: int, work: Path, unseen: str = "") -> dict:
     table = site_table(data, target, unseen)
     patients = np.array(sorted(table.patient.astype(str).unique()))
@@ -58,10 +65,7 @@ def build_halves(data: str, target: str, seed: int, work: Path, unseen: str = ""
     out = {}
     for name, members in (("A", half_a), ("B", set(patients) - half_a)):
         rows = table[table.patient.astype(str).isin(members)]
-        for row in rows.itertuples():
-            folder = work / name / row.label
-            folder.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(row.path, folder / row.filename)
+        copy_films(rows, work / name)
         out[name] = rows
     return out
 
