@@ -393,6 +393,15 @@ def _check_codestream(ds, syntax, rows: int, cols: int, samples: int) -> None:
                             "far more memory than its header admits); export it again")
 
 
+def _is_decoder_panic(exc: BaseException) -> bool:
+    """Whether ``exc`` is a Rust decoder's panic. pylibjpeg-rle is written in Rust: a damaged RLE segment whose runs
+    overrun the film ("index out of bounds: the len is 8192 but the index is 8192") panics, and PyO3 raises the panic
+    as ``pyo3_runtime.PanicException``, a BaseException that ``except Exception`` lets through, which would end a
+    whole batch. Each PyO3 module makes its own class of that name, so it is known by name."""
+    kind = type(exc)
+    return kind.__name__ == "PanicException" and kind.__module__ == "pyo3_runtime"
+
+
 def _pixel_failure_advice(syntax) -> str:
     """What to do about pixel data that did not decode: it depends on whether it is compressed and whether a
     decoder for its compression is installed (pydicom's plugins: pylibjpeg, pylibjpeg-libjpeg, -openjpeg, -rle)."""
@@ -436,10 +445,14 @@ def _dicom_image(ds) -> DecodedImage:
         ds.pixel_array_options(decoding_plugin="pylibjpeg")
     try:
         arr = ds.pixel_array
-    except Exception as exc:
+    except BaseException as exc:  # a Rust decoder's panic is a BaseException (see _is_decoder_panic)
+        panic = _is_decoder_panic(exc)
+        if not isinstance(exc, Exception) and not panic:
+            raise
+        reason = "its decoder stopped on damaged data" if panic else _OBJECT_REPR.sub("the data", _first_line(exc))
         raise InvalidImageError(
             f"DICOM pixel data could not be decoded (transfer syntax: {getattr(syntax, 'name', str(syntax))}): "
-            f"{_OBJECT_REPR.sub('the data', _first_line(exc))}. {_pixel_failure_advice(syntax)}"
+            f"{reason}. {_pixel_failure_advice(syntax)}"
         ) from exc
     photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).upper()
     notes = []

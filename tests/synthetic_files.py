@@ -119,11 +119,15 @@ def dicom_with_raw_element(tag: int, value: bytes, vr: str | None = None) -> byt
     return base[:pos] + element + value + base[pos:]
 
 
-def rle_dicom(segment: bytes, size: int = 64) -> bytes:
-    """An 8-bit ``size`` x ``size`` DICOM in RLE Lossless whose one segment (PackBits runs) is ``segment``."""
-    header = struct.pack("<16I", 1, 64, *[0] * 14)  # one segment, starting after the 64-byte header
+def rle_dicom(segment: bytes, size: int = 64, low_bytes: bytes | None = None) -> bytes:
+    """A ``size`` x ``size`` DICOM in RLE Lossless whose segment (PackBits runs) is ``segment``: 8-bit, or 16-bit with
+    ``low_bytes``, the second segment (``segment`` then holds the high bytes)."""
+    segments = [segment] if low_bytes is None else [segment, low_bytes]
+    offsets = [64 + sum(len(s) for s in segments[:i]) for i in range(len(segments))]  # after the 64-byte header
+    header = struct.pack("<16I", len(segments), *offsets, *[0] * (15 - len(segments)))
+    bits = {} if low_bytes is not None else {"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}
     return dicom_bytes(np.zeros((size, size), np.uint16), transfer_syntax="1.2.840.10008.1.2.5",
-                       encapsulated=header + segment, header={"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7})
+                       encapsulated=header + b"".join(segments), header=bits)
 
 
 def j2k_headers(size: int, levels: int = 5, precinct: int | None = None, block: int = 64,

@@ -7,6 +7,7 @@ exception, or any input taking over 5 s, fails the test. The number of inputs is
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import signal
@@ -21,12 +22,41 @@ from PIL import Image
 from covid_core.decode import decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.inference import predict
-from synthetic_files import dicom_gradient, encode, gradient, tiny_classifier
+from synthetic_files import (dicom_bytes, dicom_gradient, dicom_with_many_elements, encode, gradient,
+                             lossless_jpeg, tiny_classifier)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coronahack-mini"
 N_INPUTS = int(os.environ.get("COVID_FUZZ_INPUTS", "2000"))
 SEED = int(os.environ.get("COVID_FUZZ_SEED", "20240607"))
 MAX_SECONDS = 5.0
+
+
+def _compressed_dicoms(g: np.ndarray) -> list[tuple[bytes, str]]:
+    """The 8-bit gradient ``g`` as DICOMs in each compression a PACS exports, each through its own decoder: JPEG
+    baseline and JPEG Lossless (pylibjpeg-libjpeg), JPEG 2000 lossless and lossy (pylibjpeg-openjpeg), RLE
+    (pylibjpeg-rle, written in Rust), the data set deflated, and Implicit VR."""
+    import openjpeg
+    from pydicom import dcmread
+    from pydicom.uid import (JPEG2000, ImplicitVRLittleEndian, JPEG2000Lossless, JPEGBaseline8Bit, JPEGLosslessSV1,
+                             RLELossless)
+
+    g12 = g.astype(np.uint16) * 16
+    eight_bits = {"BitsAllocated": 8, "BitsStored": 8, "HighBit": 7}
+    rle = dcmread(io.BytesIO(dicom_gradient()))
+    rle.compress(RLELossless)
+    rle_file = io.BytesIO()
+    rle.save_as(rle_file)
+    return [
+        (dicom_bytes(g, transfer_syntax=JPEGBaseline8Bit, encapsulated=encode(g, "JPEG"), header=eight_bits), "jb.dcm"),
+        (dicom_bytes(g12, transfer_syntax=JPEGLosslessSV1, encapsulated=lossless_jpeg(g12)), "ll.dcm"),
+        (dicom_bytes(g12, transfer_syntax=JPEG2000Lossless, encapsulated=bytes(openjpeg.encode(g12, bits_stored=12))),
+         "j2k.dcm"),
+        (dicom_bytes(g12, transfer_syntax=JPEG2000,
+                     encapsulated=bytes(openjpeg.encode(g12, bits_stored=12, compression_ratios=[10]))), "j2kl.dcm"),
+        (rle_file.getvalue(), "rle.dcm"),
+        (dicom_with_many_elements(20, deflated=True), "deflated.dcm"),
+        (dicom_gradient(transfer_syntax=ImplicitVRLittleEndian), "implicit.dcm"),
+    ]
 
 
 def _seed_files() -> list[tuple[bytes, str]]:
@@ -41,6 +71,7 @@ def _seed_files() -> list[tuple[bytes, str]]:
         (encode(Image.fromarray(g.astype(np.float32) / 255, "F"), "TIFF"), "f.tif"),
         (encode(g, "BMP"), "a.bmp"), (encode(Image.fromarray(g).convert("P"), "PNG"), "pal.png"),
         (dicom_gradient(), "a.dcm"), (dicom_gradient(photometric="MONOCHROME1"), "m1.dcm"),
+        *_compressed_dicoms(g),
     ]
     if DATA.is_dir():
         real = sorted(DATA.rglob("*.jpeg"))[:3] + sorted(DATA.rglob("*.jpg"))[:3]
@@ -114,7 +145,9 @@ def test_fuzzed_images_never_crash_or_hang(tmp_path):
                 counts["refused"] += 1
             except _Timeout:
                 failures.append((i, name, f"hung over {MAX_SECONDS + 1:.0f} s"))
-            except Exception as exc:  # the point of the test: anything else is a crash
+            except BaseException as exc:  # the point of the test: anything else is a crash, a Rust decoder's
+                if isinstance(exc, (KeyboardInterrupt, SystemExit)):  # panic (a BaseException) included
+                    raise
                 failures.append((i, name, f"{type(exc).__name__}: {exc}"))
             finally:
                 signal.setitimer(signal.ITIMER_REAL, 0)

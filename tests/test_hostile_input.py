@@ -23,7 +23,7 @@ from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
 from synthetic_files import (dicom_bytes, dicom_with_many_elements, dicom_with_raw_element, encode, gradient,
                              j2k_headers, jpeg_with_segments, png_with_chunks, png_with_exif, progressive_jpeg,
-                             rle_dicom, run_length_bmp, tiff_pages, tiff_strips)
+                             rle_dicom, run_length_bmp, tiff_pages, tiff_strips, tiny_classifier)
 
 
 @contextmanager
@@ -309,6 +309,29 @@ def test_an_rle_dicom_is_never_expanded_past_its_film(monkeypatch):
     assert flooded.raw.shape == (64, 64) and peak["mb"] < 20, f"decoding allocated {peak['mb']:.0f} MB"
     with pytest.raises(InvalidImageError, match="DICOM pixel data could not be decoded"):
         decode_image(rle_dicom(b"\x80" * 1_000_000), "no-ops.dcm")  # no-op bytes only: nothing decoded
+
+
+def test_an_rle_segment_that_overruns_its_film_is_refused_and_the_batch_goes_on(tmp_path):
+    """pylibjpeg-rle is written in Rust; a 16-bit film whose high-byte segment decodes past its half of the film
+    panicked there, and the panic (PyO3's PanicException, a BaseException) went through every ``except Exception``:
+    one such file ended a whole ``predict`` run with a traceback and no CSV."""
+    from covid_core.cli import main as cli_main
+
+    fits = b"".join(b"\x3f" + bytes(row) for row in gradient(64))  # 64 rows of 64 bytes copied literally
+    overruns = b"\x81\x00" * 40  # 40 runs of 128 bytes, where the film's high bytes take 4,096
+    assert decode_image(rle_dicom(fits, low_bytes=fits), "fits.dcm").raw.shape == (64, 64)
+    with pytest.raises(InvalidImageError, match="RLE Lossless.*decoder stopped on damaged data.*export it again"):
+        decode_image(rle_dicom(overruns, low_bytes=fits), "overruns.dcm")
+    folder = tmp_path / "films"
+    folder.mkdir()
+    (folder / "overruns.dcm").write_bytes(rle_dicom(overruns, low_bytes=fits))
+    (folder / "fits.dcm").write_bytes(rle_dicom(fits, low_bytes=fits))
+    classifier = tiny_classifier(tmp_path)
+    out = tmp_path / "preds.csv"
+    assert cli_main(["predict", "--model", str(classifier.path), str(folder), "--out", str(out), "--unvalidated"]) == 0
+    rows = {r["filename"]: r for r in csv.DictReader(out.open())}
+    assert "decoder stopped on damaged data" in rows["overruns.dcm"]["error"]
+    assert rows["fits.dcm"]["error"] == "" and rows["fits.dcm"]["label"]
 
 
 def test_a_film_is_turned_upright_without_rewriting_its_exif():
