@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .datasets import IMAGE_EXTENSIONS
@@ -47,6 +48,25 @@ def _check_directory(data: bytes, max_files: int) -> None:
                            "refused")
 
 
+#: What zipfile and zlib raise for a damaged member or directory, besides BadZipFile: a bad checksum or header
+#: (BadZipFile), offsets before the start of the file (ValueError "negative seek value"), compressed data cut short
+#: (EOFError) or corrupt (zlib.error), a compression method Python cannot read (NotImplementedError) and an
+#: encrypted member (RuntimeError "password required").
+DAMAGE = (ValueError, EOFError, zlib.error, NotImplementedError, RuntimeError)
+
+
+def _damage_reason(exc: BaseException) -> str:
+    if isinstance(exc, RuntimeError) and "password" in str(exc).lower():
+        return "encrypted (a password is needed); zip the films without one"
+    if isinstance(exc, NotImplementedError):
+        return f"packed with a compression this reader lacks ({exc}); zip it again with the usual deflate"
+    if "CRC" in str(exc):
+        return "damaged in the zip: its contents fail the zip's checksum"
+    if "seek" in str(exc):
+        return "damaged in the zip: the zip's directory places it outside the file"
+    return f"damaged in the zip ({str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__})"
+
+
 def extract_labelled_zip(data: bytes, dest: str | Path, max_files: int = MAX_FILES,
                          max_bytes: int = MAX_BYTES) -> tuple[Path, list[str]]:
     """Unpack the image files of the zip ``data`` into ``dest``; returns (the data folder: ``dest``, or the one
@@ -58,8 +78,9 @@ def extract_labelled_zip(data: bytes, dest: str | Path, max_files: int = MAX_FIL
     _check_directory(data, max_files)
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise DatasetError(f"not a zip archive ({exc}); upload a .zip of folders such as normal/ and covid19/") from exc
+    except (zipfile.BadZipFile, *DAMAGE) as exc:
+        raise DatasetError(f"not a zip archive, or its directory is damaged ({exc}); upload a .zip of folders such "
+                           "as normal/ and covid19/") from exc
     members = [m for m in archive.infolist() if not m.is_dir()]
     if len(members) > max_files:
         raise DatasetError(f"the zip holds {len(members)} files, over the limit of {max_files}")
@@ -72,18 +93,25 @@ def extract_labelled_zip(data: bytes, dest: str | Path, max_files: int = MAX_FIL
         if (member.external_attr >> 16) & 0o170000 == 0o120000:
             skipped.append(f"{member.filename}: a link; skipped")
             continue
-        if path.suffix.lower() not in IMAGE_EXTENSIONS:
-            with archive.open(member) as src:
-                if not is_dicom(src.read(DICOM_PREAMBLE), path.name):
-                    continue  # notes, CSVs of other tools, .DS_Store...; a DICOM named IM000001 is kept
         target = dest.joinpath(*path.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(member) as src, open(target, "wb") as out:
-            while chunk := src.read(CHUNK):
-                total += len(chunk)
-                if total > max_bytes:
-                    raise DatasetError(f"the zip unpacks to more than {max_bytes / 2**20:.0f} MB; refused")
-                out.write(chunk)
+        try:
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                with archive.open(member) as src:
+                    if not is_dicom(src.read(DICOM_PREAMBLE), path.name):
+                        continue  # notes, CSVs of other tools, .DS_Store...; a DICOM named IM000001 is kept
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(member) as src, open(target, "wb") as out:
+                while chunk := src.read(CHUNK):
+                    total += len(chunk)
+                    if total > max_bytes:
+                        raise DatasetError(f"the zip unpacks to more than {max_bytes / 2**20:.0f} MB; refused")
+                    out.write(chunk)
+        except (zipfile.BadZipFile, *DAMAGE) as exc:  # this member only: the others are still read
+            target.unlink(missing_ok=True)
+            skipped.append(f"{member.filename}: {_damage_reason(exc)}; skipped")
+        except OSError as exc:  # the disk, not the zip: a full disk, or a name this file system refuses
+            raise DatasetError(f"could not unpack {member.filename} here ({exc.strerror or exc}); nothing was "
+                               "validated") from exc
     root = dest
     while root.is_dir() and len(entries := list(root.iterdir())) == 1 and entries[0].is_dir() \
             and entries[0].name.lower() not in ("normal", "pneumonia", "covid19", "covid", "train", "test"):

@@ -436,11 +436,15 @@ def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
                 z.writestr(f"hospital/{cls}/{cls}{i}.png", png_bytes(np.clip(img, 0, 255).astype(np.uint8)))
         z.writestr("../outside.png", png_bytes(xray_array(64)))
         z.writestr("../[a](http:evil.example).png", png_bytes(xray_array(64)))
+        z.writestr("hospital/normal/damaged.png", png_bytes(xray_array(64, seed=99)))
+    data = bytearray(buf.getvalue())  # stored, not deflated: a byte of damaged.png's data, which fails its checksum
+    data[data.index(b"hospital/normal/damaged.png") + 200] ^= 0xFF
     at = page("validate")
-    at.file_uploader(key="site_zip").set_value(("hospital.zip", buf.getvalue(), "application/zip"))
+    at.file_uploader(key="site_zip").set_value(("hospital.zip", bytes(data), "application/zip"))
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert any("leaves the folder" in w.value for w in at.warning)
+    assert any("damaged.png" in w.value and "fail the zip's checksum" in w.value for w in at.warning)
     assert any(w.value.startswith(r"../\[a\](http\:evil.example).png\: its path") for w in at.warning)  # as it is
     _wait_for_site_report(at)
     assert list(at.dataframe[0].value[""]) == ["shipped model", "after adaptation (cross-validated)"]
