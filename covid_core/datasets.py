@@ -131,6 +131,9 @@ def _read_csv(path: Path, **kwargs) -> pd.DataFrame:
         df = pd.read_csv(io.StringIO(text), skip_blank_lines=False, dtype=str, keep_default_na=False, **kwargs)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise DatasetError(f"{path.name} is not a readable CSV: {str(exc).strip()}") from exc
+    if not isinstance(df.index, pd.RangeIndex):  # pandas takes the first values of each row as its index then
+        raise DatasetError(f"{path.name}: its first row holds more values than its header line has column names; "
+                           "check the header and the separator (a comma)")
     df = df.fillna("")  # short rows leave NaN even with keep_default_na=False
     blank = (df.astype(str).apply(lambda col: col.str.strip()) == "").all(axis=1)
     return df[~blank]
@@ -157,6 +160,8 @@ def safe_path(root: Path, name: str, folder: Path) -> Path | None:
     if ".." in parts:
         return None
     candidate = folder / name
+    if "\0" in name:  # no file has such a name (the row is reported as missing); realpath would raise
+        return candidate
     real_root = os.path.realpath(root)
     if os.path.commonpath([real_root, os.path.realpath(candidate)]) != real_root:
         return None

@@ -108,8 +108,8 @@ class Site:
         return not self.poor and not self.unsettled
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
-        h = self.head
-        z = ((np.asarray(penultimate, np.float64) - h["mean"]) / h["scale"]) @ np.asarray(h["coef"]) + h["intercept"]
+        h = {k: np.asarray(self.head[k], np.float64) for k in ("mean", "scale", "coef", "intercept")}
+        z = ((np.asarray(penultimate, np.float64) - h["mean"]) / h["scale"]) @ h["coef"] + h["intercept"]
         return 1.0 / (1.0 + np.exp(-z))
 
     def ood_stats(self, stats: dict) -> dict:
@@ -140,7 +140,8 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
     if not isinstance(data, dict) or data.get("format") != SITE_FORMAT:
         raise ConfigError(f"{path.name} is not a site file (no format {SITE_FORMAT!r}); make one with "
                           "`python -m covid_core validate-site`")
-    wanted = (data.get("checkpoint") or {}).get("sha256")
+    made_for = data.get("checkpoint")
+    wanted = made_for.get("sha256") if isinstance(made_for, dict) else None
     actual = file_sha256(checkpoint_path)
     if wanted != actual:
         raise ConfigError(f"{path.name} was made for another model (checkpoint {str(wanted)[:12]}, not "
@@ -186,8 +187,14 @@ def are_verdict_counts(c) -> bool:
     return isinstance(c, dict) and all(is_whole(c.get(k)) for k in ("tp", "fn", "fp", "tn"))
 
 
-def _numbers(v) -> bool:
-    return isinstance(v, list) and bool(v) and all(_number(x, -math.inf, math.inf) for x in v)
+#: The largest magnitude a site head's number may have, and the smallest scale. Fitted heads hold features' means
+#: and scales (a standard deviation plus 1e-6) of about 1e-6 to 10 and coefficients under 1; a hand edit of 1e308
+#: made the head's probability NaN, which read as a negative verdict. Within these bounds the head's sum stays finite.
+HEAD_LIMIT, HEAD_SCALE_FLOOR = 1e6, 1e-9
+
+
+def _numbers(v, low: float = -math.inf, high: float = math.inf) -> bool:
+    return isinstance(v, list) and bool(v) and all(_number(x, low, high) for x in v)
 
 
 def _damage(site: Site) -> str:
@@ -198,9 +205,10 @@ def _damage(site: Site) -> str:
         return f"temperature {site.temperature!r} is not a positive number"
     if site.head is not None:
         h = site.head
-        if not isinstance(h, dict) or not all(_numbers(h.get(k)) for k in ("mean", "scale", "coef")) \
-                or not _number(h.get("intercept"), -math.inf, math.inf) \
-                or len({len(h["mean"]), len(h["scale"]), len(h["coef"])}) != 1 or min(h["scale"]) <= 0:
+        if not isinstance(h, dict) or not all(_numbers(h.get(k), -HEAD_LIMIT, HEAD_LIMIT) for k in ("mean", "coef")) \
+                or not _numbers(h.get("scale"), HEAD_SCALE_FLOOR, HEAD_LIMIT) \
+                or not _number(h.get("intercept"), -HEAD_LIMIT, HEAD_LIMIT) \
+                or len({len(h["mean"]), len(h["scale"]), len(h["coef"])}) != 1:
             return "its head is not a set of equal-length number lists with positive scales and an intercept"
         if site.threshold is None:
             return "its head has no threshold"
@@ -213,6 +221,9 @@ def _damage(site: Site) -> str:
         if f is not None and not (isinstance(f, dict) and all(f.get(k) is None or _number(f[k], 0.0, 1.0)
                                                                for k in ("value", "low", "high"))):
             return f"its {name} is not a share from 0 to 1"
+        if name != "AUC" and f is not None and f.get("value") is not None and not (
+                f.get("low") is not None and f.get("high") is not None and f["low"] <= f["value"] <= f["high"]):
+            return f"its {name} has no 95% interval around it"  # without one, too few films would go unnoticed
     return ""
 
 

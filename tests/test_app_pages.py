@@ -206,7 +206,8 @@ def test_a_hand_edited_site_file_with_counts_that_are_not_numbers_is_shown_witho
     from covid_core.site_file import SITE_FORMAT
 
     model = env / "weights" / "tiny_cnn.pt"
-    figures = {"sensitivity": {"value": 0.9}, "specificity": {"value": 0.85}}
+    figures = {"sensitivity": {"value": 0.9, "low": 0.6, "high": 0.98},
+               "specificity": {"value": 0.85, "low": 0.55, "high": 0.96}}
     model.with_name("tiny_cnn.site.json").write_text(json.dumps({
         "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": file_sha256(model)},
         "before": figures, "after": {**figures, "counts": {"tp": 9, "fn": 1, "fp": 2, "tn": 8},

@@ -80,6 +80,23 @@ def test_path_escaping_the_folder_is_refused(tmp_path):
         load_dataset(root)
 
 
+
+def test_a_csv_row_longer_than_its_header_or_a_name_with_a_nul_byte_is_named_not_a_crash(tmp_path):
+    """Found by mutating the metadata CSV at random: a first row with more values than the header made pandas take
+    them as the index (a TypeError building the row number), and a file name holding a NUL byte a ValueError."""
+    root = _coronahack(tmp_path / "long", CORONA_ROWS)
+    csv = root / "Chest_Xray_Corona_Metadata.csv"
+    lines = csv.read_text().splitlines()
+    csv.write_text("\n".join([lines[0], lines[1] + ",extra", *lines[2:]]) + "\n")
+    with pytest.raises(DatasetError, match="first row holds more values than its header line has column names"):
+        load_dataset(root)
+    root = _coronahack(tmp_path / "nul", CORONA_ROWS)
+    df = pd.read_csv(root / "Chest_Xray_Corona_Metadata.csv", index_col=0)
+    df.loc[1, "X_ray_image_name"] = "b1\0.jpeg"
+    df.to_csv(root / "Chest_Xray_Corona_Metadata.csv")
+    with pytest.raises(DatasetError, match=r"list files that do not exist: row 3 \(b1"):
+        load_dataset(root)
+
 def test_folder_layout_and_fingerprint(tmp_path):
     root = make_folder_dataset(tmp_path / "data", per_class_train=3, per_class_test=1)
     ds = load_dataset(root)

@@ -166,6 +166,9 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
     junk.write_text(json.dumps({"hello": 1}))
     with pytest.raises(ConfigError, match="not a site file"):
         load_site(junk, model)
+    junk.write_text(json.dumps({**json.loads(out.read_text()), "checkpoint": 5}))  # found by fuzzing: AttributeError
+    with pytest.raises(ConfigError, match="made for another model"):
+        load_site(junk, model)
 
 
 @pytest.mark.parametrize("parameters, after, reason", [
@@ -176,6 +179,13 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
     ({"head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 0.0}}, {}, "its head has no threshold"),
     ({"ood_means": {"penultimate": "x"}}, {}, "its familiarity means are not"),
     ({}, {"sensitivity": {"value": "high"}}, "its sensitivity is not a share"),
+    # found by fuzzing: 1e308 made the head's probability NaN, read as a negative verdict; a number past int64 was
+    # not a number to numpy; a figure without its interval escaped the too-few-films warning; a KeyError
+    ({"head": {"mean": [1e308], "scale": [1.0], "coef": [1.0], "intercept": 0.0}, "threshold": 0.5}, {},
+     "its head is not"),
+    ({"head": {"mean": [0.0], "scale": [1.0], "coef": [1.0], "intercept": 10**30}, "threshold": 0.5}, {},
+     "its head is not"),
+    ({}, {"sensitivity": {"value": 0.9, "low": 0.5}}, "its sensitivity has no 95% interval around it"),
     ({}, {"given": {"sensitivity": {"value": 0.9}, "films": "x", "withheld": 1}}, "count of films given a verdict"),
     ({}, {"given": {"sensitivity": {"value": 0.9}, "films": 3, "withheld": 5}}, "count of films given a verdict"),
     ({}, {"counts": {"tp": 3, "fn": "1", "fp": 0, "tn": 2}}, "its verdict counts are not four whole numbers"),
