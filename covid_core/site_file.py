@@ -177,9 +177,13 @@ def _number(v, low: float, high: float) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
 
 
+#: More films than any site labels: a larger count is a damaged file (10**30 broke the interval's computation).
+MAX_COUNT = 10**9
+
+
 def is_whole(v) -> bool:
-    """A count: an int (not a bool) of 0 or more."""
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    """A count: an int (not a bool) from 0 to MAX_COUNT."""
+    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= MAX_COUNT
 
 
 def are_verdict_counts(c) -> bool:

@@ -189,6 +189,7 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
     ({}, {"given": {"sensitivity": {"value": 0.9}, "films": "x", "withheld": 1}}, "count of films given a verdict"),
     ({}, {"given": {"sensitivity": {"value": 0.9}, "films": 3, "withheld": 5}}, "count of films given a verdict"),
     ({}, {"counts": {"tp": 3, "fn": "1", "fp": 0, "tn": 2}}, "its verdict counts are not four whole numbers"),
+    ({}, {"counts": {"tp": 10**30, "fn": 1, "fp": 0, "tn": 2}}, "its verdict counts are not four whole numbers"),
     ("x", {}, "its parameters or figures are not a JSON object"),
 ])
 def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, tmp_path, parameters, after, reason):
