@@ -103,10 +103,13 @@ def _widen_to_patients(figure: dict, rate: float | None, n_patients: int) -> Non
     """
     from .metrics import proportion_interval
 
-    if rate is None or figure.get("low") is None or n_patients == 0:
+    if rate is None or n_patients == 0:
         return
     low, high = proportion_interval(round(rate * n_patients), n_patients)
-    figure["low"], figure["high"] = min(figure["low"], low), max(figure["high"], high)
+    if figure.get("low") is None:  # too few draws held films of that kind: the Wilson interval alone
+        figure["low"], figure["high"] = low, high
+    else:
+        figure["low"], figure["high"] = min(figure["low"], low), max(figure["high"], high)
 
 
 def _folds(patients: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0):
