@@ -71,14 +71,18 @@ def test_misspelled_column_gets_a_hint(tmp_path):
         load_dataset(root)
 
 
-def test_path_escaping_the_folder_is_refused(tmp_path):
-    root = _coronahack(tmp_path / "d", CORONA_ROWS)
+def _named(root, row: int, name: str):
+    """``root`` with the file name of the metadata's ``row`` (0-based) changed to ``name``."""
     df = pd.read_csv(root / "Chest_Xray_Corona_Metadata.csv", index_col=0)
-    df.loc[1, "X_ray_image_name"] = "../../../etc/passwd"
+    df.loc[row, "X_ray_image_name"] = name
     df.to_csv(root / "Chest_Xray_Corona_Metadata.csv")
+    return root
+
+
+def test_path_escaping_the_folder_is_refused(tmp_path):
+    root = _named(_coronahack(tmp_path / "d", CORONA_ROWS), 1, "../../../etc/passwd")
     with pytest.raises(DatasetError, match=r"outside the data folder.*row 3 \('../../../etc/passwd'\)"):
         load_dataset(root)
-
 
 
 def test_a_csv_row_longer_than_its_header_or_a_name_with_a_nul_byte_is_named_not_a_crash(tmp_path):
@@ -90,12 +94,10 @@ def test_a_csv_row_longer_than_its_header_or_a_name_with_a_nul_byte_is_named_not
     csv.write_text("\n".join([lines[0], lines[1] + ",extra", *lines[2:]]) + "\n")
     with pytest.raises(DatasetError, match="first row holds more values than its header line has column names"):
         load_dataset(root)
-    root = _coronahack(tmp_path / "nul", CORONA_ROWS)
-    df = pd.read_csv(root / "Chest_Xray_Corona_Metadata.csv", index_col=0)
-    df.loc[1, "X_ray_image_name"] = "b1\0.jpeg"
-    df.to_csv(root / "Chest_Xray_Corona_Metadata.csv")
+    root = _named(_coronahack(tmp_path / "nul", CORONA_ROWS), 1, "b1\0.jpeg")
     with pytest.raises(DatasetError, match=r"list files that do not exist: row 3 \(b1"):
         load_dataset(root)
+
 
 def test_folder_layout_and_fingerprint(tmp_path):
     root = make_folder_dataset(tmp_path / "data", per_class_train=3, per_class_test=1)
