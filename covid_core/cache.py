@@ -62,6 +62,7 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
     try:
         out = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(paths), s, s))
         errors = []
+        named = _names(paths)
         jobs = [(p, config) for p in paths]
         bar = None
         if progress:
@@ -72,12 +73,12 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
             with ProcessPoolExecutor(workers) as pool:
                 results = pool.map(_decode_one, jobs, chunksize=32)
                 for i, (pix, err) in enumerate(results):
-                    _store(out, i, pix, err, paths, errors)
+                    _store(out, i, pix, err, named, errors)
                     if bar:
                         bar.update()
         else:
             for i, job in enumerate(jobs):
-                _store(out, i, *_decode_one(job), paths, errors)
+                _store(out, i, *_decode_one(job), named, errors)
                 if bar:
                     bar.update()
         if bar:
@@ -95,8 +96,17 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
     return np.memmap(data_file, dtype=np.uint8, mode="r", shape=(len(paths), s, s))
 
 
-def _store(out, i, pix, err, paths, errors):
+def _names(paths: list[str]) -> list[str]:
+    """Each path as the user knows it: below the folder all of them share (``train/normal/a.png``, not ``a.png``,
+    which the test split may hold too)."""
+    if len(paths) < 2:
+        return [Path(p).name for p in paths]
+    common = os.path.commonpath([os.path.abspath(p) for p in paths])
+    return [os.path.relpath(os.path.abspath(p), common) for p in paths]
+
+
+def _store(out, i, pix, err, names, errors):
     if err is not None:
-        errors.append(f"{Path(paths[i]).name}: {err}")
+        errors.append(f"{names[i]}: {err}")
     else:
         out[i] = pix

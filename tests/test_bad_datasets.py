@@ -166,7 +166,9 @@ def test_unreadable_images_are_named_when_the_cache_is_built(tmp_path):
                       folder=tmp_path / "cache")
     msg = str(info.value)
     assert msg.startswith("2 image(s) could not be read")
-    assert "img1.png: PNG file is truncated" in msg and "img0.png: not a recognised image (it looks like a PDF" in msg
+    # named by their place below the data folder: train/normal/img1.png, not img1.png (test/normal/ may hold one too)
+    assert "train/normal/img1.png: PNG file is truncated" in msg
+    assert "train/covid/img0.png: not a recognised image (it looks like a PDF" in msg
     assert not list((tmp_path / "cache").glob("*.u8")), "no half-built cache is left to be reused"
 
 
