@@ -214,10 +214,10 @@ class _ElementBudget:
         return getattr(self._fp, name)
 
 
-def _too_many_elements(exc: BaseException | None) -> _TooManyElements | None:
-    """The budget's refusal behind ``exc``, if any (pydicom re-raises errors met inside a sequence item as an
-    OSError of its own)."""
-    while exc is not None and not isinstance(exc, _TooManyElements):
+def _cause_of(exc: BaseException | None, kind: type) -> BaseException | None:
+    """The exception of ``kind`` behind ``exc`` (``exc`` itself, or one it was raised from or while handling), if any:
+    pydicom re-raises errors met inside a sequence item as an OSError of its own."""
+    while exc is not None and not isinstance(exc, kind):
         exc = exc.__cause__ or exc.__context__
     return exc
 
@@ -291,9 +291,12 @@ def _dicom_failures():
     except MemoryError as exc:
         raise InvalidImageError("DICOM pixel data is too large to decode on this machine; downscale it first") from exc
     except Exception as exc:  # pydicom raises many types for broken files and headers
-        too_many = _too_many_elements(exc)
+        too_many = _cause_of(exc, _TooManyElements)
         if too_many is not None:
             raise too_many from None
+        if _cause_of(exc, RecursionError) is not None:
+            raise InvalidImageError("the DICOM header nests sequences inside sequences thousands deep (a film's header "
+                                    "nests a few): refused. Export the film again") from exc
         raise InvalidImageError(
             f"DICOM file is truncated or its header is malformed ({_first_line(exc)}); export it again"
         ) from exc

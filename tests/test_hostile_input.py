@@ -22,9 +22,9 @@ from conftest import REPO
 from covid_core.byte_cache import ByteCappedCache, array_bytes
 from covid_core.decode import decode_image
 from covid_core.errors import CheckpointError, ConfigError, CovidCoreError, InvalidImageError
-from synthetic_files import (dicom_bytes, dicom_with_many_elements, dicom_with_raw_element, encode, gradient,
-                             j2k_headers, jpeg_with_segments, png_with_chunks, png_with_exif, progressive_jpeg,
-                             rle_dicom, run_length_bmp, tiff_pages, tiff_strips, tiny_classifier)
+from synthetic_files import (dicom_bytes, dicom_gradient, dicom_with_many_elements, dicom_with_raw_element, encode,
+                             gradient, j2k_headers, jpeg_with_segments, png_with_chunks, png_with_exif,
+                             progressive_jpeg, rle_dicom, run_length_bmp, tiff_pages, tiff_strips, tiny_classifier)
 
 
 @contextmanager
@@ -106,6 +106,25 @@ def test_a_dicom_header_flooded_with_elements_is_refused_before_it_exhausts_memo
             InvalidImageError, match="the DICOM header holds tens of thousands of data elements or more"):
         decode_image(data, "flood.dcm")
     assert peak["mb"] < 80, f"parsing the refused file allocated {peak['mb']:.0f} MB"  # was 160 MB, decoded
+
+
+def test_a_dicom_header_of_sequences_nested_thousands_deep_is_refused_in_words():
+    """Python's recursion limit stops pydicom; the user is told what is wrong rather than "maximum recursion depth
+    exceeded in comparison"."""
+    import struct
+
+    base = dicom_gradient(64)
+    at = base.index(struct.pack("<HH", 0x7FE0, 0x0010))
+    opening = struct.pack("<HH2sHI", 0x0009, 0x1020, b"SQ", 0, 0xFFFFFFFF) + struct.pack("<HHI", 0xFFFE, 0xE000,
+                                                                                          0xFFFFFFFF)
+    closing = struct.pack("<HHI", 0xFFFE, 0xE00D, 0) + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0)
+    for depth, refused in ((5, False), (20_000, True)):
+        data = base[:at] + opening * depth + closing * depth + base[at:]
+        if refused:
+            with pytest.raises(InvalidImageError, match="nests sequences inside sequences thousands deep"):
+                decode_image(data, "deep.dcm")
+        else:
+            assert decode_image(data, "nested.dcm").pixels.shape == (64, 64)
 
 
 @pytest.mark.parametrize("nested, deflated", [(True, False), (False, False), (True, True)])
