@@ -257,7 +257,8 @@ def test_cli_writes_an_overlay_with_the_original_size(tiny_checkpoint, tmp_path,
     from covid_core.site_file import SITE_FORMAT
 
     site = tmp_path / "site.json"
-    given = {"sensitivity": {"value": 0.92}, "specificity": {"value": 0.85}, "films": 190, "withheld": 16,
+    given = {"sensitivity": {"value": 0.92, "low": 0.81, "high": 0.97},
+             "specificity": {"value": 0.85, "low": 0.78, "high": 0.9}, "films": 190, "withheld": 16,
              "counts": {"tp": 46, "fp": 19, "fn": 4, "tn": 105}}
     site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "after": {"given": given},
                                 "checkpoint": {"sha256": file_sha256(tiny_checkpoint)}}))
