@@ -438,6 +438,8 @@ def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
         z.writestr("../outside.png", png_bytes(xray_array(64)))
         z.writestr("../[a](http:evil.example).png", png_bytes(xray_array(64)))
         z.writestr("hospital/normal/damaged.png", png_bytes(xray_array(64, seed=99)))
+        for i in range(10):  # 13 skipped in all: the first 10 named, the rest counted
+            z.writestr(f"../outside{i}.png", b"")
     data = bytearray(buf.getvalue())  # stored, not deflated: a byte of damaged.png's data, which fails its checksum
     data[data.index(b"hospital/normal/damaged.png") + 200] ^= 0xFF
     at = page("validate")
@@ -446,6 +448,8 @@ def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
     assert not at.exception, at.exception
     assert any("leaves the folder" in w.value for w in at.warning)
     assert any("damaged.png" in w.value and "fail the zip's checksum" in w.value for w in at.warning)
+    assert sum("its path leaves the folder" in w.value for w in at.warning) == 9
+    assert any("and 3 more members of the zip skipped" in w.value for w in at.warning)
     assert any(w.value.startswith(r"../\[a\](http\:evil.example).png\: its path") for w in at.warning)  # as it is
     _wait_for_site_report(at)
     assert list(at.dataframe[0].value[""]) == ["shipped model", "after adaptation (cross-validated)"]

@@ -21,6 +21,8 @@ from covid_core.site_file import MAX_NAME_CHARS
 from covid_core.site_job import ValidationJob, films_used_text
 from site_panel import site_figures
 
+SKIPPED_SHOWN = 10  # a zip's skipped members named one by one; the rest counted
+
 st.title("Validate at your site")
 st.markdown("No model trained on public collections can promise its accuracy at your hospital. Label a few dozen "
             "of your own films (at least 10 COVID-19 and 10 other films; more is better), put them in a folder as "
@@ -55,8 +57,11 @@ if go_validate and not getattr(st.session_state.get("site_job"), "running", Fals
             unpacked = tempfile.mkdtemp(prefix="site_")  # removed by the job when it ends
             path, skipped = extract_labelled_zip(zipped.getvalue(), unpacked)
             label = Path(zipped.name).stem
-            for line in skipped:
+            for line in skipped[:SKIPPED_SHOWN]:
                 st.warning(ui.plain(line), icon=":material/folder_off:")
+            if len(skipped) > SKIPPED_SHOWN:
+                st.warning(f"... and {len(skipped) - SKIPPED_SHOWN:,} more members of the zip skipped (damaged, "
+                           "encrypted, links or outside its folder)", icon=":material/folder_off:")
         else:
             path = check_data_folder(folder)
             label = path.name
