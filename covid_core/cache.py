@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .decode import decode_image
-from .errors import DatasetError, InvalidImageError
+from .errors import InvalidImageError, UnreadableImages
 from .preprocess import PreprocessConfig, prepare_pixels
 
 
@@ -47,7 +47,7 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
                   folder: Path | None = None) -> np.ndarray:
     """uint8 NxSxS images for ``paths`` (read-only memmap), building the cache on first use.
 
-    Raises DatasetError naming the unreadable files, if any.
+    Raises UnreadableImages (a DatasetError) naming the unreadable files, if any.
     """
     folder = Path(folder or cache_dir())
     folder.mkdir(parents=True, exist_ok=True)
@@ -73,19 +73,20 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
             with ProcessPoolExecutor(workers) as pool:
                 results = pool.map(_decode_one, jobs, chunksize=32)
                 for i, (pix, err) in enumerate(results):
-                    _store(out, i, pix, err, named, errors)
+                    _store(out, i, pix, err, paths, named, errors)
                     if bar:
                         bar.update()
         else:
             for i, job in enumerate(jobs):
-                _store(out, i, *_decode_one(job), named, errors)
+                _store(out, i, *_decode_one(job), paths, named, errors)
                 if bar:
                     bar.update()
         if bar:
             bar.close()
         if errors:
-            shown = "; ".join(errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
-            raise DatasetError(f"{len(errors)} image(s) could not be read: {shown}")
+            shown = "; ".join(text for _, text in errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5
+                                                                else "")
+            raise UnreadableImages(f"{len(errors)} image(s) could not be read: {shown}", [p for p, _ in errors])
         out.flush()
         del out
         os.replace(tmp, data_file)
@@ -105,8 +106,8 @@ def _names(paths: list[str]) -> list[str]:
     return [os.path.relpath(os.path.abspath(p), common) for p in paths]
 
 
-def _store(out, i, pix, err, names, errors):
+def _store(out, i, pix, err, paths, names, errors):
     if err is not None:
-        errors.append(f"{names[i]}: {err}")
+        errors.append((paths[i], f"{names[i]}: {err}"))
     else:
         out[i] = pix

@@ -13,6 +13,14 @@ class DatasetError(CovidCoreError):
     """A data folder or metadata CSV that cannot be read as a data set."""
 
 
+class UnreadableImages(DatasetError):
+    """Images of a data set that could not be decoded; ``paths`` lists them all (the message names the first few)."""
+
+    def __init__(self, message: str, paths: list[str]):
+        super().__init__(message)
+        self.paths = paths
+
+
 class CheckpointError(CovidCoreError):
     """A checkpoint file that cannot be loaded (corrupt, foreign, unsafe)."""
 

@@ -213,6 +213,23 @@ def test_evaluate_on_a_set_missing_a_class_gives_nulls(folder_dataset, tmp_path,
     assert result["per_class"]["pneumonia"]["auc"] is None
 
 
+
+def test_evaluate_stops_at_an_unreadable_film_unless_asked_to_evaluate_the_rest(folder_dataset, tmp_path,
+                                                                                 tiny_checkpoint):
+    """A hospital's evaluation set with a damaged film: named, and no figure is given that leaves it out unnoticed;
+    with --skip-unreadable the rest is evaluated and the film listed in the output and its JSON."""
+    (folder_dataset / "test" / "normal" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    env = {"COVID_CORE_CACHE": str(tmp_path / "cache")}
+    r = _cli("-m", "covid_core", "evaluate", "--model", str(tiny_checkpoint), "--data", str(folder_dataset), env=env)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "normal/damaged.png" in r.stderr and "evaluate the rest with --skip-unreadable" in r.stderr
+    r = _cli("-m", "covid_core", "evaluate", "--model", str(tiny_checkpoint), "--data", str(folder_dataset),
+             "--skip-unreadable", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 1 unreadable film(s), not in any figure below: damaged.png" in r.stdout
+    result = json.loads(r.stdout.strip().splitlines()[-1])
+    assert result["skipped"] == ["damaged.png"] and result["n"] == 12  # the fixture's 12 test films
+
 def test_cli_bad_input_is_one_line(tmp_path):
     r = _cli("-m", "covid_core", "evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(tmp_path))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr

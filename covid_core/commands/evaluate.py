@@ -31,15 +31,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for roc.json, confusion_matrix.csv, predictions.csv, metrics.json")
     add_site_arguments(p, verdicts=False)
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--skip-unreadable", action="store_true",
+                   help="evaluate the films that can be read and list the others (by default one unreadable film "
+                        "stops the evaluation, so that no figure leaves films out unnoticed)")
 
 
 def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split: str = "test",
-                        batch_size: int = 64, progress: bool = True, site: str | None = None):
-    """(metrics dict, table of the evaluated rows, calibrated probabilities NxC)."""
+                        batch_size: int = 64, progress: bool = True, site: str | None = None,
+                        skip_unreadable: bool = False):
+    """(metrics dict, table of the evaluated rows, calibrated probabilities NxC). With ``skip_unreadable``, films that
+    cannot be decoded are left out and named in the metrics' "skipped" list, instead of stopping the evaluation."""
     from ..cache import load_or_build
     from ..site_file import load_classifier_at_site
     from ..datasets import load_dataset, split_as_trained
-    from ..errors import DatasetError
+    from ..errors import DatasetError, UnreadableImages
     from ..inference import score_pixels
     from ..metrics import classification_metrics, rates_at_threshold
     from ..shortcuts import shortcut_report
@@ -54,7 +59,18 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
         table = table[table["split"] == split].reset_index(drop=True)
     if table.empty:
         raise DatasetError(f"the {split} split of {data} has no images usable for target {clf.target!r}")
-    images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
+    skipped = []
+    try:
+        images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
+    except UnreadableImages as exc:
+        if not skip_unreadable:
+            raise DatasetError(f"{exc}. Fix or remove them, or evaluate the rest with --skip-unreadable") from exc
+        bad = table["path"].isin(exc.paths)
+        skipped = table.loc[bad, "filename"].tolist()
+        table = table[~bad].reset_index(drop=True)
+        if table.empty:
+            raise DatasetError(f"none of the {len(skipped)} films of the {split} split could be read") from exc
+        images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
     batches = [score_pixels(clf, np.asarray(images[i:i + batch_size]), orientation=False)  # no flags needed here
                for i in range(0, len(images), batch_size)]
     probs = np.concatenate([b.probs for b in batches])
@@ -70,6 +86,8 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
             metrics["site"] = clf.site.name
     metrics["per_source"] = per_source_metrics(table, probs, clf.classes)
     metrics["shortcuts"] = shortcut_report(table, probs, clf.classes, features)
+    if skipped:
+        metrics["skipped"] = skipped
     return metrics, table, probs
 
 
@@ -81,8 +99,11 @@ def main(args: argparse.Namespace) -> int:
     from ..metrics import roc_points
 
     metrics, table, probs = evaluate_checkpoint(args.model, args.data, args.layout, args.split, args.batch_size,
-                                                site=args.site)
+                                                site=args.site, skip_unreadable=args.skip_unreadable)
     classes = metrics["classes"]
+    if metrics.get("skipped"):
+        print(f"skipped {len(metrics['skipped'])} unreadable film(s), not in any figure below: "
+              + ", ".join(metrics["skipped"][:20]) + (" ..." if len(metrics["skipped"]) > 20 else ""))
     print(f"{args.split.upper()}: {metrics['n']} images, accuracy {_fmt(metrics['accuracy'])}, "
           f"macro AUC {_fmt(metrics['macro_auc'])}, calibration error {_fmt(metrics['ece'])}")
     for c in classes:
@@ -120,6 +141,6 @@ def main(args: argparse.Namespace) -> int:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"wrote roc.json, confusion_matrix.csv, predictions.csv, metrics.json to {out}")
     core = {k: metrics[k] for k in ("n", "accuracy", "macro_auc", "ece", "classes", "per_class", "confusion_matrix",
-                                    "shortcuts", "at_threshold", "site") if k in metrics}
+                                    "shortcuts", "at_threshold", "site", "skipped") if k in metrics}
     print(json.dumps(core))
     return 0
