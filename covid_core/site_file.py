@@ -108,9 +108,10 @@ class Site:
         return not self.poor and not self.unsettled
 
     def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
+        from scipy.special import expit  # the logistic function without overflow far from the threshold
+
         h = {k: np.asarray(self.head[k], np.float64) for k in ("mean", "scale", "coef", "intercept")}
-        z = ((np.asarray(penultimate, np.float64) - h["mean"]) / h["scale"]) @ h["coef"] + h["intercept"]
-        return 1.0 / (1.0 + np.exp(-z))
+        return expit(((np.asarray(penultimate, np.float64) - h["mean"]) / h["scale"]) @ h["coef"] + h["intercept"])
 
     def ood_stats(self, stats: dict) -> dict:
         """The checkpoint's familiarity statistics with the site's class means added to each part."""
