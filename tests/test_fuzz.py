@@ -306,10 +306,14 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
         assert all(math.isfinite(v) for v in p.probabilities.values()), p.probabilities
         assert p.covid_probability is None or math.isfinite(p.covid_probability), p.covid_probability
         site = classifier.site
-        verdict.validation_statement(site, p), verdict.site_doubt_sentence(site, "the site's"), site.confirmed
-        verdict.verdict_limits(p, classifier.metadata, verdict.operating_threshold(classifier), site)
-        prediction_row("film.png", p)
-        case_report_html(name="film.png", image=film.pixels, prediction=p, classifier=classifier, model_label="m")
+        assert verdict.validation_statement(site, p).startswith(f"Validated at {site.name}")
+        assert site.confirmed == (verdict.site_doubt_sentence(site, "the site's") == "")
+        assert all(isinstance(line, str) and line for line in verdict.verdict_limits(
+            p, classifier.metadata, verdict.operating_threshold(classifier), site))
+        assert prediction_row("film.png", p)["file"] == "film.png"
+        report = case_report_html(name="film.png", image=film.pixels, prediction=p, classifier=classifier,
+                                  model_label="m")
+        assert site.name in report
 
     counts, failures = _outcomes(edits, verdict_at_site)
     print(f"\nfuzz: {len(edits)} edited site files: {counts}, {len(failures)} failures")
