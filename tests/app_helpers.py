@@ -74,6 +74,24 @@ def png_bytes(arr: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def site_film(cls: str, i: int, k: int) -> np.ndarray:
+    """uint8 64x64 film ``i`` of class ``cls``, the ``k``-th class of a hospital's labelled set: xray_array, with an
+    opacity in one lung when ``cls`` is covid19, which a head on the features can learn."""
+    img = xray_array(64, seed=100 * k + i).astype(np.int16)
+    if cls == "covid19":
+        img[20:44, 12:30] += 90
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def make_site_folder(root: Path, per_class: int = 14, classes=("normal", "covid19")) -> Path:
+    """A hospital's labelled films as class folders straight in ``root``: ``root/<class>/<class><i>.png``."""
+    for k, cls in enumerate(classes):
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            (root / cls / f"{cls}{i}.png").write_bytes(png_bytes(site_film(cls, i, k)))
+    return root
+
+
 def make_folders_data(root: Path, per_class: int = 3, size: int = 48, classes=("normal", "pneumonia", "covid")) -> Path:
     """train/<class>/*.png + test/<class>/*.png of tiny distinct synthetic X-rays."""
     for s, split in enumerate(("train", "test")):

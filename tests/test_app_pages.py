@@ -331,18 +331,9 @@ def _wait_for_site_report(at, seconds: float = 120):
 
 
 def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
-    import numpy as np
+    from app_helpers import make_site_folder
 
-    from app_helpers import xray_array
-
-    site = env / "hospital"
-    for k, cls in enumerate(("normal", "covid19")):
-        (site / cls).mkdir(parents=True)
-        for i in range(12):
-            img = xray_array(64, seed=100 * k + i).astype(np.int16)
-            if cls == "covid19":
-                img[20:44, 12:30] += 90
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(site / cls / f"{cls}{i}.png")
+    site = make_site_folder(env / "hospital", per_class=12)
     at = page("validate")
     at.text_input(key="site_folder").set_value("/etc")
     at.button[0].click().run()
@@ -423,18 +414,13 @@ def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
     import io
     import zipfile
 
-    import numpy as np
-
-    from app_helpers import xray_array
+    from app_helpers import site_film, xray_array
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as z:
         for k, cls in enumerate(("normal", "covid19")):
             for i in range(12):
-                img = xray_array(64, seed=100 * k + i).astype(np.int16)
-                if cls == "covid19":
-                    img[20:44, 12:30] += 90
-                z.writestr(f"hospital/{cls}/{cls}{i}.png", png_bytes(np.clip(img, 0, 255).astype(np.uint8)))
+                z.writestr(f"hospital/{cls}/{cls}{i}.png", png_bytes(site_film(cls, i, k)))
         z.writestr("../outside.png", png_bytes(xray_array(64)))
         z.writestr("../[a](http:evil.example).png", png_bytes(xray_array(64)))
         z.writestr("hospital/normal/damaged.png", png_bytes(xray_array(64, seed=99)))

@@ -252,21 +252,16 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
     import json
     import math
 
-    from app_helpers import make_checkpoint, png_bytes, xray_array
+    from app_helpers import make_checkpoint, make_site_folder, png_bytes, xray_array
     from covid_core import verdict
     from covid_core.cli import main as cli_main
     from covid_core.report import case_report_html, prediction_row
     from covid_core.site_file import load_classifier_at_site
 
     model = make_checkpoint(tmp_path / "model.pt")
-    for k, cls in enumerate(("normal", "covid19")):
-        (tmp_path / "site" / cls).mkdir(parents=True)
-        for i in range(12):
-            img = xray_array(64, seed=100 * k + i).astype(np.int16)
-            img[20:44, 12:30] += 90 * k  # an opacity in one lung
-            (tmp_path / "site" / cls / f"{i}.png").write_bytes(png_bytes(np.clip(img, 0, 255).astype(np.uint8)))
+    films = make_site_folder(tmp_path / "site", per_class=12)
     made = tmp_path / "site.json"
-    assert cli_main(["validate-site", "--model", str(model), "--data", str(tmp_path / "site"), "--out", str(made),
+    assert cli_main(["validate-site", "--model", str(model), "--data", str(films), "--out", str(made),
                      "--name", "St Elsewhere"]) == 0
     clean = json.loads(made.read_text())
     film = decode_image(png_bytes(xray_array(64)), "film.png")

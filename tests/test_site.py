@@ -12,25 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app_helpers import make_checkpoint, xray_array
+from app_helpers import make_checkpoint, make_site_folder, xray_array
 from conftest import REPO
 from covid_core.checkpoint import load_classifier
 from covid_core.errors import ConfigError, DatasetError
 from covid_core.site import MIN_PER_CLASS, _folds, _head_scores, head_operating_point, temperature_step, validate_site
 from covid_core.site_file import load_site
-
-
-def _site(root: Path, per_class: int = 14, classes=("normal", "covid19")) -> Path:
-    """Class folders straight in ``root`` (a hospital's evaluation set): covid19 films carry a bright patch."""
-    for k, cls in enumerate(classes):
-        d = root / cls
-        d.mkdir(parents=True)
-        for i in range(per_class):
-            img = xray_array(64, seed=100 * k + i).astype(np.int16)
-            if cls == "covid19":
-                img[20:44, 12:30] += 90  # an opacity in one lung
-            Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(d / f"{cls}{i}.png")
-    return root
 
 
 @pytest.fixture
@@ -44,7 +31,7 @@ def _cli(*args):
 
 
 def test_validate_site_reports_before_and_after_with_intervals_and_writes_a_plain_site_file(model, tmp_path):
-    site = _site(tmp_path / "hospital")
+    site = make_site_folder(tmp_path / "hospital")
     out = tmp_path / "site.json"
     r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--name", "St Elsewhere")
     assert r.returncode == 0, r.stderr
@@ -72,7 +59,7 @@ def test_validate_site_can_list_every_film_for_the_sites_own_review(model, tmp_p
     adaptation; the file names go there, never into the site file."""
     import pandas as pd
 
-    site = _site(tmp_path / "hospital")
+    site = make_site_folder(tmp_path / "hospital")
     out, films_out = tmp_path / "site.json", tmp_path / "review" / "films.csv"
     r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--films-out", films_out)
     assert r.returncode == 0, r.stderr
@@ -97,7 +84,7 @@ def test_validate_site_can_list_every_film_for_the_sites_own_review(model, tmp_p
 
 
 def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
-    site = _site(tmp_path / "hospital")
+    site = make_site_folder(tmp_path / "hospital")
     out = tmp_path / "site.json"
     assert _cli("validate-site", "--model", model, "--data", site, "--out", out).returncode == 0
     preds = tmp_path / "p.csv"
@@ -121,7 +108,7 @@ def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
 def test_predict_says_when_the_site_file_shows_the_model_doing_poorly_there(model, tmp_path):
     """Made active despite the Validate page's warning, a site file whose own figures are poor is named so with the
     verdicts it gives; a site file whose figures are good is not."""
-    site = _site(tmp_path / "hospital", per_class=4)
+    site = make_site_folder(tmp_path / "hospital", per_class=4)
     out = tmp_path / "site.json"
     assert _cli("validate-site", "--model", model, "--data", site, "--out", out).returncode == 0
     report = json.loads(out.read_text())
@@ -151,7 +138,7 @@ def test_predict_says_when_the_site_file_shows_the_model_doing_poorly_there(mode
 
 
 def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
-    site = _site(tmp_path / "hospital")
+    site = make_site_folder(tmp_path / "hospital")
     out = tmp_path / "site.json"
     assert _cli("validate-site", "--model", model, "--data", site, "--out", out).returncode == 0
     other = make_checkpoint(tmp_path / "other.pt", seed=1)
@@ -203,7 +190,7 @@ def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, t
     with pytest.raises(ConfigError, match="is damaged") as caught:
         load_site(site, model)
     assert reason in str(caught.value)
-    films = _site(tmp_path / "hospital", per_class=1)
+    films = make_site_folder(tmp_path / "hospital", per_class=1)
     r = _cli("predict", "--model", model, films, "--site", site)
     assert r.returncode == 2 and reason in r.stderr and "Traceback" not in r.stderr
 
@@ -232,7 +219,7 @@ def test_a_site_file_whose_head_or_means_do_not_fit_the_model_is_refused(model, 
     assert _misfit(Site("s", ood_means={"penultimate": [[0.0] * 256]}), classifier) == ""
 
 def test_broken_and_duplicate_films_are_reported_and_skipped_and_the_rest_used(model, tmp_path):
-    site = _site(tmp_path / "hospital")
+    site = make_site_folder(tmp_path / "hospital")
     (site / "normal" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
     (site / "covid19" / "copy.png").write_bytes((site / "covid19" / "covid190.png").read_bytes())
     Image.fromarray(xray_array(200, seed=7)).save(site / "normal" / "large.png")  # another size: fine
@@ -245,9 +232,9 @@ def test_broken_and_duplicate_films_are_reported_and_skipped_and_the_rest_used(m
 
 def test_one_class_only_too_few_films_unknown_labels_and_an_empty_folder(model, tmp_path):
     classifier = load_classifier(model)
-    one = validate_site(classifier, _site(tmp_path / "one", classes=("normal",)))
+    one = validate_site(classifier, make_site_folder(tmp_path / "one", classes=("normal",)))
     assert any("one class only" in s for s in one["skipped"]) and one["after"]["sensitivity"]["value"] is None
-    few = validate_site(classifier, _site(tmp_path / "few", per_class=4))
+    few = validate_site(classifier, make_site_folder(tmp_path / "few", per_class=4))
     assert any(f"at least {MIN_PER_CLASS}" in s for s in few["skipped"]) and not few["adapted"]
     (tmp_path / "odd" / "tuberculosis").mkdir(parents=True)
     Image.fromarray(xray_array(64)).save(tmp_path / "odd" / "tuberculosis" / "a.png")
@@ -291,7 +278,7 @@ def test_a_sites_name_is_plain_words_wherever_it_is_shown(model, tmp_path):
     assert not set(name) & set("[]<>$") and len(name) <= 80 and "tracker.example" in name  # words are kept
     assert clean_site_name("St. Mary's (North) \n ward 3") == "St. Mary's (North) ward 3"
     assert clean_site_name("\x00 ") == "site"
-    films = _site(tmp_path / "hospital", per_class=MIN_PER_CLASS)
+    films = make_site_folder(tmp_path / "hospital", per_class=MIN_PER_CLASS)
     assert validate_site(load_classifier(model), films, name="**St** [E](x)")["site"] == "St E (x)"
 
 
@@ -395,7 +382,7 @@ def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_man
     from covid_core.site_job import comparison_rows, given_rates_text, predictive_values_text
     from covid_core.verdict import validation_statement
 
-    site = _site(tmp_path / "hospital")
+    site = make_site_folder(tmp_path / "hospital")
     probe = load_classifier(make_checkpoint(tmp_path / "probe.pt"))
     films = site_films(probe, site)
     scores = ood_scores(probe.ood, films["features"])
@@ -551,7 +538,7 @@ def test_a_sites_films_scored_a_few_at_a_time_get_the_scores_they_get_all_at_onc
     and only the first PROBE_FILMS films' pixels are kept (for the familiarity probes)."""
     from covid_core import site as site_module
 
-    site = _site(tmp_path / "hospital", per_class=7)
+    site = make_site_folder(tmp_path / "hospital", per_class=7)
     classifier = load_classifier(make_checkpoint(tmp_path / "m.pt"))
     classifier.ood["orientation_check"] = True  # turned copies are scored too
     monkeypatch.setattr(site_module, "SCORE_CHUNK", 10_000)
