@@ -56,17 +56,12 @@ def view_logits(clf, images_u8: np.ndarray) -> np.ndarray:
 
 
 def calibrated(clf, val_logits: np.ndarray, val_labels: np.ndarray) -> tuple[float, dict]:
-    """(temperature, COVID-19 threshold) fitted on VALIDATION logits as training fits them."""
-    import torch
+    """(temperature, COVID-19 threshold) fitted on VALIDATION logits by training's own operating_point."""
+    from covid_core.training.finalize import operating_point
 
-    from covid_core.inference import calibrated_probabilities
-    from covid_core.metrics import choose_threshold, fit_temperature
-
-    t = fit_temperature(torch.as_tensor(val_logits), torch.as_tensor(np.array(val_labels)))
-    ci = list(clf.classes).index("covid19")
     sensitivity = (clf.metadata.get("train_config") or {}).get("covid_sensitivity", 0.95)
-    p = calibrated_probabilities(val_logits, t)
-    return t, choose_threshold(val_labels == ci, p[:, ci], min_sensitivity=sensitivity)
+    t, threshold, _ = operating_point(val_logits, val_labels, clf.classes, "covid19", sensitivity)
+    return t, threshold
 
 
 def figures(clf, logits: dict, tables: dict, unseen) -> dict:
@@ -132,7 +127,8 @@ COLUMNS = {"rule1": "VAL rule 1 (mean of the two)", "val_nih": "VAL NIH n/p", "v
 UNSEEN_COLUMNS = {"unseen_normal_vs_pneumonia": "unseen n/p AUC",
                   "unseen_normal_vs_covid": "unseen normals vs TEST COVID-19 AUC",
                   "unseen_normals_called_covid": "unseen normals most probably COVID-19",
-                  "unseen_withheld": "unseen withheld", "unseen_wrong_positive": "unseen given a wrong COVID-19 verdict"}
+                  "unseen_withheld": "unseen withheld",
+                  "unseen_wrong_positive": "unseen given a wrong COVID-19 verdict"}
 
 
 def cell(v) -> str:

@@ -37,6 +37,22 @@ def class_counts(table) -> dict:
             for s in ("train", "val", "test")}
 
 
+def operating_point(val_logits: np.ndarray, val_labels: np.ndarray, classes, covid: str | None,
+                    min_sensitivity: float) -> tuple[float, dict, np.ndarray]:
+    """(temperature, COVID-19 threshold, calibrated VALIDATION probabilities) as training fits them on VALIDATION:
+    the temperature first, then the lowest threshold that keeps ``min_sensitivity`` of the ``covid`` class's films
+    ({} without that class)."""
+    labels = np.array(val_labels)  # a copy: torch warns of a read-only array
+    temperature = fit_temperature(torch.as_tensor(val_logits), torch.as_tensor(labels))
+    val_probs = calibrated_probabilities(val_logits, temperature)
+    threshold = {}
+    if covid in classes:
+        ci = list(classes).index(covid)
+        threshold = {"class": covid, **choose_threshold(labels == ci, val_probs[:, ci],
+                                                        min_sensitivity=min_sensitivity)}
+    return temperature, threshold, val_probs
+
+
 def split_indices(table) -> dict[str, np.ndarray]:
     split = table["split"].to_numpy()
     return {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
@@ -63,15 +79,10 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerpri
     idx = split_indices(table)
 
     _, _, val_logits, val_features = evaluate(model, images[idx["val"]], labels[idx["val"]], classes, pre, device)
-    temperature = fit_temperature(torch.as_tensor(val_logits), torch.as_tensor(labels[idx["val"]]))
-    val_probs = calibrated_probabilities(val_logits, temperature)
-    val_metrics = classification_metrics(labels[idx["val"]], val_probs, classes)
-    threshold = {}
     covid = COVID_CLASS.get(config.target)
-    if covid in classes:
-        ci = classes.index(covid)
-        threshold = {"class": covid, **choose_threshold(labels[idx["val"]] == ci, val_probs[:, ci],
-                                                        min_sensitivity=config.covid_sensitivity)}
+    temperature, threshold, val_probs = operating_point(val_logits, labels[idx["val"]], classes, covid,
+                                                        config.covid_sensitivity)
+    val_metrics = classification_metrics(labels[idx["val"]], val_probs, classes)
     ood = fit_classifier_ood(model, get_spec(config.model), images, labels, idx, pre, device)
 
     val_metrics["shortcuts"] = shortcut_report(table.iloc[idx["val"]].reset_index(drop=True), val_probs, classes,
