@@ -8,6 +8,7 @@ import streamlit as st
 
 import ui
 from covid_core import jobs
+from covid_core.formatting import fixed
 from covid_core.model_charts import training_curves
 from covid_core.runs import RunDir
 
@@ -24,7 +25,7 @@ def show_job(job: jobs.Job) -> None:
                 if jobs.cancel(job):
                     st.toast(f"Stopping {job.run_id}; it finishes the current step and evaluates what it has.")
         if job.state == "failed" and status.get("error"):
-            st.error(status["error"])
+            st.error(str(status["error"]))
         if job.state == "stopped":
             resumable = (job.path / "last.pt").is_file()
             st.warning("Its process is gone (killed or the machine restarted) although it never reported an end. "
@@ -33,15 +34,13 @@ def show_job(job: jobs.Job) -> None:
         rows = RunDir(job.path).metrics()
         if rows:
             st.plotly_chart(training_curves(rows), key=f"curves_{job.run_id}_{len(rows)}", config={"displayModeBar": False})
-        result = RunDir(job.path).read_json("result.json") or {}
-        test = (result.get("metrics") or {}).get("test")
+        test = RunDir(job.path).test_figures()
         if test:
             m = st.columns(4)
-            m[0].metric("TEST accuracy", ui.pct(test.get("accuracy")))
-            m[1].metric("TEST macro AUC", "n/a" if test.get("macro_auc") is None else f"{test['macro_auc']:.3f}")
-            thr = result.get("threshold") or {}
-            m[2].metric("TEST sensitivity (COVID)", ui.pct((thr.get("test") or {}).get("sensitivity")))
-            m[3].metric("TEST specificity (COVID)", ui.pct((thr.get("test") or {}).get("specificity")))
+            m[0].metric("TEST accuracy", ui.pct(test["accuracy"]))
+            m[1].metric("TEST macro AUC", fixed(test["macro_auc"]))
+            m[2].metric("TEST sensitivity (COVID)", ui.pct(test["sensitivity"]))
+            m[3].metric("TEST specificity (COVID)", ui.pct(test["specificity"]))
             if job.state == "finished" and job.task == "classify":
                 st.caption("This model is now selectable on the **Diagnose** page.")
         log = jobs.tail_log(job, 30)

@@ -80,10 +80,13 @@ class RunDir:
         os.replace(tmp, self.path / name)
 
     def read_json(self, name: str, default=None):
+        """The JSON object in ``name`` as a dict; ``default`` when the file is missing or unreadable, or holds
+        anything but an object (every file of a run folder holds one: a list or a number there is damage)."""
         try:
-            return json.loads((self.path / name).read_text())
-        except (OSError, ValueError):
+            found = json.loads((self.path / name).read_text())
+        except (OSError, ValueError, RecursionError):
             return default
+        return found if isinstance(found, dict) else default
 
     def append_metrics(self, row: dict) -> None:
         with open(self.path / "metrics.jsonl", "a") as f:
@@ -92,13 +95,17 @@ class RunDir:
             os.fsync(f.fileno())
 
     def metrics(self) -> list[dict]:
+        """One dict per line of metrics.jsonl that holds one; a line cut by a kill, or holding anything else, is
+        left out."""
         rows = []
         try:
-            for line in (self.path / "metrics.jsonl").read_text().splitlines():
+            for line in (self.path / "metrics.jsonl").read_text(errors="replace").splitlines():
                 try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    pass  # a line cut by a kill
+                    row = json.loads(line)
+                except (ValueError, RecursionError):
+                    continue
+                if isinstance(row, dict):
+                    rows.append(row)
         except OSError:
             pass
         return rows
@@ -135,6 +142,19 @@ class RunDir:
                                                 "has the details)")
             raise
 
+    def test_figures(self) -> dict:
+        """The finished run's TEST figures from result.json, each a number from 0 to 1 or None: ``accuracy``,
+        ``macro_auc`` and the COVID-19 operating point's ``sensitivity`` and ``specificity``. Empty without
+        TEST metrics."""
+        result = self.read_json("result.json", {})
+        test = (result.get("metrics") or {}).get("test") if isinstance(result.get("metrics"), dict) else None
+        if not isinstance(test, dict) or not test:
+            return {}
+        at = (result.get("threshold") or {}).get("test") if isinstance(result.get("threshold"), dict) else None
+        at = at if isinstance(at, dict) else {}
+        return {"accuracy": _share(test.get("accuracy")), "macro_auc": _share(test.get("macro_auc")),
+                "sensitivity": _share(at.get("sensitivity")), "specificity": _share(at.get("specificity"))}
+
     @property
     def best_checkpoint(self) -> Path:
         return self.path / "best.pt"
@@ -165,6 +185,13 @@ class RunDir:
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.copyfile(self.best_checkpoint, tmp)
         os.replace(tmp, out)
+
+
+def _share(value) -> float | None:
+    """A figure from 0 to 1 as stored in a run's JSON, else None (a value of another kind is not shown as one)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        return None
+    return float(value)
 
 
 def open_run(config, resume: str | None, from_dict, prefix: str, create: bool = True) -> tuple[RunDir, object]:

@@ -64,6 +64,27 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     assert any("is not a folder inside" in e.value for e in at.error)
 
 
+def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
+    """A run folder whose files hold valid JSON of the wrong kind (another version's, or edited by hand) is listed
+    as what it is; Diagnose, whose model list reads every run's status, and the Train page still work."""
+    damaged = env / "runs" / "20250102-000000-cnn-bbbbbb"
+    damaged.mkdir(parents=True)
+    (damaged / "status.json").write_text("[1, 2]")
+    (damaged / "metrics.jsonl").write_text("5\n" + json.dumps({"epoch": 1, "train_loss": 0.7}) + "\n")
+    odd = env / "runs" / "20250103-000000-cnn-cccccc"
+    odd.mkdir()
+    (odd / "status.json").write_text(json.dumps({"state": {"a": 1}, "epoch": "3", "loss": "low"}))
+    (odd / "result.json").write_text(json.dumps({"metrics": {"test": {"accuracy": "x", "macro_auc": [1]}}}))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # Diagnose
+    assert not at.exception, at.exception
+    at.switch_page("views/train.py").run()
+    assert not at.exception, at.exception
+    labels = [e.label for e in at.expander]
+    assert any("20250102-000000-cnn-bbbbbb" in label and "unknown" in label for label in labels)
+    assert any("20250103-000000-cnn-cccccc" in label and "unknown" in label for label in labels)
+    assert [m.value for m in at.metric][:2] == ["n/a", "n/a"]  # figures of the wrong kind are not shown as figures
+
+
 def test_train_form_choices_reach_the_started_command(env, folders_data):
     from covid_core import jobs
 

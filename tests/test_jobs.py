@@ -8,7 +8,8 @@ import pytest
 from app_helpers import make_folders_data
 from covid_core import jobs
 from covid_core.errors import ConfigError
-from covid_core.model_catalog import usable_classifiers
+from covid_core.model_catalog import list_checkpoints, usable_classifiers
+from covid_core.runs import RunDir
 from covid_core.training import TrainConfig
 
 
@@ -139,3 +140,85 @@ def test_the_denoiser_trains_with_its_own_epochs_batch_and_learning_rate(folders
     d = DAETrainConfig()
     c = TrainConfig()
     assert (d.epochs, d.batch_size, d.lr) != (c.epochs, c.batch_size, c.lr)  # and its own differ from the classifier's
+
+
+def _write_run(runs, run_id: str, files: dict) -> None:
+    run = runs / run_id
+    run.mkdir(parents=True)
+    for name, text in files.items():
+        (run / name).write_text(text)
+
+
+FINISHED = {"status.json": json.dumps({"state": "finished", "epoch": 2, "epochs": 2}),
+            "config.json": json.dumps({"model": "cnn", "target": "3class", "epochs": 2}),
+            "result.json": json.dumps({"metrics": {"test": {"accuracy": 0.5, "macro_auc": 0.61}},
+                                       "threshold": {"test": {"sensitivity": 0.9, "specificity": "high"}}})}
+# A folder from another version, or edited by hand: valid JSON of the wrong kind in every file.
+DAMAGED = {"status.json": "[1, 2]", "job.json": json.dumps({"pid": "12", "task": ["x"], "started": "now"}),
+           "config.json": "3", "result.json": json.dumps({"metrics": [1]}),
+           "metrics.jsonl": "5\nnull\n" + json.dumps({"epoch": 1, "train_loss": 0.7}) + "\n[]\n"}
+ODD_VALUES = {"status.json": json.dumps({"state": {"a": 1}, "epoch": "3", "epochs": 1e308, "step": -4, "loss": "low",
+                                         "pid": 10 ** 30})}
+
+
+def test_a_damaged_run_folder_is_listed_as_such_and_hides_no_other_run(tmp_path):
+    runs = tmp_path / "runs"
+    _write_run(runs, "20250101-000000-cnn-aaaaaa", FINISHED)
+    (runs / "20250101-000000-cnn-aaaaaa" / "best.pt").write_bytes(b"")  # an unreadable checkpoint: listed unusable
+    _write_run(runs, "20250102-000000-cnn-bbbbbb", DAMAGED)
+    _write_run(runs, "20250103-000000-cnn-cccccc", ODD_VALUES)
+    listed = {j.run_id: j for j in jobs.list_jobs(runs)}
+    assert listed["20250101-000000-cnn-aaaaaa"].state == "finished"
+    damaged, odd = listed["20250102-000000-cnn-bbbbbb"], listed["20250103-000000-cnn-cccccc"]
+    # job.json names a launch but no status says how it went, and its pid is not a number: not alive, so failed
+    assert (damaged.state, damaged.task, damaged.pid, damaged.config, damaged.started) == (
+        "failed", "classify", None, {}, None)
+    assert RunDir(damaged.path).metrics() == [{"epoch": 1, "train_loss": 0.7}]  # the one row that is a row
+    assert RunDir(damaged.path).test_figures() == {}
+    assert odd.state == "unknown" and odd.pid is None and odd.progress == 0.0
+    assert odd.status["epoch"] is None and odd.status["loss"] is None
+    assert RunDir(listed["20250101-000000-cnn-aaaaaa"].path).test_figures() == {
+        "accuracy": 0.5, "macro_auc": 0.61, "sensitivity": 0.9, "specificity": None}
+    assert [e.label for e in list_checkpoints(tmp_path / "no-weights", runs)] == ["run 20250101-000000-cnn-aaaaaa"]
+
+
+def test_fuzzed_run_folders_never_break_the_list_of_runs(tmp_path):
+    """Seeded random values of every kind in each file of a run folder: listing the runs, the catalog of models
+    and what the Train page computes from a run (its settings, progress, curves and TEST figures) never raise."""
+    import random
+
+    from covid_core.model_charts import training_curves
+
+    values = [None, True, 0, -1, 10 ** 30, 1e308, float("nan"), "x", "", [], [1], {}, {"a": 1}, "finished",
+              "running", 1.5]
+    templates = {**{k: json.loads(v) for k, v in FINISHED.items()},
+                 "job.json": {"pid": 1, "task": "classify", "started": 1.0},
+                 "status.json": {"state": "running", "epoch": 2, "epochs": 12, "step": 5, "steps": 58, "loss": 0.41,
+                                 "pid": 1, "kind": "classifier"}}
+
+    def mutate(obj, rng):
+        if isinstance(obj, dict) and obj and rng.random() < 0.7:
+            obj, key = dict(obj), rng.choice(sorted(obj))
+            obj[key] = mutate(obj[key], rng)
+            return obj
+        return rng.choice(values)
+
+    rng = random.Random(20261206)
+    runs = tmp_path / "runs"
+    for i in range(300):
+        files = {name: json.dumps(mutate(t, rng) if rng.random() < 0.6 else t) for name, t in templates.items()}
+        files["metrics.jsonl"] = "".join(json.dumps(mutate({"epoch": 1, "train_loss": 0.5, "val_macro_auc": 0.6}, rng))
+                                         + "\n" for _ in range(3))
+        _write_run(runs, f"run-{i:03d}", files)
+        (runs / f"run-{i:03d}" / "best.pt").write_bytes(b"")
+    listed = jobs.list_jobs(runs)
+    assert len(listed) == 300
+    for job in listed:
+        job.settings_text()
+        job.progress_text()
+        assert 0.0 <= job.progress <= 1.0
+        rows = RunDir(job.path).metrics()
+        if rows:
+            training_curves(rows)
+        assert all(v is None or 0 <= v <= 1 for v in RunDir(job.path).test_figures().values())
+    assert len(list_checkpoints(tmp_path / "no-weights", runs)) == len([j for j in listed if j.state == "finished"])
