@@ -13,8 +13,8 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import counts_text
 from covid_core.model_catalog import retire_site_file, retired_site_files, site_file_for
 from covid_core.site_file import load_site
-from covid_core.site_job import (comparison_rows, given_rates_text, poor_site_warning, predictive_values_text,
-                                 sample_size_text, site_history_rows)
+from covid_core.site_job import (adaptation_lines, comparison_rows, given_rates_text, poor_site_warning,
+                                 predictive_values_text, report_counts, sample_size_text, site_history_rows)
 from covid_core.targets import COVID_CLASS
 
 
@@ -55,12 +55,11 @@ def site_section(entry) -> None:
     else:
         made = str(report.get("created", "at an unknown time")).replace("T", " ")
         st.markdown(f"Active site file `{path.name}`: **{site.name}**, made {ui.plain(made)} from "
-                    f"{ui.plain(counts_text(report.get('counts') or {}))}.")
+                    f"{ui.plain(counts_text(report_counts(report)))}.")
         if "before" in report and "after" in report:
             site_figures(report)
-        for word, key in (("Adapted", "adapted"), ("Not adapted", "skipped")):
-            for line in report.get(key) or []:
-                st.caption(f"{word}: {ui.plain(line)}")  # the file's own words, shown as they are
+        for word, line in adaptation_lines(report):
+            st.caption(f"{word}: {ui.plain(line)}")  # the file's own words, shown as they are
     history(entry)
     if st.button("Retire this site file", key="models_site_retire", icon=":material/domain_disabled:",
                  help="Renamed beside the model (kept, not deleted). Diagnose then gives no COVID-19 verdict from "

@@ -60,12 +60,11 @@ def poor_site_warning(report: dict) -> str:
     those films are too few to know whether it does (:func:`~covid_core.site_file.unsettled_figures`), and when the
     shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head on the frozen features can learn and
     then look good); "" otherwise or without figures."""
-    after = report.get("after") or {}
+    after = _section(report, "after")
     rates = _given(report) or after
-    auc = (after.get("auc") or {}).get("value")
-    sens, spec = ((rates.get(k) or {}).get("value") for k in ("sensitivity", "specificity"))
-    poor = poor_figures(auc, sens, spec)
-    shipped_auc = ((report.get("before") or {}).get("auc") or {}).get("value")
+    sens, spec = (_value(rates, k) for k in ("sensitivity", "specificity"))
+    poor = poor_figures(_value(after, "auc"), sens, spec)
+    shipped_auc = _value(_section(report, "before"), "auc")
     swapped = ""
     if shipped_auc is not None and shipped_auc < SWAPPED_AUC:
         swapped = (f" The shipped model's AUC on your films, {shipped_auc:.2f}, is far below chance: check that the "
@@ -81,32 +80,66 @@ def poor_site_warning(report: dict) -> str:
     return swapped.strip()
 
 
+def _share(v) -> float | None:
+    """A figure from 0 to 1 as a site file stores it, else None (a file edited by hand is read on the Models page
+    too, where a value of another kind is shown as "n/a", never raised)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 else None
+
+
+def _section(report: dict, when: str) -> dict:
+    """The report's "before" or "after" figures; {} where it has none (or something else in their place)."""
+    section = report.get(when)
+    return section if isinstance(section, dict) else {}
+
+
+def _value(section: dict, key: str) -> float | None:
+    """A section's figure (``{"value": ...}``) from 0 to 1, else None."""
+    figure = section.get(key)
+    return _share(figure.get("value")) if isinstance(figure, dict) else None
+
+
+def report_counts(report: dict) -> dict:
+    """The site's films by label ({"normal": 60, "covid19": 60}), the labels and counts that are such."""
+    counts = report.get("counts")
+    return {k: v for k, v in counts.items() if isinstance(k, str) and is_whole(v)} if isinstance(counts, dict) else {}
+
+
+def adaptation_lines(report: dict) -> list[tuple[str, str]]:
+    """("Adapted" or "Not adapted", the report's line) for each thing validation adapted or left as it was."""
+    return [(word, line) for word, key in (("Adapted", "adapted"), ("Not adapted", "skipped"))
+            for line in (report.get(key) if isinstance(report.get(key), list) else []) if isinstance(line, str)]
+
+
 def interval_text(f: dict | None) -> str:
     """{"value", "low", "high"} -> "91.0% (84-96%)"; "n/a" without a value."""
-    if not f or f.get("value") is None:
+    value = _share(f.get("value")) if isinstance(f, dict) else None
+    if value is None:
         return "n/a"
-    ci = f" ({100 * f['low']:.0f}-{100 * f['high']:.0f}%)" if f.get("low") is not None else ""
-    return f"{100 * f['value']:.1f}%{ci}"
+    low, high = _share(f.get("low")), _share(f.get("high"))
+    ci = f" ({100 * low:.0f}-{100 * high:.0f}%)" if low is not None and high is not None else ""
+    return f"{100 * value:.1f}%{ci}"
 
 
 def comparison_rows(report: dict) -> list[dict]:
     """The shipped model and the adapted one on the site's films, one row each."""
     rows = []
     for when in ("before", "after"):
-        f = report[when]
+        f = _section(report, when)
+        auc = _value(f, "auc")
+        ece = _share(f.get("ece"))
+        counts = f.get("counts") if isinstance(f.get("counts"), dict) else {}
         rows.append({"": "shipped model" if when == "before" else "after adaptation (cross-validated)",
                      "COVID-19 sensitivity (95% CI)": interval_text(f.get("sensitivity")),
                      "specificity (95% CI)": interval_text(f.get("specificity")),
-                     "AUC": "n/a" if (f.get("auc") or {}).get("value") is None else f"{f['auc']['value']:.3f}",
-                     "calibration error": "n/a" if f.get("ece") is None else f"{f['ece']:.3f}",
-                     "counts (TP / FN / FP / TN)": " / ".join(str((f.get("counts") or {}).get(k, "-"))
-                                                              for k in ("tp", "fn", "fp", "tn")),
+                     "AUC": "n/a" if auc is None else f"{auc:.3f}",
+                     "calibration error": "n/a" if ece is None else f"{ece:.3f}",
+                     "counts (TP / FN / FP / TN)": " / ".join(str(counts.get(k, "-")) for k in ("tp", "fn", "fp", "tn")),
                      "no verdict": _withheld_text(f.get("given"))})
     return rows
 
 
 def _withheld_text(given: dict | None) -> str:
-    if not given or given.get("films") is None:
+    if not isinstance(given, dict) or not (is_whole(given.get("films")) and is_whole(given.get("withheld"))):
         return "not counted"  # a site file made before withheld films were counted
     return f"{given['withheld']} of {given['films']}"
 

@@ -240,6 +240,31 @@ def test_a_hand_edited_site_file_with_counts_that_are_not_numbers_is_shown_witho
     assert not any("get no verdict" in c.value for c in at.caption)  # nothing made of the counts that are not
 
 
+def test_a_site_file_with_values_of_the_wrong_kind_where_no_verdict_reads_them_is_shown_as_n_a(env):
+    """The shipped model's figures, the counts by label and the adaptation's lines are not checked by load_site
+    (no verdict reads them); the Models page reads them, and shows what is not a figure as "n/a"."""
+    from covid_core.datasets import file_sha256
+    from covid_core.site_file import SITE_FORMAT
+
+    model = env / "weights" / "tiny_cnn.pt"
+    figures = {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+               "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}, "auc": {"value": 0.93}}
+    model.with_name("tiny_cnn.site.json").write_text(json.dumps({
+        "format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {"sha256": file_sha256(model)},
+        "counts": [20, 20], "adapted": 3.0, "skipped": ["temperature: kept", 5],
+        "before": {"auc": {"value": "high"}, "sensitivity": [1], "specificity": {"value": 0.8, "low": "x"},
+                   "ece": "low", "given": 3, "counts": "many"},
+        "after": figures}))
+    at = page("models")
+    assert not at.exception, at.exception
+    rows = [df.value for df in at.dataframe if "COVID-19 sensitivity (95% CI)" in df.value.columns][0]
+    assert rows.iloc[0][["COVID-19 sensitivity (95% CI)", "specificity (95% CI)", "AUC", "calibration error",
+                         "no verdict"]].tolist() == ["n/a", "80.0%", "n/a", "n/a", "not counted"]
+    assert rows.iloc[1]["COVID-19 sensitivity (95% CI)"] == "90.0% (80-97%)"
+    assert any("**St Elsewhere**" in m.value and "from no films" in m.value for m in at.markdown)
+    assert [c.value for c in at.caption if "adapted" in c.value.lower()] == [r"Not adapted: temperature\: kept"]
+
+
 def test_models_page_shows_within_source_figures_and_warns_of_another_data_version(env, folders_data):
     from app_helpers import make_checkpoint
     from covid_core.checkpoint import atomic_save, load_checkpoint_dict

@@ -248,7 +248,9 @@ def test_fuzzed_metadata_csvs_load_or_are_refused_with_a_reason(tmp_path):
 def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(tmp_path):
     """A site file is plain JSON beside the model, open to hand edits: its values are replaced at random by wrong
     types, extremes and NaN, or dropped. Each must be refused as damaged or give finite probabilities and every
-    text a verdict shows. Before the checks, 1e308 in the head gave a NaN probability read as a negative verdict."""
+    text a verdict shows, and the Models page must show what it holds. Before the checks, 1e308 in the head gave a
+    NaN probability read as a negative verdict, and a figure of the wrong kind where a verdict does not read it
+    (the shipped model's AUC, the counts by label) broke the Models page."""
     import json
     import math
 
@@ -257,6 +259,8 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
     from covid_core.cli import main as cli_main
     from covid_core.report import case_report_html, prediction_row
     from covid_core.site_file import load_classifier_at_site
+    from covid_core.site_job import (adaptation_lines, comparison_rows, given_rates_text, poor_site_warning,
+                                     predictive_values_text, report_counts, sample_size_text, site_history_rows)
 
     model = make_checkpoint(tmp_path / "model.pt")
     films = make_site_folder(tmp_path / "site", per_class=12)
@@ -296,7 +300,13 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
     def verdict_at_site(i, text):
         path = tmp_path / "edited.json"
         path.write_text(text)
+        assert site_history_rows([path])[0]["file"] == "edited.json"  # the Models page lists retired files as read
         classifier = load_classifier_at_site(model, path)
+        report = json.loads(text)  # what the Models page shows of the active site file beside its verdicts
+        assert [row["AUC"] for row in comparison_rows(report)] and isinstance(poor_site_warning(report), str)
+        assert all(isinstance(f(report), str) for f in (given_rates_text, predictive_values_text, sample_size_text))
+        assert all(isinstance(n, int) for n in report_counts(report).values())
+        assert all(isinstance(line, str) for _, line in adaptation_lines(report))
         p = predict(classifier, film)
         assert all(math.isfinite(v) for v in p.probabilities.values()), p.probabilities
         assert p.covid_probability is None or math.isfinite(p.covid_probability), p.covid_probability
