@@ -47,8 +47,11 @@ def atomic_save(obj, path: str | Path) -> None:
 
     A kill or a full disk at any moment leaves either the old file or the new one, never
     a broken one (the rename is atomic on POSIX file systems). Numpy scalars are stored as Python ones
-    (:func:`plain`), so every saved checkpoint loads with ``weights_only=True``.
+    (:func:`plain`), so every saved checkpoint loads with ``weights_only=True``. The note of the sections found
+    damaged when the checkpoint was loaded (``damaged_sections``) belongs to that loaded copy and is not saved.
     """
+    if isinstance(obj, dict) and "damaged_sections" in obj:
+        obj = {k: v for k, v in obj.items() if k != "damaged_sections"}
     obj = plain(obj)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -109,6 +112,10 @@ def load_checkpoint_dict(path: str | Path, map_location="cpu") -> dict:
                               f"{str(exc).splitlines()[0] if str(exc) else ''}); it may be truncated or corrupt") from exc
     if not isinstance(obj, dict) or "state_dict" not in obj:
         raise CheckpointError(f"{path.name} is not a covid_core checkpoint (no state_dict/metadata)")
+    if obj.get("format") == CLASSIFIER_FORMAT:
+        from .checkpoint_metadata import checked
+
+        checked(obj, path.name)
     return obj
 
 
@@ -162,7 +169,36 @@ def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Cla
         raise CheckpointError(f"{Path(path).name} does not match its architecture: {str(exc).splitlines()[0]}") from exc
     model.to(device).eval()
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return Classifier(model=model, spec=spec, classes=tuple(ckpt["classes"]), target=ckpt["target"],
-                      preprocess=preprocess, temperature=float(ckpt.get("temperature", 1.0) or 1.0),
-                      threshold=dict(ckpt.get("threshold") or {}), ood=dict(ckpt.get("ood") or {}),
-                      metadata=meta, path=str(path))
+    classifier = Classifier(model=model, spec=spec, classes=tuple(ckpt["classes"]), target=ckpt["target"],
+                            preprocess=preprocess, temperature=float(ckpt.get("temperature", 1.0) or 1.0),
+                            threshold=dict(ckpt.get("threshold") or {}), ood=dict(ckpt.get("ood") or {}),
+                            metadata=meta, path=str(path))
+    _score_a_test_film(classifier, Path(path).name)
+    return classifier
+
+
+def _score_a_test_film(classifier: Classifier, name: str) -> None:
+    """Score one synthetic film as every film is scored (class probabilities and the familiarity score): stored
+    tensors of the wrong shape (familiarity statistics made for another network) or values that give no finite
+    probability refuse the checkpoint now, with the reason, instead of failing on a user's film later."""
+    import numpy as np
+
+    from .models import model_features
+    from .ood import has_ood, ood_scores
+    from .preprocess import to_model_input
+
+    size = classifier.preprocess.image_size
+    film = np.tile(np.linspace(40, 220, size, dtype=np.float32), (size, 1)).astype(np.uint8)[None]
+    try:
+        with torch.no_grad():
+            x = to_model_input(film, classifier.preprocess).to(classifier.device)
+            logits, feats = model_features(classifier.model, x, classifier.spec.target_layer(classifier.model))
+            probs = torch.softmax(logits.float() / classifier.temperature, dim=1).cpu().numpy()
+            familiarity = (ood_scores(classifier.ood, {k: f.float().cpu().numpy() for k, f in feats.items()})
+                           if has_ood(classifier.ood) else np.zeros(1))
+    except Exception as exc:  # what a damaged checkpoint makes the scoring raise, said in one sentence
+        raise CheckpointError(f"{name} cannot be used: scoring a test film failed ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
+    if not (np.isfinite(probs).all() and np.isfinite(np.asarray(familiarity, dtype=np.float64)).all()):
+        raise CheckpointError(f"{name} cannot be used: it gives no finite probability or familiarity score for a "
+                              "test film")

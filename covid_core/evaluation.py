@@ -109,9 +109,10 @@ def texture_swap_warning(metadata: dict) -> str | None:
     if not control or not foreign or max(r["swapped"] for r in foreign) < control["swapped"] + 0.10:
         return None
     worst = max(foreign, key=lambda r: r["swapped"])
+    donor = SWAP_WORDS.get(worst["donor"], worst["donor"])
     return (f"On TEST, normal adult films from NIH were called COVID-19 positive {100 * worst['as_is']:.0f}% of the "
             f"time as they are, {100 * control['swapped']:.0f}% with the image texture of another NIH normal film "
-            f"and {100 * worst['swapped']:.0f}% with that of a {SWAP_WORDS[worst['donor']]} film (the texture is "
+            f"and {100 * worst['swapped']:.0f}% with that of a {donor} film (the texture is "
             "the film's Fourier amplitude spectrum; its phase, which holds the anatomy, was kept): a film that looks "
             "unlike those of the training hospitals is often called COVID-19 positive even when its lungs are "
             "normal.")
@@ -136,7 +137,7 @@ def shortcut_rows(metadata: dict) -> list[dict]:
                          "figure": probe["accuracy"], "films": str(probe["n"]),
                          "positives labelled as such": None})
     for r in (metadata.get("card") or {}).get("texture_swap") or []:
-        films, donor = SWAP_WORDS[r["films"]], SWAP_WORDS[r["donor"]]
+        films, donor = SWAP_WORDS.get(r["films"], r["films"]), SWAP_WORDS.get(r["donor"], r["donor"])
         donor = f"another {donor}" if r["films"] == r["donor"] else f"{'an' if donor[0] in 'AEINO' else 'a'} {donor}"
         rows.append({"split": "TEST", "question": f"texture swap: {films} films given the amplitude spectrum of "
                                                   f"{donor} film, own phase kept: share called COVID-19 positive "

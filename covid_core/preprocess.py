@@ -8,6 +8,8 @@ and :func:`to_model_input` (uint8 batch -> normalised float tensor). The setting
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass, fields
 
 import cv2
@@ -53,8 +55,13 @@ class PreprocessConfig:
             raise ConfigError(f"unknown fit {self.fit!r}; choose one of: {', '.join(FIT_CHOICES)}")
         if self.equalize not in EQUALIZE_CHOICES:
             raise ConfigError(f"unknown equalize {self.equalize!r}; choose one of: {', '.join(EQUALIZE_CHOICES)}")
-        if self.std <= 0:
-            raise ConfigError("std must be positive")
+        for name in ("clahe_clip", "mean", "std"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"{name} {value!r} is not a finite number")
+        if not (-10 <= self.mean <= 10 and 0 < self.std <= 10 and 0 < self.clahe_clip <= 100):
+            raise ConfigError("mean must be from -10 to 10, std above 0 and at most 10, and the CLAHE clip limit "
+                              "above 0 and at most 100 (pixel values run from 0 to 1)")
 
     def to_dict(self) -> dict:
         return asdict(self)

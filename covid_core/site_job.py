@@ -133,7 +133,8 @@ def comparison_rows(report: dict) -> list[dict]:
                      "specificity (95% CI)": interval_text(f.get("specificity")),
                      "AUC": "n/a" if auc is None else f"{auc:.3f}",
                      "calibration error": "n/a" if ece is None else f"{ece:.3f}",
-                     "counts (TP / FN / FP / TN)": " / ".join(str(counts.get(k, "-")) for k in ("tp", "fn", "fp", "tn")),
+                     "counts (TP / FN / FP / TN)": " / ".join(str(counts.get(k, "-"))
+                                                              for k in ("tp", "fn", "fp", "tn")),
                      "no verdict": _withheld_text(f.get("given"))})
     return rows
 
@@ -262,7 +263,7 @@ def site_history_rows(paths) -> list[dict]:
             figures = _given(report) or report.get("after") or {}
             rows.append({"file": path.name, "site": clean_site_name(report.get("site", "site")),
                          "made": str(report.get("created", "")).replace("T", " "),
-                         "films": counts_text(report.get("counts") or {}),
+                         "films": counts_text(report_counts(report)),
                          "COVID-19 sensitivity": interval_text(figures.get("sensitivity")),
                          "specificity": interval_text(figures.get("specificity"))})
         except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:  # a damaged file is listed too

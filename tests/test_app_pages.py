@@ -265,6 +265,21 @@ def test_a_site_file_with_values_of_the_wrong_kind_where_no_verdict_reads_them_i
     assert [c.value for c in at.caption if "adapted" in c.value.lower()] == [r"Not adapted: temperature\: kept"]
 
 
+def test_models_page_names_a_damaged_section_of_a_checkpoint_and_shows_the_rest(env):
+    from covid_core.checkpoint import atomic_save, load_checkpoint_dict
+
+    path = env / "weights" / "tiny_cnn.pt"
+    ckpt = load_checkpoint_dict(path)
+    ckpt["metrics"]["test"]["confusion_matrix"] = [[1, 2], [3]]  # laid out for another set of classes
+    atomic_save(ckpt, path)
+    at = page("models")
+    assert not at.exception, at.exception
+    [note] = [w.value.replace("\\", "") for w in at.warning if w.value.startswith("Not shown")]  # Markdown-escaped
+    assert "TEST figures (metrics.test)" in note and "confusion_matrix" in note
+    assert any("holds no TEST metrics" in w.value for w in at.warning)  # what the page says of a model without them
+    assert any("Operating threshold" in h.value for h in at.subheader)  # the rest of the card is shown
+
+
 def test_models_page_shows_within_source_figures_and_warns_of_another_data_version(env, folders_data):
     from app_helpers import make_checkpoint
     from covid_core.checkpoint import atomic_save, load_checkpoint_dict

@@ -87,7 +87,7 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     assert "<th>TEST PPV at this threshold (this verdict&#x27;s)</th><td>64.3% (9 of 14)</td>" in html
     assert "<th>TEST NPV at this threshold</th><td>93.8% (15 of 16)</td>" in html and "<th>Terms</th>" in html
     assert '<p class="limit">On TEST, 64.3% of the films this model called COVID-19 positive' in html
-    negative = _unvalidated(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
+    negative = _unvalidated(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.0))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
     assert "COVID-19: negative" in html and "PPV)" not in html  # no positive verdict's limits
@@ -112,7 +112,7 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
     assert html.count("(PPV, 46 of 65)") == 1  # the validation statement below does not say it again
     assert "<th>Site validation</th><td>St Elsewhere</td>" in html  # which validation was in force
     assert "TEST PPV at this threshold" in html  # the shipped threshold's TEST rates stay among the numbers
-    negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.01))
+    negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.0))
     negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
@@ -225,5 +225,7 @@ def test_earlier_site_files_are_listed_newest_first_and_a_damaged_one_says_so(tm
     newer, older = retired_site_files(model)  # the most recently written first, even within one second
     assert json.loads(newer.read_text())["site"] == "second" and "first" in older.read_text()
     rows = {r["file"]: r for r in site_history_rows(retired_site_files(model))}
-    assert rows[older.name]["site"].startswith("unreadable (")  # listed, not a traceback
+    # listed, not a traceback: the figure that is one shown, the other "n/a", the name as plain words
+    assert (rows[older.name]["COVID-19 sensitivity"], rows[older.name]["specificity"]) == ("90.0%", "n/a")
+    assert "](" not in rows[older.name]["site"] and rows[older.name]["site"].endswith("first")
     assert rows[newer.name]["site"] == "second" and rows[newer.name]["films"] == "12 normal and 12 COVID-19 films"

@@ -1,9 +1,11 @@
-"""Checkpoints: code-running pickles refused, broken files named, saves atomic under a full disk."""
+"""Checkpoints: code-running pickles refused, broken files named, saves atomic under a full disk, damaged metadata
+refused where scoring needs it and left out, named, where it only describes the model."""
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -186,3 +188,152 @@ def test_numpy_values_and_keys_are_saved_so_that_the_safe_loader_accepts_them(tm
     loaded = load_checkpoint_dict(path)
     assert loaded["card"] == {"nih": {"flagged": 0.35, "n": 117}} and type(loaded["card"]["nih"]["n"]) is int
     assert loaded["list"] == [1.5]
+
+
+def _edited(tmp_path, edit) -> Path:
+    """The test fixture's checkpoint (app_helpers.make_checkpoint) with ``edit(ckpt)`` applied, saved as m.pt."""
+    from app_helpers import make_checkpoint
+
+    path = make_checkpoint(tmp_path / "m.pt")
+    ckpt = load_checkpoint_dict(path)
+    edit(ckpt)
+    atomic_save(ckpt, path)
+    return path
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: c["threshold"].update(value="0.4"), "operating threshold is not a number from 0 to 1"),
+    (lambda c: c["threshold"].update(value=float("nan")), "operating threshold is not a number from 0 to 1"),
+    (lambda c: c.update(classes=["normal", "covid19", "pneumonia"]), "its classes are not those of target 3class"),
+    (lambda c: c.update(target=["3class"]), "its target"),
+    (lambda c: c["preprocess"].update(mean=10 ** 30), "preprocessing settings are damaged"),
+    (lambda c: c["preprocess"].pop("image_size"), "with the image size"),
+    (lambda c: c.update(temperature=-1.0), "temperature is not a positive number"),
+    (lambda c: c["ood"].update(threshold="high"), "familiarity statistics are damaged (threshold)"),
+    (lambda c: c["ood"].update(means=torch.zeros(3, 7)), "scoring a test film failed"),  # made for another network
+])
+def test_a_checkpoint_whose_scoring_entries_are_damaged_is_refused_with_the_place(tmp_path, edit, words):
+    from covid_core.model_catalog import describe_checkpoint
+
+    path = _edited(tmp_path, edit)
+    with pytest.raises(CheckpointError, match=re.escape(words)):
+        load_classifier(path)
+    if "scoring a test film" not in words:  # found without building the network: the model list says so too
+        entry = describe_checkpoint(path)
+        assert not entry.usable and words in entry.reason
+
+
+def test_a_damaged_description_is_left_out_named_and_the_model_still_used(tmp_path, capsys):
+    """Figures that only describe the model (a TEST metric missing, a count that is a word) leave out their section,
+    say so in the card, on standard error of model-card and on the Models page, and the model scores films."""
+    import numpy as np
+
+    from covid_core.cards.classifier import card_markdown
+    from covid_core.cli import main as cli_main
+    from covid_core.inference import predict
+
+    def edit(c):
+        del c["metrics"]["test"]["per_class"]["normal"]["specificity"]  # as an older version might have left it
+        c["threshold"]["test"]["tp"] = "nine"
+        c["card"]["ood_check"]["test_flagged"] = float("nan")
+
+    path = _edited(tmp_path, edit)
+    ckpt = load_checkpoint_dict(path)
+    notes = ckpt["damaged_sections"]
+    assert [n.split(" (")[0] for n in notes] == ["TEST figures", "TEST figures at the operating threshold",
+                                                "what the familiarity check flags"]
+    assert "per_class.normal: 'specificity' is a required property" in notes[0]
+    assert "test" not in ckpt["metrics"] and "test" not in ckpt["threshold"] and "ood_check" not in ckpt["card"]
+    assert ckpt["metrics"]["val"] and ckpt["threshold"]["value"] == 0.4  # the rest is kept
+    card = card_markdown(ckpt, "m.pt", "weights/m.pt")
+    assert "Not shown: parts of this checkpoint's metadata are damaged" in card and "per_class.normal" in card
+    classifier = load_classifier(path)
+    p = predict(classifier, np.tile(np.linspace(0.1, 0.9, 64, dtype=np.float32), (64, 1)))
+    assert np.isfinite(list(p.probabilities.values())).all()
+    assert cli_main(["model-card", str(path), "--out", str(tmp_path / "m.md")]) == 0
+    assert capsys.readouterr().err.count("warning: not in the card, damaged") == 3
+    assert "damaged_sections" not in torch.load(path, weights_only=True)  # the note is never saved
+
+
+def test_fuzzed_checkpoint_metadata_never_breaks_the_models_page_the_card_or_a_verdict(tmp_path):
+    """Seeded random values of every kind (wrong types, extremes, NaN, deletions) in a checkpoint's metadata: each
+    checkpoint is listed (usable or with its reason), and a usable one gives the Models page's tables, its card and
+    a verdict with finite probabilities, or is refused with a reason when it is loaded."""
+    import copy
+    import random
+
+    import numpy as np
+
+    from app_helpers import make_checkpoint
+    from covid_core import verdict
+    from covid_core.cards.classifier import card_markdown
+    from covid_core.evaluation import false_covid_calls, shortcut_rows
+    from covid_core.goals import goal_rows, test_set_limit
+    from covid_core.inference import predict
+    from covid_core.model_catalog import describe_checkpoint, source_confounds
+    from covid_core.model_charts import confusion_figure, roc_figure
+    from covid_core.model_summary import measured_limits, model_facts, overview_row, per_source_rows
+
+    clean = load_checkpoint_dict(make_checkpoint(tmp_path / "clean.pt"))
+
+    def places(value, at=()):
+        if at:
+            yield at
+        if isinstance(value, dict):
+            for key, child in value.items():
+                yield from places(child, at + (key,))
+        elif isinstance(value, list):
+            for i, child in enumerate(value):
+                yield from places(child, at + (i,))
+
+    where = list(places({k: v for k, v in clean.items() if k not in ("state_dict", "damaged_sections")}))
+    odd = [None, "", "x", -1, 0, 0.5, "0.5", 1e308, float("nan"), float("inf"), True, [], {}, [1, 2], 10 ** 30]
+    rng = random.Random(20261207)
+    film = np.tile(np.linspace(0.1, 0.9, 64, dtype=np.float32), (64, 1))
+    counts = {"usable": 0, "unusable": 0, "refused at load": 0}
+    for i in range(150):
+        ckpt = copy.deepcopy(clean)
+        for _ in range(rng.randint(1, 3)):
+            *parents, key = rng.choice(where)
+            holder = ckpt
+            try:
+                for parent in parents:
+                    holder = holder[parent]
+                if isinstance(holder, dict) and rng.random() < 0.3:
+                    del holder[key]
+                else:
+                    holder[key] = rng.choice(odd)
+            except (KeyError, IndexError, TypeError):
+                pass  # an earlier edit took that place away
+        path = tmp_path / f"m{i}.pt"
+        atomic_save(ckpt, path)
+        entry = describe_checkpoint(path)
+        if not entry.usable:
+            counts["unusable"] += 1
+            assert entry.reason and "\n" not in entry.reason
+            continue
+        meta = entry.metadata
+        test = (meta.get("metrics") or {}).get("test") or {}
+        classes = list(meta["classes"])
+        overview_row(entry), model_facts(entry, classes), test_set_limit(meta), shortcut_rows(meta)
+        goal_rows(meta), measured_limits(meta.get("card") or {}), false_covid_calls(meta)
+        if (meta.get("metrics") or {}).get("test_roc"):
+            roc_figure(meta["metrics"]["test_roc"], test.get("per_class") or {})
+        if test.get("confusion_matrix"):
+            confusion_figure(test["confusion_matrix"], classes)
+        if test.get("per_source"):
+            per_source_rows(test["per_source"], classes), source_confounds(test["per_source"])
+        assert card_markdown(meta, "m.pt", "weights/m.pt").startswith("# Model card")
+        try:
+            classifier = load_classifier(path)
+        except CheckpointError as exc:
+            counts["refused at load"] += 1
+            assert "\n" not in str(exc)
+            continue
+        counts["usable"] += 1
+        p = predict(classifier, film)
+        assert np.isfinite(list(p.probabilities.values())).all()
+        assert all(isinstance(line, str) for line in verdict.verdict_limits(
+            p, classifier.metadata, verdict.operating_threshold(classifier)))
+    print(f"\nfuzz: 150 edited checkpoints: {counts}")
+    assert counts["usable"] > 50 and counts["unusable"] > 5

@@ -51,8 +51,8 @@ def test_unknown_model_lists_the_choices():
 
 def test_checkpoint_of_another_architecture_is_refused(tmp_path):
     model = build_model("cnn", 3)
-    ckpt = classifier_checkpoint(model, model_name="resnet18", target="3class", classes=("a", "b", "c"),
-                                 preprocess=PreprocessConfig())
+    ckpt = classifier_checkpoint(model, model_name="resnet18", target="3class",
+                                 classes=("normal", "pneumonia", "covid19"), preprocess=PreprocessConfig())
     atomic_save(ckpt, tmp_path / "x.pt")
     with pytest.raises(CheckpointError, match="does not match its architecture"):
         load_classifier(tmp_path / "x.pt")

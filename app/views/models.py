@@ -47,6 +47,8 @@ test = metrics.get("test") or {}
 classes = list(meta.get("classes") or test.get("classes") or [])
 
 st.header(entry.label)
+for note in meta.get("damaged_sections") or []:
+    st.warning(f"Not shown, damaged or laid out by another version: {ui.plain(note)}", icon=":material/broken_image:")
 # Architecture and target as text: as metrics their names were cut ("resnet...") in a 1024 px window.
 st.markdown(f"**{meta.get('model_name', '?')}**, target **{meta.get('target', '?')}**")
 c = st.columns(3)

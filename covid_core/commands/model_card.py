@@ -9,6 +9,7 @@ refreshed from the same evaluation, with their counts.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -89,6 +90,8 @@ def main(args: argparse.Namespace) -> int:
     path = Path(args.checkpoint)
     ckpt = load_checkpoint_dict(path)
     out = Path(args.out) if args.out else path.with_suffix(".md")
+    for note in ckpt.get("damaged_sections") or []:
+        print(f"warning: not in the card, damaged or laid out by another version: {note}", file=sys.stderr)
     if str(ckpt.get("format", "")).startswith("covid_core.dae"):
         out.write_text(dae_card_markdown(ckpt, path.name))
         print(f"wrote {out}")
