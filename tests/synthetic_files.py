@@ -372,3 +372,33 @@ def lossless_jpeg(pixels: np.ndarray, precision: int = 12) -> bytes:
     return (b"\xff\xd8" + segment(0xFFC4, huffman)
             + segment(0xFFC3, struct.pack(">BHHB", precision, h, w, 1) + bytes([1, 0x11, 0]))
             + segment(0xFFDA, bytes([1, 1, 0x00, 1, 0, 0])) + bytes(out) + b"\xff\xd9")
+
+
+#: Values of every wrong kind a hand edit (or another version) can leave in a JSON file or a checkpoint's metadata.
+ODD_VALUES = (None, "", "x", -1, 0, 0.5, "0.5", 1e308, float("nan"), float("inf"), True, [], {}, [1, 2], 10 ** 30)
+
+
+def value_places(value, at=()) -> list[tuple]:
+    """Every place (the path of keys and indices) inside nested dicts and lists, the nested ones' places too."""
+    places = [at] if at else []
+    children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, child in children:
+        places += value_places(child, at + (key,))
+    return places
+
+
+def edit_at_random(value, places: list[tuple], rng, delete_share: float) -> None:
+    """Give 1 to 3 of ``places`` in ``value`` (changed in place) one of ODD_VALUES, or delete the entry of a dict
+    (a share ``delete_share`` of the edits); a place an earlier edit took away is skipped."""
+    for _ in range(rng.randint(1, 3)):
+        *parents, key = rng.choice(places)
+        holder = value
+        try:
+            for parent in parents:
+                holder = holder[parent]
+            if isinstance(holder, dict) and rng.random() < delete_share:
+                del holder[key]
+            else:
+                holder[key] = rng.choice(ODD_VALUES)
+        except (KeyError, IndexError, TypeError):
+            pass

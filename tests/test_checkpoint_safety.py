@@ -14,7 +14,7 @@ import torch
 from covid_core import checkpoint
 from covid_core.checkpoint import atomic_save, load_checkpoint_dict, load_classifier
 from covid_core.errors import CheckpointError
-from synthetic_files import tiny_classifier
+from synthetic_files import edit_at_random, tiny_classifier, value_places
 
 
 class _WritesMarker:
@@ -276,35 +276,13 @@ def test_fuzzed_checkpoint_metadata_never_breaks_the_models_page_the_card_or_a_v
 
     clean = load_checkpoint_dict(make_checkpoint(tmp_path / "clean.pt"))
 
-    def places(value, at=()):
-        if at:
-            yield at
-        if isinstance(value, dict):
-            for key, child in value.items():
-                yield from places(child, at + (key,))
-        elif isinstance(value, list):
-            for i, child in enumerate(value):
-                yield from places(child, at + (i,))
-
-    where = list(places({k: v for k, v in clean.items() if k not in ("state_dict", "damaged_sections")}))
-    odd = [None, "", "x", -1, 0, 0.5, "0.5", 1e308, float("nan"), float("inf"), True, [], {}, [1, 2], 10 ** 30]
+    where = value_places({k: v for k, v in clean.items() if k not in ("state_dict", "damaged_sections")})
     rng = random.Random(20261207)
     film = np.tile(np.linspace(0.1, 0.9, 64, dtype=np.float32), (64, 1))
     counts = {"usable": 0, "unusable": 0, "refused at load": 0}
     for i in range(150):
         ckpt = copy.deepcopy(clean)
-        for _ in range(rng.randint(1, 3)):
-            *parents, key = rng.choice(where)
-            holder = ckpt
-            try:
-                for parent in parents:
-                    holder = holder[parent]
-                if isinstance(holder, dict) and rng.random() < 0.3:
-                    del holder[key]
-                else:
-                    holder[key] = rng.choice(odd)
-            except (KeyError, IndexError, TypeError):
-                pass  # an earlier edit took that place away
+        edit_at_random(ckpt, where, rng, delete_share=0.3)
         path = tmp_path / f"m{i}.pt"
         atomic_save(ckpt, path)
         entry = describe_checkpoint(path)

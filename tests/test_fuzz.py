@@ -23,8 +23,8 @@ from PIL import Image
 from covid_core.decode import decode_image
 from covid_core.errors import CovidCoreError
 from covid_core.inference import predict
-from synthetic_files import (dicom_bytes, dicom_gradient, dicom_with_many_elements, encode, gradient,
-                             lossless_jpeg, tiny_classifier)
+from synthetic_files import (dicom_bytes, dicom_gradient, dicom_with_many_elements, edit_at_random, encode, gradient,
+                             lossless_jpeg, tiny_classifier, value_places)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "coronahack-mini"
 N_INPUTS = int(os.environ.get("COVID_FUZZ_INPUTS", "2000"))
@@ -270,31 +270,12 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
     clean = json.loads(made.read_text())
     film = decode_image(png_bytes(xray_array(64)), "film.png")
 
-    def places(value, at=()):
-        if at:
-            yield at
-        children = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-        for key, child in children:
-            yield from places(child, at + (key,))
-
-    where = list(places(clean))
-    odd = [None, "", "x", -1, 0, 0.5, "0.5", 1e308, float("nan"), float("inf"), True, [], {}, [1, 2], 10**30]
+    where = value_places(clean)
     rng = random.Random(SEED)
     edits = []
     for _ in range(N_INPUTS // 10):
         site = json.loads(json.dumps(clean))
-        for _ in range(rng.randint(1, 3)):
-            *parents, key = rng.choice(where)
-            holder = site
-            try:
-                for parent in parents:
-                    holder = holder[parent]
-                if isinstance(holder, dict) and rng.random() < 0.15:
-                    del holder[key]
-                else:
-                    holder[key] = rng.choice(odd)
-            except (KeyError, IndexError, TypeError):
-                pass  # an earlier edit took that place away
+        edit_at_random(site, where, rng, delete_share=0.15)
         edits.append(json.dumps(site))
 
     def verdict_at_site(i, text):
