@@ -14,19 +14,18 @@ The descriptive sections are checked against JSON Schemas (``jsonschema``), in w
 
 from __future__ import annotations
 
-import math
-
 from jsonschema import Draft202012Validator, validators
 
 from .errors import CheckpointError, ConfigError
 from .preprocess import PreprocessConfig
+from .stored_values import is_finite_number
 from .targets import CLASSES, COVID_CLASS
 
 DAMAGED_KEY = "damaged_sections"
 
 
 def _finite_number(checker, value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return is_finite_number(value)
 
 
 # A "number" is a finite one (JSON Schema lets NaN through every bound); bools are neither numbers nor integers.
@@ -118,10 +117,6 @@ def _refuse(name: str, what: str) -> CheckpointError:
     return CheckpointError(f"{name} cannot be used: {what}")
 
 
-def _is_number(value) -> bool:
-    return _finite_number(None, value)
-
-
 def check_scoring_entries(ckpt: dict, name: str) -> None:
     """Raise CheckpointError, naming the entry, when something that scoring a film needs is missing or of the wrong
     kind: the architecture's name, the target and its classes, the temperature, the operating threshold and the
@@ -141,13 +136,13 @@ def check_scoring_entries(ckpt: dict, name: str) -> None:
     except (ConfigError, TypeError) as exc:
         raise _refuse(name, f"its preprocessing settings are damaged ({exc})") from None
     temperature = ckpt.get("temperature")
-    if temperature is not None and not (_is_number(temperature) and temperature > 0):
+    if temperature is not None and not (is_finite_number(temperature) and temperature > 0):
         raise _refuse(name, "its calibration temperature is not a positive number")
     threshold = ckpt.get("threshold")
     if threshold:
         if not isinstance(threshold, dict) or threshold.get("class") != COVID_CLASS.get(target):
             raise _refuse(name, "its operating threshold names no class of the model, or another one")
-        if not (_is_number(threshold.get("value")) and 0 <= threshold["value"] <= 1):
+        if not (is_finite_number(threshold.get("value")) and 0 <= threshold["value"] <= 1):
             raise _refuse(name, "its operating threshold is not a number from 0 to 1")
     ood = ckpt.get("ood")
     if ood:
@@ -160,10 +155,10 @@ def check_scoring_entries(ckpt: dict, name: str) -> None:
 def _familiarity_problem(ood) -> str:
     if not isinstance(ood, dict):
         return "not a set of named values"
-    if not _is_number(ood.get("threshold")):
+    if not is_finite_number(ood.get("threshold")):
         return "threshold"
     for key in ("percentile", "val_flagged"):
-        if key in ood and not _is_number(ood[key]):
+        if key in ood and not is_finite_number(ood[key]):
             return key
     parts = ood.get("parts")
     if parts is None:
@@ -173,7 +168,7 @@ def _familiarity_problem(ood) -> str:
     for i, part in enumerate(parts):
         if not isinstance(part, dict) or not isinstance(part.get("name"), str):
             return f"parts.{i}"
-        if not (_is_number(part.get("threshold")) and part["threshold"] > 0):  # a part's distances are divided by it
+        if not (is_finite_number(part.get("threshold")) and part["threshold"] > 0):  # a part's distances are divided by it
             return f"parts.{i}.threshold"
         if part.get("means") is None or part.get("precision") is None:
             return f"parts.{i}: means or precision"

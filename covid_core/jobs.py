@@ -11,7 +11,6 @@ Cancelling sends SIGTERM; train.py then finishes the current step and evaluates 
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -23,6 +22,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .runs import RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
 from .flags import config_argv
+from .stored_values import finite, whole
 from .training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -228,21 +228,6 @@ def _alive(pid: int | None, run_id: str) -> bool:
         return False
 
 
-def _whole(value, most: int = 2**31 - 1) -> int | None:
-    """A whole number from 0 to ``most`` in a run's JSON (an epoch, a step, a process id), else None: a run folder
-    from another version, or edited by hand, may hold anything there."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= most:
-        return None  # also NaN, which fails both comparisons
-    return int(value)
-
-
-def _finite(value) -> float | None:
-    """A finite number in a run's JSON (a loss), else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        return None
-    return float(value)
-
-
 def read_job(path: str | Path) -> Job:
     """The job in run folder ``path`` with its current state. A file of the folder that is damaged, or holds values
     of the wrong kind, counts as missing (its state then "unknown" or "failed"), so one such folder never hides the
@@ -254,10 +239,10 @@ def read_job(path: str | Path) -> Job:
     config = run.read_json("config.json", {})
     for key in ("epoch", "epochs", "step", "steps"):
         if key in status:
-            status[key] = _whole(status[key])
+            status[key] = whole(status[key])
     if "loss" in status:
-        status["loss"] = _finite(status["loss"])
-    pid, launch_pid = _whole(status.get("pid")) or _whole(launch.get("pid")), _whole(launch.get("pid"))
+        status["loss"] = finite(status["loss"])
+    pid, launch_pid = whole(status.get("pid")) or whole(launch.get("pid")), whole(launch.get("pid"))
     state = status.get("state")
     if state is None:
         state = "starting" if _alive(launch_pid, run.id) else ("failed" if launch else "unknown")
@@ -268,14 +253,14 @@ def read_job(path: str | Path) -> Job:
     task = launch.get("task") if launch.get("task") in TASKS else (
         "denoise" if status.get("kind") in ("dae", "denoiser") else "classify")
     progress = 0.0
-    epochs, epoch = status.get("epochs") or _whole(config.get("epochs")), status.get("epoch") or 0
+    epochs, epoch = status.get("epochs") or whole(config.get("epochs")), status.get("epoch") or 0
     if state == "finished":
         progress = 1.0
     elif epochs:
         steps, step = status.get("steps") or 0, status.get("step") or 0
         done_epochs = max(epoch - 1, 0) + (step / steps if steps else (1 if epoch else 0))
         progress = float(min(max(done_epochs / epochs, 0.0), 1.0))
-    started = _finite(launch.get("started"))
+    started = finite(launch.get("started"))
     return Job(run_id=run.id, path=run.path, state=state, task=task, status=status, config=config,
                pid=pid, started=started, progress=progress)
 
@@ -301,7 +286,7 @@ def tail_log(job: Job, lines: int = 40, max_bytes: int = 64_000) -> str:
 
 def cancel(job: Job) -> bool:
     """Ask the job to stop (SIGTERM); returns False if its process is not running."""
-    pids = {p for p in (job.pid, _whole(RunDir(job.path).read_json("job.json", {}).get("pid"))) if p}
+    pids = {p for p in (job.pid, whole(RunDir(job.path).read_json("job.json", {}).get("pid"))) if p}
     sent = False
     for pid in pids:
         if _alive(pid, job.run_id):

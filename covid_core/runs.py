@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, CovidCoreError
+from .stored_values import share
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -152,8 +153,8 @@ class RunDir:
             return {}
         at = (result.get("threshold") or {}).get("test") if isinstance(result.get("threshold"), dict) else None
         at = at if isinstance(at, dict) else {}
-        return {"accuracy": _share(test.get("accuracy")), "macro_auc": _share(test.get("macro_auc")),
-                "sensitivity": _share(at.get("sensitivity")), "specificity": _share(at.get("specificity"))}
+        return {"accuracy": share(test.get("accuracy")), "macro_auc": share(test.get("macro_auc")),
+                "sensitivity": share(at.get("sensitivity")), "specificity": share(at.get("specificity"))}
 
     @property
     def best_checkpoint(self) -> Path:
@@ -185,13 +186,6 @@ class RunDir:
         tmp = out.with_name(f".{out.name}.tmp")
         shutil.copyfile(self.best_checkpoint, tmp)
         os.replace(tmp, out)
-
-
-def _share(value) -> float | None:
-    """A figure from 0 to 1 as stored in a run's JSON, else None (a value of another kind is not shown as one)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        return None
-    return float(value)
 
 
 def open_run(config, resume: str | None, from_dict, prefix: str, create: bool = True) -> tuple[RunDir, object]:

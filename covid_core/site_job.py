@@ -8,6 +8,7 @@ import threading
 from .errors import CovidCoreError
 from .site import validate_site_with_films
 from .site_file import are_verdict_counts, is_whole, poor_figures, unsettled_figures
+from .stored_values import share
 
 
 class ValidationJob:
@@ -80,12 +81,6 @@ def poor_site_warning(report: dict) -> str:
     return swapped.strip()
 
 
-def _share(v) -> float | None:
-    """A figure from 0 to 1 as a site file stores it, else None (a file edited by hand is read on the Models page
-    too, where a value of another kind is shown as "n/a", never raised)."""
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 else None
-
-
 def _section(report: dict, when: str) -> dict:
     """The report's "before" or "after" figures; {} where it has none (or something else in their place)."""
     section = report.get(when)
@@ -95,7 +90,7 @@ def _section(report: dict, when: str) -> dict:
 def _value(section: dict, key: str) -> float | None:
     """A section's figure (``{"value": ...}``) from 0 to 1, else None."""
     figure = section.get(key)
-    return _share(figure.get("value")) if isinstance(figure, dict) else None
+    return share(figure.get("value")) if isinstance(figure, dict) else None
 
 
 def report_counts(report: dict) -> dict:
@@ -112,10 +107,10 @@ def adaptation_lines(report: dict) -> list[tuple[str, str]]:
 
 def interval_text(f: dict | None) -> str:
     """{"value", "low", "high"} -> "91.0% (84-96%)"; "n/a" without a value."""
-    value = _share(f.get("value")) if isinstance(f, dict) else None
+    value = share(f.get("value")) if isinstance(f, dict) else None
     if value is None:
         return "n/a"
-    low, high = _share(f.get("low")), _share(f.get("high"))
+    low, high = share(f.get("low")), share(f.get("high"))
     ci = f" ({100 * low:.0f}-{100 * high:.0f}%)" if low is not None and high is not None else ""
     return f"{100 * value:.1f}%{ci}"
 
@@ -126,7 +121,7 @@ def comparison_rows(report: dict) -> list[dict]:
     for when in ("before", "after"):
         f = _section(report, when)
         auc = _value(f, "auc")
-        ece = _share(f.get("ece"))
+        ece = share(f.get("ece"))
         counts = f.get("counts") if isinstance(f.get("counts"), dict) else {}
         rows.append({"": "shipped model" if when == "before" else "after adaptation (cross-validated)",
                      "COVID-19 sensitivity (95% CI)": interval_text(f.get("sensitivity")),
