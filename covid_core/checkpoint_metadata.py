@@ -168,7 +168,7 @@ def _familiarity_problem(ood) -> str:
     for i, part in enumerate(parts):
         if not isinstance(part, dict) or not isinstance(part.get("name"), str):
             return f"parts.{i}"
-        if not (is_finite_number(part.get("threshold")) and part["threshold"] > 0):  # a part's distances are divided by it
+        if not (is_finite_number(part.get("threshold")) and part["threshold"] > 0):  # its distances are divided by it
             return f"parts.{i}.threshold"
         if part.get("means") is None or part.get("precision") is None:
             return f"parts.{i}: means or precision"
