@@ -26,6 +26,9 @@ def show_job(job: jobs.Job) -> None:
                     st.toast(f"Stopping {job.run_id}; it finishes the current step and evaluates what it has.")
         if job.state == "failed" and status.get("error"):
             st.error(str(status["error"]))
+        if job.state == "unknown":
+            st.warning("Its status file is missing, damaged or written by another version, so how this run went is "
+                       "unknown; its log below may say.", icon=":material/help:")
         if job.state == "stopped":
             resumable = (job.path / "last.pt").is_file()
             st.warning("Its process is gone (killed or the machine restarted) although it never reported an end. "

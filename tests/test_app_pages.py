@@ -83,6 +83,7 @@ def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
     assert any("20250102-000000-cnn-bbbbbb" in label and "unknown" in label for label in labels)
     assert any("20250103-000000-cnn-cccccc" in label and "unknown" in label for label in labels)
     assert [m.value for m in at.metric][:2] == ["n/a", "n/a"]  # figures of the wrong kind are not shown as figures
+    assert sum("status file is missing, damaged or written by another version" in w.value for w in at.warning) == 2
 
 
 def test_train_form_choices_reach_the_started_command(env, folders_data):
