@@ -8,8 +8,6 @@ and :func:`to_model_input` (uint8 batch -> normalised float tensor). The setting
 
 from __future__ import annotations
 
-import math
-
 from dataclasses import asdict, dataclass, fields
 
 import cv2
@@ -17,6 +15,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError
+from .stored_values import is_finite_number
 
 EQUALIZE_CHOICES = ("none", "hist", "clahe")
 FIT_CHOICES = ("pad", "crop", "thorax", "mask")
@@ -56,9 +55,8 @@ class PreprocessConfig:
         if self.equalize not in EQUALIZE_CHOICES:
             raise ConfigError(f"unknown equalize {self.equalize!r}; choose one of: {', '.join(EQUALIZE_CHOICES)}")
         for name in ("clahe_clip", "mean", "std"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ConfigError(f"{name} {value!r} is not a finite number")
+            if not is_finite_number(getattr(self, name)):
+                raise ConfigError(f"{name} {getattr(self, name)!r} is not a finite number")
         if not (-10 <= self.mean <= 10 and 0 < self.std <= 10 and 0 < self.clahe_clip <= 100):
             raise ConfigError("mean must be from -10 to 10, std above 0 and at most 10, and the CLAHE clip limit "
                               "above 0 and at most 100 (pixel values run from 0 to 1)")
