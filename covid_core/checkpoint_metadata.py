@@ -139,8 +139,10 @@ def check_scoring_entries(ckpt: dict, name: str) -> None:
     if temperature is not None and not (is_finite_number(temperature) and temperature > 0):
         raise _refuse(name, "its calibration temperature is not a positive number")
     threshold = ckpt.get("threshold")
+    if threshold is not None and not isinstance(threshold, dict):
+        raise _refuse(name, "its operating threshold is not a set of named values")
     if threshold:
-        if not isinstance(threshold, dict) or threshold.get("class") != COVID_CLASS.get(target):
+        if threshold.get("class") != COVID_CLASS.get(target):
             raise _refuse(name, "its operating threshold names no class of the model, or another one")
         if not (is_finite_number(threshold.get("value")) and 0 <= threshold["value"] <= 1):
             raise _refuse(name, "its operating threshold is not a number from 0 to 1")
@@ -190,7 +192,7 @@ def drop_damaged_sections(ckpt: dict) -> list[str]:
         if error is not None:
             del holder[place[-1]]
             notes.append(f"{title} ({'.'.join(place)}): {_where(error)}: {error.message[:160]}")
-    for key in ("metrics", "card", "threshold"):
+    for key in ("metrics", "card"):  # a threshold that is not one was refused by check_scoring_entries
         if key in ckpt and ckpt[key] is not None and not isinstance(ckpt[key], dict):
             notes.append(f"{key}: not a set of named values")
             del ckpt[key]
@@ -201,8 +203,6 @@ def drop_damaged_sections(ckpt: dict) -> list[str]:
 def checked(ckpt: dict, name: str) -> dict:
     """A classifier checkpoint dict as the rest of the package reads it: refused (CheckpointError) when scoring
     would go wrong, its damaged descriptive sections taken out and named (see the module's docstring)."""
-    if ckpt.get("threshold") is not None and not isinstance(ckpt.get("threshold"), dict):
-        raise _refuse(name, "its operating threshold is not a set of named values")
     check_scoring_entries(ckpt, name)
     drop_damaged_sections(ckpt)
     return ckpt

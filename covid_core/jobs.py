@@ -242,7 +242,8 @@ def read_job(path: str | Path) -> Job:
             status[key] = whole(status[key])
     if "loss" in status:
         status["loss"] = finite(status["loss"])
-    pid, launch_pid = whole(status.get("pid")) or whole(launch.get("pid")), whole(launch.get("pid"))
+    launch_pid = whole(launch.get("pid"))
+    pid = whole(status.get("pid")) or launch_pid
     state = status.get("state")
     if state is None:
         state = "starting" if _alive(launch_pid, run.id) else ("failed" if launch else "unknown")

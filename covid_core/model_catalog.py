@@ -129,7 +129,7 @@ def list_checkpoints(weights: str | Path | None = None, runs_dir: str | Path | N
             if p.is_file() and p.suffix.lower() in CHECKPOINT_SUFFIXES and not p.name.startswith("."):
                 entries.append(describe_checkpoint(p, source="weights"))
     for run in list_runs(runs_dir or default_runs_dir()):
-        status = run.read_json("status.json", {}) or {}
+        status = run.read_json("status.json", {})
         if status.get("state") != "finished" or not run.best_checkpoint.is_file():
             continue
         entries.append(describe_checkpoint(run.best_checkpoint, label=f"run {run.id}", source="run"))

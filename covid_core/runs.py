@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, CovidCoreError
-from .stored_values import share
+from .stored_values import section, share
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
@@ -121,7 +121,7 @@ class RunDir:
         return rows
 
     def set_status(self, state: str, **fields) -> None:
-        status = self.read_json("status.json", {}) or {}
+        status = self.read_json("status.json", {})
         status.update(fields, state=state, updated=time.time(), pid=os.getpid())
         self.write_json("status.json", status)
 
@@ -148,10 +148,9 @@ class RunDir:
         ``macro_auc`` and the COVID-19 operating point's ``sensitivity`` and ``specificity``. Empty without
         TEST metrics."""
         result = self.read_json("result.json", {})
-        test = (result.get("metrics") or {}).get("test") if isinstance(result.get("metrics"), dict) else None
+        test, at = (section(result, key).get("test") for key in ("metrics", "threshold"))
         if not isinstance(test, dict) or not test:
             return {}
-        at = (result.get("threshold") or {}).get("test") if isinstance(result.get("threshold"), dict) else None
         at = at if isinstance(at, dict) else {}
         return {"accuracy": share(test.get("accuracy")), "macro_auc": share(test.get("macro_auc")),
                 "sensitivity": share(at.get("sensitivity")), "specificity": share(at.get("specificity"))}

@@ -8,7 +8,7 @@ import threading
 from .errors import CovidCoreError
 from .site import validate_site_with_films
 from .site_file import are_verdict_counts, is_whole, poor_figures, unsettled_figures
-from .stored_values import share
+from .stored_values import section, share
 
 
 class ValidationJob:
@@ -61,11 +61,11 @@ def poor_site_warning(report: dict) -> str:
     those films are too few to know whether it does (:func:`~covid_core.site_file.unsettled_figures`), and when the
     shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head on the frozen features can learn and
     then look good); "" otherwise or without figures."""
-    after = _section(report, "after")
+    after = section(report, "after")
     rates = _given(report) or after
     sens, spec = (_value(rates, k) for k in ("sensitivity", "specificity"))
     poor = poor_figures(_value(after, "auc"), sens, spec)
-    shipped_auc = _value(_section(report, "before"), "auc")
+    shipped_auc = _value(section(report, "before"), "auc")
     swapped = ""
     if shipped_auc is not None and shipped_auc < SWAPPED_AUC:
         swapped = (f" The shipped model's AUC on your films, {shipped_auc:.2f}, is far below chance: check that the "
@@ -79,12 +79,6 @@ def poor_site_warning(report: dict) -> str:
                 "this the active site now, its verdicts are marked as unconfirmed; label more films (how many is said "
                 "above) and validate again." + swapped)
     return swapped.strip()
-
-
-def _section(report: dict, when: str) -> dict:
-    """The report's "before" or "after" figures; {} where it has none (or something else in their place)."""
-    section = report.get(when)
-    return section if isinstance(section, dict) else {}
 
 
 def _value(section: dict, key: str) -> float | None:
@@ -119,7 +113,7 @@ def comparison_rows(report: dict) -> list[dict]:
     """The shipped model and the adapted one on the site's films, one row each."""
     rows = []
     for when in ("before", "after"):
-        f = _section(report, when)
+        f = section(report, when)
         auc = _value(f, "auc")
         ece = share(f.get("ece"))
         counts = f.get("counts") if isinstance(f.get("counts"), dict) else {}
@@ -149,7 +143,7 @@ def _counts(section) -> dict | None:
 
 def _given_section(report: dict) -> dict | None:
     """The "after" section on the films that get a verdict, when its counts of films are counts."""
-    given = (report.get("after") or {}).get("given")
+    given = section(report, "after").get("given")
     ok = isinstance(given, dict) and is_whole(given.get("films")) and is_whole(given.get("withheld"))
     return given if ok else None
 

@@ -25,3 +25,9 @@ def share(value) -> float | None:
 def whole(value, most: int = 2**31 - 1) -> int | None:
     """A whole number from 0 to ``most`` (an epoch, a step, a process id), else None."""
     return int(value) if is_finite_number(value) and 0 <= value <= most else None
+
+
+def section(obj: dict, key: str) -> dict:
+    """``obj[key]`` where it is a dict (a section of a stored report), else {}."""
+    value = obj.get(key)
+    return value if isinstance(value, dict) else {}
