@@ -158,10 +158,11 @@ def details(case, classifier, key: str) -> None:
 
 
 def validation_state(classifier, prediction) -> None:
+    statement = validation_statement(classifier.site, prediction, classifier.metadata)
     if classifier.site is None or not classifier.site.confirmed:
-        st.warning(validation_statement(classifier.site, prediction), icon=":material/domain:")
+        st.warning(statement, icon=":material/domain:")
     else:
-        st.success(validation_statement(classifier.site, prediction), icon=":material/domain:")
+        st.success(statement, icon=":material/domain:")
 
 
 def denoised_view(case, digest: str):

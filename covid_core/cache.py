@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .decode import decode_image
-from .errors import InvalidImageError, UnreadableImages
+from .errors import DatasetError, InvalidImageError, UnreadableImages
 from .preprocess import PreprocessConfig, prepare_pixels
 
 
@@ -47,7 +47,10 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
                   folder: Path | None = None) -> np.ndarray:
     """uint8 NxSxS images for ``paths`` (read-only memmap), building the cache on first use.
 
-    Raises UnreadableImages (a DatasetError) naming the unreadable files, if any.
+    Raises UnreadableImages (a DatasetError) naming the unreadable files, if any. The films that could be read are
+    cached then all the same, under the list without the unreadable ones, and the unreadable ones are noted: asking
+    again for the same list raises at once, and asking for the readable ones (:func:`readable_films`) decodes
+    nothing again.
     """
     folder = Path(folder or cache_dir())
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,6 +59,9 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
     s = config.image_size
     if data_file.is_file() and data_file.stat().st_size == len(paths) * s * s:
         return np.memmap(data_file, dtype=np.uint8, mode="r", shape=(len(paths), s, s))
+    noted = _noted_unreadable(folder / f"{key}.unreadable.json", paths)
+    if noted:
+        raise _unreadable(noted)
 
     fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
     os.close(fd)
@@ -84,9 +90,12 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
         if bar:
             bar.close()
         if errors:
-            shown = "; ".join(text for _, text in errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5
-                                                                else "")
-            raise UnreadableImages(f"{len(errors)} image(s) could not be read: {shown}", [p for p, _ in errors])
+            bad = {p for p, _ in errors}
+            readable = [i for i, p in enumerate(paths) if p not in bad]
+            if readable:
+                _publish_rows(out, readable, [paths[i] for i in readable], config, folder)
+            _write_atomic(folder / f"{key}.unreadable.json", json.dumps({"errors": errors}))
+            raise _unreadable(errors)
         out.flush()
         del out
         os.replace(tmp, data_file)
@@ -95,6 +104,74 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
         if os.path.exists(tmp):
             os.unlink(tmp)
     return np.memmap(data_file, dtype=np.uint8, mode="r", shape=(len(paths), s, s))
+
+
+def readable_films(table, config: PreprocessConfig, skip_unreadable: bool, advice: str, progress: bool = True):
+    """(table, its images, names of the films left out) for a data set's ``table`` (columns path and filename).
+    A film that cannot be decoded stops with a DatasetError that names it and ends with ``advice`` (how to go on),
+    or with ``skip_unreadable`` is left out of the table and named in the list."""
+    try:
+        return table, load_or_build(table["path"].tolist(), config, progress=progress), []
+    except UnreadableImages as exc:
+        if not skip_unreadable:
+            raise DatasetError(f"{exc}. {advice}") from exc
+        bad = table["path"].isin(exc.paths)
+        skipped = table.loc[bad, "filename"].tolist()
+        table = table[~bad].reset_index(drop=True)
+        if table.empty:
+            raise DatasetError(f"none of the {len(skipped)} films could be read") from exc
+        return table, load_or_build(table["path"].tolist(), config, progress=False), skipped
+
+
+def unreadable_list(names: list[str], shown: int = 20) -> str:
+    """'3 unreadable film(s): a.png, b.png, c.png' (the first ``shown`` named), for a log or a summary."""
+    return (f"{len(names)} unreadable film(s): " + ", ".join(names[:shown])
+            + (" ..." if len(names) > shown else ""))
+
+
+def _unreadable(errors: list) -> UnreadableImages:
+    shown = "; ".join(text for _, text in errors[:5]) + (f"; and {len(errors) - 5} more" if len(errors) > 5 else "")
+    return UnreadableImages(f"{len(errors)} image(s) could not be read: {shown}", [p for p, _ in errors])
+
+
+def _noted_unreadable(note: Path, paths: list[str]) -> list:
+    """The (path, reason) pairs noted when this list was last decoded, if the note is whole and names only films of
+    the list; else [] (the list is decoded again)."""
+    try:
+        errors = json.loads(note.read_text())["errors"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    known = set(paths)
+    whole = isinstance(errors, list) and errors and all(
+        isinstance(e, list) and len(e) == 2 and all(isinstance(v, str) for v in e) and e[0] in known for e in errors)
+    return errors if whole else []
+
+
+def _publish_rows(out: np.ndarray, rows: list[int], paths: list[str], config: PreprocessConfig, folder: Path) -> None:
+    """Cache ``out[rows]`` as the images of ``paths``, copied a block at a time (never the whole set in memory)."""
+    s = config.image_size
+    key = cache_key(paths, config)
+    fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        subset = np.memmap(tmp, dtype=np.uint8, mode="w+", shape=(len(rows), s, s))
+        for start in range(0, len(rows), 256):
+            block = rows[start:start + 256]
+            subset[start:start + len(block)] = out[block]
+        subset.flush()
+        del subset
+        os.replace(tmp, folder / f"{key}.u8")
+        (folder / f"{key}.json").write_text(json.dumps({"n": len(paths), "config": config.to_dict()}))
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
 
 
 def _names(paths: list[str]) -> list[str]:

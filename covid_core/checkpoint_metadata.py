@@ -106,6 +106,9 @@ def _sections(classes: list[str]) -> dict[tuple[str, ...], tuple[str, dict]]:
             prepare_s={"type": ["number", "null"]}, finalize_s={"type": ["number", "null"]})),
         ("train_config",): ("training settings", {"type": "object"}),
         ("class_counts",): ("films per split and class", {"type": "object", "additionalProperties": COUNTS_BY_NAME}),
+        ("training_data",): ("the data set it was trained on", _record(
+            ["name"], name=TEXT, layout=TEXT, sources=COUNTS_BY_NAME, unreadable_n=COUNT,
+            unreadable={"type": "array", "items": TEXT})),
     }
 
 

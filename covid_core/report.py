@@ -16,6 +16,7 @@ from PIL import Image
 from . import __version__
 from .csv_safe import safe_cell
 from .formatting import pct as _pct
+from .training_data import training_data
 from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold, rate_text,
                       validation_statement, verdict_limits, withheld_reason)
 
@@ -104,11 +105,12 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     if prediction.withheld:
         warn_html = f'<p class="warn">{esc(withheld_reason(prediction))}</p>' + warn_html
     limits = verdict_limits(prediction, classifier.metadata, thr, site=classifier.site) + [
-        validation_statement(classifier.site, prediction)]
+        validation_statement(classifier.site, prediction, classifier.metadata)]
     warn_html += "".join(f'<p class="limit">{esc(s)}</p>' for s in limits)
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
                   ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),
+                  ("Trained on", training_data(meta).name or "n/a"),
                   ("Data set fingerprint", meta.get("data_fingerprint", "n/a")),
                   ("Trained", meta.get("created", "n/a")), ("Site validation", site_validation_text(classifier.site)),
                   ("covid_core version", __version__)]

@@ -13,15 +13,12 @@ from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
 from .formatting import pct as _pct
 from .goals import UNSEEN_SOURCE_WRONG_VERDICTS
 from .targets import COVID_CLASS
+from .training_data import PUBLIC_SOURCES, not_validated_statement, training_data
 
 
 # A group of non-COVID films called COVID-19 this often (or more) on TEST is named next to every positive verdict
 # (older checkpoints, whose groups were counted by most probable class rather than at the threshold).
 NOTABLE_FALSE_COVID_SHARE = 0.2
-# What the sources of coronahack-mini's provenance.csv are, for a reader who has not read its SOURCES.md.
-SOURCE_NOTES = {"kermany": "paediatric films, Guangzhou", "nih": "adult films, NIH Clinical Center",
-                "cohen": "adult films from the COVID-19 image collection of Cohen et al.",
-                "figure1": "adult films from the Figure 1 COVID-19 collection"}
 
 
 def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
@@ -56,8 +53,9 @@ def positive_verdict_limits(metadata: dict, threshold: dict) -> list[str]:
         groups = [r for r in calls if r["called covid"] and r["share"] >= NOTABLE_FALSE_COVID_SHARE]
         lead = f"On TEST it also named {covid} the most probable class for"
     if groups:
+        notes = PUBLIC_SOURCES if training_data(metadata).public else {}  # another data set's "nih" is not NIH's
         listed = "; ".join(f"{r['called covid']} of {r['n']} {r['true class']} films from source '{r['source']}'"
-                           + (f" ({SOURCE_NOTES[r['source']]})" if r["source"] in SOURCE_NOTES else "")
+                           + (f" ({notes[r['source']]})" if r["source"] in notes else "")
                            for r in groups)
         sentences.append(f"{lead}: {listed}. A positive verdict means the film looks like the COVID-19 films it was "
                          "trained on; it does not tell COVID-19 from other lung disease in the same kind of patient "
@@ -99,10 +97,6 @@ CALL_WORDS = {
 #: A class the model finds more probable than the one its COVID-19 verdict names, in words.
 MORE_PROBABLE_WORDS = {"normal": "a normal film", "pneumonia": "pneumonia", "negative": "no COVID-19"}
 
-NOT_VALIDATED = ("Not validated at your hospital: the measured figures on this page come from public collections "
-                 "(children from one hospital, adults from one US hospital and COVID-19 films from many "
-                 "publications), not from films like yours. Published COVID-19 detectors lost most of their accuracy "
-                 "at new hospitals.")
 
 def share_with_interval(k: int, n: int) -> str:
     """46 of 65 -> "70.8% (95% CI 59-80%)": the share and its Wilson interval (:func:`metrics.proportion_interval`)."""
@@ -134,12 +128,14 @@ def predictive_values_sentence(counts: dict, films: str) -> str:
             "than among the films you labelled, a larger share of positive verdicts is wrong.")
 
 
-def validation_statement(site, prediction=None) -> str:
-    """Whether the verdicts were checked at this hospital: the site's name and local figures, or NOT_VALIDATED.
+def validation_statement(site, prediction=None, metadata: dict | None = None) -> str:
+    """Whether the verdicts were checked at this hospital: the site's name and local figures, or, without a site,
+    where the figures shown come from instead (the data set of the checkpoint's ``metadata``,
+    :func:`covid_core.training_data.not_validated_statement`).
     With the ``prediction`` whose limits already gave the site's PPV or NPV (:func:`verdict_limits`), the
     statement leaves its own PPV and NPV sentence out rather than say it twice."""
     if site is None:
-        return NOT_VALIDATED
+        return not_validated_statement(metadata or {})
 
     def figure(name, f):
         if not f or f.get("value") is None:

@@ -113,6 +113,8 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
     at.selectbox(key="train_equalize").select("hist")
     at.number_input(key="train_sensitivity").set_value(0.95)
     at.number_input(key="train_seed").set_value(3)
+    assert not at.checkbox(key="train_skip").value  # by default an unreadable film stops the run
+    at.checkbox(key="train_skip").check()
     at.button[0].click().run()
     assert not at.exception and any("Started run" in s.value for s in at.success)
     [job] = jobs.list_jobs(env / "runs")
@@ -132,6 +134,7 @@ def test_train_form_choices_reach_the_started_command(env, folders_data):
         assert command[command.index("--fit") + 1] == "thorax" and command[command.index("--equalize") + 1] == "hist"
         assert command[command.index("--covid-sensitivity") + 1] == "0.95"
         assert command[command.index("--seed") + 1] == "3"
+        assert "--skip-unreadable" in command
     finally:
         jobs.cancel(job)
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
-from covid_core.cache import load_or_build
+from covid_core.cache import cache_key, load_or_build, readable_films
 from covid_core.datasets import CORONAHACK_CSV, load_dataset
 from covid_core.errors import DatasetError
 from covid_core.preprocess import PreprocessConfig
@@ -169,7 +170,36 @@ def test_unreadable_images_are_named_when_the_cache_is_built(tmp_path):
     # named by their place below the data folder: train/normal/img1.png, not img1.png (test/normal/ may hold one too)
     assert "train/normal/img1.png: PNG file is truncated" in msg
     assert "train/covid/img0.png: not a recognised image (it looks like a PDF" in msg
-    assert not list((tmp_path / "cache").glob("*.u8")), "no half-built cache is left to be reused"
+    paths, config = list(ds.table.path), PreprocessConfig(image_size=32)
+    assert not (tmp_path / "cache" / f"{cache_key(paths, config)}.u8").exists(), "no half-built cache to be reused"
+
+
+def test_after_an_unreadable_film_nothing_is_decoded_twice(tmp_path, monkeypatch):
+    """The films that could be read are cached under the list without the unreadable ones, and the unreadable ones
+    are noted: asking again fails at once, and leaving them out (readable_films) decodes nothing again."""
+    import covid_core.cache as cache
+
+    root = folders(tmp_path, {"train/normal": 3, "train/covid": 2, "test/normal": 1})
+    (root / "train" / "normal" / "img1.png").write_bytes(PNG[:60])
+    table, config, folder = load_dataset(root).table, PreprocessConfig(image_size=32), tmp_path / "cache"
+    monkeypatch.setenv("COVID_CORE_CACHE", str(folder))
+    decoded = []
+    decode = cache._decode_one
+    monkeypatch.setattr(cache, "_decode_one", lambda job: decoded.append(job[0]) or decode(job))
+    advice = "Fix or remove it, or leave it out"
+    for attempt in range(2):
+        with pytest.raises(DatasetError, match=r"1 image\(s\) could not be read: train/normal/img1\.png.*leave it out"):
+            readable_films(table, config, skip_unreadable=False, advice=advice, progress=False)
+        assert len(decoded) == 6  # the first attempt decoded the six films; the second, none
+    kept, images, skipped = readable_films(table, config, skip_unreadable=True, advice=advice, progress=False)
+    assert len(decoded) == 6 and skipped == ["img1.png"] and len(kept) == len(images) == 5
+    assert (root / "train" / "normal" / "img1.png").resolve() not in {Path(p).resolve() for p in kept["path"]}
+    fresh = load_or_build(kept["path"].tolist(), config, workers=1, progress=False, folder=tmp_path / "fresh")
+    assert np.array_equal(np.asarray(images), np.asarray(fresh))  # the same pixels as decoding them anew
+    decoded.clear()
+    (root / "train" / "normal" / "img1.png").write_bytes(PNG)  # the film is mended: the note no longer applies
+    _, images, skipped = readable_films(table, config, skip_unreadable=False, advice=advice, progress=False)
+    assert skipped == [] and len(images) == 6 and len(decoded) == 6
 
 
 # ---------- COVIDx layout ----------

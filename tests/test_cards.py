@@ -144,7 +144,9 @@ def test_dae_margin_interval_is_paired_by_image():
 
 def _verdict_metadata(per_source: dict) -> dict:
     per_class = {"covid19": {"support": 60}, "normal": {"support": 114}, "pneumonia": {"support": 163}}
-    return {"target": "3class", "metrics": {"test": {"n": 337, "per_class": per_class, "per_source": per_source}}}
+    return {"target": "3class", "metrics": {"test": {"n": 337, "per_class": per_class, "per_source": per_source}},
+            "training_data": {"name": "coronahack-mini", "layout": "coronahack",
+                              "sources": {"cohen": 300, "figure1": 40, "kermany": 1400, "nih": 800}}}
 
 
 def test_positive_verdict_limits_give_ppv_with_prevalence_and_the_groups_often_called_covid():

@@ -226,9 +226,27 @@ def test_evaluate_stops_at_an_unreadable_film_unless_asked_to_evaluate_the_rest(
     r = _cli("-m", "covid_core", "evaluate", "--model", str(tiny_checkpoint), "--data", str(folder_dataset),
              "--skip-unreadable", env=env)
     assert r.returncode == 0, r.stderr
-    assert "skipped 1 unreadable film(s), not in any figure below: damaged.png" in r.stdout
+    assert "skipped 1 unreadable film(s): damaged.png; they are in no figure below" in r.stdout
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["skipped"] == ["damaged.png"] and result["n"] == 12  # the fixture's 12 test films
+
+def test_training_stops_at_an_unreadable_film_unless_asked_to_leave_it_out(folder_dataset, tmp_path):
+    """A data set with a damaged film: the run names it and says how to go on; with skip_unreadable it trains on the
+    rest, and the checkpoint and its card name the film left out."""
+    from covid_core.cards.classifier import card_markdown
+    from covid_core.errors import DatasetError
+
+    (folder_dataset / "train" / "normal" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    with pytest.raises(DatasetError, match=r"train/normal/damaged\.png.*train on the rest with --skip-unreadable"):
+        run(_config(folder_dataset, tmp_path, epochs=1, run_id="stops"), progress=False)
+    best = run(_config(folder_dataset, tmp_path, epochs=1, run_id="skips", skip_unreadable=True), progress=False)
+    ckpt = load_checkpoint_dict(best)
+    assert ckpt["training_data"]["unreadable_n"] == 1 and ckpt["training_data"]["unreadable"] == ["damaged.png"]
+    counts = ckpt["class_counts"]
+    assert sum(counts["train"].values()) + sum(counts["val"].values()) == 36  # the fixture's TRAIN films, not 37
+    assert "- Left out: 1 film(s) that could not be read (`damaged.png`); no figure here counts them" in \
+        card_markdown(ckpt, "x.pt", "weights/x.pt")
+
 
 def test_cli_bad_input_is_one_line(tmp_path):
     r = _cli("-m", "covid_core", "evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(tmp_path))

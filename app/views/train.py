@@ -17,7 +17,7 @@ from covid_core.runs import default_runs_dir
 from covid_core.preprocess import EQUALIZE_CHOICES, FIT_CHOICES, FIT_LABELS
 from covid_core.targets import TARGETS
 from covid_core.flags import help_for
-from covid_core.training import TRAIN_FLAGS, TrainConfig
+from covid_core.training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
 
 st.title("Train")
 st.caption(f"The form starts at the shipped resnet18's recipe. "
@@ -48,11 +48,13 @@ with st.form("train_form"):
                          key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
                                  key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
-    c8, c9, c10 = st.columns(3)
+    c8, c9, c10, c28 = st.columns(4)
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
     ema = c9.checkbox("Weight averaging", value=D.ema_decay > 0, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
     pretrained = c10.checkbox("ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
+    skip_unreadable = c28.checkbox("Leave out unreadable films", value=D.skip_unreadable, key="train_skip",
+                                   help=help_for(RUN_FLAGS, "skip_unreadable"))
     c11, c12, c13, c14 = st.columns(4)  # what the network sees
     balance = c11.selectbox("Imbalance", BALANCE_CHOICES, index=BALANCE_CHOICES.index(D.balance), key="train_balance",
                             format_func=BALANCE_LABELS.get, help=tip("balance", "Classifier only. "))
@@ -106,7 +108,8 @@ if submitted:
                          patch_crop=float(patch), pretrained="imagenet" if pretrained else "none",
                          balance=balance, ema_decay=EMA_DECAY if ema else 0.0, source_adversary=float(adversary),
                          group_dro=float(group_dro), source_contrast=float(contrast), mix_style=float(mix_style),
-                         source_prior=float(prior), holdout_source=holdout.strip(), limit=int(limit) or None)
+                         source_prior=float(prior), holdout_source=holdout.strip(), limit=int(limit) or None,
+                         skip_unreadable=bool(skip_unreadable))
     try:
         job = jobs.start_from_form(config, data, task)
     except CovidCoreError as exc:

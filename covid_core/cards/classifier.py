@@ -18,10 +18,11 @@ from ..goals import (MET_WORDS, NEW_HOSPITAL_GOALS, UNSEEN_ADULT_NORMALS_COVID_V
 from ..targets import COVID_CLASS
 from ..formatting import fixed, pct
 from ..preprocess import PreprocessConfig
-from . import DATA_PLACEHOLDER
+from ..training_data import training_data
+from . import data_argument
 
-KNOWN_LIMITS = """\
-- Trained and tested on `coronahack-mini`, whose classes are still partly confounded with age and source:
+PUBLIC_DATA_LIMITS = """\
+- Trained and tested on {name}, whose classes are still partly confounded with age and source:
   the children (normal and pneumonia) all come from one hospital (Guangzhou, Kermany et al.), the adult normals
   and most adult pneumonias from one US hospital (NIH Clinical Center), and the COVID-19 films from many
   hospitals and publications (the COVID-19 image collection, `cohen`, and Figure 1), which also hold the only
@@ -31,12 +32,35 @@ KNOWN_LIMITS = """\
 - TEST is patient-disjoint from TRAIN but drawn from the same sources: expect lower figures at another
   hospital. Validate the model on your own labelled films: until then it gives no COVID-19 verdict.
 - NIH labels were text-mined from reports; its "Pneumonia" label is its noisiest, and a few "No Finding"
-  films show lines, tubes or opacities.
+  films show lines, tubes or opacities."""
+
+OTHER_DATA_LIMITS = """\
+- Trained and tested on {name}. Its TEST films come from the same data set as its TRAIN films: expect lower
+  figures at a hospital whose films it does not hold. Validate the model on that hospital's own labelled films:
+  until then it gives no COVID-19 verdict there.
+- {sources}"""
+
+COMMON_LIMITS = """\
 - The out-of-distribution score flags images unlike the training data; it is not a guarantee, and films from
   a new hospital often pass it.
 - Research use only, not for diagnosis."""
 
 
+def known_limits(ckpt: dict) -> str:
+    """The card's known limits: those of the public collections for a model trained on them, else those of any
+    data set, and whether the card could measure source shortcuts at all."""
+    data = training_data(ckpt)
+    name = f"`{data.name}`" if data.name else "its training data"
+    if data.public:
+        return PUBLIC_DATA_LIMITS.format(name=name) + "\n" + COMMON_LIMITS
+    sources = ("Its films come from several sources; the within-source figures above measure how far the model "
+               "reads the disease rather than the source (DeGrave et al., Nature Machine Intelligence 2021), and "
+               "classes that come from different sources can be told apart by the source alone."
+               if len(data.sources) > 1 else
+               "Its films name no more than one source (a provenance.csv gives each film's source and patient), so "
+               "this card cannot measure whether the model reads the hospital rather than the disease: where the "
+               "classes come from different hospitals or machines, it may.")
+    return OTHER_DATA_LIMITS.format(name=name, sources=sources) + "\n" + COMMON_LIMITS
 
 
 def reproduce_command(train_config: dict, out: str) -> str:
@@ -49,7 +73,21 @@ def reproduce_command(train_config: dict, out: str) -> str:
     config = TrainConfig.from_dict(train_config)
     argv = config_argv(config, TRAIN_FLAGS, TrainConfig(), always=("model", "epochs", "image_size", "balance",
                                                                "ema_decay", "covid_sensitivity", "seed"))
-    return shlex.join(["python", "train.py", "--data", DATA_PLACEHOLDER, *argv, "--out", out])
+    return shlex.join(["python", "train.py", "--data", data_argument(train_config), *argv, "--out", out])
+
+
+def data_lines(ckpt: dict) -> list[str]:
+    """The data set a model was trained on: its name, layout and fingerprint, and its films per source."""
+    data = training_data(ckpt)
+    lines = [f"- Data set: `{data.name or '?'}`" + (f", {data.layout} layout" if data.layout else "")
+             + f", fingerprint `{ckpt.get('data_fingerprint', '?')}`"]
+    if data.sources:
+        lines.append("- Films per source: " + ", ".join(f"{s} {n}" for s, n in data.sources.items()))
+    if data.unreadable_n:
+        lines.append(f"- Left out: {data.unreadable_n} film(s) that could not be read ("
+                     + ", ".join(f"`{n}`" for n in data.unreadable[:10])
+                     + (", ..." if data.unreadable_n > 10 else "") + "); no figure here counts them")
+    return lines
 
 
 def _timing_text(timing: dict | None) -> str:
@@ -87,7 +125,7 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
              f"- Package version {ckpt.get('package_version', '?')}, torch {ckpt.get('torch_version', '?')}, "
              f"created {ckpt.get('created', '?')}, best epoch {ckpt.get('epoch', '?')}",
              "", "## Data",
-             f"- Data set fingerprint: `{ckpt.get('data_fingerprint', '?')}` (coronahack-mini, CoronaHack layout)",
+             *data_lines(ckpt),
              f"- Images per split and class: {ckpt.get('class_counts', {})}",
              "- Validation: carved from TRAIN, stratified by "
              f"{'finding (normal, pneumonia or COVID-19)' if cfg.get('val_strata') == 'finding' else 'class'} and "
@@ -198,7 +236,7 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                          + "; ".join(f"{s} {pct(v['flagged'])} of {v['n']}" for s, v in new_source.items())
                          + ". Where this is low, the safeguard is not this score but site validation: until a "
                            "site file validates the model at your hospital, it gives no COVID-19 verdict there.")
-    lines += ["", "## Known limits", KNOWN_LIMITS, ""]
+    lines += ["", "## Known limits", known_limits(ckpt), ""]
     return "\n".join(lines)
 
 

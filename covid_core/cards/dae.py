@@ -5,7 +5,8 @@ from __future__ import annotations
 import shlex
 
 from ..denoise.margins import DAE_GOAL_DB, dae_margins
-from . import DATA_PLACEHOLDER
+from ..training_data import training_data
+from . import data_argument
 
 
 def dae_reproduce_command(train_config: dict, out: str) -> str:
@@ -16,7 +17,8 @@ def dae_reproduce_command(train_config: dict, out: str) -> str:
 
     config = DAETrainConfig.from_dict(train_config)
     argv = config_argv(config, DAE_FLAGS, DAETrainConfig(), always=("epochs", "steps_per_epoch", "seed"))
-    return shlex.join(["python", "-m", "covid_core", "train-dae", "--data", DATA_PLACEHOLDER, *argv, "--out", out])
+    return shlex.join(["python", "-m", "covid_core", "train-dae", "--data", data_argument(train_config), *argv,
+                       "--out", out])
 
 
 def _dae_benchmark_lines(bench: dict | None) -> list[str]:
@@ -52,7 +54,8 @@ def dae_card_markdown(ckpt: dict, name: str) -> str:
         f"Poisson {cfg.get('photons_min')}-{cfg.get('photons_max')} photons, on random {cfg.get('crop')} px crops of TRAIN",
         f"- Created {ckpt.get('created', '?')}, torch {ckpt.get('torch_version', '?')}, epoch {ckpt.get('epoch', '?')}",
         "", "## Data",
-        f"- Data set fingerprint: `{ckpt.get('data_fingerprint', '?')}` (coronahack-mini TRAIN; validation carved from TRAIN)",
+        f"- Data set: `{training_data(ckpt).name or '?'}` TRAIN, fingerprint `{ckpt.get('data_fingerprint', '?')}`; "
+        "validation carved from TRAIN",
         "", "## Reproduce",
         f"```\n{dae_reproduce_command(cfg, f'weights/{name}')}\n```",
         f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')}",

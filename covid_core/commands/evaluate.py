@@ -41,10 +41,10 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
                         skip_unreadable: bool = False):
     """(metrics dict, table of the evaluated rows, calibrated probabilities NxC). With ``skip_unreadable``, films that
     cannot be decoded are left out and named in the metrics' "skipped" list, instead of stopping the evaluation."""
-    from ..cache import load_or_build
+    from ..cache import readable_films
     from ..site_file import load_classifier_at_site
     from ..datasets import load_dataset, split_as_trained
-    from ..errors import DatasetError, UnreadableImages
+    from ..errors import DatasetError
     from ..inference import score_pixels
     from ..metrics import classification_metrics, rates_at_threshold
     from ..shortcuts import shortcut_report
@@ -59,18 +59,8 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
         table = table[table["split"] == split].reset_index(drop=True)
     if table.empty:
         raise DatasetError(f"the {split} split of {data} has no images usable for target {clf.target!r}")
-    skipped = []
-    try:
-        images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
-    except UnreadableImages as exc:
-        if not skip_unreadable:
-            raise DatasetError(f"{exc}. Fix or remove them, or evaluate the rest with --skip-unreadable") from exc
-        bad = table["path"].isin(exc.paths)
-        skipped = table.loc[bad, "filename"].tolist()
-        table = table[~bad].reset_index(drop=True)
-        if table.empty:
-            raise DatasetError(f"none of the {len(skipped)} films of the {split} split could be read") from exc
-        images = load_or_build(table["path"].tolist(), clf.preprocess, progress=progress)
+    table, images, skipped = readable_films(table, clf.preprocess, skip_unreadable, progress=progress,
+                                            advice="Fix or remove them, or evaluate the rest with --skip-unreadable")
     batches = [score_pixels(clf, np.asarray(images[i:i + batch_size]), orientation=False)  # no flags needed here
                for i in range(0, len(images), batch_size)]
     probs = np.concatenate([b.probs for b in batches])
@@ -102,8 +92,9 @@ def main(args: argparse.Namespace) -> int:
                                                 site=args.site, skip_unreadable=args.skip_unreadable)
     classes = metrics["classes"]
     if metrics.get("skipped"):
-        print(f"skipped {len(metrics['skipped'])} unreadable film(s), not in any figure below: "
-              + ", ".join(metrics["skipped"][:20]) + (" ..." if len(metrics["skipped"]) > 20 else ""))
+        from ..cache import unreadable_list
+
+        print(f"skipped {unreadable_list(metrics['skipped'])}; they are in no figure below")
     print(f"{args.split.upper()}: {metrics['n']} images, accuracy {_fmt(metrics['accuracy'])}, "
           f"macro AUC {_fmt(metrics['macro_auc'])}, calibration error {_fmt(metrics['ece'])}")
     for c in classes:

@@ -64,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"why no verdict: {verdict.withheld_reason(prediction)}")
     for sentence in verdict.verdict_limits(prediction, clf.metadata, verdict.operating_threshold(clf), site=clf.site):
         print(f"what the verdict is worth: {sentence}")
-    print(f"validation: {verdict.validation_statement(clf.site, prediction)}")
+    print(f"validation: {verdict.validation_statement(clf.site, prediction, clf.metadata)}")
     print(f"explained class: {result.target_class} ({method})")
     faith = "n/a" if result.faithfulness is None else f"{result.faithfulness:+.3f}"
     print(f"faithfulness: {faith} ({result.faithfulness_name})")

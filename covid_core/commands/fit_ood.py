@@ -29,7 +29,8 @@ def main(args: argparse.Namespace) -> int:
     if not ckpt.get("train_config"):
         raise CheckpointError(f"{args.checkpoint} stores no training settings, so its validation split is unknown")
     config = TrainConfig.from_dict({**ckpt["train_config"], "data": args.data})
-    table, images, pre, fingerprint = prepare_data(config, progress=False)
+    table, images, pre, facts = prepare_data(config, progress=False)
+    fingerprint = facts["data_fingerprint"]
     if ckpt.get("data_fingerprint") and fingerprint != ckpt["data_fingerprint"]:
         raise DatasetError(f"{args.data} has fingerprint {fingerprint}, but {args.checkpoint} was trained on "
                            f"{ckpt['data_fingerprint']}; refit on the same data")

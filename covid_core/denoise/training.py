@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cache import load_or_build
+from ..cache import readable_films, unreadable_list
 from ..checkpoint import atomic_save
 from ..datasets import LAYOUTS, limit_per_split, load_dataset, split_validation
 from ..errors import ConfigError
@@ -40,6 +40,7 @@ class DAETrainConfig:
 
     data: str = ""
     layout: str = "auto"
+    skip_unreadable: bool = False
     epochs: int = 12
     steps_per_epoch: int = 150
     batch_size: int = 16
@@ -101,6 +102,8 @@ class DAETrainConfig:
 DAE_RUN_FLAGS = (
     Flag("data", "--data", "data folder (required unless --resume); only its TRAIN images are used"),
     Flag("layout", "--layout", "data set layout", choices=LAYOUTS),
+    Flag("skip_unreadable", "--skip-unreadable", "train on the TRAIN films that can be read and name the others in "
+                                                 "the log (by default one unreadable film stops the run)", kind="bool"),
     Flag("runs_dir", "--runs-dir", "where run folders go (default: $COVID_CORE_RUNS or ./runs)"),
     Flag("run_id", "--run-id", "name of the run folder (default: date-dae-random)"),
     Flag("out", "--out", "also copy the best checkpoint here (e.g. weights/dae.pt)"),
@@ -183,12 +186,21 @@ def prepare_dae_data(config: DAETrainConfig, progress: bool = True):
     # Stratify the patient-grouped validation split by finding (the DAE needs no labels).
     table = split_validation(train.assign(label=train["finding"]), config.val_fraction, config.seed)
     table = limit_per_split(table, config.limit, config.seed, splits=("train", "val"))
+    _train_and_val(table, "TRAIN images")
+    table, images, skipped = readable_films(table, PreprocessConfig(image_size=config.image_size),
+                                            config.skip_unreadable, progress=progress,
+                                            advice="Fix or remove them, or train on the rest with --skip-unreadable")
+    if skipped:
+        print(f"left out {unreadable_list(skipped)}", flush=True)
+    return (images, *_train_and_val(table, "readable TRAIN images"), dataset.fingerprint())
+
+
+def _train_and_val(table, what: str) -> tuple[np.ndarray, np.ndarray]:
     split = table["split"].to_numpy()
     train_idx, val_idx = np.flatnonzero(split == "train"), np.flatnonzero(split == "val")
     if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ConfigError("the data set needs TRAIN images to train on and to carve a validation split from")
-    images = load_or_build(table["path"].tolist(), PreprocessConfig(image_size=config.image_size), progress=progress)
-    return images, train_idx, val_idx, dataset.fingerprint()
+        raise ConfigError(f"the data set needs {what} to train on and to carve a validation split from")
+    return train_idx, val_idx
 
 
 def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | None = None,

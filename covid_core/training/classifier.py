@@ -18,13 +18,14 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..balance import WEIGHTED_SAMPLING, class_weights, group_sample_weights
-from ..cache import load_or_build
+from ..cache import readable_films, unreadable_list
 from ..checkpoint import atomic_save, classifier_checkpoint
 from ..datasets import limit_per_split, load_dataset, split_validation, without_source_in_training
 from ..errors import ConfigError
 from ..models import build_model, get_spec, head_parameters, last_linear
 from ..runs import RunDir, open_run
 from ..targets import class_names
+from ..training_data import training_data_record
 from . import distributed
 from .adversary import SourceAdversary, source_codes
 from .group_dro import GroupDRO
@@ -36,19 +37,25 @@ from .loop import CachedXrays, evaluate, train_one_epoch
 
 
 def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, world: int = 1):
-    """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, fingerprint)."""
+    """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, what the
+    checkpoint records of the data set: {"data_fingerprint", "training_data"})."""
     dataset = load_dataset(config.data, config.layout)
     table = without_source_in_training(dataset.for_target(config.target), config.holdout_source)
     table = split_validation(table, config.val_fraction, config.seed, by=config.val_strata)
     table = limit_per_split(table, config.limit, config.seed)
     pre = config.preprocess_config()
-    paths = table["path"].tolist()
+    advice = "Fix or remove them, or train on the rest with --skip-unreadable (the Train form's \"Leave out " \
+             "unreadable films\")"
     if rank == 0:
-        images = load_or_build(paths, pre, progress=progress)
+        table, images, skipped = readable_films(table, pre, config.skip_unreadable, advice, progress=progress)
+        if skipped:
+            print(f"left out {unreadable_list(skipped)}", flush=True)
     distributed.barrier(world)
-    if rank != 0:
-        images = load_or_build(paths, pre, progress=False)
-    return table, images, pre, dataset.fingerprint()
+    if rank != 0:  # the unreadable films were noted in the cache by rank 0: nothing is decoded twice
+        table, images, skipped = readable_films(table, pre, config.skip_unreadable, advice, progress=False)
+    facts = {"data_fingerprint": dataset.fingerprint(),
+             "training_data": training_data_record(dataset.root, dataset.layout, table, skipped)}
+    return table, images, pre, facts
 
 
 def ema_decay_for(decay: float, total_steps: int) -> float:
@@ -102,7 +109,7 @@ class _Training:
         self.progress = progress and self.is_main
         self.classes = class_names(config.target)
         self.started = time.time()
-        self.table, self.images, self.pre, self.fingerprint = prepare_data(config, self.progress, rank, world)
+        self.table, self.images, self.pre, self.data_facts = prepare_data(config, self.progress, rank, world)
         self.prepare_s = time.time() - self.started
         self.labels = self.table["label_idx"].to_numpy()
         self.idx = split_indices(self.table)
@@ -200,7 +207,7 @@ class _Training:
         if improved:
             atomic_save(classifier_checkpoint(self.scored, model_name=config.model, target=config.target,
                                               classes=self.classes, preprocess=self.pre, train_config=asdict(config),
-                                              metrics={"val": val_metrics}, data_fingerprint=self.fingerprint,
+                                              metrics={"val": val_metrics}, **self.data_facts,
                                               epoch=epoch), self.run_dir.best_checkpoint)
         extra = {"ema": self.ema.state_dict()} if self.ema is not None else {}
         if self.adversary is not None:
@@ -282,5 +289,5 @@ class _Training:
                 stop = True
         cancelled = should_stop is not None and should_stop()
         if self.is_main:
-            finalize(run_dir, config, self.table, self.images, self.pre, self.fingerprint, self.classes, self.device,
+            finalize(run_dir, config, self.table, self.images, self.pre, self.classes, self.device,
                      training_time_s=time.time() - self.started, cancelled=cancelled, prepare_s=self.prepare_s)

@@ -25,6 +25,7 @@ class TrainConfig:
 
     data: str = ""
     layout: str = "auto"
+    skip_unreadable: bool = False
     target: str = "3class"
     model: str = "resnet18"
     epochs: int = 12
@@ -126,6 +127,9 @@ class TrainConfig:
 RUN_FLAGS = (
     Flag("data", "--data", "data folder (required unless --resume)"),
     Flag("layout", "--layout", "data set layout", choices=LAYOUTS),
+    Flag("skip_unreadable", "--skip-unreadable", "train on the films that can be read, and name the others in the "
+                                                 "log and the model card (by default one unreadable film stops the "
+                                                 "run before it starts)", kind="bool"),
     Flag("device", "--device", "auto (CUDA, else MPS, else CPU), cpu, cuda, mps"),
     Flag("workers", "--workers", "DataLoader worker processes", int),
     Flag("runs_dir", "--runs-dir", "where run folders go (default: $COVID_CORE_RUNS or ./runs)"),

@@ -58,7 +58,7 @@ def split_indices(table) -> dict[str, np.ndarray]:
     return {s: np.flatnonzero(split == s) for s in ("train", "val", "test")}
 
 
-def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, fingerprint, classes, device,
+def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, classes, device,
              training_time_s: float, cancelled: bool = False, prepare_s: float | None = None) -> None:
     """Calibrate, set the threshold and OOD score on VALIDATION, evaluate TEST, rewrite best.pt.
 
