@@ -217,3 +217,19 @@ def test_model_card_with_data_refreshes_the_threshold_rates_with_their_counts(tm
     # the false positives by source and class, counted at the same threshold, add up to the same number
     assert sum(r["called covid"] for r in ckpt["card"]["covid_calls_at_threshold"]) == rates["fp"]
     assert "TEST at this threshold" in (tmp_path / "m.md").read_text()
+
+
+def test_model_card_names_an_unreadable_test_film_and_changes_nothing(tmp_path, monkeypatch, capsys):
+    from app_helpers import make_checkpoint, make_folders_data
+    from covid_core.cli import main
+
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    data = make_folders_data(tmp_path / "data", per_class=3)
+    (data / "test" / "normal" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    ckpt_path = make_checkpoint(tmp_path / "m.pt")
+    before = ckpt_path.read_bytes()
+    assert main(["model-card", str(ckpt_path), "--data", str(data), "--cam-limit", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "normal/damaged.png" in err and "a card's TEST figures count every film" in err
+    assert "--skip-unreadable" not in err  # which model-card does not take
+    assert ckpt_path.read_bytes() == before and not (tmp_path / "m.md").exists()

@@ -18,6 +18,7 @@ import numpy as np
 from . import add_site_arguments
 
 SPLITS = ("test", "train", "val", "all")
+SKIP_ADVICE = "Fix or remove them, or evaluate the rest with --skip-unreadable"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,9 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split: str = "test",
                         batch_size: int = 64, progress: bool = True, site: str | None = None,
-                        skip_unreadable: bool = False):
+                        skip_unreadable: bool = False, advice: str = SKIP_ADVICE):
     """(metrics dict, table of the evaluated rows, calibrated probabilities NxC). With ``skip_unreadable``, films that
-    cannot be decoded are left out and named in the metrics' "skipped" list, instead of stopping the evaluation."""
+    cannot be decoded are left out and named in the metrics' "skipped" list, instead of stopping the evaluation
+    with an error that names them and ends with ``advice``."""
     from ..cache import readable_films
     from ..site_file import load_classifier_at_site
     from ..datasets import load_dataset, split_as_trained
@@ -59,8 +61,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
         table = table[table["split"] == split].reset_index(drop=True)
     if table.empty:
         raise DatasetError(f"the {split} split of {data} has no images usable for target {clf.target!r}")
-    table, images, skipped = readable_films(table, clf.preprocess, skip_unreadable, progress=progress,
-                                            advice="Fix or remove them, or evaluate the rest with --skip-unreadable")
+    table, images, skipped = readable_films(table, clf.preprocess, skip_unreadable, advice, progress=progress)
     batches = [score_pixels(clf, np.asarray(images[i:i + batch_size]), orientation=False)  # no flags needed here
                for i in range(0, len(images), batch_size)]
     probs = np.concatenate([b.probs for b in batches])

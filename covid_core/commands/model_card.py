@@ -27,7 +27,8 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     from ..evaluation import covid_calls_at_threshold, pair_metrics
     from .evaluate import evaluate_checkpoint
 
-    metrics, table, probs = evaluate_checkpoint(checkpoint, data, progress=False)
+    metrics, table, probs = evaluate_checkpoint(checkpoint, data, progress=False,
+                                                advice="Fix or remove them: a card's TEST figures count every film")
     table = table[table["split"] == "test"]
     card = {"test": metrics, "normal_vs_pneumonia": pair_metrics(table["label_idx"].to_numpy(), probs, metrics["classes"])}
     classifier = load_classifier(checkpoint)
