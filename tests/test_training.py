@@ -244,8 +244,9 @@ def test_training_stops_at_an_unreadable_film_unless_asked_to_leave_it_out(folde
     assert ckpt["training_data"]["unreadable_n"] == 1 and ckpt["training_data"]["unreadable"] == ["damaged.png"]
     counts = ckpt["class_counts"]
     assert sum(counts["train"].values()) + sum(counts["val"].values()) == 36  # the fixture's TRAIN films, not 37
-    assert "- Left out: 1 film(s) that could not be read (`damaged.png`); no figure here counts them" in \
-        card_markdown(ckpt, "x.pt", "weights/x.pt")
+    card = card_markdown(ckpt, "x.pt", "weights/x.pt")
+    assert "- Left out: 1 film(s) that could not be read (`damaged.png`); no figure here counts them" in card
+    assert "--skip-unreadable --out weights/x.pt" in card  # the command that reproduces it does not stop there
 
 
 def test_cli_bad_input_is_one_line(tmp_path):

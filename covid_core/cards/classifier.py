@@ -57,9 +57,9 @@ def known_limits(ckpt: dict) -> str:
                "reads the disease rather than the source (DeGrave et al., Nature Machine Intelligence 2021), and "
                "classes that come from different sources can be told apart by the source alone."
                if len(data.sources) > 1 else
-               "Its films name no more than one source (a provenance.csv gives each film's source and patient), so "
-               "this card cannot measure whether the model reads the hospital rather than the disease: where the "
-               "classes come from different hospitals or machines, it may.")
+               "Its films come from one source, or name none (a provenance.csv beside the data gives each film's "
+               "source and patient), so this card cannot measure whether the model reads the hospital rather than "
+               "the disease: where the classes come from different hospitals or machines, it may.")
     return OTHER_DATA_LIMITS.format(name=name, sources=sources) + "\n" + COMMON_LIMITS
 
 
@@ -73,6 +73,8 @@ def reproduce_command(train_config: dict, out: str) -> str:
     config = TrainConfig.from_dict(train_config)
     argv = config_argv(config, TRAIN_FLAGS, TrainConfig(), always=("model", "epochs", "image_size", "balance",
                                                                "ema_decay", "covid_sensitivity", "seed"))
+    if config.skip_unreadable:  # a run setting, but without it the same data set stops the run
+        argv.append("--skip-unreadable")
     return shlex.join(["python", "train.py", "--data", data_argument(train_config), *argv, "--out", out])
 
 
