@@ -48,13 +48,11 @@ with st.form("train_form"):
                          key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,
                                  key="train_size", help=tip("image_size", "0, or 32 to 1024. "))
-    c8, c9, c10, c28 = st.columns(4)
+    c8, c9, c10 = st.columns(3)
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
     ema = c9.checkbox("Weight averaging", value=D.ema_decay > 0, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
     pretrained = c10.checkbox("ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
-    skip_unreadable = c28.checkbox("Leave out unreadable films", value=D.skip_unreadable, key="train_skip",
-                                   help=help_for(RUN_FLAGS, "skip_unreadable"))
     c11, c12, c13, c14 = st.columns(4)  # what the network sees
     balance = c11.selectbox("Imbalance", BALANCE_CHOICES, index=BALANCE_CHOICES.index(D.balance), key="train_balance",
                             format_func=BALANCE_LABELS.get, help=tip("balance", "Classifier only. "))
@@ -98,6 +96,8 @@ with st.form("train_form"):
                                  step=0.1, key="train_source_prior", help=tip("source_prior", "Classifier only. "))
     data = st.text_input("Data folder", value=st.session_state.get("data_folder") or os.environ.get(
         "COVID_XRAY_DATA", ""), key="train_data", placeholder="/path/to/coronahack")
+    skip_unreadable = st.checkbox("Leave out unreadable films", value=D.skip_unreadable, key="train_skip",
+                                  help=help_for(RUN_FLAGS, "skip_unreadable"))
     submitted = st.form_submit_button("Start training", type="primary", icon=":material/play_arrow:")
 
 if submitted:
