@@ -47,6 +47,8 @@ def make_checkpoint(path: Path, seed: int = 0, covid_threshold: float = 0.4, ood
         ood={"method": "mahalanobis", "means": torch.zeros(len(CLASSES), 256), "precision": torch.eye(256),
              "threshold": ood_threshold, "percentile": 98.0},
         data_fingerprint="feedc0ffee123456", class_counts={"train": {"normal": 10}},
+        training_data={"name": "fixture-films", "layout": "folders", "sources": {"cohen": 10, "kermany": 20},
+                       "unreadable_n": 1, "unreadable": ["broken.png"]},
         created="2025-01-01T00:00:00+0000", train_config={"model": "cnn", "epochs": 1, "lr": 0.001, "batch_size": 8},
         training_time_s=1.0, hardware="test")
     ckpt["card"] = {"normal_vs_pneumonia": {"n": 20, "auc": 0.93, "accuracy": 0.9},

@@ -289,3 +289,16 @@ def test_an_evaluation_set_without_a_training_split_is_read_as_test(tmp_path, sp
 def test_a_folder_of_unrelated_subfolders_is_not_a_data_set(tmp_path):
     with pytest.raises(DatasetError, match="not a data set in a known layout"):
         load_dataset(folders(tmp_path, {"photos": 2, "documents": 1}))
+
+
+@pytest.mark.parametrize("note", ["{not json", "[]", '{"errors": "x"}', '{"errors": [["/elsewhere/a.png", "bad"]]}',
+                                  '{"errors": [[1, 2]]}'])
+def test_a_damaged_or_foreign_note_of_unreadable_films_is_ignored(tmp_path, note):
+    """The cache's note of unreadable films is trusted only when whole and about films of the list: otherwise the
+    list is decoded again, and a readable set is not refused because of the note."""
+    root = folders(tmp_path, {"train/normal": 2, "train/covid": 2, "test/normal": 1})
+    paths, config, folder = list(load_dataset(root).table.path), PreprocessConfig(image_size=32), tmp_path / "cache"
+    folder.mkdir()
+    (folder / f"{cache_key(paths, config)}.unreadable.json").write_text(note)
+    images = load_or_build(paths, config, workers=1, progress=False, folder=folder)
+    assert len(images) == 5

@@ -313,5 +313,6 @@ def test_fuzzed_checkpoint_metadata_never_breaks_the_models_page_the_card_or_a_v
         assert np.isfinite(list(p.probabilities.values())).all()
         assert all(isinstance(line, str) for line in verdict.verdict_limits(
             p, classifier.metadata, verdict.operating_threshold(classifier)))
+        assert verdict.validation_statement(None, p, classifier.metadata).startswith("Not validated at your hospital")
     print(f"\nfuzz: 150 edited checkpoints: {counts}")
     assert counts["usable"] > 50 and counts["unusable"] > 5
