@@ -28,3 +28,18 @@ def markdown_plain(text) -> str:
     """``text`` (a file's name, a source's name: anything a user or a file chose) escaped for Markdown, so that it is
     shown as it is: never a link, an image, emphasis, LaTeX or an icon."""
     return _MARKDOWN_ACTIVE.sub(r"\\\1", str(text))
+
+
+def code_span(text) -> str:
+    """``text`` as inline code whatever it holds: fenced by more backticks than its longest run of them, and padded
+    when it starts or ends with one (CommonMark), so that a name with backticks cannot end the span early."""
+    text = str(text).replace("\n", " ")
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def code_block(text) -> str:
+    """``text`` as a fenced code block whose fence is longer than any run of backticks inside it."""
+    fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", str(text))), default=0) + 1)
+    return f"{fence}\n{text}\n{fence}"

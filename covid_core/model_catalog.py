@@ -18,6 +18,7 @@ from pathlib import Path
 from .checkpoint import CLASSIFIER_FORMAT, load_checkpoint_dict
 from .errors import CheckpointError
 from .runs import default_runs_dir, list_runs
+from .training_data import training_data
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL_FILE = "resnet18.pt"  # the app's default classifier, listed first when present
@@ -67,10 +68,12 @@ class CatalogEntry:
         return f"{self.label}{auc_txt}"
 
     def details(self) -> str:
-        """The rest of what identifies the model, for a caption under a select box."""
+        """The rest of what identifies the model, for a caption under a select box: architecture, target and
+        classes, and its TEST macro AUC with the data set it was measured on."""
         test = (self.metadata.get("metrics") or {}).get("test") or {}
-        auc = test.get("macro_auc")
-        auc_txt = f", TEST macro AUC {auc:.3f}" if isinstance(auc, (int, float)) else ""
+        auc, data = test.get("macro_auc"), training_data(self.metadata).name
+        auc_txt = (f", TEST macro AUC {auc:.3f}" + (f" on {data}" if data else "")
+                   if isinstance(auc, (int, float)) else "")
         return f"{self.model_name}, {self.target} ({', '.join(self.metadata.get('classes', []))}){auc_txt}"
 
 

@@ -99,3 +99,28 @@ def test_diagnose_says_where_the_figures_beside_a_verdict_come_from(tmp_path, mo
     assert not at.exception, at.exception
     statement = [w.value for w in at.warning if "Not validated at your hospital" in w.value]
     assert len(statement) == 1 and expected in statement[0] and absent not in statement[0]
+    assert any(f"TEST macro AUC 0.900 on {record['name']}" in c.value for c in at.caption)  # where it was measured
+
+
+def test_names_from_the_data_set_are_shown_as_they_are_in_the_card():
+    """A data folder, a film or a source named like Markdown (backticks, a link) stays literal text in the card as
+    rendered (CommonMark): no link, and the whole name inside its code span."""
+    import tempfile
+    from pathlib import Path
+
+    from markdown_it import MarkdownIt
+
+    from app_helpers import make_checkpoint
+
+    hostile = "a`[x](http://evil.example)`b"
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = load_checkpoint_dict(make_checkpoint(Path(tmp) / "m.pt"))
+    ckpt["training_data"] = {"name": hostile, "layout": "[l](http://evil.example)",
+                             "sources": {"[s](http://evil.example)": 3, "``": 2}, "unreadable_n": 2,
+                             "unreadable": ["``x``.png", "[f](http://evil.example).png"]}
+    ckpt["train_config"] = {**ckpt["train_config"], "data": "/srv/```/" + hostile, "skip_unreadable": True}
+    html = MarkdownIt("commonmark").render(card_markdown(ckpt, "m.pt", "weights/m.pt"))
+    assert "<a " not in html and "evil.example" in html
+    assert f"<code>{hostile}</code>" in html
+    assert "<code>``x``.png</code>" in html
+    assert html.count("<pre><code>") == 1 and "/srv/```/a`[x](http://evil.example)`b" in html

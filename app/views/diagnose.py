@@ -38,7 +38,7 @@ with st.sidebar:
     if offered:
         entry = by_path[st.selectbox("Classifier", list(by_path), format_func=lambda p: by_path[p].summary(),
                                      key="diag_model", help="Checkpoints in the weights folder and finished runs.")]
-        st.caption(entry.details())
+        st.caption(ui.plain(entry.details()))
     hidden = [e for e in classifiers if e not in offered]
     if hidden:
         st.caption(f"{len(hidden)} trial or weaker model(s) hidden; turn on research mode to use them.")

@@ -16,7 +16,7 @@ from ..goals import (MET_WORDS, NEW_HOSPITAL_GOALS, UNSEEN_ADULT_NORMALS_COVID_V
                      UNSEEN_ADULT_NORMALS_WRONG_VERDICTS, UNSEEN_SOURCE_COVID_VS_NORMAL_AUC, UNSEEN_SOURCE_WRONG_VERDICTS,
                      goal_rows)
 from ..targets import COVID_CLASS
-from ..formatting import fixed, pct
+from ..formatting import code_block, code_span, fixed, markdown_plain, pct
 from ..preprocess import PreprocessConfig
 from ..training_data import training_data
 from . import data_argument
@@ -50,7 +50,7 @@ def known_limits(ckpt: dict) -> str:
     """The card's known limits: those of the public collections for a model trained on them, else those of any
     data set, and whether the card could measure source shortcuts at all."""
     data = training_data(ckpt)
-    name = f"`{data.name}`" if data.name else "its training data"
+    name = code_span(data.name) if data.name else "its training data"
     if data.public:
         return PUBLIC_DATA_LIMITS.format(name=name) + "\n" + COMMON_LIMITS
     sources = ("Its films come from several sources; the within-source figures above measure how far the model "
@@ -81,13 +81,13 @@ def reproduce_command(train_config: dict, out: str) -> str:
 def data_lines(ckpt: dict) -> list[str]:
     """The data set a model was trained on: its name, layout and fingerprint, and its films per source."""
     data = training_data(ckpt)
-    lines = [f"- Data set: `{data.name or '?'}`" + (f", {data.layout} layout" if data.layout else "")
+    lines = [f"- Data set: {code_span(data.name or '?')}" + (f", {markdown_plain(data.layout)} layout" if data.layout else "")
              + f", fingerprint `{ckpt.get('data_fingerprint', '?')}`"]
     if data.sources:
-        lines.append("- Films per source: " + ", ".join(f"{s} {n}" for s, n in data.sources.items()))
+        lines.append("- Films per source: " + ", ".join(f"{markdown_plain(s)} {n}" for s, n in data.sources.items()))
     if data.unreadable_n:
         lines.append(f"- Left out: {data.unreadable_n} film(s) that could not be read ("
-                     + ", ".join(f"`{n}`" for n in data.unreadable[:10])
+                     + ", ".join(code_span(n) for n in data.unreadable[:10])
                      + (", ..." if data.unreadable_n > 10 else "") + "); no figure here counts them")
     return lines
 
@@ -133,7 +133,7 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
              f"{'finding (normal, pneumonia or COVID-19)' if cfg.get('val_strata') == 'finding' else 'class'} and "
              f"grouped by patient ({cfg.get('val_fraction', '?')} of TRAIN, seed {cfg.get('seed', '?')})",
              "", "## Reproduce",
-             f"```\n{reproduce_command(cfg, out_path)}\n```",
+             code_block(reproduce_command(cfg, out_path)),
              f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')} "
              + ("(including caching, calibration and TEST evaluation)" + _timing_text(ckpt["timing"]) if ckpt.get("timing")
                 else "(caching and training epochs; this older checkpoint recorded it before the final calibration "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 
 from ..denoise.margins import DAE_GOAL_DB, dae_margins
+from ..formatting import code_block, code_span
 from ..training_data import training_data
 from . import data_argument
 
@@ -54,10 +55,10 @@ def dae_card_markdown(ckpt: dict, name: str) -> str:
         f"Poisson {cfg.get('photons_min')}-{cfg.get('photons_max')} photons, on random {cfg.get('crop')} px crops of TRAIN",
         f"- Created {ckpt.get('created', '?')}, torch {ckpt.get('torch_version', '?')}, epoch {ckpt.get('epoch', '?')}",
         "", "## Data",
-        f"- Data set: `{training_data(ckpt).name or '?'}` TRAIN, fingerprint `{ckpt.get('data_fingerprint', '?')}`; "
+        f"- Data set: {code_span(training_data(ckpt).name or '?')} TRAIN, fingerprint `{ckpt.get('data_fingerprint', '?')}`; "
         "validation carved from TRAIN",
         "", "## Reproduce",
-        f"```\n{dae_reproduce_command(cfg, f'weights/{name}')}\n```",
+        code_block(dae_reproduce_command(cfg, f'weights/{name}')),
         f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')}",
         "", "## Validation PSNR (crops)", f"- {noise or 'n/a'}", "",
         *_dae_benchmark_lines(ckpt.get("test_benchmark")),
