@@ -81,8 +81,9 @@ def reproduce_command(train_config: dict, out: str) -> str:
 def data_lines(ckpt: dict) -> list[str]:
     """The data set a model was trained on: its name, layout and fingerprint, and its films per source."""
     data = training_data(ckpt)
-    lines = [f"- Data set: {code_span(data.name or '?')}" + (f", {markdown_plain(data.layout)} layout" if data.layout else "")
-             + f", fingerprint `{ckpt.get('data_fingerprint', '?')}`"]
+    layout = f", {markdown_plain(data.layout)} layout" if data.layout else ""
+    fingerprint = code_span(ckpt.get("data_fingerprint", "?"))
+    lines = [f"- Data set: {code_span(data.name or '?')}{layout}, fingerprint {fingerprint}"]
     if data.sources:
         lines.append("- Films per source: " + ", ".join(f"{markdown_plain(s)} {n}" for s, n in data.sources.items()))
     if data.unreadable_n:

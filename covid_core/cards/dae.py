@@ -55,8 +55,8 @@ def dae_card_markdown(ckpt: dict, name: str) -> str:
         f"Poisson {cfg.get('photons_min')}-{cfg.get('photons_max')} photons, on random {cfg.get('crop')} px crops of TRAIN",
         f"- Created {ckpt.get('created', '?')}, torch {ckpt.get('torch_version', '?')}, epoch {ckpt.get('epoch', '?')}",
         "", "## Data",
-        f"- Data set: {code_span(training_data(ckpt).name or '?')} TRAIN, fingerprint `{ckpt.get('data_fingerprint', '?')}`; "
-        "validation carved from TRAIN",
+        f"- Data set: {code_span(training_data(ckpt).name or '?')} TRAIN, fingerprint "
+        f"{code_span(ckpt.get('data_fingerprint', '?'))}; validation carved from TRAIN",
         "", "## Reproduce",
         code_block(dae_reproduce_command(cfg, f'weights/{name}')),
         f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')}",
