@@ -107,16 +107,17 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
 
 
 def readable_films(table, config: PreprocessConfig, skip_unreadable: bool, advice: str, progress: bool = True):
-    """(table, its images, names of the films left out) for a data set's ``table`` (columns path and filename).
-    A film that cannot be decoded stops with a DatasetError that names it and ends with ``advice`` (how to go on),
-    or with ``skip_unreadable`` is left out of the table and named in the list."""
+    """(table, its images, the films left out) for a data set's ``table`` (column path). A film that cannot be
+    decoded stops with a DatasetError that names it and ends with ``advice`` (how to go on), or with
+    ``skip_unreadable`` is left out of the table and listed, named as in that error: by its path below the folder
+    the table's films share (``normal/1.png``, not ``1.png``, which ``covid/`` may hold too)."""
     try:
         return table, load_or_build(table["path"].tolist(), config, progress=progress), []
     except UnreadableImages as exc:
         if not skip_unreadable:
             raise DatasetError(f"{exc}. {advice}") from exc
-        bad = table["path"].isin(exc.paths)
-        skipped = table.loc[bad, "filename"].tolist()
+        bad = table["path"].isin(exc.paths).to_numpy()
+        skipped = [name for name, left_out in zip(_names(table["path"].tolist()), bad) if left_out]
         table = table[~bad].reset_index(drop=True)
         if table.empty:
             raise DatasetError(f"none of the {len(skipped)} films could be read") from exc

@@ -192,7 +192,7 @@ def test_after_an_unreadable_film_nothing_is_decoded_twice(tmp_path, monkeypatch
             readable_films(table, config, skip_unreadable=False, advice=advice, progress=False)
         assert len(decoded) == 6  # the first attempt decoded the six films; the second, none
     kept, images, skipped = readable_films(table, config, skip_unreadable=True, advice=advice, progress=False)
-    assert len(decoded) == 6 and skipped == ["img1.png"] and len(kept) == len(images) == 5
+    assert len(decoded) == 6 and skipped == ["train/normal/img1.png"] and len(kept) == len(images) == 5
     assert (root / "train" / "normal" / "img1.png").resolve() not in {Path(p).resolve() for p in kept["path"]}
     fresh = load_or_build(kept["path"].tolist(), config, workers=1, progress=False, folder=tmp_path / "fresh")
     assert np.array_equal(np.asarray(images), np.asarray(fresh))  # the same pixels as decoding them anew

@@ -226,9 +226,9 @@ def test_evaluate_stops_at_an_unreadable_film_unless_asked_to_evaluate_the_rest(
     r = _cli("-m", "covid_core", "evaluate", "--model", str(tiny_checkpoint), "--data", str(folder_dataset),
              "--skip-unreadable", env=env)
     assert r.returncode == 0, r.stderr
-    assert "skipped 1 unreadable film(s): damaged.png; they are in no figure below" in r.stdout
+    assert "skipped 1 unreadable film(s): normal/damaged.png; they are in no figure below" in r.stdout
     result = json.loads(r.stdout.strip().splitlines()[-1])
-    assert result["skipped"] == ["damaged.png"] and result["n"] == 12  # the fixture's 12 test films
+    assert result["skipped"] == ["normal/damaged.png"] and result["n"] == 12  # the fixture's 12 test films
 
 def test_training_stops_at_an_unreadable_film_unless_asked_to_leave_it_out(folder_dataset, tmp_path):
     """A data set with a damaged film: the run names it and says how to go on; with skip_unreadable it trains on the
@@ -241,11 +241,13 @@ def test_training_stops_at_an_unreadable_film_unless_asked_to_leave_it_out(folde
         run(_config(folder_dataset, tmp_path, epochs=1, run_id="stops"), progress=False)
     best = run(_config(folder_dataset, tmp_path, epochs=1, run_id="skips", skip_unreadable=True), progress=False)
     ckpt = load_checkpoint_dict(best)
-    assert ckpt["training_data"]["unreadable_n"] == 1 and ckpt["training_data"]["unreadable"] == ["damaged.png"]
+    assert ckpt["training_data"]["unreadable_n"] == 1
+    assert ckpt["training_data"]["unreadable"] == ["train/normal/damaged.png"]  # not test/normal/, nor covid19/
     counts = ckpt["class_counts"]
     assert sum(counts["train"].values()) + sum(counts["val"].values()) == 36  # the fixture's TRAIN films, not 37
     card = card_markdown(ckpt, "x.pt", "weights/x.pt")
-    assert "- Left out: 1 film(s) that could not be read (`damaged.png`); no figure here counts them" in card
+    assert "- Left out: 1 film(s) that could not be read (`train/normal/damaged.png`); no figure here counts them" \
+        in card
     assert "--skip-unreadable --out weights/x.pt" in card  # the command that reproduces it does not stop there
 
 
