@@ -233,3 +233,30 @@ def test_model_card_names_an_unreadable_test_film_and_changes_nothing(tmp_path, 
     assert "normal/damaged.png" in err and "a card's TEST figures count every film" in err
     assert "--skip-unreadable" not in err  # which model-card does not take
     assert ckpt_path.read_bytes() == before and not (tmp_path / "m.md").exists()
+
+
+def test_model_card_with_data_records_the_data_set_an_older_checkpoint_was_trained_on(tmp_path, monkeypatch, capsys):
+    """A checkpoint from before the training data was recorded gains the record from --data, but only when that is
+    the data set it was trained on (the same fingerprint)."""
+    from app_helpers import make_checkpoint, make_folders_data
+    from covid_core.checkpoint import atomic_save
+    from covid_core.cli import main
+    from covid_core.datasets import load_dataset
+
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    data = make_folders_data(tmp_path / "st-elsewhere", per_class=3)
+    path = make_checkpoint(tmp_path / "m.pt")
+    ckpt = load_checkpoint_dict(path)
+    del ckpt["training_data"]
+    ckpt["data_fingerprint"] = "0000000000000000"  # trained on another data set
+    atomic_save(ckpt, path)
+    assert main(["model-card", str(path), "--data", str(data), "--cam-limit", "2"]) == 0
+    assert "not the data set this checkpoint was trained on" in capsys.readouterr().err
+    assert "training_data" not in load_checkpoint_dict(path)
+    ckpt = load_checkpoint_dict(path)
+    ckpt["data_fingerprint"] = load_dataset(data).fingerprint()
+    atomic_save(ckpt, path)
+    assert main(["model-card", str(path), "--data", str(data), "--cam-limit", "2"]) == 0
+    record = load_checkpoint_dict(path)["training_data"]
+    assert record == {"name": "st-elsewhere", "layout": "folders", "sources": {"unknown": 18}}  # 3 films per class and split
+    assert "- Data set: `st-elsewhere`, folders layout" in (tmp_path / "m.md").read_text()

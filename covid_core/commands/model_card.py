@@ -3,7 +3,8 @@
 With --data, first re-evaluates TEST (as `evaluate` does), adds the normal-vs-pneumonia analysis, per-source
 results, the texture swaps (covid_core.shortcuts.texture_swap) and the per-class Grad-CAM thorax share, and
 stores them in the checkpoint under `card`; the TEST rates at the operating threshold (`threshold.test`) are
-refreshed from the same evaluation, with their counts.
+refreshed from the same evaluation, with their counts. A checkpoint from before the data set it was trained on was
+recorded (`training_data`) gains that record when --data is that data set (the same fingerprint).
 """
 
 from __future__ import annotations
@@ -83,6 +84,21 @@ def ood_leave_one_source_out(classifier, data: str) -> dict:
     return leave_one_source_out(train_f, labels, train_s, val_f, val_s, test_f, test_s)
 
 
+def training_data_from(ckpt: dict, data: str) -> dict | None:
+    """The ``training_data`` record a checkpoint from before it was kept would hold, rebuilt from ``data`` when that is
+    the data set it was trained on (the same fingerprint), with the films its training settings used; else None."""
+    from ..training import TrainConfig, training_table
+    from ..training_data import training_data_record
+
+    cfg = ckpt.get("train_config")
+    if not isinstance(cfg, dict) or not ckpt.get("data_fingerprint"):
+        return None
+    dataset, table = training_table(TrainConfig.from_dict({**cfg, "data": data}))
+    if dataset.fingerprint() != ckpt["data_fingerprint"]:
+        return None
+    return training_data_record(dataset.root, dataset.layout, table)
+
+
 def main(args: argparse.Namespace) -> int:
     from ..checkpoint import atomic_save, load_checkpoint_dict
     from ..cards.classifier import card_markdown
@@ -100,6 +116,13 @@ def main(args: argparse.Namespace) -> int:
     if args.data:
         section = build_card_section(str(path), args.data, args.cam_limit)
         ckpt["card"] = {**ckpt.get("card", {}), **section}
+        if "training_data" not in ckpt:
+            record = training_data_from(ckpt, args.data)
+            if record is None:
+                print(f"note: {args.data} is not the data set this checkpoint was trained on (another fingerprint), "
+                      "so the card cannot say which data set that was", file=sys.stderr)
+            else:
+                ckpt["training_data"] = record
         measured = section["test"].get("at_threshold")
         if measured and ckpt.get("threshold"):
             # The TEST rates at the stored threshold, measured again: older checkpoints gain their counts and NPV.

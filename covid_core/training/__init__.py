@@ -5,11 +5,12 @@ sources), ``source_prior`` (the optional source-only expert), ``distributed`` (d
 run from folder to checkpoint) and ``finalize`` (calibration, threshold, TEST and shortcut figures)."""
 
 from ..augment import augment_batch
-from .classifier import prepare_data, run
+from .classifier import prepare_data, run, training_table
 from .config import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
 from .distributed import pick_device
 from .finalize import finalize, fit_classifier_ood, per_source_metrics
 from .loop import CachedXrays, evaluate, train_one_epoch
 
 __all__ = ["RUN_FLAGS", "TRAIN_FLAGS", "CachedXrays", "TrainConfig", "augment_batch", "evaluate", "finalize",
-           "fit_classifier_ood", "per_source_metrics", "pick_device", "prepare_data", "run", "train_one_epoch"]
+           "fit_classifier_ood", "per_source_metrics", "pick_device", "prepare_data", "run", "train_one_epoch",
+           "training_table"]

@@ -36,13 +36,19 @@ from .finalize import finalize, split_indices
 from .loop import CachedXrays, evaluate, train_one_epoch
 
 
-def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, world: int = 1):
-    """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, what the
-    checkpoint records of the data set: {"data_fingerprint", "training_data"})."""
+def training_table(config: TrainConfig):
+    """(the data set, its films as a run with ``config`` uses them: split train/val/test, with label_idx), before
+    any film is decoded."""
     dataset = load_dataset(config.data, config.layout)
     table = without_source_in_training(dataset.for_target(config.target), config.holdout_source)
     table = split_validation(table, config.val_fraction, config.seed, by=config.val_strata)
-    table = limit_per_split(table, config.limit, config.seed)
+    return dataset, limit_per_split(table, config.limit, config.seed)
+
+
+def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, world: int = 1):
+    """(table with split train/val/test and label_idx, uint8 images aligned with it, PreprocessConfig, what the
+    checkpoint records of the data set: {"data_fingerprint", "training_data"})."""
+    dataset, table = training_table(config)
     pre = config.preprocess_config()
     advice = "Fix or remove them, or train on the rest with --skip-unreadable (the Train form's \"Leave out " \
              "unreadable films\")"
