@@ -45,6 +45,23 @@ def test_run_dae_stops_when_asked(folder_dataset, tmp_path):
     assert not best.exists()
 
 
+def test_the_denoiser_leaves_out_an_unreadable_film_only_when_asked_and_its_card_names_it(folder_dataset, tmp_path):
+    from covid_core.cards.dae import dae_card_markdown
+    from covid_core.checkpoint import load_checkpoint_dict
+    from covid_core.errors import DatasetError
+
+    (folder_dataset / "train" / "covid19" / "damaged.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    with pytest.raises(DatasetError, match=r"covid19/damaged\.png.*train on the rest with --skip-unreadable"):
+        run_dae(tiny_config(folder_dataset, tmp_path, epochs=1), progress=False)
+    config = tiny_config(folder_dataset, tmp_path, epochs=1)
+    config.skip_unreadable, config.run_id = True, "dae-skips"
+    ckpt = load_checkpoint_dict(run_dae(config, progress=False))
+    assert ckpt["training_data"]["unreadable"] == ["covid19/damaged.png"]  # named below the TRAIN folder it was in
+    card = dae_card_markdown(ckpt, "dae.pt")
+    assert "- Left out: 1 film(s) that could not be read (`covid19/damaged.png`)" in card
+    assert "--skip-unreadable" in card  # the command that reproduces it does not stop at the film
+
+
 @pytest.mark.parametrize("change, message", [({"crop": 30}, "multiple of 8"), ({"epochs": 0}, "epochs"),
                                              ({"sigma_min": 70}, "sigma")])
 def test_bad_training_settings_are_explained(change, message):

@@ -19,7 +19,7 @@ from ..targets import COVID_CLASS
 from ..formatting import code_block, code_span, fixed, markdown_plain, pct
 from ..preprocess import PreprocessConfig
 from ..training_data import training_data
-from . import data_argument
+from . import data_arguments, unreadable_lines
 
 PUBLIC_DATA_LIMITS = """\
 - Trained and tested on {name}, whose classes are still partly confounded with age and source:
@@ -73,9 +73,7 @@ def reproduce_command(train_config: dict, out: str) -> str:
     config = TrainConfig.from_dict(train_config)
     argv = config_argv(config, TRAIN_FLAGS, TrainConfig(), always=("model", "epochs", "image_size", "balance",
                                                                "ema_decay", "covid_sensitivity", "seed"))
-    if config.skip_unreadable:  # a run setting, but without it the same data set stops the run
-        argv.append("--skip-unreadable")
-    return shlex.join(["python", "train.py", "--data", data_argument(train_config), *argv, "--out", out])
+    return shlex.join(["python", "train.py", *data_arguments(train_config), *argv, "--out", out])
 
 
 def data_lines(ckpt: dict) -> list[str]:
@@ -86,11 +84,8 @@ def data_lines(ckpt: dict) -> list[str]:
     lines = [f"- Data set: {code_span(data.name or '?')}{layout}, fingerprint {fingerprint}"]
     if data.sources:
         lines.append("- Films per source: " + ", ".join(f"{markdown_plain(s)} {n}" for s, n in data.sources.items()))
-    if data.unreadable_n:
-        lines.append(f"- Left out: {data.unreadable_n} film(s) that could not be read ("
-                     + ", ".join(code_span(n) for n in data.unreadable[:10])
-                     + (", ..." if data.unreadable_n > 10 else "") + "); no figure here counts them")
-    return lines
+    return lines + unreadable_lines(data)
+
 
 
 def _timing_text(timing: dict | None) -> str:

@@ -7,7 +7,7 @@ import shlex
 from ..denoise.margins import DAE_GOAL_DB, dae_margins
 from ..formatting import code_block, code_span
 from ..training_data import training_data
-from . import data_argument
+from . import data_arguments, unreadable_lines
 
 
 def dae_reproduce_command(train_config: dict, out: str) -> str:
@@ -18,7 +18,7 @@ def dae_reproduce_command(train_config: dict, out: str) -> str:
 
     config = DAETrainConfig.from_dict(train_config)
     argv = config_argv(config, DAE_FLAGS, DAETrainConfig(), always=("epochs", "steps_per_epoch", "seed"))
-    return shlex.join(["python", "-m", "covid_core", "train-dae", "--data", data_argument(train_config), *argv,
+    return shlex.join(["python", "-m", "covid_core", "train-dae", *data_arguments(train_config), *argv,
                        "--out", out])
 
 
@@ -57,6 +57,7 @@ def dae_card_markdown(ckpt: dict, name: str) -> str:
         "", "## Data",
         f"- Data set: {code_span(training_data(ckpt).name or '?')} TRAIN, fingerprint "
         f"{code_span(ckpt.get('data_fingerprint', '?'))}; validation carved from TRAIN",
+        *unreadable_lines(training_data(ckpt)),
         "", "## Reproduce",
         code_block(dae_reproduce_command(cfg, f'weights/{name}')),
         f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')}",

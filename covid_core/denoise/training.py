@@ -23,6 +23,7 @@ from ..cache import readable_films, unreadable_list
 from ..checkpoint import atomic_save
 from ..datasets import LAYOUTS, limit_per_split, load_dataset, split_validation
 from ..errors import ConfigError
+from ..training_data import training_data_record
 from ..flags import Flag
 from ..preprocess import PreprocessConfig
 from ..runs import hardware_description, open_run
@@ -180,7 +181,8 @@ def validate(model: DAENet, val_set) -> dict:
 
 
 def prepare_dae_data(config: DAETrainConfig, progress: bool = True):
-    """(uint8 NxSxS images, train indices, validation indices, data fingerprint); TEST is never read."""
+    """(uint8 NxSxS images, train indices, validation indices, what the checkpoint records of the data set:
+    {"data_fingerprint", "training_data"}); TEST is never read."""
     dataset = load_dataset(config.data, config.layout)
     train = dataset.table[dataset.table["split"] == "train"].reset_index(drop=True)
     # Stratify the patient-grouped validation split by finding (the DAE needs no labels).
@@ -192,7 +194,9 @@ def prepare_dae_data(config: DAETrainConfig, progress: bool = True):
                                             advice="Fix or remove them, or train on the rest with --skip-unreadable")
     if skipped:
         print(f"left out {unreadable_list(skipped)}", flush=True)
-    return (images, *_train_and_val(table, "readable TRAIN images"), dataset.fingerprint())
+    facts = {"data_fingerprint": dataset.fingerprint(),
+             "training_data": training_data_record(dataset.root, dataset.layout, table, skipped)}
+    return (images, *_train_and_val(table, "readable TRAIN images"), facts)
 
 
 def _train_and_val(table, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +226,7 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
     run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="dae")
     started = time.time()
     with run_dir.failure_recorded():
-        images, train_idx, val_idx, fingerprint = prepare_dae_data(config, progress)
+        images, train_idx, val_idx, data_facts = prepare_dae_data(config, progress)
     val_set = validation_set(images, val_idx, config)
 
     model = DAENet(config.channels, config.unshuffle)
@@ -279,7 +283,7 @@ def run_dae(config: DAETrainConfig, on_epoch: Callable[[dict], bool | None] | No
                "best": improved}
         if improved:
             atomic_save(dae_checkpoint(model, train_config=config.to_dict(), metrics={"val_psnr": scores},
-                                       data_fingerprint=fingerprint, epoch=epoch, training_time_s=round(train_time, 1),
+                                       **data_facts, epoch=epoch, training_time_s=round(train_time, 1),
                                        hardware=hardware_description(), torch_version=str(torch.__version__),
                                        created=time.strftime("%Y-%m-%dT%H:%M:%S%z")), run_dir.best_checkpoint)
         atomic_save({"state_dict": model.state_dict(), "optimizer": optimizer.state_dict(),
