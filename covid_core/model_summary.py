@@ -31,7 +31,7 @@ def model_facts(entry, classes: list[str]) -> dict[str, str]:
     meta = entry.metadata
     pre = meta.get("preprocess") or {}
     facts = {"classes": ", ".join(classes), "weights fingerprint (SHA-256)": entry.fingerprint,
-             "trained on": training_data(meta).name or "n/a",
+             "trained on": training_data(meta).summary(),
              "data set fingerprint": meta.get("data_fingerprint", "n/a"), "created": meta.get("created", "n/a"),
              "training time (s)": meta.get("training_time_s", "n/a"), "hardware": meta.get("hardware", "n/a"),
              "input": f"{pre.get('image_size', '?')} px, fit {pre.get('fit', '?')}, equalize {pre.get('equalize', '?')}",

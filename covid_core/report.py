@@ -110,7 +110,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     meta = classifier.metadata
     model_rows = [("Model", model_label), ("Architecture", classifier.spec.name), ("Target", classifier.target),
                   ("Classes", ", ".join(classifier.classes)), ("Weights fingerprint", model_fingerprint or "n/a"),
-                  ("Trained on", training_data(meta).name or "n/a"),
+                  ("Trained on", training_data(meta).summary()),
                   ("Data set fingerprint", meta.get("data_fingerprint", "n/a")),
                   ("Trained", meta.get("created", "n/a")), ("Site validation", site_validation_text(classifier.site)),
                   ("covid_core version", __version__)]

@@ -39,6 +39,14 @@ class TrainingData:
     unreadable_n: int = 0
     unreadable: tuple[str, ...] = ()
 
+    def summary(self) -> str:
+        """'coronahack-mini (coronahack layout; cohen 426, figure1 31, kermany 1387, nih 770)', or 'n/a'."""
+        details = "; ".join(part for part in (f"{self.layout} layout" if self.layout else "",
+                                              ", ".join(f"{s} {n}" for s, n in self.sources.items()),
+                                              f"{self.unreadable_n} unreadable left out" if self.unreadable_n else "")
+                            if part)
+        return (self.name or "n/a") + (f" ({details})" if details else "")
+
     def label(self) -> str:
         """'"coronahack-mini"', or 'its training data' when the name is unknown: for sentences."""
         return f'"{self.name}"' if self.name else "its training data"

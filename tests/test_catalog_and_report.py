@@ -94,6 +94,9 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     assert '<p class="limit">On TEST, 93.8% of the films called COVID-19 negative had no COVID-19 (NPV)' in html
     assert "Not validated at your hospital" in html
     assert "<th>Site validation</th><td>none: not validated at this hospital</td>" in html
+    # what it was trained on (the fixture's record), where its TEST figures were measured
+    assert "<th>Trained on</th><td>fixture-films (folders layout; cohen 10, kermany 20; 1 unreadable left out)</td>" \
+        in html
 
 
 def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_films(tmp_path):
