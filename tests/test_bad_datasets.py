@@ -187,7 +187,7 @@ def test_after_an_unreadable_film_nothing_is_decoded_twice(tmp_path, monkeypatch
     decode = cache._decode_one
     monkeypatch.setattr(cache, "_decode_one", lambda job: decoded.append(job[0]) or decode(job))
     advice = "Fix or remove it, or leave it out"
-    for attempt in range(2):
+    for _ in range(2):
         with pytest.raises(DatasetError, match=r"1 image\(s\) could not be read: train/normal/img1\.png.*leave it out"):
             readable_films(table, config, skip_unreadable=False, advice=advice, progress=False)
         assert len(decoded) == 6  # the first attempt decoded the six films; the second, none

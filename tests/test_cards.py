@@ -258,5 +258,6 @@ def test_model_card_with_data_records_the_data_set_an_older_checkpoint_was_train
     atomic_save(ckpt, path)
     assert main(["model-card", str(path), "--data", str(data), "--cam-limit", "2"]) == 0
     record = load_checkpoint_dict(path)["training_data"]
-    assert record == {"name": "st-elsewhere", "layout": "folders", "sources": {"unknown": 18}}  # 3 films per class and split
+    # the fixture's 18 films (3 per class and split), whose source is not named
+    assert record == {"name": "st-elsewhere", "layout": "folders", "sources": {"unknown": 18}}
     assert "- Data set: `st-elsewhere`, folders layout" in (tmp_path / "m.md").read_text()
