@@ -17,6 +17,7 @@ import numpy as np
 
 from .datasets import file_sha256
 from .errors import ConfigError
+from .stored_values import is_finite_number
 
 SITE_FORMAT = "covid_core.site/1"
 POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
@@ -175,7 +176,7 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
 
 
 def _number(v, low: float, high: float) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and low <= v <= high
+    return is_finite_number(v) and low <= v <= high
 
 
 #: More films than any site labels: a larger count is a damaged file (10**30 broke the interval's computation).

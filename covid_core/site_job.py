@@ -81,9 +81,9 @@ def poor_site_warning(report: dict) -> str:
     return swapped.strip()
 
 
-def _value(section: dict, key: str) -> float | None:
+def _value(figures: dict, key: str) -> float | None:
     """A section's figure (``{"value": ...}``) from 0 to 1, else None."""
-    figure = section.get(key)
+    figure = figures.get(key)
     return share(figure.get("value")) if isinstance(figure, dict) else None
 
 
@@ -134,10 +134,10 @@ def _withheld_text(given: dict | None) -> str:
     return f"{given['withheld']} of {given['films']}"
 
 
-def _counts(section) -> dict | None:
+def _counts(figures) -> dict | None:
     """A figures section's {"tp", "fn", "fp", "tn"}, or None when it has none or they are not counts (a site file
     edited by hand is read on the Models page too)."""
-    c = section.get("counts") if isinstance(section, dict) else None
+    c = figures.get("counts") if isinstance(figures, dict) else None
     return c if are_verdict_counts(c) else None
 
 
