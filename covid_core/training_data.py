@@ -63,6 +63,20 @@ def training_data_record(root: str | Path, layout: str, table, unreadable: list[
     return record
 
 
+def readable_training_films(dataset, table, config, skip_unreadable: bool, advice: str, progress: bool = True,
+                            announce: bool = True):
+    """(table, its images, what the checkpoint records of the data set: {"data_fingerprint", "training_data"}) for a
+    training run on ``dataset`` (``table`` its films for the run, ``config`` their PreprocessConfig), through
+    :func:`covid_core.cache.readable_films`; with ``announce``, the films left out are named in the run's log."""
+    from .cache import readable_films, unreadable_list
+
+    table, images, skipped = readable_films(table, config, skip_unreadable, advice, progress=progress)
+    if skipped and announce:
+        print(f"left out {unreadable_list(skipped)}", flush=True)
+    return table, images, {"data_fingerprint": dataset.fingerprint(),
+                           "training_data": training_data_record(dataset.root, dataset.layout, table, skipped)}
+
+
 def training_data(metadata: dict) -> TrainingData:
     """The data a checkpoint (its metadata dict) was trained on. Checkpoints from before the record: the name of the
     data folder in their training settings, no layout and no sources."""

@@ -19,11 +19,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cache import readable_films, unreadable_list
 from ..checkpoint import atomic_save
 from ..datasets import LAYOUTS, limit_per_split, load_dataset, split_validation
 from ..errors import ConfigError
-from ..training_data import training_data_record
+from ..training_data import readable_training_films
 from ..flags import Flag
 from ..preprocess import PreprocessConfig
 from ..runs import hardware_description, open_run
@@ -189,13 +188,9 @@ def prepare_dae_data(config: DAETrainConfig, progress: bool = True):
     table = split_validation(train.assign(label=train["finding"]), config.val_fraction, config.seed)
     table = limit_per_split(table, config.limit, config.seed, splits=("train", "val"))
     _train_and_val(table, "TRAIN images")
-    table, images, skipped = readable_films(table, PreprocessConfig(image_size=config.image_size),
-                                            config.skip_unreadable, progress=progress,
-                                            advice="Fix or remove them, or train on the rest with --skip-unreadable")
-    if skipped:
-        print(f"left out {unreadable_list(skipped)}", flush=True)
-    facts = {"data_fingerprint": dataset.fingerprint(),
-             "training_data": training_data_record(dataset.root, dataset.layout, table, skipped)}
+    table, images, facts = readable_training_films(
+        dataset, table, PreprocessConfig(image_size=config.image_size), config.skip_unreadable,
+        advice="Fix or remove them, or train on the rest with --skip-unreadable", progress=progress)
     return (images, *_train_and_val(table, "readable TRAIN images"), facts)
 
 

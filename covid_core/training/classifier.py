@@ -18,14 +18,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from ..balance import WEIGHTED_SAMPLING, class_weights, group_sample_weights
-from ..cache import readable_films, unreadable_list
 from ..checkpoint import atomic_save, classifier_checkpoint
 from ..datasets import limit_per_split, load_dataset, split_validation, without_source_in_training
 from ..errors import ConfigError
 from ..models import build_model, get_spec, head_parameters, last_linear
 from ..runs import RunDir, open_run
 from ..targets import class_names
-from ..training_data import training_data_record
+from ..training_data import readable_training_films
 from . import distributed
 from .adversary import SourceAdversary, source_codes
 from .group_dro import GroupDRO
@@ -53,15 +52,13 @@ def prepare_data(config: TrainConfig, progress: bool = True, rank: int = 0, worl
     advice = "Fix or remove them, or train on the rest with --skip-unreadable (the Train form's \"Leave out " \
              "unreadable films\")"
     if rank == 0:
-        table, images, skipped = readable_films(table, pre, config.skip_unreadable, advice, progress=progress)
-        if skipped:
-            print(f"left out {unreadable_list(skipped)}", flush=True)
+        table_used, images, facts = readable_training_films(dataset, table, pre, config.skip_unreadable, advice,
+                                                            progress=progress)
     distributed.barrier(world)
     if rank != 0:  # the unreadable films were noted in the cache by rank 0: nothing is decoded twice
-        table, images, skipped = readable_films(table, pre, config.skip_unreadable, advice, progress=False)
-    facts = {"data_fingerprint": dataset.fingerprint(),
-             "training_data": training_data_record(dataset.root, dataset.layout, table, skipped)}
-    return table, images, pre, facts
+        table_used, images, facts = readable_training_films(dataset, table, pre, config.skip_unreadable, advice,
+                                                            progress=False, announce=False)
+    return table_used, images, pre, facts
 
 
 def ema_decay_for(decay: float, total_steps: int) -> float:
