@@ -94,7 +94,8 @@ def load_or_build(paths: list[str], config: PreprocessConfig, workers: int = 2, 
             readable = [i for i, p in enumerate(paths) if p not in bad]
             if readable:
                 _publish_rows(out, readable, [paths[i] for i in readable], config, folder)
-            _write_atomic(folder / f"{key}.unreadable.json", json.dumps({"errors": errors}))
+            # a note cut short is read as no note (the list is then decoded again), so it needs no atomic write
+            (folder / f"{key}.unreadable.json").write_text(json.dumps({"errors": errors}))
             raise _unreadable(errors)
         out.flush()
         del out
@@ -166,13 +167,6 @@ def _publish_rows(out: np.ndarray, rows: list[int], paths: list[str], config: Pr
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def _names(paths: list[str]) -> list[str]:
