@@ -183,17 +183,22 @@ def _score_a_test_film(classifier: Classifier, name: str) -> None:
     probability refuse the checkpoint now, with the reason, instead of failing on a user's film later."""
     import numpy as np
 
-    from .inference import predict_pixels
+    from .models import model_features
+    from .ood import has_ood, ood_scores
+    from .preprocess import to_model_input
 
     size = classifier.preprocess.image_size
     film = np.tile(np.linspace(40, 220, size, dtype=np.float32), (size, 1)).astype(np.uint8)[None]
     try:
-        with torch.no_grad():  # the way every film is scored: calibrated probabilities and the familiarity score
-            probs, familiarity = predict_pixels(classifier, film)
+        with torch.no_grad():
+            x = to_model_input(film, classifier.preprocess).to(classifier.device)
+            logits, feats = model_features(classifier.model, x, classifier.spec.target_layer(classifier.model))
+            probs = torch.softmax(logits.float() / classifier.temperature, dim=1).cpu().numpy()
+            familiarity = (ood_scores(classifier.ood, {k: f.float().cpu().numpy() for k, f in feats.items()})
+                           if has_ood(classifier.ood) else np.zeros(1))
     except Exception as exc:  # what a damaged checkpoint makes the scoring raise, said in one sentence
         raise CheckpointError(f"{name} cannot be used: scoring a test film failed ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from exc
-    familiarity = np.zeros(1) if familiarity is None else np.asarray(familiarity, dtype=np.float64)
-    if not (np.isfinite(probs).all() and np.isfinite(familiarity).all()):
+    if not (np.isfinite(probs).all() and np.isfinite(np.asarray(familiarity, dtype=np.float64)).all()):
         raise CheckpointError(f"{name} cannot be used: it gives no finite probability or familiarity score for a "
                               "test film")
