@@ -12,7 +12,8 @@ Choose by the VALIDATION columns; TEST is there to report, not to choose.
         [--model resnet18 --image-size 128 --epochs 8] [--out docs/shortcut_ablation.md]
 
 Rows already trained (their checkpoint exists under --work) are read, not trained again; a checkpoint's name holds
-the model, size, epochs, seed and row, not --covid-sensitivity, so use another --work to compare thresholds.
+the model, size, epochs, seed and row, not --covid-sensitivity or --pretrained, so use another --work to compare
+thresholds or starting weights.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def train_row(name: str, args, checkpoint: Path) -> float:
            "--image-size", str(args.image_size), "--epochs", str(args.epochs), "--ema-decay", "0.99",
            "--covid-sensitivity", str(args.covid_sensitivity),
            "--seed", str(args.seed), "--runs-dir", str(Path(args.work) / "runs"), "--run-id", checkpoint.stem,
-           "--out", str(checkpoint), "--quiet", *ROWS[name]]
+           "--out", str(checkpoint), "--quiet", *ROWS[name],
+           *(["--pretrained", args.pretrained] if args.pretrained else [])]
     print("$ " + " ".join(cmd[1:]), flush=True)
     start = time.time()
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -289,6 +291,8 @@ def main() -> int:
     p.add_argument("--covid-sensitivity", type=float, default=0.95,
                    help="VALIDATION sensitivity the COVID-19 threshold keeps (the shipped models use 0.90)")
     p.add_argument("--work", default=str(REPO / "runs" / "ablation"), help="where the rows' runs and checkpoints go")
+    p.add_argument("--pretrained", default="", help="every row starts from these weights (train.py --pretrained; "
+                                                    "checkpoint names do not hold it: use its own --work)")
     p.add_argument("--out", default=None, help="also write the table (markdown) here")
     args = p.parse_args()
     names = [n.strip() for n in args.rows.split(",") if n.strip()]

@@ -109,6 +109,8 @@ def _sections(classes: list[str]) -> dict[tuple[str, ...], tuple[str, dict]]:
         ("training_data",): ("the data set it was trained on", _record(
             ["name"], name=TEXT, layout=TEXT, sources=COUNTS_BY_NAME, unreadable_n=COUNT,
             unreadable={"type": "array", "items": TEXT})),
+        ("starting_weights",): ("the weights file it started from", _record(
+            ["file", "sha256"], file=TEXT, sha256={"type": "string", "pattern": "^[0-9a-f]{64}$"})),
     }
 
 

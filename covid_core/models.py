@@ -7,6 +7,7 @@ architecture (as torchvision's ``get_model`` and timm's ``_cfg`` do).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -147,18 +148,65 @@ def _adapt_to_one_channel(state: dict, model: nn.Module) -> dict:
     return out
 
 
+def is_weights_file(pretrained: str) -> bool:
+    """Whether a ``pretrained`` value names a local weights file rather than none or imagenet."""
+    return pretrained not in (None, "", "none", "imagenet")
+
+
+def starting_weights_record(pretrained: str) -> dict | None:
+    """What a checkpoint records of the weights file it started from: {"file": as given, "sha256": its digest}, so
+    that its card names the very file; None when it started from none or ImageNet."""
+    if not is_weights_file(pretrained):
+        return None
+    with open(pretrained, "rb") as f:
+        return {"file": pretrained, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
+
+
+def _file_state_dict(path: str) -> dict:
+    """The tensors of a local weights file: a state dict, or a dict holding one under "state_dict" or "model"
+    (a training script's or a covid_core checkpoint's); loaded with ``weights_only=True``, never unpickled."""
+    if not os.path.isfile(path):
+        raise ConfigError(f"pretrained weights file {path!r} does not exist; give a .pt or .pth file of weights, "
+                          "or none or imagenet")
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a damaged file, a pickle of objects, not a torch file at all
+        raise ConfigError(f"pretrained weights file {path!r} could not be read as weights ({type(exc).__name__}); "
+                          "it must be a state dict saved with torch.save") from exc
+    for key in ("state_dict", "model"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(key), dict):
+            loaded = loaded[key]
+    if not isinstance(loaded, dict) or not any(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ConfigError(f"pretrained weights file {path!r} holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in loaded.items() if isinstance(v, torch.Tensor)}
+
+
+def _load_backbone(model: nn.Module, state: dict, name: str, origin: str) -> None:
+    """Load ``state`` (adapted to one channel) into every layer but the head; refuse weights of another
+    architecture, which would fit few of its layers."""
+    head = {f"{n}.{p}" for n, m in model.named_modules() if m is last_linear(model) for p in ("weight", "bias")}
+    adapted = {k: v for k, v in _adapt_to_one_channel(state, model).items() if k not in head}
+    backbone = [k for k in model.state_dict() if k not in head and not k.endswith("num_batches_tracked")]
+    fitted = sum(k in adapted for k in backbone)
+    if fitted < 0.9 * len(backbone):
+        raise ConfigError(f"the weights of {origin} fit {fitted} of the {len(backbone)} layers' tensors of {name}; "
+                          "they are for another architecture")
+    model.load_state_dict(adapted, strict=False)
+
+
 def build_model(name: str, num_classes: int, pretrained: str | None = None) -> nn.Module:
-    """Build ``name`` for ``num_classes``; ``pretrained="imagenet"`` loads adapted ImageNet weights."""
+    """Build ``name`` for ``num_classes``. ``pretrained``: none; ``"imagenet"`` for adapted ImageNet weights; or
+    the path of a local weights file (e.g. self-supervised, ``bench/self_supervised.py``), whose head is not used."""
     spec = get_spec(name)
     if not isinstance(num_classes, int) or num_classes < 2:
         raise ConfigError(f"num_classes must be at least 2, got {num_classes!r}")
     model = spec.build(num_classes)
     if pretrained in (None, "", "none"):
         return model
-    if pretrained != "imagenet":
-        raise ConfigError(f"unknown pretrained source {pretrained!r}; choose one of: none, imagenet")
-    state = _adapt_to_one_channel(_imagenet_state_dict(spec), model)
-    model.load_state_dict(state, strict=False)
+    if pretrained == "imagenet":
+        _load_backbone(model, _imagenet_state_dict(spec), name, "ImageNet")
+    else:
+        _load_backbone(model, _file_state_dict(pretrained), name, repr(pretrained))
     return model
 
 

@@ -81,3 +81,40 @@ def test_imagenet_weights_from_a_local_file_are_adapted_to_one_channel(monkeypat
     model = build_model("resnet18", 3, pretrained="imagenet")
     assert torch.allclose(model.conv1.weight, rgb["conv1.weight"].sum(1, keepdim=True))
     assert model.fc.out_features == 3
+
+
+def test_a_local_weights_file_starts_the_backbone_and_never_the_head(tmp_path):
+    """`--pretrained FILE`: a state dict of the same architecture (bare, under "model" as a covid_core checkpoint
+    keeps it, or with DDP's "module." prefix) sets every layer but the head."""
+    torch.manual_seed(1)
+    source = build_model("resnet18", 2)
+    state = source.state_dict()
+    for i, saved in enumerate([state, {"model": state}, {f"module.{k}": v for k, v in state.items()}]):
+        path = tmp_path / f"w{i}.pt"
+        torch.save(saved, path)
+        torch.manual_seed(2)
+        model = build_model("resnet18", 3, pretrained=str(path))
+        assert torch.equal(model.conv1.weight, source.conv1.weight)
+        assert torch.equal(model.layer4[1].bn2.running_var, source.layer4[1].bn2.running_var)
+        assert model.fc.out_features == 3 and not torch.equal(model.fc.weight[:2], source.fc.weight)
+
+
+def test_a_weights_file_that_is_missing_foreign_or_not_weights_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        build_model("resnet18", 3, pretrained=str(tmp_path / "absent.pt"))
+    cnn = tmp_path / "cnn.pt"
+    torch.save(build_model("cnn", 3).state_dict(), cnn)
+    with pytest.raises(ConfigError, match=r"fit \d+ of the \d+ layers' tensors of resnet18; .*another architecture"):
+        build_model("resnet18", 3, pretrained=str(cnn))
+    objects = tmp_path / "objects.pt"
+    torch.save({"model": build_model("cnn", 3)}, objects)  # a pickled module, not a state dict
+    with pytest.raises(ConfigError, match="could not be read as weights"):
+        build_model("cnn", 3, pretrained=str(objects))
+    text = tmp_path / "notes.pt"
+    text.write_text("not a torch file")
+    with pytest.raises(ConfigError, match="could not be read as weights"):
+        build_model("cnn", 3, pretrained=str(text))
+    empty = tmp_path / "empty.pt"
+    torch.save({"epoch": 3}, empty)
+    with pytest.raises(ConfigError, match="holds no state dict"):
+        build_model("cnn", 3, pretrained=str(empty))

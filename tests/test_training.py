@@ -99,6 +99,8 @@ def test_ema_weights_are_what_the_checkpoint_keeps(folder_dataset, tmp_path):
     ("model", "vgg", "unknown model 'vgg'; choose one of"),
     ("target", "flu", "unknown target 'flu'; choose one of: 3class, covid, pneumonia"),
     ("ema_decay", 1.0, "EMA decay must be 0 \\(off\\) or from 0.5 to below 1"),
+    ("pretrained", "no/such/weights.pt", "pretrained must be none, imagenet, or the path of a weights file that "
+                                         "exists"),
 ])
 def test_absurd_settings_are_refused(field, value, message):
     with pytest.raises(ConfigError, match=message):
@@ -384,3 +386,35 @@ def test_weight_averaging_spans_at_most_half_a_short_run():
     assert ema_decay_for(0.99, 224) == 0.99  # the shortest documented run
     assert ema_decay_for(0.99, 40) == pytest.approx(0.95)  # a short run averages its last 20 steps, not its start
     assert ema_decay_for(0.99, 1) == 0.0  # one step: the trained weights themselves
+
+
+def test_training_starts_from_a_weights_file_and_its_card_says_which(folder_dataset, tmp_path):
+    """`--pretrained FILE` (e.g. self-supervised weights from bench/self_supervised.py): training starts from the
+    file's backbone, and the card's command names the file."""
+    import torch
+
+    from covid_core.cards.classifier import reproduce_command
+    from covid_core.models import build_model
+
+    torch.manual_seed(7)
+    start = build_model("cnn", 3).state_dict()
+    weights = tmp_path / "start.pt"
+    torch.save(start, weights)
+    best = run(_config(folder_dataset, tmp_path, epochs=1, lr=1e-7, run_id="from-file", pretrained=str(weights)),
+               progress=False)
+    ckpt = load_checkpoint_dict(best)
+    conv = [k for k, v in start.items() if v.ndim == 4]
+    assert conv and all(torch.allclose(ckpt["state_dict"][k], start[k], atol=1e-4) for k in conv)
+    scratch = load_checkpoint_dict(run(_config(folder_dataset, tmp_path, epochs=1, lr=1e-7, run_id="scratch"),
+                                       progress=False))
+    assert not any(torch.allclose(scratch["state_dict"][k], start[k], atol=1e-4) for k in conv)
+    assert f"--pretrained {weights}" in reproduce_command(ckpt["train_config"], "out.pt")
+    import hashlib
+
+    from covid_core.cards.classifier import starting_weights_lines
+
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    assert ckpt["starting_weights"] == {"file": str(weights), "sha256": digest}
+    assert starting_weights_lines(ckpt) == [f"- Started from the weights file `{weights}` (sha256 `{digest}`); the "
+                                            "command needs that file"]
+    assert "starting_weights" not in scratch and starting_weights_lines(scratch) == []

@@ -52,7 +52,9 @@ with st.form("train_form"):
     augment = c8.checkbox("Augmentation", value=D.augment, key="train_aug", help=tip("augment"))
     ema = c9.checkbox("Weight averaging", value=D.ema_decay > 0, key="train_ema",
                       help=tip("ema_decay", f"Classifier only, decay {EMA_DECAY}. "))
-    pretrained = c10.checkbox("ImageNet weights", value=False, key="train_pretrained", help=tip("pretrained"))
+    pretrained = c10.checkbox("ImageNet weights", value=False, key="train_pretrained",
+                              help="Start from torchvision's ImageNet weights (downloaded, or from the torch hub "
+                                   "cache); from a weights file of your own: train.py --pretrained FILE")
     c11, c12, c13, c14 = st.columns(4)  # what the network sees
     balance = c11.selectbox("Imbalance", BALANCE_CHOICES, index=BALANCE_CHOICES.index(D.balance), key="train_balance",
                             format_func=BALANCE_LABELS.get, help=tip("balance", "Classifier only. "))

@@ -76,6 +76,15 @@ def reproduce_command(train_config: dict, out: str) -> str:
     return shlex.join(["python", "train.py", *data_arguments(train_config), *argv, "--out", out])
 
 
+def starting_weights_lines(ckpt: dict) -> list[str]:
+    """The weights file training started from, with its digest: the command above needs that very file."""
+    start = ckpt.get("starting_weights")
+    if not isinstance(start, dict):
+        return []
+    return [f"- Started from the weights file {code_span(str(start.get('file', '?')))} (sha256 "
+            f"{code_span(str(start.get('sha256', '?')))}); the command needs that file"]
+
+
 def data_lines(ckpt: dict) -> list[str]:
     """The data set a model was trained on: its name, layout and fingerprint, and its films per source."""
     data = training_data(ckpt)
@@ -130,6 +139,7 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
              f"grouped by patient ({cfg.get('val_fraction', '?')} of TRAIN, seed {cfg.get('seed', '?')})",
              "", "## Reproduce",
              code_block(reproduce_command(cfg, out_path)),
+             *starting_weights_lines(ckpt),
              f"- Training time: {ckpt.get('training_time_s', '?')} s on {ckpt.get('hardware', '?')} "
              + ("(including caching, calibration and TEST evaluation)" + _timing_text(ckpt["timing"]) if ckpt.get("timing")
                 else "(caching and training epochs; this older checkpoint recorded it before the final calibration "

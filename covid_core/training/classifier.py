@@ -21,7 +21,7 @@ from ..balance import WEIGHTED_SAMPLING, class_weights, group_sample_weights
 from ..checkpoint import atomic_save, classifier_checkpoint
 from ..datasets import limit_per_split, load_dataset, split_validation, without_source_in_training
 from ..errors import ConfigError
-from ..models import build_model, get_spec, head_parameters, last_linear
+from ..models import build_model, get_spec, head_parameters, last_linear, starting_weights_record
 from ..runs import RunDir, open_run
 from ..targets import class_names
 from ..training_data import readable_training_films
@@ -121,6 +121,8 @@ class _Training:
 
     def _build(self) -> None:
         config, train = self.config, self.idx["train"]
+        if starting_weights_record(config.pretrained):
+            self.data_facts = {**self.data_facts, "starting_weights": starting_weights_record(config.pretrained)}
         self.model = build_model(config.model, len(self.classes),
                                  None if config.pretrained == "none" else config.pretrained)
         self.model.to(self.device).to(memory_format=torch.channels_last)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, fields
 
@@ -85,7 +86,9 @@ class TrainConfig:
             (self.augment or not (self.amplitude_mix or self.random_conv or self.source_mix or self.patch_crop),
              "amplitude mix, random convolution, source mix and patch crop are part of augmentation: turn "
              "augmentation on, or set them to 0"),
-            (self.pretrained in ("none", "imagenet"), "pretrained must be one of: none, imagenet"),
+            (self.pretrained in ("none", "imagenet") or (isinstance(self.pretrained, str)
+                                                         and os.path.isfile(self.pretrained)),
+             "pretrained must be none, imagenet, or the path of a weights file that exists"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
             (self.val_strata in VAL_STRATA, f"the validation split is stratified by one of {', '.join(VAL_STRATA)}"),
@@ -171,8 +174,10 @@ TRAIN_FLAGS = (
                                        "own scale (patch-based training: local lung texture, not the film's "
                                        "outline or corner text); the whole film is read at inference; 0 = off",
          float),
-    Flag("pretrained", "--pretrained", "start from torchvision ImageNet weights (downloaded, or from the torch hub "
-                                       "cache)", choices=("none", "imagenet")),
+    Flag("pretrained", "--pretrained", "start from other weights: imagenet (torchvision's, downloaded or from "
+                                       "the torch hub cache), or the path of a weights file of the same "
+                                       "architecture (e.g. from bench/self_supervised.py; its head is not used)",
+         str),
     Flag("freeze_epochs", "--freeze-epochs", "train only the head for the first N epochs", int),
     Flag("val_fraction", "--val-fraction", "share of TRAIN held out for validation (grouped by patient, "
                                            "stratified)", float),
