@@ -26,12 +26,21 @@ def unusable_reasons(entries) -> list[str]:
             if not e.usable and e.kind != "denoiser"]
 
 
+def starting_point(meta: dict) -> str:
+    """Where training started: random weights, ImageNet's, or a weights file (named, with its digest's start)."""
+    start = meta.get("starting_weights")
+    if isinstance(start, dict):
+        return f"the weights file {start.get('file', '?')} (sha256 {str(start.get('sha256', '?'))[:16]}...)"
+    pretrained = str((meta.get("train_config") or {}).get("pretrained", "none"))
+    return {"none": "random weights", "imagenet": "ImageNet weights"}.get(pretrained, f"the weights file {pretrained}")
+
+
 def model_facts(entry, classes: list[str]) -> dict[str, str]:
     """Name -> value of what a checkpoint is: classes, fingerprints, creation, training time, input, calibration."""
     meta = entry.metadata
     pre = meta.get("preprocess") or {}
     facts = {"classes": ", ".join(classes), "weights fingerprint (SHA-256)": entry.fingerprint,
-             "trained on": training_data(meta).summary(),
+             "trained on": training_data(meta).summary(), "started from": starting_point(meta),
              "data set fingerprint": meta.get("data_fingerprint", "n/a"), "created": meta.get("created", "n/a"),
              "training time (s)": meta.get("training_time_s", "n/a"), "hardware": meta.get("hardware", "n/a"),
              "input": f"{pre.get('image_size', '?')} px, fit {pre.get('fit', '?')}, equalize {pre.get('equalize', '?')}",

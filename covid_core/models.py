@@ -184,13 +184,18 @@ def _file_state_dict(path: str) -> dict:
 def _load_backbone(model: nn.Module, state: dict, name: str, origin: str) -> None:
     """Load ``state`` (adapted to one channel) into every layer but the head; refuse weights of another
     architecture, which would fit few of its layers."""
-    head = {f"{n}.{p}" for n, m in model.named_modules() if m is last_linear(model) for p in ("weight", "bias")}
+    head_layer = last_linear(model)
+    head = {f"{n}.{p}" for n, m in model.named_modules() if m is head_layer for p in ("weight", "bias")}
     adapted = {k: v for k, v in _adapt_to_one_channel(state, model).items() if k not in head}
     backbone = [k for k in model.state_dict() if k not in head and not k.endswith("num_batches_tracked")]
     fitted = sum(k in adapted for k in backbone)
     if fitted < 0.9 * len(backbone):
         raise ConfigError(f"the weights of {origin} fit {fitted} of the {len(backbone)} layers' tensors of {name}; "
                           "they are for another architecture")
+    broken = [k for k, v in adapted.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ConfigError(f"the weights of {origin} hold values that are not finite numbers (in {broken[0]}); "
+                          "training cannot start from them")
     model.load_state_dict(adapted, strict=False)
 
 

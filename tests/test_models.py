@@ -114,6 +114,13 @@ def test_a_weights_file_that_is_missing_foreign_or_not_weights_is_refused_with_t
     text.write_text("not a torch file")
     with pytest.raises(ConfigError, match="could not be read as weights"):
         build_model("cnn", 3, pretrained=str(text))
+    state = build_model("cnn", 3).state_dict()
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first][0] = float("nan")
+    nan = tmp_path / "nan.pt"
+    torch.save(state, nan)
+    with pytest.raises(ConfigError, match=f"not finite numbers \\(in {first}\\)"):
+        build_model("cnn", 3, pretrained=str(nan))
     empty = tmp_path / "empty.pt"
     torch.save({"epoch": 3}, empty)
     with pytest.raises(ConfigError, match="holds no state dict"):

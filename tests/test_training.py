@@ -418,3 +418,11 @@ def test_training_starts_from_a_weights_file_and_its_card_says_which(folder_data
     assert starting_weights_lines(ckpt) == [f"- Started from the weights file `{weights}` (sha256 `{digest}`); the "
                                             "command needs that file"]
     assert "starting_weights" not in scratch and starting_weights_lines(scratch) == []
+    from covid_core.model_summary import starting_point  # the Models page's "started from"
+
+    assert starting_point(ckpt) == f"the weights file {weights} (sha256 {digest[:16]}...)"
+    assert starting_point(scratch) == "random weights"
+    assert starting_point({"train_config": {"pretrained": "imagenet"}}) == "ImageNet weights"
+    assert starting_point({"train_config": {"pretrained": ["x"]}}) == "the weights file ['x']"  # damaged: no crash
+    weights.unlink()  # the card of a model whose starting file is gone still names it
+    assert f"--pretrained {weights}" in reproduce_command(ckpt["train_config"], "out.pt")
