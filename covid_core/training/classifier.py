@@ -121,8 +121,9 @@ class _Training:
 
     def _build(self) -> None:
         config, train = self.config, self.idx["train"]
-        if starting_weights_record(config.pretrained):
-            self.data_facts = {**self.data_facts, "starting_weights": starting_weights_record(config.pretrained)}
+        start = starting_weights_record(config.pretrained)  # the file and its digest, for the checkpoint and card
+        if start:
+            self.data_facts = {**self.data_facts, "starting_weights": start}
         self.model = build_model(config.model, len(self.classes),
                                  None if config.pretrained == "none" else config.pretrained)
         self.model.to(self.device).to(memory_format=torch.channels_last)
