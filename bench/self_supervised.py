@@ -117,6 +117,9 @@ def main() -> int:
     params = [*model.parameters(), *projection.parameters()]
     optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-4)
     steps_per_epoch = len(images) // args.batch_size
+    if args.epochs * steps_per_epoch < 20:
+        p.error(f"{len(images)} films make {steps_per_epoch} batches of {args.batch_size} an epoch: too few steps "
+                "for the learning-rate schedule; use more epochs or a smaller batch")
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=args.lr, pct_start=0.1,
                                                     total_steps=args.epochs * steps_per_epoch)
     films = torch.from_numpy(images)
@@ -137,7 +140,7 @@ def main() -> int:
             losses.append(loss.item())
         print(f"epoch {epoch}/{args.epochs}: loss {np.mean(losses):.3f} "
               f"(chance {math.log(2 * args.batch_size - 1):.3f}), {time.time() - started:.0f} s", flush=True)
-    state = {k: v for k, v in model.state_dict().items()}
+    state = model.state_dict()  # the backbone only: the head was replaced by the identity
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(state, args.out)
     print(f"wrote {args.out} ({len(state)} tensors) after {time.time() - started:.0f} s")
@@ -145,6 +148,8 @@ def main() -> int:
 
 
 def _pair_loss(model, projection, v1, v2, temperature):
+    """NT-Xent of the two views' projections, both views through the network in one batch (one set of batch-norm
+    statistics, as SimCLR's global batch norm intends)."""
     z = projection(model(torch.cat([v1, v2])).flatten(1))
     return nt_xent(*z.chunk(2), temperature)
 
