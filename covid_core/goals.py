@@ -52,7 +52,7 @@ GOALS = (
 UNSEEN_SOURCE_WRONG_VERDICTS = "44-91%"
 #: The same measurement of the goal's AUC: p(COVID-19) of the held-out adult hospital's (NIH's) normal films against
 #: TEST's COVID-19 films, over the recipes and seeds tried (docs/shortcuts.md, "The new-hospital goal's own question").
-UNSEEN_SOURCE_COVID_VS_NORMAL_AUC = "0.37-0.70"
+UNSEEN_SOURCE_COVID_VS_NORMAL_AUC = "0.35-0.70"
 #: With NIH's normal adults kept, as in the shipped models: the COVID-19 collections' 18 normal adults of other
 #: hospitals, left out of training with their patients, against TEST's COVID-19 films, over the shipped recipes'
 #: seeds (docs/shortcuts.md, "Normal adults of other hospitals"): their AUC, and the share given a wrong verdict.

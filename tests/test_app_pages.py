@@ -170,7 +170,7 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     goals = [df.value for df in at.dataframe if "goal" in df.value.columns][0].set_index("goal")
     assert goals.loc["macro AUC", "met"] == "not reached" and goals.loc["macro AUC", "value"] == 0.9
     assert goals.loc["COVID-19 verdict PPV", "met"] == "not reached"
-    assert any("at most 10% of films given a wrong" in c.value and "at about chance (AUC 0.37-0.70)" in c.value
+    assert any("at most 10% of films given a wrong" in c.value and "at about chance (AUC 0.35-0.70)" in c.value
                and "other hospitals, left out, ranked at AUC 0.56-0.68, 67-89% of them" in c.value
                for c in at.caption)  # the goal, and the closest measurements of it on this data
 
