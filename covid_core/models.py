@@ -7,7 +7,6 @@ architecture (as torchvision's ``get_model`` and timm's ``_cfg`` do).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass
 from typing import Callable
@@ -151,15 +150,6 @@ def _adapt_to_one_channel(state: dict, model: nn.Module) -> dict:
 def is_weights_file(pretrained: str) -> bool:
     """Whether a ``pretrained`` value names a local weights file rather than none or imagenet."""
     return pretrained not in (None, "", "none", "imagenet")
-
-
-def starting_weights_record(pretrained: str) -> dict | None:
-    """What a checkpoint records of the weights file it started from: {"file": as given, "sha256": its digest}, so
-    that its card names the very file; None when it started from none or ImageNet."""
-    if not is_weights_file(pretrained):
-        return None
-    with open(pretrained, "rb") as f:
-        return {"file": pretrained, "sha256": hashlib.file_digest(f, "sha256").hexdigest()}
 
 
 def _file_state_dict(path: str) -> dict:

@@ -96,7 +96,6 @@ def data_lines(ckpt: dict) -> list[str]:
     return lines + unreadable_lines(data)
 
 
-
 def _timing_text(timing: dict | None) -> str:
     """': data preparation 41 s (...), epoch 1 105 s, later epochs 84-128 s (median 99 s), calibration ... 35 s'."""
     if not timing or not timing.get("epoch_s"):

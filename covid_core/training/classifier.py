@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader
 
 from ..balance import WEIGHTED_SAMPLING, class_weights, group_sample_weights
 from ..checkpoint import atomic_save, classifier_checkpoint
-from ..datasets import limit_per_split, load_dataset, split_validation, without_source_in_training
+from ..datasets import file_sha256, limit_per_split, load_dataset, split_validation, without_source_in_training
 from ..errors import ConfigError
-from ..models import build_model, get_spec, head_parameters, last_linear, starting_weights_record
+from ..models import build_model, get_spec, head_parameters, is_weights_file, last_linear
 from ..runs import RunDir, open_run
 from ..targets import class_names
 from ..training_data import readable_training_films
@@ -121,11 +121,11 @@ class _Training:
 
     def _build(self) -> None:
         config, train = self.config, self.idx["train"]
-        start = starting_weights_record(config.pretrained)  # the file and its digest, for the checkpoint and card
-        if start:
-            self.data_facts = {**self.data_facts, "starting_weights": start}
         self.model = build_model(config.model, len(self.classes),
                                  None if config.pretrained == "none" else config.pretrained)
+        if is_weights_file(config.pretrained):  # the file and its digest, for the checkpoint and card
+            self.data_facts = {**self.data_facts, "starting_weights": {"file": config.pretrained,
+                                                                       "sha256": file_sha256(config.pretrained)}}
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.train_model = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
 
