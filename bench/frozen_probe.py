@@ -7,8 +7,8 @@ features, group-balanced sample weights, C chosen on VALIDATION macro AUC) learn
 TRAIN films of a run with ``--holdout-source``. Printed: VALIDATION and TEST macro AUC, TEST's within-source AUCs,
 and on the held-out source's TRAIN films (unseen) normal vs pneumonia AUC, their normals against TEST's COVID-19
 films, the share of normals most probably COVID-19 and the share of films that would get a COVID-19 positive
-verdict at the threshold that keeps 90% of VALIDATION's COVID-19 films positive (nothing withheld: this probe has
-no familiarity score).
+verdict at the threshold the product would choose (the highest VALIDATION specificity with 90% of its COVID-19 films
+positive; nothing withheld: this probe has no familiarity score).
 
     python bench/frozen_probe.py --data ../shared/data/coronahack-mini --holdout-source nih \
         --backbones none runs/ssl/resnet18-simclr-without-nih.pt
@@ -30,9 +30,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from covid_core.balance import group_sample_weights  # noqa: E402
-from covid_core.metrics import binary_auc  # noqa: E402
+from covid_core.metrics import binary_auc, choose_threshold, classification_metrics  # noqa: E402
 from covid_core.models import build_model  # noqa: E402
 from covid_core.preprocess import to_model_input  # noqa: E402
+from covid_core.shortcuts import within_source_aucs  # noqa: E402
 from covid_core.training.classifier import prepare_data  # noqa: E402
 from covid_core.training.config import TrainConfig  # noqa: E402
 from covid_core.training.finalize import split_indices  # noqa: E402
@@ -50,10 +51,6 @@ def features(backbone: str, images: np.ndarray, pre, seed: int) -> np.ndarray:
         for i in range(0, len(images), 64):
             out.append(model(to_model_input(images[i:i + 64], pre)).numpy())
     return np.concatenate(out)
-
-
-def macro_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    return float(np.mean([binary_auc(labels == i, probs[:, i]) for i in range(len(CLASSES))]))
 
 
 def probe_figures(backbone: str, args) -> dict:
@@ -79,27 +76,23 @@ def probe_figures(backbone: str, args) -> dict:
     for c in (0.001, 0.01, 0.1, 1.0):
         head = LogisticRegression(C=c, max_iter=3000).fit(x[idx["train"]], labels[idx["train"]],
                                                           sample_weight=weights)
-        val = macro_auc(labels[idx["val"]], head.predict_proba(x[idx["val"]]))
+        val = classification_metrics(labels[idx["val"]], head.predict_proba(x[idx["val"]]), CLASSES)["macro_auc"]
         if best is None or val > best[0]:
             best = (val, c, head)
     val_auc, c, head = best
     probs, unseen_probs = head.predict_proba(x), head.predict_proba(xu)
     covid = CLASSES.index("covid19")
-    val_covid = probs[idx["val"]][labels[idx["val"]] == covid, covid]
-    threshold = float(np.quantile(val_covid, 0.10)) if len(val_covid) else 0.5
+    threshold = choose_threshold(labels[idx["val"]] == covid, probs[idx["val"], covid], 0.90)["value"]
     test = idx["test"]
-    sources = table["source"].to_numpy()
-
-    def within(source, a, b, score):
-        keep = test[(sources[test] == source) & np.isin(labels[test], [a, b])]
-        return binary_auc(labels[keep] == b, score[keep]) if len(keep) else None
+    within = within_source_aucs(table.iloc[test], probs[test], CLASSES)
 
     normal_u = unseen_labels == 0
     test_covid = test[labels[test] == covid]
     return {"backbone": backbone, "C": c, "seconds": round(time.time() - started, 1),
-            "val_macro_auc": val_auc, "test_macro_auc": macro_auc(labels[test], probs[test]),
-            "test_nih_normal_vs_pneumonia": within("nih", 0, 1, 1 - probs[:, 0]),
-            "test_cohen_covid_vs_other_pneumonia": within("cohen", 1, 2, probs[:, covid]),
+            "val_macro_auc": val_auc, "test_macro_auc": classification_metrics(labels[test], probs[test],
+                                                                               CLASSES)["macro_auc"],
+            **{f"test_{key}": within[key]["auc"] for key in ("nih_normal_vs_pneumonia",
+                                                              "cohen_covid_vs_other_pneumonia") if key in within},
             "unseen_n": int(len(unseen_labels)),
             "unseen_normal_vs_pneumonia": binary_auc(~normal_u, 1 - unseen_probs[:, 0]),
             "unseen_normal_vs_covid": binary_auc(np.r_[np.zeros(normal_u.sum(), bool), np.ones(len(test_covid), bool)],
