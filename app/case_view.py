@@ -154,7 +154,7 @@ def details(case, classifier, key: str) -> None:
         if image.notes:
             st.caption("Decoding notes: " + "; ".join(image.notes))
         if image.dicom_info:
-            st.table(pd.DataFrame(image.dicom_info.items(), columns=["DICOM field", "value"]))
+            ui.plain_table(pd.DataFrame(image.dicom_info.items(), columns=["DICOM field", "value"]))
 
 
 def validation_state(classifier, prediction) -> None:
@@ -181,7 +181,7 @@ def report_download(case, shown, classifier, entry, explanation, overlay_rgb, de
     if case.image.patient_info:
         show_patient = st.checkbox("Show patient fields from the DICOM header", value=False, key=f"pt_{key}")
         if show_patient:
-            st.table(pd.DataFrame(case.image.patient_info.items(), columns=["field", "value"]))
+            ui.plain_table(pd.DataFrame(case.image.patient_info.items(), columns=["field", "value"]))
     report = case_report_html(
         name=case.name, image=shown, prediction=case.prediction, classifier=classifier, model_label=entry.label,
         model_fingerprint=entry.fingerprint, explanation=explanation, overlay_rgb=overlay_rgb, denoised=denoised,

@@ -35,6 +35,16 @@ def research_notice() -> None:
     st.warning(f"**Research use only - not for diagnosis.** {DISCLAIMER.split('. ', 1)[1]}", icon=":material/info:")
 
 
+def plain_table(frame: pd.DataFrame) -> None:
+    """``st.table`` of ``frame`` with every text cell, row name and column name shown as it is: the table renders
+    Markdown, and a DICOM header or a checkpoint from elsewhere could otherwise show a link, or an image that the
+    browser fetches from another host. A cell keeps to one line."""
+    def shown(value):
+        return plain(" ".join(value.split())) if isinstance(value, str) else value
+
+    st.table(frame.map(shown).rename(index=shown, columns=shown))
+
+
 def optional_module(name: str):
     """(module, None) or (None, message) when a part of covid_core is missing or broken."""
     try:

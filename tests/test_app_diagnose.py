@@ -485,3 +485,22 @@ def test_a_files_name_is_shown_as_it_is_not_as_markdown(weights):
     assert title == r"\$x\$ \[a\](http\:evil.example) \*b\* \:red\[c\] \<b\>d.png"
     at.file_uploader(key="diag_upload").set_value((name, b"not an image", "image/png")).run()
     assert any(e.value.startswith(r"**\$x\$ \[a\](http\:evil.example)") for e in at.error)
+
+
+def test_a_dicom_headers_text_is_shown_as_it_is_not_as_markdown(weights):
+    """Whoever made a DICOM file wrote its header. A Manufacturer or patient name that reads as Markdown (an image
+    fetched from another host, a link, emphasis) is escaped in the page's tables, which render Markdown, so the
+    browser shows the header's own characters and fetches nothing."""
+    from covid_core.formatting import markdown_plain
+    from synthetic_files import dicom_bytes
+
+    maker = "![seen](http://evil.example/pixel.png) **ACME**"
+    patient = "[call me](http://evil.example/)"
+    film = dicom_bytes(xray_array(64).astype(np.uint16) * 16, header={"Manufacturer": maker}, patient_name=patient)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.dcm", film, "application/dicom")).run()
+    assert not at.exception, at.exception
+    next(c for c in at.checkbox if c.label.startswith("Show patient fields")).check().run()
+    cells = {str(k): str(v) for t in at.table for k, v in t.value.itertuples(index=False)}
+    assert cells["Manufacturer"] == markdown_plain(maker) == r"\!\[seen\](http\://evil.example/pixel.png) \*\*ACME\*\*"
+    assert cells["PatientName"] == markdown_plain(patient)

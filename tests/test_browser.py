@@ -229,3 +229,25 @@ def test_a_dicom_without_an_extension_is_analysed_and_a_note_is_refused_by_its_c
         page.screenshot(path=str(ARTIFACTS / "extensionless.png"), full_page=True)
         assert "not allowed" not in shown.lower()
         assert shown.count("could not be analysed") == 1  # the DICOM was read
+
+
+def test_a_dicom_header_written_as_markdown_fetches_nothing_from_another_host(app_server, tmp_path):
+    """A header value is whatever the file's maker wrote: a Manufacturer written as a Markdown image must show as
+    text in the header table, not make the clinician's browser fetch it from another host."""
+    import numpy as np
+
+    from app_helpers import xray_array
+    from synthetic_files import dicom_bytes
+
+    film = tmp_path / "chest.dcm"
+    film.write_bytes(dicom_bytes(xray_array(256).astype(np.uint16) * 16,
+                                 header={"Manufacturer": "![seen](http://evil.example/pixel.png) ACME"}))
+    with browser_page("dicom-header-markdown", app_server) as page:  # it asserts that no other host was asked
+        page.goto(app_server, wait_until="domcontentloaded")
+        page.get_by_text("Research use only").first.wait_for(timeout=60_000)
+        page.locator("input[type=file]").first.set_input_files([str(film)])
+        details = page.get_by_text("Raw model output", exact=False).first
+        details.wait_for(timeout=90_000)
+        details.click()
+        page.get_by_text("![seen](http://evil.example/pixel.png) ACME", exact=True).wait_for(timeout=30_000)
+        assert page.locator("img[src*='evil.example']").count() == 0

@@ -58,7 +58,7 @@ c[2].metric("TEST ECE", fixed(test.get("ece")), help="Expected calibration error
 if test and (limit := test_set_limit(meta)):
     st.warning(limit, icon=":material/domain:")
 facts = model_facts(entry, classes)
-st.table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
+ui.plain_table(pd.DataFrame({"value": list(facts.values())}, index=list(facts)))
 
 if not test:
     st.warning("This checkpoint holds no TEST metrics (training was cancelled before evaluation, or it was made "
@@ -95,10 +95,10 @@ if within:
                "lungs can separate them: an AUC near 0.5 means the model reads the source, not the disease. "
                + TEXTURE_SWAP_NOTE)
     # a static table: its long questions wrap, so every figure stays in view in a 1024 px window
-    st.table(pd.DataFrame([{**r, "figure": fixed(r["figure"]),
-                            "positives labelled as such": "" if r["positives labelled as such"] is None
-                            else pct(r["positives labelled as such"])} for r in within])
-             .set_index("split"))
+    ui.plain_table(pd.DataFrame([{**r, "figure": fixed(r["figure"]),
+                                  "positives labelled as such": "" if r["positives labelled as such"] is None
+                                  else pct(r["positives labelled as such"])} for r in within])
+                   .set_index("split"))
 else:
     st.info("This checkpoint holds no within-source figures: regenerate its card with "
             "`python -m covid_core model-card CHECKPOINT --data DATA_DIR`.")
@@ -144,6 +144,6 @@ if card or calls:
 train_config = meta.get("train_config") or {}
 if train_config:
     with st.expander("Training settings"):
-        st.table(pd.DataFrame({"value": [str(v) for v in train_config.values()]}, index=list(train_config)))
+        ui.plain_table(pd.DataFrame({"value": [str(v) for v in train_config.values()]}, index=list(train_config)))
 
 mean_heatmaps_section(entry)
