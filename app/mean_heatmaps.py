@@ -40,7 +40,7 @@ def mean_heatmaps_section(entry) -> None:
     try:
         on_disk = ui.data_fingerprint(str(Path(data_dir).resolve()))
     except CovidCoreError as exc:
-        st.error(f"This folder cannot be read as a data set: {exc}")
+        st.error(f"This folder cannot be read as a data set: {ui.plain(exc)}")
         return
     if meta.get("data_fingerprint") and on_disk != meta["data_fingerprint"]:
         st.warning(f"This model was trained and tested on another version of the data (fingerprint "

@@ -25,7 +25,7 @@ def show_job(job: jobs.Job) -> None:
                 if jobs.cancel(job):
                     st.toast(f"Stopping {job.run_id}; it finishes the current step and evaluates what it has.")
         if job.state == "failed" and status.get("error"):
-            st.error(str(status["error"]))
+            st.error(ui.plain(status["error"]))  # may quote a data set's file or CSV cell
         if job.state == "unknown":
             st.warning("Its status file is missing, damaged or written by another version, so how this run went is "
                        "unknown; its log below may say.", icon=":material/help:")

@@ -33,6 +33,14 @@ FOR_PROCESSING_CLASSES = {"1.2.840.10008.5.1.4.1.1.1.1.1", "1.2.840.10008.5.1.4.
                           "1.2.840.10008.5.1.4.1.1.1.3.1"}
 
 
+def _shown(value) -> str:
+    """A header value as the sentence quotes it: letters, digits, spaces and ``-_./`` only, at most 64 characters.
+    A code string holds no other characters, and a file's maker could otherwise write Markdown or HTML into the
+    page that shows the sentence (a link, an image fetched from another host)."""
+    kept = "".join(c if c.isalnum() or c in "-_./" else " " for c in str(value))
+    return " ".join(kept.split())[:64]
+
+
 def _words(value) -> set[str]:
     return {w for w in re.split(r"[^A-Z]+", str(value).upper()) if w}
 
@@ -43,11 +51,11 @@ def not_a_frontal_chest_film(dicom_info: dict) -> str:
     info = dicom_info or {}
     view, part, modality = (info.get(k) for k in ("ViewPosition", "BodyPartExamined", "Modality"))
     if modality is not None and str(modality).strip().upper() in OTHER_MODALITIES:
-        found = f"its modality is {str(modality).strip()}, not a radiograph"
+        found = f"its modality is {_shown(modality)}, not a radiograph"
     elif view is not None and _words(view) & NOT_FRONTAL_VIEWS:
-        found = f"its view is {str(view).strip()}, not a frontal (PA or AP) view"
+        found = f"its view is {_shown(view)}, not a frontal (PA or AP) view"
     elif part is not None and _words(part) & OTHER_BODY_PARTS and not _words(part) & CHEST_WORDS:
-        found = f"the body part examined is {str(part).strip()}"
+        found = f"the body part examined is {_shown(part)}"
     else:
         return ""
     return (f"The DICOM header says this is not a frontal chest X-ray ({found}). The model reads frontal chest X-rays "

@@ -30,6 +30,21 @@ def page(name: str) -> AppTest:
     return at
 
 
+def test_a_failed_runs_error_is_shown_as_it_is_not_as_markdown(env):
+    """A run's error can quote a data set's CSV cell or file name, which whoever made the data set chose: written as
+    a Markdown image, it is escaped, so the browser shows its characters and fetches nothing from another host."""
+    from covid_core.formatting import markdown_plain
+
+    run = env / "runs" / "20250101-000000-cnn-fa11ed"
+    run.mkdir(parents=True)
+    error = "unknown label '![seen](http://evil.example/p.png)' in metadata.csv"
+    (run / "status.json").write_text(json.dumps({"state": "failed", "epoch": 0, "epochs": 1, "error": error}))
+    (run / "config.json").write_text(json.dumps({"model": "cnn", "target": "3class", "epochs": 1}))
+    at = page("train")
+    assert markdown_plain(error) in [e.value for e in at.error]
+    assert error not in [e.value for e in at.error]
+
+
 def test_train_refuses_bad_values_and_lists_runs(env):
     run = env / "runs" / "20250101-000000-cnn-abcdef"
     run.mkdir(parents=True)

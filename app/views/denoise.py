@@ -89,7 +89,7 @@ if upload is None:
 try:
     clean = working_image(upload.getvalue(), upload.name, int(size))
 except CovidCoreError as exc:
-    results.error(f"**{ui.plain(upload.name)}** could not be read: {exc}")
+    results.error(f"**{ui.plain(upload.name)}** could not be read: {ui.plain(exc)}")
     st.stop()
 noisy = noisy_image(clean, kind, float(level), int(seed)) if kind != "none" else clean
 reference = clean if kind != "none" else None
@@ -109,7 +109,7 @@ for m in methods:
         with results, st.spinner(f"{TITLES.get(m, m)}..."):
             out = denoised(noisy, m)
     except (CovidCoreError, FileNotFoundError, ImportError) as exc:
-        results.warning(f"{TITLES.get(m, m)}: {exc}")
+        results.warning(f"{TITLES.get(m, m)}: {ui.plain(exc)}")
         continue
     panels.append((TITLES.get(m, m), out, quality(out)))
 

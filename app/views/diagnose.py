@@ -109,9 +109,8 @@ def show_case(item, title: str | None = None) -> None:
         head.subheader(ui.plain(title))
     prediction = case.prediction
     explanation = overlay_rgb = denoised = None
-    withheld = prediction.withheld
-    if explain_mod is not None and (not withheld or st.toggle("Show where the model looked anyway (researchers)",
-                                                              value=False, key=f"cam_anyway_{key}")):
+    if explain_mod is not None and (not prediction.withheld or st.toggle(
+            "Show where the model looked anyway (researchers)", value=False, key=f"cam_anyway_{key}")):
         try:
             explanation = explained(case, item["digest"])
             overlay_rgb = explain_mod.overlay(case.image.pixels, explanation.heatmap, opacity=opacity)
@@ -133,7 +132,8 @@ def show_case(item, title: str | None = None) -> None:
 
 for item in cases:
     if item["error"]:
-        st.error(f"**{ui.plain(item['name'])}** could not be analysed: {item['error']}", icon=":material/broken_image:")
+        st.error(f"**{ui.plain(item['name'])}** could not be analysed: {ui.plain(item['error'])}",
+                 icon=":material/broken_image:")
 
 good = [c for c in cases if c["case"] is not None]
 if len(cases) > 1:

@@ -43,7 +43,7 @@ def thumb(path: str):
 try:
     summary = load_summary(str(Path(data_dir).resolve()))
 except CovidCoreError as exc:
-    st.error(f"This folder cannot be read as a data set: {exc}")
+    st.error(f"This folder cannot be read as a data set: {ui.plain(exc)}")
     st.stop()
 
 stats = summary.stats

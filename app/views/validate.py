@@ -68,7 +68,7 @@ if go_validate and not getattr(st.session_state.get("site_job"), "running", Fals
     except CovidCoreError as exc:
         if unpacked:
             shutil.rmtree(unpacked, ignore_errors=True)
-        st.error(f"Not validated: {exc}", icon=":material/block:")
+        st.error(f"Not validated: {ui.plain(exc)}", icon=":material/block:")
     else:
         shipped = ui.cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)  # no site file applied
         job = ValidationJob(shipped, path, model=str(entry.path), name=name.strip() or label, target=float(target),
