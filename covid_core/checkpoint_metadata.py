@@ -14,6 +14,8 @@ The descriptive sections are checked against JSON Schemas (``jsonschema``), in w
 
 from __future__ import annotations
 
+import re
+
 from jsonschema import Draft202012Validator, validators
 
 from .errors import CheckpointError, ConfigError
@@ -22,6 +24,25 @@ from .stored_values import is_finite_number
 from .targets import CLASSES, COVID_CLASS
 
 DAMAGED_KEY = "damaged_sections"
+# What scoring reads (refused when wrong), and the checkpoint's own bookkeeping: never dropped as a description.
+SCORING_KEYS = {"state_dict", "format", "model_name", "target", "classes", "preprocess", "temperature", "threshold",
+                "ood", DAMAGED_KEY}
+# A Markdown link or image ("](", "]["), or an HTML tag, comment or autolink ("<a", "</", "<!", "<?").
+_MARKUP = re.compile(r"\]\s*[(\[]|<\s*[A-Za-z/!?]")
+MARKUP_NOTE = "holds Markdown or HTML (a link, an image or a tag), which the card and the Models page would render"
+
+
+def holds_markup(value) -> bool:
+    """Whether a text, or any key or text inside a dict or list, would be a link, an image or a tag in Markdown.
+    Descriptions are shown in the card and on the Models page, which render Markdown; a checkpoint made elsewhere
+    could otherwise show a link, or an image that the browser fetches from another host."""
+    if isinstance(value, str):
+        return bool(_MARKUP.search(value))
+    if isinstance(value, dict):
+        return any(holds_markup(k) or holds_markup(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(holds_markup(v) for v in value)
+    return False
 
 
 def _finite_number(checker, value) -> bool:
@@ -152,6 +173,8 @@ def check_scoring_entries(ckpt: dict, name: str) -> None:
         if not (is_finite_number(threshold.get("value")) and 0 <= threshold["value"] <= 1):
             raise _refuse(name, "its operating threshold is not a number from 0 to 1")
     ood = ckpt.get("ood")
+    if holds_markup(ood):  # its method and part names are printed in the card
+        raise _refuse(name, "its familiarity statistics hold Markdown or HTML (a link, an image or a tag)")
     if ood:
         problem = _familiarity_problem(ood)
         if problem:
@@ -193,10 +216,17 @@ def drop_damaged_sections(ckpt: dict) -> list[str]:
             holder = holder.get(key) if isinstance(holder, dict) else None
         if not isinstance(holder, dict) or place[-1] not in holder:
             continue
+        if holds_markup(holder[place[-1]]):
+            del holder[place[-1]]
+            notes.append(f"{title} ({'.'.join(place)}): {MARKUP_NOTE}")
+            continue
         error = next(iter(_Validator(schema).iter_errors(holder[place[-1]])), None)
         if error is not None:
             del holder[place[-1]]
             notes.append(f"{title} ({'.'.join(place)}): {_where(error)}: {error.message[:160]}")
+    for key in [k for k in ckpt if k not in SCORING_KEYS and holds_markup(ckpt[k])]:  # created, hardware, ...
+        del ckpt[key]
+        notes.append(f"{key}: {MARKUP_NOTE}")
     for key in ("metrics", "card"):  # a threshold that is not one was refused by check_scoring_entries
         if key in ckpt and ckpt[key] is not None and not isinstance(ckpt[key], dict):
             notes.append(f"{key}: not a set of named values")

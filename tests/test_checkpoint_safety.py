@@ -255,6 +255,46 @@ def test_a_damaged_description_is_left_out_named_and_the_model_still_used(tmp_pa
     assert "damaged_sections" not in torch.load(path, weights_only=True)  # the note is never saved
 
 
+def _rename_source(c, new):
+    c["metrics"]["test"]["per_source"][new] = c["metrics"]["test"]["per_source"].pop("kermany")
+
+
+EVIL_IMAGE = "![seen](http://evil.example/p.png)"
+
+
+@pytest.mark.parametrize("edit, place", [
+    (lambda c: c.update(hardware=f"CPU x2 on {EVIL_IMAGE}"), "hardware"),
+    (lambda c: c.update(created='<img src="http://evil.example/p.png">'), "created"),
+    (lambda c: c["threshold"].update(rule="see [the docs](http://evil.example/)"), "(threshold.rule)"),
+    (lambda c: c["class_counts"].update(train={EVIL_IMAGE: 1}), "(class_counts)"),
+    (lambda c: _rename_source(c, EVIL_IMAGE), "(metrics.test)"),
+    (lambda c: c["train_config"].update(data=f"/data/{EVIL_IMAGE}"), "(train_config)"),
+])
+def test_markdown_or_html_in_a_checkpoints_description_is_left_out_and_named(tmp_path, edit, place):
+    """The Models page renders the card and the checkpoint's facts as Markdown: a link, an image (which the browser
+    would fetch from another host) or an HTML tag written into a checkpoint's description is left out, named as
+    damaged, and the card and the facts hold none of it; the model still scores films."""
+    from covid_core.cards.classifier import card_markdown
+    from covid_core.model_catalog import describe_checkpoint
+    from covid_core.model_summary import model_facts
+
+    path = _edited(tmp_path, edit)
+    entry = describe_checkpoint(path)
+    assert entry.usable, entry.reason
+    notes = entry.metadata["damaged_sections"]
+    assert any(n.split(": ")[0].endswith(place) and "Markdown or HTML" in n and "evil" not in n for n in notes), notes
+    card = card_markdown(entry.metadata, "m.pt", "weights/m.pt")
+    facts = " ".join(model_facts(entry, list(entry.metadata["classes"])).values())
+    assert "evil.example" not in card + facts
+    load_classifier(path)  # scoring is untouched
+
+
+def test_markdown_or_html_in_what_scoring_reads_refuses_the_checkpoint(tmp_path):
+    path = _edited(tmp_path, lambda c: c["ood"].update(method=EVIL_IMAGE))
+    with pytest.raises(CheckpointError, match=re.escape("its familiarity statistics hold Markdown or HTML")):
+        load_classifier(path)
+
+
 def test_fuzzed_checkpoint_metadata_never_breaks_the_models_page_the_card_or_a_verdict(tmp_path):
     """Seeded random values of every kind (wrong types, extremes, NaN, deletions) in a checkpoint's metadata: each
     checkpoint is listed (usable or with its reason), and a usable one gives the Models page's tables, its card and
