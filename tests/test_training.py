@@ -388,6 +388,38 @@ def test_weight_averaging_spans_at_most_half_a_short_run():
     assert ema_decay_for(0.99, 1) == 0.0  # one step: the trained weights themselves
 
 
+def test_a_run_from_a_weights_file_resumes_without_it_and_keeps_its_first_digest(folder_dataset, tmp_path):
+    """Once an epoch is saved, the run's own weights hold the starting file's: resuming needs the file no longer, and
+    the checkpoint names the file and digest the run started from, even if the file has since changed or gone. A
+    run killed before its first epoch needs the file again, and refuses one that changed since it started."""
+    import hashlib
+    import shutil
+
+    import torch
+
+    from covid_core.models import build_model
+
+    torch.manual_seed(7)
+    weights = tmp_path / "start.pt"
+    torch.save(build_model("cnn", 3).state_dict(), weights)
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    config = dict(epochs=2, lr=1e-7, pretrained=str(weights))
+    best = run(_config(folder_dataset, tmp_path, run_id="stopped", **config), on_epoch=lambda r: False,
+               progress=False)
+    before_first = tmp_path / "runs" / "killed-early"
+    shutil.copytree(best.parent, before_first)
+    (before_first / "last.pt").unlink()  # as a kill before the first epoch ended leaves it
+
+    torch.manual_seed(8)
+    torch.save(build_model("cnn", 3).state_dict(), weights)  # the file changed after the run started
+    with pytest.raises(ConfigError, match="changed since this run started"):
+        run(TrainConfig(), progress=False, resume=str(before_first))
+    weights.unlink()
+    resumed = load_checkpoint_dict(run(TrainConfig(), progress=False, resume=str(best.parent)))
+    assert resumed["epoch"] in (1, 2) and [r["epoch"] for r in RunDir(best.parent).metrics()] == [1, 2]
+    assert resumed["starting_weights"] == {"file": str(weights), "sha256": digest}
+
+
 def test_training_starts_from_a_weights_file_and_its_card_says_which(folder_dataset, tmp_path):
     """`--pretrained FILE` (e.g. self-supervised weights from bench/self_supervised.py): training starts from the
     file's backbone, and the card's command names the file."""

@@ -8,7 +8,7 @@ calibrates and scores. Multi-process data-parallel training works under ``torchr
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -76,7 +76,9 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     """
     if resume:
         run_dir, config = open_run(config, resume, TrainConfig.from_dict, config.model)
-    config.validate()
+    # Once an epoch is saved, the run's own weights hold the starting file's: resuming no longer needs the file.
+    in_run = resume and is_weights_file(config.pretrained) and run_dir.last_checkpoint.is_file()
+    (replace(config, pretrained="none") if in_run else config).validate()
     device = distributed.pick_device(config.device)
     rank, world = distributed.setup(device)
     is_main = rank == 0
@@ -94,6 +96,9 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         _Training(config, run_dir, rank, world, device, progress).fit(on_epoch, should_stop, resume)
     distributed.teardown(world)
     return run_dir.best_checkpoint
+
+
+STARTING_WEIGHTS_FILE = "starting_weights.json"  # in the run folder: the weights file a run started from
 
 
 @dataclass
@@ -119,13 +124,13 @@ class _Training:
         if len(self.idx["train"]) == 0 or len(self.idx["val"]) == 0:
             raise ConfigError("the data set needs training images to train on and to carve a validation split from")
 
-    def _build(self) -> None:
+    def _build(self, resume, from_saved_epoch: bool) -> None:
         config, train = self.config, self.idx["train"]
-        self.model = build_model(config.model, len(self.classes),
-                                 None if config.pretrained == "none" else config.pretrained)
-        if is_weights_file(config.pretrained):  # the file and its digest, for the checkpoint and card
-            self.data_facts = {**self.data_facts, "starting_weights": {"file": config.pretrained,
-                                                                       "sha256": file_sha256(config.pretrained)}}
+        from_file = is_weights_file(config.pretrained)
+        self.model = build_model(config.model, len(self.classes), None if config.pretrained == "none" or (
+            from_file and from_saved_epoch) else config.pretrained)  # a saved epoch's weights replace the file's
+        if from_file:  # the file and its digest, for the checkpoint and card
+            self.data_facts = {**self.data_facts, "starting_weights": self._starting_weights(resume, from_saved_epoch)}
         self.model.to(self.device).to(memory_format=torch.channels_last)
         self.train_model = nn.parallel.DistributedDataParallel(self.model) if self.world > 1 else self.model
 
@@ -185,9 +190,29 @@ class _Training:
         self.mix_style = (MixStyle(get_spec(config.model).style_layers(self.model), config.mix_style)
                           if config.mix_style else None)
 
-    def _restore(self, resume) -> _State:
-        """Continue from ``last.pt`` when resuming; metrics rows of epochs last.pt does not know are dropped."""
-        state = self.run_dir.resume_state() if resume else None
+    def _starting_weights(self, resume, from_saved_epoch: bool) -> dict:
+        """{"file", "sha256"} of the weights file the run started from, kept in the run folder when it starts. A
+        resumed run keeps that record (its saved weights already hold the file's); one resumed before its first
+        epoch was saved reads the file again, and refuses it if it changed since the run started."""
+        file = self.config.pretrained
+        recorded = self.run_dir.read_json(STARTING_WEIGHTS_FILE) if resume else None
+        if recorded is not None and from_saved_epoch:
+            return recorded
+        if not Path(file).is_file():
+            raise ConfigError(f"the starting weights file {file} is gone, and no saved epoch of this run holds its "
+                              "weights; restore the file to resume the run")
+        record = {"file": file, "sha256": file_sha256(file)}
+        if recorded is not None and recorded.get("sha256") != record["sha256"]:
+            raise ConfigError(f"the starting weights file {file} changed since this run started (sha256 "
+                              f"{str(recorded.get('sha256'))[:16]}... then, {record['sha256'][:16]}... now); restore "
+                              "it, or start a new run from the new file")
+        if self.is_main and recorded is None:
+            self.run_dir.write_json(STARTING_WEIGHTS_FILE, record)
+        return record
+
+    def _restore(self, resume, state) -> _State:
+        """Continue from ``state`` (``last.pt``) when resuming; metrics rows of epochs it does not know are
+        dropped."""
         if state is not None:
             self.model.load_state_dict(state["state_dict"])
             if self.ema is not None:
@@ -239,8 +264,9 @@ class _Training:
 
     def fit(self, on_epoch, should_stop, resume) -> None:
         config, run_dir = self.config, self.run_dir
-        self._build()
-        s = self._restore(resume)
+        state = run_dir.resume_state() if resume else None
+        self._build(resume, from_saved_epoch=state is not None)
+        s = self._restore(resume, state)
         val_u8, val_labels = self.images[self.idx["val"]], self.labels[self.idx["val"]]
         stop = False
         for epoch in range(s.first_epoch, config.epochs + 1):
