@@ -199,8 +199,10 @@ class _Training:
         if recorded is not None and from_saved_epoch:
             return recorded
         if not Path(file).is_file():
-            raise ConfigError(f"the starting weights file {file} is gone, and no saved epoch of this run holds its "
-                              "weights; restore the file to resume the run")
+            why = (f"this run's folder does not record it ({STARTING_WEIGHTS_FILE})" if from_saved_epoch else
+                   "no saved epoch of this run holds its weights")
+            raise ConfigError(f"the starting weights file {file} is gone, and {why}; restore the file to resume "
+                              "the run")
         record = {"file": file, "sha256": file_sha256(file)}
         if recorded is not None and recorded.get("sha256") != record["sha256"]:
             raise ConfigError(f"the starting weights file {file} changed since this run started (sha256 "
