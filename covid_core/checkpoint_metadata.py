@@ -195,6 +195,8 @@ def _familiarity_problem(ood) -> str:
         return "" if ood.get("means") is not None and ood.get("precision") is not None else "means or precision"
     if not isinstance(parts, list) or not parts:
         return "parts"
+    if ood["threshold"] != 1.0:  # each part's distances are divided by its own threshold, so the whole one is 1
+        return "threshold: with parts it is 1"
     for i, part in enumerate(parts):
         if not isinstance(part, dict) or not isinstance(part.get("name"), str):
             return f"parts.{i}"

@@ -201,6 +201,16 @@ def _edited(tmp_path, edit) -> Path:
     return path
 
 
+def _parts_ood(threshold: float = 1.0) -> dict:
+    """Familiarity statistics in the current format (one part per feature space) for the fixture's cnn."""
+    part = {"name": "penultimate", "means": torch.zeros(3, 256), "precision": torch.eye(256), "threshold": 1e12}
+    return {"method": "mahalanobis", "parts": [part], "threshold": threshold, "percentile": 98.0}
+
+
+def test_familiarity_statistics_with_parts_load_when_their_whole_threshold_is_1(tmp_path):
+    assert load_classifier(_edited(tmp_path, lambda c: c.update(ood=_parts_ood()))).ood["threshold"] == 1.0
+
+
 @pytest.mark.parametrize("edit, words", [
     (lambda c: c["threshold"].update(value="0.4"), "operating threshold is not a number from 0 to 1"),
     (lambda c: c["threshold"].update(value=float("nan")), "operating threshold is not a number from 0 to 1"),
@@ -210,6 +220,9 @@ def _edited(tmp_path, edit) -> Path:
     (lambda c: c["preprocess"].pop("image_size"), "with the image size"),
     (lambda c: c.update(temperature=-1.0), "temperature is not a positive number"),
     (lambda c: c["ood"].update(threshold="high"), "familiarity statistics are damaged (threshold)"),
+    # with parts, a film is unfamiliar when any part's distance passes that part's own threshold: the whole is 1,
+    # and 1e308 would switch the check off
+    (lambda c: c.update(ood=_parts_ood(threshold=1e308)), "familiarity statistics are damaged (threshold: with parts"),
     (lambda c: c["ood"].update(means=torch.zeros(3, 7)), "scoring a test film failed"),  # made for another network
 ])
 def test_a_checkpoint_whose_scoring_entries_are_damaged_is_refused_with_the_place(tmp_path, edit, words):
