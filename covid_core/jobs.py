@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError
+from .formatting import code_span, markdown_plain
 from .runs import RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
 from .flags import config_argv
 from .stored_values import finite, whole
@@ -64,12 +65,13 @@ class Job:
 
     def settings_text(self) -> str:
         """The run's main settings in one line, e.g. "resnet18 · target 3class · 12 epochs · batch 32 · ..."."""
-        c = self.config
+        c = {k: markdown_plain(v) for k, v in self.config.items()}  # Markdown: the run folder's words as they are
+        data = code_span(self.config.get("data"))
         if self.task == "denoise":
             return (f"denoiser · {c.get('epochs')} epochs of {c.get('steps_per_epoch')} steps · batch "
-                    f"{c.get('batch_size')} · lr {c.get('lr')} · data `{c.get('data')}`")
+                    f"{c.get('batch_size')} · lr {c.get('lr')} · data {data}")
         return (f"{c.get('model', '')} · target {c.get('target', '')} · {c.get('epochs')} epochs · batch "
-                f"{c.get('batch_size')} · lr {c.get('lr')} · data `{c.get('data')}`")
+                f"{c.get('batch_size')} · lr {c.get('lr')} · data {data}")
 
     def progress_text(self) -> str:
         """Where an active run is, e.g. "epoch 3/12, step 40/58, loss 0.4123"."""

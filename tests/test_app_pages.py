@@ -39,10 +39,14 @@ def test_a_failed_runs_error_is_shown_as_it_is_not_as_markdown(env):
     run.mkdir(parents=True)
     error = "unknown label '![seen](http://evil.example/p.png)' in metadata.csv"
     (run / "status.json").write_text(json.dumps({"state": "failed", "epoch": 0, "epochs": 1, "error": error}))
-    (run / "config.json").write_text(json.dumps({"model": "cnn", "target": "3class", "epochs": 1}))
+    data = "/data/`a`![seen](http://evil.example/p.png)`b`"  # a backtick of its own would end a plain code span
+    (run / "config.json").write_text(json.dumps({"model": "![cnn](http://evil.example/m.png)", "target": "3class",
+                                                 "epochs": 1, "data": data}))
     at = page("train")
     assert markdown_plain(error) in [e.value for e in at.error]
     assert error not in [e.value for e in at.error]
+    [settings] = [c.value for c in at.caption if "target 3class" in c.value]
+    assert settings.startswith(r"\!\[cnn\](http\://evil.example/m.png) · ") and settings.endswith(f"data `` {data} ``")
 
 
 def test_train_refuses_bad_values_and_lists_runs(env):

@@ -91,7 +91,7 @@ if job is not None and job.running:
 if job is not None:
     del st.session_state["site_job"]
     if job.error:
-        st.error(f"Not validated: {job.error}", icon=":material/block:")
+        st.error(f"Not validated: {ui.plain(job.error)}", icon=":material/block:")
     else:
         st.session_state["site_report"] = (job.model, job.report, job.films)
 
