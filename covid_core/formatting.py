@@ -24,10 +24,17 @@ def counts_text(counts: dict) -> str:
 _MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>#$~|:!])")
 
 
+# Where GitHub-flavoured Markdown would link a bare address by itself ("www.", "http://", "name@host.org"): it finds
+# them in the text after escapes are resolved, so only a character between breaks the match; a word joiner
+# (U+2060) is invisible.
+_BARE_ADDRESS = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)")
+WORD_JOINER = "\u2060"
+
+
 def markdown_plain(text) -> str:
     """``text`` (a file's name, a source's name: anything a user or a file chose) escaped for Markdown, so that it is
-    shown as it is: never a link, an image, emphasis, LaTeX or an icon."""
-    return _MARKDOWN_ACTIVE.sub(r"\\\1", str(text))
+    shown as it is: never a link (a bare web or e-mail address included), an image, emphasis, LaTeX or an icon."""
+    return _BARE_ADDRESS.sub(WORD_JOINER, _MARKDOWN_ACTIVE.sub(r"\\\1", str(text)))
 
 
 def code_span(text) -> str:

@@ -502,5 +502,5 @@ def test_a_dicom_headers_text_is_shown_as_it_is_not_as_markdown(weights):
     assert not at.exception, at.exception
     next(c for c in at.checkbox if c.label.startswith("Show patient fields")).check().run()
     cells = {str(k): str(v) for t in at.table for k, v in t.value.itertuples(index=False)}
-    assert cells["Manufacturer"] == markdown_plain(maker) == r"\!\[seen\](http\://evil.example/pixel.png) \*\*ACME\*\*"
+    assert cells["Manufacturer"] == markdown_plain(maker) == "\\!\\[seen\\](http\\:\u2060//evil.example/pixel.png) \\*\\*ACME\\*\\*"
     assert cells["PatientName"] == markdown_plain(patient)

@@ -46,7 +46,7 @@ def test_a_failed_runs_error_is_shown_as_it_is_not_as_markdown(env):
     assert markdown_plain(error) in [e.value for e in at.error]
     assert error not in [e.value for e in at.error]
     [settings] = [c.value for c in at.caption if "target 3class" in c.value]
-    assert settings.startswith(r"\!\[cnn\](http\://evil.example/m.png) · ") and settings.endswith(f"data `` {data} ``")
+    assert settings.startswith(markdown_plain("![cnn](http://evil.example/m.png)") + " · ") and settings.endswith(f"data `` {data} ``")
 
 
 def test_train_refuses_bad_values_and_lists_runs(env):

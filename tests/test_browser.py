@@ -231,23 +231,30 @@ def test_a_dicom_without_an_extension_is_analysed_and_a_note_is_refused_by_its_c
         assert shown.count("could not be analysed") == 1  # the DICOM was read
 
 
-def test_a_dicom_header_written_as_markdown_fetches_nothing_from_another_host(app_server, tmp_path):
+def test_text_a_file_chose_fetches_nothing_and_links_nowhere(app_server, tmp_path):
     """A header value is whatever the file's maker wrote: a Manufacturer written as a Markdown image must show as
-    text in the header table, not make the clinician's browser fetch it from another host."""
+    text in the header table, not make the clinician's browser fetch it from another host. Nor may a header value
+    or a file's name become a link: GitHub-flavoured Markdown links bare web and e-mail addresses by itself."""
     import numpy as np
 
-    from app_helpers import xray_array
+    from app_helpers import png_bytes, xray_array
     from synthetic_files import dicom_bytes
 
-    film = tmp_path / "chest.dcm"
-    film.write_bytes(dicom_bytes(xray_array(256).astype(np.uint16) * 16,
-                                 header={"Manufacturer": "![seen](http://evil.example/pixel.png) ACME"}))
+    film, named = tmp_path / "chest.dcm", tmp_path / "see www.evil.example or me@evil.example.png"
+    maker = "![seen](http://evil.example/pixel.png) ACME"
+    film.write_bytes(dicom_bytes(xray_array(256).astype(np.uint16) * 16, header={"Manufacturer": maker}))
+    named.write_bytes(png_bytes(xray_array(256)))
     with browser_page("dicom-header-markdown", app_server) as page:  # it asserts that no other host was asked
-        page.goto(app_server, wait_until="domcontentloaded")
-        page.get_by_text("Research use only").first.wait_for(timeout=60_000)
-        page.locator("input[type=file]").first.set_input_files([str(film)])
-        details = page.get_by_text("Raw model output", exact=False).first
-        details.wait_for(timeout=90_000)
-        details.click()
-        page.get_by_text("![seen](http://evil.example/pixel.png) ACME", exact=True).wait_for(timeout=30_000)
-        assert page.locator("img[src*='evil.example']").count() == 0
+        for upload in (film, named):  # one at a time, each in a new session: its title and details are shown
+            page.goto(app_server, wait_until="domcontentloaded")
+            page.get_by_text("Research use only").first.wait_for(timeout=60_000)
+            page.locator("input[type=file]").first.set_input_files([str(upload)])
+            details = page.get_by_text("Raw model output", exact=False).first
+            details.wait_for(timeout=90_000)
+            details.click()
+            if upload == film:
+                page.get_by_text("DICOM field").first.wait_for(timeout=30_000)
+            shown = page.locator("body").inner_text().replace("\u2060", "")  # word joiners are invisible
+            assert (maker if upload == film else upload.name) in shown
+            assert page.locator("img[src*='evil.example']").count() == 0
+            assert page.locator("a[href*='evil.example']").count() == 0
