@@ -31,10 +31,15 @@ _BARE_ADDRESS = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)")
 WORD_JOINER = "\u2060"
 
 
+def unlinked(text) -> str:
+    """``text`` with a word joiner where Markdown would start a link to a bare web or e-mail address."""
+    return _BARE_ADDRESS.sub(WORD_JOINER, str(text))
+
+
 def markdown_plain(text) -> str:
     """``text`` (a file's name, a source's name: anything a user or a file chose) escaped for Markdown, so that it is
     shown as it is: never a link (a bare web or e-mail address included), an image, emphasis, LaTeX or an icon."""
-    return _BARE_ADDRESS.sub(WORD_JOINER, _MARKDOWN_ACTIVE.sub(r"\\\1", str(text)))
+    return unlinked(_MARKDOWN_ACTIVE.sub(r"\\\1", str(text)))
 
 
 def code_span(text) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 
 from .datasets import file_sha256
 from .errors import ConfigError
+from .formatting import WORD_JOINER, unlinked
 from .stored_values import is_finite_number
 
 SITE_FORMAT = "covid_core.site/1"
@@ -66,9 +67,10 @@ MAX_NAME_CHARS = 80
 
 
 def clean_site_name(name) -> str:
-    """A site's name as plain printable words, at most MAX_NAME_CHARS characters; "site" when nothing is left."""
-    text = "".join(c if c.isprintable() else " " for c in str(name)).translate(_NAME_ACTIVE)
-    return " ".join(text.split())[:MAX_NAME_CHARS].strip() or "site"
+    """A site's name as plain printable words, at most MAX_NAME_CHARS characters; "site" when nothing is left. A
+    bare web or e-mail address in it is kept from becoming a link (an invisible word joiner, ``unlinked``)."""
+    text = "".join(c if c.isprintable() else " " for c in str(name).replace(WORD_JOINER, "")).translate(_NAME_ACTIVE)
+    return unlinked(" ".join(text.split())[:MAX_NAME_CHARS].strip())[:MAX_NAME_CHARS].strip() or "site"
 
 
 @dataclass
