@@ -27,9 +27,11 @@ DAMAGED_KEY = "damaged_sections"
 # What scoring reads (refused when wrong), and the checkpoint's own bookkeeping: never dropped as a description.
 SCORING_KEYS = {"state_dict", "format", "model_name", "target", "classes", "preprocess", "temperature", "threshold",
                 "ood", DAMAGED_KEY}
-# A Markdown link or image ("](", "]["), or an HTML tag, comment or autolink ("<a", "</", "<!", "<?").
-_MARKUP = re.compile(r"\]\s*[(\[]|<\s*[A-Za-z/!?]")
-MARKUP_NOTE = "holds Markdown or HTML (a link, an image or a tag), which the card and the Models page would render"
+# A Markdown link or image ("](", "]["), an HTML tag, comment or autolink ("<a", "</", "<!", "<?"), or a bare web or
+# e-mail address, which GitHub-flavoured Markdown links by itself ("www.", "://", "name@host.").
+_MARKUP = re.compile(r"\]\s*[(\[]|<\s*[A-Za-z/!?]|(?i:\bwww\.)|://|[\w.+-]@[\w-]+\.")
+MARKUP_NOTE = ("holds Markdown or HTML (a link, an image or a tag, or a bare web or e-mail address), which the card "
+               "and the Models page would render")
 
 
 def holds_markup(value) -> bool:

@@ -277,6 +277,8 @@ EVIL_IMAGE = "![seen](http://evil.example/p.png)"
 
 @pytest.mark.parametrize("edit, place", [
     (lambda c: c.update(hardware=f"CPU x2 on {EVIL_IMAGE}"), "hardware"),
+    (lambda c: c.update(hardware="CPU x2 on www.evil.example"), "hardware"),  # a bare address is a link too
+    (lambda c: c.update(package_version="ask me@evil.example"), "package_version"),
     (lambda c: c.update(created='<img src="http://evil.example/p.png">'), "created"),
     (lambda c: c["threshold"].update(rule="see [the docs](http://evil.example/)"), "(threshold.rule)"),
     (lambda c: c["class_counts"].update(train={EVIL_IMAGE: 1}), "(class_counts)"),

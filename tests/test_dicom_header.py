@@ -23,6 +23,7 @@ from synthetic_files import dicom_bytes
     # the file's maker wrote the header: what would be Markdown or HTML in the page is left out of the sentence
     ({"ViewPosition": "LL ![seen](http://evil.example/p.png) <b>"},
      "its view is LL seen http //evil.example/p.png b, not a frontal (PA or AP) view"),
+    ({"ViewPosition": "LL www.evil.example"}, "its view is LL www\u2060.evil.example, not a frontal (PA or AP) view"),
 ])
 def test_a_header_that_names_another_kind_of_film_is_said_in_words(info, found):
     assert not_a_frontal_chest_film(info) == (f"The DICOM header says this is not a frontal chest X-ray ({found}). "
