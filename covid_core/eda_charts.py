@@ -21,6 +21,12 @@ _LEGEND_BELOW = dict(orientation="h", yref="container", yanchor="bottom", y=0, x
                      traceorder="normal")
 
 
+def chart_text(text) -> str:
+    """A name the data set chose (a source, a CSV column), as plotly shows it: its characters, not a link or another
+    of the few HTML tags plotly draws in labels (it decodes these entities back)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def class_balance(summary: DataSummary) -> go.Figure:
     counts = summary.counts()
     fig = px.bar(counts, x="finding", y="images", color="split", barmode="group", text="images",
@@ -43,7 +49,7 @@ def missing_values(summary: DataSummary) -> go.Figure:
     fig = go.Figure()
     for part, label in COMPLETENESS_LABELS.items():
         if part in m:
-            fig.add_trace(go.Bar(y=m["column"], x=m[part], name=label, orientation="h",
+            fig.add_trace(go.Bar(y=m["column"].map(chart_text), x=m[part], name=label, orientation="h",
                                  text=[n if n else "" for n in m[part]],
                                  marker_color=_COMPLETENESS_COLOURS[part], insidetextanchor="middle",
                                  hovertemplate="%{y}: %{x} rows " + label + "<extra></extra>"))
@@ -56,6 +62,7 @@ def missing_values(summary: DataSummary) -> go.Figure:
 def source_class(summary: DataSummary) -> go.Figure:
     """Stacked bars: images per class, coloured by source, one panel per split (train left of test)."""
     counts = summary.source_counts()
+    counts["source"] = counts["source"].map(chart_text)
     splits = [s for s in ("train", "val", "test") if s in set(counts["split"])]
     # Each split on its own scale (TEST is a sixth of TRAIN), numbers only on segments tall enough to read;
     # hover and the page's table give every count.

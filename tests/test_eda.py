@@ -147,6 +147,18 @@ def test_a_sources_name_is_shown_as_it_is_in_the_findings(tmp_path, monkeypatch)
     assert "![x]" not in text
 
 
+def test_a_sources_name_is_shown_as_it_is_in_the_charts(tmp_path, monkeypatch):
+    """Plotly draws a few HTML tags in its labels, a link among them: a source's name (from the data set's own
+    provenance.csv) written as one is shown as its characters in the legend (entities, which plotly decodes)."""
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    link = "<a href='http://evil.example/'>kids</a> & co"
+    rows = [(split, label, virus, covid, link if source == "kids" else source)
+            for split, label, virus, covid, source in CONFOUNDED]
+    fig = eda_charts.source_class(eda.summarize(make_coronahack(tmp_path / "ch", rows)))
+    assert "&lt;a href='http://evil.example/'&gt;kids&lt;/a&gt; &amp; co" in {t.name for t in fig.data}
+    assert not any("<a" in t.name for t in fig.data)
+
+
 def test_sources_unknown_without_provenance(tmp_path, data):
     assert not eda.summarize(data).has_sources and eda.summarize(data).source_findings() == []
     root = make_coronahack(tmp_path / "noprov", CONFOUNDED, provenance=False)
