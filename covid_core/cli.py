@@ -7,10 +7,12 @@ and ``main(args) -> exit code``. Errors a user can fix print one line, never a t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import sys
 
 from .errors import CovidCoreError
+from .formatting import printable
 
 COMMANDS = {
     "train": ("train", "train a classifier (or the denoising autoencoder with --task denoise)"),
@@ -38,13 +40,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class TerminalText:
+    """A text stream that writes control characters as their codes (``formatting.printable``), carriage returns
+    aside (progress bars redraw with them): what a command prints can quote a file's name or a data set's cell,
+    and a terminal would obey an escape sequence there. Names are also printed with their carriage returns coded."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(printable(text, keep="\r"))
+        return len(text)
+
+    def __getattr__(self, name):  # flush, isatty, fileno, encoding: the stream's own
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        return int(args._main(args) or 0)
-    except CovidCoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    with contextlib.redirect_stdout(TerminalText(sys.stdout)), contextlib.redirect_stderr(TerminalText(sys.stderr)):
+        try:
+            return int(args._main(args) or 0)
+        except CovidCoreError as exc:
+            print(f"error: {printable(exc)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130

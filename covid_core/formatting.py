@@ -55,3 +55,14 @@ def code_block(text) -> str:
     """``text`` as a fenced code block whose fence is longer than any run of backticks inside it."""
     fence = "`" * max(3, max((len(run) for run in re.findall(r"`+", str(text))), default=0) + 1)
     return f"{fence}\n{text}\n{fence}"
+
+
+# Control characters (C0 but tab and newline, DEL, C1): a terminal obeys them (ESC starts a sequence that can retitle
+# the window or move the cursor, a carriage return overwrites what was printed).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text, keep: str = "") -> str:
+    """``text`` with each control character but tab, newline and those in ``keep`` written as its code (``\\x1b``):
+    for a terminal, where a file's name could otherwise send the terminal commands."""
+    return _CONTROL.sub(lambda m: m.group() if m.group() in keep else f"\\x{ord(m.group()):02x}", str(text))

@@ -69,10 +69,11 @@ def readable_training_films(dataset, table, config, skip_unreadable: bool, advic
     training run on ``dataset`` (``table`` its films for the run, ``config`` their PreprocessConfig), through
     :func:`covid_core.cache.readable_films`; with ``announce``, the films left out are named in the run's log."""
     from .cache import readable_films, unreadable_list
+    from .formatting import printable
 
     table, images, skipped = readable_films(table, config, skip_unreadable, advice, progress=progress)
     if skipped and announce:
-        print(f"left out {unreadable_list(skipped)}", flush=True)
+        print(f"left out {printable(unreadable_list(skipped))}", flush=True)  # names: no terminal codes
     return table, images, {"data_fingerprint": dataset.fingerprint(),
                            "training_data": training_data_record(dataset.root, dataset.layout, table, skipped)}
 

@@ -773,3 +773,27 @@ def test_a_zip_of_labelled_films_is_unpacked_inside_its_folder_and_within_its_ca
     root, _ = extract_labelled_zip(_zip({"normal/IM000001": dicom_bytes(np.zeros((64, 64), np.uint16)),
                                          "normal/notes": b"exported by the PACS"}), tmp_path / "pacs")
     assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["IM000001"]  # the DICOM, known by its mark
+
+
+def test_a_file_name_cannot_send_the_terminal_control_codes(tmp_path, capsys):
+    """A file's name can hold control characters (ESC, BEL, carriage return): printed as they are, a name such as
+    ESC ] 0 ; ... BEL retitles the researcher's terminal, others move the cursor or overwrite a warning already
+    printed. What the command line prints names them (\\x1b) instead, on standard error and in a CSV on standard
+    output; a CSV written to a file (--out) keeps the name as it is."""
+    from covid_core.cli import main as cli_main
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    name = "scan\x1b]0;pwned\x07\r.png"
+    (folder / name).write_bytes(b"not an image at all")
+    (folder / "fine.png").write_bytes(png_bytes(gradient(64)))
+    classifier = tiny_classifier(tmp_path)
+    assert cli_main(["predict", "--model", str(classifier.path), str(folder), "--unvalidated"]) == 0
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", text.replace("\r\n", "\n"))
+    assert "scan\\x1b]0;pwned\\x07\\x0d.png" in out and "scan\\x1b]0;pwned\\x07\\x0d.png" in err
+    csv_file = tmp_path / "preds.csv"
+    assert cli_main(["predict", "--model", str(classifier.path), str(folder), "--out", str(csv_file),
+                     "--unvalidated"]) == 0
+    assert name in {r["filename"] for r in csv.DictReader(csv_file.open(newline=""))}

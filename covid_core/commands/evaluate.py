@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..formatting import printable
 from . import add_site_arguments
 
 SPLITS = ("test", "train", "val", "all")
@@ -95,7 +96,7 @@ def main(args: argparse.Namespace) -> int:
     if metrics.get("skipped"):
         from ..cache import unreadable_list
 
-        print(f"skipped {unreadable_list(metrics['skipped'])}; they are in no figure below")
+        print(f"skipped {printable(unreadable_list(metrics['skipped']))}; they are in no figure below")
     print(f"{args.split.upper()}: {metrics['n']} images, accuracy {_fmt(metrics['accuracy'])}, "
           f"macro AUC {_fmt(metrics['macro_auc'])}, calibration error {_fmt(metrics['ece'])}")
     for c in classes:

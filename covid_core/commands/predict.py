@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from ..decode import SUPPORTED_FORMATS
+from ..formatting import printable
 from . import add_site_arguments
 
 
@@ -53,15 +54,17 @@ def _expand(paths: list[str]) -> tuple[list[tuple[Path, str]], list[str]]:
 
 
 class _SafeWriter:
-    """A csv writer whose text cells are spreadsheet-safe (file names and errors come from users)."""
+    """A csv writer whose text cells are spreadsheet-safe (file names and errors come from users), and, for a
+    terminal (standard output), free of control characters."""
 
-    def __init__(self, writer):
-        self._writer = writer
+    def __init__(self, writer, terminal: bool):
+        self._writer, self._terminal = writer, terminal
 
     def writerow(self, row):
         from ..csv_safe import safe_cell
 
-        self._writer.writerow([safe_cell(v) for v in row])
+        cells = [safe_cell(v) for v in row]
+        self._writer.writerow([printable(c) for c in cells] if self._terminal else cells)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -74,7 +77,7 @@ def main(args: argparse.Namespace) -> int:
     files, others = _expand(args.paths)
     if others:
         print(f"skipped {len(others)} file(s) in the given folders that are not images (PNG, JPEG, TIFF, BMP or "
-              f"DICOM): {', '.join(others[:5])}{' ...' if len(others) > 5 else ''}", file=sys.stderr)
+              f"DICOM): {printable(', '.join(others[:5]))}{' ...' if len(others) > 5 else ''}", file=sys.stderr)
     if not files:
         raise ConfigError("no image files found in the given paths")
     if args.format == "submission" and clf.threshold.get("class") is None:
@@ -86,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
     results = open_cases([str(f) for f, _ in files], [name for _, name in files], clf, keep_images=False)
     out = open(args.out, "w", newline="") if args.out else sys.stdout
     try:
-        writer = _SafeWriter(csv.writer(out))
+        writer = _SafeWriter(csv.writer(out), terminal=not args.out)
         if args.format == "submission":
             writer.writerow(["filename", "label"])
         else:
@@ -123,9 +126,9 @@ def main(args: argparse.Namespace) -> int:
               "COVID-19", file=sys.stderr)
     for r in results:
         if r.error:
-            print(f"{r.name}: {r.error}", file=sys.stderr)
+            print(f"{printable(r.name)}: {printable(r.error)}", file=sys.stderr)
         elif r.prediction.withheld_why:  # turned, another kind of film or a raw image (DICOM header)
-            print(f"{r.name}: no verdict: {r.prediction.withheld_why}", file=sys.stderr)
+            print(f"{printable(r.name)}: no verdict: {r.prediction.withheld_why}", file=sys.stderr)
     print(f"{len(results) - failed} of {len(results)} images classified"
           + (f", {failed} failed (see the error column)" if failed else "")
           + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)

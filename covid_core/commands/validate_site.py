@@ -43,7 +43,7 @@ def _ci(f: dict | None) -> str:
 def main(args: argparse.Namespace) -> int:
     from ..checkpoint import load_classifier
     from ..errors import ConfigError
-    from ..formatting import counts_text
+    from ..formatting import counts_text, printable
     from ..site import validate_site_with_films
     from ..site_job import (films_used_text, given_rates_text, poor_site_warning, predictive_values_text,
                             sample_size_text)
@@ -59,7 +59,7 @@ def main(args: argparse.Namespace) -> int:
                                              seed=args.seed)
     print(f"site {report['site']}: {films_used_text(report)} used ({counts_text(report['counts'])})")
     for p in report["problems"]:
-        print(f"  skipped {p['file']}: {p['problem']}")
+        print(f"  skipped {printable(p['file'])}: {printable(p['problem'])}")
     for when in ("before", "after"):
         f = report[when]
         extra = ""
