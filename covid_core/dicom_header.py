@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from .formatting import unlinked
+from .formatting import inert
 
 # ViewPosition words of views that are not frontal (DICOM defined terms and common free-text spellings).
 NOT_FRONTAL_VIEWS = {"LL", "RL", "LLD", "RLD", "LLO", "RLO", "LAO", "RAO", "LPO", "RPO", "LAT", "LATERAL", "OBL",
@@ -40,7 +40,7 @@ def _shown(value) -> str:
     A code string holds no other characters, and a file's maker could otherwise write Markdown or HTML into the
     page that shows the sentence (a link, an image fetched from another host)."""
     kept = "".join(c if c.isalnum() or c in "-_./" else " " for c in str(value))
-    return unlinked(" ".join(kept.split())[:64])  # "www.host.org" would still be a link
+    return inert(" ".join(kept.split())[:64])  # "www.host.org" would still be a link
 
 
 def _words(value) -> set[str]:

@@ -21,25 +21,29 @@ def counts_text(counts: dict) -> str:
     return (", ".join(parts[:-1]) + " and " if len(parts) > 1 else "") + parts[-1] + " films"
 
 
-_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>#$~|:!])")
+_MARKDOWN_ACTIVE = re.compile(r"([\\`*_\[\]<>#$~|:!&])")
+# At the start of a line: a list item ("- x", "+ x", "1. x"), a thematic break ("---") or a heading's underline.
+_LINE_START = re.compile(r"^(\s*|\s*\d{1,9})((?<=\d)[.)]|(?<!\d)[-+=])")
 
-
-# Where GitHub-flavoured Markdown would link a bare address by itself ("www.", "http://", "name@host.org"): it finds
-# them in the text after escapes are resolved, so only a character between breaks the match; a word joiner
-# (U+2060) is invisible.
-_BARE_ADDRESS = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)")
+# Where GitHub-flavoured Markdown would link a bare address by itself ("www.", "http://", "name@host.org"), or
+# Streamlit draw an icon (":material/home:"): both are found in the text after escapes are resolved, so only a
+# character between breaks the match; a word joiner (U+2060) is invisible.
+_SELF_STARTING = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)|(?<=:)(?=material/)")
 WORD_JOINER = "\u2060"
 
 
-def unlinked(text) -> str:
-    """``text`` with a word joiner where Markdown would start a link to a bare web or e-mail address."""
-    return _BARE_ADDRESS.sub(WORD_JOINER, str(text))
+def inert(text) -> str:
+    """``text`` with a word joiner where Markdown would start a link to a bare web or e-mail address, or Streamlit
+    an icon, by itself."""
+    return _SELF_STARTING.sub(WORD_JOINER, str(text))
 
 
 def markdown_plain(text) -> str:
     """``text`` (a file's name, a source's name: anything a user or a file chose) escaped for Markdown, so that it is
-    shown as it is: never a link (a bare web or e-mail address included), an image, emphasis, LaTeX or an icon."""
-    return unlinked(_MARKDOWN_ACTIVE.sub(r"\\\1", str(text)))
+    shown as it is, on one line: never a link (a bare web or e-mail address included), an image, emphasis, a list,
+    a heading, an entity, LaTeX or an icon."""
+    line = re.sub(r"[\r\n]+", " ", str(text))
+    return inert(_LINE_START.sub(r"\1\\\2", _MARKDOWN_ACTIVE.sub(r"\\\1", line)))
 
 
 def code_span(text) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from .datasets import file_sha256
 from .errors import ConfigError
-from .formatting import WORD_JOINER, unlinked
+from .formatting import WORD_JOINER, inert
 from .stored_values import is_finite_number
 
 SITE_FORMAT = "covid_core.site/1"
@@ -68,9 +68,9 @@ MAX_NAME_CHARS = 80
 
 def clean_site_name(name) -> str:
     """A site's name as plain printable words, at most MAX_NAME_CHARS characters; "site" when nothing is left. A
-    bare web or e-mail address in it is kept from becoming a link (an invisible word joiner, ``unlinked``)."""
+    bare web or e-mail address in it is kept from becoming a link (an invisible word joiner, ``inert``)."""
     text = "".join(c if c.isprintable() else " " for c in str(name).replace(WORD_JOINER, "")).translate(_NAME_ACTIVE)
-    return unlinked(" ".join(text.split())[:MAX_NAME_CHARS].strip())[:MAX_NAME_CHARS].strip() or "site"
+    return inert(" ".join(text.split())[:MAX_NAME_CHARS].strip())[:MAX_NAME_CHARS].strip() or "site"
 
 
 @dataclass

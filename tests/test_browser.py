@@ -33,21 +33,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def app_server(tmp_path):
-    weights = tmp_path / "weights"
-    weights.mkdir()
-    shipped = REPO / "weights" / "resnet18.pt"
-    if shipped.is_file():
-        shutil.copyfile(shipped, weights / shipped.name)
-    else:
-        make_checkpoint(weights / "tiny_cnn.pt")
+@contextlib.contextmanager
+def serving(script: str, tmp_path: Path, **env):
+    """``streamlit run script`` (a path from the repository's root) on a free local port; yields its URL."""
     port = _free_port()
-    env = dict(os.environ, COVID_XRAY_WEIGHTS=str(weights), COVID_CORE_RUNS=str(tmp_path / "runs"))
-    cmd = [sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.port", str(port),
+    cmd = [sys.executable, "-m", "streamlit", "run", script, "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
     log = open(tmp_path / "server.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=dict(os.environ, **env), stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 60
@@ -68,6 +62,20 @@ def app_server(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture
+def app_server(tmp_path):
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = REPO / "weights" / "resnet18.pt"
+    if shipped.is_file():
+        shutil.copyfile(shipped, weights / shipped.name)
+    else:
+        make_checkpoint(weights / "tiny_cnn.pt")
+    with serving("app/streamlit_app.py", tmp_path, COVID_XRAY_WEIGHTS=str(weights),
+                 COVID_CORE_RUNS=str(tmp_path / "runs")) as url:
+        yield url
 
 
 def _covid_test_image(data: Path) -> Path:
@@ -258,3 +266,48 @@ def test_text_a_file_chose_fetches_nothing_and_links_nowhere(app_server, tmp_pat
             assert (maker if upload == film else upload.name) in shown
             assert page.locator("img[src*='evil.example']").count() == 0
             assert page.locator("a[href*='evil.example']").count() == 0
+
+
+MARKUP_FRAGMENTS = ["![x](http://evil.example/p.png)", "[a](http://evil.example)",
+                    "<img src=http://evil.example/i.png>", "<b>", "</b>", "www.evil.example",
+                    "https://evil.example/a_b", "me@evil.example.org", "*", "**", "_", "__", "`", "``", "~~", "$x$",
+                    "$$", ":red[", "]", ":material/home:", ":smile:", "&lt;",
+                    "&#60;", "&amp;", "\\", "#", "|", "- ", "1. ", "> ", "+ ", "---", "===", "\n", "  ", "scan",
+                    ".png", "(", ")", "[", "!", "<", ">", "&", "@", ":", "//", "www", "Ärztin", "x"]
+
+
+def test_escaped_text_shows_its_own_characters_in_the_browser(tmp_path):
+    """`formatting.markdown_plain` promises that text a user or a file chose is shown as it is wherever the page
+    renders Markdown. 150 seeded random names built from Markdown, HTML, LaTeX, address and directive pieces, each
+    rendered escaped as Markdown and in a static table: the browser shows each name's own characters (spaces and
+    line breaks folded, as for any text), draws no link, image, emphasis, code or formula, and asks no other host."""
+    import json
+    import random
+
+    rng = random.Random(20261207)
+    names = ["".join(rng.choice(MARKUP_FRAGMENTS) for _ in range(rng.randint(1, 6))) for _ in range(150)]
+    (tmp_path / "names.json").write_text(json.dumps(names))
+    script = tmp_path / "escaped.py"
+    script.write_text(
+        "import json, os\nimport pandas as pd\nimport streamlit as st\n"
+        "from covid_core.formatting import markdown_plain\n"
+        "names = json.loads(open(os.environ['NAMES_FILE']).read())\n"
+        "for i, name in enumerate(names):\n"
+        "    st.container(key=f'md{i}').markdown(markdown_plain(name))\n"
+        "st.container(key='table').table(pd.DataFrame({'v': [markdown_plain(n) for n in names]}))\n")
+    with serving(str(script), tmp_path, NAMES_FILE=str(tmp_path / "names.json")) as url:
+        with browser_page("escaped-text", url) as page:  # it asserts that no other host was asked
+            page.goto(url, wait_until="domcontentloaded")
+            page.locator(".st-key-table td").nth(len(names) - 1).wait_for(timeout=60_000)
+            shown = page.evaluate("(n) => Array.from({length: n}, (_, i) => "
+                                  "document.querySelector('.st-key-md' + i).innerText)", len(names))
+            cells = page.evaluate("() => Array.from(document.querySelectorAll('.st-key-table tbody tr td'))"
+                                  ".map(td => td.innerText)")
+            drawn = page.evaluate("() => Array.from(document.querySelectorAll("
+                                  "'[class*=st-key-md] *, .st-key-table td *')).map(e => "
+                                  "String(e.className).includes('katex') ? 'katex' : e.tagName.toLowerCase())")
+    plain = [" ".join(n.split()) for n in names]
+    assert [" ".join(t.replace("\u2060", "").split()) for t in shown] == plain
+    assert [" ".join(t.replace("\u2060", "").split()) for t in cells[-len(names):]] == plain
+    assert not set(drawn) & {"a", "img", "strong", "em", "code", "del", "b", "i", "katex", "ul", "ol", "li",
+                             "blockquote", "h1", "h2", "h3", "hr", "table", "svg"}, set(drawn)

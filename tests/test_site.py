@@ -280,8 +280,8 @@ def test_a_sites_name_is_plain_words_wherever_it_is_shown(model, tmp_path):
     assert clean_site_name("\x00 ") == "site"
     # a bare web or e-mail address would be a link in Markdown: an invisible word joiner keeps it text, and a name
     # read back from its site file stays the same
-    unlinked = clean_site_name("see www.evil.example or me@evil.org")
-    assert unlinked == "see www\u2060.evil.example or me@\u2060evil.org" and clean_site_name(unlinked) == unlinked
+    inert = clean_site_name("see www.evil.example or me@evil.org")
+    assert inert == "see www\u2060.evil.example or me@\u2060evil.org" and clean_site_name(inert) == inert
     films = make_site_folder(tmp_path / "hospital", per_class=MIN_PER_CLASS)
     assert validate_site(load_classifier(model), films, name="**St** [E](x)")["site"] == "St E (x)"
 
