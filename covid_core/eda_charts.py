@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from statistics import NormalDist
 
 import numpy as np
@@ -24,7 +25,7 @@ _LEGEND_BELOW = dict(orientation="h", yref="container", yanchor="bottom", y=0, x
 def chart_text(text) -> str:
     """A name the data set chose (a source, a CSV column), as plotly shows it: its characters, not a link or another
     of the few HTML tags plotly draws in labels (it decodes these entities back)."""
-    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return html.escape(str(text), quote=False)
 
 
 def class_balance(summary: DataSummary) -> go.Figure:
