@@ -27,6 +27,17 @@ COMMANDS = {
 }
 
 
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to an option's help, unless the help already says what the default is, or there is none
+    to tell (a required option, or an unset one whose help describes what happens)."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if "default" in help_text or action.required or action.default in (None, "", argparse.SUPPRESS):
+            return help_text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m covid_core",
                                      description="Chest X-ray COVID-19 / pneumonia classification toolkit.")
@@ -34,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         module = importlib.import_module(f"covid_core.commands.{module_name}")
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpWithDefaults)
         module.add_arguments(p)
         p.set_defaults(_main=module.main)
     return parser

@@ -67,3 +67,16 @@ def test_form_help_comes_from_the_declared_flag():
     assert help_for(TRAIN_FLAGS, "source_adversary").startswith("Weight of a domain-adversarial source head")
     with pytest.raises(StopIteration):
         help_for(TRAIN_FLAGS, "no_such_setting")
+
+
+def test_each_option_of_each_command_tells_its_default_once_and_never_as_none():
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, command in commands.items():
+        for action in command._actions:
+            if action.help is None or action.help == "==SUPPRESS==":
+                continue
+            text = command._get_formatter()._expand_help(action)
+            said = text.count("(default")
+            assert said <= 1, f"{name} {action.option_strings}: {text}"
+            assert "(default: None)" not in text and "(default: )" not in text, f"{name} {action.option_strings}"
