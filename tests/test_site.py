@@ -92,6 +92,11 @@ def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(preds.open()))
     assert len(rows) == 28 and {row["site"] for row in rows} == {"hospital"}
+    # the verdict is the site's score at the site's threshold, both given beside the model's own probabilities
+    given = [row for row in rows if row["covid_verdict"] in ("positive", "negative")]
+    assert given and all((row["covid_verdict"] == "positive") == (
+        float(row["site_covid_score"]) >= float(row["site_threshold"])) for row in given)
+    assert {row["site_threshold"] for row in rows} == {f'{json.loads(out.read_text())["parameters"]["threshold"]:.6f}'}
     # validated here: verdicts are given (withheld only for a film the familiarity check flags)
     assert all((row["covid_verdict"] == "withheld") == (row["ood_flagged"] == "true") for row in rows)
     assert {row["covid_verdict"] for row in rows} & {"positive", "negative"}

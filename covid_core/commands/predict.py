@@ -5,7 +5,9 @@ for every class, covid_verdict (positive, negative, or withheld when the image i
 model is not validated at this hospital), ood_flagged, error. A bad file gets its reason in `error`; the others
 still get predictions. A COVID-19 model gives verdicts only with a --site file from validate-site, or with
 --unvalidated (research use); without either every verdict is withheld and the reason goes to standard error
-(label and probabilities stay the model's raw output).
+(label and probabilities stay the model's raw output). With --site three more columns: site (its name),
+site_covid_score and site_threshold: the score and threshold the verdict was decided with there (the site's head and
+calibration, where validate-site adapted them), which the p_<class> columns, the model's own output, are not.
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
 """
@@ -67,6 +69,17 @@ class _SafeWriter:
         self._writer.writerow([printable(c) for c in cells] if self._terminal else cells)
 
 
+SITE_COLUMNS = ["site", "site_covid_score", "site_threshold"]
+
+
+def _site_cells(clf, p) -> list:
+    """The site columns of a scored film: the site's name, and the score and threshold its verdict was decided with."""
+    if clf.site is None:
+        return []
+    return [clf.site.name, "" if p.covid_probability is None else f"{p.covid_probability:.6f}",
+            "" if p.threshold is None else f"{p.threshold:.6f}"]
+
+
 def main(args: argparse.Namespace) -> int:
     from ..site_file import load_classifier_at_site
     from ..errors import ConfigError
@@ -93,19 +106,19 @@ def main(args: argparse.Namespace) -> int:
         if args.format == "submission":
             writer.writerow(["filename", "label"])
         else:
-            writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged", "error",
-                             *(["site"] if clf.site is not None else [])])
+            writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged",
+                             "error", *(SITE_COLUMNS if clf.site is not None else [])])
         for r in results:
             p = r.prediction
             if args.format == "submission":
                 writer.writerow([r.name, "" if p is None else ("positive" if p.covid_positive else "negative")])
                 continue
-            site = [clf.site.name] if clf.site is not None else []
             if p is None:
-                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *site])
+                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error,
+                                 *([clf.site.name, "", ""] if clf.site is not None else [])])
             else:
                 writer.writerow([r.name, p.call, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
-                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *site])
+                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *_site_cells(clf, p)])
     finally:
         if args.out:
             out.close()
