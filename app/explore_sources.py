@@ -25,7 +25,7 @@ def source_section(summary: eda.DataSummary) -> None:
         st.dataframe(summary.source_table())
     else:
         st.info("Sources unknown: no image of this data set has a source, because there is no `provenance.csv` "
-                "beside its metadata (or it has no `source` column for these files; columns `X_ray_image_name`, "
+                "in the data folder (or it has no `source` column for these files; columns `X_ray_image_name`, "
                 "`source`, `patient`). So the source-by-class confound cannot be checked here: a class drawn "
                 "from one hospital or age group cannot be told apart from a real difference between diseases.",
                 icon=":material/help:")

@@ -9,7 +9,7 @@ Layouts (detected automatically, or chosen by name):
     ``Coronahack-Chest-XRay-Dataset/Coronahack-Chest-XRay-Dataset/{train,test}/``.
     Finding: Label Normal -> normal; Pnemonia with Label_2_Virus_category COVID-19 -> covid19;
     any other Pnemonia (bacterial, viral, SARS, ARDS, Streptococcus) -> pneumonia.
-    A ``provenance.csv`` beside the metadata (X_ray_image_name, source, patient) gives
+    A ``provenance.csv`` in the data folder (X_ray_image_name, source, patient) gives
     patients for grouped validation splits and sources for per-source metrics.
 ``folders``
     ``train/<class>/*.png`` and ``test/<class>/*.png`` (any image extension). Class folder

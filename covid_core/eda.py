@@ -168,8 +168,10 @@ def _missing_table(root: Path, table: pd.DataFrame) -> pd.DataFrame:
     if csv.is_file():
         meta = pd.read_csv(csv, dtype=str, keep_default_na=False)  # "None"/"NA" are values, not blanks
         meta = meta.loc[:, [c for c in meta.columns if not str(c).startswith("Unnamed")]]
-    else:
+    else:  # no metadata file: the table's own columns, where a source no provenance.csv gave is none, not "unknown"
         meta = table.drop(columns=["path"], errors="ignore")
+        if "source" in meta.columns:
+            meta = meta.assign(source=meta["source"].mask(meta["source"] == "unknown", ""))
     return metadata_completeness(meta)
 
 

@@ -161,6 +161,9 @@ def test_a_sources_name_is_shown_as_it_is_in_the_charts(tmp_path, monkeypatch):
 
 def test_sources_unknown_without_provenance(tmp_path, data):
     assert not eda.summarize(data).has_sources and eda.summarize(data).source_findings() == []
+    # class folders have no metadata file: the completeness table counts the source no provenance.csv gave as missing
+    m = eda.summarize(data).missing.set_index("column")
+    assert m.loc["source", ["filled", "missing"]].tolist() == [0, m.loc["filename", "filled"]]
     root = make_coronahack(tmp_path / "noprov", CONFOUNDED, provenance=False)
     s = eda.summarize(root)
     assert not s.has_sources and set(s.stats["source"]) == {"unknown"}
