@@ -449,6 +449,17 @@ def test_validate_at_your_site_measures_adapts_and_makes_the_site_active(env):
     assert saved.is_file() and json.loads(saved.read_text())["site"] == "St Elsewhere"
 
 
+def test_the_validate_page_names_the_active_site_file_and_where_to_see_or_retire_it(env):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("views/validate.py").run()
+    assert any("has no active site file" in c.value for c in at.caption)
+    (env / "weights" / "tiny_cnn.site.json").write_text('{"site": "St Elsewhere"}')
+    at.switch_page("views/validate.py").run()
+    assert not at.exception, at.exception
+    assert any(c.value.startswith("Active site file for this model: `tiny_cnn.site.json`. Its figures, its history "
+                                  "and the button that retires it are on the Models page") for c in at.caption)
+
+
 def _validate_page_with_report(env, figures: dict, skipped: list[str]):
     """The Validate page showing a finished validation of St Elsewhere whose figures (before and after adaptation)
     are ``figures``."""

@@ -14,7 +14,7 @@ import ui
 from covid_core.archive import extract_labelled_zip
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
-from covid_core.formatting import counts_text
+from covid_core.formatting import code_span, counts_text
 from covid_core.model_catalog import activate_site_file, site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
 from covid_core.site_file import MAX_NAME_CHARS
@@ -98,7 +98,8 @@ if job is not None:
 saved = st.session_state.get("site_report")
 if not saved or saved[0] != str(entry.path):
     active = site_file_for(entry.path)
-    st.caption(f"Active site file for this model: `{active.name}`." if active else
+    st.caption(f"Active site file for this model: {code_span(active.name)}. Its figures, its history and the button "
+               "that retires it are on the Models page." if active else
                "This model has no active site file: Diagnose says it is not validated at your hospital.")
     st.stop()
 report, films = saved[1], saved[2]
