@@ -25,7 +25,7 @@ from covid_core.report import case_report_html
 from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, operating_threshold, validation_statement,
                                 verdict_limits, withheld_reason)
 
-TONES = {"positive": ("#a61e1e", "#ffe3e3"), "negative": ("#1e6b34", "#e6f4ea"),
+TONES = {"positive": ("#a61e1e", "#ffe3e3"), "abnormal": ("#7a4a00", "#fff3d6"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
 
 

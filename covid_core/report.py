@@ -67,7 +67,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     thr = operating_threshold(classifier)
     test = thr.get("test") or {}
     h = headline(prediction)
-    verdict_class = {"positive": "pos", "negative": "neg"}.get(prediction.covid_call, "neutral")
+    verdict_class = {"positive": "pos", "abnormal": "abn", "negative": "neg"}.get(h.tone, "neutral")
     figures = [("Image", png_data_uri(image))]
     if overlay_rgb is not None:
         figures.append((f"Grad-CAM ({esc(getattr(explanation, 'method', ''))}, "
@@ -124,7 +124,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
 body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 60rem; margin: 2rem auto; color: #1b1f24; }}
 .notice {{ background: #fff4e5; border-left: 4px solid #e8590c; padding: .6rem 1rem; }}
 .verdict {{ font-size: 1.6rem; font-weight: 700; padding: .6rem 1rem; border-radius: 6px; display: inline-block; }}
-.pos {{ background: #ffe3e3; color: #a61e1e; }} .neg {{ background: #e6f4ea; color: #1e6b34; }} .neutral {{ background: #eef; }}
+.pos {{ background: #ffe3e3; color: #a61e1e; }} .neg {{ background: #e6f4ea; color: #1e6b34; }}
+.abn {{ background: #fff3d6; color: #7a4a00; }} .neutral {{ background: #eef; }}
 figure {{ display: inline-block; margin: .5rem; width: 30%; vertical-align: top; }} figure img {{ width: 100%; }}
 figcaption {{ font-size: .85rem; color: #555; text-align: center; }}
 table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #ddd; }}

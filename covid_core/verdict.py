@@ -183,7 +183,9 @@ WITHHELD_TITLES = {"turned": TURNED_TITLE, "not_frontal": NOT_FRONTAL_TITLE, "ra
 @dataclass(frozen=True)
 class Headline:
     """title: the three-class call in words (or why there is none); covid_line: the COVID-19 verdict in words
-    ("" without a COVID-19 class or when withheld); tone: "positive", "negative", "withheld" or "neutral"."""
+    ("" without a COVID-19 class or when withheld); tone, what the call's colour says: "positive" (COVID-19-like),
+    "abnormal" (pneumonia of another kind: not a reassuring result, though the COVID-19 verdict is negative),
+    "negative" (no pneumonia seen, or not COVID-19-like), "withheld" or "neutral" (no COVID-19 verdict to give)."""
 
     title: str
     covid_line: str
@@ -197,8 +199,9 @@ def headline(prediction) -> Headline:
     if prediction.not_validated:
         return Headline(NOT_VALIDATED_TITLE, "", "withheld")
     title = CALL_WORDS.get(prediction.call, f"Most probable: {prediction.call}")
+    abnormal = prediction.call == "pneumonia"
     if prediction.covid_positive is None:
-        return Headline(title, "", "neutral")
+        return Headline(title, "", "abnormal" if abnormal else "neutral")
     word = "positive" if prediction.covid_positive else "negative"
     covid_line = (f"COVID-19: {word} (probability {100 * prediction.covid_probability:.0f}%, "
                   f"{'at or above' if prediction.covid_positive else 'below'} the operating threshold of "
@@ -208,7 +211,7 @@ def headline(prediction) -> Headline:
         share = f"{100 * prediction.probabilities[top]:.0f}%"
         covid_line += (f"; the model finds {MORE_PROBABLE_WORDS.get(top, top)} more probable ({share})"
                        if prediction.covid_positive else f"; the network still ranks COVID-19 first ({share})")
-    return Headline(title, covid_line, word)
+    return Headline(title, covid_line, "abnormal" if abnormal and not prediction.covid_positive else word)
 
 
 NOT_VALIDATED_REASON = (

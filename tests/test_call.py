@@ -31,7 +31,7 @@ def test_a_negative_verdict_on_a_film_most_probably_covid_is_called_by_the_most_
     p = _prediction(0.15, 0.30, 0.55, threshold=0.60)  # a site's threshold can sit above 0.5
     assert p.call == "pneumonia"
     h = headline(p)
-    assert h.title == "Pneumonia, not COVID-19-like" and h.tone == "negative"
+    assert h.title == "Pneumonia, not COVID-19-like" and h.tone == "abnormal"  # a negative verdict, not good news
     assert h.covid_line.endswith("below the operating threshold of 60%); the network still ranks COVID-19 first (55%)")
 
 
@@ -43,3 +43,16 @@ def test_where_verdict_and_most_probable_class_agree_nothing_is_added():
 def test_without_a_verdict_the_call_is_the_most_probable_class():
     p = _prediction(0.20, 0.45, 0.35, threshold=0.30, not_validated=True)
     assert p.call == "pneumonia" and headline(p).title.startswith("No verdict")
+
+
+def test_the_calls_colour_is_good_news_only_where_no_pneumonia_is_seen():
+    assert headline(_prediction(0.7, 0.2, 0.1, 0.3)).tone == "negative"
+    assert headline(_prediction(0.2, 0.7, 0.1, 0.3)).tone == "abnormal"
+    assert headline(_prediction(0.1, 0.2, 0.7, 0.3)).tone == "positive"
+    assert headline(_prediction(0.2, 0.45, 0.35, 0.3)).tone == "positive"  # the threshold's call, not the top class
+    two = Prediction(probabilities={"normal": 0.3, "pneumonia": 0.7}, label="pneumonia", covid_positive=None,
+                     covid_probability=None, threshold=None, ood_score=0.1, ood_flagged=False,
+                     pixels_u8=np.zeros((4, 4), np.uint8), geometry=None)
+    assert headline(two).tone == "abnormal"
+    assert headline(Prediction(**{**two.__dict__, "probabilities": {"normal": 0.7, "pneumonia": 0.3},
+                                  "label": "normal"})).tone == "neutral"

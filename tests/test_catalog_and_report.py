@@ -83,7 +83,7 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     positive = _unvalidated(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
                             model_label="pos.pt")
-    assert "COVID-19: positive" in html
+    assert "COVID-19: positive" in html and '<div class="verdict pos">' in html
     assert "<th>TEST PPV at this threshold (this verdict&#x27;s)</th><td>64.3% (9 of 14)</td>" in html
     assert "<th>TEST NPV at this threshold</th><td>93.8% (15 of 16)</td>" in html and "<th>Terms</th>" in html
     assert '<p class="limit">On TEST, 64.3% of the films this model called COVID-19 positive' in html
@@ -91,6 +91,8 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
     assert "COVID-19: negative" in html and "PPV)" not in html  # no positive verdict's limits
+    call = predict(negative, img).call  # green only where no pneumonia is seen: a pneumonia is not good news
+    assert f'<div class="verdict {"abn" if call == "pneumonia" else "neg"}">' in html
     assert '<p class="limit">On TEST, 93.8% of the films called COVID-19 negative had no COVID-19 (NPV)' in html
     assert "Not validated at your hospital" in html
     assert "<th>Site validation</th><td>none: not validated at this hospital</td>" in html
