@@ -145,7 +145,7 @@ def details(case, classifier, key: str) -> None:
             on = "" if threshold.get("site") else " on the COVID-19 probability"  # a site names its own score
             terms = f" {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}." if table else ""
             st.caption(f"Operating threshold {prediction.threshold:.3f}{on} "
-                       f"({threshold.get('rule', 'stored with the model')}).{terms}")
+                       f"({ui.plain(threshold.get('rule', 'stored with the model'))}).{terms}")
         if prediction.ood_score is not None:
             st.caption(f"Familiarity score (out-of-distribution score) {prediction.ood_score:.2f}; above "
                        f"{float(classifier.ood.get('threshold', 1.0)):.2f} the film counts as unlike the training "

@@ -51,7 +51,7 @@ def dip_section(noisy: np.ndarray, reference: np.ndarray | None, label: str, max
                 dip_image(job.preview, "Live preview")
             return
         if job.error or job.result is None:
-            st.error(f"DIP failed: {job.error or 'it stopped without a result'}")
+            st.error(f"DIP failed: {ui.plain(job.error or 'it stopped without a result')}")
             return
         res = job.result
         scored = reference is not None and res.image.shape == reference.shape

@@ -10,7 +10,7 @@ import streamlit as st
 
 import ui
 from covid_core.errors import CovidCoreError
-from covid_core.formatting import counts_text
+from covid_core.formatting import code_span, counts_text
 from covid_core.model_catalog import retire_site_file, retired_site_files, site_file_for
 from covid_core.site_file import load_site
 from covid_core.site_job import (adaptation_lines, comparison_rows, given_rates_text, poor_site_warning,
@@ -51,7 +51,7 @@ def site_section(entry) -> None:
         site = load_site(path, entry.path)  # its name read back as plain words
         report = json.loads(path.read_text())
     except (CovidCoreError, OSError, ValueError) as exc:
-        st.warning(f"`{path.name}` is not applied: {exc}", icon=":material/domain_disabled:")
+        st.warning(f"{code_span(path.name)} is not applied: {ui.plain(exc)}", icon=":material/domain_disabled:")
     else:
         made = str(report.get("created", "at an unknown time")).replace("T", " ")
         st.markdown(f"Active site file `{path.name}`: **{site.name}**, made {ui.plain(made)} from "

@@ -16,7 +16,7 @@ from covid_core.byte_cache import ByteCappedCache
 from covid_core.csv_safe import safe_cell
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
-from covid_core.formatting import markdown_plain as plain, pct  # noqa: F401 (the views use ui.plain, ui.pct)
+from covid_core.formatting import code_span, markdown_plain as plain, pct  # noqa: F401 (views use ui.plain, ui.pct)
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
@@ -76,7 +76,8 @@ def classifier_for(entry: CatalogEntry, verdicts_unvalidated: bool = False):
         try:
             return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns, str(site), site.stat().st_mtime_ns)
         except CovidCoreError as exc:
-            st.warning(f"The site file `{site.name}` was not applied: {exc}", icon=":material/domain_disabled:")
+            st.warning(f"The site file {code_span(site.name)} was not applied: {plain(exc)}",
+                       icon=":material/domain_disabled:")
     return cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns, verdicts_unvalidated=verdicts_unvalidated)
 
 
@@ -112,7 +113,7 @@ def dae_or_message():
     try:
         return cached_dae(str(path), path.stat().st_mtime_ns), None
     except Exception as exc:
-        return None, f"The denoiser at `{path}` could not be loaded: {exc}"
+        return None, f"The denoiser at {code_span(path)} could not be loaded: {plain(str(exc))}"
 
 
 def catalog() -> list[CatalogEntry]:

@@ -19,6 +19,7 @@ import re
 from jsonschema import Draft202012Validator, validators
 
 from .errors import CheckpointError, ConfigError
+from .models import list_models
 from .preprocess import PreprocessConfig
 from .stored_values import is_finite_number
 from .targets import CLASSES, COVID_CLASS
@@ -153,6 +154,8 @@ def check_scoring_entries(ckpt: dict, name: str) -> None:
     target = ckpt.get("target")
     if not isinstance(ckpt.get("model_name"), str):
         raise _refuse(name, "its architecture's name (model_name) is missing")
+    if ckpt["model_name"] not in list_models():
+        raise _refuse(name, f"its architecture {ckpt['model_name'][:40]!r} is not one of {', '.join(list_models())}")
     if not isinstance(target, str) or target not in CLASSES:
         raise _refuse(name, f"its target {str(target)[:40]!r} is not one of {', '.join(CLASSES)}")
     if ckpt.get("classes") != list(CLASSES[target]):

@@ -383,6 +383,21 @@ def test_models_overview_says_where_each_checkpoint_is_used(env):
     assert len(problems) == 1 and "broken.pt" in problems[0]
 
 
+def test_a_checkpoints_own_text_in_why_it_cannot_be_used_is_shown_as_it_is(env):
+    """A checkpoint made elsewhere can name its format or architecture with Markdown; the reason quotes it, and the
+    Models page and Diagnose's sidebar show it as text (Streamlit renders Markdown there, an image included)."""
+    from covid_core.checkpoint import atomic_save, load_checkpoint_dict
+
+    evil = "![seen](http://evil.example/p.png)"
+    clean = load_checkpoint_dict(env / "weights" / "tiny_cnn.pt")
+    atomic_save({**clean, "format": evil}, env / "weights" / "foreign.pt")
+    atomic_save({**clean, "model_name": evil}, env / "weights" / "other_net.pt")
+    shown = [w.value for w in page("models").warning if w.value.startswith("Cannot be used")]
+    at = page("diagnose")
+    shown += [c.value for c in at.sidebar.caption if "cannot be used" in c.value or "format" in c.value]
+    assert len(shown) == 4 and all("evil.example" in text and evil not in text for text in shown), shown
+
+
 def test_models_mean_heatmaps_give_each_class_share_and_flag_low_thorax_shares(env, folders_data):
     import re
 

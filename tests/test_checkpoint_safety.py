@@ -216,6 +216,7 @@ def test_familiarity_statistics_with_parts_load_when_their_whole_threshold_is_1(
     (lambda c: c["threshold"].update(value=float("nan")), "operating threshold is not a number from 0 to 1"),
     (lambda c: c.update(classes=["normal", "covid19", "pneumonia"]), "its classes are not those of target 3class"),
     (lambda c: c.update(target=["3class"]), "its target"),
+    (lambda c: c.update(model_name="vit_h14"), "its architecture 'vit_h14' is not one of cnn, resnet18"),
     (lambda c: c["preprocess"].update(mean=10 ** 30), "preprocessing settings are damaged"),
     (lambda c: c["preprocess"].pop("image_size"), "with the image size"),
     (lambda c: c.update(temperature=-1.0), "temperature is not a positive number"),

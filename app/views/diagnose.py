@@ -12,6 +12,7 @@ import case_view
 import ui
 from covid_core.case import explain_case, open_case
 from covid_core.errors import CovidCoreError
+from covid_core.formatting import code_span
 from covid_core.model_catalog import trial_reason
 from covid_core.report import prediction_row
 
@@ -45,7 +46,7 @@ with st.sidebar:
     if unusable:
         with st.expander(f"{len(unusable)} unusable checkpoint(s)"):
             for e in unusable:
-                st.caption(f"`{e.label}`: {e.reason}")
+                st.caption(f"{code_span(e.label)}: {ui.plain(e.reason)}")  # a checkpoint's own text, as it is
     unvalidated = st.toggle("Verdicts before site validation", value=False, key="diag_unvalidated",
                             help="Research use. Without a site file from the Validate page, a COVID-19 model gives "
                                  "no verdict: at hospitals it never saw, such models call most normal adults "
@@ -66,14 +67,13 @@ if not offered:
     ui.no_model_help()
     st.stop()
 if not uploads:
-    st.caption(f"Model in use: **{entry.label}** ({entry.model_name}, classes: "
-               f"{', '.join(entry.metadata.get('classes', []))}). Upload one film for a full case view, or many "
-               "for a results table.")
+    st.caption(f"Model in use: **{ui.plain(entry.label)}** ({ui.plain(entry.details())}). Upload one film for a "
+               "full case view, or many for a results table.")
     st.stop()
 try:
     classifier = ui.classifier_for(entry, verdicts_unvalidated=unvalidated)
 except CovidCoreError as exc:
-    st.error(f"This checkpoint could not be loaded: {exc}")
+    st.error(f"This checkpoint could not be loaded: {ui.plain(exc)}")
     st.stop()
 model_key = ui.case_key(entry, classifier)
 
@@ -115,7 +115,7 @@ def show_case(item, title: str | None = None) -> None:
             explanation = explained(case, item["digest"])
             overlay_rgb = explain_mod.overlay(case.image.pixels, explanation.heatmap, opacity=opacity)
         except CovidCoreError as exc:
-            st.error(f"The heatmap failed: {exc}")
+            st.error(f"The heatmap failed: {ui.plain(exc)}")
     if show_dae:
         denoised = case_view.denoised_view(case, item["digest"])
     with control:

@@ -34,7 +34,7 @@ st.caption("AUC (macro) and accuracy on TEST; COVID-19 sensitivity and PPV on TE
            f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to change); finished training runs are "
            "listed too.")
 for reason in unusable_reasons(entries):
-    st.warning(f"Cannot be used: {reason}")
+    st.warning(f"Cannot be used: {ui.plain(reason)}")  # a checkpoint's own text can be quoted in it
 
 cards = [e for e in entries if e.usable]
 if not cards:
@@ -46,11 +46,11 @@ metrics = meta.get("metrics") or {}
 test = metrics.get("test") or {}
 classes = list(meta.get("classes") or test.get("classes") or [])
 
-st.header(entry.label)
+st.header(ui.plain(entry.label))
 for note in meta.get("damaged_sections") or []:
     st.warning(f"Not shown, damaged or laid out by another version: {ui.plain(note)}", icon=":material/broken_image:")
 # Architecture and target as text: as metrics their names were cut ("resnet...") in a 1024 px window.
-st.markdown(f"**{meta.get('model_name', '?')}**, target **{meta.get('target', '?')}**")
+st.markdown(f"**{ui.plain(meta.get('model_name', '?'))}**, target **{ui.plain(meta.get('target', '?'))}**")
 c = st.columns(3)
 c[0].metric("TEST macro AUC", fixed(test.get("macro_auc")))
 c[1].metric("TEST accuracy", pct(test.get("accuracy")))
@@ -71,7 +71,7 @@ if thr:
     table = ui.rates_table(thr.get("test") or {})
     if table:
         st.markdown(table)
-    st.caption(f"Chosen on VALIDATION: {thr.get('rule', '?')} (validation sensitivity "
+    st.caption(f"Chosen on VALIDATION: {ui.plain(thr.get('rule', '?'))} (validation sensitivity "
                f"{pct(thr.get('val_sensitivity'))}, specificity {pct(thr.get('val_specificity'))}).")
 site_section(entry)
 
@@ -116,7 +116,7 @@ if per_source:
     st.dataframe(pd.DataFrame(per_source_rows(per_source, classes)), hide_index=True,
                  column_config={"accuracy": st.column_config.NumberColumn(format="%.3f")})
     for w in source_confounds(per_source):
-        st.warning(f"Possible confound - {w}.", icon=":material/warning:")
+        st.warning(f"Possible confound - {ui.plain(w)}.", icon=":material/warning:")
 
 card = meta.get("card") or {}
 covid_class = COVID_CLASS.get(meta.get("target"))

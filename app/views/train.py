@@ -115,7 +115,7 @@ if submitted:
     try:
         job = jobs.start_from_form(config, data, task)
     except CovidCoreError as exc:
-        st.error(f"Not started: {exc}", icon=":material/block:")
+        st.error(f"Not started: {ui.plain(exc)}", icon=":material/block:")
     except Exception as exc:  # never a traceback with server paths in the browser
         st.error(f"Not started: the run could not be launched ({type(exc).__name__}).", icon=":material/block:")
     else:
