@@ -431,6 +431,10 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0,
         raise DatasetError(f"validation fraction {fraction} must be between 0 and 0.5")
     table = table.copy()
     train_idx = np.flatnonzero(table["split"].to_numpy() == "train")
+    if len(train_idx) == 0:
+        raise DatasetError("this data set has no training films: class folders straight in the folder, or a test/ "
+                           "folder alone, are read as an evaluation set (for evaluate and validate-site); to train, "
+                           "put the films in train/<class>/ folders (and the films to test on in test/<class>/)")
     if len(train_idx) < 4:
         raise DatasetError(f"only {len(train_idx)} training images; at least 4 are needed to carve a validation split")
     labels = table[by if by in table else "label"].to_numpy()[train_idx]

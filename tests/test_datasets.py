@@ -156,6 +156,15 @@ def test_validation_split_is_stratified_grouped_and_seeded(tmp_path):
     assert (a.split == "test").sum() == 6
 
 
+def test_training_on_an_evaluation_set_says_it_has_no_training_films(tmp_path):
+    root = make_folder_dataset(tmp_path / "data", per_class_train=0, per_class_test=3)
+    shutil.rmtree(root / "train")
+    (root / "test").rename(root / "films")  # class folders straight in the folder: an evaluation set
+    table = load_dataset(root / "films").for_target("3class")
+    with pytest.raises(DatasetError, match=r"has no training films: .* put the films in train/<class>/ folders"):
+        split_validation(table, 0.2)
+
+
 def test_validation_split_is_the_same_for_every_target(tmp_path):
     # Stratified by finding, not by the target's label: a normal/pneumonia model and a 3-class model trained with
     # one seed share their validation films (bench/two_stage.py combines them and judges the pair on those), and
