@@ -63,7 +63,7 @@ def test_validate_site_can_list_every_film_for_the_sites_own_review(model, tmp_p
     out, films_out = tmp_path / "site.json", tmp_path / "review" / "films.csv"
     r = _cli("validate-site", "--model", model, "--data", site, "--out", out, "--films-out", films_out)
     assert r.returncode == 0, r.stderr
-    assert "(28 films)" in r.stdout
+    assert "(28 films)" in r.stdout and r.stdout.startswith('site "hospital": 28 films')
     films = pd.read_csv(films_out, keep_default_na=False)
     assert len(films) == 28 and set(films["file"]) == {f"{c}/{c}{i}.png" for c in ("normal", "covid19")
                                                         for i in range(14)}

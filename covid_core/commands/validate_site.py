@@ -57,7 +57,7 @@ def main(args: argparse.Namespace) -> int:
     report, films = validate_site_with_films(classifier, args.data, name=args.name,
                                              target_sensitivity=args.target_sensitivity, layout=args.layout,
                                              seed=args.seed)
-    print(f"site {report['site']}: {films_used_text(report)} used ({counts_text(report['counts'])})")
+    print(f"site \"{report['site']}\": {films_used_text(report)} used ({counts_text(report['counts'])})")
     for p in report["problems"]:
         print(f"  skipped {printable(p['file'])}: {printable(p['problem'])}")
     for when in ("before", "after"):
