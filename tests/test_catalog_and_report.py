@@ -168,6 +168,13 @@ def test_without_a_site_file_a_covid_model_gives_no_verdict_and_says_how_to_get_
     clf.site = Site(name="St Elsewhere", threshold=0.5, head={"mean": [0.0], "scale": [1.0], "coef": [0.0],
                                                                "intercept": 0.0})
     assert "a head fitted on the network's features" in operating_threshold(clf)["rule"]
+    # the head's score decides the verdict: the report names it as the site's, apart from the network's own
+    [linear] = [m for m in clf.model.modules() if isinstance(m, torch.nn.Linear)]
+    clf.site.head = {"mean": 0.0, "scale": 1.0, "coef": [0.0] * linear.in_features, "intercept": 3.0}
+    pred = predict(clf, img)
+    assert abs(pred.covid_probability - 0.9526) < 1e-3 and abs(pred.probabilities["covid19"] - 0.9526) > 1e-3
+    html = case_report_html(name="x.png", image=img.pixels, prediction=pred, classifier=clf, model_label="pos.pt")
+    assert "<th>COVID-19 probability at this site (the verdict&#x27;s; the network&#x27;s own is above)</th>" in html
     # a model without a COVID-19 class cannot be validated by validate-site and keeps its call
     pneumonia = load_classifier(make_checkpoint(tmp_path / "pn.pt"))
     pneumonia.target = "pneumonia"  # the normal/pneumonia task: no COVID-19 class, so no COVID-19 verdict to withhold
