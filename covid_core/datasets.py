@@ -417,6 +417,14 @@ def find_duplicates(dataset: DataSet) -> pd.DataFrame:
 VAL_STRATA = ("finding", "label")
 
 
+def require_training_films(table: pd.DataFrame) -> None:
+    """Raise DatasetError, saying how to lay films out for training, when ``table`` has no TRAIN film."""
+    if not (table["split"] == "train").any():
+        raise DatasetError("this data set has no training films: class folders straight in the folder, or a test/ "
+                           "folder alone, are read as an evaluation set (for evaluate and validate-site); to train, "
+                           "put the films in train/<class>/ folders (and the films to test on in test/<class>/)")
+
+
 def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0, by: str = "finding") -> pd.DataFrame:
     """Move about ``fraction`` of the train rows to split "val", stratified by column ``by`` and grouped by
     patient (no patient in both train and val). ``by`` falls back to ``label`` where the table has no ``finding``.
@@ -431,10 +439,7 @@ def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0,
         raise DatasetError(f"validation fraction {fraction} must be between 0 and 0.5")
     table = table.copy()
     train_idx = np.flatnonzero(table["split"].to_numpy() == "train")
-    if len(train_idx) == 0:
-        raise DatasetError("this data set has no training films: class folders straight in the folder, or a test/ "
-                           "folder alone, are read as an evaluation set (for evaluate and validate-site); to train, "
-                           "put the films in train/<class>/ folders (and the films to test on in test/<class>/)")
+    require_training_films(table)
     if len(train_idx) < 4:
         raise DatasetError(f"only {len(train_idx)} training images; at least 4 are needed to carve a validation split")
     labels = table[by if by in table else "label"].to_numpy()[train_idx]

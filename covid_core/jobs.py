@@ -153,9 +153,10 @@ def max_active_jobs() -> int:
 
 def check_training_data(config: TrainConfig, task: str) -> None:
     """Refuse, before a process starts, a folder that is not a data set this task can train on."""
-    from .datasets import load_dataset, without_source_in_training
+    from .datasets import load_dataset, require_training_films, without_source_in_training
 
     dataset = load_dataset(config.data, config.layout)
+    require_training_films(dataset.table)  # none at all (an evaluation set): say how to lay them out
     table, usable = dataset.table, ""
     if task == "classify":  # a source that is not there to leave out is named now, not in the run's log
         table = without_source_in_training(dataset.for_target(config.target), config.holdout_source)

@@ -83,6 +83,21 @@ def test_train_refuses_bad_values_and_lists_runs(env):
     assert any("is not a folder inside" in e.value for e in at.error)
 
 
+def test_the_train_form_says_at_once_that_an_evaluation_set_has_no_training_films(env):
+    import shutil
+
+    data = make_folders_data(env / "data")
+    shutil.rmtree(data / "train")  # test/<class>/ alone: a hospital's evaluation set
+    at = page("train")
+    at.text_input(key="train_data").set_value(str(data))
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    [error] = [e.value for e in at.error if "Not started" in e.value]
+    shown = error.replace("\\", "")  # as the page shows it: the Markdown escapes resolved
+    assert "has no training films: " in shown and "put the films in train/<class>/ folders" in shown
+    assert not (env / "runs").exists() or not any((env / "runs").iterdir())  # nothing started
+
+
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
     """A run folder whose files hold valid JSON of the wrong kind (another version's, or edited by hand) is listed
     as what it is; Diagnose, whose model list reads every run's status, and the Train page still work."""
