@@ -49,4 +49,12 @@ pages = [
 page = st.navigation(pages)
 with st.sidebar:
     st.caption(":material/warning: **Research use only - not for diagnosis.**")
-page.run()
+try:
+    page.run()
+except Exception as exc:  # the last line of defence: a user sees what happened, never a traceback
+    import logging
+
+    logging.getLogger("covid_xray_app").exception("the %s page failed", page.title)
+    st.error(f"This page stopped on an unexpected error ({type(exc).__name__}). Models, site files and training runs "
+             "on the server are not affected; try again, or reload the page. The details are in the server's log.",
+             icon=":material/error:")

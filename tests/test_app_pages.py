@@ -98,6 +98,22 @@ def test_the_train_form_says_at_once_that_an_evaluation_set_has_no_training_film
     assert not (env / "runs").exists() or not any((env / "runs").iterdir())  # nothing started
 
 
+def test_an_unexpected_error_in_a_page_is_a_message_not_a_traceback(env, monkeypatch, caplog):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(APP).parent))
+    import ui
+
+    def broken_catalog():
+        raise RuntimeError("a detail of the server: /srv/private/path")
+
+    monkeypatch.setattr(ui, "catalog", broken_catalog)
+    at = page("models")  # asserts that no exception reached the page
+    [error] = [e.value for e in at.error]
+    assert error.startswith("This page stopped on an unexpected error (RuntimeError).") and "/srv" not in error
+    assert any(r.name == "covid_xray_app" and "/srv/private/path" in str(r.exc_info[1]) for r in caplog.records)
+
+
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
     """A run folder whose files hold valid JSON of the wrong kind (another version's, or edited by hand) is listed
     as what it is; Diagnose, whose model list reads every run's status, and the Train page still work."""
