@@ -30,6 +30,7 @@ def dip_section(noisy: np.ndarray, reference: np.ndarray | None, label: str, max
             st.image(np.clip(img, 0, 1), caption=caption, clamp=True, width="stretch")
 
     @st.fragment(run_every=1.0)
+    @ui.guarded("the Deep Image Prior panel")
     def dip_panel() -> None:
         job = jobs.get(input_key)
         if job is None:

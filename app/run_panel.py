@@ -53,6 +53,7 @@ def show_job(job: jobs.Job) -> None:
 
 
 @st.fragment(run_every=2)
+@ui.guarded("the runs panel")
 def runs_panel() -> None:
     all_jobs = jobs.list_jobs()
     st.subheader(f"Runs ({len(all_jobs)})")

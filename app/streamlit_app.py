@@ -52,9 +52,6 @@ with st.sidebar:
 try:
     page.run()
 except Exception as exc:  # the last line of defence: a user sees what happened, never a traceback
-    import logging
+    import ui
 
-    logging.getLogger("covid_xray_app").exception("the %s page failed", page.title)
-    st.error(f"This page stopped on an unexpected error ({type(exc).__name__}). Models, site files and training runs "
-             "on the server are not affected; try again, or reload the page. The details are in the server's log.",
-             icon=":material/error:")
+    ui.unexpected_error(exc, f"the {page.title} page")

@@ -5,6 +5,7 @@ Nothing here computes; the computations live in covid_core.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from pathlib import Path
@@ -29,6 +30,31 @@ STATE_ICONS = {"starting": ":material/hourglass_top:", "preparing": ":material/h
                "running": ":material/play_circle:", "evaluating": ":material/science:",
                "finished": ":material/check_circle:", "failed": ":material/error:", "cancelled": ":material/stop_circle:",
                "stopped": ":material/warning:", "unknown": ":material/help:"}
+
+
+def unexpected_error(exc: Exception, where: str) -> None:
+    """What a user sees when ``where`` (a page or a live panel) fails in a way no check foresaw: its kind and what it
+    did not touch, never a traceback with server paths, which goes to the server's log."""
+    import logging
+
+    logging.getLogger("covid_xray_app").error("%s failed", where, exc_info=exc)
+    st.error(f"This {'page' if where.endswith('page') else 'panel'} stopped on an unexpected error "
+             f"({type(exc).__name__}). Models, site files and training runs on the server are not affected; try "
+             "again, or reload the page. The details are in the server's log.", icon=":material/error:")
+
+
+def guarded(where: str):
+    """Decorator for a live panel (an ``st.fragment``), which reruns on its own, outside the page's own guard: an
+    unexpected error becomes :func:`unexpected_error`'s message."""
+    def wrap(panel):
+        @functools.wraps(panel)
+        def run(*args, **kwargs):
+            try:
+                return panel(*args, **kwargs)
+            except Exception as exc:
+                unexpected_error(exc, where)
+        return run
+    return wrap
 
 
 def research_notice() -> None:

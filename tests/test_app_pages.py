@@ -114,6 +114,31 @@ def test_an_unexpected_error_in_a_page_is_a_message_not_a_traceback(env, monkeyp
     assert any(r.name == "covid_xray_app" and "/srv/private/path" in str(r.exc_info[1]) for r in caplog.records)
 
 
+def test_a_live_panel_that_fails_unexpectedly_shows_a_message_not_a_traceback(monkeypatch, caplog):
+    """Live panels (fragments) rerun on their own, outside the page's guard, so they carry one of their own."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(APP).parent))
+
+    def script():
+        import streamlit as st
+
+        import ui
+
+        @st.fragment
+        @ui.guarded("the runs panel")
+        def panel():
+            raise ValueError("a detail of the server: /srv/private/path")
+
+        panel()
+
+    at = AppTest.from_function(script, default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith("This panel stopped on an unexpected error (ValueError).") and "/srv" not in error
+    assert any(r.name == "covid_xray_app" and "/srv/private/path" in str(r.exc_info[1]) for r in caplog.records)
+
+
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
     """A run folder whose files hold valid JSON of the wrong kind (another version's, or edited by hand) is listed
     as what it is; Diagnose, whose model list reads every run's status, and the Train page still work."""

@@ -78,6 +78,7 @@ if go_validate and not getattr(st.session_state.get("site_job"), "running", Fals
 job = st.session_state.get("site_job")
 if job is not None and job.running:
     @st.fragment(run_every=1)
+    @ui.guarded("the validation progress panel")
     def progress() -> None:
         if job.running:
             share = job.done / job.total if job.total else 0.0
