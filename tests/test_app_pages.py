@@ -139,6 +139,28 @@ def test_a_live_panel_that_fails_unexpectedly_shows_a_message_not_a_traceback(mo
     assert any(r.name == "covid_xray_app" and "/srv/private/path" in str(r.exc_info[1]) for r in caplog.records)
 
 
+def test_diagnose_offers_trial_and_weaker_runs_only_in_research_mode(env):
+    import copy
+
+    from covid_core.checkpoint import atomic_save, load_checkpoint_dict
+
+    shipped = load_checkpoint_dict(env / "weights" / "tiny_cnn.pt")  # TEST macro AUC 0.9
+    for run_id, auc, limit in (("better", 0.95, None), ("trial", 0.99, 10), ("weaker", 0.5, None)):
+        ckpt = copy.deepcopy(shipped)
+        ckpt["metrics"]["test"]["macro_auc"] = auc
+        ckpt["train_config"]["limit"] = limit
+        run = env / "runs" / f"20250101-000000-cnn-{run_id}"
+        run.mkdir(parents=True)
+        atomic_save(ckpt, run / "best.pt")
+        (run / "status.json").write_text(json.dumps({"state": "finished", "epoch": 1, "epochs": 1}))
+    at = page("diagnose")
+    offered = at.selectbox(key="diag_model").options
+    assert len(offered) == 2 and not [o for o in offered if "trial" in o or "weaker" in o], offered
+    assert any(c.value.startswith("2 trial or weaker model(s) hidden") for c in at.sidebar.caption)
+    at.toggle(key="diag_research").set_value(True).run()
+    assert len(at.selectbox(key="diag_model").options) == 4
+
+
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
     """A run folder whose files hold valid JSON of the wrong kind (another version's, or edited by hand) is listed
     as what it is; Diagnose, whose model list reads every run's status, and the Train page still work."""
