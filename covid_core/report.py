@@ -83,7 +83,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     numbers = []
     if prediction.threshold is not None:
         own = prediction.probabilities.get(COVID_CLASS.get(classifier.target))
-        adapted = own is not None and abs(own - prediction.covid_probability) >= 5e-4  # a site's head or calibration
+        adapted = own is not None and abs(own - prediction.covid_probability) >= 5e-4  # a site's head scored it
         numbers += [("COVID-19 probability at this site (the verdict's; the network's own is above)" if adapted
                      else "COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
