@@ -250,8 +250,8 @@ def results_table(table, site=None) -> None:
         "file": st.column_config.TextColumn(width=165, pinned=True),
         "call": st.column_config.TextColumn(width=190),
         "verdict": st.column_config.TextColumn(width=verdict_width),
-        "COVID-19 probability": st.column_config.NumberColumn(
-            format="percent", width=130,
+        "COVID-19 probability": st.column_config.ProgressColumn(  # a bar, as the class columns: a film without a
+            min_value=0.0, max_value=1.0, format="percent", width=130,  # verdict has an empty cell, not "None"
             help="The probability the COVID-19 verdict compares with its operating threshold"),
         "out of distribution": st.column_config.CheckboxColumn(
             "unfamiliar", width=80, help="The film is unlike the X-rays the model learned from (or looks turned or "

@@ -440,6 +440,9 @@ def test_a_site_heads_covid_probability_differs_from_the_class_column_and_stays_
     assert "COVID-19 probability" in at.dataframe[0].proto.column_order
     widths = {c: __import__("json").loads(v).get("width") for c, v in _column_config(at.dataframe[0]).items()}
     assert widths["verdict"] == 140 and widths["p(covid19)"] == 75
+    kinds = {c: __import__("json").loads(v).get("type_config", {}).get("type") for c, v in
+             _column_config(at.dataframe[0]).items()}
+    assert kinds["COVID-19 probability"] == "progress"  # drawn as the class columns: no "None" for a withheld film
     assert sum(widths[c] for c in at.dataframe[0].proto.column_order) <= 938  # the grid's width at 1400 px
 
 
