@@ -455,6 +455,7 @@ def test_models_overview_says_where_each_checkpoint_is_used(env):
     assert overview.loc["tiny_cnn.pt", "used on"] == "Diagnose"
     assert overview.loc["dae.pt", "used on"] == "Denoise"
     assert overview.loc["broken.pt", "used on"] == "unusable"
+    assert at.dataframe[0].proto.placeholder == "—"  # a denoiser has no AUC: a dash, not "None"
     # seven narrow columns fit a 1024 px window; why a checkpoint is unusable is said below, for it alone
     assert len(overview.columns) == 6
     problems = [w.value for w in at.warning if w.value.startswith("Cannot be used")]

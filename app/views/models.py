@@ -25,8 +25,8 @@ if not entries:
     st.stop()
 
 threshold_help = "On TEST at the COVID-19 operating threshold chosen on VALIDATION"
-st.dataframe(pd.DataFrame([overview_row(e) for e in entries]), hide_index=True, column_config={
-    "AUC": st.column_config.NumberColumn(format="%.3f", help="Macro AUC on TEST"),
+st.dataframe(pd.DataFrame([overview_row(e) for e in entries]), hide_index=True, placeholder="—", column_config={
+    "AUC": st.column_config.NumberColumn(format="%.3f", help="Macro AUC on TEST"),  # a denoiser's: "—"
     "accuracy": st.column_config.NumberColumn(format="%.3f", help="Accuracy on TEST"),
     "COVID sens.": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 sensitivity. {threshold_help}"),
     "PPV": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 PPV. {threshold_help}")})
