@@ -20,6 +20,9 @@ from .errors import ConfigError, CovidCoreError
 from .stored_values import section, share
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# What a run folder holds from its first moment (the app's log and launch facts, train.py's config and status); a
+# folder with none of them is not a run (a benchmark's work folder, say) and is not listed as one.
+RUN_FILES = ("log.txt", "job.json", "config.json", "status.json")
 
 
 def default_runs_dir() -> Path:
@@ -219,7 +222,8 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
     root = Path(runs_dir or default_runs_dir())
     if not root.is_dir():
         return []
-    return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)),
+    return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)
+                   and any((p / name).is_file() for name in RUN_FILES)),
                   key=lambda r: (r.started(), r.id), reverse=True)
 
 

@@ -167,7 +167,10 @@ def test_a_damaged_run_folder_is_listed_as_such_and_hides_no_other_run(tmp_path)
     (runs / "20250101-000000-cnn-aaaaaa" / "best.pt").write_bytes(b"")  # an unreadable checkpoint: listed unusable
     _write_run(runs, "20250102-000000-cnn-bbbbbb", DAMAGED)
     _write_run(runs, "20250103-000000-cnn-cccccc", ODD_VALUES)
+    (runs / "ablation-160").mkdir()  # a benchmark's work folder (bench/shortcut_ablation.py --work runs/...)
+    (runs / "ablation-160" / "model.pt").write_bytes(b"")
     listed = {j.run_id: j for j in jobs.list_jobs(runs)}
+    assert "ablation-160" not in listed  # not a run: none of a run's own files
     assert listed["20250101-000000-cnn-aaaaaa"].state == "finished"
     damaged, odd = listed["20250102-000000-cnn-bbbbbb"], listed["20250103-000000-cnn-cccccc"]
     # job.json names a launch but no status says how it went, and its pid is not a number: not alive, so failed
