@@ -32,13 +32,13 @@ STATE_ICONS = {"starting": ":material/hourglass_top:", "preparing": ":material/h
                "stopped": ":material/warning:", "unknown": ":material/help:"}
 
 
-def unexpected_error(exc: Exception, where: str) -> None:
-    """What a user sees when ``where`` (a page or a live panel) fails in a way no check foresaw: its kind and what it
-    did not touch, never a traceback with server paths, which goes to the server's log."""
+def unexpected_error(exc: Exception, where: str, part: str = "page") -> None:
+    """What a user sees when ``where`` (a page, or a live panel: ``part``) fails in a way no check foresaw: its kind
+    and what it did not touch, never a traceback with server paths, which goes to the server's log."""
     import logging
 
     logging.getLogger("covid_xray_app").error("%s failed", where, exc_info=exc)
-    st.error(f"This {'page' if where.endswith('page') else 'panel'} stopped on an unexpected error "
+    st.error(f"This {part} stopped on an unexpected error "
              f"({type(exc).__name__}). Models, site files and training runs on the server are not affected; try "
              "again, or reload the page. The details are in the server's log.", icon=":material/error:")
 
@@ -52,7 +52,7 @@ def guarded(where: str):
             try:
                 return panel(*args, **kwargs)
             except Exception as exc:
-                unexpected_error(exc, where)
+                unexpected_error(exc, where, part="panel")
         return run
     return wrap
 

@@ -211,7 +211,7 @@ def headline(prediction) -> Headline:
         share = f"{100 * prediction.probabilities[top]:.0f}%"
         covid_line += (f"; the model finds {MORE_PROBABLE_WORDS.get(top, top)} more probable ({share})"
                        if prediction.covid_positive else f"; the network still ranks COVID-19 first ({share})")
-    return Headline(title, covid_line, "abnormal" if abnormal and not prediction.covid_positive else word)
+    return Headline(title, covid_line, "abnormal" if abnormal else word)  # a positive verdict's call is COVID-19
 
 
 NOT_VALIDATED_REASON = (

@@ -73,11 +73,12 @@ SITE_COLUMNS = ["site", "site_covid_score", "site_threshold"]
 
 
 def _site_cells(clf, p) -> list:
-    """The site columns of a scored film: the site's name, and the score and threshold its verdict was decided with."""
+    """The site columns of a film: the site's name, and the score and threshold its verdict was decided with (empty
+    for a film that could not be scored, ``p`` None)."""
     if clf.site is None:
         return []
-    return [clf.site.name, "" if p.covid_probability is None else f"{p.covid_probability:.6f}",
-            "" if p.threshold is None else f"{p.threshold:.6f}"]
+    return [clf.site.name, "" if p is None or p.covid_probability is None else f"{p.covid_probability:.6f}",
+            "" if p is None or p.threshold is None else f"{p.threshold:.6f}"]
 
 
 def main(args: argparse.Namespace) -> int:
@@ -114,8 +115,7 @@ def main(args: argparse.Namespace) -> int:
                 writer.writerow([r.name, "" if p is None else ("positive" if p.covid_positive else "negative")])
                 continue
             if p is None:
-                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error,
-                                 *([clf.site.name, "", ""] if clf.site is not None else [])])
+                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *_site_cells(clf, p)])
             else:
                 writer.writerow([r.name, p.call, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
                                  "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *_site_cells(clf, p)])
