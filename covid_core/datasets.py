@@ -425,6 +425,22 @@ def require_training_films(table: pd.DataFrame) -> None:
                            "put the films in train/<class>/ folders (and the films to test on in test/<class>/)")
 
 
+def check_training_data(root: str | Path, layout: str = "auto", target: str | None = None,
+                        holdout_source: str = "") -> None:
+    """Refuse, before a run folder is made or a process started, a folder one cannot train on: missing, not a data
+    set, or without TRAIN films (for ``target``, once ``holdout_source`` is left out; ``target`` None for the
+    denoiser, which uses every TRAIN film)."""
+    dataset = load_dataset(root, layout)
+    require_training_films(dataset.table)  # none at all (an evaluation set): say how to lay them out
+    table, usable = dataset.table, ""
+    if target is not None:  # a source that is not there to leave out is named now, not in the run's log
+        table = without_source_in_training(dataset.for_target(target), holdout_source)
+        usable = f" usable for target {target!r}" + (
+            f" once source {holdout_source!r} is left out" if holdout_source else "")
+    if not (table["split"] == "train").any():
+        raise ConfigError(f"{root} has no training images{usable}")
+
+
 def split_validation(table: pd.DataFrame, fraction: float = 0.15, seed: int = 0, by: str = "finding") -> pd.DataFrame:
     """Move about ``fraction`` of the train rows to split "val", stratified by column ``by`` and grouped by
     patient (no patient in both train and val). ``by`` falls back to ``label`` where the table has no ``finding``.

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .datasets import check_training_data
 from .errors import ConfigError
 from .formatting import code_span, markdown_plain
 from .runs import RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
@@ -151,26 +152,12 @@ def max_active_jobs() -> int:
     return max(1, torch.cuda.device_count())
 
 
-def check_training_data(config: TrainConfig, task: str) -> None:
-    """Refuse, before a process starts, a folder that is not a data set this task can train on."""
-    from .datasets import load_dataset, require_training_films, without_source_in_training
-
-    dataset = load_dataset(config.data, config.layout)
-    require_training_films(dataset.table)  # none at all (an evaluation set): say how to lay them out
-    table, usable = dataset.table, ""
-    if task == "classify":  # a source that is not there to leave out is named now, not in the run's log
-        table = without_source_in_training(dataset.for_target(config.target), config.holdout_source)
-        usable = f" usable for target {config.target!r}" + (
-            f" once source {config.holdout_source!r} is left out" if config.holdout_source else "")
-    if not (table["split"] == "train").any():
-        raise ConfigError(f"{config.data} has no training images{usable}")
-
-
 def _start(config: TrainConfig, task: str, runs_dir) -> Job:
     if not config.data or not Path(config.data).expanduser().is_dir():
         raise ConfigError(f"data folder {config.data!r} does not exist; give the folder that holds the data set")
     config.data = str(Path(config.data).expanduser().resolve())
-    check_training_data(config, task)
+    check_training_data(config.data, config.layout, config.target if task == "classify" else None,
+                        config.holdout_source if task == "classify" else "")
     root = Path(runs_dir or config.runs_dir or default_runs_dir()).resolve()
     limit = max_active_jobs()
     active = [j.run_id for j in list_jobs(root) if j.active] if root.is_dir() else []

@@ -12,7 +12,7 @@ import re
 import secrets
 import shutil
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,11 +241,17 @@ def stop_on_sigterm():
     return lambda: stopped["flag"]
 
 
-def run_from_command_line(train, config, args, describe) -> int:
-    """A trainer (``run`` or ``run_dae``) started by train.py: the config validated unless resuming, one line
+def run_from_command_line(train, config, args, describe, check_data) -> int:
+    """A trainer (``run`` or ``run_dae``) started by train.py: unless resuming, the config validated and the data
+    checked (``check_data()``) before a run folder is made, so a wrong folder leaves no failed run behind; one line
     per epoch (``describe(row)``), a clean stop on SIGTERM, the best checkpoint's path at the end."""
     if not args.resume:
         config.validate()
+        # The Train page makes a run's folder (its log, its launch facts) before the run starts: that folder is
+        # told why the run could not start. From the command line, no folder is made for such a run.
+        made = Path(config.runs_dir or default_runs_dir()) / check_run_id(config.run_id) if config.run_id else None
+        with RunDir(made).failure_recorded() if made and made.is_dir() else nullcontext():
+            check_data()
     best = train(config, on_epoch=lambda row: print(describe(row), flush=True), should_stop=stop_on_sigterm(),
                  progress=not args.quiet, resume=args.resume)
     print(f"best checkpoint: {best}")

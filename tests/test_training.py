@@ -256,12 +256,22 @@ def test_training_stops_at_an_unreadable_film_unless_asked_to_leave_it_out(folde
 def test_cli_bad_input_is_one_line(tmp_path):
     r = _cli("-m", "covid_core", "evaluate", "--model", str(tmp_path / "none.pt"), "--data", str(tmp_path))
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "does not exist" in r.stderr
+    evaluation_set = tmp_path / "hospital"  # class folders alone: films to test on, none to train on
+    (evaluation_set / "normal").mkdir(parents=True)
+    (evaluation_set / "normal" / "a.png").write_bytes(b"not read: the layout alone has no training films")
     for task in ("classify", "denoise"):
+        for data, message in ((tmp_path / "missing", "does not exist"), (evaluation_set, "no training films")):
+            # from the command line: one line, and no run folder left behind for a run that never started
+            r = _cli("train.py", "--task", task, "--data", str(data), "--model", "cnn",
+                     "--runs-dir", str(tmp_path / "runs"), "--run-id", f"cli-{task}")
+            assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+            assert not (tmp_path / "runs" / f"cli-{task}").exists()
+        # a folder the Train page made for the run says why it failed, instead of "stopped, resume it"
+        (tmp_path / "runs" / f"page-{task}").mkdir(parents=True)
         r = _cli("train.py", "--task", task, "--data", str(tmp_path / "missing"), "--model", "cnn",
-                 "--runs-dir", str(tmp_path / "runs"), "--run-id", f"bad-{task}")
-        assert r.returncode == 2 and "does not exist" in r.stderr and "Traceback" not in r.stderr
-        # the run folder says why it failed; the Train page shows that instead of "stopped, resume it"
-        job = read_job(tmp_path / "runs" / f"bad-{task}")
+                 "--runs-dir", str(tmp_path / "runs"), "--run-id", f"page-{task}")
+        assert r.returncode == 2 and "does not exist" in r.stderr
+        job = read_job(tmp_path / "runs" / f"page-{task}")
         assert job.state == "failed" and "does not exist" in job.status["error"]
 
 

@@ -21,6 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..datasets import check_training_data
     from ..errors import ConfigError
     from ..flags import config_values
     from ..runs import run_from_command_line
@@ -36,4 +37,5 @@ def main(args: argparse.Namespace) -> int:
     return run_from_command_line(run, config, args, lambda row: (
         f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, val accuracy {row['val_accuracy']:.3f}, "
         f"val macro AUC {row['val_macro_auc'] if row['val_macro_auc'] is None else round(row['val_macro_auc'], 4)}, "
-        f"{row['images_per_s']:.1f} img/s{' (best)' if row['best'] else ''}"))
+        f"{row['images_per_s']:.1f} img/s{' (best)' if row['best'] else ''}"),
+        lambda: check_training_data(config.data, config.layout, config.target, config.holdout_source))

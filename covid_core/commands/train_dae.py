@@ -30,6 +30,7 @@ def _command_line() -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from ..datasets import check_training_data
     from ..errors import ConfigError
     from ..denoise.training import DAE_FLAGS, DAE_RUN_FLAGS, DAETrainConfig, run_dae
     from ..flags import config_values
@@ -43,4 +44,5 @@ def main(args: argparse.Namespace) -> int:
     return run_from_command_line(run_dae, config, args, lambda row: (
         f"epoch {row['epoch']}: train loss {row['train_loss']:.5f}, val PSNR gaussian:25 "
         f"{row['val_psnr_gaussian:25']:.2f} dB, poisson:30 {row['val_psnr_poisson:30']:.2f} dB, "
-        f"{row['images_per_s']:.0f} crops/s{' (best)' if row['best'] else ''}"))
+        f"{row['images_per_s']:.0f} crops/s{' (best)' if row['best'] else ''}"),
+        lambda: check_training_data(config.data, config.layout))
