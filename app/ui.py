@@ -116,6 +116,14 @@ def case_key(entry: CatalogEntry, classifier) -> str:
     return f"{entry.path}:{entry.fingerprint}:{site}:{verdict_needs_site(classifier)}"
 
 
+@st.cache_resource
+def validation_jobs():
+    """The server's site validations (covid_core.site_job.ValidationJobs), shared by every session."""
+    from covid_core.site_job import ValidationJobs
+
+    return ValidationJobs()
+
+
 @st.cache_resource(show_spinner="Loading the denoising autoencoder...", max_entries=2)
 def cached_dae(path: str, mtime_ns: int):
     from covid_core.denoise import load_dae

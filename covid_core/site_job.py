@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 
-from .errors import CovidCoreError
+from .errors import ConfigError, CovidCoreError
 from .site import validate_site_with_films
 from .site_file import are_verdict_counts, is_whole, poor_figures, unsettled_figures
 from .stored_values import section, share
@@ -21,6 +22,7 @@ class ValidationJob:
 
     def __init__(self, classifier, folder, *, model: str, name: str, target: float, cleanup: str | None = None):
         self.model, self.done, self.total, self.report, self.films, self.error = model, 0, 0, None, None, None
+        self.name, self.started = name, time.time()
         self.thread = threading.Thread(target=self._run, args=(classifier, folder, name, target, cleanup),
                                        daemon=True)
         self.thread.start()
@@ -43,6 +45,33 @@ class ValidationJob:
         finally:
             if cleanup:
                 shutil.rmtree(cleanup, ignore_errors=True)
+
+
+class ValidationJobs:
+    """The server's site validations, shared by every page and browser tab: one runs at a time (each keeps the CPU
+    busy for minutes), and the newest of each model stays here, running or finished, so that a reloaded page or
+    another tab shows its progress, then its report, instead of losing it and starting it again."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._newest: dict[str, ValidationJob] = {}
+
+    def start(self, classifier, folder, *, model: str, name: str, target: float,
+              cleanup: str | None = None) -> ValidationJob:
+        """A new :class:`ValidationJob`; ConfigError (nothing started) while another validation runs."""
+        with self._lock:
+            running = next((job for job in self._newest.values() if job.running), None)
+            if running is not None:
+                scored = f"{running.done} of {running.total} films scored" if running.total else "starting"
+                raise ConfigError(f"the validation of site {running.name!r} is still running ({scored}); one "
+                                  "validation runs at a time on this server: wait for it to finish")
+            job = self._newest[model] = ValidationJob(classifier, folder, model=model, name=name, target=target,
+                                                      cleanup=cleanup)
+            return job
+
+    def newest(self, model: str) -> ValidationJob | None:
+        """The newest validation of ``model`` (its checkpoint's path), running or finished, or None."""
+        return self._newest.get(model)
 
 
 SWAPPED_AUC = 0.25  # a shipped AUC this far below chance on labelled films: the labels are probably swapped

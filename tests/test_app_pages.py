@@ -554,26 +554,74 @@ def test_the_validate_page_names_the_active_site_file_and_where_to_see_or_retire
                                   "and the button that retires it are on the Models page") for c in at.caption)
 
 
-def _validate_page_with_report(env, figures: dict, skipped: list[str]):
-    """The Validate page showing a finished validation of St Elsewhere whose figures (before and after adaptation)
-    are ``figures``."""
+def _site_report(figures: dict, skipped: list[str]):
+    """(report, per-film table) of a finished validation of St Elsewhere whose figures (before and after adaptation)
+    are ``figures``, as :func:`covid_core.site.validate_site_with_films` returns them."""
     import pandas as pd
 
     report = {"site": "St Elsewhere", "films_used": 24, "counts": {"normal": 12, "covid19": 12}, "problems": [],
               "adapted": [], "skipped": skipped, "before": figures, "after": figures}
     films = pd.DataFrame({"file": ["covid19/a.png"], "label": ["covid19"], "verdict (after adaptation)": ["negative"],
                           "right (after adaptation)": ["no"]})
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
-    at.session_state["site_report"] = (str(env / "weights" / "tiny_cnn.pt"), report, films)
-    at.switch_page("views/validate.py").run()
-    assert not at.exception, at.exception
-    return at
+    return report, films
 
 
-def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_on_purpose(env):
+def _validate_page_with_report(env, monkeypatch, figures: dict, skipped: list[str]):
+    """The Validate page showing a finished validation (:func:`_site_report`), made through its form."""
+    from app_helpers import make_site_folder
+
+    monkeypatch.setattr("covid_core.site_job.validate_site_with_films",
+                        lambda *a, **k: _site_report(figures, skipped))
+    at = page("validate")
+    at.text_input(key="site_folder").set_value(str(make_site_folder(env / "hospital", per_class=1)))
+    at.button[0].click().run()
+    return _wait_for_site_report(at)
+
+
+def test_a_running_validation_is_found_again_by_a_reloaded_page_and_a_second_one_waits_for_it(env, monkeypatch):
+    """A validation takes minutes: a page reloaded meanwhile (a new session), or another tab, shows its progress and
+    then its report, and a second validation is refused while it runs, instead of both sharing the CPU."""
+    import threading
+
+    from app_helpers import make_site_folder
+
+    release = threading.Event()
+
+    def validating(classifier, folder, *, name, target_sensitivity, on_progress):
+        on_progress(3, 24)
+        assert release.wait(60)
+        return _site_report({"sensitivity": {"value": 0.9}, "specificity": {"value": 0.9}}, [])
+
+    monkeypatch.setattr("covid_core.site_job.validate_site_with_films", validating)
+    site = make_site_folder(env / "hospital", per_class=1)
+    first = page("validate")
+    first.text_input(key="site_folder").set_value(str(site))
+    first.text_input(key="site_name").set_value("St Elsewhere")
+    first.button[0].click().run()
+    try:
+        reloaded = page("validate")
+        [bar] = reloaded.get("progress")
+        assert bar.proto.text.startswith("Scoring your films: 3 of 24")
+        reloaded.text_input(key="site_folder").set_value(str(site))
+        reloaded.button[0].click().run()
+        assert not reloaded.exception, reloaded.exception
+        assert any("the validation of site 'St Elsewhere' is still running (3 of 24 films scored)" in e.value
+                   for e in reloaded.error)
+    finally:
+        release.set()
+    _wait_for_site_report(reloaded.run())  # the page again, without the refused click's message
+    assert "St Elsewhere: 24 films" in " ".join(h.value for h in reloaded.subheader)
+    assert any(c.value.startswith("The newest validation of this model: site `St Elsewhere`, started ")
+               for c in reloaded.caption)
+    _wait_for_site_report(first)  # the tab that started it sees the same report
+    assert "St Elsewhere: 24 films" in " ".join(h.value for h in first.subheader)
+
+
+def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_on_purpose(env, monkeypatch):
     """Sensitivity 88% on 8 COVID-19 films (interval from 53%): not poor, but not a confirmation either."""
     few, good = {"value": 0.875, "low": 0.53, "high": 0.98}, {"value": 0.9, "low": 0.8, "high": 0.96}
-    at = _validate_page_with_report(env, {"sensitivity": few, "specificity": good, "auc": {"value": 0.93}}, [])
+    at = _validate_page_with_report(env, monkeypatch, {"sensitivity": few, "specificity": good,
+                                                       "auc": {"value": 0.93}}, [])
     assert any(w.value.startswith("Your films are too few to confirm this model here: its sensitivity of 88% could "
                                   "be as low as 53%") for w in at.warning)
     assert at.button(key="site_activate").disabled
@@ -581,10 +629,10 @@ def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_o
     assert not at.button(key="site_activate").disabled
 
 
-def test_a_site_where_the_model_does_poorly_is_made_active_only_on_purpose(env):
+def test_a_site_where_the_model_does_poorly_is_made_active_only_on_purpose(env, monkeypatch):
     """The warning stands before the activation button, which stays disabled until the user says "anyway"."""
     poor = {"value": 0.5, "low": 0.3, "high": 0.7}
-    at = _validate_page_with_report(env, {"sensitivity": poor, "specificity": poor, "auc": {"value": 0.55}},
+    at = _validate_page_with_report(env, monkeypatch, {"sensitivity": poor, "specificity": poor, "auc": {"value": 0.55}},
                                     ["operating point: neither ..."])
     assert any("often wrong" in w.value and "AUC of 0.55" in w.value for w in at.warning)
     assert at.button(key="site_activate").disabled

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -50,7 +51,8 @@ with st.form("site_form"):
     target = c2.slider("COVID-19 sensitivity to aim for", 0.70, 0.98, 0.90, 0.01, key="site_target")
     go_validate = st.form_submit_button("Validate", type="primary", icon=":material/fact_check:")
 
-if go_validate and not getattr(st.session_state.get("site_job"), "running", False):
+jobs = ui.validation_jobs()  # the server's: a reloaded page or another tab finds a validation where it left it
+if go_validate:
     unpacked = None
     try:
         if zipped is not None:
@@ -65,17 +67,15 @@ if go_validate and not getattr(st.session_state.get("site_job"), "running", Fals
         else:
             path = check_data_folder(folder)
             label = path.name
+        shipped = ui.cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)  # no site file applied
+        jobs.start(shipped, path, model=str(entry.path), name=name.strip() or label, target=float(target),
+                   cleanup=unpacked)
     except CovidCoreError as exc:
         if unpacked:
             shutil.rmtree(unpacked, ignore_errors=True)
         st.error(f"Not validated: {ui.plain(exc)}", icon=":material/block:")
-    else:
-        shipped = ui.cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)  # no site file applied
-        job = ValidationJob(shipped, path, model=str(entry.path), name=name.strip() or label, target=float(target),
-                            cleanup=unpacked)
-        st.session_state["site_job"] = job
 
-job = st.session_state.get("site_job")
+job = jobs.newest(str(entry.path))
 if job is not None and job.running:
     @st.fragment(run_every=1)
     @ui.guarded("the validation progress panel")
@@ -90,20 +90,18 @@ if job is not None and job.running:
     progress()
     st.stop()
 if job is not None:
-    del st.session_state["site_job"]
-    if job.error:
-        st.error(f"Not validated: {ui.plain(job.error)}", icon=":material/block:")
-    else:
-        st.session_state["site_report"] = (job.model, job.report, job.films)
-
-saved = st.session_state.get("site_report")
-if not saved or saved[0] != str(entry.path):
+    st.caption(f"The newest validation of this model: site {code_span(job.name)}, started "
+               f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(job.started))}. It stays on this page, for everyone "
+               "using this server, until the next validation of this model.")
+if job is not None and job.error:
+    st.error(f"Not validated: {ui.plain(job.error)}", icon=":material/block:")
+if job is None or job.error:
     active = site_file_for(entry.path)
     st.caption(f"Active site file for this model: {code_span(active.name)}. Its figures, its history and the button "
                "that retires it are on the Models page." if active else
                "This model has no active site file: Diagnose says it is not validated at your hospital.")
     st.stop()
-report, films = saved[1], saved[2]
+report, films = job.report, job.films
 
 
 st.subheader(f"{report['site']}: {films_used_text(report)}")
