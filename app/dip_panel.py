@@ -22,7 +22,7 @@ def dip_section(noisy: np.ndarray, reference: np.ndarray | None, label: str, max
     # As wide as its label: in a 1 : 5 column pair it was cut to "Ru..." in a 1024 px window.
     if st.button("Run DIP", type="primary", icon=":material/play_arrow:", key="dn_dip_start",
                  disabled=job is not None and job.running):
-        jobs.start(input_key, DipJob(noisy, max_iters, budget, reference, label))
+        jobs.start(input_key, DipJob(noisy, max_iters, budget, reference, label, watched=ui.page_watch()))
 
     def dip_image(img: np.ndarray, caption: str) -> None:
         """The DIP image at the size of the grid's images above."""

@@ -116,6 +116,19 @@ def case_key(entry: CatalogEntry, classifier) -> str:
     return f"{entry.path}:{entry.fingerprint}:{site}:{verdict_needs_site(classifier)}"
 
 
+def page_watch():
+    """A check, safe to call from any thread, that this browser page (its session) is still connected; None outside
+    a running server (a test's AppTest)."""
+    from streamlit.runtime import Runtime, exists
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or not exists():
+        return None
+    runtime, session = Runtime.instance(), ctx.session_id
+    return lambda: runtime.is_active_session(session)
+
+
 @st.cache_resource
 def validation_jobs():
     """The server's site validations (covid_core.site_job.ValidationJobs), shared by every session."""

@@ -244,3 +244,38 @@ def test_cli_unknown_method_lists_choices(tmp_path, capsys):
         cli_main(["denoise", "--method", "wiener", "a.png", "b.png"])
     assert exc.value.code == 2
     assert "invalid choice: 'wiener'" in capsys.readouterr().err
+
+
+def test_a_dip_run_whose_page_is_gone_cancels_itself_and_a_short_break_does_not(monkeypatch):
+    """A closed or reloaded page leaves its DIP thread behind; it must not keep the CPU for up to its budget."""
+    import time
+    from types import SimpleNamespace
+
+    import covid_core.denoise as dn
+    from covid_core.denoise import dip_job
+
+    def endless_dip(image, *, on_progress, **settings):
+        for it in range(1, 100_000):
+            if on_progress(it, 0.1, None) is False:
+                return SimpleNamespace(iterations=it, stopped_reason="cancelled")
+            time.sleep(0.01)
+
+    monkeypatch.setattr(dn, "run_dip", endless_dip)
+    monkeypatch.setattr(dip_job, "ABANDONED_AFTER_S", 0.5)
+    page = {"open": True}
+    job = dip_job.DipJob(np.zeros((8, 8), np.float32), 100_000, 600, None, "x.png", watched=lambda: page["open"])
+    job.thread.start()
+    try:
+        time.sleep(0.3)
+        page["open"] = False  # a break shorter than ABANDONED_AFTER_S: the run goes on
+        time.sleep(0.2)
+        page["open"] = True
+        time.sleep(0.6)
+        assert job.running and not job.cancelled
+        page["open"] = False
+        gone = time.monotonic()
+        job.thread.join(10)
+        assert not job.running and time.monotonic() - gone >= 0.5
+        assert job.cancelled and job.cancel_reason == "the page that started it was closed"
+    finally:
+        job.cancel()

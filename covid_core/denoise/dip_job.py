@@ -8,8 +8,13 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from typing import Callable
 
 import numpy as np
+
+#: A run whose page has been gone this long (closed or reloaded: its session no longer connected) is cancelled, so
+#: that nobody's CPU goes to a result nobody will see; a shorter break in the connection does not end it.
+ABANDONED_AFTER_S = 15.0
 
 
 def input_digest(noisy: np.ndarray, reference: np.ndarray | None) -> str:
@@ -32,13 +37,16 @@ class DipJob:
     """State shared between the DIP thread and the page (plain attributes; no streamlit calls in the thread).
 
     ``label`` says which input it runs on (file, working size, noise); ``cancel_reason`` why it was cancelled.
+    ``watched()``, called from the run's thread, says whether the page that started it is still open (None: always
+    taken as open); a run unwatched for ABANDONED_AFTER_S seconds cancels itself.
     """
 
-    def __init__(self, image: np.ndarray, max_iters: int, budget: float, clean: np.ndarray | None, label: str):
-        self.max_iters, self.budget, self.label = max_iters, budget, label
+    def __init__(self, image: np.ndarray, max_iters: int, budget: float, clean: np.ndarray | None, label: str,
+                 watched: Callable[[], bool] | None = None):
+        self.max_iters, self.budget, self.label, self.watched = max_iters, budget, label, watched
         self.iteration, self.loss, self.preview = 0, None, None
         self.result, self.error, self.cancelled, self.cancel_reason = None, None, False, ""
-        self.started = time.time()
+        self.started, self._unwatched_since = time.time(), None
         self.thread = threading.Thread(target=self._run, args=(image, max_iters, budget, clean), daemon=True)
 
     def cancel(self, reason: str = "") -> None:
@@ -48,6 +56,13 @@ class DipJob:
         self.iteration, self.loss = iteration, loss
         if preview is not None:
             self.preview = preview
+        if self.watched is not None and not self.watched():
+            now = time.monotonic()
+            self._unwatched_since = self._unwatched_since or now
+            if now - self._unwatched_since >= ABANDONED_AFTER_S:
+                self.cancel("the page that started it was closed")
+        else:
+            self._unwatched_since = None
         return not self.cancelled
 
     def _run(self, image, max_iters, budget, clean):
