@@ -9,6 +9,7 @@ import streamlit as st
 import ui
 from covid_core import jobs
 from covid_core.formatting import fixed
+from covid_core.model_catalog import diagnose_offer
 from covid_core.model_charts import training_curves
 from covid_core.runs import RunDir
 
@@ -45,7 +46,7 @@ def show_job(job: jobs.Job) -> None:
             m[2].metric("TEST sensitivity (COVID)", ui.pct(test["sensitivity"]))
             m[3].metric("TEST specificity (COVID)", ui.pct(test["specificity"]))
             if job.state == "finished" and job.task == "classify":
-                st.caption("This model is now selectable on the **Diagnose** page.")
+                st.caption(diagnose_offer(job.path / "best.pt", ui.catalog()))
         log = jobs.tail_log(job, 30)
         if log:
             with st.expander("Log (last 30 lines)", expanded=job.active):

@@ -68,10 +68,11 @@ class Job:
         """The run's main settings in one line, e.g. "resnet18 · target 3class · 12 epochs · batch 32 · ..."."""
         c = {k: markdown_plain(v) for k, v in self.config.items()}  # Markdown: the run folder's words as they are
         data = code_span(self.config.get("data"))
+        epochs = f"{c.get('epochs')} epoch{'' if c.get('epochs') == '1' else 's'}"
         if self.task == "denoise":
-            return (f"denoiser · {c.get('epochs')} epochs of {c.get('steps_per_epoch')} steps · batch "
+            return (f"denoiser · {epochs} of {c.get('steps_per_epoch')} steps · batch "
                     f"{c.get('batch_size')} · lr {c.get('lr')} · data {data}")
-        return (f"{c.get('model', '')} · target {c.get('target', '')} · {c.get('epochs')} epochs · batch "
+        return (f"{c.get('model', '')} · target {c.get('target', '')} · {epochs} · batch "
                 f"{c.get('batch_size')} · lr {c.get('lr')} · data {data}")
 
     def progress_text(self) -> str:

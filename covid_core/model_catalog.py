@@ -224,6 +224,23 @@ def trial_reason(entry: CatalogEntry, classifiers: list[CatalogEntry]) -> str | 
     return None
 
 
+def diagnose_offer(checkpoint: str | Path, entries: list[CatalogEntry]) -> str:
+    """Where a finished run's ``checkpoint`` stands on the Diagnose page, in words (Markdown, its own text escaped):
+    offered, offered in research mode only and why (:func:`trial_reason`), or not usable and why."""
+    from .formatting import markdown_plain
+
+    path = Path(checkpoint).resolve()
+    entry = next((e for e in entries if Path(e.path).resolve() == path), None)
+    if entry is None:
+        return "This run's model is not in the list the **Diagnose** page offers (its checkpoint could not be found)."
+    if not entry.usable:
+        return f"This run's model cannot be used on the **Diagnose** page: {markdown_plain(entry.reason)}."
+    reason = trial_reason(entry, [e for e in entries if e.usable and e.kind == "classifier"])
+    if reason:
+        return f"The **Diagnose** page offers this model in research mode only: {reason}."
+    return "This model is now selectable on the **Diagnose** page."
+
+
 def source_confounds(per_source: dict, min_share: float = 0.8) -> list[str]:
     """Warnings for sources whose TEST images are (nearly) all one class.
 

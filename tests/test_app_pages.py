@@ -47,6 +47,7 @@ def test_a_failed_runs_error_is_shown_as_it_is_not_as_markdown(env):
     assert error not in [e.value for e in at.error]
     [settings] = [c.value for c in at.caption if "target 3class" in c.value]
     assert settings.startswith(markdown_plain("![cnn](http://evil.example/m.png)") + " · ") and settings.endswith(f"data `` {data} ``")
+    assert " · 1 epoch · " in settings  # not "1 epochs"
 
 
 def test_train_refuses_bad_values_and_lists_runs(env):
@@ -153,12 +154,23 @@ def test_diagnose_offers_trial_and_weaker_runs_only_in_research_mode(env):
         run.mkdir(parents=True)
         atomic_save(ckpt, run / "best.pt")
         (run / "status.json").write_text(json.dumps({"state": "finished", "epoch": 1, "epochs": 1}))
+        (run / "result.json").write_text(json.dumps({"metrics": {"test": {"accuracy": 0.8, "macro_auc": auc}}}))
     at = page("diagnose")
     offered = at.selectbox(key="diag_model").options
     assert len(offered) == 2 and not [o for o in offered if "trial" in o or "weaker" in o], offered
     assert any(c.value.startswith("2 trial or weaker model(s) hidden") for c in at.sidebar.caption)
     at.toggle(key="diag_research").set_value(True).run()
     assert len(at.selectbox(key="diag_model").options) == 4
+    # the Train page says the same of each finished run, not "selectable on the Diagnose page" for every one
+    at.switch_page("views/train.py").run()
+    assert not at.exception, at.exception
+    said = {run_id: [c.value for e in at.expander if run_id in e.label for c in e.caption if "Diagnose" in c.value]
+            for run_id in ("better", "trial", "weaker")}
+    assert said["better"] == ["This model is now selectable on the **Diagnose** page."]
+    assert said["trial"] == ["The **Diagnose** page offers this model in research mode only: a trial run on at most "
+                             "10 images per split."]
+    assert said["weaker"] == ["The **Diagnose** page offers this model in research mode only: TEST macro AUC 0.500, "
+                              "below the shipped models' (0.900)."]
 
 
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
