@@ -6,14 +6,25 @@ from .formatting import pct as _pct
 from .training_data import training_data
 
 
-def overview_row(entry) -> dict:
-    """One catalog entry (:class:`~covid_core.model_catalog.CatalogEntry`) as a row of the overview table: seven
-    narrow columns, so that the table fits a 1024 px window (fingerprint and size are in :func:`model_facts`, why a
-    checkpoint cannot be used in :func:`unusable_reasons`)."""
+def overview_rows(entries) -> list[dict]:
+    """The catalog's entries (:class:`~covid_core.model_catalog.CatalogEntry`) as the overview table's rows."""
+    from .model_catalog import trial_reason
+
+    classifiers = [e for e in entries if e.usable and e.kind == "classifier"]
+    return [overview_row(e, held_back=e.usable and e.kind == "classifier" and trial_reason(e, classifiers) is not None)
+            for e in entries]
+
+
+def overview_row(entry, held_back: bool = False) -> dict:
+    """One catalog entry as a row of the overview table: seven narrow columns, so that the table fits a 1024 px
+    window (fingerprint and size are in :func:`model_facts`, why a checkpoint cannot be used in
+    :func:`unusable_reasons`). ``held_back``: a classifier Diagnose offers in research mode only."""
     test = (entry.metadata.get("metrics") or {}).get("test") or {}
     at_threshold = (entry.metadata.get("threshold") or {}).get("test") or {}
     # A denoiser is not a classifier, but it is not broken either: say where it is used, not what is "wrong".
     used_on = "Diagnose" if entry.usable else ("Denoise" if entry.kind == "denoiser" else None)
+    if used_on == "Diagnose" and held_back:
+        used_on = "Diagnose (research mode)"
     model = " ".join(str(v) for v in (entry.metadata.get("model_name"), entry.metadata.get("target")) if v)
     return {"checkpoint": entry.label, "used on": used_on or "unusable", "model": model or entry.kind,
             "AUC": test.get("macro_auc"), "accuracy": test.get("accuracy"),

@@ -171,6 +171,11 @@ def test_diagnose_offers_trial_and_weaker_runs_only_in_research_mode(env):
                              "10 images per split."]
     assert said["weaker"] == ["The **Diagnose** page offers this model in research mode only: TEST macro AUC 0.500, "
                               "below the shipped models' (0.900)."]
+    at.switch_page("views/models.py").run()
+    used_on = at.dataframe[0].value.set_index("checkpoint")["used on"]
+    assert [used_on[f"run 20250101-000000-cnn-{run_id}"] for run_id in ("better", "trial", "weaker")] == [
+        "Diagnose", "Diagnose (research mode)", "Diagnose (research mode)"]
+    assert used_on["tiny_cnn.pt"] == "Diagnose"
 
 
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):

@@ -14,7 +14,7 @@ from covid_core.formatting import fixed, pct
 from covid_core.goals import MET_WORDS, goal_rows, new_hospital_caption, test_set_limit
 from covid_core.model_catalog import source_confounds, weights_dir
 from covid_core.model_charts import confusion_figure, roc_figure
-from covid_core.model_summary import (measured_limits, model_facts, overview_row, per_source_rows,
+from covid_core.model_summary import (measured_limits, model_facts, overview_rows, per_source_rows,
                                       unusable_reasons)
 from covid_core.targets import COVID_CLASS
 
@@ -25,7 +25,7 @@ if not entries:
     st.stop()
 
 threshold_help = "On TEST at the COVID-19 operating threshold chosen on VALIDATION"
-st.dataframe(pd.DataFrame([overview_row(e) for e in entries]), hide_index=True, placeholder="—", column_config={
+st.dataframe(pd.DataFrame(overview_rows(entries)), hide_index=True, placeholder="—", column_config={
     "AUC": st.column_config.NumberColumn(format="%.3f", help="Macro AUC on TEST"),  # a denoiser's: "—"
     "accuracy": st.column_config.NumberColumn(format="%.3f", help="Accuracy on TEST"),
     "COVID sens.": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 sensitivity. {threshold_help}"),
