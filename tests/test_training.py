@@ -145,6 +145,9 @@ def test_train_evaluate_predict_cli(folder_dataset, tmp_path):
     header, row = lines[0].split(","), lines[1].split(",")
     assert row[header.index("covid_verdict")] == "withheld"
     assert "no --site file validates this model" in r.stderr and "44-91%" in r.stderr
+    # and in the CSV itself, for whoever reads only the CSV: why each verdict is withheld
+    assert header[-1] == "withheld_why" and row[-1] == "the model is not validated at this hospital"
+    assert lines[2].endswith(",")  # a file that could not be read has its error, and no verdict to withhold
     r = _cli("-m", "covid_core", "predict", "--model", str(out), str(good), "--unvalidated")
     assert r.returncode == 0 and "no --site file" not in r.stderr
     header, row = (line.split(",") for line in r.stdout.splitlines()[:2])
@@ -152,6 +155,8 @@ def test_train_evaluate_predict_cli(folder_dataset, tmp_path):
     assert verdict in ("positive", "negative", "withheld")
     assert (verdict == "withheld") == (row[header.index("ood_flagged")] == "true")
     assert (verdict != "withheld") == ("covid_verdict unconfirmed: --unvalidated" in r.stderr)
+    assert row[header.index("withheld_why")] == ("" if verdict != "withheld" else
+                                                 "the image is unlike the training X-rays")
 
     r = _cli("-m", "covid_core", "predict", "--model", str(out), str(bad))
     assert r.returncode != 0  # every file failed

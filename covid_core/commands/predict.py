@@ -2,11 +2,13 @@
 
 Writes one row per image: filename (its path in the folder given where file names repeat), label, p_<class>
 for every class, covid_verdict (positive, negative, or withheld when the image is out of distribution or the
-model is not validated at this hospital), ood_flagged, error. A bad file gets its reason in `error`; the others
+model is not validated at this hospital), ood_flagged, error, withheld_why (why a verdict is withheld, in a few
+words: "the model is not validated at this hospital", "the image is unlike the training X-rays", "the image may be
+turned or inverted", ...; empty where a verdict is given). A bad file gets its reason in `error`; the others
 still get predictions. A COVID-19 model gives verdicts only with a --site file from validate-site, or with
 --unvalidated (research use); without either every verdict is withheld and the reason goes to standard error
-(label and probabilities stay the model's raw output). With --site three more columns: site (its name),
-site_covid_score and site_threshold, the score and threshold the verdict was decided with there; where validate-site
+(label and probabilities stay the model's raw output). With --site three more columns before withheld_why: site
+(its name), site_covid_score and site_threshold, the score and threshold the verdict was decided with there; where validate-site
 fitted a head, that score is the head's, not p_covid19.
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
@@ -81,6 +83,13 @@ def _site_cells(clf, p) -> list:
             "" if p is None or p.threshold is None else f"{p.threshold:.6f}"]
 
 
+def _withheld_why(p) -> str:
+    """Why a verdict is withheld, in a few words (the results table's and the headline's reason, without "No
+    verdict: "): "the model is not validated at this hospital", "the image is unlike the training X-rays", ...;
+    "" when a verdict is given."""
+    return p.verdict.removeprefix("No verdict: ") if p.covid_call == "withheld" else ""
+
+
 def main(args: argparse.Namespace) -> int:
     from ..site_file import load_classifier_at_site
     from ..errors import ConfigError
@@ -108,17 +117,18 @@ def main(args: argparse.Namespace) -> int:
             writer.writerow(["filename", "label"])
         else:
             writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged",
-                             "error", *(SITE_COLUMNS if clf.site is not None else [])])
+                             "error", *(SITE_COLUMNS if clf.site is not None else []), "withheld_why"])
         for r in results:
             p = r.prediction
             if args.format == "submission":
                 writer.writerow([r.name, "" if p is None else ("positive" if p.covid_positive else "negative")])
                 continue
             if p is None:
-                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *_site_cells(clf, p)])
+                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *_site_cells(clf, p), ""])
             else:
                 writer.writerow([r.name, p.call, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
-                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *_site_cells(clf, p)])
+                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *_site_cells(clf, p),
+                                 _withheld_why(p)])
     finally:
         if args.out:
             out.close()
