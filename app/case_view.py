@@ -23,7 +23,7 @@ import ui
 from covid_core.decode import apply_window
 from covid_core.report import case_report_html
 from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, operating_threshold, validation_statement,
-                                verdict_limits, withheld_reason)
+                                verdict_caveat, verdict_limits, withheld_reason)
 
 TONES = {"positive": ("#a61e1e", "#ffe3e3"), "abnormal": ("#7a4a00", "#fff3d6"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
@@ -38,10 +38,8 @@ def headline_card(prediction, site) -> None:
     second = f'<div style="font-size:1.05rem;margin-top:0.2rem">{html.escape(h.covid_line)}</div>' if h.covid_line else ""
     confirmed = site is not None and site.confirmed
     border = f"2px solid {color}" if confirmed else f"2px dashed {color}"
-    caveat = ("Unconfirmed: this model has not been validated at your hospital." if site is None else
-              f"Often wrong here: this model did poorly on {site.name}'s own labelled films." if site.poor else
-              f"Unconfirmed: {site.name}'s labelled films are too few to know how often this model is right here.")
-    note = "" if confirmed or h.tone == "withheld" else (
+    caveat = verdict_caveat(prediction, site)
+    note = caveat and (
         f'<div style="font-size:0.9rem;margin-top:0.3rem;font-style:italic">{html.escape(caveat, quote=False)}</div>')
     st.markdown(f'<div style="background:{bg};color:{color};padding:0.8rem 1rem;border-radius:0.5rem;border:{border};'
                 f'margin-bottom:0.6rem"><div style="font-size:1.6rem;font-weight:700">{html.escape(h.title)}</div>'

@@ -19,7 +19,7 @@ from .formatting import pct as _pct
 from .targets import COVID_CLASS
 from .training_data import training_data
 from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold, rate_text,
-                      validation_statement, verdict_limits, withheld_reason)
+                      validation_statement, verdict_caveat, verdict_limits, withheld_reason)
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -67,7 +67,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     esc = html.escape
     thr = operating_threshold(classifier)
     test = thr.get("test") or {}
-    h = headline(prediction)
+    h, caveat = headline(prediction), verdict_caveat(prediction, classifier.site)
     verdict_class = {"positive": "pos", "abnormal": "abn", "negative": "neg"}.get(h.tone, "neutral")
     figures = [("Image", png_data_uri(image))]
     if overlay_rgb is not None:
@@ -130,6 +130,7 @@ body {{ font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width
 .verdict {{ font-size: 1.6rem; font-weight: 700; padding: .6rem 1rem; border-radius: 6px; display: inline-block; }}
 .pos {{ background: #ffe3e3; color: #a61e1e; }} .neg {{ background: #e6f4ea; color: #1e6b34; }}
 .abn {{ background: #fff3d6; color: #7a4a00; }} .neutral {{ background: #eef; }}
+.unsettled {{ border: 2px dashed currentColor; }} .caveat {{ font-size: .9rem; font-weight: 400; font-style: italic; }}
 figure {{ display: inline-block; margin: .5rem; width: 30%; vertical-align: top; }} figure img {{ width: 100%; }}
 figcaption {{ font-size: .85rem; color: #555; text-align: center; }}
 table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: left; padding: .25rem .8rem; border-bottom: 1px solid #ddd; }}
@@ -140,7 +141,8 @@ table {{ border-collapse: collapse; margin: .5rem 0; }} th, td {{ text-align: le
 <p class="notice"><strong>{esc(DISCLAIMER)}</strong></p>
 <h1>Chest X-ray analysis: {esc(name)}</h1>
 <p>Generated {esc(created)}</p>
-<div class="verdict {verdict_class}">{esc(h.title)}</div>
+<div class="verdict {verdict_class}{' unsettled' if caveat else ''}">{esc(h.title)}{
+    f'<div class="caveat">{esc(caveat)}</div>' if caveat else ''}</div>
 {f'<p><strong>{esc(h.covid_line)}</strong></p>' if h.covid_line else ''}
 {warn_html}
 <div>{fig_html}</div>

@@ -214,6 +214,20 @@ def headline(prediction) -> Headline:
     return Headline(title, covid_line, "abnormal" if abnormal else word)  # a positive verdict's call is COVID-19
 
 
+def verdict_caveat(prediction, site) -> str:
+    """The line a verdict carries when it is not settled, or "": a verdict of a model no site file validates here
+    (``site`` None; given only on request, research use), or validated at a site where it did poorly or on too
+    few films to know. The Diagnose card and the case report put it inside the verdict itself, so that a verdict
+    never reads as settled where it is not."""
+    if headline(prediction).tone == "withheld" or (site is not None and site.confirmed):
+        return ""
+    if site is None:
+        return "Unconfirmed: this model has not been validated at your hospital."
+    if site.poor:
+        return f"Often wrong here: this model did poorly on {site.name}'s own labelled films."
+    return f"Unconfirmed: {site.name}'s labelled films are too few to know how often this model is right here."
+
+
 NOT_VALIDATED_REASON = (
     "At hospitals it never saw, this kind of model calls most normal adult films COVID-19: trained without one of its "
     f"hospitals, it gave {UNSEEN_SOURCE_WRONG_VERDICTS} of that hospital's films a wrong COVID-19 positive verdict, "

@@ -83,7 +83,9 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
     positive = _unvalidated(make_checkpoint(tmp_path / "pos.pt", covid_threshold=0.0))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
                             model_label="pos.pt")
-    assert "COVID-19: positive" in html and '<div class="verdict pos">' in html
+    # a verdict no site file confirms says so inside the verdict, as the Diagnose card does, not only further down
+    assert "COVID-19: positive" in html and '<div class="verdict pos unsettled">' in html
+    assert '<div class="caveat">Unconfirmed: this model has not been validated at your hospital.</div>' in html
     assert "<th>TEST PPV at this threshold (this verdict&#x27;s)</th><td>64.3% (9 of 14)</td>" in html
     assert "<th>TEST NPV at this threshold</th><td>93.8% (15 of 16)</td>" in html and "<th>Terms</th>" in html
     assert '<p class="limit">On TEST, 64.3% of the films this model called COVID-19 positive' in html
@@ -92,7 +94,7 @@ def test_report_of_a_positive_verdict_gives_ppv_and_its_limits(tmp_path):
                             model_label="neg.pt")
     assert "COVID-19: negative" in html and "PPV)" not in html  # no positive verdict's limits
     call = predict(negative, img).call  # green only where no pneumonia is seen: a pneumonia is not good news
-    assert f'<div class="verdict {"abn" if call == "pneumonia" else "neg"}">' in html
+    assert f'<div class="verdict {"abn" if call == "pneumonia" else "neg"} unsettled">' in html
     assert '<p class="limit">On TEST, 93.8% of the films called COVID-19 negative had no COVID-19 (NPV)' in html
     assert "Not validated at your hospital" in html
     assert "<th>Site validation</th><td>none: not validated at this hospital</td>" in html
@@ -117,6 +119,12 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
     assert html.count("(PPV, 46 of 65)") == 1  # the validation statement below does not say it again
     assert "<th>Site validation</th><td>St Elsewhere</td>" in html  # which validation was in force
     assert "TEST PPV at this threshold" in html  # the shipped threshold's TEST rates stay among the numbers
+    assert '<div class="verdict pos">' in html and 'class="caveat"' not in html  # confirmed there: settled
+    positive.site = Site(name="St Elsewhere", sensitivity={"value": 0.5}, specificity={"value": 0.5})
+    html = case_report_html(name="x.png", image=img.pixels, prediction=predict(positive, img), classifier=positive,
+                            model_label="pos.pt")
+    assert ('<div class="caveat">Often wrong here: this model did poorly on St Elsewhere&#x27;s own labelled films.'
+            "</div>") in html
     negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.0))
     negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
