@@ -250,6 +250,7 @@ def test_cli_writes_an_overlay_with_the_original_size(tiny_checkpoint, tmp_path,
                             "--unvalidated"], capsys)
     assert code == 0 and ("COVID-19: positive" in stdout or "COVID-19: negative" in stdout)
     assert "No verdict" not in stdout and "validation: Not validated at your hospital" in stdout
+    assert stdout.splitlines()[0].endswith(" - Unconfirmed: this model has not been validated at your hospital.")
     # validated at a site: what the verdict was worth there, and where it was validated, as Diagnose says them
     import json
 
@@ -267,6 +268,7 @@ def test_cli_writes_an_overlay_with_the_original_size(tiny_checkpoint, tmp_path,
     worth = "(PPV, 46 of 65)" if "COVID-19: positive" in stdout else "(NPV, 105 of 109)"
     assert code == 0 and "what the verdict is worth: At St Elsewhere, " in stdout and worth in stdout
     assert "validation: Validated at St Elsewhere: on the 174 of its 190 labelled films" in stdout
+    assert "Unconfirmed" not in stdout.splitlines()[0]  # its films confirm it there
 
 
 @pytest.mark.parametrize("extra, message", [

@@ -53,7 +53,8 @@ def main(args: argparse.Namespace) -> int:
     image, prediction = case.image, case.prediction
     result = explain_case(clf, case, method, args.target_class or prediction.call)
     headline = verdict.headline(prediction)
-    print(headline.title + (f"; {headline.covid_line}" if headline.covid_line else ""))
+    caveat = verdict.verdict_caveat(prediction, clf.site)
+    print(headline.title + (f"; {headline.covid_line}" if headline.covid_line else "") + (f" - {caveat}" if caveat else ""))
     probs = ", ".join(f"{c} {p:.3f}" for c, p in prediction.probabilities.items())
     print(f"prediction: {prediction.label} ({probs})")
     if prediction.covid_positive is not None:
