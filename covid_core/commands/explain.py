@@ -54,7 +54,8 @@ def main(args: argparse.Namespace) -> int:
     result = explain_case(clf, case, method, args.target_class or prediction.call)
     headline = verdict.headline(prediction)
     caveat = verdict.verdict_caveat(prediction, clf.site)
-    print(headline.title + (f"; {headline.covid_line}" if headline.covid_line else "") + (f" - {caveat}" if caveat else ""))
+    print(headline.title + (f"; {headline.covid_line}" if headline.covid_line else "")
+          + (f" - {caveat}" if caveat else ""))
     probs = ", ".join(f"{c} {p:.3f}" for c, p in prediction.probabilities.items())
     print(f"prediction: {prediction.label} ({probs})")
     if prediction.covid_positive is not None:
