@@ -142,6 +142,34 @@ def test_dae_margin_interval_is_paired_by_image():
            "(meets +1.0 dB)" in card
 
 
+def test_a_dae_cards_text_from_its_checkpoint_is_shown_as_it_is_and_odd_values_do_not_stop_it():
+    """A checkpoint from elsewhere writes what it likes into its metadata: the card (Markdown, read in a viewer that
+    renders it) shows it as text, fetches nothing, and skips a benchmark row whose figures are not figures."""
+    from markdown_it import MarkdownIt
+
+    from covid_core.cards.dae import dae_card_markdown
+
+    image = "![seen](http://evil.example/p.png)"
+    rows = [_bench_row("nlm", "gaussian 25", 33.59, 50), _bench_row("dae", "gaussian 25", 34.96, 50),
+            {**_bench_row("bm3d", "gaussian 25", "high", 50)}, ["not", "a", "row"],
+            _bench_row(image, "gaussian 25", 30.0, 50)]
+    ckpt = {"arch": {"channels": image}, "created": "<img src=http://evil.example/c.png>", "hardware": image,
+            "torch_version": image, "epoch": "many", "training_time_s": float("nan"),
+            "train_config": {"sigma_min": image, "crop": 96},
+            "metrics": {"val_psnr": {"gaussian:25": "high", image: 30.0}},
+            "test_benchmark": {"rows": rows, "command": f"python `{image}`", "measured": image}}
+    card = dae_card_markdown(ckpt, "dae.pt")
+    html = MarkdownIt("commonmark").render(card)  # as a Markdown viewer shows it
+    assert "<img" not in html and "<a " not in html and "evil.example" in html
+    assert "<code>&lt;img src=http://evil.example/c.png&gt;</code>" in html
+    assert f"<code>python `{image}`</code>" in html
+    assert "epoch ?" in card and "Training time: ? s" in card and "Gaussian sigma ?-?" in card and "random 96 px" in card
+    assert "| gaussian 25 | nlm | 33.59 |" in card and "| bm3d |" not in card  # the row whose PSNR is a word: left out
+    assert "- gaussian 25: +1.37 dB against nlm on 50 images" in card
+    assert "gaussian 25: ? dB" in card
+    assert "None recorded" in dae_card_markdown({"test_benchmark": {"rows": "x"}}, "dae.pt")
+
+
 def _verdict_metadata(per_source: dict) -> dict:
     per_class = {"covid19": {"support": 60}, "normal": {"support": 114}, "pneumonia": {"support": 163}}
     return {"target": "3class", "metrics": {"test": {"n": 337, "per_class": per_class, "per_source": per_source}},
