@@ -80,6 +80,8 @@ def test_train_py_task_denoise_dispatches_to_the_dae(monkeypatch, tmp_path):
         return tmp_path / "best.pt"
 
     monkeypatch.setattr(training, "run_dae", fake_run)
+    (tmp_path / "train" / "normal").mkdir(parents=True)  # a data set with training films: checked before training
+    (tmp_path / "train" / "normal" / "a.png").write_bytes(b"not decoded by the check")
     assert cli_main(["train", "--task", "denoise", "--data", str(tmp_path), "--epochs", "2", "--quiet"]) == 0
     assert seen["config"].epochs == 2 and seen["config"].image_size == 512
     assert cli_main(["train-dae", "--data", str(tmp_path), "--crop", "48", "--quiet"]) == 0
