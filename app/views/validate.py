@@ -19,7 +19,7 @@ from covid_core.formatting import code_span, counts_text
 from covid_core.model_catalog import activate_site_file, site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
 from covid_core.site_file import MAX_NAME_CHARS
-from covid_core.site_job import ValidationJob, films_used_text
+from covid_core.site_job import films_used_text
 from site_panel import site_figures
 
 SKIPPED_SHOWN = 10  # a zip's skipped members named one by one; the rest counted
