@@ -8,6 +8,7 @@ import streamlit as st
 
 import ui
 from covid_core import jobs
+from covid_core.errors import ConfigError
 from covid_core.formatting import fixed
 from covid_core.model_catalog import diagnose_offer
 from covid_core.model_charts import training_curves
@@ -51,6 +52,17 @@ def show_job(job: jobs.Job) -> None:
         if log:
             with st.expander("Log (last 30 lines)", expanded=job.active):
                 st.code(log, language=None)
+        if not job.active:
+            sure = st.checkbox("Delete this run for good: its folder, checkpoints, log and figures, and any site "
+                               "validation of its model", key=f"delete_ok_{job.run_id}")
+            if st.button("Delete run", key=f"delete_{job.run_id}", icon=":material/delete:", disabled=not sure):
+                try:
+                    jobs.delete(job)
+                except (ConfigError, OSError) as exc:
+                    st.error(f"Not deleted: {ui.plain(exc)}", icon=":material/block:")
+                else:
+                    st.toast(f"Deleted run {job.run_id}.")
+                    st.rerun()
 
 
 @st.fragment(run_every=2)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from pathlib import Path
 from .datasets import check_training_data
 from .errors import ConfigError
 from .formatting import code_span, markdown_plain
-from .runs import RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
+from .runs import RUN_FILES, RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
 from .flags import config_argv
 from .stored_values import finite, whole
 from .training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
@@ -288,6 +289,17 @@ def cancel(job: Job) -> bool:
             except ProcessLookupError:
                 pass
     return sent
+
+
+def delete(job: Job) -> None:
+    """Delete a run's folder for good: its checkpoints, log, figures and any site file beside its model. Refuses
+    (ConfigError) a run that is still going, which must be cancelled first, and a folder that is not a run's."""
+    current = read_job(job.path)
+    if current.active:
+        raise ConfigError(f"run {job.run_id} is still {current.state}; cancel it, then delete it")
+    if not any((job.path / name).exists() for name in RUN_FILES):
+        raise ConfigError(f"{job.path} holds none of a run's files; it was not deleted")
+    shutil.rmtree(job.path)
 
 
 def wait(job: Job, timeout_s: float = 600, poll_s: float = 0.5) -> Job:

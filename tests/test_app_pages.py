@@ -178,6 +178,47 @@ def test_diagnose_offers_trial_and_weaker_runs_only_in_research_mode(env):
     assert used_on["tiny_cnn.pt"] == "Diagnose"
 
 
+def test_a_finished_run_can_be_deleted_on_purpose_and_a_running_one_cannot(env):
+    import subprocess
+    import sys
+
+    from covid_core import jobs
+    from covid_core.errors import ConfigError
+
+    finished = env / "runs" / "20250101-000000-cnn-finish"
+    finished.mkdir(parents=True)
+    (finished / "status.json").write_text(json.dumps({"state": "finished", "epoch": 1, "epochs": 1}))
+    (finished / "best.site.json").write_text("{}")
+    running = env / "runs" / "20250101-000000-cnn-runnin"
+    running.mkdir()
+    # a live process whose command line names the run, as a training run's does
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", running.name])
+    try:
+        (running / "status.json").write_text(json.dumps({"state": "running", "epoch": 1, "epochs": 9,
+                                                         "pid": proc.pid}))
+        at = page("train")
+        keys = {b.key for b in at.button}
+        assert "delete_20250101-000000-cnn-finish" in keys and "delete_20250101-000000-cnn-runnin" not in keys
+        assert at.button(key="delete_20250101-000000-cnn-finish").disabled  # not without saying so first
+        at.checkbox(key="delete_ok_20250101-000000-cnn-finish").check().run()
+        at.button(key="delete_20250101-000000-cnn-finish").click().run()
+        assert not at.exception, at.exception
+        assert not finished.exists() and running.exists()
+        assert not [e for e in at.expander if "cnn-finish" in e.label]
+        with pytest.raises(ConfigError, match="is still running; cancel it, then delete it"):
+            jobs.delete(jobs.read_job(running))
+        assert running.exists()
+    finally:
+        proc.kill()
+        proc.wait()
+    stray = env / "runs" / "not-a-run"
+    stray.mkdir()
+    (stray / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="holds none of a run's files"):
+        jobs.delete(jobs.read_job(stray))
+    assert (stray / "notes.txt").exists()
+
+
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
     """A run folder whose files hold valid JSON of the wrong kind (another version's, or edited by hand) is listed
     as what it is; Diagnose, whose model list reads every run's status, and the Train page still work."""
