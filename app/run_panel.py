@@ -9,10 +9,13 @@ import streamlit as st
 import ui
 from covid_core import jobs
 from covid_core.errors import ConfigError
-from covid_core.formatting import fixed
+from covid_core.formatting import code_span, fixed
 from covid_core.model_catalog import diagnose_offer
 from covid_core.model_charts import training_curves
-from covid_core.runs import RunDir
+from covid_core.runs import RunDir, default_runs_dir
+
+
+RUNS_SHOWN = 30  # the newest runs the panel shows, refreshed every 2 s
 
 
 def show_job(job: jobs.Job) -> None:
@@ -72,7 +75,10 @@ def runs_panel() -> None:
     st.subheader(f"Runs ({len(all_jobs)})")
     if not all_jobs:
         st.caption("No runs yet. Fill in the form above to start one.")
-    for job in all_jobs[:30]:
+    for job in all_jobs[:RUNS_SHOWN]:
         show_job(job)
+    if len(all_jobs) > RUNS_SHOWN:
+        st.caption(f"The newest {RUNS_SHOWN} of {len(all_jobs)} runs are shown; the others are in "
+                   f"{code_span(default_runs_dir().resolve())}.")
     st.caption(f"Updated {time.strftime('%H:%M:%S')}")
 

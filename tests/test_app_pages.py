@@ -219,6 +219,16 @@ def test_a_finished_run_can_be_deleted_on_purpose_and_a_running_one_cannot(env):
     assert (stray / "notes.txt").exists()
 
 
+def test_the_runs_panel_says_when_it_shows_only_the_newest_runs(env):
+    for i in range(32):
+        run = env / "runs" / f"20250101-0000{i:02d}-cnn-aaaaaa"
+        run.mkdir(parents=True)
+        (run / "status.json").write_text(json.dumps({"state": "failed", "epoch": 0, "epochs": 1, "error": "x"}))
+    at = page("train")
+    assert sum("-cnn-aaaaaa" in e.label for e in at.expander) == 30
+    assert any(c.value.startswith("The newest 30 of 32 runs are shown; the others are in `") for c in at.caption)
+
+
 def test_a_run_folder_of_the_wrong_kind_breaks_no_page(env):
     """A run folder whose files hold valid JSON of the wrong kind (another version's, or edited by hand) is listed
     as what it is; Diagnose, whose model list reads every run's status, and the Train page still work."""
