@@ -210,3 +210,20 @@ def test_image_grid_gives_every_image_its_own_equal_column(env):
     assert sum(len(col.get("image")) for col in holding) == 5  # clean, noisy and three methods: two rows
     assert all(len(col.get("image")) == 1 for col in holding)  # a second row never sits under the first's captions
     assert len({col.weight for col in holding}) == 1  # every image the same width
+
+
+def test_the_page_says_the_noise_it_estimated_and_each_classical_filters_settings_for_it(env):
+    at = denoise_page(IMAGE_A)  # Gaussian noise of sigma 15 added
+    at.multiselect(key="dn_methods").set_value(["median", "nlm"]).run()
+    assert not at.exception, at.exception
+    [said] = [c.value for c in at.caption if c.value.startswith("Noise estimated in the noisy copy: sigma ")]
+    sigma = float(said.split("sigma ")[1].split(" ")[0])
+    assert 10 < sigma < 30 and "strength follows it" in said  # 15 added to a synthetic film with its own
+    from covid_core.denoise.classical import settings_for_noise
+
+    [h] = [float(c.value.split(" · h ")[1]) for c in at.caption if c.value.startswith("PSNR ") and " · h " in c.value]
+    assert h == pytest.approx(settings_for_noise("nlm", sigma)["h"], abs=0.2)  # sigma as shown, to one decimal
+    assert any(c.value.startswith("PSNR ") and " · ksize " in c.value for c in at.caption)
+    at.selectbox(key="dn_kind").select("none").run()  # the film as it is: its own noise, far lower
+    [said] = [c.value for c in at.caption if c.value.startswith("Noise estimated in the input: sigma ")]
+    assert float(said.split("sigma ")[1].split(" ")[0]) < sigma

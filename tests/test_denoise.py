@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -194,6 +195,33 @@ def test_classical_methods_reduce_noise(method):
     assert psnr(clean, out) > psnr(clean, noisy) + 2
 
 
+def test_a_classical_filters_strength_follows_the_images_own_noise():
+    """Given no settings, a filter takes the ones tuned for the noise estimated in the image: a film with little
+    noise comes back nearly as it is (fixed settings for moderate noise blurred it), a very noisy one is smoothed
+    more than the fixed settings would."""
+    from covid_core.denoise.classical import DEFAULTS, FILTERS, estimate_noise_sigma, matched_settings, \
+        settings_for_noise
+
+    rng = np.random.default_rng(0)
+    film = np.clip(phantom(256, 256) + rng.normal(0, 1 / 255, (256, 256)), 0, 1).astype(np.float32)
+    assert estimate_noise_sigma(film) == pytest.approx(1.0, abs=0.5)
+    for method, margin in (("nlm", 3), ("gaussian", 3), ("median", 0)):  # a median barely alters this phantom
+        matched = denoise(film, method)  # no settings given: matched to the film's noise
+        assert psnr(film, matched) > psnr(film, FILTERS[method](film, **DEFAULTS[method])) + margin, method
+    noisy = add_noise(phantom(256, 256), "gaussian", 50, seed=1)
+    assert estimate_noise_sigma(noisy) == pytest.approx(50, rel=0.2)
+    assert matched_settings("nlm", noisy)[0]["h"] > DEFAULTS["nlm"]["h"]
+    assert psnr(phantom(256, 256), denoise(noisy, "nlm")) > psnr(phantom(256, 256), denoise(noisy, "nlm", h=20)) + 3
+    # the tuned points, linear between them and towards no filtering at sigma 0, and settings in pixels grow with
+    # the image, less than in proportion
+    assert settings_for_noise("nlm", 25) == {"h": 22.0} and settings_for_noise("nlm", 30) == {"h": 27.5}
+    assert settings_for_noise("nlm", 2.5) == {"h": 2.5} and settings_for_noise("nlm", 0) == {"h": 1.0}
+    assert settings_for_noise("nlm", 60) == {"h": 61.33}  # beyond 50: along the last segment
+    assert settings_for_noise("gaussian", 25, side=512)["sigma"] == pytest.approx(2.0 * 2 ** 0.4, abs=0.01)
+    assert all(settings_for_noise("median", s, side=side)["ksize"] % 2 == 1
+               for s in (0, 3, 12, 40, 90) for side in (64, 256, 2048))
+
+
 def test_unknown_method_and_parameter_are_explained():
     with pytest.raises(ConfigError, match="choose one of: dae, dip, nlm"):
         denoise(phantom(), "wiener")
@@ -279,3 +307,17 @@ def test_a_dip_run_whose_page_is_gone_cancels_itself_and_a_short_break_does_not(
         assert job.cancelled and job.cancel_reason == "the page that started it was closed"
     finally:
         job.cancel()
+
+
+def test_the_bm3d_settings_are_the_ones_the_benchmark_recorded():
+    """BM3D's points in TUNED_FOR_SIGMA are quoted from the benchmark's record in the shipped denoiser."""
+    from covid_core.checkpoint import load_checkpoint_dict
+    from covid_core.denoise.classical import TUNED_FOR_SIGMA
+
+    path = Path(__file__).resolve().parents[1] / "weights" / "dae.pt"
+    if not path.is_file():
+        pytest.skip("weights/dae.pt is not shipped in this checkout")
+    tuned = load_checkpoint_dict(path)["test_benchmark"]["tuned"]
+    name, points = TUNED_FOR_SIGMA["bm3d"]
+    assert [(sigma, value) for sigma, value in points] == [
+        (sigma, tuned[f"bm3d @ gaussian {sigma}"][name]) for sigma, _ in points]

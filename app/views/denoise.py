@@ -101,6 +101,13 @@ def quality(img: np.ndarray) -> str:
     return f"PSNR {dn.psnr(reference, img):.2f} dB · SSIM {dn.ssim(reference, img):.3f}"
 
 
+def settings(method: str) -> str:
+    """A classical filter's settings for this input's noise, in words ("" for the DAE, which has none)."""
+    if method not in dn.CLASSICAL_DEFAULTS:
+        return ""
+    return ", ".join(f"{k} {v:g}" for k, v in dn.matched_settings(method, noisy)[0].items())
+
+
 panels = [("Clean original" if reference is not None else "Input", clean, "")]
 if reference is not None:
     panels.append((f"Noisy ({kind}, {level:g})", noisy, quality(noisy)))
@@ -111,8 +118,13 @@ for m in methods:
     except (CovidCoreError, FileNotFoundError, ImportError) as exc:
         results.warning(f"{TITLES.get(m, m)}: {ui.plain(exc)}")
         continue
-    panels.append((TITLES.get(m, m), out, quality(out)))
+    panels.append((TITLES.get(m, m), out, " · ".join(t for t in (quality(out), settings(m)) if t)))
 
+if any(m in dn.CLASSICAL_DEFAULTS for m in methods):
+    results.caption(f"Noise estimated in the {'noisy copy' if reference is not None else 'input'}: sigma "
+                    f"{dn.estimate_noise_sigma(noisy):.1f} on the 0-255 scale. Each classical filter's strength "
+                    "follows it: the settings the benchmark tuned for that noise level, so a film with little noise "
+                    "comes back nearly unchanged (`docs/denoising.md`).")
 GRID_COLUMNS = 4
 # One row of equal columns per GRID_COLUMNS panels: a panel placed under another column's taller caption
 # would start lower than its neighbours, so every row starts level and every image has the same width.

@@ -1,7 +1,8 @@
 """Denoise one chest X-ray image (PNG, JPEG, BMP, TIFF, DICOM) and write the result as PNG.
 
 Methods: dae (the shipped denoising autoencoder, weights/dae.pt), dip (Deep Image Prior,
-per-image optimisation, about a minute or two), nlm, gaussian, median, bm3d (classical).
+per-image optimisation, about a minute or two), nlm, gaussian, median, bm3d (classical: their strength follows the
+noise estimated in the film, covid_core.denoise.classical.matched_settings).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ..decode import decode_image
-    from ..denoise import denoise
+    from ..denoise import CLASSICAL_DEFAULTS, denoise, matched_settings
     from ..errors import ConfigError, InvalidImageError
 
     source, out = Path(args.input), Path(args.output)
@@ -45,5 +46,10 @@ def main(args: argparse.Namespace) -> int:
     png = np.clip(result * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if not cv2.imwrite(str(out), png):
         raise ConfigError(f"could not write {out}; check the folder is writable")
-    print(f"wrote {out} ({png.shape[1]}x{png.shape[0]}, method {args.method})", file=sys.stderr)
+    how = ""
+    if args.method in CLASSICAL_DEFAULTS:  # its settings follow the film's own noise
+        settings, sigma = matched_settings(args.method, image)
+        how = f", {', '.join(f'{k} {v:g}' for k, v in settings.items())} for noise sigma {sigma:.1f} (0-255) " \
+              "estimated in the film"
+    print(f"wrote {out} ({png.shape[1]}x{png.shape[0]}, method {args.method}{how})", file=sys.stderr)
     return 0

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from .base import Denoiser, check_image
-from .classical import DEFAULTS as CLASSICAL_DEFAULTS, ClassicalDenoiser
+from .classical import DEFAULTS as CLASSICAL_DEFAULTS, ClassicalDenoiser, estimate_noise_sigma, matched_settings
 from .dae import DEFAULT_DAE_PATH, DAEDenoiser, load_dae
 from .dip import DIPDenoiser, DIPResult, run_dip
 from .noise import NOISE_KINDS, add_noise
@@ -21,7 +21,8 @@ from .quality import psnr, ssim
 METHODS = ("dae", "dip", "nlm", "gaussian", "median", "bm3d")
 
 __all__ = ["METHODS", "NOISE_KINDS", "Denoiser", "DAEDenoiser", "DIPResult", "add_noise", "denoise",
-           "get_denoiser", "load_dae", "psnr", "run_dip", "ssim", "DEFAULT_DAE_PATH", "CLASSICAL_DEFAULTS"]
+           "estimate_noise_sigma", "get_denoiser", "load_dae", "matched_settings", "psnr", "run_dip", "ssim",
+           "DEFAULT_DAE_PATH", "CLASSICAL_DEFAULTS"]
 
 
 def get_denoiser(method: str, model_path: str | Path | None = None, **params) -> Denoiser:
@@ -41,7 +42,8 @@ def denoise(image: np.ndarray, method: str, model_path: str | Path | None = None
     """Denoise float32 HxW in [0, 1] with ``method``; returns float32 HxW in [0, 1], same shape.
 
     For "dae" the default model is weights/dae.pt (CheckpointError if missing); for "dip"
-    ``params`` go to :func:`run_dip`; for classical methods see ``CLASSICAL_DEFAULTS``.
+    ``params`` go to :func:`run_dip`; a classical method without ``params`` takes the settings matched to the
+    image's own noise (:func:`matched_settings`), with ``params`` those (the rest from ``CLASSICAL_DEFAULTS``).
     """
     image = check_image(image)
     return get_denoiser(method, model_path, **params).denoise(image)
