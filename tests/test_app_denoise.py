@@ -221,9 +221,10 @@ def test_the_page_says_the_noise_it_estimated_and_each_classical_filters_setting
     assert 10 < sigma < 30 and "strength follows it" in said  # 15 added to a synthetic film with its own
     from covid_core.denoise.classical import settings_for_noise
 
-    [h] = [float(c.value.split(" · h ")[1]) for c in at.caption if c.value.startswith("PSNR ") and " · h " in c.value]
+    [h] = [float(c.value.split(" · settings: h ")[1]) for c in at.caption
+           if c.value.startswith("PSNR ") and " · settings: h " in c.value]
     assert h == pytest.approx(settings_for_noise("nlm", sigma)["h"], abs=0.2)  # sigma as shown, to one decimal
-    assert any(c.value.startswith("PSNR ") and " · ksize " in c.value for c in at.caption)
+    assert any(c.value.startswith("PSNR ") and " · settings: ksize " in c.value for c in at.caption)
     at.selectbox(key="dn_kind").select("none").run()  # the film as it is: its own noise, far lower
     [said] = [c.value for c in at.caption if c.value.startswith("Noise estimated in the input: sigma ")]
     assert float(said.split("sigma ")[1].split(" ")[0]) < sigma

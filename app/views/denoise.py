@@ -105,7 +105,7 @@ def settings(method: str) -> str:
     """A classical filter's settings for this input's noise, in words ("" for the DAE, which has none)."""
     if method not in dn.CLASSICAL_DEFAULTS:
         return ""
-    return ", ".join(f"{k} {v:g}" for k, v in dn.matched_settings(method, noisy)[0].items())
+    return "settings: " + ", ".join(f"{k} {v:g}" for k, v in dn.matched_settings(method, noisy)[0].items())
 
 
 panels = [("Clean original" if reference is not None else "Input", clean, "")]
