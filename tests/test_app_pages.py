@@ -747,3 +747,12 @@ def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
     assert list(at.dataframe[0].value[""]) == ["shipped model", "after adaptation (cross-validated)"]
     assert "hospital: 24 films" in " ".join(h.value for h in at.subheader)
     assert not (env / "outside.png").exists()
+
+
+@pytest.mark.parametrize("name, form", [("validate", "site_form"), ("train", "train_form")])
+def test_enter_in_a_field_of_a_form_that_starts_minutes_of_work_does_not_submit_it(env, name, form):
+    """Typing a folder and pressing Enter, before the site's name or the run's settings, started the validation
+    (one at a time on the server) or the training run: only the form's button does."""
+    at = page(name)
+    [block] = [b for b in at.get("form") if b.proto.form.form_id == form]
+    assert block.proto.form.enter_to_submit is False

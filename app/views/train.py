@@ -32,7 +32,7 @@ def tip(field: str, prefix: str = "") -> str:
     return prefix + help_for(TRAIN_FLAGS, field)
 
 
-with st.form("train_form"):
+with st.form("train_form", enter_to_submit=False):  # Enter in a field must not start a run
     c1, c2, c3 = st.columns(3)
     task = c1.radio("Task", ["classify", "denoise"], horizontal=True, key="train_task",
                     format_func=lambda t: {"classify": "Classifier", "denoise": "Denoiser (DAE)"}[t])

@@ -37,7 +37,7 @@ if not classifiers:
     ui.no_model_help()
     st.stop()
 by_path = {str(e.path): e for e in classifiers}
-with st.form("site_form"):
+with st.form("site_form", enter_to_submit=False):  # Enter in a field must not start minutes of work
     entry = by_path[st.selectbox("Model", list(by_path), format_func=lambda p: by_path[p].summary(), key="site_model")]
     folder = st.text_input("Folder of your labelled films (on this server)", key="site_folder",
                            help="It must lie inside a configured data folder (COVID_XRAY_DATA_ROOTS).")
