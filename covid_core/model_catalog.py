@@ -60,6 +60,8 @@ class CatalogEntry:
 
     def summary(self) -> str:
         """One line for a select box: name, architecture, target, TEST macro AUC."""
+        if self.kind == "denoiser":
+            return f"{self.label} (denoiser)"
         if not self.usable:
             return f"{self.label} (unusable: {self.reason})"
         test = (self.metadata.get("metrics") or {}).get("test") or {}

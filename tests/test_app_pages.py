@@ -528,6 +528,15 @@ def test_models_overview_says_where_each_checkpoint_is_used(env):
     assert len(overview.columns) == 6
     problems = [w.value for w in at.warning if w.value.startswith("Cannot be used")]
     assert len(problems) == 1 and "broken.pt" in problems[0]
+    # the denoiser's card is there too, as `model-card` writes it
+    options = at.selectbox(key="models_pick").options
+    [dae] = [o for o in options if o.startswith("dae.pt")]
+    assert dae == "dae.pt (denoiser)" and not [o for o in options if o.startswith("broken.pt")]
+    at.selectbox(key="models_pick").select(str(env / "weights" / "dae.pt")).run()
+    assert not at.exception, at.exception
+    [card] = [m.value for m in at.markdown if m.value.startswith("# Model card: `dae.pt` (denoising autoencoder)")]
+    assert "## Validation PSNR (crops)" in card and "## Known limits" in card
+    assert at.get("download_button")
 
 
 def test_a_checkpoints_own_text_in_why_it_cannot_be_used_is_shown_as_it_is(env):

@@ -7,15 +7,15 @@ import streamlit as st
 
 import ui
 from mean_heatmaps import mean_heatmaps_section
+from model_overview import denoiser_card, overview_section
 from site_panel import site_section
 from covid_core.cards.classifier import card_markdown
 from covid_core.evaluation import TEXTURE_SWAP_NOTE, false_covid_calls, shortcut_rows
 from covid_core.formatting import fixed, pct
 from covid_core.goals import MET_WORDS, goal_rows, new_hospital_caption, test_set_limit
-from covid_core.model_catalog import source_confounds, weights_dir
+from covid_core.model_catalog import source_confounds
 from covid_core.model_charts import confusion_figure, roc_figure
-from covid_core.model_summary import (measured_limits, model_facts, overview_rows, per_source_rows,
-                                      unusable_reasons)
+from covid_core.model_summary import measured_limits, model_facts, per_source_rows
 from covid_core.targets import COVID_CLASS
 
 st.title("Models")
@@ -24,23 +24,16 @@ if not entries:
     ui.no_model_help()
     st.stop()
 
-threshold_help = "On TEST at the COVID-19 operating threshold chosen on VALIDATION"
-st.dataframe(pd.DataFrame(overview_rows(entries)), hide_index=True, placeholder="—", column_config={
-    "AUC": st.column_config.NumberColumn(format="%.3f", help="Macro AUC on TEST"),  # a denoiser's: "—"
-    "accuracy": st.column_config.NumberColumn(format="%.3f", help="Accuracy on TEST"),
-    "COVID sens.": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 sensitivity. {threshold_help}"),
-    "PPV": st.column_config.NumberColumn(format="%.3f", help=f"COVID-19 PPV. {threshold_help}")})
-st.caption("AUC (macro) and accuracy on TEST; COVID-19 sensitivity and PPV on TEST at the operating threshold. "
-           f"Weights folder: `{weights_dir()}` (set `COVID_XRAY_WEIGHTS` to change); finished training runs are "
-           "listed too.")
-for reason in unusable_reasons(entries):
-    st.warning(f"Cannot be used: {ui.plain(reason)}")  # a checkpoint's own text can be quoted in it
+overview_section(entries)
 
-cards = [e for e in entries if e.usable]
+cards = [e for e in entries if e.usable or (e.kind == "denoiser" and e.metadata)]
 if not cards:
     st.stop()
 by_path = {str(e.path): e for e in cards}  # options are strings: entries hold tensors, unsafe to compare
 entry = by_path[st.selectbox("Model card", list(by_path), format_func=lambda p: by_path[p].summary(), key="models_pick")]
+if entry.kind == "denoiser":
+    denoiser_card(entry)
+    st.stop()
 meta = entry.metadata
 metrics = meta.get("metrics") or {}
 test = metrics.get("test") or {}
