@@ -18,7 +18,8 @@ from covid_core.runs import RunDir, default_runs_dir
 RUNS_SHOWN = 30  # the newest runs the panel shows, refreshed every 2 s
 
 
-def show_job(job: jobs.Job) -> None:
+def show_job(job: jobs.Job, models) -> None:
+    """One run's panel; ``models``: the catalog (where Diagnose offers a finished run's model)."""
     status = job.status
     title = f"`{job.run_id}` - {job.task}, {job.state}"
     with st.expander(title, expanded=job.active, icon=ui.STATE_ICONS.get(job.state, ui.STATE_ICONS["unknown"])):
@@ -50,7 +51,7 @@ def show_job(job: jobs.Job) -> None:
             m[2].metric("TEST sensitivity (COVID)", ui.pct(test["sensitivity"]))
             m[3].metric("TEST specificity (COVID)", ui.pct(test["specificity"]))
             if job.state == "finished" and job.task == "classify":
-                st.caption(diagnose_offer(job.path / "best.pt", ui.catalog()))
+                st.caption(diagnose_offer(job.path / "best.pt", models))
         log = jobs.tail_log(job, 30)
         if log:
             with st.expander("Log (last 30 lines)", expanded=job.active):
@@ -75,8 +76,9 @@ def runs_panel() -> None:
     st.subheader(f"Runs ({len(all_jobs)})")
     if not all_jobs:
         st.caption("No runs yet. Fill in the form above to start one.")
+    models = ui.catalog() if any(j.state == "finished" for j in all_jobs[:RUNS_SHOWN]) else []
     for job in all_jobs[:RUNS_SHOWN]:
-        show_job(job)
+        show_job(job, models)
     if len(all_jobs) > RUNS_SHOWN:
         st.caption(f"The newest {RUNS_SHOWN} of {len(all_jobs)} runs are shown; the others are in "
                    f"{code_span(default_runs_dir().resolve())}.")
