@@ -16,7 +16,6 @@ from PIL import Image
 from . import __version__
 from .csv_safe import safe_cell
 from .formatting import pct as _pct
-from .targets import COVID_CLASS
 from .training_data import training_data
 from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold, rate_text,
                       validation_statement, verdict_caveat, verdict_limits, withheld_reason)
@@ -82,8 +81,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
         for c, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]))
     numbers = []
     if prediction.threshold is not None:
-        own = prediction.probabilities.get(COVID_CLASS.get(classifier.target))
-        adapted = own is not None and abs(own - prediction.covid_probability) >= 5e-4  # a site's head scored it
+        adapted = classifier.site is not None and classifier.site.head is not None  # the site's head scored it
         numbers += [("COVID-19 probability at this site (the verdict's; the network's own is above)" if adapted
                      else "COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]

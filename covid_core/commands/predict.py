@@ -8,8 +8,8 @@ turned or inverted", ...; empty where a verdict is given). A bad file gets its r
 still get predictions. A COVID-19 model gives verdicts only with a --site file from validate-site, or with
 --unvalidated (research use); without either every verdict is withheld and the reason goes to standard error
 (label and probabilities stay the model's raw output). With --site three more columns before withheld_why: site
-(its name), site_covid_score and site_threshold, the score and threshold the verdict was decided with there; where validate-site
-fitted a head, that score is the head's, not p_covid19.
+(its name), site_covid_score and site_threshold, the score and threshold the verdict was decided with there;
+where validate-site fitted a head, that score is the head's, not p_covid19.
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
 """
