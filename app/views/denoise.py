@@ -45,13 +45,14 @@ def noisy_image(clean: np.ndarray, kind: str, level: float, seed: int) -> np.nda
 
 
 @st.cache_data(max_entries=32, show_spinner=False)
-def denoised(noisy: np.ndarray, method: str) -> np.ndarray:
+def denoised(noisy: np.ndarray, method: str, settings: tuple = ()) -> np.ndarray:
+    """``noisy`` denoised by ``method``; ``settings``: a classical filter's (name, value) pairs."""
     if method == "dae":
         dae, msg = ui.dae_or_message()
         if dae is None:
             raise FileNotFoundError(msg)
         return dae.denoise(noisy)
-    return dn.denoise(noisy, method)
+    return dn.denoise(noisy, method, **dict(settings))
 
 
 # Every setting is drawn on every run, before the page can stop for want of a readable image. Replacing the
@@ -101,11 +102,13 @@ def quality(img: np.ndarray) -> str:
     return f"PSNR {dn.psnr(reference, img):.2f} dB · SSIM {dn.ssim(reference, img):.3f}"
 
 
-def settings(method: str) -> str:
+sigma = dn.estimate_noise_sigma(noisy)  # once: every classical filter's settings follow it
+settings = {m: tuple(dn.matched_settings(m, noisy, sigma)[0].items()) for m in methods if m in dn.CLASSICAL_DEFAULTS}
+
+
+def settings_text(method: str) -> str:
     """A classical filter's settings for this input's noise, in words ("" for the DAE, which has none)."""
-    if method not in dn.CLASSICAL_DEFAULTS:
-        return ""
-    return "settings: " + ", ".join(f"{k} {v:g}" for k, v in dn.matched_settings(method, noisy)[0].items())
+    return "settings: " + ", ".join(f"{k} {v:g}" for k, v in settings[method]) if method in settings else ""
 
 
 panels = [("Clean original" if reference is not None else "Input", clean, "")]
@@ -114,15 +117,15 @@ if reference is not None:
 for m in methods:
     try:
         with results, st.spinner(f"{TITLES.get(m, m)}..."):
-            out = denoised(noisy, m)
+            out = denoised(noisy, m, settings.get(m, ()))
     except (CovidCoreError, FileNotFoundError, ImportError) as exc:
         results.warning(f"{TITLES.get(m, m)}: {ui.plain(exc)}")
         continue
-    panels.append((TITLES.get(m, m), out, " · ".join(t for t in (quality(out), settings(m)) if t)))
+    panels.append((TITLES.get(m, m), out, " · ".join(t for t in (quality(out), settings_text(m)) if t)))
 
-if any(m in dn.CLASSICAL_DEFAULTS for m in methods):
+if settings:
     results.caption(f"Noise estimated in the {'noisy copy' if reference is not None else 'input'}: sigma "
-                    f"{dn.estimate_noise_sigma(noisy):.1f} on the 0-255 scale. Each classical filter's strength "
+                    f"{sigma:.1f} on the 0-255 scale. Each classical filter's strength "
                     "follows it: the settings the benchmark tuned for that noise level, so a film with little noise "
                     "comes back nearly unchanged (`docs/denoising.md`).")
 GRID_COLUMNS = 4

@@ -39,17 +39,16 @@ def main(args: argparse.Namespace) -> int:
     if not out.parent.is_dir():
         raise ConfigError(f"output folder {out.parent} does not exist; create it first")
     image = decode_image(source).pixels
-    params = {}
+    params, how = {}, ""
     if args.method == "dip":
         params = {"max_iters": args.dip_max_iters, "time_budget_s": args.dip_time_budget}
+    elif args.method in CLASSICAL_DEFAULTS:  # the settings for the film's own noise, estimated once and told
+        params, sigma = matched_settings(args.method, image)
+        how = f", {', '.join(f'{k} {v:g}' for k, v in params.items())} for noise sigma {sigma:.1f} (0-255) " \
+              "estimated in the film"
     result = denoise(image, args.method, model_path=args.model, **params)
     png = np.clip(result * 255.0 + 0.5, 0, 255).astype(np.uint8)
     if not cv2.imwrite(str(out), png):
         raise ConfigError(f"could not write {out}; check the folder is writable")
-    how = ""
-    if args.method in CLASSICAL_DEFAULTS:  # its settings follow the film's own noise
-        settings, sigma = matched_settings(args.method, image)
-        how = f", {', '.join(f'{k} {v:g}' for k, v in settings.items())} for noise sigma {sigma:.1f} (0-255) " \
-              "estimated in the film"
     print(f"wrote {out} ({png.shape[1]}x{png.shape[0]}, method {args.method}{how})", file=sys.stderr)
     return 0

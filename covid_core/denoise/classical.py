@@ -76,9 +76,10 @@ def settings_for_noise(method: str, sigma: float, side: float = TUNED_AT_PX) -> 
     return {name: round(value, 4 if method == "bm3d" else 2)}
 
 
-def matched_settings(method: str, image: np.ndarray) -> tuple[dict, float]:
-    """(``method``'s settings for ``image``'s own noise, that noise's estimated sigma on the 0-255 scale)."""
-    sigma = estimate_noise_sigma(image)
+def matched_settings(method: str, image: np.ndarray, sigma: float | None = None) -> tuple[dict, float]:
+    """(``method``'s settings for ``image``'s own noise, that noise's estimated sigma on the 0-255 scale). ``sigma``:
+    the image's :func:`estimate_noise_sigma` where the caller has it already (one estimate serves every filter)."""
+    sigma = estimate_noise_sigma(image) if sigma is None else float(sigma)
     return settings_for_noise(method, sigma, side=float(np.sqrt(image.shape[0] * image.shape[1]))), sigma
 
 
