@@ -226,6 +226,13 @@ def trial_reason(entry: CatalogEntry, classifiers: list[CatalogEntry]) -> str | 
     return None
 
 
+def held_back_reasons(entries: list[CatalogEntry]) -> dict[str, str]:
+    """Why each usable classifier among ``entries`` that Diagnose offers only in research mode is held back
+    (:func:`trial_reason`), by its path as a string."""
+    classifiers = [e for e in entries if e.usable and e.kind == "classifier"]
+    return {str(e.path): reason for e in classifiers if (reason := trial_reason(e, classifiers))}
+
+
 def diagnose_offer(checkpoint: str | Path, entries: list[CatalogEntry]) -> str:
     """Where a finished run's ``checkpoint`` stands on the Diagnose page, in words (Markdown, its own text escaped):
     offered, offered in research mode only and why (:func:`trial_reason`), or not usable and why."""
@@ -237,7 +244,7 @@ def diagnose_offer(checkpoint: str | Path, entries: list[CatalogEntry]) -> str:
         return "This run's model is not in the list the **Diagnose** page offers (its checkpoint could not be found)."
     if not entry.usable:
         return f"This run's model cannot be used on the **Diagnose** page: {markdown_plain(entry.reason)}."
-    reason = trial_reason(entry, [e for e in entries if e.usable and e.kind == "classifier"])
+    reason = held_back_reasons(entries).get(str(entry.path))
     if reason:
         return f"The **Diagnose** page offers this model in research mode only: {reason}."
     return "This model is now selectable on the **Diagnose** page."

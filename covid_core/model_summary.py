@@ -8,11 +8,10 @@ from .training_data import training_data
 
 def overview_rows(entries) -> list[dict]:
     """The catalog's entries (:class:`~covid_core.model_catalog.CatalogEntry`) as the overview table's rows."""
-    from .model_catalog import trial_reason
+    from .model_catalog import held_back_reasons
 
-    classifiers = [e for e in entries if e.usable and e.kind == "classifier"]
-    return [overview_row(e, held_back=e.usable and e.kind == "classifier" and trial_reason(e, classifiers) is not None)
-            for e in entries]
+    held_back = held_back_reasons(entries)
+    return [overview_row(e, held_back=str(e.path) in held_back) for e in entries]
 
 
 def overview_row(entry, held_back: bool = False) -> dict:

@@ -13,7 +13,7 @@ import ui
 from covid_core.case import explain_case, open_case
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import code_span
-from covid_core.model_catalog import trial_reason
+from covid_core.model_catalog import held_back_reasons
 from covid_core.report import prediction_row
 
 st.title("Diagnose")
@@ -33,8 +33,8 @@ with st.sidebar:
     research = st.toggle("Research mode", value=False, key="diag_research",
                          help="Also offer trial runs and models that score below the shipped ones on TEST. Their "
                               "verdicts are less reliable than the shipped models'.")
-    held_back = {str(e.path): trial_reason(e, classifiers) for e in classifiers}
-    offered = [e for e in classifiers if research or held_back[str(e.path)] is None]
+    held_back = held_back_reasons(entries)
+    offered = [e for e in classifiers if research or str(e.path) not in held_back]
     by_path = {str(e.path): e for e in offered}  # options are strings: entries hold tensors, unsafe to compare
     if offered:
         entry = by_path[st.selectbox("Classifier", list(by_path), format_func=lambda p: by_path[p].summary(),
