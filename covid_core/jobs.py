@@ -23,7 +23,7 @@ from pathlib import Path
 from .datasets import check_training_data
 from .errors import ConfigError
 from .formatting import code_span, markdown_plain
-from .runs import RUN_FILES, RunDir, check_run_id, default_runs_dir, list_runs, new_run_id
+from .runs import RunDir, check_run_id, default_runs_dir, holds_run_files, list_runs, new_run_id
 from .flags import config_argv
 from .stored_values import finite, whole
 from .training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
@@ -297,7 +297,7 @@ def delete(job: Job) -> None:
     current = read_job(job.path)
     if current.active:
         raise ConfigError(f"run {job.run_id} is still {current.state}; cancel it, then delete it")
-    if not any((job.path / name).exists() for name in RUN_FILES):
+    if not holds_run_files(job.path):
         raise ConfigError(f"{job.path} holds none of a run's files; it was not deleted")
     shutil.rmtree(job.path)
 

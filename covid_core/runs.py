@@ -223,8 +223,12 @@ def list_runs(runs_dir: str | Path | None = None) -> list[RunDir]:
     if not root.is_dir():
         return []
     return sorted((RunDir(p) for p in root.iterdir() if p.is_dir() and RUN_ID_PATTERN.match(p.name)
-                   and any((p / name).is_file() for name in RUN_FILES)),
-                  key=lambda r: (r.started(), r.id), reverse=True)
+                   and holds_run_files(p)), key=lambda r: (r.started(), r.id), reverse=True)
+
+
+def holds_run_files(folder: Path) -> bool:
+    """Whether ``folder`` holds any of RUN_FILES, as every run's folder does."""
+    return any((Path(folder) / name).is_file() for name in RUN_FILES)
 
 
 def stop_on_sigterm():
