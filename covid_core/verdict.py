@@ -219,7 +219,7 @@ def verdict_caveat(prediction, site) -> str:
     (``site`` None; given only on request, research use), or validated at a site where it did poorly or on too
     few films to know. The Diagnose card and the case report put it inside the verdict itself, so that a verdict
     never reads as settled where it is not."""
-    if headline(prediction).tone == "withheld" or (site is not None and site.confirmed):
+    if prediction.withheld or (site is not None and site.confirmed):
         return ""
     if site is None:
         return "Unconfirmed: this model has not been validated at your hospital."
