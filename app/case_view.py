@@ -22,8 +22,8 @@ import streamlit as st
 import ui
 from covid_core.decode import apply_window
 from covid_core.report import case_report_html
-from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, operating_threshold, validation_statement,
-                                verdict_caveat, verdict_limits, withheld_reason)
+from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, operating_threshold, scored_by_site_head,
+                                validation_statement, verdict_caveat, verdict_limits, withheld_reason)
 
 TONES = {"positive": ("#a61e1e", "#ffe3e3"), "abnormal": ("#7a4a00", "#fff3d6"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
@@ -132,7 +132,7 @@ def details(case, classifier, key: str) -> None:
     label = ("Raw model output (for researchers: not a finding)" if prediction.withheld
              else "Details: probabilities and measured rates")
     with st.expander(label, expanded=False):
-        head = classifier.site is not None and classifier.site.head is not None  # its threshold is on another score
+        head = scored_by_site_head(classifier)  # its threshold is on another score than these probabilities
         st.plotly_chart(probability_chart(prediction, threshold_line=not head), key=f"probs_{key}",
                         config={"displayModeBar": False})
         threshold = operating_threshold(classifier)

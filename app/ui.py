@@ -263,10 +263,10 @@ def results_table(table, site=None) -> None:
     if "COVID-19 probability" in filled and any(
             ((table[c] - score).abs() < 1e-9).where(score.notna(), True).all() for c in figures):
         filled.remove("COVID-19 probability")  # the same figure as a class's column (no site head): shown once
-    verdict_width = 140 if "COVID-19 probability" in filled else 215 if figures else 380  # all fit in 938 px
+    own_score = "COVID-19 probability" in filled  # a site's head scored the verdicts: a column of its own
+    verdict_width = 140 if own_score else 215 if figures else 380  # all fit in 938 px
     class_help = ("The network's own probability of this class. The verdict uses the COVID-19 probability column, "
-                  "which the site's validation adapted" if verdict_width == 140 else
-                  "The network's probability of this class")
+                  "which the site's validation adapted" if own_score else "The network's probability of this class")
     st.dataframe(table, hide_index=True, width="stretch", column_order=filled, column_config={
         "file": st.column_config.TextColumn(width=165, pinned=True),
         "call": st.column_config.TextColumn(width=190),
@@ -278,7 +278,7 @@ def results_table(table, site=None) -> None:
             "unfamiliar", width=80, help="The film is unlike the X-rays the model learned from (or looks turned or "
                                          "inverted): no verdict is given for it"),
         **{c: st.column_config.ProgressColumn(c, min_value=0.0, max_value=1.0, format="percent",
-                                             width=75 if verdict_width == 140 else 85, help=class_help)
+                                             width=75 if own_score else 85, help=class_help)
            for c in table.columns if c.startswith("p(")}})
     if table["verdict"].str.endswith("(unconfirmed)").any():
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "

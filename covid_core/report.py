@@ -18,7 +18,7 @@ from .csv_safe import safe_cell
 from .formatting import pct as _pct
 from .training_data import training_data
 from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold, rate_text,
-                      validation_statement, verdict_caveat, verdict_limits, withheld_reason)
+                      scored_by_site_head, validation_statement, verdict_caveat, verdict_limits, withheld_reason)
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -81,8 +81,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
         for c, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]))
     numbers = []
     if prediction.threshold is not None:
-        adapted = classifier.site is not None and classifier.site.head is not None  # the site's head scored it
-        numbers += [("COVID-19 probability at this site (the verdict's; the network's own is above)" if adapted
+        numbers += [("COVID-19 probability at this site (the verdict's; the network's own is above)"
+                     if scored_by_site_head(classifier)
                      else "COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
         if not prediction.withheld:  # no verdict, so no verdict's reliability

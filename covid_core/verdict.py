@@ -273,6 +273,12 @@ NEGATIVE_IS_NOT_NORMAL = (
     "prevalence differ.")
 
 
+def scored_by_site_head(classifier) -> bool:
+    """Whether this classifier's COVID-19 verdicts compare a site head's probability with the site's threshold,
+    rather than the network's own p(COVID-19)."""
+    return classifier.site is not None and classifier.site.head is not None
+
+
 def operating_threshold(classifier) -> dict:
     """The operating point behind this classifier's COVID-19 verdicts, as a threshold entry ({"value", "rule",
     "test", ...}): the checkpoint's, with its TEST rates; or, where a site file brings its own threshold (on
