@@ -36,15 +36,21 @@ def _number(value, spec: str = "") -> str:
     return format(value, spec) if spec else str(value)
 
 
+def _is_benchmark_row(row) -> bool:
+    """Whether a row of ``bench/denoise.py --record`` holds what the card reads, each of its kind (a checkpoint from
+    elsewhere may hold anything): text noise and method, finite PSNR, SSIM and time, a count of images, and
+    per-image PSNRs that are numbers where it has them."""
+    if not isinstance(row, dict) or not all(isinstance(row.get(k), str) for k in ("noise", "method")):
+        return False
+    each = row.get("psnr_each") if isinstance(row.get("psnr_each"), list) else []
+    return (all(is_finite_number(row.get(k)) for k in ("psnr", "ssim", "ms")) and whole(row.get("n")) is not None
+            and all(is_finite_number(v) for v in each))
+
+
 def _benchmark_rows(bench: dict) -> list[dict]:
-    """The rows of ``bench/denoise.py --record`` that hold what the card reads, each of its kind (a checkpoint from
-    elsewhere may hold anything): text noise and method, finite PSNR, SSIM and time, a count of images."""
+    """The benchmark's rows the card can read (:func:`_is_benchmark_row`)."""
     rows = bench.get("rows")
-    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("noise"), str)
-            and isinstance(r.get("method"), str) and all(is_finite_number(r.get(k)) for k in ("psnr", "ssim", "ms"))
-            and whole(r.get("n")) is not None
-            and all(is_finite_number(v) for v in (r.get("psnr_each") if isinstance(r.get("psnr_each"), list) else []))
-            ] if isinstance(rows, list) else []
+    return [r for r in rows if _is_benchmark_row(r)] if isinstance(rows, list) else []
 
 
 def _dae_benchmark_lines(bench) -> list[str]:
@@ -55,8 +61,8 @@ def _dae_benchmark_lines(bench) -> list[str]:
     lines = ["## TEST benchmark (PSNR dB, classical methods tuned per noise level on TRAIN)",
              f"Measured {_text(bench.get('measured'))} with {code_span(bench.get('command', '?'))}.", "",
              "| noise | method | PSNR dB | SSIM | ms / 512x512 image | images |", "| --- | --- | --- | --- | --- | --- |"]
-    lines += [f"| {markdown_plain(r['noise'])} | {markdown_plain(r['method'])} | {r['psnr']:.2f} | {r['ssim']:.3f} | {r['ms']:.0f} | "
-              f"{r['n']} |" for r in rows if r["method"] != "noisy input"]
+    lines += [f"| {markdown_plain(r['noise'])} | {markdown_plain(r['method'])} | {r['psnr']:.2f} | {r['ssim']:.3f} | "
+              f"{r['ms']:.0f} | {r['n']} |" for r in rows if r["method"] != "noisy input"]
     lines += ["", "The DAE against the best tuned classical method on the same images "
               f"(goal: at least +{DAE_GOAL_DB:.1f} dB at Gaussian sigma 25 and on Poisson noise):"]
     lines += [f"- {markdown_plain(noise)}: {m['margin']:+.2f} dB against {m['best']} on {m['n']} images"
