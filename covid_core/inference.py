@@ -20,6 +20,7 @@ from .errors import InvalidImageError
 from .models import model_features
 from .ood import has_ood, ood_scores, turned_flags
 from .preprocess import Geometry, prepare_pixels, to_model_input
+from .site_file import CALL_CLASSES
 from .targets import COVID_CLASS
 
 
@@ -33,6 +34,15 @@ WITHHELD_VERDICTS = {"turned": VERDICT_TURNED, "not_frontal": VERDICT_NOT_FRONTA
 TURNED_REASON = ("This image looks more like the training X-rays when rotated or inverted, so it may be turned or "
                  "inverted: no verdict is given. Check that the film is upright, seen from the front, and not "
                  "inverted (air should be dark).")
+
+
+def call_indices(scores: np.ndarray, positive: np.ndarray, covid: int) -> np.ndarray:
+    """The class each film's call names (:attr:`Prediction.call`), as indices: ``covid`` where the COVID-19
+    verdict is positive, else the highest-scoring other class. scores: NxC probabilities or logits (any
+    monotonic scale: only their order counts); positive: N bools."""
+    others = np.array(scores, dtype=np.float64, copy=True)
+    others[:, covid] = -np.inf
+    return np.where(np.asarray(positive, bool), covid, others.argmax(axis=1))
 
 
 @dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
@@ -68,6 +78,11 @@ class Prediction:
     unconfirmed: bool = False
     withheld_why: str = ""  # why no verdict, in plain words, when more is known than "unlike the training X-rays"
     withheld_kind: str = ""  # "turned", "not_frontal" or "raw" with withheld_why
+    # A site's pneumonia head's p(pneumonia rather than a normal film): the call under a negative verdict follows it.
+    pneumonia_probability: float | None = None
+    # Why the site's own films do not confirm the call between normal and pneumonia (Site.call_problem): "" where
+    # they do, or without a site. Where it is set, a negative verdict's first line does not name either.
+    call_unconfirmed: str = ""
 
     @property
     def withheld(self) -> bool:
@@ -83,11 +98,13 @@ class Prediction:
         there is no COVID-19 class."""
         if self.covid_positive is None or self.withheld:
             return self.label
-        covid = next(c for c in self.probabilities if c in COVID_CLASS.values())
-        if self.covid_positive:
-            return covid
-        others = {c: p for c, p in self.probabilities.items() if c != covid}
-        return max(others, key=others.get)
+        classes = list(self.probabilities)
+        covid = next(i for i, c in enumerate(classes) if c in COVID_CLASS.values())
+        scores = dict(self.probabilities)
+        if self.pneumonia_probability is not None:  # the site's head orders normal and pneumonia
+            scores.update(normal=1 - self.pneumonia_probability, pneumonia=self.pneumonia_probability)
+        row = np.array([[scores[c] for c in classes]])
+        return classes[int(call_indices(row, np.array([self.covid_positive]), covid)[0])]
 
     @property
     def covid_call(self) -> str:
@@ -156,6 +173,7 @@ class Scores:
     penultimate: np.ndarray
     covid: np.ndarray | None
     turned: np.ndarray | None = None  # bool N: a rotated or inverted copy of the film looks more familiar
+    pneumonia: np.ndarray | None = None  # N: a site's pneumonia head's p(pneumonia rather than a normal film)
 
 
 def turned_copy_features(classifier: Classifier, pixels_u8: np.ndarray) -> list[dict[str, np.ndarray]]:
@@ -191,7 +209,11 @@ def score_pixels(classifier: Classifier, pixels_u8: np.ndarray, orientation: boo
         covid = probs[:, classifier.classes.index(covid_class)]
         if site is not None and site.head is not None:
             covid = site.head_probability(feats["penultimate"])
-    return Scores(probs=probs, ood=ood, penultimate=feats["penultimate"], covid=covid, turned=turned)
+    pneumonia = None
+    if site is not None and site.pneumonia_head is not None:
+        pneumonia = site.head_probability(feats["penultimate"], site.pneumonia_head)
+    return Scores(probs=probs, ood=ood, penultimate=feats["penultimate"], covid=covid, turned=turned,
+                  pneumonia=pneumonia)
 
 
 def predict_pixels(classifier: Classifier, pixels_u8: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
@@ -248,6 +270,9 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
         not_validated=covid_positive is not None and not flagged and verdict_needs_site(classifier),
         unconfirmed=(covid_positive is not None and not flagged and classifier.site is None
                      and classifier.verdicts_unvalidated),
+        pneumonia_probability=None if scores.pneumonia is None else float(scores.pneumonia[i]),
+        call_unconfirmed=(classifier.site.call_problem if classifier.site is not None and covid_positive is not None
+                          and set(CALL_CLASSES) <= set(classes) else ""),
     )
 
 

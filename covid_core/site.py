@@ -16,10 +16,15 @@ patient, scores itself) improves on the shipped model:
   head on the frozen network's penultimate features with its own threshold (chosen on held-out scores, see
   :func:`head_operating_point`; within the cross-validation, on scores held out inside each training part),
   whichever has the higher held-out balanced accuracy (mean of sensitivity and specificity), if that beats the
-  shipped threshold's.
+  shipped threshold's;
+- the call between normal and pneumonia (a three-class model's first line under a negative verdict): a
+  logistic-regression head on the frozen features, fitted on the site's normal and pneumonia films, kept when its
+  held-out calls between the two have a higher balanced accuracy than the network's. The report counts how the
+  call did (``calls``, :func:`call_counts`); Diagnose names the call only where those counts confirm it
+  (:func:`covid_core.site_file.call_problem`).
 
-Steps that need more films than the site has (MIN_PER_CLASS COVID-19 and non-COVID films) are skipped with a
-reason. The result is a plain JSON site file (no images, no patient data) that ``predict``, ``evaluate`` and
+Steps that need more films than the site has (MIN_PER_CLASS COVID-19 and non-COVID films; for the call, normal
+and pneumonia films) are skipped with a reason. The result is a plain JSON site file (no images, no patient data) that ``predict``, ``evaluate`` and
 ``explain`` apply with ``--site`` (read by :mod:`covid_core.site_file`); it is refused for any other checkpoint.
 """
 
@@ -34,10 +39,9 @@ import numpy as np
 from .datasets import file_sha256
 from .metrics import binary_auc, calibration_bins, mean_nll, rates_of_calls
 from .errors import ConfigError, CovidCoreError, DatasetError
-from .site_file import HEAD_THRESHOLD_FROM, SITE_FORMAT, Site, clean_site_name
+from .site_file import CALL_CLASSES, HEAD_THRESHOLD_FROM, MIN_PER_CLASS, SITE_FORMAT, Site, clean_site_name
 from .targets import COVID_CLASS
 
-MIN_PER_CLASS = 10
 BOOTSTRAP = 1000
 SCORE_CHUNK = 64  # films decoded, then scored together: only their features, not their pixels, stay in memory
 PROBE_FILMS = 10  # the first films, kept as pixels for the familiarity probes (probes_let_through)
@@ -334,6 +338,61 @@ def validate_site(classifier, folder: str | Path, **options) -> dict:
     return validate_site_with_films(classifier, folder, **options)[0]
 
 
+def call_counts(logits: np.ndarray, positive: np.ndarray, withheld: np.ndarray, labels: np.ndarray, classes: list,
+                covid: int) -> dict | None:
+    """How Diagnose's first line, the call in words (:func:`covid_core.inference.call_indices`: COVID-19 where the
+    verdict is positive, else the most probable other class), did on the films given a verdict: {labelled class:
+    {called class: films}}, with every class the films are labelled with, and every class as a call, in the
+    model's order. None for a model with one class besides COVID-19, whose call is its verdict."""
+    from .inference import call_indices
+
+    if len(classes) < 3:
+        return None
+    given = ~np.asarray(withheld, bool)
+    called = call_indices(logits[given], positive[given], covid)
+    labelled = labels[given]
+    return {classes[i]: {c: int(((labelled == i) & (called == j)).sum()) for j, c in enumerate(classes)}
+            for i in range(len(classes)) if (labels == i).any()}
+
+
+def head_as_scores(pneumonia: np.ndarray, classes: list) -> np.ndarray:
+    """NxC scores whose order between normal and pneumonia is a pneumonia head's (p and 1 - p; COVID-19 at 0), for
+    :func:`covid_core.inference.call_indices`: the call under a negative verdict then follows the head."""
+    scores = np.zeros((len(pneumonia), len(classes)))
+    scores[:, classes.index("pneumonia")] = pneumonia
+    scores[:, classes.index("normal")] = 1 - np.asarray(pneumonia)
+    return scores
+
+
+def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, patients: np.ndarray, classes: list,
+                   seed: int = 0) -> tuple[dict | None, str, np.ndarray | None]:
+    """(a head telling pneumonia from a normal film on the frozen features, or None; the report's line; each film's
+    held-out head probability, or None). Fitted on the films labelled normal or pneumonia and kept where, held out
+    by patient, its calls between the two (p >= 0.5) have a higher balanced accuracy than the network's own order
+    of the two classes. A film labelled COVID-19 is scored by the head fitted on all of those films (none of it)."""
+    if not set(CALL_CLASSES) <= set(classes):
+        return None, "the call between normal and pneumonia: this model does not make it", None
+    ni, pi = classes.index("normal"), classes.index("pneumonia")
+    rows = np.flatnonzero((labels == ni) | (labels == pi))
+    y = labels[rows] == pi
+    if min(int(y.sum()), int((~y).sum())) < MIN_PER_CLASS:
+        return None, (f"the call between normal and pneumonia: {int((~y).sum())} normal and {int(y.sum())} pneumonia "
+                      f"films; checking and adapting it needs at least {MIN_PER_CLASS} of each"), None
+    held = np.zeros(len(rows))
+    for train, test in _folds(patients[rows], y, seed=seed):
+        held[test] = _head_scores(_fit_head(pen[rows][train], y[train]), pen[rows][test])
+    network = _balanced(y, logits[rows, pi] > logits[rows, ni])
+    adapted = _balanced(y, held >= 0.5)
+    if adapted <= network:
+        return None, (f"the call between normal and pneumonia: a head on the frozen features did not beat the "
+                      f"network's call held out (balanced accuracy {adapted:.3f} against {network:.3f})"), None
+    head = _fit_head(pen[rows], y)
+    probability = _head_scores(head, pen)
+    probability[rows] = held
+    return head, (f"the call between normal and pneumonia: a head on the frozen features (held-out balanced "
+                  f"accuracy {network:.3f} -> {adapted:.3f})"), probability
+
+
 def _film_rows(y, score, positive, withheld) -> dict:
     """Per-film columns of one model state: its COVID-19 score, its verdict and whether that verdict was right."""
     verdict = np.where(withheld, "withheld", np.where(positive, "positive", "negative"))
@@ -384,13 +443,14 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
                   threshold=threshold,
                   ood_flagged=None if flagged is None else float(flagged.mean()),
                   given=given_figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, withheld, seed))
+    before["calls"] = call_counts(logits, probs[:, ci] >= threshold, withheld, labels, classifier.classes, ci)
     report["before"] = before
     shipped_rows = _film_rows(y, probs[:, ci], probs[:, ci] >= threshold, withheld)
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
     if not enough:
         report["skipped"].append(f"adaptation: {int(y.sum())} COVID-19 and {int((~y).sum())} other films; each step "
                                  f"needs at least {MIN_PER_CLASS} of each")
-        report["after"] = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given")}
+        report["after"] = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given", "calls")}
         report["after"]["estimated_by"] = "no adaptation: the shipped figures above"
         return report, _films_table(table, folder, classifier, labels, shipped_rows, shipped_rows)
     folds = _folds(patients, y, seed=seed)
@@ -453,6 +513,14 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     after["given"] = given_figures(y, after_score, after_positive, patients, withheld, seed)
     after["ece"] = expected_calibration_error(calibrated, labels)  # held out: no film calibrated on itself
     after["reliability"] = reliability(calibrated, labels)
+    # 4. the call between normal and pneumonia under a negative verdict (held-out balanced accuracy of that call)
+    call_scores = logits
+    pneumonia_head, line, held_out = pneumonia_step(logits, pen, labels, patients, classifier.classes, seed)
+    report["skipped" if pneumonia_head is None else "adapted"].append(line)
+    if pneumonia_head is not None:
+        report["parameters"]["pneumonia_head"] = pneumonia_head
+        call_scores = head_as_scores(held_out, classifier.classes)
+    after["calls"] = call_counts(call_scores, after_positive, withheld, labels, classifier.classes, ci)
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
     report["after"] = after
     return report, _films_table(table, folder, classifier, labels, shipped_rows,

@@ -29,6 +29,33 @@ POOR_BALANCED = 0.70  # below this mean of sensitivity and specificity, many ver
 #: report promised 44-75% (docs/site-validation.md): such a file is refused.
 HEAD_THRESHOLD_FROM = "held-out scores"
 POOR_RATE = 0.60  # below this sensitivity (or specificity), 40% or more of that class's films get a wrong verdict
+MIN_PER_CLASS = 10  # films of each kind that a step of validate-site needs (COVID-19 and other; normal and pneumonia)
+#: The classes of a three-class model's call under a negative verdict, whose words ("No pneumonia seen", "Pneumonia,
+#: not COVID-19-like") a site must check before Diagnose says them there.
+CALL_CLASSES = ("normal", "pneumonia")
+
+
+def call_problem(calls: dict | None) -> str:
+    """Why a site's own films do not confirm the call between a normal film and pneumonia of another cause (the
+    first line under a negative verdict), in words; "" when they do. ``calls``: {labelled class: {called class:
+    films}} of the films given a verdict (``site.call_counts``), None when the validation did not count them. The
+    call is confirmed when the site labelled MIN_PER_CLASS films of each and it got the class right for each at a
+    mean rate (balanced accuracy) of POOR_BALANCED or more, counting the films given a negative verdict (a positive
+    one is the COVID-19 verdict's to answer for). At a hospital the network never saw it was right for about half of
+    each (docs/site-validation.md)."""
+    if calls is None:
+        return "its validation did not count how often that call was right (validate the model there again)"
+    # the films the call is said of: those given a negative verdict (called normal or pneumonia)
+    given = {c: sum((calls.get(c) or {}).get(called, 0) for called in CALL_CLASSES) for c in CALL_CLASSES}
+    if min(given.values()) < MIN_PER_CLASS:
+        return (f"its labelled films given a negative verdict held {given['normal']} normal films and "
+                f"{given['pneumonia']} of pneumonia of another cause; checking the call needs at least "
+                f"{MIN_PER_CLASS} of each")
+    right = {c: calls[c].get(c, 0) for c in CALL_CLASSES}
+    if (right["normal"] / given["normal"] + right["pneumonia"] / given["pneumonia"]) / 2 < POOR_BALANCED:
+        return (f"on its own labelled films the call was right for only {right['normal']} of {given['normal']} "
+                f"normal films and {right['pneumonia']} of {given['pneumonia']} films of pneumonia of another cause")
+    return ""
 
 
 def poor_figures(auc: float | None, sensitivity: float | None, specificity: float | None) -> list[str]:
@@ -89,6 +116,10 @@ class Site:
     auc: dict | None = None  # the COVID-19 score's AUC on the site's films after adaptation: {"value", "low", "high"}
     version: str = ""  # digest of the site file's text: results scored with one version are not another's
     created: str = ""  # when validate-site made the file
+    # {labelled class: {called class: films}}: how the call in words did on the site's films given a verdict
+    calls: dict | None = None
+    # like ``head``: p(pneumonia rather than a normal film) for a film without a positive verdict; the call follows it
+    pneumonia_head: dict | None = None
 
     @property
     def poor(self) -> str:
@@ -110,10 +141,16 @@ class Site:
         """Whether the site's own films confirm the model's verdicts there: neither poor nor unsettled."""
         return not self.poor and not self.unsettled
 
-    def head_probability(self, penultimate: np.ndarray) -> np.ndarray:
+    @property
+    def call_problem(self) -> str:
+        """Why this site's films do not confirm the call between normal and pneumonia (:func:`call_problem`)."""
+        return call_problem(self.calls)
+
+    def head_probability(self, penultimate: np.ndarray, head: dict | None = None) -> np.ndarray:
+        """The probability a head (``head``, else the COVID-19 head) gives each film's penultimate features."""
         from scipy.special import expit  # the logistic function without overflow far from the threshold
 
-        h = {k: np.asarray(self.head[k], np.float64) for k in ("mean", "scale", "coef", "intercept")}
+        h = {k: np.asarray((head or self.head)[k], np.float64) for k in ("mean", "scale", "coef", "intercept")}
         return expit(((np.asarray(penultimate, np.float64) - h["mean"]) / h["scale"]) @ h["coef"] + h["intercept"])
 
     def ood_stats(self, stats: dict) -> dict:
@@ -166,7 +203,8 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
                 temperature=p.get("temperature"), head=p.get("head"), ood_means=p.get("ood_means"),
                 sensitivity=figures.get("sensitivity"), specificity=figures.get("specificity"), given=count,
                 counts=figures.get("counts"), auc=after.get("auc"),
-                version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40])
+                version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40],
+                calls=after.get("calls"), pneumonia_head=p.get("pneumonia_head"))
     problem = _damage(site)
     if problem:
         raise ConfigError(f"{path.name} is damaged ({problem}); validate this model at the site again")
@@ -195,6 +233,12 @@ def are_verdict_counts(c) -> bool:
     return isinstance(c, dict) and all(is_whole(c.get(k)) for k in ("tp", "fn", "fp", "tn"))
 
 
+def are_call_counts(c) -> bool:
+    """{labelled class: {called class: count}}, as ``site.call_counts`` writes it."""
+    return isinstance(c, dict) and all(isinstance(label, str) and isinstance(row, dict) and all(
+        isinstance(called, str) and is_whole(n) for called, n in row.items()) for label, row in c.items())
+
+
 #: The largest magnitude a site head's number may have, and the smallest scale. Fitted heads hold features' means
 #: and scales (a standard deviation plus 1e-6) of about 1e-6 to 10 and coefficients under 1; a hand edit of 1e308
 #: made the head's probability NaN, which read as a negative verdict. Within these bounds the head's sum stays finite.
@@ -205,21 +249,27 @@ def _numbers(v, low: float = -math.inf, high: float = math.inf) -> bool:
     return isinstance(v, list) and bool(v) and all(_number(x, low, high) for x in v)
 
 
+def _is_head(h) -> bool:
+    """A logistic head as validate-site writes it: equal-length number lists, positive scales, an intercept."""
+    return (isinstance(h, dict) and all(_numbers(h.get(k), -HEAD_LIMIT, HEAD_LIMIT) for k in ("mean", "coef"))
+            and _numbers(h.get("scale"), HEAD_SCALE_FLOOR, HEAD_LIMIT) and _number(h.get("intercept"), -HEAD_LIMIT,
+                                                                                  HEAD_LIMIT)
+            and len({len(h["mean"]), len(h["scale"]), len(h["coef"])}) == 1)
+
+
 def _damage(site: Site) -> str:
     """What makes a site file's content unusable (a hand edit, a broken copy), or ""."""
     if site.threshold is not None and not _number(site.threshold, -math.inf, math.inf):
         return f"threshold {site.threshold!r} is not a number"
     if site.temperature is not None and not _number(site.temperature, 1e-3, 1e3):
         return f"temperature {site.temperature!r} is not a positive number"
-    if site.head is not None:
-        h = site.head
-        if not isinstance(h, dict) or not all(_numbers(h.get(k), -HEAD_LIMIT, HEAD_LIMIT) for k in ("mean", "coef")) \
-                or not _numbers(h.get("scale"), HEAD_SCALE_FLOOR, HEAD_LIMIT) \
-                or not _number(h.get("intercept"), -HEAD_LIMIT, HEAD_LIMIT) \
-                or len({len(h["mean"]), len(h["scale"]), len(h["coef"])}) != 1:
-            return "its head is not a set of equal-length number lists with positive scales and an intercept"
-        if site.threshold is None:
-            return "its head has no threshold"
+    for name, h in (("head", site.head), ("pneumonia head", site.pneumonia_head)):
+        if h is not None and not _is_head(h):
+            return f"its {name} is not a set of equal-length number lists with positive scales and an intercept"
+    if site.head is not None and site.threshold is None:
+        return "its head has no threshold"
+    if site.calls is not None and not are_call_counts(site.calls):
+        return "its counts of the calls are not whole numbers by labelled and called class"
     if site.ood_means is not None and not (isinstance(site.ood_means, dict) and all(
             isinstance(v, list) and all(_numbers(m) for m in v) for v in site.ood_means.values())):
         return "its familiarity means are not lists of number lists"
@@ -240,8 +290,11 @@ def _misfit(site: Site, classifier) -> str:
     from .models import last_linear
 
     width = last_linear(classifier.model).in_features
-    if site.head is not None and len(site.head["coef"]) != width:
-        return f"its head takes {len(site.head['coef'])} features, the model gives {width}"
+    for name, head in (("head", site.head), ("pneumonia head", site.pneumonia_head)):
+        if head is not None and len(head["coef"]) != width:
+            return f"its {name} takes {len(head['coef'])} features, the model gives {width}"
+    if site.pneumonia_head is not None and not set(CALL_CLASSES) <= set(classifier.classes):
+        return f"it has a pneumonia head, and the model's classes are {', '.join(classifier.classes)}"
     parts = {part["name"]: part for part in (classifier.ood or {}).get("parts", [])}
     for name, extra in (site.ood_means or {}).items() if parts else ():  # an older reference takes no site means
         part = parts.get(name)

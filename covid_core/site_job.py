@@ -8,7 +8,8 @@ import time
 
 from .errors import ConfigError, CovidCoreError
 from .site import validate_site_with_films
-from .site_file import are_verdict_counts, is_whole, poor_figures, unsettled_figures
+from .site_file import (CALL_CLASSES, are_call_counts, are_verdict_counts, call_problem, is_whole, poor_figures,
+                        unsettled_figures)
 from .stored_values import section, share
 
 
@@ -222,6 +223,43 @@ def predictive_values_text(report: dict) -> str:
     if given and given["withheld"]:
         films = f"On the {given['films'] - given['withheld']} of these films that get a verdict"
     return predictive_values_sentence(counts, films)
+
+
+def _calls(report: dict, when: str) -> dict | None:
+    """A section's counts of the call in words (``site.call_counts``), when it has them and they are counts."""
+    calls = section(report, when).get("calls")
+    return calls if are_call_counts(calls) else None
+
+
+def call_rows(report: dict) -> list[dict]:
+    """How the call in words did on the site's films given a verdict, shipped and after adaptation: one row per
+    labelled class, a column per call; [] for a report without such counts (a two-class model, an older file)."""
+    from .verdict import CALL_WORDS
+
+    rows = []
+    for when in ("before", "after"):
+        calls = _calls(report, when)
+        for label, called in (calls or {}).items():
+            rows.append({"": "shipped model" if when == "before" else "after adaptation (cross-validated)",
+                         "labelled": label, **{f'called "{CALL_WORDS.get(c, c)}"': n for c, n in called.items()}})
+    return rows
+
+
+def call_text(report: dict) -> str:
+    """Whether Diagnose will name the call between normal and pneumonia at this site, and why, in words; "" for a
+    report without counts of the call."""
+    calls = _calls(report, "after")
+    if calls is None:
+        return ""
+    problem = call_problem(calls)
+    if problem:
+        return ("Under a negative verdict Diagnose will say \"Not COVID-19-like\" here, not whether the film is "
+                f"normal or shows pneumonia of another cause: {problem}.")
+    right = {c: (calls[c].get(c, 0), sum(calls[c].get(k, 0) for k in CALL_CLASSES)) for c in CALL_CLASSES}
+    return ("Under a negative verdict Diagnose will name the call (\"No pneumonia seen\" or \"Pneumonia, not "
+            f"COVID-19-like\") here: on your films given a negative verdict it was right for {right['normal'][0]} of "
+            f"{right['normal'][1]} normal films and {right['pneumonia'][0]} of {right['pneumonia'][1]} films of "
+            "pneumonia of another cause.")
 
 
 PLANNED_HALF_WIDTH = 0.05  # how closely a site may want to know its sensitivity and its specificity (95% interval)

@@ -202,12 +202,14 @@ def headline(prediction) -> Headline:
     abnormal = prediction.call == "pneumonia"
     if prediction.covid_positive is None:
         return Headline(title, "", "abnormal" if abnormal else "neutral")
+    if prediction.call_unconfirmed and not prediction.covid_positive:  # the site did not confirm normal/pneumonia
+        title, abnormal = CALL_WORDS["negative"], False
     word = "positive" if prediction.covid_positive else "negative"
     covid_line = (f"COVID-19: {word} (probability {100 * prediction.covid_probability:.0f}%, "
                   f"{'at or above' if prediction.covid_positive else 'below'} the operating threshold of "
                   f"{100 * prediction.threshold:.0f}%)")
-    if prediction.label != prediction.call:  # the threshold, not the most probable class, decided the call
-        top = prediction.label
+    top = prediction.label  # where the threshold, not the most probable class, decided the verdict, say so
+    if (top != prediction.call) if prediction.covid_positive else (top in COVID_CLASS.values()):
         share = f"{100 * prediction.probabilities[top]:.0f}%"
         covid_line += (f"; the model finds {MORE_PROBABLE_WORDS.get(top, top)} more probable ({share})"
                        if prediction.covid_positive else f"; the network still ranks COVID-19 first ({share})")
@@ -312,6 +314,32 @@ def site_verdict_worth(site, positive: bool) -> str:
             f"{rarer}.")
 
 
+#: A labelled class in words, as a site's counts of the call name it.
+LABEL_WORDS = {"normal": "normal", "pneumonia": "pneumonia of another cause", "covid19": "COVID-19"}
+
+
+def site_call_sentence(prediction, site) -> str:
+    """What the first line under a negative verdict ("No pneumonia seen", "Pneumonia, not COVID-19-like") was worth
+    on the site's own labelled films, or why the site's films do not confirm it and it is not said (the headline then
+    reads "Not COVID-19-like"); "" without a site or a negative verdict."""
+    if site is None or prediction.withheld or prediction.covid_positive is not False:
+        return ""
+    if prediction.call_unconfirmed:
+        return (f"Whether this film shows pneumonia of another cause is not said here: at {site.name}, "
+                f"{prediction.call_unconfirmed}. Read the film for it.")
+    call = prediction.call
+    row = {label: (called or {}).get(call, 0) for label, called in (site.calls or {}).items()}
+    k, n = row.get(call, 0), sum(row.values())
+    if not n:
+        return f'At {site.name}, none of its own labelled films was called "{CALL_WORDS.get(call, call)}".'
+    others = ", ".join(f"{v} {LABEL_WORDS.get(label, label)}" for label, v in row.items() if label != call and v)
+    by = " The call between normal and pneumonia there is a head's fitted on its films." if site.pneumonia_head \
+        else ""
+    return (f'At {site.name}, {share_with_interval(k, n)} of its own labelled films called '
+            f'"{CALL_WORDS.get(call, call)}" were {LABEL_WORDS.get(call, call)} ({k} of {n}'
+            + (f"; the others: {others}" if others else "") + ")." + by)
+
+
 def _worth_at_site(prediction, site) -> str:
     """:func:`site_verdict_worth` of this prediction's verdict, the first of its limits; "" without a verdict, a
     site or the site's counts."""
@@ -328,13 +356,14 @@ def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> li
     if prediction.withheld or prediction.covid_positive is None:
         return []
     worth = _worth_at_site(prediction, site)
+    call = [sentence for sentence in [site_call_sentence(prediction, site)] if sentence]
     if worth:
         moved = [] if threshold.get("site") is None else [
             f"This verdict uses the operating point validated at {threshold['site']}, not the shipped threshold, so "
             "the public TEST figures do not describe it."]
-        return [worth] + moved + ([] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
+        return [worth] + call + moved + ([] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
     if threshold.get("site") is not None:
-        return [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "
+        return call + [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "
                 "threshold, so the model's TEST figures (PPV, NPV, false positives by source) do not describe it; "
                 "its sensitivity and specificity on that site's own films are given with the validation below."] + (
             [] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
@@ -343,5 +372,5 @@ def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> li
         return positive_verdict_limits(metadata, threshold) + [
             "The films behind these figures come from few hospitals. At a hospital the model never saw, normal "
             "adult films can be called COVID-19 positive far more often."] + ([texture] if texture else [])
-    return negative_verdict_limits(metadata, threshold)
+    return call + negative_verdict_limits(metadata, threshold)
 

@@ -45,8 +45,8 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..formatting import counts_text, printable
     from ..site import validate_site_with_films
-    from ..site_job import (films_used_text, given_rates_text, poor_site_warning, predictive_values_text,
-                            sample_size_text)
+    from ..site_job import (call_rows, call_text, films_used_text, given_rates_text, poor_site_warning,
+                            predictive_values_text, sample_size_text)
 
     out = Path(args.out)
     if out.suffix.lower() != ".json":
@@ -72,6 +72,11 @@ def main(args: argparse.Namespace) -> int:
                  poor_site_warning(report)):
         if text:
             print(text)
+    for row in call_rows(report):  # how the call in words did, by labelled class
+        when, label = row.pop(""), row.pop("labelled")
+        print(f"{when}, labelled {label}: " + ", ".join(f"{n} {called}" for called, n in row.items()))
+    if call_text(report):
+        print(call_text(report))
     for line in report["adapted"]:
         print(f"adapted: {line}")
     for line in report["skipped"]:

@@ -1,0 +1,121 @@
+"""Is the call between normal and pneumonia worth saying at a site? Validate on a draw, measure on the rest.
+
+A three-class model's first line under a negative COVID-19 verdict names a normal film ("No pneumonia seen") or
+pneumonia of another cause. Site validation counts how that call did on the site's films and may fit a head for it
+(covid_core.site.pneumonia_step); Diagnose names the call only where the counts confirm it
+(covid_core.site_file.call_problem). This checks both on films the validation never saw: the site and its halves
+are bench/site_validation.py's (``--unseen SOURCE``: a source the model was trained without, and TEST's COVID-19
+films), the draws from half A bench/site_size.py's (``--sizes COVID:OTHER``, whole patients). For each draw it prints
+whether the report confirmed the call, and on half B, among the films labelled normal or pneumonia that get a
+negative verdict: how often the call named each right (and their mean, the balanced accuracy), with the site file
+and with the network's own call at the shipped threshold.
+
+    python bench/site_call.py --data DATA_DIR --unseen nih --model WITHOUT_NIH.pt --sizes 10:20,10:40,20:80,all:all
+
+The films are copied to a temporary folder (deleted at the end), never into the project.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from site_size import draw_patients, parse_sizes  # noqa: E402 (bench/ on the path)
+from site_validation import build_halves, copy_films, prepared  # noqa: E402
+
+
+def call_rates(classifier, films) -> tuple[tuple[int, int], tuple[int, int]]:
+    """((normal films called normal, normal films), (pneumonia films called pneumonia, pneumonia films)) among the
+    films of ``films`` (``prepared``) labelled normal or pneumonia that get a negative verdict from ``classifier``
+    (its site file applied, if any; without one, at the shipped threshold) and are not withheld."""
+    from covid_core.inference import call_indices, score_pixels
+    from covid_core.site import head_as_scores
+    from covid_core.targets import COVID_CLASS
+
+    table, pixels = films
+    s = score_pixels(classifier, pixels)
+    site, classes = classifier.site, classifier.classes
+    threshold = site.threshold if site is not None and site.threshold is not None else classifier.threshold["value"]
+    positive = s.covid >= threshold
+    withheld = (s.ood > classifier.ood["threshold"]) if s.ood is not None else np.zeros(len(table), bool)
+    scores = s.probs if s.pneumonia is None else head_as_scores(s.pneumonia, classes)
+    called = call_indices(scores, positive, classes.index(COVID_CLASS[classifier.target]))
+    label = np.array([classes.index(c) for c in table.label])
+    out = []
+    for name in ("normal", "pneumonia"):
+        i = classes.index(name)
+        rows = (label == i) & ~positive & ~withheld
+        out.append((int((called[rows] == i).sum()), int(rows.sum())))
+    return tuple(out)
+
+
+def rates_text(rates) -> str:
+    (kn, n), (kp, p) = rates
+    if not n or not p:
+        return "n/a"
+    return f"{kn / n:.3f} ({kn} of {n}) / {kp / p:.3f} ({kp} of {p}) / {(kn / n + kp / p) / 2:.3f}"
+
+
+def main() -> int:
+    from covid_core.checkpoint import load_classifier
+    from covid_core.site import validate_site
+    from covid_core.site_file import call_problem, load_classifier_at_site
+    from covid_core.targets import COVID_CLASS
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default="weights/resnet18.pt")
+    ap.add_argument("--unseen", default="", help="a source the model was trained without (its --holdout-source)")
+    ap.add_argument("--sizes", default="10:20,10:40,20:80,all:all")
+    ap.add_argument("--draws", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=0, help="the halves' split, as bench/site_validation.py's")
+    args = ap.parse_args()
+    try:
+        sizes = parse_sizes(args.sizes)
+    except ValueError as exc:
+        ap.error(str(exc))
+    classifier = load_classifier(args.model)
+    if not {"normal", "pneumonia"} <= set(classifier.classes) or COVID_CLASS.get(classifier.target) is None:
+        ap.error(f"{args.model} makes no call between normal and pneumonia beside COVID-19 ({classifier.classes})")
+    covid = COVID_CLASS[classifier.target]
+    work = Path(tempfile.mkdtemp(prefix="site_call_"))
+    try:
+        halves = build_halves(args.data, classifier.target, args.seed, work, args.unseen)
+        a, films_b = halves["A"], prepared(classifier, work / "B")
+        classifier.verdicts_unvalidated = True  # the network's own call, for comparison
+        print(f"{Path(args.model).name}; half A {len(a)} films, half B {len(films_b[0])}; on half B the network's "
+              f"own call (normal right / pneumonia right / mean): {rates_text(call_rates(classifier, films_b))}\n")
+        print("| COVID-19 : other films asked | draw | films used (normal / pneumonia / COVID-19) | head fitted | "
+              "call confirmed by the report | on half B with the site file: normal right / pneumonia right / mean |")
+        print("|---|---|---|---|---|---|")
+        rng = np.random.default_rng(args.seed)
+        for size in sizes:
+            for d in range(1 if size == (None, None) else args.draws):
+                folder = work / f"draw-{size[0]}-{size[1]}-{d}"
+                rows = a[a.patient.astype(str).isin(draw_patients(a, covid, size, rng))]
+                copy_films(rows, folder)
+                report = validate_site(classifier, folder, name=folder.name, seed=d)
+                site_file = work / f"{folder.name}.json"
+                site_file.write_text(json.dumps(report))
+                at_site = load_classifier_at_site(args.model, site=site_file)
+                problem = call_problem(report["after"].get("calls"))
+                used = " / ".join(str(int((rows.label == c).sum())) for c in ("normal", "pneumonia", covid))
+                asked = ":".join("all" if v is None else str(v) for v in size)
+                head = "yes" if "pneumonia_head" in report["parameters"] else "no"
+                print(f"| {asked} | {d} | {used} | {head} | {'yes' if not problem else 'no: ' + problem} | "
+                      f"{rates_text(call_rates(at_site, films_b))} |", flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

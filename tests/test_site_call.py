@@ -1,0 +1,189 @@
+"""The call in words under a negative verdict ("No pneumonia seen", "Pneumonia, not COVID-19-like") at a site: counted
+by site validation, adapted by a head where that helps, and named by Diagnose only where the site's films confirm it.
+
+At a hospital the network never saw, that call was right for about half of the normal and pneumonia films, while
+the site-validated COVID-19 verdict beside it was good (docs/site-validation.md): before, a validated site showed
+the call as settled without ever having checked it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from app_helpers import make_checkpoint, make_site_folder, png_bytes, xray_array
+from covid_core.errors import ConfigError
+from covid_core.inference import Prediction
+from covid_core.site import call_counts, pneumonia_step
+from covid_core.site_file import MIN_PER_CLASS, Site, call_problem, load_site
+from covid_core.verdict import headline, site_call_sentence
+
+CLASSES = ["normal", "pneumonia", "covid19"]
+
+
+def _calls(normal_right: int, normal_n: int, pneumonia_right: int, pneumonia_n: int, covid_called: int = 0) -> dict:
+    return {"normal": {"normal": normal_right, "pneumonia": normal_n - normal_right, "covid19": covid_called},
+            "pneumonia": {"normal": pneumonia_n - pneumonia_right, "pneumonia": pneumonia_right, "covid19": 0},
+            "covid19": {"normal": 1, "pneumonia": 2, "covid19": 30}}
+
+
+def test_the_call_is_confirmed_only_by_enough_films_of_each_kind_that_it_mostly_got_right():
+    assert "did not count" in call_problem(None)  # a site file made before the call was counted
+    assert "held 8 normal films and 40 of pneumonia" in call_problem(_calls(8, 8, 35, 40))
+    no_pneumonia = {"normal": {"normal": 40, "pneumonia": 5, "covid19": 0}, "covid19": {"covid19": 30}}
+    assert "held 45 normal films and 0 of pneumonia" in call_problem(no_pneumonia)  # a site of normals and COVID-19
+    # the NIH films of a model trained without NIH, as counted by site validation before adaptation
+    assert call_problem(_calls(0, 13, 43, 44)) == ("on its own labelled films the call was right for only 0 of 13 "
+                                                   "normal films and 43 of 44 films of pneumonia of another cause")
+    assert call_problem(_calls(30, 40, 32, 40)) == ""  # 75% and 80%
+    # a film with a positive verdict is the COVID-19 verdict's to answer for, not the call's
+    assert call_problem(_calls(30, 40, 32, 40, covid_called=200)) == ""
+    assert call_problem(_calls(MIN_PER_CLASS, MIN_PER_CLASS, MIN_PER_CLASS, MIN_PER_CLASS)) == ""
+
+
+def test_the_calls_counts_follow_the_verdict_and_leave_out_the_withheld_films():
+    logits = np.array([[2.0, 1, 0], [0, 2, 1], [0, 1, 3], [2, 0, 1], [0, 2, 0]])
+    labels = np.array([0, 1, 2, 2, 1])
+    positive = np.array([False, False, True, False, True])  # the fourth: a COVID-19 film missed, called normal
+    withheld = np.array([False, False, False, False, True])
+    counts = call_counts(logits, positive, withheld, labels, CLASSES, covid=2)
+    assert counts == {"normal": {"normal": 1, "pneumonia": 0, "covid19": 0},
+                      "pneumonia": {"normal": 0, "pneumonia": 1, "covid19": 0},
+                      "covid19": {"normal": 1, "pneumonia": 0, "covid19": 1}}
+    assert call_counts(logits[:, :2], positive, withheld, labels % 2, ["negative", "positive"], covid=1) is None
+
+
+def _site_features(n: int, seed: int, dims: int = 64):
+    """Penultimate-like features of n normal and n pneumonia films (and a few COVID-19 ones): pneumonia shifted along
+    8 dimensions; the network's own logits know nothing of it (what the network does at a hospital it never saw)."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([0] * n + [1] * n + [2] * 10)
+    pen = rng.normal(size=(len(labels), dims))
+    pen[labels == 1, :8] += 1.0
+    logits = rng.normal(size=(len(labels), 3))
+    return logits, pen, labels, np.array([f"p{i}" for i in range(len(labels))])
+
+
+def test_a_head_for_the_call_is_kept_only_where_it_beats_the_network_held_out():
+    logits, pen, labels, patients = _site_features(40, seed=0)
+    head, line, held = pneumonia_step(logits, pen, labels, patients, CLASSES)
+    assert head is not None and line.startswith("the call between normal and pneumonia: a head on the frozen")
+    y = labels[labels < 2] == 1
+    assert ((held[labels < 2] >= 0.5) == y).mean() > 0.75  # held out, it tells most films apart
+    informed = logits.copy()
+    informed[:, 0] += 10 * (labels == 0)  # a network that already makes the call right
+    informed[:, 1] += 10 * (labels == 1)
+    head, line, held = pneumonia_step(informed, pen, labels, patients, CLASSES)
+    assert head is None and held is None and "did not beat the network's call" in line
+    few = np.r_[np.flatnonzero(labels == 0)[:MIN_PER_CLASS - 1], np.flatnonzero(labels > 0)]
+    head, line, _ = pneumonia_step(logits[few], pen[few], labels[few], patients[few], CLASSES)
+    assert head is None and f"needs at least {MIN_PER_CLASS} of each" in line
+
+
+def _prediction(normal, pneumonia, covid, threshold=0.5, **kwargs) -> Prediction:
+    probabilities = {"normal": normal, "pneumonia": pneumonia, "covid19": covid}
+    return Prediction(probabilities=probabilities, label=max(probabilities, key=probabilities.get),
+                      covid_positive=covid >= threshold, covid_probability=covid, threshold=threshold, ood_score=0.1,
+                      ood_flagged=False, pixels_u8=np.zeros((4, 4), np.uint8), geometry=None, **kwargs)
+
+
+def test_the_call_follows_a_sites_head_and_an_unconfirmed_call_is_not_named():
+    assert _prediction(0.7, 0.2, 0.1).call == "normal"
+    by_head = _prediction(0.7, 0.2, 0.1, pneumonia_probability=0.8)
+    assert by_head.call == "pneumonia" and headline(by_head).title == "Pneumonia, not COVID-19-like"
+    assert ";" not in headline(by_head).covid_line  # the network's own order of the two is not the verdict's business
+    assert _prediction(0.2, 0.7, 0.1, pneumonia_probability=0.3).call == "normal"
+    unconfirmed = _prediction(0.2, 0.7, 0.1, call_unconfirmed="its films held no pneumonia")
+    h = headline(unconfirmed)
+    assert h.title == "Not COVID-19-like" and h.tone == "negative"
+    assert headline(_prediction(0.1, 0.2, 0.7, call_unconfirmed="x")).title == "COVID-19-like pneumonia"
+    site = Site("St Elsewhere", calls=None)
+    assert site_call_sentence(unconfirmed, site) == ("Whether this film shows pneumonia of another cause is not said "
+                                                     "here: at St Elsewhere, its films held no pneumonia. Read the "
+                                                     "film for it.")
+
+
+def test_a_confirmed_call_states_how_often_it_was_right_at_the_site():
+    site = Site("St Elsewhere", calls=_calls(43, 53, 45, 55))
+    sentence = site_call_sentence(_prediction(0.7, 0.2, 0.1), site)
+    assert sentence == ('At St Elsewhere, 79.6% (95% CI 67-88%) of its own labelled films called "No pneumonia seen" '
+                        "were normal (43 of 54; the others: 10 pneumonia of another cause, 1 COVID-19).")
+    assert site_call_sentence(_prediction(0.1, 0.2, 0.7), site) == ""  # a positive verdict: its PPV speaks
+    assert site_call_sentence(_prediction(0.7, 0.2, 0.1), None) == ""
+
+
+@pytest.fixture
+def model(tmp_path):
+    return make_checkpoint(tmp_path / "model.pt")
+
+
+def test_site_validation_counts_the_call_and_says_whether_diagnose_will_name_it(model, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    site = make_site_folder(tmp_path / "hospital", classes=("normal", "pneumonia", "covid19"))
+    out = tmp_path / "site.json"
+    r = subprocess.run([sys.executable, "-m", "covid_core", "validate-site", "--model", str(model), "--data",
+                        str(site), "--out", str(out)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(out.read_text())
+    for when in ("before", "after"):
+        calls = report[when]["calls"]
+        assert set(calls) == {"normal", "pneumonia", "covid19"}
+        assert sum(sum(row.values()) for row in calls.values()) == report[when]["given"]["films"] - \
+            report[when]["given"]["withheld"]
+    assert any(line.startswith("the call between normal and pneumonia") for line in
+               report["adapted"] + report["skipped"])
+    assert "shipped model, labelled pneumonia: " in r.stdout and 'called "No pneumonia seen"' in r.stdout
+    assert "Under a negative verdict Diagnose will" in r.stdout
+    assert load_site(out, model).calls == report["after"]["calls"]
+
+
+@pytest.mark.parametrize("parameters, after, reason", [
+    ({}, {"calls": {"normal": {"normal": "3"}}}, "its counts of the calls are not whole numbers"),
+    ({}, {"calls": [1, 2]}, "its counts of the calls are not whole numbers"),
+    ({"pneumonia_head": {"mean": [0.0], "scale": [0.0], "coef": [1.0], "intercept": 0.0}}, {},
+     "its pneumonia head is not"),
+])
+def test_a_site_file_with_damaged_counts_of_the_call_or_pneumonia_head_is_refused(model, tmp_path, parameters, after,
+                                                                                  reason):
+    from covid_core.datasets import file_sha256
+    from covid_core.site_file import SITE_FORMAT
+
+    site = tmp_path / "site.json"
+    site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "parameters": parameters,
+                                "checkpoint": {"sha256": file_sha256(model)}, "after": after}))
+    with pytest.raises(ConfigError, match="is damaged") as caught:
+        load_site(site, model)
+    assert reason in str(caught.value)
+
+
+def _diagnose_at_site(tmp_path, monkeypatch, calls):
+    from app_helpers import APP, app_env
+    from test_app_diagnose import TIMEOUT, _all_text, _site_file
+
+    tmp_path.mkdir()
+    weights = app_env(tmp_path, monkeypatch, covid_threshold=1.0)  # every film negative at the stored threshold
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json",
+               after={"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+                      "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}, **({"calls": calls} if calls else {})})
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.file_uploader(key="diag_upload").set_value(("chest.png", png_bytes(xray_array(64)), "image/png")).run()
+    assert not at.exception, at.exception
+    return _all_text(at)
+
+
+def test_diagnose_names_the_call_at_a_site_only_where_its_films_confirmed_it(tmp_path, monkeypatch):
+    text = _diagnose_at_site(tmp_path / "old", monkeypatch, calls=None)  # a site file that never counted the call
+    assert "Not COVID-19-like" in text and "COVID-19: negative" in text
+    assert "No pneumonia seen" not in text and "Pneumonia, not COVID-19-like" not in text
+    assert "Whether this film shows pneumonia of another cause is not said here: at St Elsewhere, its validation " \
+           "did not count how often that call was right" in text
+    text = _diagnose_at_site(tmp_path / "new", monkeypatch, calls=_calls(43, 53, 45, 55))
+    assert ("No pneumonia seen" in text) != ("Pneumonia, not COVID-19-like" in text)
+    assert "of its own labelled films called" in text and "Whether this film shows" not in text
