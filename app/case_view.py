@@ -70,8 +70,12 @@ def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised, beside=No
     h, w = case.original_size
     panels = [(shown, f"The film ({case.image.format}, {w}x{h}; hover it for its full-screen button)")]
     if overlay_rgb is not None:
+        p = case.prediction
+        unconfirmed = p is not None and p.call_unconfirmed and p.covid_positive is False \
+            and explanation.target_class == p.call  # the headline does not name this class: the site did not confirm it
         panels.append((overlay_rgb, "Where the model looked (red: what pushed it towards "
-                                    f"'{explanation.target_class}')"))
+                                    f"'{explanation.target_class}'"
+                                    + (", a call your site's films did not confirm)" if unconfirmed else ")")))
     if denoised is not None:
         panels.append((denoised, "Denoised view (autoencoder)"))
     alone = beside is not None and len(panels) == 1

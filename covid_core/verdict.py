@@ -357,20 +357,22 @@ def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> li
         return []
     worth = _worth_at_site(prediction, site)
     call = [sentence for sentence in [site_call_sentence(prediction, site)] if sentence]
+    # "pneumonia of another cause can be present (see the first line)": said where the first line names the call
+    not_normal = [] if prediction.covid_positive or prediction.call_unconfirmed else [NEGATIVE_IS_NOT_NORMAL]
     if worth:
         moved = [] if threshold.get("site") is None else [
             f"This verdict uses the operating point validated at {threshold['site']}, not the shipped threshold, so "
             "the public TEST figures do not describe it."]
-        return [worth] + call + moved + ([] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
+        return [worth] + call + moved + not_normal
     if threshold.get("site") is not None:
         return call + [f"This verdict uses the operating point validated at {threshold['site']}, not the shipped "
                 "threshold, so the model's TEST figures (PPV, NPV, false positives by source) do not describe it; "
                 "its sensitivity and specificity on that site's own films are given with the validation below."] + (
-            [] if prediction.covid_positive else [NEGATIVE_IS_NOT_NORMAL])
+            not_normal)
     if prediction.covid_positive:
         texture = texture_swap_warning(metadata)
         return positive_verdict_limits(metadata, threshold) + [
             "The films behind these figures come from few hospitals. At a hospital the model never saw, normal "
             "adult films can be called COVID-19 positive far more often."] + ([texture] if texture else [])
-    return call + negative_verdict_limits(metadata, threshold)
+    return call + [s for s in negative_verdict_limits(metadata, threshold) if s != NEGATIVE_IS_NOT_NORMAL or not_normal]
 

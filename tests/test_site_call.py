@@ -184,6 +184,8 @@ def test_diagnose_names_the_call_at_a_site_only_where_its_films_confirmed_it(tmp
     assert "No pneumonia seen" not in text and "Pneumonia, not COVID-19-like" not in text
     assert "Whether this film shows pneumonia of another cause is not said here: at St Elsewhere, its validation " \
            "did not count how often that call was right" in text
+    assert "(see the first line)" not in text  # the first line no longer names pneumonia
     text = _diagnose_at_site(tmp_path / "new", monkeypatch, calls=_calls(43, 53, 45, 55))
     assert ("No pneumonia seen" in text) != ("Pneumonia, not COVID-19-like" in text)
     assert "of its own labelled films called" in text and "Whether this film shows" not in text
+    assert "(see the first line)" in text
