@@ -17,7 +17,6 @@ The films are copied to a temporary folder (deleted at the end), never into the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -28,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from site_size import draw_patients, parse_sizes  # noqa: E402 (bench/ on the path)
-from site_validation import build_halves, copy_films, prepared  # noqa: E402
+from site_size import drawn_sites, parse_draw_arguments  # noqa: E402 (bench/ on the path)
+from site_validation import build_halves, prepared  # noqa: E402
 
 
 def call_rates(classifier, films) -> tuple[tuple[int, int], tuple[int, int]]:
@@ -70,18 +69,7 @@ def main() -> int:
     from covid_core.site_file import call_problem, load_classifier_at_site
     from covid_core.targets import COVID_CLASS
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--model", default="weights/resnet18.pt")
-    ap.add_argument("--unseen", default="", help="a source the model was trained without (its --holdout-source)")
-    ap.add_argument("--sizes", default="10:20,10:40,20:80,all:all")
-    ap.add_argument("--draws", type=int, default=3)
-    ap.add_argument("--seed", type=int, default=0, help="the halves' split, as bench/site_validation.py's")
-    args = ap.parse_args()
-    try:
-        sizes = parse_sizes(args.sizes)
-    except ValueError as exc:
-        ap.error(str(exc))
+    ap, args, sizes = parse_draw_arguments(__doc__, "10:20,10:40,20:80,all:all", draws=3)
     classifier = load_classifier(args.model)
     if not {"normal", "pneumonia"} <= set(classifier.classes) or COVID_CLASS.get(classifier.target) is None:
         ap.error(f"{args.model} makes no call between normal and pneumonia beside COVID-19 ({classifier.classes})")
@@ -96,22 +84,17 @@ def main() -> int:
         print("| COVID-19 : other films asked | draw | films used (normal / pneumonia / COVID-19) | head fitted | "
               "call confirmed by the report | on half B with the site file: normal right / pneumonia right / mean |")
         print("|---|---|---|---|---|---|")
-        rng = np.random.default_rng(args.seed)
-        for size in sizes:
-            for d in range(1 if size == (None, None) else args.draws):
-                folder = work / f"draw-{size[0]}-{size[1]}-{d}"
-                rows = a[a.patient.astype(str).isin(draw_patients(a, covid, size, rng))]
-                copy_films(rows, folder)
-                report = validate_site(classifier, folder, name=folder.name, seed=d)
-                site_file = work / f"{folder.name}.json"
-                site_file.write_text(json.dumps(report))
-                at_site = load_classifier_at_site(args.model, site=site_file)
-                problem = call_problem(report["after"].get("calls"))
-                used = " / ".join(str(int((rows.label == c).sum())) for c in ("normal", "pneumonia", covid))
-                asked = ":".join("all" if v is None else str(v) for v in size)
-                head = "yes" if "pneumonia_head" in report["parameters"] else "no"
-                print(f"| {asked} | {d} | {used} | {head} | {'yes' if not problem else 'no: ' + problem} | "
-                      f"{rates_text(call_rates(at_site, films_b))} |", flush=True)
+        for size, d, rows, folder in drawn_sites(a, covid, sizes, args.draws, args.seed, work):
+            report = validate_site(classifier, folder, name=folder.name, seed=d)
+            site_file = work / f"{folder.name}.json"
+            site_file.write_text(json.dumps(report))
+            at_site = load_classifier_at_site(args.model, site=site_file)
+            problem = call_problem(report["after"].get("calls"))
+            used = " / ".join(str(int((rows.label == c).sum())) for c in ("normal", "pneumonia", covid))
+            asked = ":".join("all" if v is None else str(v) for v in size)
+            head = "yes" if "pneumonia_head" in report["parameters"] else "no"
+            print(f"| {asked} | {d} | {used} | {head} | {'yes' if not problem else 'no: ' + problem} | "
+                  f"{rates_text(call_rates(at_site, films_b))} |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

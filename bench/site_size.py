@@ -43,6 +43,23 @@ def parse_sizes(text: str) -> list[tuple[int | None, int | None]]:
     return sizes
 
 
+def parse_draw_arguments(doc: str, sizes: str, draws: int):
+    """(the parser, its arguments, the sizes parsed) of a bench that validates on draws of a site's half A: --data,
+    --model, --unseen, --sizes, --draws and --seed."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--model", default="weights/resnet18.pt")
+    ap.add_argument("--unseen", default="", help="a source the model was trained without (its --holdout-source)")
+    ap.add_argument("--sizes", default=sizes)
+    ap.add_argument("--draws", type=int, default=draws)
+    ap.add_argument("--seed", type=int, default=0, help="the halves' split, as bench/site_validation.py's")
+    args = ap.parse_args()
+    try:
+        return ap, args, parse_sizes(args.sizes)
+    except ValueError as exc:
+        ap.error(str(exc))
+
+
 def draw_patients(rows, covid_class: str, size: tuple[int | None, int | None], rng) -> set[str]:
     """Patients of ``rows`` drawn at random, whole, until the COVID-19 and the other films reach ``size``."""
     chosen = set()
@@ -60,6 +77,18 @@ def draw_patients(rows, covid_class: str, size: tuple[int | None, int | None], r
             chosen.add(patient)
             got += int(films[patient])
     return chosen
+
+
+def drawn_sites(a, covid_class: str, sizes, draws: int, seed: int, work: Path):
+    """Each draw from half A's rows ``a``: (its size, its number, its rows, the folder under ``work`` its films
+    were copied to); ``draws`` per size, one for "all:all"."""
+    rng = np.random.default_rng(seed)
+    for size in sizes:
+        for d in range(1 if size == (None, None) else draws):
+            folder = work / f"draw-{size[0]}-{size[1]}-{d}"
+            rows = a[a.patient.astype(str).isin(draw_patients(a, covid_class, size, rng))]
+            copy_films(rows, folder)
+            yield size, d, rows, folder
 
 
 def estimate(report: dict) -> list[tuple[int, int]]:
@@ -90,18 +119,7 @@ def main() -> int:
     from covid_core.site_file import load_classifier_at_site
     from covid_core.targets import COVID_CLASS
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--model", default="weights/resnet18.pt")
-    ap.add_argument("--unseen", default="", help="a source the model was trained without (its --holdout-source)")
-    ap.add_argument("--sizes", default="10:10,10:40,19:80,all:all")
-    ap.add_argument("--draws", type=int, default=4)
-    ap.add_argument("--seed", type=int, default=0, help="the halves' split, as bench/site_validation.py's")
-    args = ap.parse_args()
-    try:
-        sizes = parse_sizes(args.sizes)
-    except ValueError as exc:
-        ap.error(str(exc))
+    ap, args, sizes = parse_draw_arguments(__doc__, "10:10,10:40,19:80,all:all", draws=4)
     classifier = load_classifier(args.model)
     covid = COVID_CLASS[classifier.target]
     work = Path(tempfile.mkdtemp(prefix="site_size_"))
@@ -116,27 +134,22 @@ def main() -> int:
               "spec; count; low end of the 95% interval) | warning before it is made active | on half B: sens / spec "
               "of the verdicts given | half B given a wrong verdict |")
         print("|---|---|---|---|---|---|---|---|")
-        rng = np.random.default_rng(args.seed)
-        for size in sizes:
-            for d in range(1 if size == (None, None) else args.draws):
-                folder = work / f"draw-{size[0]}-{size[1]}-{d}"
-                rows = a[a.patient.astype(str).isin(draw_patients(a, covid, size, rng))]
-                copy_films(rows, folder)
-                started = time.perf_counter()
-                report = validate_site(classifier, folder, name=folder.name, seed=d)
-                seconds = time.perf_counter() - started
-                site_file = work / f"{folder.name}.json"
-                site_file.write_text(json.dumps(report))
-                at_site = load_classifier_at_site(args.model, site=site_file)
-                sens, spec, wrong = measured(*decisions(at_site, work / "B", films_b)[:3])
-                est = " / ".join(estimate_text(*part) for part in estimate(report))
-                n_covid = int((rows.label == covid).sum())
-                asked = ":".join("all" if v is None else str(v) for v in size)
-                site = at_site.site
-                warned = "poor" if site.poor else "too few films" if site.unsettled else "no"
-                print(f"| {asked} | {d} | {n_covid} / {len(rows) - n_covid} | {seconds:.0f} | {est} | {warned} | "
-                      f"{sens:.3f} / {spec:.3f} | "
-                      f"{100 * wrong:.1f}% |", flush=True)
+        for size, d, rows, folder in drawn_sites(a, covid, sizes, args.draws, args.seed, work):
+            started = time.perf_counter()
+            report = validate_site(classifier, folder, name=folder.name, seed=d)
+            seconds = time.perf_counter() - started
+            site_file = work / f"{folder.name}.json"
+            site_file.write_text(json.dumps(report))
+            at_site = load_classifier_at_site(args.model, site=site_file)
+            sens, spec, wrong = measured(*decisions(at_site, work / "B", films_b)[:3])
+            est = " / ".join(estimate_text(*part) for part in estimate(report))
+            n_covid = int((rows.label == covid).sum())
+            asked = ":".join("all" if v is None else str(v) for v in size)
+            site = at_site.site
+            warned = "poor" if site.poor else "too few films" if site.unsettled else "no"
+            print(f"| {asked} | {d} | {n_covid} / {len(rows) - n_covid} | {seconds:.0f} | {est} | {warned} | "
+                  f"{sens:.3f} / {spec:.3f} | "
+                  f"{100 * wrong:.1f}% |", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -404,7 +404,10 @@ def test_a_site_file_made_active_while_a_film_is_open_gives_the_sites_verdict(tm
     assert not at.exception, at.exception
     assert "COVID-19: positive" in _all_text(at)
     # the site's own operating point: no film reaches it
-    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json", parameters={"threshold": 1.01})
+    calls = {"normal": {"normal": 40, "pneumonia": 10}, "pneumonia": {"normal": 8, "pneumonia": 42}}  # confirmed
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json", parameters={"threshold": 1.01},
+               after={"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+                      "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}, "calls": calls})
     at.run()
     assert not at.exception, at.exception
     text = _all_text(at)

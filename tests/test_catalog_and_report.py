@@ -126,11 +126,13 @@ def test_at_a_validated_site_a_verdict_is_worth_what_it_was_worth_on_the_sites_f
     assert ('<div class="caveat">Often wrong here: this model did poorly on St Elsewhere&#x27;s own labelled films.'
             "</div>") in html
     negative = load_classifier(make_checkpoint(tmp_path / "neg.pt", covid_threshold=1.0))
-    negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190))
+    calls = {"normal": {"normal": 40, "pneumonia": 10}, "pneumonia": {"normal": 8, "pneumonia": 42}}  # confirmed
+    negative.site = Site(name="St Elsewhere", counts=counts, given=(174, 190), calls=calls)
     html = case_report_html(name="x.png", image=img.pixels, prediction=predict(negative, img), classifier=negative,
                             model_label="neg.pt")
     assert ("At St Elsewhere, 96.3% (95% CI 91-99%) of the negative verdicts on its own labelled films were right "
             "(NPV, 105 of 109)") in html and "A negative COVID-19 verdict is not a normal film" in html
+    assert "of its own labelled films called &quot;" in html  # how often the first line was right there
     assert "On TEST, 93.8% of the films called COVID-19 negative" not in html
     # a site that moved the threshold says so after its figures; one without counts keeps the older sentences
     negative.site = Site(name="St Elsewhere", threshold=2.0, counts=counts)

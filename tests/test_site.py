@@ -185,6 +185,10 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
     ({}, {"counts": {"tp": 3, "fn": "1", "fp": 0, "tn": 2}}, "its verdict counts are not four whole numbers"),
     ({}, {"counts": {"tp": 10**30, "fn": 1, "fp": 0, "tn": 2}}, "its verdict counts are not four whole numbers"),
     ("x", {}, "its parameters or figures are not a JSON object"),
+    ({}, {"calls": {"normal": {"normal": "3"}}}, "its counts of the calls are not whole numbers"),
+    ({}, {"calls": [1, 2]}, "its counts of the calls are not whole numbers"),
+    ({"pneumonia_head": {"mean": [0.0], "scale": [0.0], "coef": [1.0], "intercept": 0.0}}, {},
+     "its pneumonia head is not"),
 ])
 def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, tmp_path, parameters, after, reason):
     """A site file is plain JSON beside the model: a hand edit or a broken copy must not crash a verdict."""
