@@ -333,7 +333,7 @@ def site_call_sentence(prediction, site) -> str:
     if not n:
         return f'At {site.name}, none of its own labelled films was called "{CALL_WORDS.get(call, call)}".'
     others = ", ".join(f"{v} {LABEL_WORDS.get(label, label)}" for label, v in row.items() if label != call and v)
-    by = " The call between normal and pneumonia there is a head's fitted on its films." if site.pneumonia_head \
+    by = " There a head fitted on its films makes the call between normal and pneumonia." if site.pneumonia_head \
         else ""
     return (f'At {site.name}, {share_with_interval(k, n)} of its own labelled films called '
             f'"{CALL_WORDS.get(call, call)}" were {LABEL_WORDS.get(call, call)} ({k} of {n}'

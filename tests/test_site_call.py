@@ -169,3 +169,24 @@ def test_diagnose_names_the_call_at_a_site_only_where_its_films_confirmed_it(tmp
     assert ("No pneumonia seen" in text) != ("Pneumonia, not COVID-19-like" in text)
     assert "of its own labelled films called" in text and "Whether this film shows" not in text
     assert "(see the first line)" in text
+
+
+def test_a_site_files_pneumonia_head_decides_the_call_under_a_negative_verdict(model, tmp_path):
+    from covid_core.datasets import file_sha256
+    from covid_core.decode import decode_image
+    from covid_core.inference import predict
+    from covid_core.site_file import SITE_FORMAT, load_classifier_at_site
+
+    site = tmp_path / "site.json"
+    film = decode_image(png_bytes(xray_array(64)), "chest.png")
+    calls = _calls(40, 50, 42, 50)
+    for intercept, called in ((12.0, "pneumonia"), (-12.0, "normal")):
+        head = {"mean": [0.0] * 256, "scale": [1.0] * 256, "coef": [0.0] * 256, "intercept": intercept}
+        site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {
+            "sha256": file_sha256(model)}, "parameters": {"threshold": 2.0, "pneumonia_head": head},
+            "after": {"calls": calls}}))
+        p = predict(load_classifier_at_site(model, site), film)
+        assert p.covid_call == "negative" and p.call == called and not p.call_unconfirmed
+        assert p.pneumonia_probability == pytest.approx(1 / (1 + np.exp(-intercept)))
+        assert headline(p).title == {"pneumonia": "Pneumonia, not COVID-19-like", "normal": "No pneumonia seen"}[called]
+        assert "There a head fitted on its films makes the call" in site_call_sentence(p, load_site(site, model))
