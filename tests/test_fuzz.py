@@ -259,18 +259,22 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
     from covid_core.cli import main as cli_main
     from covid_core.report import case_report_html, prediction_row
     from covid_core.site_file import load_classifier_at_site
-    from covid_core.site_job import (adaptation_lines, comparison_rows, given_rates_text, poor_site_warning,
-                                     predictive_values_text, report_counts, sample_size_text, site_history_rows)
+    from covid_core.site_job import (adaptation_lines, call_rows, call_text, comparison_rows, given_rates_text,
+                                     poor_site_warning, predictive_values_text, report_counts, sample_size_text,
+                                     site_history_rows)
 
     model = make_checkpoint(tmp_path / "model.pt")
-    films = make_site_folder(tmp_path / "site", per_class=12)
+    films = make_site_folder(tmp_path / "site", per_class=12, classes=("normal", "pneumonia", "covid19"))
     made = tmp_path / "site.json"
     assert cli_main(["validate-site", "--model", str(model), "--data", str(films), "--out", str(made),
                      "--name", "St Elsewhere"]) == 0
     clean = json.loads(made.read_text())
+    assert clean["after"]["calls"]  # the call's counts are edited too
+    where = value_places(clean)  # a pneumonia head is checked as the COVID-19 head is; its 769 numbers, left out of
+    clean["parameters"].setdefault("pneumonia_head", {"mean": [0.0] * 256, "scale": [1.0] * 256,  # the edits, would
+                                                      "coef": [0.01] * 256, "intercept": 0.0})  # crowd out the rest
     film = decode_image(png_bytes(xray_array(64)), "film.png")
 
-    where = value_places(clean)
     rng = random.Random(SEED)
     edits = []
     for _ in range(N_INPUTS // 10):
@@ -288,9 +292,12 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
         assert all(isinstance(f(report), str) for f in (given_rates_text, predictive_values_text, sample_size_text))
         assert all(isinstance(n, int) for n in report_counts(report).values())
         assert all(isinstance(line, str) for _, line in adaptation_lines(report))
+        assert isinstance(call_rows(report), list) and isinstance(call_text(report), str)
         p = predict(classifier, film)
         assert all(math.isfinite(v) for v in p.probabilities.values()), p.probabilities
         assert p.covid_probability is None or math.isfinite(p.covid_probability), p.covid_probability
+        assert p.pneumonia_probability is None or math.isfinite(p.pneumonia_probability), p.pneumonia_probability
+        assert verdict.headline(p).title and isinstance(verdict.site_call_sentence(p, classifier.site), str)
         site = classifier.site
         assert verdict.validation_statement(site, p).startswith(f"Validated at {site.name}")
         assert site.confirmed == (verdict.site_doubt_sentence(site, "the site's") == "")
