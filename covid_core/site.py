@@ -24,8 +24,9 @@ patient, scores itself) improves on the shipped model:
   (:func:`covid_core.site_file.call_problem`).
 
 Steps that need more films than the site has (MIN_PER_CLASS COVID-19 and non-COVID films; for the call, normal
-and pneumonia films) are skipped with a reason. The result is a plain JSON site file (no images, no patient data) that ``predict``, ``evaluate`` and
-``explain`` apply with ``--site`` (read by :mod:`covid_core.site_file`); it is refused for any other checkpoint.
+and pneumonia films) are skipped with a reason. The result is a plain JSON site file (no images, no patient data)
+that ``predict``, ``evaluate`` and ``explain`` apply with ``--site`` (read by :mod:`covid_core.site_file`); it is
+refused for any other checkpoint.
 """
 
 from __future__ import annotations

@@ -45,17 +45,21 @@ def call_problem(calls: dict | None) -> str:
     each (docs/site-validation.md)."""
     if calls is None:
         return "its validation did not count how often that call was right (validate the model there again)"
-    # the films the call is said of: those given a negative verdict (called normal or pneumonia)
-    given = {c: sum((calls.get(c) or {}).get(called, 0) for called in CALL_CLASSES) for c in CALL_CLASSES}
-    if min(given.values()) < MIN_PER_CLASS:
-        return (f"its labelled films given a negative verdict held {given['normal']} normal films and "
-                f"{given['pneumonia']} of pneumonia of another cause; checking the call needs at least "
-                f"{MIN_PER_CLASS} of each")
-    right = {c: calls[c].get(c, 0) for c in CALL_CLASSES}
-    if (right["normal"] / given["normal"] + right["pneumonia"] / given["pneumonia"]) / 2 < POOR_BALANCED:
-        return (f"on its own labelled films the call was right for only {right['normal']} of {given['normal']} "
-                f"normal films and {right['pneumonia']} of {given['pneumonia']} films of pneumonia of another cause")
+    (right_n, normal), (right_p, pneumonia) = calls_right(calls)
+    if min(normal, pneumonia) < MIN_PER_CLASS:
+        return (f"its labelled films given a negative verdict held {normal} normal films and {pneumonia} of "
+                f"pneumonia of another cause; checking the call needs at least {MIN_PER_CLASS} of each")
+    if (right_n / normal + right_p / pneumonia) / 2 < POOR_BALANCED:
+        return (f"on its own labelled films the call was right for only {right_n} of {normal} normal films and "
+                f"{right_p} of {pneumonia} films of pneumonia of another cause")
     return ""
+
+
+def calls_right(calls: dict) -> list[tuple[int, int]]:
+    """[(normal films called normal, normal films), (the same for pneumonia)] among the films given a negative
+    verdict (called normal or pneumonia), from a site's counts of the call."""
+    return [((calls.get(c) or {}).get(c, 0), sum((calls.get(c) or {}).get(called, 0) for called in CALL_CLASSES))
+            for c in CALL_CLASSES]
 
 
 def poor_figures(auc: float | None, sensitivity: float | None, specificity: float | None) -> list[str]:
@@ -252,8 +256,8 @@ def _numbers(v, low: float = -math.inf, high: float = math.inf) -> bool:
 def _is_head(h) -> bool:
     """A logistic head as validate-site writes it: equal-length number lists, positive scales, an intercept."""
     return (isinstance(h, dict) and all(_numbers(h.get(k), -HEAD_LIMIT, HEAD_LIMIT) for k in ("mean", "coef"))
-            and _numbers(h.get("scale"), HEAD_SCALE_FLOOR, HEAD_LIMIT) and _number(h.get("intercept"), -HEAD_LIMIT,
-                                                                                  HEAD_LIMIT)
+            and _numbers(h.get("scale"), HEAD_SCALE_FLOOR, HEAD_LIMIT)
+            and _number(h.get("intercept"), -HEAD_LIMIT, HEAD_LIMIT)
             and len({len(h["mean"]), len(h["scale"]), len(h["coef"])}) == 1)
 
 

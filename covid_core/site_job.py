@@ -8,7 +8,7 @@ import time
 
 from .errors import ConfigError, CovidCoreError
 from .site import validate_site_with_films
-from .site_file import (CALL_CLASSES, are_call_counts, are_verdict_counts, call_problem, is_whole, poor_figures,
+from .site_file import (are_call_counts, are_verdict_counts, call_problem, calls_right, is_whole, poor_figures,
                         unsettled_figures)
 from .stored_values import section, share
 
@@ -255,11 +255,10 @@ def call_text(report: dict) -> str:
     if problem:
         return ("Under a negative verdict Diagnose will say \"Not COVID-19-like\" here, not whether the film is "
                 f"normal or shows pneumonia of another cause: {problem}.")
-    right = {c: (calls[c].get(c, 0), sum(calls[c].get(k, 0) for k in CALL_CLASSES)) for c in CALL_CLASSES}
+    (right_n, normal), (right_p, pneumonia) = calls_right(calls)
     return ("Under a negative verdict Diagnose will name the call (\"No pneumonia seen\" or \"Pneumonia, not "
-            f"COVID-19-like\") here: on your films given a negative verdict it was right for {right['normal'][0]} of "
-            f"{right['normal'][1]} normal films and {right['pneumonia'][0]} of {right['pneumonia'][1]} films of "
-            "pneumonia of another cause.")
+            f"COVID-19-like\") here: on your films given a negative verdict it was right for {right_n} of {normal} "
+            f"normal films and {right_p} of {pneumonia} films of pneumonia of another cause.")
 
 
 PLANNED_HALF_WIDTH = 0.05  # how closely a site may want to know its sensitivity and its specificity (95% interval)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
 from .formatting import pct as _pct
 from .goals import UNSEEN_SOURCE_WRONG_VERDICTS
+from .site_file import CALL_CLASSES
 from .targets import COVID_CLASS
 from .training_data import PUBLIC_SOURCES, not_validated_statement, training_data
 
@@ -322,7 +323,8 @@ def site_call_sentence(prediction, site) -> str:
     """What the first line under a negative verdict ("No pneumonia seen", "Pneumonia, not COVID-19-like") was worth
     on the site's own labelled films, or why the site's films do not confirm it and it is not said (the headline then
     reads "Not COVID-19-like"); "" without a site or a negative verdict."""
-    if site is None or prediction.withheld or prediction.covid_positive is not False:
+    if site is None or prediction.withheld or prediction.covid_positive is not False \
+            or prediction.call not in CALL_CLASSES:  # a two-class model's call is its verdict
         return ""
     if prediction.call_unconfirmed:
         return (f"Whether this film shows pneumonia of another cause is not said here: at {site.name}, "

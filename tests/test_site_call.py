@@ -112,6 +112,10 @@ def test_a_confirmed_call_states_how_often_it_was_right_at_the_site():
                         "were normal (43 of 54; the others: 10 pneumonia of another cause, 1 COVID-19).")
     assert site_call_sentence(_prediction(0.1, 0.2, 0.7), site) == ""  # a positive verdict: its PPV speaks
     assert site_call_sentence(_prediction(0.7, 0.2, 0.1), None) == ""
+    two = Prediction(probabilities={"negative": 0.8, "positive": 0.2}, label="negative", covid_positive=False,
+                     covid_probability=0.2, threshold=0.5, ood_score=0.1, ood_flagged=False,
+                     pixels_u8=np.zeros((4, 4), np.uint8), geometry=None)
+    assert site_call_sentence(two, Site("St Elsewhere")) == ""  # a two-class model's call is its verdict
 
 
 @pytest.fixture
