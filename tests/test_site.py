@@ -110,6 +110,11 @@ def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
     result = json.loads(r.stdout.strip().splitlines()[-1])
     assert result["site"] == "hospital" and result["at_threshold"]["threshold"] == json.loads(out.read_text())[
         "parameters"].get("threshold", result["at_threshold"]["threshold"])
+    # how the call did there, counted as at validation (every film: evaluate withholds none)
+    assert set(result["site_calls"]) == {"normal", "covid19"}
+    assert sum(sum(row.values()) for row in result["site_calls"].values()) == 28
+    assert "the call under a negative verdict at site hospital: " in r.stdout
+    assert "(not confirmed by these films: its labelled films given a negative verdict held" in r.stdout
 
 
 def test_predict_says_when_the_site_file_shows_the_model_doing_poorly_there(model, tmp_path):

@@ -76,11 +76,26 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
                                    **rates_at_threshold(table["label_idx"].to_numpy() == ci, covid, value)}
         if clf.site is not None:
             metrics["site"] = clf.site.name
+            metrics["site_calls"] = _calls_at_site(clf, batches, probs, covid >= value, table["label_idx"].to_numpy())
     metrics["per_source"] = per_source_metrics(table, probs, clf.classes)
     metrics["shortcuts"] = shortcut_report(table, probs, clf.classes, features)
     if skipped:
         metrics["skipped"] = skipped
     return metrics, table, probs
+
+
+def _calls_at_site(clf, batches, probs, positive, labels) -> dict | None:
+    """How the call in words did at the site (``site.call_counts``: the site's pneumonia head decides it where it has
+    one), over every film: evaluate withholds none; None for a model without a call between normal and pneumonia."""
+    from ..site import call_counts, head_as_scores
+    from ..site_file import CALL_CLASSES
+
+    if not set(CALL_CLASSES) <= set(clf.classes):
+        return None
+    scores = probs if clf.site.pneumonia_head is None else head_as_scores(
+        np.concatenate([b.pneumonia for b in batches]), clf.classes)
+    return call_counts(scores, positive, np.zeros(len(labels), bool), labels, clf.classes,
+                       clf.classes.index(clf.threshold["class"]))
 
 
 def _fmt(v):
@@ -111,6 +126,14 @@ def main(args: argparse.Namespace) -> int:
     for q in metrics["shortcuts"]["within_source"].values():
         print(f"  within source, {q['description']}: AUC {_fmt(q['auc'])} ({q['n_negative']} vs {q['n_positive']} "
               "films)")
+    if metrics.get("site_calls"):
+        from ..site_file import call_problem, calls_right
+
+        (right_n, normal), (right_p, pneumonia) = calls_right(metrics["site_calls"])
+        problem = call_problem(metrics["site_calls"])
+        print(f"  the call under a negative verdict at site {printable(metrics['site'])}: {right_n} of {normal} normal "
+              f"films called normal, {right_p} of {pneumonia} pneumonia films called pneumonia"
+              + (f" (not confirmed by these films: {problem})" if problem else ""))
     probe = metrics["shortcuts"]["source_probe"]
     if probe:
         print(f"  source probe (a linear probe on the penultimate features naming the source; lower is better): "
@@ -134,6 +157,6 @@ def main(args: argparse.Namespace) -> int:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         print(f"wrote roc.json, confusion_matrix.csv, predictions.csv, metrics.json to {out}")
     core = {k: metrics[k] for k in ("n", "accuracy", "macro_auc", "ece", "classes", "per_class", "confusion_matrix",
-                                    "shortcuts", "at_threshold", "site", "skipped") if k in metrics}
+                                    "shortcuts", "at_threshold", "site", "site_calls", "skipped") if k in metrics}
     print(json.dumps(core))
     return 0
