@@ -394,6 +394,18 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
                   f"accuracy {network:.3f} -> {adapted:.3f})"), probability
 
 
+def _call_columns(scores, positive, withheld, labels, classes: list, covid: int) -> dict:
+    """Per-film columns of the call in words, for a three-class model ({} otherwise): the class it names, and
+    whether that is the film's label ("" for a film given no verdict)."""
+    from .inference import call_indices
+
+    if len(classes) < 3:
+        return {}
+    called = call_indices(scores, positive, covid)
+    return {"call": np.where(withheld, "", np.asarray(classes)[called]),
+            "call right": np.where(withheld, "", np.where(called == labels, "yes", "no"))}
+
+
 def _film_rows(y, score, positive, withheld) -> dict:
     """Per-film columns of one model state: its COVID-19 score, its verdict and whether that verdict was right."""
     verdict = np.where(withheld, "withheld", np.where(positive, "positive", "negative"))
@@ -446,7 +458,8 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
                   given=given_figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, withheld, seed))
     before["calls"] = call_counts(logits, probs[:, ci] >= threshold, withheld, labels, classifier.classes, ci)
     report["before"] = before
-    shipped_rows = _film_rows(y, probs[:, ci], probs[:, ci] >= threshold, withheld)
+    shipped_rows = {**_film_rows(y, probs[:, ci], probs[:, ci] >= threshold, withheld),
+                    **_call_columns(logits, probs[:, ci] >= threshold, withheld, labels, classifier.classes, ci)}
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
     if not enough:
         report["skipped"].append(f"adaptation: {int(y.sum())} COVID-19 and {int((~y).sum())} other films; each step "
@@ -524,8 +537,9 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     after["calls"] = call_counts(call_scores, after_positive, withheld, labels, classifier.classes, ci)
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
     report["after"] = after
-    return report, _films_table(table, folder, classifier, labels, shipped_rows,
-                                _film_rows(y, after_score, after_positive, withheld))
+    return report, _films_table(table, folder, classifier, labels, shipped_rows, {
+        **_film_rows(y, after_score, after_positive, withheld),
+        **_call_columns(call_scores, after_positive, withheld, labels, classifier.classes, ci)})
 
 
 def _films_table(table, folder, classifier, labels, shipped: dict, after: dict):

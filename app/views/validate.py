@@ -118,8 +118,10 @@ if report["problems"]:
 for key, figure in (("site_roc", site_roc_figure(report)), ("site_calibration", site_calibration_figure(report))):
     if figure is not None:
         st.plotly_chart(figure, key=key)
-wrong = films[(films["right (after adaptation)"] == "no") | (films["verdict (after adaptation)"] == "withheld")]
-with st.expander(f"Your films one by one: {len(wrong)} wrong or without a verdict after adaptation"):
+wrong = films[(films["right (after adaptation)"] == "no") | (films["verdict (after adaptation)"] == "withheld")
+              | (films.get("call right (after adaptation)", pd.Series("", index=films.index)) == "no")]
+with st.expander(f"Your films one by one: {len(wrong)} with a wrong verdict or call, or without a verdict, after "
+                 "adaptation"):
     st.dataframe(wrong, hide_index=True)
     st.caption("Where something was adapted, the scores and verdicts after adaptation are held out: each film is "
                "scored by what was fitted without its fold. The download has every film; the site file names none.")

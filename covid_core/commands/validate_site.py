@@ -27,8 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="COVID-19 sensitivity the site's operating point aims for")
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and the bootstrap")
     p.add_argument("--films-out", default=None,
-                   help="also write one row per film (CSV: file, label, score, verdict and whether it was right, "
-                        "shipped and after adaptation) for the site's own review; the site file names no file")
+                   help="also write one row per film (CSV: file, label, score, verdict, call in words and whether "
+                        "each was right, shipped and after adaptation) for the site's own review; the site file "
+                        "names no file")
 
 
 def _ci(f: dict | None) -> str:
