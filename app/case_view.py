@@ -22,8 +22,9 @@ import streamlit as st
 import ui
 from covid_core.decode import apply_window
 from covid_core.report import case_report_html
-from covid_core.verdict import (RATE_TERMS, VERDICT_RATE, headline, operating_threshold, scored_by_site_head,
-                                validation_statement, verdict_caveat, verdict_limits, withheld_reason)
+from covid_core.verdict import (RATE_TERMS, SITE_PNEUMONIA_SCORE, VERDICT_RATE, headline, operating_threshold,
+                                scored_by_site_head, validation_statement, verdict_caveat, verdict_limits,
+                                withheld_reason)
 
 TONES = {"positive": ("#a61e1e", "#ffe3e3"), "abnormal": ("#7a4a00", "#fff3d6"), "negative": ("#1e6b34", "#e6f4ea"),
          "withheld": ("#495057", "#f1f3f5"), "neutral": ("#1c3d5a", "#e7f0fa")}
@@ -148,6 +149,8 @@ def details(case, classifier, key: str) -> None:
             terms = f" {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}." if table else ""
             st.caption(f"Operating threshold {prediction.threshold:.3f}{on} "
                        f"({ui.plain(threshold.get('rule', 'stored with the model'))}).{terms}")
+            if prediction.pneumonia_probability is not None:
+                st.caption(f"{SITE_PNEUMONIA_SCORE}: {100 * prediction.pneumonia_probability:.1f}%.")
         if prediction.ood_score is not None:
             st.caption(f"Familiarity score (out-of-distribution score) {prediction.ood_score:.2f}; above "
                        f"{float(classifier.ood.get('threshold', 1.0)):.2f} the film counts as unlike the training "

@@ -17,8 +17,9 @@ from . import __version__
 from .csv_safe import safe_cell
 from .formatting import pct as _pct
 from .training_data import training_data
-from .verdict import (RATE_TERMS, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold, rate_text,
-                      scored_by_site_head, validation_statement, verdict_caveat, verdict_limits, withheld_reason)
+from .verdict import (RATE_TERMS, SITE_PNEUMONIA_SCORE, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold,
+                      rate_text, scored_by_site_head, validation_statement, verdict_caveat, verdict_limits,
+                      withheld_reason)
 
 DISCLAIMER = ("Research use only - not for diagnosis. This software has not been cleared or approved by any regulator. "
               "Its output must not replace the judgement of a qualified clinician.")
@@ -85,6 +86,8 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
                      if scored_by_site_head(classifier)
                      else "COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
+        if prediction.pneumonia_probability is not None and not prediction.withheld:
+            numbers.append((SITE_PNEUMONIA_SCORE, _pct(prediction.pneumonia_probability)))
         if not prediction.withheld:  # no verdict, so no verdict's reliability
             this_verdict = VERDICT_RATE.get(prediction.covid_call)
             rates = [(f"TEST {name} at this threshold" + (" (this verdict's)" if key == this_verdict else ""),

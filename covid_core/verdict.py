@@ -342,6 +342,11 @@ def site_call_sentence(prediction, site) -> str:
             + (f"; the others: {others}" if others else "") + ")." + by)
 
 
+#: The name of a site's pneumonia head's probability where it is shown beside the network's own probabilities.
+SITE_PNEUMONIA_SCORE = ("Pneumonia probability at this site (the call's, from a head fitted on its films; the network's "
+                        "own is above)")
+
+
 def _worth_at_site(prediction, site) -> str:
     """:func:`site_verdict_worth` of this prediction's verdict, the first of its limits; "" without a verdict, a
     site or the site's counts."""

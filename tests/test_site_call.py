@@ -147,13 +147,13 @@ def test_site_validation_counts_the_call_and_says_whether_diagnose_will_name_it(
     assert load_site(out, model).calls == report["after"]["calls"]
 
 
-def _diagnose_at_site(tmp_path, monkeypatch, calls):
+def _diagnose_at_site(tmp_path, monkeypatch, calls, parameters=None):
     from app_helpers import APP, app_env
     from test_app_diagnose import TIMEOUT, _all_text, _site_file
 
     tmp_path.mkdir()
     weights = app_env(tmp_path, monkeypatch, covid_threshold=1.0)  # every film negative at the stored threshold
-    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json",
+    _site_file(weights / "tiny_cnn.pt", weights / "tiny_cnn.site.json", parameters=parameters,
                after={"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
                       "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}, **({"calls": calls} if calls else {})})
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
@@ -171,6 +171,13 @@ def test_diagnose_names_the_call_at_a_site_only_where_its_films_confirmed_it(tmp
     assert "(see the first line)" not in text  # the first line no longer names pneumonia
     text = _diagnose_at_site(tmp_path / "new", monkeypatch, calls=_calls(43, 53, 45, 55))
     assert ("No pneumonia seen" in text) != ("Pneumonia, not COVID-19-like" in text)
+    assert "Pneumonia probability at this site" not in text  # no head: the network's own order decides
+    head = {"mean": [0.0] * 256, "scale": [1.0] * 256, "coef": [0.0] * 256, "intercept": 12.0}
+    with_head = _diagnose_at_site(tmp_path / "head", monkeypatch, calls=_calls(43, 53, 45, 55),
+                                  parameters={"pneumonia_head": head})
+    assert "Pneumonia, not COVID-19-like" in with_head and "No pneumonia seen" not in with_head
+    assert "Pneumonia probability at this site (the call's, from a head fitted on its films" in with_head
+    assert "There a head fitted on its films makes the call between normal and pneumonia." in with_head
     assert "of its own labelled films called" in text and "Whether this film shows" not in text
     assert "(see the first line)" in text
 
@@ -179,6 +186,7 @@ def test_a_site_files_pneumonia_head_decides_the_call_under_a_negative_verdict(m
     from covid_core.datasets import file_sha256
     from covid_core.decode import decode_image
     from covid_core.inference import predict
+    from covid_core.report import case_report_html
     from covid_core.site_file import SITE_FORMAT, load_classifier_at_site
 
     site = tmp_path / "site.json"
@@ -194,3 +202,7 @@ def test_a_site_files_pneumonia_head_decides_the_call_under_a_negative_verdict(m
         assert p.pneumonia_probability == pytest.approx(1 / (1 + np.exp(-intercept)))
         assert headline(p).title == {"pneumonia": "Pneumonia, not COVID-19-like", "normal": "No pneumonia seen"}[called]
         assert "There a head fitted on its films makes the call" in site_call_sentence(p, load_site(site, model))
+        at_site = load_classifier_at_site(model, site)
+        html = case_report_html(name="chest.png", image=film.pixels, prediction=p, classifier=at_site, model_label="m")
+        assert "Pneumonia probability at this site (the call&#x27;s, from a head fitted on its films" in html
+        assert f"<td>{100 / (1 + np.exp(-intercept)):.1f}%</td>" in html
