@@ -394,6 +394,19 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
                   f"accuracy {network:.3f} -> {adapted:.3f})"), probability
 
 
+def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, positive, withheld, covid: int,
+                seed: int):
+    """The call step of the validation (:func:`pneumonia_step`), its line and any head written into ``report``:
+    (how the call did with it, :func:`call_counts`; the scores that decide it, for the per-film rows)."""
+    head, line, held_out = pneumonia_step(logits, pen, labels, patients, classes, seed)
+    report["skipped" if head is None else "adapted"].append(line)
+    scores = logits
+    if head is not None:
+        report["parameters"]["pneumonia_head"] = head
+        scores = head_as_scores(held_out, classes)
+    return call_counts(scores, positive, withheld, labels, classes, covid), scores
+
+
 def _call_columns(scores, positive, withheld, labels, classes: list, covid: int) -> dict:
     """Per-film columns of the call in words, for a three-class model ({} otherwise): the class it names, and
     whether that is the film's label ("" for a film given no verdict)."""
@@ -443,7 +456,7 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
               "problems": films["problems"],
               "target_sensitivity": target_sensitivity, "adapted": [], "skipped": [], "parameters": {}}
     if len(counts) < 2 or not y.any() or y.all():
-        report["skipped"].append("every step: the films hold one class only; both COVID-19 and non-COVID films "
+        report["skipped"].append("the COVID-19 verdict: the films hold no COVID-19 films or only COVID-19 films; both "
                                  "are needed to measure sensitivity and specificity")
     probs = calibrated_probabilities(logits, classifier.temperature)
     threshold = float(classifier.threshold.get("value", 0.5))
@@ -462,11 +475,17 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
                     **_call_columns(logits, probs[:, ci] >= threshold, withheld, labels, classifier.classes, ci)}
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
     if not enough:
-        report["skipped"].append(f"adaptation: {int(y.sum())} COVID-19 and {int((~y).sum())} other films; each step "
-                                 f"needs at least {MIN_PER_CLASS} of each")
-        report["after"] = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given", "calls")}
-        report["after"]["estimated_by"] = "no adaptation: the shipped figures above"
-        return report, _films_table(table, folder, classifier, labels, shipped_rows, shipped_rows)
+        report["skipped"].append(f"adapting the COVID-19 verdict: {int(y.sum())} COVID-19 and {int((~y).sum())} other "
+                                 f"films; each of its steps needs at least {MIN_PER_CLASS} of each")
+        after = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given")}
+        after["estimated_by"] = "no adaptation of the COVID-19 verdict: the shipped figures above"
+        shipped = probs[:, ci] >= threshold
+        after["calls"], call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients,
+                                                  classifier.classes, shipped, withheld, ci, seed)
+        report["after"] = after
+        return report, _films_table(table, folder, classifier, labels, shipped_rows, {
+            **_film_rows(y, probs[:, ci], shipped, withheld),
+            **_call_columns(call_scores, shipped, withheld, labels, classifier.classes, ci)})
     folds = _folds(patients, y, seed=seed)
 
     # 1. temperature (held-out log-loss, and no worse held-out verdicts at the shipped threshold)
@@ -528,13 +547,8 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     after["ece"] = expected_calibration_error(calibrated, labels)  # held out: no film calibrated on itself
     after["reliability"] = reliability(calibrated, labels)
     # 4. the call between normal and pneumonia under a negative verdict (held-out balanced accuracy of that call)
-    call_scores = logits
-    pneumonia_head, line, held_out = pneumonia_step(logits, pen, labels, patients, classifier.classes, seed)
-    report["skipped" if pneumonia_head is None else "adapted"].append(line)
-    if pneumonia_head is not None:
-        report["parameters"]["pneumonia_head"] = pneumonia_head
-        call_scores = head_as_scores(held_out, classifier.classes)
-    after["calls"] = call_counts(call_scores, after_positive, withheld, labels, classifier.classes, ci)
+    after["calls"], call_scores = _adapt_call(report, logits, pen, labels, patients, classifier.classes,
+                                              after_positive, withheld, ci, seed)
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
     report["after"] = after
     return report, _films_table(table, folder, classifier, labels, shipped_rows, {

@@ -249,7 +249,8 @@ def test_broken_and_duplicate_films_are_reported_and_skipped_and_the_rest_used(m
 def test_one_class_only_too_few_films_unknown_labels_and_an_empty_folder(model, tmp_path):
     classifier = load_classifier(model)
     one = validate_site(classifier, make_site_folder(tmp_path / "one", classes=("normal",)))
-    assert any("one class only" in s for s in one["skipped"]) and one["after"]["sensitivity"]["value"] is None
+    assert any("no COVID-19 films or only COVID-19 films" in s for s in one["skipped"])
+    assert one["after"]["sensitivity"]["value"] is None
     few = validate_site(classifier, make_site_folder(tmp_path / "few", per_class=4))
     assert any(f"at least {MIN_PER_CLASS}" in s for s in few["skipped"]) and not few["adapted"]
     (tmp_path / "odd" / "tuberculosis").mkdir(parents=True)

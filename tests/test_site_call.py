@@ -206,3 +206,19 @@ def test_a_site_files_pneumonia_head_decides_the_call_under_a_negative_verdict(m
         html = case_report_html(name="chest.png", image=film.pixels, prediction=p, classifier=at_site, model_label="m")
         assert "Pneumonia probability at this site (the call&#x27;s, from a head fitted on its films" in html
         assert f"<td>{100 / (1 + np.exp(-intercept)):.1f}%</td>" in html
+
+
+def test_the_call_is_checked_and_adapted_at_a_site_with_too_few_covid_films_to_adapt_the_verdict(model, tmp_path):
+    """COVID-19 is rare at many hospitals now: a site's normal and pneumonia films still check the call."""
+    from covid_core.checkpoint import load_classifier
+    from covid_core.site import validate_site
+
+    site = make_site_folder(tmp_path / "hospital", per_class=12, classes=("normal", "pneumonia"))
+    make_site_folder(site, per_class=3, classes=("covid19",))
+    report = validate_site(load_classifier(model), site)
+    assert any(line.startswith("adapting the COVID-19 verdict: 3 COVID-19 and 24 other films") for line in
+               report["skipped"])
+    assert any(line.startswith("the call between normal and pneumonia") for line in
+               report["adapted"] + report["skipped"])
+    calls = report["after"]["calls"]
+    assert sum(sum(row.values()) for row in calls.values()) == 27 - report["after"]["given"]["withheld"]
