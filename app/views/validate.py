@@ -28,9 +28,10 @@ st.title("Validate at your site")
 st.markdown("No model trained on public collections can promise its accuracy at your hospital. Label a few dozen "
             "of your own films (at least 10 COVID-19 and 10 other films; more is better), put them in a folder as "
             "`normal/`, `pneumonia/` and `covid19/` (or any layout the app reads), and measure the model on them. "
-            "What can be adapted safely (the decision threshold, the calibration, the familiarity reference, a "
-            "small head on the frozen network) is adapted only where cross-validation by patient shows a gain. "
-            "Until a validation is made the active site, Diagnose shows no COVID-19 verdict from this model.")
+            "What can be adapted safely (the decision threshold, the calibration, the familiarity reference, small "
+            "heads on the frozen network for the verdict and for the call between normal and pneumonia) is adapted "
+            "only where cross-validation by patient shows a gain. Until a validation is made the active site, "
+            "Diagnose shows no COVID-19 verdict from this model.")
 
 classifiers = [e for e in ui.catalog() if e.usable and e.kind == "classifier"]
 if not classifiers:
