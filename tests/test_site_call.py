@@ -38,6 +38,8 @@ def test_the_call_is_confirmed_only_by_enough_films_of_each_kind_that_it_mostly_
     assert call_problem(_calls(0, 13, 43, 44)) == ("on its own labelled films the call was right for only 0 of 13 "
                                                    "normal films and 43 of 44 films of pneumonia of another cause")
     assert call_problem(_calls(30, 40, 32, 40)) == ""  # 75% and 80%
+    assert call_problem(_calls(28, 40, 28, 40)) == ""  # 70% on average: the "poor" rule's line
+    assert call_problem(_calls(27, 40, 28, 40)).startswith("on its own labelled films the call was right for only")
     # a film with a positive verdict is the COVID-19 verdict's to answer for, not the call's
     assert call_problem(_calls(30, 40, 32, 40, covid_called=200)) == ""
     assert call_problem(_calls(MIN_PER_CLASS, MIN_PER_CLASS, MIN_PER_CLASS, MIN_PER_CLASS)) == ""
