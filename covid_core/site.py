@@ -464,28 +464,28 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     if has_ood(classifier.ood):
         flagged = ood_scores(classifier.ood, feats) > classifier.ood["threshold"]
     withheld = withheld_films(classifier.ood, feats, copies)
-    before = figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, seed)
+    shipped_positive = probs[:, ci] >= threshold  # the shipped model's verdicts
+    before = figures(y, probs[:, ci], shipped_positive, patients, seed)
     before.update(ece=expected_calibration_error(probs, labels), reliability=reliability(probs, labels),
                   threshold=threshold,
                   ood_flagged=None if flagged is None else float(flagged.mean()),
-                  given=given_figures(y, probs[:, ci], probs[:, ci] >= threshold, patients, withheld, seed))
-    before["calls"] = call_counts(logits, probs[:, ci] >= threshold, withheld, labels, classifier.classes, ci)
+                  given=given_figures(y, probs[:, ci], shipped_positive, patients, withheld, seed))
+    before["calls"] = call_counts(logits, shipped_positive, withheld, labels, classifier.classes, ci)
     report["before"] = before
-    shipped_rows = {**_film_rows(y, probs[:, ci], probs[:, ci] >= threshold, withheld),
-                    **_call_columns(logits, probs[:, ci] >= threshold, withheld, labels, classifier.classes, ci)}
+    shipped_rows = {**_film_rows(y, probs[:, ci], shipped_positive, withheld),
+                    **_call_columns(logits, shipped_positive, withheld, labels, classifier.classes, ci)}
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
     if not enough:
         report["skipped"].append(f"adapting the COVID-19 verdict: {int(y.sum())} COVID-19 and {int((~y).sum())} other "
                                  f"films; each of its steps needs at least {MIN_PER_CLASS} of each")
         after = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given")}
         after["estimated_by"] = "no adaptation of the COVID-19 verdict: the shipped figures above"
-        shipped = probs[:, ci] >= threshold
         after["calls"], call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients,
-                                                  classifier.classes, shipped, withheld, ci, seed)
+                                                  classifier.classes, shipped_positive, withheld, ci, seed)
         report["after"] = after
         return report, _films_table(table, folder, classifier, labels, shipped_rows, {
-            **_film_rows(y, probs[:, ci], shipped, withheld),
-            **_call_columns(call_scores, shipped, withheld, labels, classifier.classes, ci)})
+            **_film_rows(y, probs[:, ci], shipped_positive, withheld),
+            **_call_columns(call_scores, shipped_positive, withheld, labels, classifier.classes, ci)})
     folds = _folds(patients, y, seed=seed)
 
     # 1. temperature (held-out log-loss, and no worse held-out verdicts at the shipped threshold)
