@@ -36,7 +36,6 @@ def call_rates(classifier, films) -> tuple[tuple[int, int], tuple[int, int]]:
     films of ``films`` (``prepared``) labelled normal or pneumonia that get a negative verdict from ``classifier``
     (its site file applied, if any; without one, at the shipped threshold) and are not withheld."""
     from covid_core.inference import call_indices, score_pixels
-    from covid_core.site import head_as_scores
     from covid_core.targets import COVID_CLASS
 
     table, pixels = films
@@ -45,8 +44,7 @@ def call_rates(classifier, films) -> tuple[tuple[int, int], tuple[int, int]]:
     threshold = site.threshold if site is not None and site.threshold is not None else classifier.threshold["value"]
     positive = s.covid >= threshold
     withheld = (s.ood > classifier.ood["threshold"]) if s.ood is not None else np.zeros(len(table), bool)
-    scores = s.probs if s.pneumonia is None else head_as_scores(s.pneumonia, classes)
-    called = call_indices(scores, positive, classes.index(COVID_CLASS[classifier.target]))
+    called = call_indices(s.call_scores(classes), positive, classes.index(COVID_CLASS[classifier.target]))
     label = np.array([classes.index(c) for c in table.label])
     out = []
     for name in ("normal", "pneumonia"):

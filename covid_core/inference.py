@@ -45,6 +45,15 @@ def call_indices(scores: np.ndarray, positive: np.ndarray, covid: int) -> np.nda
     return np.where(np.asarray(positive, bool), covid, others.argmax(axis=1))
 
 
+def head_as_scores(pneumonia: np.ndarray, classes: list) -> np.ndarray:
+    """NxC scores whose order between normal and pneumonia is a site's pneumonia head's (p and 1 - p; COVID-19 at
+    0), for :func:`call_indices`: the call under a negative verdict then follows the head."""
+    scores = np.zeros((len(pneumonia), len(classes)))
+    scores[:, classes.index("pneumonia")] = pneumonia
+    scores[:, classes.index("normal")] = 1 - np.asarray(pneumonia)
+    return scores
+
+
 @dataclass(eq=False)  # holds arrays/tensors: compare by identity, never element-wise
 class Prediction:
     """One image's result.
@@ -100,10 +109,8 @@ class Prediction:
             return self.label
         classes = list(self.probabilities)
         covid = next(i for i, c in enumerate(classes) if c in COVID_CLASS.values())
-        scores = dict(self.probabilities)
-        if self.pneumonia_probability is not None:  # the site's head orders normal and pneumonia
-            scores.update(normal=1 - self.pneumonia_probability, pneumonia=self.pneumonia_probability)
-        row = np.array([[scores[c] for c in classes]])
+        row = (np.array([list(self.probabilities.values())]) if self.pneumonia_probability is None
+               else head_as_scores(np.array([self.pneumonia_probability]), classes))  # the site's head decides
         return classes[int(call_indices(row, np.array([self.covid_positive]), covid)[0])]
 
     @property
@@ -174,6 +181,11 @@ class Scores:
     covid: np.ndarray | None
     turned: np.ndarray | None = None  # bool N: a rotated or inverted copy of the film looks more familiar
     pneumonia: np.ndarray | None = None  # N: a site's pneumonia head's p(pneumonia rather than a normal film)
+
+    def call_scores(self, classes: list) -> np.ndarray:
+        """NxC scores whose order decides the call under a negative verdict (:func:`call_indices`): the site's
+        pneumonia head's where it has one, else the probabilities."""
+        return self.probs if self.pneumonia is None else head_as_scores(self.pneumonia, classes)
 
 
 def turned_copy_features(classifier: Classifier, pixels_u8: np.ndarray) -> list[dict[str, np.ndarray]]:

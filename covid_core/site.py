@@ -356,15 +356,6 @@ def call_counts(logits: np.ndarray, positive: np.ndarray, withheld: np.ndarray, 
             for i in range(len(classes)) if (labels == i).any()}
 
 
-def head_as_scores(pneumonia: np.ndarray, classes: list) -> np.ndarray:
-    """NxC scores whose order between normal and pneumonia is a pneumonia head's (p and 1 - p; COVID-19 at 0), for
-    :func:`covid_core.inference.call_indices`: the call under a negative verdict then follows the head."""
-    scores = np.zeros((len(pneumonia), len(classes)))
-    scores[:, classes.index("pneumonia")] = pneumonia
-    scores[:, classes.index("normal")] = 1 - np.asarray(pneumonia)
-    return scores
-
-
 def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, patients: np.ndarray, classes: list,
                    seed: int = 0) -> tuple[dict | None, str, np.ndarray | None]:
     """(a head telling pneumonia from a normal film on the frozen features, or None; the report's line; each film's
@@ -398,6 +389,8 @@ def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, posi
                 seed: int):
     """The call step of the validation (:func:`pneumonia_step`), its line and any head written into ``report``:
     (how the call did with it, :func:`call_counts`; the scores that decide it, for the per-film rows)."""
+    from .inference import head_as_scores
+
     head, line, held_out = pneumonia_step(logits, pen, labels, patients, classes, seed)
     report["skipped" if head is None else "adapted"].append(line)
     scores = logits

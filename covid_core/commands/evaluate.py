@@ -76,7 +76,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
                                    **rates_at_threshold(table["label_idx"].to_numpy() == ci, covid, value)}
         if clf.site is not None:
             metrics["site"] = clf.site.name
-            metrics["site_calls"] = _calls_at_site(clf, batches, probs, covid >= value, table["label_idx"].to_numpy())
+            metrics["site_calls"] = _calls_at_site(clf, batches, covid >= value, table["label_idx"].to_numpy())
     metrics["per_source"] = per_source_metrics(table, probs, clf.classes)
     metrics["shortcuts"] = shortcut_report(table, probs, clf.classes, features)
     if skipped:
@@ -84,16 +84,15 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     return metrics, table, probs
 
 
-def _calls_at_site(clf, batches, probs, positive, labels) -> dict | None:
+def _calls_at_site(clf, batches, positive, labels) -> dict | None:
     """How the call in words did at the site (``site.call_counts``: the site's pneumonia head decides it where it has
     one), over every film: evaluate withholds none; None for a model without a call between normal and pneumonia."""
-    from ..site import call_counts, head_as_scores
+    from ..site import call_counts
     from ..site_file import CALL_CLASSES
 
     if not set(CALL_CLASSES) <= set(clf.classes):
         return None
-    scores = probs if clf.site.pneumonia_head is None else head_as_scores(
-        np.concatenate([b.pneumonia for b in batches]), clf.classes)
+    scores = np.concatenate([b.call_scores(clf.classes) for b in batches])
     return call_counts(scores, positive, np.zeros(len(labels), bool), labels, clf.classes,
                        clf.classes.index(clf.threshold["class"]))
 
