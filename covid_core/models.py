@@ -8,6 +8,8 @@ architecture (as torchvision's ``get_model`` and timm's ``_cfg`` do).
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Callable
 
@@ -217,6 +219,25 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
 
 SPATIAL_GRID = 2  # the final feature map is pooled to this many cells a side for the OOD score
 
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def forward_lock(model: nn.Module) -> threading.RLock:
+    """The lock held by every forward pass of ``model`` that reads its activations through forward hooks (features,
+    Grad-CAM) or could be read by another thread's hooks (the faithfulness metric's passes).
+
+    The app shares one model object between every session and a site validation's thread, and a hook is state of
+    the model: a film scored in another thread while a heatmap was being made ran through the heatmap's hooks, and
+    the heatmap came from that other film's activations (27 of 30 heatmaps, two threads, measured). One pass at a
+    time per model costs nothing here, as torch already spreads one pass over every core.
+    """
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
 
 def model_features(model: nn.Module, x: torch.Tensor, spatial_layer: nn.Module | None = None,
                    grid: int = SPATIAL_GRID) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -234,13 +255,14 @@ def model_features(model: nn.Module, x: torch.Tensor, spatial_layer: nn.Module |
             captured[name] = pool(inputs, output).flatten(1)
         return hook
 
-    handles = [last_linear(model).register_forward_hook(keep("penultimate", lambda i, o: i[0]))]
-    if spatial_layer is not None:
-        handles.append(spatial_layer.register_forward_hook(
-            keep("spatial", lambda i, o: nn.functional.adaptive_avg_pool2d(o, grid))))
-    try:
-        logits = model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
+    with forward_lock(model):
+        handles = [last_linear(model).register_forward_hook(keep("penultimate", lambda i, o: i[0]))]
+        if spatial_layer is not None:
+            handles.append(spatial_layer.register_forward_hook(
+                keep("spatial", lambda i, o: nn.functional.adaptive_avg_pool2d(o, grid))))
+        try:
+            logits = model(x)
+        finally:
+            for handle in handles:
+                handle.remove()
     return logits, captured

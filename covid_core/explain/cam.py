@@ -7,7 +7,6 @@ because importing it takes seconds and the app must start fast.
 
 from __future__ import annotations
 
-import threading
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..models import forward_lock
 
 #: Method names accepted everywhere (CLI, app, API), mapped to the package's class names.
 _CLASS_NAMES = {
@@ -34,11 +34,6 @@ CLASS_AGNOSTIC_METHODS = ("eigencam",)
 
 #: Masked images per forward pass for ScoreCAM (one pass per channel of the target layer).
 SCORECAM_BATCH_SIZE = 64
-
-# CAM hooks and the temporary requires_grad flags live on the model itself, which the app
-# shares between sessions: one heatmap at a time.
-_MODEL_LOCK = threading.Lock()
-
 
 def check_method(method: str) -> str:
     """Return the canonical lowercase name of ``method`` or raise ConfigError listing the choices."""
@@ -88,22 +83,28 @@ def compute_cams(model: nn.Module, target_layer: nn.Module, x: torch.Tensor, met
     method = check_method(method)
     model.eval()
     indices = list(class_indices) if class_indices is not None else [None] * len(x)
-    if method == "scorecam" and None in indices:
-        # ScoreCAM scores masked copies of the image, whose top class may differ: fix the
-        # class on the unmasked image first (one extra forward pass among hundreds).
-        with torch.no_grad():
-            top = model(x).argmax(dim=1).tolist()
-        indices = [top[i] if c is None else c for i, c in enumerate(indices)]
-    targets = [_ClassTarget(c) for c in indices]
     cam_class = getattr(pytorch_grad_cam, _CLASS_NAMES[method])
-    with _MODEL_LOCK, _gradients_from(model, target_layer), cam_class(model=model, target_layers=[target_layer]) as cam:
+    # CAM hooks and the temporary requires_grad flags live on the model itself, which the app shares between
+    # sessions: no other pass of this model may run meanwhile (models.forward_lock).
+    with forward_lock(model):
+        if method == "scorecam" and None in indices:
+            # ScoreCAM scores masked copies of the image, whose top class may differ: fix the
+            # class on the unmasked image first (one extra forward pass among hundreds).
+            with torch.no_grad():
+                top = model(x).argmax(dim=1).tolist()
+            indices = [top[i] if c is None else c for i, c in enumerate(indices)]
+        cams, logits = _cams(cam_class, model, target_layer, x, method, [_ClassTarget(c) for c in indices])
+    cams = np.nan_to_num(np.asarray(cams, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    return np.clip(cams, 0.0, 1.0), logits
+
+
+def _cams(cam_class, model, target_layer, x, method, targets):
+    with _gradients_from(model, target_layer), cam_class(model=model, target_layers=[target_layer]) as cam:
         if method == "scorecam":
             cam.batch_size = SCORECAM_BATCH_SIZE
         cams = cam(input_tensor=x, targets=targets)
         # The package's own forward pass gives the logits: no second prediction needed.
-        logits = cam.outputs.detach()
-    cams = np.nan_to_num(np.asarray(cams, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(cams, 0.0, 1.0), logits
+        return cams, cam.outputs.detach()
 
 
 class _ClassTarget:

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models import forward_lock
+
 #: Share of pixels removed by the faithfulness metric (the most highlighted ones).
 REMOVED_PERCENT = 20
 FAITHFULNESS_NAME = (f"drop in the explained class's probability when the {REMOVED_PERCENT}% most highlighted "
@@ -59,7 +61,8 @@ def faithfulness(model: nn.Module, x: torch.Tensor, cams: np.ndarray, class_indi
     jitter = np.random.default_rng(0).random(cams.shape, dtype=np.float32) * 1e-6
     cams = np.asarray(cams, np.float32) + jitter
     metric = ROADMostRelevantFirst(percentile=100 - REMOVED_PERCENT)
-    after = metric(x, cams, targets, model, return_diff=False)
+    with forward_lock(model):  # another thread's hooks must not read these passes (models.forward_lock)
+        after = metric(x, cams, targets, model, return_diff=False)
     before = np.array([t(lo).item() for t, lo in zip(targets, logits)], np.float32)
     return (before - np.asarray(after, np.float32).reshape(-1)).astype(np.float32)
 
