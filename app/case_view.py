@@ -74,8 +74,7 @@ def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised, beside=No
         p = case.prediction
         unconfirmed = p is not None and p.call_unconfirmed and p.covid_positive is False \
             and explanation.target_class == p.call  # the headline does not name this class: the site did not confirm it
-        panels.append((overlay_rgb, "Where the model looked (red: what pushed it towards "
-                                    f"'{explanation.target_class}'"
+        panels.append((overlay_rgb, f"Where the model looked (red: {explanation.pushed}"
                                     + (", a call your site's films did not confirm)" if unconfirmed else ")")))
     if denoised is not None:
         panels.append((denoised, "Denoised view (autoencoder)"))

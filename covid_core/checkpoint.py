@@ -142,6 +142,11 @@ class Classifier:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def scoring_temperature(self) -> float:
+        """The temperature its probabilities are scaled by: the site's where a site file refits one, else its own."""
+        return (self.site is not None and self.site.temperature) or self.temperature
+
 
 def classifier_checkpoint(model: nn.Module, *, model_name: str, target: str, classes, preprocess: PreprocessConfig,
                           **metadata) -> dict:

@@ -209,7 +209,7 @@ def score_pixels(classifier: Classifier, pixels_u8: np.ndarray, orientation: boo
     logits, feats = logits_and_features(classifier.model, pixels_u8, classifier.preprocess,
                                         device=classifier.device, spatial_layer=spatial)
     site = classifier.site
-    probs = calibrated_probabilities(logits, (site and site.temperature) or classifier.temperature)
+    probs = calibrated_probabilities(logits, classifier.scoring_temperature)
     stats = site.ood_stats(classifier.ood) if site is not None else classifier.ood
     ood = ood_scores(stats, feats) if has_ood(classifier.ood) else None
     turned = None

@@ -72,7 +72,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     figures = [("Image", png_data_uri(image))]
     if overlay_rgb is not None:
         figures.append((f"Grad-CAM ({esc(getattr(explanation, 'method', ''))}, "
-                        f"class {esc(str(getattr(explanation, 'target_class', '')))})", png_data_uri(overlay_rgb)))
+                        f"red: {esc(str(getattr(explanation, 'pushed', '')))})", png_data_uri(overlay_rgb)))
     if denoised is not None:
         figures.append(("Denoised (DAE)", png_data_uri(denoised)))
     fig_html = "".join(f'<figure><img src="{uri}" alt="{esc(cap)}"><figcaption>{cap}</figcaption></figure>'

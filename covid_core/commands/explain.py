@@ -67,7 +67,8 @@ def main(args: argparse.Namespace) -> int:
     for sentence in verdict.verdict_limits(prediction, clf.metadata, verdict.operating_threshold(clf), site=clf.site):
         print(f"what the verdict is worth: {sentence}")
     print(f"validation: {verdict.validation_statement(clf.site, prediction, clf.metadata)}")
-    print(f"explained class: {result.target_class} ({method})")
+    by = f", the score of {result.explained_by}" if result.explained_by else ""
+    print(f"explained class: {result.target_class} ({method}{by})")
     faith = "n/a" if result.faithfulness is None else f"{result.faithfulness:+.3f}"
     print(f"faithfulness: {faith} ({result.faithfulness_name})")
     print(f"in-thorax share: {result.thorax_share:.2f} (thorax from {result.thorax_method}); "

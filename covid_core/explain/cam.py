@@ -7,6 +7,7 @@ because importing it takes seconds and the app must start fast.
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 
 import numpy as np
@@ -15,6 +16,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models import forward_lock
+from .scores import ExplainedScore
 
 #: Method names accepted everywhere (CLI, app, API), mapped to the package's class names.
 _CLASS_NAMES = {
@@ -72,47 +74,34 @@ def _gradients_from(model: nn.Module, layer: nn.Module):
 
 
 def compute_cams(model: nn.Module, target_layer: nn.Module, x: torch.Tensor, method: str = "gradcam",
-                 class_indices: list[int | None] | None = None) -> tuple[np.ndarray, torch.Tensor]:
+                 targets: list | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """CAMs for a batch.
 
-    x: float32 Bx1xSxS model input. class_indices: one class index per image, None = the
-    model's top class. Returns (cams float32 BxSxS in [0, 1] with no NaN, logits BxC).
+    x: float32 Bx1xSxS model input. targets: one per image, an :class:`~covid_core.explain.scores.ExplainedScore`
+    or a class index (None = the model's top class). Returns (cams float32 BxSxS in [0, 1] with no NaN, the
+    model's outputs BxC, with any site heads' logits after the classes').
     """
     import pytorch_grad_cam
 
     method = check_method(method)
     model.eval()
-    indices = list(class_indices) if class_indices is not None else [None] * len(x)
+    targets = [t if isinstance(t, ExplainedScore) else ExplainedScore(t)
+               for t in (targets if targets is not None else [None] * len(x))]
     cam_class = getattr(pytorch_grad_cam, _CLASS_NAMES[method])
     # CAM hooks and the temporary requires_grad flags live on the model itself, which the app shares between
     # sessions: no other pass of this model may run meanwhile (models.forward_lock).
     with forward_lock(model):
-        if method == "scorecam" and None in indices:
+        if method == "scorecam" and any(t.column is None for t in targets):
             # ScoreCAM scores masked copies of the image, whose top class may differ: fix the
             # class on the unmasked image first (one extra forward pass among hundreds).
             with torch.no_grad():
-                top = model(x).argmax(dim=1).tolist()
-            indices = [top[i] if c is None else c for i, c in enumerate(indices)]
-        cams, logits = _cams(cam_class, model, target_layer, x, method, [_ClassTarget(c) for c in indices])
+                top = model(x)[:, :targets[0].classes].argmax(dim=1).tolist()
+            targets = [dataclasses.replace(t, column=top[i]) if t.column is None else t for i, t in enumerate(targets)]
+        with _gradients_from(model, target_layer), cam_class(model=model, target_layers=[target_layer]) as cam:
+            if method == "scorecam":
+                cam.batch_size = SCORECAM_BATCH_SIZE
+            cams = cam(input_tensor=x, targets=[t.logit for t in targets])
+            # The package's own forward pass gives the outputs: no second prediction needed.
+            outputs = cam.outputs.detach()
     cams = np.nan_to_num(np.asarray(cams, np.float32), nan=0.0, posinf=0.0, neginf=0.0)
-    return np.clip(cams, 0.0, 1.0), logits
-
-
-def _cams(cam_class, model, target_layer, x, method, targets):
-    with _gradients_from(model, target_layer), cam_class(model=model, target_layers=[target_layer]) as cam:
-        if method == "scorecam":
-            cam.batch_size = SCORECAM_BATCH_SIZE
-        cams = cam(input_tensor=x, targets=targets)
-        # The package's own forward pass gives the logits: no second prediction needed.
-        return cams, cam.outputs.detach()
-
-
-class _ClassTarget:
-    """The logit of one class, or of the model's top class when ``index`` is None."""
-
-    def __init__(self, index: int | None):
-        self.index = index
-
-    def __call__(self, model_output: torch.Tensor) -> torch.Tensor:
-        index = int(model_output.argmax(dim=-1)) if self.index is None else self.index
-        return model_output[..., index]
+    return np.clip(cams, 0.0, 1.0), outputs

@@ -65,7 +65,9 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
             geometries.append(geom)
             used.append(path)
         if pixels:
-            found = explain_pixels(classifier, np.stack(pixels), geometries, method, cls, with_faithfulness=False)
+            # the network's own logits: where the model looks, whichever site file is active
+            found = explain_pixels(classifier, np.stack(pixels), geometries, method, cls, with_faithfulness=False,
+                                   site_heads=False)
             mean = np.mean([e.heatmap_model for e in found], axis=0)
             peak = mean.max()
             maps[cls] = (mean / peak if peak > 0 else mean).astype(np.float32)

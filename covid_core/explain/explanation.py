@@ -7,6 +7,7 @@ settings) -> CAM in model space -> mapped back onto the original image with
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,8 +19,9 @@ from ..inference import calibrated_probabilities
 from ..preprocess import Geometry, prepare_pixels, to_model_input
 from ..targets import COVID_CLASS
 from .cam import check_method, compute_cams
+from .scores import explained_score
 from ..thorax import estimate_thorax
-from .trust import (FAITHFULNESS_NAME, border_band, energy_shares, faithfulness, faithfulness_warning,
+from .trust import (border_band, energy_shares, faithfulness, faithfulness_name, faithfulness_warning,
                     shortcut_warning)
 
 BATCH_SIZE = 16
@@ -39,6 +41,8 @@ class Explanation:
     shortcut_warning: a sentence when the evidence is not over the chest, else None.
     thorax_mask: bool orig_h x orig_w, the estimated thorax; thorax_method: how it was found.
     probabilities: {class: calibrated probability}; predicted_class: the most probable class.
+    explained_by: where a site's head decides ``target_class`` there, that head in words (the heatmap and the
+    faithfulness follow its score, see :mod:`covid_core.explain.scores`); "" for the network's own logit.
     """
 
     heatmap: np.ndarray
@@ -55,6 +59,13 @@ class Explanation:
     probabilities: dict = field(default_factory=dict)
     predicted_class: str = ""
     faithfulness_warning: str | None = None
+    explained_by: str = ""  # the site's head whose score the heatmap follows, in words; "" for the network's logit
+
+    @property
+    def pushed(self) -> str:
+        """What the red of the heatmap shows, in words: "what pushed the model towards 'pneumonia'", or, where a
+        site's head decides the class, what pushed that head."""
+        return f"what pushed {self.explained_by or 'the model'} towards '{self.target_class}'"
 
 
 def class_index(classifier: Classifier, name: str) -> int:
@@ -84,26 +95,31 @@ def _pixels(image: DecodedImage | np.ndarray) -> np.ndarray:
 
 def explain_pixels(classifier: Classifier, pixels_u8: np.ndarray, geometries: list[Geometry],
                    method: str = "gradcam", target_class: str | None = None,
-                   with_faithfulness: bool = True) -> list[Explanation]:
-    """Explain preprocessed images: uint8 NxSxS (from ``prepare_pixels``) with their geometries."""
+                   with_faithfulness: bool = True, site_heads: bool = True) -> list[Explanation]:
+    """Explain preprocessed images: uint8 NxSxS (from ``prepare_pixels``) with their geometries.
+
+    ``site_heads``: where the classifier's site fitted a head that decides ``target_class``, explain that head's
+    score (:func:`~covid_core.explain.scores.explained_score`); False: always the network's own logit."""
     method = check_method(method)
     wanted = None if target_class is None else class_index(classifier, target_class)
+    model, score = explained_score(classifier, wanted, site_heads)
     layer = classifier.spec.target_layer(classifier.model)
+    n = len(classifier.classes)
     out = []
     for start in range(0, len(pixels_u8), BATCH_SIZE):
         chunk = np.asarray(pixels_u8[start:start + BATCH_SIZE])
         x = to_model_input(chunk, classifier.preprocess).to(classifier.device)
-        cams, logits = compute_cams(classifier.model, layer, x, method, [wanted] * len(chunk))
-        chosen = [int(i) if wanted is None else wanted for i in logits.argmax(dim=1).tolist()]
-        faith = (faithfulness(classifier.model, x, cams, chosen, logits, classifier.temperature)
-                 if with_faithfulness else [None] * len(chunk))
-        probs = calibrated_probabilities(logits.cpu().numpy(), classifier.temperature)
+        cams, outputs = compute_cams(model, layer, x, method, [score] * len(chunk))
+        chosen = [int(i) if wanted is None else wanted for i in outputs[:, :n].argmax(dim=1).tolist()]
+        scores = [score if wanted is not None else dataclasses.replace(score, column=c) for c in chosen]
+        faith = faithfulness(model, x, cams, scores, outputs) if with_faithfulness else [None] * len(chunk)
+        probs = calibrated_probabilities(outputs[:, :n].cpu().numpy(), classifier.scoring_temperature)
         for j, geometry in enumerate(geometries[start:start + BATCH_SIZE]):
-            out.append(_one(classifier, chunk[j], geometry, cams[j], method, chosen[j], faith[j], probs[j]))
+            out.append(_one(classifier, chunk[j], geometry, cams[j], method, chosen[j], faith[j], probs[j], score.by))
     return out
 
 
-def _one(classifier, pixels_u8, geometry, cam, method, chosen, faith, probs) -> Explanation:
+def _one(classifier, pixels_u8, geometry, cam, method, chosen, faith, probs, by) -> Explanation:
     content = geometry.content_mask()
     thorax, thorax_method = estimate_thorax(pixels_u8, content)
     empty = not cam.max() > 0
@@ -115,13 +131,13 @@ def _one(classifier, pixels_u8, geometry, cam, method, chosen, faith, probs) -> 
     return Explanation(
         heatmap=heatmap.astype(np.float32), heatmap_model=cam.astype(np.float32), method=method,
         target_class=classifier.classes[chosen],
-        faithfulness=None if faith is None else float(faith), faithfulness_name=FAITHFULNESS_NAME,
+        faithfulness=None if faith is None else float(faith), faithfulness_name=faithfulness_name(by),
         faithfulness_warning=faithfulness_warning(None if faith is None else float(faith)),
         thorax_share=thorax_share, border_share=border_share,
         shortcut_warning=shortcut_warning(thorax_share, border_share, empty),
         thorax_mask=geometry.to_original(thorax.astype(np.float32)) >= 0.5, thorax_method=thorax_method,
         probabilities={c: float(p) for c, p in zip(classifier.classes, probs)},
-        predicted_class=classifier.classes[int(np.argmax(probs))],
+        predicted_class=classifier.classes[int(np.argmax(probs))], explained_by=by,
     )
 
 

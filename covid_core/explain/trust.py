@@ -24,8 +24,17 @@ from ..models import forward_lock
 
 #: Share of pixels removed by the faithfulness metric (the most highlighted ones).
 REMOVED_PERCENT = 20
-FAITHFULNESS_NAME = (f"drop in the explained class's probability when the {REMOVED_PERCENT}% most highlighted "
-                     "pixels are removed (ROAD); clearly above 0 means the heatmap shows evidence the model uses")
+
+
+def faithfulness_name(by: str = "") -> str:
+    """What the faithfulness figure is, in words; ``by``: the site's head whose probability it watches, if any."""
+    whose = f"the probability {by} gives the explained class" if by else "the explained class's probability"
+    return (f"drop in {whose} when the {REMOVED_PERCENT}% most highlighted pixels are removed (ROAD); clearly above 0 "
+            "means the heatmap shows evidence the model uses")
+
+
+FAITHFULNESS_NAME = faithfulness_name()
+
 #: Below this share of heatmap energy inside the thorax, the explanation is flagged.
 MIN_THORAX_SHARE = 0.5
 #: Above this share of heatmap energy on the border band, the explanation is flagged
@@ -35,26 +44,16 @@ MAX_BORDER_SHARE = 0.35
 BORDER_FRACTION = 0.05
 
 
-class _Probability:
-    """Calibrated probability of one class (the classifier's temperature applied)."""
-
-    def __init__(self, index: int, temperature: float):
-        self.index, self.temperature = index, temperature
-
-    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(logits / self.temperature, dim=-1)[..., self.index]
-
-
-def faithfulness(model: nn.Module, x: torch.Tensor, cams: np.ndarray, class_indices: list[int],
-                 logits: torch.Tensor, temperature: float = 1.0) -> np.ndarray:
+def faithfulness(model: nn.Module, x: torch.Tensor, cams: np.ndarray, scores: list, outputs: torch.Tensor) -> np.ndarray:
     """ROAD score per image: float32 B, the probability drop (in [-1, 1]) of the explained class.
 
-    x: float32 Bx1xSxS model input; cams: float32 BxSxS in [0, 1]; logits: BxC for x (reused,
-    so only the perturbed images need a forward pass).
+    x: float32 Bx1xSxS model input; cams: float32 BxSxS in [0, 1]; scores: the explained score of each image
+    (:class:`~covid_core.explain.scores.ExplainedScore`, its column known), whose probability is watched;
+    outputs: ``model``'s outputs for x (reused, so only the perturbed images need a forward pass).
     """
     from pytorch_grad_cam.metrics.road import ROADMostRelevantFirst
 
-    targets = [_Probability(c, temperature) for c in class_indices]
+    targets = [s.probability for s in scores]
     # Grad-CAM maps are often exactly 0 over most pixels; the metric thresholds at a
     # percentile, so without a tie-break it would remove every pixel. A tiny fixed-seed
     # jitter makes it remove exactly the top share (zero pixels in arbitrary order).
@@ -63,7 +62,7 @@ def faithfulness(model: nn.Module, x: torch.Tensor, cams: np.ndarray, class_indi
     metric = ROADMostRelevantFirst(percentile=100 - REMOVED_PERCENT)
     with forward_lock(model):  # another thread's hooks must not read these passes (models.forward_lock)
         after = metric(x, cams, targets, model, return_diff=False)
-    before = np.array([t(lo).item() for t, lo in zip(targets, logits)], np.float32)
+    before = np.array([t(out).item() for t, out in zip(targets, outputs)], np.float32)
     return (before - np.asarray(after, np.float32).reshape(-1)).astype(np.float32)
 
 
