@@ -24,10 +24,10 @@ from covid_core.preprocess import PreprocessConfig, to_model_input
 from covid_core.site_file import Site
 
 
-def _classifier(model=None) -> Classifier:
+def _classifier(classes=CLASSES_3, target="3class") -> Classifier:
     torch.manual_seed(0)
-    return Classifier(model=(model or build_model("cnn", 3)).eval(), spec=get_spec("cnn"), classes=tuple(CLASSES_3),
-                      target="3class", preprocess=PreprocessConfig(image_size=64))
+    return Classifier(model=build_model("cnn", len(classes)).eval(), spec=get_spec("cnn"), classes=tuple(classes),
+                      target=target, preprocess=PreprocessConfig(image_size=64))
 
 
 def _head(dims: int, seed: int) -> dict:
@@ -70,7 +70,15 @@ def test_the_heatmap_of_a_class_a_sites_head_decides_is_the_heads_own():
         assert e.pushed == f"what pushed the head fitted on St Elsewhere's films towards '{name}'"
         assert "the probability the head fitted on St Elsewhere's films gives the explained class" in e.faithfulness_name
         assert e.probabilities == pytest.approx(network.probabilities)  # the network's own, as Diagnose shows them
-    # A site without heads, and the class means' view of the network, keep the network's logit.
+    # A two-class COVID-19 model's verdict is its call: its other class is explained as the head's opposite.
+    two = _classifier(("negative", "positive"), "covid")
+    head = _head(last_linear(two.model).in_features, 2)
+    two_at_site = dataclasses.replace(two, site=Site("St Elsewhere", threshold=0.5, head=head))
+    for index, name, sign in ((1, "positive", 1.0), (0, "negative", -1.0)):
+        e = explain(two_at_site, film, "gradcam", target_class=name)
+        expected = explain(_network_with_row(two, index, head, sign), film, "gradcam", target_class=name)
+        assert e.explained_by and np.allclose(e.heatmap_model, expected.heatmap_model, atol=1e-4)
+    # A site without heads keeps the network's logit.
     plain = explain(dataclasses.replace(clf, site=Site("St Elsewhere", threshold=0.5)), film, target_class="covid19")
     assert plain.explained_by == "" and plain.pushed == "what pushed the model towards 'covid19'"
 

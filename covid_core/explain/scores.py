@@ -60,32 +60,37 @@ class ExplainedScore:
     sign: float = 1.0
     by: str = ""
 
+    def _column(self, output: torch.Tensor) -> int:
+        return int(output[..., :self.classes].argmax(dim=-1)) if self.column is None else self.column
+
     def logit(self, output: torch.Tensor) -> torch.Tensor:
-        column = int(output[..., :self.classes].argmax(dim=-1)) if self.column is None else self.column
-        return self.sign * output[..., column]
+        """The score Grad-CAM follows, for one film's outputs."""
+        return self.sign * output[..., self._column(output)]
 
     def probability(self, output: torch.Tensor) -> torch.Tensor:
-        """The calibrated probability the faithfulness metric watches: the class's, or the head's."""
+        """The calibrated probability the faithfulness metric watches, for one film's outputs: the head's, or the
+        class's."""
         if self.by:
             return torch.sigmoid(self.logit(output))
-        return torch.softmax(output[..., :self.classes] / self.temperature, dim=-1)[..., self.column]
+        return torch.softmax(output[..., :self.classes] / self.temperature, dim=-1)[..., self._column(output)]
 
 
 def explained_score(classifier: Classifier, class_index: int | None,
                     site_heads: bool = True) -> tuple[nn.Module, ExplainedScore]:
     """(the module to run, the score to explain) for class ``class_index`` of ``classifier`` (None: its top class,
-    the network's). With ``site_heads``, the COVID-19 class at a site with a COVID-19 head, and normal or pneumonia
-    at a site with a pneumonia head, are explained by that head; any other class by the network's own logit."""
+    the network's). With ``site_heads``, the COVID-19 class at a site with a COVID-19 head (and a two-class COVID-19
+    model's other class), and normal or pneumonia at a site with a pneumonia head, are explained by that head; any
+    other class by the network's own logit."""
     site, classes = classifier.site, list(classifier.classes)
     network = ExplainedScore(class_index, len(classes), classifier.scoring_temperature)
     if site is None or class_index is None or not site_heads:
         return classifier.model, network
-    name = classes[class_index]
-    heads = [(h, sign) for h, sign, asks in (
-        (site.head, 1.0, name == COVID_CLASS.get(classifier.target)),
-        (site.pneumonia_head, 1.0 if name == "pneumonia" else -1.0, name in CALL_CLASSES)) if h is not None and asks]
-    if not heads:
+    name, covid = classes[class_index], COVID_CLASS.get(classifier.target)
+    if site.head is not None and (name == covid or (covid in classes and len(classes) == 2)):
+        head, sign = site.head, 1.0 if name == covid else -1.0  # a two-class model's other class: not COVID-19
+    elif name in CALL_CLASSES and site.pneumonia_head is not None:
+        head, sign = site.pneumonia_head, 1.0 if name == "pneumonia" else -1.0  # p(pneumonia rather than normal)
+    else:
         return classifier.model, network
-    head, sign = heads[0]
     return (WithSiteHeads(classifier.model, [head]).to(classifier.device),
             ExplainedScore(len(classes), len(classes), sign=sign, by=f"the head fitted on {site.name}'s films"))
