@@ -160,3 +160,16 @@ def test_the_bench_compares_the_heads_map_with_the_networks_on_every_film_a_head
     for r in rows:
         head, network = (float(v) for v in r[2].removesuffix(" pts").split(" / "))
         assert -100 <= head <= 100 and -100 <= network <= 100
+
+
+@pytest.mark.parametrize("method", ["gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam"])
+def test_every_method_explains_a_sites_head(method):
+    clf = _classifier()
+    dims = last_linear(clf.model).in_features
+    at_site = dataclasses.replace(clf, site=Site("St Elsewhere", threshold=0.5, head=_head(dims, 2),
+                                                 pneumonia_head=_head(dims, 12)))
+    film = xray_array(80).astype(np.float32) / 255
+    for name in CLASSES_3:
+        e = explain(at_site, film, method, target_class=name)
+        assert e.explained_by and e.target_class == name and e.heatmap.shape == (80, 80)
+        assert not np.isnan(e.heatmap).any() and e.faithfulness is not None and np.isfinite(e.faithfulness)
