@@ -6,13 +6,15 @@ from __future__ import annotations
 import threading
 
 import numpy as np
+import pytest
 import torch
 
 from conftest import CLASSES_3
 from covid_core.checkpoint import Classifier
 from covid_core.explain.cam import compute_cams
+from covid_core.explain.scores import ExplainedScore, WithSiteHeads
 from covid_core.inference import logits_and_features
-from covid_core.models import build_model, get_spec
+from covid_core.models import build_model, get_spec, last_linear
 from covid_core.preprocess import PreprocessConfig, to_model_input
 
 ROUNDS = 40
@@ -24,7 +26,8 @@ def _classifier(size=96) -> Classifier:
                       classes=tuple(CLASSES_3), target="3class", preprocess=PreprocessConfig(image_size=size))
 
 
-def test_a_heatmap_made_while_another_thread_scores_films_comes_from_its_own_film():
+@pytest.mark.parametrize("of", ["a class", "a site's head"])
+def test_a_heatmap_made_while_another_thread_scores_films_comes_from_its_own_film(of):
     clf = _classifier()
     size = clf.preprocess.image_size
     film = (np.random.default_rng(0).random((1, size, size)) * 255).astype(np.uint8)
@@ -32,14 +35,21 @@ def test_a_heatmap_made_while_another_thread_scores_films_comes_from_its_own_fil
     other[:, size // 4:3 * size // 4, size // 4:3 * size // 4] = 200
     layer = clf.spec.target_layer(clf.model)
     x = to_model_input(film, clf.preprocess)
+    dims = last_linear(clf.model).in_features
+    head = {"mean": [0.0] * dims, "scale": [1.0] * dims, "intercept": 0.0,
+            "coef": np.random.default_rng(2).normal(size=dims).tolist()}  # its map on this film is not empty
+    # a site's head runs the shared network inside a module of its own (explain.scores)
+    model, score = (clf.model, 2) if of == "a class" else (WithSiteHeads(clf.model, [head]),
+                                                            ExplainedScore(3, 3, by="the head"))
 
     def heatmap():
-        return compute_cams(clf.model, layer, x, "gradcam", [2])[0]
+        return compute_cams(model, layer, x, "gradcam", [score])[0]
 
     def features():
         return logits_and_features(clf.model, other, clf.preprocess, spatial_layer=layer)[1]
 
     expected_map, expected_features = heatmap(), features()
+    assert expected_map.max() > 0  # a map that could come out wrong
     wrong = {"heatmaps": 0, "features": 0}
     done = threading.Event()
 

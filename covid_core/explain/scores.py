@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Classifier
-from ..models import forward_lock, model_features
+from ..models import model_features
 from ..site_file import CALL_CLASSES
 from ..targets import COVID_CLASS
 
@@ -40,9 +40,13 @@ class WithSiteHeads(nn.Module):
         super().__init__()
         self.model, self.heads = model, _linear(heads)
 
+    @property
+    def wraps(self) -> nn.Module:
+        """The shared network, whose lock a pass of this module holds (:func:`~covid_core.models.forward_lock`)."""
+        return self.model
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with forward_lock(self.model):  # the heatmap's hooks sit on the shared network
-            logits, features = model_features(self.model, x)
+        logits, features = model_features(self.model, x)
         head_logits = self.heads(features["penultimate"].to(self.heads.weight.dtype))
         return torch.cat([logits, head_logits.to(logits.dtype)], dim=-1)
 
