@@ -95,6 +95,10 @@ CALL_WORDS = {
     "positive": "COVID-19-like",
 }
 
+#: The call of a model without a COVID-19 class (``--target pneumonia``): its "pneumonia" counts COVID-19 films too
+#: (covid_core.targets), so it says nothing about COVID-19 either way.
+NO_COVID_CLASS_WORDS = {**CALL_WORDS, "pneumonia": "Pneumonia (COVID-19 or another cause)"}
+
 #: A class the model finds more probable than the one its COVID-19 verdict names, in words.
 MORE_PROBABLE_WORDS = {"normal": "a normal film", "pneumonia": "pneumonia", "negative": "no COVID-19"}
 
@@ -199,7 +203,8 @@ def headline(prediction) -> Headline:
         return Headline(WITHHELD_TITLES.get(prediction.withheld_kind, WITHHELD_TITLE), "", "withheld")
     if prediction.not_validated:
         return Headline(NOT_VALIDATED_TITLE, "", "withheld")
-    title = CALL_WORDS.get(prediction.call, f"Most probable: {prediction.call}")
+    words = CALL_WORDS if prediction.covid_positive is not None else NO_COVID_CLASS_WORDS
+    title = words.get(prediction.call, f"Most probable: {prediction.call}")
     abnormal = prediction.call == "pneumonia"
     if prediction.covid_positive is None:
         return Headline(title, "", "abnormal" if abnormal else "neutral")

@@ -56,3 +56,15 @@ def test_the_calls_colour_is_good_news_only_where_no_pneumonia_is_seen():
     assert headline(two).tone == "abnormal"
     assert headline(Prediction(**{**two.__dict__, "probabilities": {"normal": 0.7, "pneumonia": 0.3},
                                   "label": "normal"})).tone == "neutral"
+
+
+def test_a_model_without_a_covid_class_never_calls_a_film_not_covid_like():
+    """A normal/pneumonia model (``--target pneumonia``) learned COVID-19 films as pneumonia: its pneumonia call says
+    nothing about COVID-19, so its words must not say "not COVID-19-like"."""
+    two = Prediction(probabilities={"normal": 0.3, "pneumonia": 0.7}, label="pneumonia", covid_positive=None,
+                     covid_probability=None, threshold=None, ood_score=0.1, ood_flagged=False,
+                     pixels_u8=np.zeros((4, 4), np.uint8), geometry=None)
+    h = headline(two)
+    assert h.title == "Pneumonia (COVID-19 or another cause)" and "not COVID" not in h.title and h.covid_line == ""
+    normal = Prediction(**{**two.__dict__, "probabilities": {"normal": 0.7, "pneumonia": 0.3}, "label": "normal"})
+    assert headline(normal).title == "No pneumonia seen"
