@@ -224,3 +224,26 @@ def test_the_call_is_checked_and_adapted_at_a_site_with_too_few_covid_films_to_a
                report["adapted"] + report["skipped"])
     calls = report["after"]["calls"]
     assert sum(sum(row.values()) for row in calls.values()) == 27 - report["after"]["given"]["withheld"]
+
+
+def test_predict_says_when_the_label_names_a_call_the_site_did_not_confirm(model, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+    from covid_core.datasets import file_sha256
+    from covid_core.site_file import SITE_FORMAT
+
+    films = make_site_folder(tmp_path / "hospital", per_class=2, classes=("normal", "pneumonia"))
+    site = tmp_path / "site.json"
+    for calls, said in ((None, True), (_calls(40, 50, 42, 50), False)):
+        site.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere", "checkpoint": {
+            "sha256": file_sha256(model)}, "parameters": {"threshold": 2.0},  # every verdict negative
+            "after": {"calls": calls} if calls else {}}))
+        r = subprocess.run([sys.executable, "-m", "covid_core", "predict", "--model", str(model), str(films), "--site",
+                            str(site), "--out", str(tmp_path / "p.csv")], cwd=REPO, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 0, r.stderr
+        line = ("label at St Elsewhere: for 4 film(s) with a negative verdict the label's call between normal and "
+                "pneumonia is not confirmed there (its validation did not count how often that call was right")
+        assert (line in r.stderr) == said, r.stderr

@@ -9,7 +9,8 @@ still get predictions. A COVID-19 model gives verdicts only with a --site file f
 --unvalidated (research use); without either every verdict is withheld and the reason goes to standard error
 (label and probabilities stay the model's raw output). With --site three more columns before withheld_why: site
 (its name), site_covid_score and site_threshold, the score and threshold the verdict was decided with there;
-where validate-site fitted a head, that score is the head's, not p_covid19.
+where validate-site fitted a head, that score is the head's, not p_covid19. Where the site's films do not confirm
+the call between normal and pneumonia, standard error says so for the films with a negative verdict.
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
 """
@@ -143,6 +144,12 @@ def main(args: argparse.Namespace) -> int:
         from ..verdict import site_doubt_sentence
 
         print(f"covid_verdict at {clf.site.name}: " + site_doubt_sentence(clf.site, "the site's"), file=sys.stderr)
+    unconfirmed_calls = [r.name for r in results if r.prediction is not None and r.prediction.call_unconfirmed
+                         and r.prediction.covid_call == "negative"]
+    if unconfirmed_calls:  # the label column names a call that Diagnose does not say there
+        print(f"label at {clf.site.name}: for {len(unconfirmed_calls)} film(s) with a negative verdict the label's "
+              f"call between normal and pneumonia is not confirmed there ({clf.site.call_problem}); the app reads "
+              "them \"Not COVID-19-like\": read those films for pneumonia of another cause", file=sys.stderr)
     if any(r.prediction is not None and r.prediction.unconfirmed for r in results):
         print("covid_verdict unconfirmed: --unvalidated verdicts come from a model that no site file has validated "
               "at this hospital (research use); at hospitals it never saw, such models call many normal adults "
