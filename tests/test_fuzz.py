@@ -257,6 +257,7 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
     from app_helpers import make_checkpoint, make_site_folder, png_bytes, xray_array
     from covid_core import verdict
     from covid_core.cli import main as cli_main
+    from covid_core.explain import explain
     from covid_core.report import case_report_html, prediction_row
     from covid_core.site_file import load_classifier_at_site
     from covid_core.site_job import (adaptation_lines, call_rows, call_text, comparison_rows, given_rates_text,
@@ -307,6 +308,9 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
         report = case_report_html(name="film.png", image=film.pixels, prediction=p, classifier=classifier,
                                   model_label="m")
         assert site.name in report
+        shown = explain(classifier, film, target_class=p.call)  # a head that decides the call is what it explains
+        assert np.isfinite(shown.heatmap).all() and shown.target_class == p.call
+        assert shown.faithfulness is None or math.isfinite(shown.faithfulness), shown.faithfulness
 
     counts, failures = _outcomes(edits, verdict_at_site)
     print(f"\nfuzz: {len(edits)} edited site files: {counts}, {len(failures)} failures")
