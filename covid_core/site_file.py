@@ -80,9 +80,14 @@ def unsettled_figures(sensitivity: dict | None, specificity: dict | None) -> lis
     too few, in words: a sensitivity or specificity that is not poor by itself (POOR_RATE or more) but whose 95%
     interval reaches below POOR_RATE. Validated on 10 COVID-19 films (8 given a verdict, 7 of those caught: 0.875,
     interval 0.53-0.98), a model trained without NIH caught 0.600 of other NIH-site patients' COVID-19 films
-    (docs/site-validation.md). [] when none, or without intervals."""
+    (docs/site-validation.md). A figure that could not be measured (value None: no film of its kind got a verdict,
+    as at a site validated without COVID-19 films) is unknown, and says so. [] when none, or without intervals."""
     unsettled = []
-    for name, f in (("sensitivity", sensitivity), ("specificity", specificity)):
+    for name, f, kind in (("sensitivity", sensitivity, "COVID-19 film"),
+                          ("specificity", specificity, "film without COVID-19")):
+        if isinstance(f, dict) and "value" in f and f["value"] is None:
+            unsettled.append(f"its {name} is unknown (no {kind} of its own got a verdict)")
+            continue
         if not isinstance(f, dict) or not all(isinstance(f.get(k), (int, float)) for k in ("value", "low")):
             continue
         if f["value"] >= POOR_RATE and f["low"] < POOR_RATE:

@@ -613,3 +613,30 @@ def test_a_site_file_whose_heads_threshold_was_chosen_on_its_fitted_films_is_ref
                 load_site(site, model)
         else:
             assert load_site(site, model).head == head
+
+
+def test_a_site_validated_without_covid_films_does_not_confirm_the_covid_verdict(model, tmp_path):
+    """Its COVID-19 sensitivity could not be measured: the verdicts there must read as unconfirmed, and the Validate
+    page must warn before the file is made active, instead of 'validated' with a sensitivity of n/a."""
+    from covid_core.decode import decode_image
+    from covid_core.inference import predict
+    from covid_core.site_file import load_classifier_at_site
+    from covid_core.site_job import poor_site_warning
+    from covid_core.verdict import site_doubt_sentence, validation_statement, verdict_caveat
+
+    from app_helpers import png_bytes
+
+    site = make_site_folder(tmp_path / "hospital", per_class=12, classes=("normal", "pneumonia"))
+    report = validate_site(load_classifier(model), site, name="St Elsewhere")
+    assert report["after"]["sensitivity"]["value"] is None and report["after"]["specificity"]["value"] is not None
+    path = tmp_path / "site.json"
+    path.write_text(json.dumps(report))
+    unknown = "its sensitivity is unknown (no COVID-19 film of its own got a verdict)"
+    assert unknown in poor_site_warning(report)
+    classifier = load_classifier_at_site(model, path)
+    assert not classifier.site.confirmed and classifier.site.unsettled == unknown
+    p = predict(classifier, decode_image(png_bytes(xray_array(64)), "film.png"))
+    assert p.covid_call in ("positive", "negative")
+    assert verdict_caveat(p, classifier.site).startswith("Unconfirmed: St Elsewhere's labelled films are too few")
+    assert f"Too few films to confirm it: {unknown}." in validation_statement(classifier.site, p, classifier.metadata)
+    assert unknown in site_doubt_sentence(classifier.site, "the site's")
