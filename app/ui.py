@@ -129,12 +129,19 @@ def page_watch():
     return lambda: runtime.is_active_session(session)
 
 
-@st.cache_resource
 def validation_jobs():
-    """The server's site validations (covid_core.site_job.ValidationJobs), shared by every session."""
+    """The server's site validations (covid_core.site_job.ValidationJobs), shared by every session; finished ones
+    are saved in the runs folder's ``site-validations``, so the newest of each model outlives a restart."""
+    from covid_core.runs import default_runs_dir
+
+    return _validation_jobs(str(default_runs_dir() / "site-validations"))
+
+
+@st.cache_resource
+def _validation_jobs(store: str):
     from covid_core.site_job import ValidationJobs
 
-    return ValidationJobs()
+    return ValidationJobs(store=store)
 
 
 @st.cache_resource(show_spinner="Loading the denoising autoencoder...", max_entries=2)

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 import shutil
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 from .errors import ConfigError, CovidCoreError
 from .site import validate_site_with_films
@@ -21,9 +27,10 @@ class ValidationJob:
     when the job ends (an unpacked zip).
     """
 
-    def __init__(self, classifier, folder, *, model: str, name: str, target: float, cleanup: str | None = None):
+    def __init__(self, classifier, folder, *, model: str, name: str, target: float, cleanup: str | None = None,
+                 store: Path | None = None):
         self.model, self.done, self.total, self.report, self.films, self.error = model, 0, 0, None, None, None
-        self.name, self.started = name, time.time()
+        self.name, self.started, self._store = name, time.time(), store
         self.thread = threading.Thread(target=self._run, args=(classifier, folder, name, target, cleanup),
                                        daemon=True)
         self.thread.start()
@@ -39,6 +46,11 @@ class ValidationJob:
         try:
             self.report, self.films = validate_site_with_films(classifier, folder, name=name,
                                                                target_sensitivity=target, on_progress=self._progress)
+            if self._store is not None:
+                try:
+                    save_validation(self._store, self)
+                except OSError:  # a full or read-only disk: the report stays on the page until the server stops
+                    pass
         except CovidCoreError as exc:
             self.error = str(exc)
         except Exception as exc:  # never a traceback in the page
@@ -48,14 +60,74 @@ class ValidationJob:
                 shutil.rmtree(cleanup, ignore_errors=True)
 
 
+class SavedValidation:
+    """A finished validation read back from the disk (:func:`save_validation`): the attributes of a finished
+    :class:`ValidationJob` the Validate page reads."""
+
+    running, error = False, None
+
+    def __init__(self, model: str, name: str, started: float, report: dict, films):
+        self.model, self.name, self.started, self.report, self.films = model, name, started, report, films
+        self.done = self.total = len(films)
+
+
+def _saved_path(store: Path, model: str) -> Path:
+    return Path(store) / f"{hashlib.sha256(model.encode()).hexdigest()[:16]}.json"
+
+
+def save_validation(store: Path, job) -> Path:
+    """Write a finished validation (its report and per-film rows) as the newest of its model in ``store``, whole
+    or not at all (a temporary file renamed into place): a restarted server shows it again."""
+    path = _saved_path(store, job.model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"model": job.model, "name": job.name, "started": job.started, "report": job.report,
+                       "films": json.loads(job.films.to_json(orient="split", index=False))})
+    fd, tmp = tempfile.mkstemp(prefix=".validation.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_validation(store: Path, model: str) -> SavedValidation | None:
+    """The newest saved validation of ``model`` (its checkpoint's path), or None when there is none or it cannot be
+    read as one (a damaged file is left alone: the page then shows no earlier validation, never an error)."""
+    import pandas as pd
+
+    path = _saved_path(store, model)
+    try:
+        data = json.loads(path.read_text())
+        report, films = data["report"], data["films"]
+        if data["model"] != model or not isinstance(report, dict) or not _is_report(report):
+            return None
+        table = pd.read_json(io.StringIO(json.dumps(films)), orient="split", dtype=False)
+        return SavedValidation(model, str(data["name"]), float(data["started"]), report, table)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _is_report(report: dict) -> bool:
+    """Whether a saved report has what the Validate page reads before anything else (the figures' own readers
+    show "n/a" for a value that is not one)."""
+    return (isinstance(report.get("site"), str) and isinstance(report.get("counts"), dict)
+            and all(isinstance(report.get(k), list) for k in ("adapted", "skipped", "problems"))
+            and all(isinstance(report.get(k), dict) for k in ("before", "after")))
+
+
 class ValidationJobs:
     """The server's site validations, shared by every page and browser tab: one runs at a time (each keeps the CPU
     busy for minutes), and the newest of each model stays here, running or finished, so that a reloaded page or
-    another tab shows its progress, then its report, instead of losing it and starting it again."""
+    another tab shows its progress, then its report, instead of losing it and starting it again. With a ``store``
+    folder, a finished validation is also saved there, and a restarted server shows the newest of each model."""
 
-    def __init__(self):
+    def __init__(self, store: str | Path | None = None):
         self._lock = threading.Lock()
-        self._newest: dict[str, ValidationJob] = {}
+        self._newest: dict[str, ValidationJob | SavedValidation] = {}
+        self._store = Path(store) if store is not None else None
 
     def start(self, classifier, folder, *, model: str, name: str, target: float,
               cleanup: str | None = None) -> ValidationJob:
@@ -67,12 +139,18 @@ class ValidationJobs:
                 raise ConfigError(f"the validation of site {running.name!r} is still running ({scored}); one "
                                   "validation runs at a time on this server: wait for it to finish")
             job = self._newest[model] = ValidationJob(classifier, folder, model=model, name=name, target=target,
-                                                      cleanup=cleanup)
+                                                      cleanup=cleanup, store=self._store)
             return job
 
-    def newest(self, model: str) -> ValidationJob | None:
-        """The newest validation of ``model`` (its checkpoint's path), running or finished, or None."""
-        return self._newest.get(model)
+    def newest(self, model: str) -> ValidationJob | SavedValidation | None:
+        """The newest validation of ``model`` (its checkpoint's path), running or finished (also one saved before
+        the server restarted), or None."""
+        with self._lock:
+            if model not in self._newest and self._store is not None:
+                saved = load_validation(self._store, model)
+                if saved is not None:
+                    self._newest[model] = saved
+            return self._newest.get(model)
 
 
 SWAPPED_AUC = 0.25  # a shipped AUC this far below chance on labelled films: the labels are probably swapped

@@ -697,6 +697,36 @@ def test_a_running_validation_is_found_again_by_a_reloaded_page_and_a_second_one
     assert "St Elsewhere: 24 films" in " ".join(h.value for h in first.subheader)
 
 
+def test_a_finished_validation_is_shown_again_after_the_server_restarts_and_can_be_made_active(env, monkeypatch):
+    """A validation takes minutes: its report must not be lost with the server's memory before it is made active."""
+    import streamlit as st
+
+    from covid_core.model_catalog import site_file_for
+
+    figures = {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
+               "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}
+    first = _validate_page_with_report(env, monkeypatch, figures, [])
+    assert "St Elsewhere: 24 films" in " ".join(h.value for h in first.subheader)
+    saved = list((env / "runs" / "site-validations").glob("*.json"))
+    assert len(saved) == 1
+    st.cache_resource.clear()  # what a restarted server has lost: every job in memory
+    again = page("validate")
+    assert "St Elsewhere: 24 films" in " ".join(h.value for h in again.subheader)
+    assert any(c.value.endswith("until the next validation of this model, also after the server restarts.")
+               for c in again.caption)
+    films = [d.value for d in again.dataframe if "right (after adaptation)" in d.value]  # the per-film review
+    assert len(films) == 1 and list(films[0]["file"]) == ["covid19/a.png"]
+    assert list(films[0]["right (after adaptation)"]) == ["no"]
+    again.button(key="site_activate").click().run()
+    assert not again.exception, again.exception
+    active = site_file_for(env / "weights" / "tiny_cnn.pt")
+    assert active is not None and json.loads(active.read_text())["site"] == "St Elsewhere"
+    saved[0].write_text("{not json")  # a damaged saved validation: no earlier validation shown, no error
+    st.cache_resource.clear()
+    damaged = page("validate")
+    assert "St Elsewhere: 24 films" not in " ".join(h.value for h in damaged.subheader) and not damaged.error
+
+
 def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_on_purpose(env, monkeypatch):
     """Sensitivity 88% on 8 COVID-19 films (interval from 53%): not poor, but not a confirmation either."""
     few, good = {"value": 0.875, "low": 0.53, "high": 0.98}, {"value": 0.9, "low": 0.8, "high": 0.96}

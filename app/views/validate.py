@@ -93,7 +93,7 @@ if job is not None and job.running:
 if job is not None:
     st.caption(f"The newest validation of this model: site {code_span(job.name)}, started "
                f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(job.started))}. It stays on this page, for everyone "
-               "using this server, until the next validation of this model.")
+               "using this server, until the next validation of this model, also after the server restarts.")
 if job is not None and job.error:
     st.error(f"Not validated: {ui.plain(job.error)}", icon=":material/block:")
 if job is None or job.error:
