@@ -95,14 +95,19 @@ def save_validation(store: Path, job) -> Path:
 
 def load_validation(store: Path, model: str) -> SavedValidation | None:
     """The newest saved validation of ``model`` (its checkpoint's path), or None when there is none or it cannot be
-    read as one (a damaged file is left alone: the page then shows no earlier validation, never an error)."""
+    read as one (a damaged file is left alone: the page then shows no earlier validation, never an error), or it
+    was made for another version of the checkpoint at that path."""
     import pandas as pd
+
+    from .datasets import file_sha256
 
     path = _saved_path(store, model)
     try:
         data = json.loads(path.read_text())
         report, films = data["report"], data["films"]
         if data["model"] != model or not isinstance(report, dict) or not _is_report(report):
+            return None
+        if (report.get("checkpoint") or {}).get("sha256") != file_sha256(model):  # the model has been replaced since
             return None
         table = pd.read_json(io.StringIO(json.dumps(films)), orient="split", dtype=False)
         return SavedValidation(model, str(data["name"]), float(data["started"]), report, table)

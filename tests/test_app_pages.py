@@ -703,10 +703,19 @@ def test_a_finished_validation_is_shown_again_after_the_server_restarts_and_can_
 
     from covid_core.model_catalog import site_file_for
 
+    from app_helpers import make_checkpoint, make_site_folder
+    from covid_core.datasets import file_sha256
+
     figures = {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
                "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}
-    first = _validate_page_with_report(env, monkeypatch, figures, [])
-    assert "St Elsewhere: 24 films" in " ".join(h.value for h in first.subheader)
+    model = env / "weights" / "tiny_cnn.pt"
+    report, films = _site_report(figures, [])
+    report["checkpoint"] = {"file": model.name, "sha256": file_sha256(model)}
+    monkeypatch.setattr("covid_core.site_job.validate_site_with_films", lambda *a, **k: (report, films))
+    first = page("validate")
+    first.text_input(key="site_folder").set_value(str(make_site_folder(env / "hospital", per_class=1)))
+    first.button[0].click().run()
+    assert "St Elsewhere: 24 films" in " ".join(h.value for h in _wait_for_site_report(first).subheader)
     saved = list((env / "runs" / "site-validations").glob("*.json"))
     assert len(saved) == 1
     st.cache_resource.clear()  # what a restarted server has lost: every job in memory
@@ -719,12 +728,16 @@ def test_a_finished_validation_is_shown_again_after_the_server_restarts_and_can_
     assert list(films[0]["right (after adaptation)"]) == ["no"]
     again.button(key="site_activate").click().run()
     assert not again.exception, again.exception
-    active = site_file_for(env / "weights" / "tiny_cnn.pt")
+    active = site_file_for(model)
     assert active is not None and json.loads(active.read_text())["site"] == "St Elsewhere"
-    saved[0].write_text("{not json")  # a damaged saved validation: no earlier validation shown, no error
-    st.cache_resource.clear()
-    damaged = page("validate")
-    assert "St Elsewhere: 24 films" not in " ".join(h.value for h in damaged.subheader) and not damaged.error
+    for change in ("a retrained model at the same path", "a damaged saved validation"):
+        if change == "a damaged saved validation":
+            saved[0].write_text("{not json")
+        else:
+            make_checkpoint(model, seed=1)
+        st.cache_resource.clear()
+        later = page("validate")  # no earlier validation shown, and no error
+        assert "St Elsewhere: 24 films" not in " ".join(h.value for h in later.subheader) and not later.error, change
 
 
 def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_on_purpose(env, monkeypatch):
