@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
 import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 from .errors import ConfigError, CovidCoreError
+from .saved_validations import SavedValidation, load_validation, save_validation
 from .site import validate_site_with_films
 from .site_file import (are_call_counts, are_verdict_counts, call_problem, calls_right, is_whole, poor_figures,
                         unsettled_figures)
@@ -58,69 +54,6 @@ class ValidationJob:
         finally:
             if cleanup:
                 shutil.rmtree(cleanup, ignore_errors=True)
-
-
-class SavedValidation:
-    """A finished validation read back from the disk (:func:`save_validation`): the attributes of a finished
-    :class:`ValidationJob` the Validate page reads."""
-
-    running, error = False, None
-
-    def __init__(self, model: str, name: str, started: float, report: dict, films):
-        self.model, self.name, self.started, self.report, self.films = model, name, started, report, films
-        self.done = self.total = len(films)
-
-
-def _saved_path(store: Path, model: str) -> Path:
-    return Path(store) / f"{hashlib.sha256(model.encode()).hexdigest()[:16]}.json"
-
-
-def save_validation(store: Path, job) -> Path:
-    """Write a finished validation (its report and per-film rows) as the newest of its model in ``store``, whole
-    or not at all (a temporary file renamed into place): a restarted server shows it again."""
-    path = _saved_path(store, job.model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps({"model": job.model, "name": job.name, "started": job.started, "report": job.report,
-                       "films": json.loads(job.films.to_json(orient="split", index=False))})
-    fd, tmp = tempfile.mkstemp(prefix=".validation.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def load_validation(store: Path, model: str) -> SavedValidation | None:
-    """The newest saved validation of ``model`` (its checkpoint's path), or None when there is none or it cannot be
-    read as one (a damaged file is left alone: the page then shows no earlier validation, never an error), or it
-    was made for another version of the checkpoint at that path."""
-    import pandas as pd
-
-    from .datasets import file_sha256
-
-    path = _saved_path(store, model)
-    try:
-        data = json.loads(path.read_text())
-        report, films = data["report"], data["films"]
-        if data["model"] != model or not isinstance(report, dict) or not _is_report(report):
-            return None
-        if (report.get("checkpoint") or {}).get("sha256") != file_sha256(model):  # the model has been replaced since
-            return None
-        table = pd.read_json(io.StringIO(json.dumps(films)), orient="split", dtype=False)
-        return SavedValidation(model, str(data["name"]), float(data["started"]), report, table)
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def _is_report(report: dict) -> bool:
-    """Whether a saved report has what the Validate page reads before anything else (the figures' own readers
-    show "n/a" for a value that is not one)."""
-    return (isinstance(report.get("site"), str) and isinstance(report.get("counts"), dict)
-            and all(isinstance(report.get(k), list) for k in ("adapted", "skipped", "problems"))
-            and all(isinstance(report.get(k), dict) for k in ("before", "after")))
 
 
 class ValidationJobs:
