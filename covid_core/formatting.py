@@ -32,6 +32,11 @@ _SELF_STARTING = re.compile(r"(?i)(?<=www)(?=\.)|(?<=:)(?=//)|(?<=@)|(?<=:)(?=ma
 WORD_JOINER = "\u2060"
 
 
+def possessive(name: str) -> str:
+    """ "St Elsewhere" -> "St Elsewhere's"; a name that already ends in one ("St Mary's") is left as it is."""
+    return name if name.endswith(("'s", "\u2019s")) else f"{name}'s"
+
+
 def inert(text) -> str:
     """``text`` with a word joiner where Markdown would start a link to a bare web or e-mail address, or Streamlit
     an icon, by itself."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
-from .formatting import pct as _pct
+from .formatting import pct as _pct, possessive
 from .goals import UNSEEN_SOURCE_WRONG_VERDICTS
 from .site_file import CALL_CLASSES
 from .targets import COVID_CLASS
@@ -232,8 +232,9 @@ def verdict_caveat(prediction, site) -> str:
     if site is None:
         return "Unconfirmed: this model has not been validated at your hospital."
     if site.poor:
-        return f"Often wrong here: this model did poorly on {site.name}'s own labelled films."
-    return f"Unconfirmed: {site.name}'s labelled films are too few to know how often this model is right here."
+        return f"Often wrong here: this model did poorly on {possessive(site.name)} own labelled films."
+    return (f"Unconfirmed: {possessive(site.name)} labelled films are too few to know how often this model is right "
+            "here.")
 
 
 NOT_VALIDATED_REASON = (

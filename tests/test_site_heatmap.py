@@ -173,3 +173,18 @@ def test_every_method_explains_a_sites_head(method):
         e = explain(at_site, film, method, target_class=name)
         assert e.explained_by and e.target_class == name and e.heatmap.shape == (80, 80)
         assert not np.isnan(e.heatmap).any() and e.faithfulness is not None and np.isfinite(e.faithfulness)
+
+
+def test_a_site_named_with_a_possessive_reads_as_english():
+    from covid_core.verdict import verdict_caveat
+
+    clf = _classifier()
+    dims = last_linear(clf.model).in_features
+    site = Site("St Mary's", threshold=0.5, head=_head(dims, 2),
+                sensitivity={"value": 0.9, "low": 0.5, "high": 0.99}, specificity={"value": 0.9, "low": 0.8})
+    e = explain(dataclasses.replace(clf, site=site), xray_array(80).astype(np.float32) / 255, target_class="covid19")
+    assert e.explained_by == "the head fitted on St Mary's films"
+    p = type("P", (), {"withheld": False})()
+    assert verdict_caveat(p, site) == ("Unconfirmed: St Mary's labelled films are too few to know how often this model "
+                                       "is right here.")
+    assert verdict_caveat(p, dataclasses.replace(site, name="St Elsewhere")).startswith("Unconfirmed: St Elsewhere's")

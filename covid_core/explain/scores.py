@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import Classifier
+from ..formatting import possessive
 from ..models import model_features
 from ..site_file import CALL_CLASSES
 from ..targets import COVID_CLASS
@@ -97,4 +98,5 @@ def explained_score(classifier: Classifier, class_index: int | None,
     else:
         return classifier.model, network
     return (WithSiteHeads(classifier.model, [head]).to(classifier.device),
-            ExplainedScore(len(classes), len(classes), sign=sign, by=f"the head fitted on {site.name}'s films"))
+            ExplainedScore(len(classes), len(classes), sign=sign,
+                           by=f"the head fitted on {possessive(site.name)} films"))
