@@ -392,7 +392,8 @@ def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, posi
     from .inference import head_as_scores
 
     head, line, held_out = pneumonia_step(logits, pen, labels, patients, classes, seed)
-    report["skipped" if head is None else "adapted"].append(line)
+    if set(CALL_CLASSES) <= set(classes):  # a two-class COVID-19 model makes no such call: nothing to report
+        report["skipped" if head is None else "adapted"].append(line)
     scores = logits
     if head is not None:
         report["parameters"]["pneumonia_head"] = head
