@@ -18,6 +18,7 @@ from covid_core.csv_safe import safe_cell
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import code_span, markdown_plain as plain, pct  # noqa: F401 (views use ui.plain, ui.pct)
+from covid_core.formatting import possessive
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
@@ -291,6 +292,6 @@ def results_table(table, site=None) -> None:
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "
                    "(research use): at hospitals it never saw, such models call many normal adults COVID-19.")
     if site is not None and not site.confirmed and table["verdict"].str.startswith("COVID-19:").any():
-        whose = plain(site.name) + "'s"
+        whose = possessive(plain(site.name))
         st.caption(f":material/warning: {'Often wrong here' if site.poor else 'Unconfirmed here'}: "
                    f"{site_doubt_sentence(site, whose)}.")
