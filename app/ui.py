@@ -17,8 +17,8 @@ from covid_core.byte_cache import ByteCappedCache
 from covid_core.csv_safe import safe_cell
 from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
-from covid_core.formatting import code_span, markdown_plain as plain, pct  # noqa: F401 (views use ui.plain, ui.pct)
-from covid_core.formatting import possessive
+from covid_core.formatting import (code_span, markdown_plain as plain, pct,  # noqa: F401 (views use ui.plain, ui.pct)
+                                   possessive)
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
