@@ -229,8 +229,9 @@ def forward_lock(model: nn.Module) -> threading.RLock:
 
     The app shares one model object between every session and a site validation's thread, and a hook is state of
     the model: a film scored in another thread while a heatmap was being made ran through the heatmap's hooks, and
-    the heatmap came from that other film's activations (27 of 30 heatmaps, two threads, measured). One pass at a
-    time per model costs nothing here, as torch already spreads one pass over every core. A module that runs a
+    the heatmap came from that other film's activations (27 of 30 heatmaps, two threads, measured). Passes of one
+    model run one at a time: torch already spreads one pass over every core, so little is lost, and a heatmap asked
+    for during a site validation waits for the pass in progress (bench/shared_model.py). A module that runs a
     shared model inside it (its ``wraps`` property names that model) holds that model's lock.
     """
     model = getattr(model, "wraps", model)

@@ -44,7 +44,8 @@ MAX_BORDER_SHARE = 0.35
 BORDER_FRACTION = 0.05
 
 
-def faithfulness(model: nn.Module, x: torch.Tensor, cams: np.ndarray, scores: list, outputs: torch.Tensor) -> np.ndarray:
+def faithfulness(model: nn.Module, x: torch.Tensor, cams: np.ndarray, scores: list,
+                 outputs: torch.Tensor) -> np.ndarray:
     """ROAD score per image: float32 B, the probability drop (in [-1, 1]) of the explained class.
 
     x: float32 Bx1xSxS model input; cams: float32 BxSxS in [0, 1]; scores: the explained score of each image
