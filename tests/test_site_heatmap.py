@@ -39,7 +39,8 @@ def _head(dims: int, seed: int) -> dict:
 def _row_for(head: dict, sign: float) -> tuple[torch.Tensor, float]:
     """The head as one row of a final linear layer (times ``sign``)."""
     w = np.asarray(head["coef"]) / np.asarray(head["scale"])
-    return torch.as_tensor(sign * w, dtype=torch.float32), sign * (head["intercept"] - float(np.asarray(head["mean"]) @ w))
+    bias = head["intercept"] - float(np.asarray(head["mean"]) @ w)
+    return torch.as_tensor(sign * w, dtype=torch.float32), sign * bias
 
 
 def _network_with_row(clf: Classifier, index: int, head: dict, sign: float) -> Classifier:
@@ -68,7 +69,8 @@ def test_the_heatmap_of_a_class_a_sites_head_decides_is_the_heads_own():
         assert e.heatmap_model.max() > 0 and np.allclose(e.heatmap_model, expected.heatmap_model, atol=1e-4)
         assert not np.allclose(e.heatmap_model, network.heatmap_model, atol=0.05)  # the network's is another map
         assert e.pushed == f"what pushed the head fitted on St Elsewhere's films towards '{name}'"
-        assert "the probability the head fitted on St Elsewhere's films gives the explained class" in e.faithfulness_name
+        assert "the probability the head fitted on St Elsewhere's films gives the explained class" in \
+            e.faithfulness_name
         assert e.probabilities == pytest.approx(network.probabilities)  # the network's own, as Diagnose shows them
     # A two-class COVID-19 model's verdict is its call: its other class is explained as the head's opposite.
     two = _classifier(("negative", "positive"), "covid")
