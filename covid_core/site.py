@@ -361,9 +361,10 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
     """(a head telling pneumonia from a normal film on the frozen features, or None; the report's line; each film's
     held-out head probability, or None). Fitted on the films labelled normal or pneumonia and kept where, held out
     by patient, its calls between the two (p >= 0.5) have a higher balanced accuracy than the network's own order
-    of the two classes. A film labelled COVID-19 is scored by the head fitted on all of those films (none of it)."""
+    of the two classes. A film labelled COVID-19 is scored by the head fitted on all of those films (none of it).
+    A model without that call (a two-class COVID-19 model) gets no head and no line ("")."""
     if not set(CALL_CLASSES) <= set(classes):
-        return None, "the call between normal and pneumonia: this model does not make it", None
+        return None, "", None
     ni, pi = classes.index("normal"), classes.index("pneumonia")
     rows = np.flatnonzero((labels == ni) | (labels == pi))
     y = labels[rows] == pi
@@ -392,7 +393,7 @@ def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, posi
     from .inference import head_as_scores
 
     head, line, held_out = pneumonia_step(logits, pen, labels, patients, classes, seed)
-    if set(CALL_CLASSES) <= set(classes):  # a two-class COVID-19 model makes no such call: nothing to report
+    if line:  # a model without the call has nothing to report
         report["skipped" if head is None else "adapted"].append(line)
     scores = logits
     if head is not None:
