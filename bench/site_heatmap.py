@@ -34,26 +34,22 @@ def films(folder: Path, per_class: int, seed: int) -> list[Path]:
     return out
 
 
-def both_maps(classifier, case, method: str) -> dict:
-    """The head's map and the network's for the case's call: each one's drop in the head's probability of the
-    called class, its thorax share, and the correlation between them."""
+def both_maps(classifier, case, method: str, model, score) -> dict:
+    """The head's map and the network's for the case's call (``model`` and ``score``: the head that decides it, from
+    ``explained_score``): each one's drop in the head's probability of the called class, its thorax share, and the
+    correlation between them."""
     import torch
 
     from covid_core.explain import explain_pixels
-    from covid_core.explain.cam import compute_cams
-    from covid_core.explain.explanation import class_index
-    from covid_core.explain.scores import explained_score
     from covid_core.explain.trust import faithfulness
     from covid_core.preprocess import to_model_input
 
     p = case.prediction
     head, network = (explain_pixels(classifier, p.pixels_u8[None], [p.geometry], method, p.call, site_heads=heads)[0]
                      for heads in (True, False))
-    model, score = explained_score(classifier, class_index(classifier, p.call))
     x = to_model_input(p.pixels_u8[None], classifier.preprocess).to(classifier.device)
-    _, outputs = compute_cams(model, classifier.spec.target_layer(classifier.model), x, method, [score])
     with torch.no_grad():
-        network_drop = float(faithfulness(model, x, network.heatmap_model[None], [score], outputs)[0])
+        network_drop = float(faithfulness(model, x, network.heatmap_model[None], [score], model(x))[0])
     maps = [head.heatmap_model.ravel(), network.heatmap_model.ravel()]
     correlation = float(np.corrcoef(*maps)[0, 1]) if min(m.std() for m in maps) > 0 else float("nan")  # an empty map
     return {"class": p.call, "by": score.by, "head_drop": head.faithfulness, "network_drop": network_drop,
@@ -81,10 +77,12 @@ def main() -> int:
         case = open_case(path, path.name, classifier)
         if case.prediction.withheld:
             skipped["withheld"] += 1
-        elif not explained_score(classifier, class_index(classifier, case.prediction.call))[1].by:
+            continue
+        model, score = explained_score(classifier, class_index(classifier, case.prediction.call))
+        if not score.by:
             skipped["decided by the network"] += 1
         else:
-            rows.append(both_maps(classifier, case, args.method))
+            rows.append(both_maps(classifier, case, args.method, model, score))
     print(f"{Path(args.model).name} at {classifier.site.name}; {len(rows)} films whose call a head decides "
           f"({', '.join(f'{n} {k}' for k, n in skipped.items())} left out); method {args.method}\n")
     print("| called class | films | head's probability drop, head map / network map (mean) | drop not above 0: "
