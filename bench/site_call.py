@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from site_size import drawn_sites, parse_draw_arguments  # noqa: E402 (bench/ on the path)
+from site_size import drawn_sites, parse_draw_arguments, size_text  # noqa: E402 (bench/ on the path)
 from site_validation import build_halves, prepared  # noqa: E402
 
 
@@ -89,7 +89,7 @@ def main() -> int:
             at_site = load_classifier_at_site(args.model, site=site_file)
             problem = call_problem(report["after"].get("calls"))
             used = " / ".join(str(int((rows.label == c).sum())) for c in ("normal", "pneumonia", covid))
-            asked = ":".join("all" if v is None else str(v) for v in size)
+            asked = size_text(size)
             head = "yes" if "pneumonia_head" in report["parameters"] else "no"
             print(f"| {asked} | {d} | {used} | {head} | {'yes' if not problem else 'no: ' + problem} | "
                   f"{rates_text(call_rates(at_site, films_b))} |", flush=True)

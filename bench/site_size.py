@@ -43,6 +43,11 @@ def parse_sizes(text: str) -> list[tuple[int | None, int | None]]:
     return sizes
 
 
+def size_text(size: tuple[int | None, int | None]) -> str:
+    """A draw's size as ``--sizes`` writes it: (10, None) -> "10:all"."""
+    return ":".join("all" if v is None else str(v) for v in size)
+
+
 def parse_draw_arguments(doc: str, sizes: str, draws: int):
     """(the parser, its arguments, the sizes parsed) of a bench that validates on draws of a site's half A: --data,
     --model, --unseen, --sizes, --draws and --seed."""
@@ -144,7 +149,7 @@ def main() -> int:
             sens, spec, wrong = measured(*decisions(at_site, work / "B", films_b)[:3])
             est = " / ".join(estimate_text(*part) for part in estimate(report))
             n_covid = int((rows.label == covid).sum())
-            asked = ":".join("all" if v is None else str(v) for v in size)
+            asked = size_text(size)
             site = at_site.site
             warned = "poor" if site.poor else "too few films" if site.unsettled else "no"
             print(f"| {asked} | {d} | {n_covid} / {len(rows) - n_covid} | {seconds:.0f} | {est} | {warned} | "

@@ -18,6 +18,7 @@ bench = importlib.import_module("site_size")
 
 def test_sizes_are_covid_then_other_and_all_means_every_film():
     assert bench.parse_sizes("10:40, all:all,19:all") == [(10, 40), (None, None), (19, None)]
+    assert [bench.size_text(s) for s in bench.parse_sizes("10:40,all:all,19:all")] == ["10:40", "all:all", "19:all"]
     with pytest.raises(ValueError, match="COVID:OTHER"):
         bench.parse_sizes("10")
 
