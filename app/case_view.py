@@ -148,8 +148,8 @@ def details(case, classifier, key: str) -> None:
             terms = f" {RATE_TERMS[0].upper()}{RATE_TERMS[1:]}." if table else ""
             st.caption(f"Operating threshold {prediction.threshold:.3f}{on} "
                        f"({ui.plain(threshold.get('rule', 'stored with the model'))}).{terms}")
-            if prediction.pneumonia_probability is not None:
-                st.caption(f"{SITE_PNEUMONIA_SCORE}: {100 * prediction.pneumonia_probability:.1f}%.")
+        if prediction.pneumonia_probability is not None and not prediction.withheld:
+            st.caption(f"{SITE_PNEUMONIA_SCORE}: {100 * prediction.pneumonia_probability:.1f}%.")
         if prediction.ood_score is not None:
             st.caption(f"Familiarity score (out-of-distribution score) {prediction.ood_score:.2f}; above "
                        f"{float(classifier.ood.get('threshold', 1.0)):.2f} the film counts as unlike the training "

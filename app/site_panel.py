@@ -38,18 +38,19 @@ def site_figures(report: dict, **table) -> str:
 
 
 def site_section(entry) -> None:
-    """Where this COVID-19 model was validated (the site file Diagnose applies) and how well; nothing for models
-    without a COVID-19 class, which validate-site does not take."""
-    if COVID_CLASS.get(entry.metadata.get("target")) is None:
-        return
+    """Where this model was validated (the site file Diagnose applies) and how well: its COVID-19 verdicts, or for a
+    model without a COVID-19 class its call between normal and pneumonia."""
+    covid = COVID_CLASS.get(entry.metadata.get("target")) is not None
+    until = ("gives no COVID-19 verdict from this model" if covid
+             else "marks this model's calls between normal and pneumonia unconfirmed")
     st.subheader("Validation at your site")
     done = st.session_state.pop("models_site_retired", None)
     if done:
         st.success(done, icon=":material/domain_disabled:")
     path = site_file_for(entry.path)
     if path is None:
-        st.info("Not validated at your hospital: Diagnose gives no COVID-19 verdict from this model until a "
-                "validation on your own labelled films is made its active site.", icon=":material/domain:")
+        st.info(f"Not validated at your hospital: Diagnose {until} until a validation on your own labelled films "
+                "is made its active site.", icon=":material/domain:")
         st.page_link("views/validate.py", label="Validate it on your hospital's films", icon=":material/fact_check:")
         history(entry)
         return
@@ -68,16 +69,15 @@ def site_section(entry) -> None:
             st.caption(f"{word}: {ui.plain(line)}")  # the file's own words, shown as they are
     history(entry)
     if st.button("Retire this site file", key="models_site_retire", icon=":material/domain_disabled:",
-                 help="Renamed beside the model (kept, not deleted). Diagnose then gives no COVID-19 verdict from "
-                      "this model until another validation is made active."):
+                 help=f"Renamed beside the model (kept, not deleted). Diagnose then {until} until another "
+                      "validation is made active."):
         try:
             retired = retire_site_file(entry.path)
         except OSError as exc:
             st.error(f"`{path.name}` could not be renamed: {exc.strerror or exc}")
         else:
             st.session_state["models_site_retired"] = (f"`{path.name}` is retired (now `{retired.name}`): Diagnose "
-                                                       "gives no COVID-19 verdict from this model until another "
-                                                       "validation is made active.")
+                                                       f"{until} until another validation is made active.")
             st.rerun()
 
 

@@ -22,7 +22,7 @@ from covid_core.formatting import (code_span, markdown_plain as plain, pct,  # n
 from covid_core.model_catalog import CatalogEntry, list_checkpoints, site_file_for, weights_dir
 from covid_core.report import DISCLAIMER, site_validation_text
 from covid_core.site_file import load_classifier_at_site
-from covid_core.verdict import THRESHOLD_RATES, rate_text, site_doubt_sentence
+from covid_core.verdict import THRESHOLD_RATES, call_caveat, rate_text, site_doubt_sentence
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -291,6 +291,8 @@ def results_table(table, site=None) -> None:
     if table["verdict"].str.endswith("(unconfirmed)").any():
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "
                    "(research use): at hospitals it never saw, such models call many normal adults COVID-19.")
+    if table["verdict"].str.startswith("Most probable:").any() and call_caveat(site):  # a model without COVID-19
+        st.caption(f":material/warning: {call_caveat(site)}")
     if site is not None and not site.confirmed and table["verdict"].str.startswith("COVID-19:").any():
         whose = possessive(plain(site.name))
         st.caption(f":material/warning: {'Often wrong here' if site.poor else 'Unconfirmed here'}: "

@@ -20,7 +20,7 @@ from .errors import InvalidImageError
 from .models import model_features
 from .ood import has_ood, ood_scores, turned_flags
 from .preprocess import Geometry, prepare_pixels, to_model_input
-from .site_file import CALL_CLASSES
+from .site_file import makes_call
 from .targets import COVID_CLASS
 
 
@@ -36,11 +36,14 @@ TURNED_REASON = ("This image looks more like the training X-rays when rotated or
                  "inverted (air should be dark).")
 
 
-def call_indices(scores: np.ndarray, positive: np.ndarray, covid: int) -> np.ndarray:
+def call_indices(scores: np.ndarray, positive: np.ndarray, covid: int | None) -> np.ndarray:
     """The class each film's call names (:attr:`Prediction.call`), as indices: ``covid`` where the COVID-19
-    verdict is positive, else the highest-scoring other class. scores: NxC probabilities or logits (any
-    monotonic scale: only their order counts); positive: N bools."""
+    verdict is positive, else the highest-scoring other class (``covid`` None: a model without a COVID-19 class,
+    whose call is its highest-scoring class). scores: NxC probabilities or logits (any monotonic scale: only their
+    order counts); positive: N bools."""
     others = np.array(scores, dtype=np.float64, copy=True)
+    if covid is None:
+        return others.argmax(axis=1)
     others[:, covid] = -np.inf
     return np.where(np.asarray(positive, bool), covid, others.argmax(axis=1))
 
@@ -103,15 +106,16 @@ class Prediction:
         """The class a reader is told: the COVID-19 class when the COVID-19 verdict is positive, else the most
         probable other class. The verdict is decided at the operating threshold, which may sit below another class's
         probability (p(COVID-19) 0.35 is positive at 0.30 while pneumonia has 0.45), so the most probable class alone
-        could read "Pneumonia, not COVID-19-like" above "COVID-19: positive". ``label`` when no verdict is given or
-        there is no COVID-19 class."""
-        if self.covid_positive is None or self.withheld:
+        could read "Pneumonia, not COVID-19-like" above "COVID-19: positive". Between normal and pneumonia, a site's
+        pneumonia head decides where it has one. ``label`` when no verdict is given, or without a COVID-19 class and
+        such a head."""
+        if self.withheld or (self.covid_positive is None and self.pneumonia_probability is None):
             return self.label
         classes = list(self.probabilities)
-        covid = next(i for i, c in enumerate(classes) if c in COVID_CLASS.values())
+        covid = next((i for i, c in enumerate(classes) if c in COVID_CLASS.values()), None)
         row = (np.array([list(self.probabilities.values())]) if self.pneumonia_probability is None
                else head_as_scores(np.array([self.pneumonia_probability]), classes))  # the site's head decides
-        return classes[int(call_indices(row, np.array([self.covid_positive]), covid)[0])]
+        return classes[int(call_indices(row, np.array([bool(self.covid_positive)]), covid)[0])]
 
     @property
     def covid_call(self) -> str:
@@ -132,7 +136,7 @@ class Prediction:
         if self.not_validated:
             return VERDICT_NOT_VALIDATED
         if self.covid_positive is None:
-            return f"Most probable: {self.label}"
+            return f"Most probable: {self.call}"  # where a site's head makes the call, the class it finds more probable
         return f"COVID-19: {self.covid_call}" + (" (unconfirmed)" if self.unconfirmed else "")
 
 
@@ -289,8 +293,7 @@ def prediction_at(classifier: Classifier, scores: Scores, i: int, pixels, geomet
         unconfirmed=(covid_positive is not None and not flagged and classifier.site is None
                      and classifier.verdicts_unvalidated),
         pneumonia_probability=None if scores.pneumonia is None else float(scores.pneumonia[i]),
-        call_unconfirmed=(classifier.site.call_problem if classifier.site is not None and covid_positive is not None
-                          and set(CALL_CLASSES) <= set(classes) else ""),
+        call_unconfirmed=(classifier.site.call_problem if classifier.site is not None and makes_call(classes) else ""),
     )
 
 

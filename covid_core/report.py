@@ -51,7 +51,9 @@ def site_validation_text(site) -> str:
     return f"{site.name}" + (f", made {site.created}" if site.created else "") + (
         f", site file version {site.version}" if site.version else "") + (
         f"; the model did poorly there ({site.poor})" if site.poor else "") + (
-        f"; too few films to confirm it ({site.unsettled})" if site.unsettled else "")
+        f"; too few films to confirm it ({site.unsettled})" if site.unsettled else "") + (
+        f"; only the call between normal and pneumonia was validated" if site.call_only else "") + (
+        f"; the call is not confirmed there ({site.call_problem})" if site.call_only and site.call_problem else "")
 
 
 def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, model_label: str,
@@ -86,8 +88,9 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
                      if scored_by_site_head(classifier)
                      else "COVID-19 probability", _pct(prediction.covid_probability)),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
-        if prediction.pneumonia_probability is not None and not prediction.withheld:
-            numbers.append((SITE_PNEUMONIA_SCORE, _pct(prediction.pneumonia_probability)))
+    if prediction.pneumonia_probability is not None and not prediction.withheld:
+        numbers.append((SITE_PNEUMONIA_SCORE, _pct(prediction.pneumonia_probability)))
+    if prediction.threshold is not None:
         if not prediction.withheld:  # no verdict, so no verdict's reliability
             this_verdict = VERDICT_RATE.get(prediction.covid_call)
             rates = [(f"TEST {name} at this threshold" + (" (this verdict's)" if key == this_verdict else ""),

@@ -40,7 +40,8 @@ import numpy as np
 from .datasets import file_sha256
 from .metrics import binary_auc, calibration_bins, mean_nll, rates_of_calls
 from .errors import ConfigError, CovidCoreError, DatasetError
-from .site_file import CALL_CLASSES, HEAD_THRESHOLD_FROM, MIN_PER_CLASS, SITE_FORMAT, Site, clean_site_name
+from .site_file import (CALL_ONLY, HEAD_THRESHOLD_FROM, MIN_PER_CLASS, SITE_FORMAT, Site, clean_site_name,
+                        makes_call)
 from .targets import COVID_CLASS
 
 BOOTSTRAP = 1000
@@ -340,14 +341,15 @@ def validate_site(classifier, folder: str | Path, **options) -> dict:
 
 
 def call_counts(logits: np.ndarray, positive: np.ndarray, withheld: np.ndarray, labels: np.ndarray, classes: list,
-                covid: int) -> dict | None:
+                covid: int | None) -> dict | None:
     """How Diagnose's first line, the call in words (:func:`covid_core.inference.call_indices`: COVID-19 where the
-    verdict is positive, else the most probable other class), did on the films given a verdict: {labelled class:
-    {called class: films}}, with every class the films are labelled with, and every class as a call, in the
-    model's order. None for a model with one class besides COVID-19, whose call is its verdict."""
+    verdict is positive, else the most probable other class; ``covid`` None for a model without a COVID-19 class),
+    did on the films given a verdict: {labelled class: {called class: films}}, with every class the films are
+    labelled with, and every class as a call, in the model's order. None for a model without the call
+    (:func:`makes_call`)."""
     from .inference import call_indices
 
-    if len(classes) < 3:
+    if not makes_call(classes):
         return None
     given = ~np.asarray(withheld, bool)
     called = call_indices(logits[given], positive[given], covid)
@@ -363,7 +365,7 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
     by patient, its calls between the two (p >= 0.5) have a higher balanced accuracy than the network's own order
     of the two classes. A film labelled COVID-19 is scored by the head fitted on all of those films (none of it).
     A model without that call (a two-class COVID-19 model) gets no head and no line ("")."""
-    if not set(CALL_CLASSES) <= set(classes):
+    if not makes_call(classes):
         return None, "", None
     ni, pi = classes.index("normal"), classes.index("pneumonia")
     rows = np.flatnonzero((labels == ni) | (labels == pi))
@@ -386,7 +388,7 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
                   f"accuracy {network:.3f} -> {adapted:.3f})"), probability
 
 
-def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, positive, withheld, covid: int,
+def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, positive, withheld, covid: int | None,
                 seed: int):
     """The call step of the validation (:func:`pneumonia_step`), its line and any head written into ``report``:
     (how the call did with it, :func:`call_counts`; the scores that decide it, for the per-film rows)."""
@@ -402,15 +404,16 @@ def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, posi
     return call_counts(scores, positive, withheld, labels, classes, covid), scores
 
 
-def _call_columns(scores, positive, withheld, labels, classes: list, covid: int) -> dict:
-    """Per-film columns of the call in words, for a three-class model ({} otherwise): the class it names, and
-    whether that is the film's label ("" for a film given no verdict)."""
+def _call_columns(scores, positive, withheld, labels, classes: list, covid: int | None,
+                  withheld_word: str = "") -> dict:
+    """Per-film columns of the call in words, for a model that makes it ({} otherwise): the class it names
+    (``withheld_word`` for a film given no verdict), and whether that is the film's label ("" for such a film)."""
     from .inference import call_indices
 
-    if len(classes) < 3:
+    if not makes_call(classes):
         return {}
     called = call_indices(scores, positive, covid)
-    return {"call": np.where(withheld, "", np.asarray(classes)[called]),
+    return {"call": np.where(withheld, withheld_word, np.asarray(classes)[called]),
             "call right": np.where(withheld, "", np.where(called == labels, "yes", "no"))}
 
 
@@ -434,14 +437,12 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     if not 0.5 <= target_sensitivity < 1.0:
         raise ConfigError("target sensitivity must be from 0.5 to below 1")
     covid = COVID_CLASS.get(classifier.target)
-    if covid is None:
-        raise ConfigError(f"this model has no COVID-19 class ({', '.join(classifier.classes)}); site validation "
-                          "measures the COVID-19 verdict")
+    if covid is None and not makes_call(classifier.classes):
+        raise ConfigError(f"this model's classes ({', '.join(classifier.classes)}) give neither a COVID-19 verdict "
+                          "nor the call between normal and pneumonia, which site validation measures")
     films = site_films(classifier, folder, layout, on_progress)
     table, logits, feats, copies = films["table"], films["logits"], films["features"], films["copies"]
     labels = table["label_idx"].to_numpy()
-    ci = classifier.classes.index(covid)
-    y = labels == ci
     patients = table["patient"].astype(str).to_numpy() if "patient" in table else table["filename"].to_numpy()
     counts = {c: int((labels == i).sum()) for i, c in enumerate(classifier.classes) if (labels == i).any()}
     report = {"format": SITE_FORMAT, "site": clean_site_name(name or Path(folder).name),
@@ -450,6 +451,10 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
               "counts": counts, "films_used": int(len(table)), "patients": int(len(set(patients))),
               "problems": films["problems"],
               "target_sensitivity": target_sensitivity, "adapted": [], "skipped": [], "parameters": {}}
+    if covid is None:
+        return _validate_call_only(classifier, folder, films, report, labels, patients, seed)
+    ci = classifier.classes.index(covid)
+    y = labels == ci
     if len(counts) < 2 or not y.any() or y.all():
         report["skipped"].append("the COVID-19 verdict: the films hold no COVID-19 films or only COVID-19 films; both "
                                  "are needed to measure sensitivity and specificity")
@@ -492,23 +497,7 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     probs = calibrated_probabilities(logits, temperature)
 
     # 2. familiarity reference (held-out share of films given no verdict as unfamiliar or turned)
-    if withheld.any():
-        held_withheld = np.zeros(len(y), bool)
-        for train, held in folds:
-            stats = Site("cv", ood_means=_class_means(feats, labels, train, classifier)).ood_stats(classifier.ood)
-            held_withheld[held] = withheld_films(stats, _rows(feats, held), [_rows(c, held) for c in copies])
-        means = _class_means(feats, labels, np.arange(len(y)), classifier)
-        if held_withheld.mean() >= withheld.mean():
-            report["skipped"].append("familiarity reference: adding the site did not withhold fewer held-out films")
-        elif let_through := probes_let_through(classifier, films["first_pixels"], Site("site", ood_means=means)):
-            report["skipped"].append(f"familiarity reference: the site's class means would let through {let_through} "
-                                     "(check that the folder holds frontal chest X-rays)")
-        else:
-            report["parameters"]["ood_means"] = means
-            report["adapted"].append(f"familiarity reference: the site's class means added (held-out films given no "
-                                     f"verdict as unfamiliar or turned {100 * withheld.mean():.0f}% -> "
-                                     f"{100 * held_withheld.mean():.0f}%)")
-            withheld = held_withheld
+    withheld = familiarity_step(report, classifier, films, labels, folds, withheld)
 
     # 3. operating point (held-out balanced accuracy; each film's p(COVID-19) by a temperature fitted without it)
     score = calibrated[:, ci]
@@ -551,6 +540,84 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
         **_call_columns(call_scores, after_positive, withheld, labels, classifier.classes, ci)})
 
 
+def familiarity_step(report: dict, classifier, films: dict, labels: np.ndarray, folds: list,
+                     withheld: np.ndarray) -> np.ndarray:
+    """Step 2 of :func:`validate_site`, the familiarity reference, written into ``report``: the site's class means
+    join the training ones where fewer held-out films are then withheld (as unfamiliar or turned) and the probes
+    are still withheld (:func:`probes_let_through`). Returns which films are withheld after it (held out)."""
+    if not withheld.any():
+        return withheld
+    feats, copies = films["features"], films["copies"]
+    held_withheld = np.zeros(len(labels), bool)
+    for train, held in folds:
+        stats = Site("cv", ood_means=_class_means(feats, labels, train, classifier)).ood_stats(classifier.ood)
+        held_withheld[held] = withheld_films(stats, _rows(feats, held), [_rows(c, held) for c in copies])
+    means = _class_means(feats, labels, np.arange(len(labels)), classifier)
+    if held_withheld.mean() >= withheld.mean():
+        report["skipped"].append("familiarity reference: adding the site did not withhold fewer held-out films")
+    elif let_through := probes_let_through(classifier, films["first_pixels"], Site("site", ood_means=means)):
+        report["skipped"].append(f"familiarity reference: the site's class means would let through {let_through} "
+                                 "(check that the folder holds frontal chest X-rays)")
+    else:
+        report["parameters"]["ood_means"] = means
+        report["adapted"].append(f"familiarity reference: the site's class means added (held-out films given no "
+                                 f"verdict as unfamiliar or turned {100 * withheld.mean():.0f}% -> "
+                                 f"{100 * held_withheld.mean():.0f}%)")
+        return held_withheld
+    return withheld
+
+
+def _validate_call_only(classifier, folder, films: dict, report: dict, labels: np.ndarray, patients: np.ndarray,
+                        seed: int):
+    """:func:`validate_site_with_films` for a model without a COVID-19 class (``--target pneumonia``): its call
+    between normal and pneumonia is all it says, so that call is what is measured (counted as
+    :func:`call_counts` does, on the films the familiarity check lets through) and adapted: the temperature
+    (calibration only: a two-class model's call does not move with it), the familiarity reference and a head for the
+    call (:func:`pneumonia_step`), each kept only where held out by patient it does better. The report says so in
+    ``validates`` (:data:`~covid_core.site_file.CALL_ONLY`) and has no COVID-19 figures."""
+    from .inference import calibrated_probabilities
+    from .metrics import expected_calibration_error
+    from .ood import has_ood, ood_scores
+
+    classes, logits, feats = classifier.classes, films["logits"], films["features"]
+    del report["target_sensitivity"]  # no COVID-19 verdict, so no operating point aims for a sensitivity
+    report["validates"] = CALL_ONLY
+    y = labels == classes.index("pneumonia")
+    none = np.zeros(len(labels), bool)  # no COVID-19 verdict: every film's call is its most probable class
+    probs = calibrated_probabilities(logits, classifier.temperature)
+    withheld = withheld_films(classifier.ood, feats, films["copies"])
+    flagged = ood_scores(classifier.ood, feats) > classifier.ood["threshold"] if has_ood(classifier.ood) else None
+    given = {"films": int(len(labels)), "withheld": int(withheld.sum())}
+    report["before"] = {"ece": expected_calibration_error(probs, labels), "reliability": reliability(probs, labels),
+                        "ood_flagged": None if flagged is None else float(flagged.mean()), "given": given,
+                        "calls": call_counts(logits, none, withheld, labels, classes, None)}
+    shipped_rows = {"pneumonia probability": np.round(probs[:, classes.index("pneumonia")], 4),
+                    **_call_columns(logits, none, withheld, labels, classes, None, withheld_word="no call")}
+    after = {"ece": report["before"]["ece"], "reliability": report["before"]["reliability"]}
+    if min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS:
+        folds = _folds(patients, y, seed=seed)
+        pi = classes.index("pneumonia")
+        refit, calibrated, line = temperature_step(logits, labels, y, pi, folds, classifier.temperature, 0.5,
+                                                   decisions="the calls between normal and pneumonia")
+        report["skipped" if refit is None else "adapted"].append(line)
+        if refit is not None:
+            report["parameters"]["temperature"] = refit
+            after.update(ece=expected_calibration_error(calibrated, labels), reliability=reliability(calibrated, labels))
+        withheld = familiarity_step(report, classifier, films, labels, folds, withheld)
+    after["given"] = {"films": int(len(labels)), "withheld": int(withheld.sum())}
+    after["calls"], call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients, classes, none,
+                                              withheld, None, seed)
+    adapted = "pneumonia_head" in report["parameters"] or "ood_means" in report["parameters"]
+    after["estimated_by"] = ("patient-grouped cross-validation: no film scores itself" if adapted
+                             else "no adaptation of the call: the shipped model's calls above")
+    report["after"] = after
+    head_probability = call_scores[:, classes.index("pneumonia")] if "pneumonia_head" in report["parameters"] \
+        else probs[:, classes.index("pneumonia")]
+    return report, _films_table(films["table"], folder, classifier, labels, shipped_rows, {
+        "pneumonia probability": np.round(head_probability, 4),
+        **_call_columns(call_scores, none, withheld, labels, classes, None, withheld_word="no call")})
+
+
 def _films_table(table, folder, classifier, labels, shipped: dict, after: dict):
     """The per-film rows of :func:`validate_site_with_films` (file names safe to open in a spreadsheet)."""
     import pandas as pd
@@ -573,13 +640,15 @@ def _films_table(table, folder, classifier, labels, shipped: dict, after: dict):
 
 
 def temperature_step(logits: np.ndarray, labels: np.ndarray, y: np.ndarray, ci: int, folds: list,
-                     temperature: float, threshold: float) -> tuple[float | None, np.ndarray, str]:
+                     temperature: float, threshold: float,
+                     decisions: str = "the COVID-19 verdicts") -> tuple[float | None, np.ndarray, str]:
     """Step 1 of :func:`validate_site`: (the refitted temperature, or None to keep ``temperature``; each film's
     probabilities, by a temperature fitted without its fold where the refit is kept; the report line).
 
     A refitted temperature is kept only when it lowers the held-out log-loss and the COVID-19 verdicts it gives
     at the shipped threshold are no worse by held-out balanced accuracy: p(COVID-19) moves with the temperature,
     so a refit meant for calibration also moves films across the threshold, and that must not slip in unmeasured.
+    ``decisions`` names what class ``ci`` at ``threshold`` decides, in the report's line.
     """
     from .inference import calibrated_probabilities
     from .metrics import fit_temperature
@@ -598,11 +667,11 @@ def temperature_step(logits: np.ndarray, labels: np.ndarray, y: np.ndarray, ci: 
     if verdicts_after < verdicts_before:
         return None, shipped, (
             f"temperature: refitting lowered the held-out log-loss ({nll_before:.3f} -> {nll_after:.3f}) but made "
-            f"the COVID-19 verdicts at the shipped threshold worse (held-out balanced accuracy {verdicts_before:.3f} "
+            f"{decisions} at the shipped threshold worse (held-out balanced accuracy {verdicts_before:.3f} "
             f"-> {verdicts_after:.3f})")
     refit = fit_temperature(_torch(logits), _torch(labels))
     return refit, held_out, (f"temperature {temperature:.3f} -> {refit:.3f} (held-out log-loss {nll_before:.3f} -> "
-                             f"{nll_after:.3f}; held-out balanced accuracy of the verdicts {verdicts_before:.3f} -> "
+                             f"{nll_after:.3f}; held-out balanced accuracy of {decisions} {verdicts_before:.3f} -> "
                              f"{verdicts_after:.3f})")
 
 

@@ -19,6 +19,7 @@ from .datasets import file_sha256
 from .errors import ConfigError
 from .formatting import WORD_JOINER, inert
 from .stored_values import is_finite_number
+from .targets import COVID_CLASS
 
 SITE_FORMAT = "covid_core.site/1"
 POOR_AUC = 0.75  # below this on the site's own films, the COVID-19 score hardly tells its COVID-19 films apart
@@ -35,24 +36,43 @@ MIN_PER_CLASS = 10  # films of each kind that a step of validate-site needs (COV
 CALL_CLASSES = ("normal", "pneumonia")
 
 
-def call_problem(calls: dict | None) -> str:
+#: What a site file of a model without a COVID-19 class (``--target pneumonia``) validated, written as its
+#: ``validates``: that model's call between normal and pneumonia is all it says. A file without it validated
+#: COVID-19 verdicts.
+CALL_ONLY = "the call between normal and pneumonia"
+
+
+def makes_call(classes) -> bool:
+    """Whether a model with these classes makes the call between normal and pneumonia (a three-class model under a
+    negative verdict; a model without a COVID-19 class always); a two-class COVID-19 model's call is its verdict."""
+    return set(CALL_CLASSES) <= set(classes)
+
+
+def call_problem(calls: dict | None, call_only: bool = False) -> str:
     """Why a site's own films do not confirm the call between a normal film and pneumonia of another cause (the
     first line under a negative verdict), in words; "" when they do. ``calls``: {labelled class: {called class:
     films}} of the films given a verdict (``site.call_counts``), None when the validation did not count them. The
     call is confirmed when the site labelled MIN_PER_CLASS films of each and it got the class right for each at a
     mean rate (balanced accuracy) of POOR_BALANCED or more, counting the films given a negative verdict (a positive
     one is the COVID-19 verdict's to answer for). At a hospital the network never saw it was right for about half of
-    each (docs/site-validation.md)."""
+    each (docs/site-validation.md). ``call_only``: the counts are of a model without a COVID-19 class, whose call
+    is all it says and whose pneumonia counts COVID-19 too (every film that got a call counts)."""
     if calls is None:
         return "its validation did not count how often that call was right (validate the model there again)"
     (right_n, normal), (right_p, pneumonia) = calls_right(calls)
+    given, kind = (("given a call", PNEUMONIA_ANY_CAUSE) if call_only
+                   else ("given a negative verdict", "pneumonia of another cause"))
     if min(normal, pneumonia) < MIN_PER_CLASS:
-        return (f"its labelled films given a negative verdict held {normal} normal films and {pneumonia} of "
-                f"pneumonia of another cause; checking the call needs at least {MIN_PER_CLASS} of each")
+        return (f"its labelled films {given} held {normal} normal films and {pneumonia} of {kind}; checking the "
+                f"call needs at least {MIN_PER_CLASS} of each")
     if (right_n / normal + right_p / pneumonia) / 2 < POOR_BALANCED:
         return (f"on its own labelled films the call was right for only {right_n} of {normal} normal films and "
-                f"{right_p} of {pneumonia} films of pneumonia of another cause")
+                f"{right_p} of {pneumonia} films of {kind}")
     return ""
+
+
+#: The pneumonia class of a model without a COVID-19 class, in words (covid_core.targets counts COVID-19 in it).
+PNEUMONIA_ANY_CAUSE = "pneumonia (COVID-19 or another cause)"
 
 
 def calls_right(calls: dict) -> list[tuple[int, int]]:
@@ -129,6 +149,8 @@ class Site:
     calls: dict | None = None
     # like ``head``: p(pneumonia rather than a normal film) for a film without a positive verdict; the call follows it
     pneumonia_head: dict | None = None
+    # the file validated only the call between normal and pneumonia (CALL_ONLY: a model without a COVID-19 class)
+    call_only: bool = False
 
     @property
     def poor(self) -> str:
@@ -147,13 +169,16 @@ class Site:
 
     @property
     def confirmed(self) -> bool:
-        """Whether the site's own films confirm the model's verdicts there: neither poor nor unsettled."""
+        """Whether the site's own films confirm the model's verdicts there: neither poor nor unsettled; for a file
+        that validated only the call between normal and pneumonia (``call_only``), whether they confirm that call."""
+        if self.call_only:
+            return not self.call_problem
         return not self.poor and not self.unsettled
 
     @property
     def call_problem(self) -> str:
         """Why this site's films do not confirm the call between normal and pneumonia (:func:`call_problem`)."""
-        return call_problem(self.calls)
+        return call_problem(self.calls, self.call_only)
 
     def head_probability(self, penultimate: np.ndarray, head: dict | None = None) -> np.ndarray:
         """The probability a head (``head``, else the COVID-19 head) gives each film's penultimate features."""
@@ -213,8 +238,10 @@ def load_site(path: str | Path, checkpoint_path: str | Path) -> Site:
                 sensitivity=figures.get("sensitivity"), specificity=figures.get("specificity"), given=count,
                 counts=figures.get("counts"), auc=after.get("auc"),
                 version=hashlib.sha256(text.encode()).hexdigest()[:16], created=str(data.get("created", ""))[:40],
-                calls=after.get("calls"), pneumonia_head=p.get("pneumonia_head"))
-    problem = _damage(site)
+                calls=after.get("calls"), pneumonia_head=p.get("pneumonia_head"),
+                call_only=data.get("validates") == CALL_ONLY)
+    problem = _damage(site) or (f"its 'validates' is not {CALL_ONLY!r}"
+                                if data.get("validates", CALL_ONLY) != CALL_ONLY else "")
     if problem:
         raise ConfigError(f"{path.name} is damaged ({problem}); validate this model at the site again")
     if site.head is not None and p.get("head_threshold_from") != HEAD_THRESHOLD_FROM:
@@ -302,8 +329,13 @@ def _misfit(site: Site, classifier) -> str:
     for name, head in (("head", site.head), ("pneumonia head", site.pneumonia_head)):
         if head is not None and len(head["coef"]) != width:
             return f"its {name} takes {len(head['coef'])} features, the model gives {width}"
-    if site.pneumonia_head is not None and not set(CALL_CLASSES) <= set(classifier.classes):
+    if site.pneumonia_head is not None and not makes_call(classifier.classes):
         return f"it has a pneumonia head, and the model's classes are {', '.join(classifier.classes)}"
+    covid = COVID_CLASS.get(classifier.target) is not None
+    if site.call_only and covid:
+        return "it validated only the call between normal and pneumonia, and the model gives COVID-19 verdicts"
+    if not site.call_only and not covid:
+        return "it validated COVID-19 verdicts, and the model has no COVID-19 class"
     parts = {part["name"]: part for part in (classifier.ood or {}).get("parts", [])}
     for name, extra in (site.ood_means or {}).items() if parts else ():  # an older reference takes no site means
         part = parts.get(name)

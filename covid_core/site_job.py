@@ -10,8 +10,8 @@ from pathlib import Path
 from .errors import ConfigError, CovidCoreError
 from .saved_validations import SavedValidation, load_validation, save_validation
 from .site import validate_site_with_films
-from .site_file import (are_call_counts, are_verdict_counts, call_problem, calls_right, is_whole, poor_figures,
-                        unsettled_figures)
+from .site_file import (CALL_ONLY, PNEUMONIA_ANY_CAUSE, are_call_counts, are_verdict_counts, call_problem,
+                        calls_right, is_whole, poor_figures, unsettled_figures)
 from .stored_values import section, share
 
 
@@ -106,7 +106,12 @@ def poor_site_warning(report: dict) -> str:
     (:func:`~covid_core.site_file.poor_figures`, counting the verdicts given where the report says which), or when
     those films are too few to know whether it does (:func:`~covid_core.site_file.unsettled_figures`), and when the
     shipped model's AUC is below SWAPPED_AUC (swapped labels, which a head on the frozen features can learn and
-    then look good); "" otherwise or without figures."""
+    then look good); "" otherwise or without figures. For a model without a COVID-19 class, whose call between
+    normal and pneumonia is all it says, when the site's films do not confirm that call."""
+    if call_only(report):
+        problem = call_problem(_calls(report, "after"), call_only=True)
+        return (f"Your films do not confirm this model's call between normal and pneumonia: {problem}. If you make "
+                "this the active site, Diagnose marks each call as unconfirmed here." if problem else "")
     after = section(report, "after")
     rates = _given(report) or after
     sens, spec = (_value(rates, k) for k in ("sensitivity", "specificity"))
@@ -155,8 +160,16 @@ def interval_text(f: dict | None) -> str:
     return f"{100 * value:.1f}%{ci}"
 
 
+def call_only(report: dict) -> bool:
+    """Whether a site report validated only the call between normal and pneumonia (a model without a COVID-19
+    class), not COVID-19 verdicts."""
+    return report.get("validates") == CALL_ONLY
+
+
 def comparison_rows(report: dict) -> list[dict]:
     """The shipped model and the adapted one on the site's films, one row each."""
+    if call_only(report):
+        return _call_comparison_rows(report)
     rows = []
     for when in ("before", "after"):
         f = section(report, when)
@@ -172,6 +185,28 @@ def comparison_rows(report: dict) -> list[dict]:
                                                               for k in ("tp", "fn", "fp", "tn")),
                      "no verdict": _withheld_text(f.get("given"))})
     return rows
+
+
+def _call_comparison_rows(report: dict) -> list[dict]:
+    """:func:`comparison_rows` of a model without a COVID-19 class: how often its call was right, by label."""
+    rows = []
+    for when in ("before", "after"):
+        f = section(report, when)
+        ece = share(f.get("ece"))
+        rows.append({"": "shipped model" if when == "before" else "after adaptation (cross-validated)",
+                     **_call_rates(_calls(report, when)), "calibration error": "n/a" if ece is None else f"{ece:.3f}",
+                     "no call": _withheld_text(f.get("given"))})
+    return rows
+
+
+def _call_rates(calls: dict | None) -> dict:
+    """How often the call was right for each label, and their mean (balanced accuracy), as table cells."""
+    row, rates = {}, []
+    for (right, n), kind in zip(calls_right(calls) if calls else [(0, 0), (0, 0)], ("normal", "pneumonia")):
+        row[f"{kind} films called {kind}"] = f"{right} of {n} ({100 * right / n:.0f}%)" if n else "n/a"
+        rates += [right / n] if n else []
+    row["balanced accuracy"] = f"{sum(rates) / 2:.3f}" if len(rates) == 2 else "n/a"
+    return row
 
 
 def _withheld_text(given: dict | None) -> str:
@@ -250,14 +285,15 @@ def _calls(report: dict, when: str) -> dict | None:
 def call_rows(report: dict) -> list[dict]:
     """How the call in words did on the site's films given a verdict, shipped and after adaptation: one row per
     labelled class, a column per call; [] for a report without such counts (a two-class model, an older file)."""
-    from .verdict import CALL_WORDS
+    from .verdict import CALL_WORDS, NO_COVID_CLASS_WORDS
 
+    words = NO_COVID_CLASS_WORDS if call_only(report) else CALL_WORDS
     rows = []
     for when in ("before", "after"):
         calls = _calls(report, when)
         for label, called in (calls or {}).items():
             rows.append({"": "shipped model" if when == "before" else "after adaptation (cross-validated)",
-                         "labelled": label, **{f'called "{CALL_WORDS.get(c, c)}"': n for c, n in called.items()}})
+                         "labelled": label, **{f'called "{words.get(c, c)}"': n for c, n in called.items()}})
     return rows
 
 
@@ -267,6 +303,8 @@ def call_text(report: dict) -> str:
     calls = _calls(report, "after")
     if calls is None:
         return ""
+    if call_only(report):
+        return _call_only_text(calls)
     problem = call_problem(calls)
     if problem:
         return ("Under a negative verdict Diagnose will say \"Not COVID-19-like\" here, not whether the film is "
@@ -275,6 +313,28 @@ def call_text(report: dict) -> str:
     return ("Under a negative verdict Diagnose will name the call (\"No pneumonia seen\" or \"Pneumonia, not "
             f"COVID-19-like\") here: on your films given a negative verdict it was right for {right_n} of {normal} "
             f"normal films and {right_p} of {pneumonia} films of pneumonia of another cause.")
+
+
+def films_to_review(films):
+    """The per-film rows of a validation (:func:`~covid_core.site.validate_site_with_films`) a site should look at:
+    after adaptation, a wrong verdict or call, or none given."""
+    import pandas as pd
+
+    def after(column: str):
+        return films.get(f"{column} (after adaptation)", pd.Series("", index=films.index))
+
+    return films[(after("right") == "no") | (after("verdict") == "withheld") | (after("call right") == "no")
+                 | (after("call") == "no call")]
+
+
+def _call_only_text(calls: dict) -> str:
+    """:func:`call_text` of a model without a COVID-19 class, whose call is all it says."""
+    problem = call_problem(calls, call_only=True)
+    if problem:
+        return f"Diagnose will mark this model's call as unconfirmed here: {problem}."
+    (right_n, normal), (right_p, pneumonia) = calls_right(calls)
+    return (f"Diagnose will give this model's call here as validated: on your films given a call it was right for "
+            f"{right_n} of {normal} normal films and {right_p} of {pneumonia} films with {PNEUMONIA_ANY_CAUSE}.")
 
 
 PLANNED_HALF_WIDTH = 0.05  # how closely a site may want to know its sensitivity and its specificity (95% interval)
@@ -332,11 +392,15 @@ def site_history_rows(paths) -> list[dict]:
         try:
             report = json.loads(path.read_text())
             figures = _given(report) or report.get("after") or {}
-            rows.append({"file": path.name, "site": clean_site_name(report.get("site", "site")),
-                         "made": str(report.get("created", "")).replace("T", " "),
-                         "films": counts_text(report_counts(report)),
-                         "COVID-19 sensitivity": interval_text(figures.get("sensitivity")),
-                         "specificity": interval_text(figures.get("specificity"))})
+            row = {"file": path.name, "site": clean_site_name(report.get("site", "site")),
+                   "made": str(report.get("created", "")).replace("T", " "),
+                   "films": counts_text(report_counts(report))}
+            if call_only(report):  # a model without a COVID-19 class: how often its call was right
+                row.update(_call_rates(_calls(report, "after")))
+            else:
+                row.update({"COVID-19 sensitivity": interval_text(figures.get("sensitivity")),
+                            "specificity": interval_text(figures.get("specificity"))})
+            rows.append(row)
         except (OSError, ValueError, TypeError, AttributeError, KeyError) as exc:  # a damaged file is listed too
             rows.append({"file": path.name, "site": f"unreadable ({type(exc).__name__})"})
     return rows

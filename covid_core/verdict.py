@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
 from .formatting import pct as _pct, possessive
 from .goals import UNSEEN_SOURCE_WRONG_VERDICTS
-from .site_file import CALL_CLASSES
+from .site_file import CALL_CLASSES, PNEUMONIA_ANY_CAUSE, calls_right
 from .targets import COVID_CLASS
 from .training_data import PUBLIC_SOURCES, not_validated_statement, training_data
 
@@ -141,6 +141,8 @@ def validation_statement(site, prediction=None, metadata: dict | None = None) ->
     statement leaves its own PPV and NPV sentence out rather than say it twice."""
     if site is None:
         return not_validated_statement(metadata or {})
+    if site.call_only:
+        return call_validation_statement(site)
 
     def figure(name, f):
         if not f or f.get("value") is None:
@@ -161,6 +163,22 @@ def validation_statement(site, prediction=None, metadata: dict | None = None) ->
     return (f"Validated at {site.name}: {films}, COVID-19 {figure('sensitivity', site.sensitivity)}, "
             f"{figure('specificity', site.specificity)}, estimated without any film scoring itself."
             + poor + unsettled + (" " + worth if worth else ""))
+
+
+def call_validation_statement(site) -> str:
+    """:func:`validation_statement` of a site file that validated a model without a COVID-19 class: how often its
+    call between normal and pneumonia was right on the site's own films, and whether they confirm it."""
+    (right_n, normal), (right_p, pneumonia) = calls_right(site.calls or {})
+    films = "on its own labelled films"
+    if site.given is not None and site.given[0] < site.given[1]:
+        films = (f"on the {site.given[0]} of its {site.given[1]} labelled films that got a call (the others looked "
+                 "unlike the training X-rays or turned)")
+    by = " (made there by a head fitted on its films)" if site.pneumonia_head else ""
+    problem = site.call_problem
+    return (f"Validated at {site.name} for the call between normal and pneumonia{by}, the only call this model makes "
+            f"(it gives no COVID-19 verdict): {films}, it was right for {right_n} of {normal} normal films and "
+            f"{right_p} of {pneumonia} films with {PNEUMONIA_ANY_CAUSE}, estimated without any film scoring itself."
+            + (f" That does not confirm it: {problem}." if problem else ""))
 
 
 def site_doubt_sentence(site, whose: str) -> str:
@@ -222,15 +240,30 @@ def headline(prediction) -> Headline:
     return Headline(title, covid_line, "abnormal" if abnormal else word)  # a positive verdict's call is COVID-19
 
 
+NOT_VALIDATED_CAVEAT = "Unconfirmed: this model has not been validated at your hospital."
+
+
+def call_caveat(site) -> str:
+    """:func:`verdict_caveat` of the call of a model without a COVID-19 class, whose site file (``call_only``)
+    checked that call: "" where the site's films confirm it."""
+    if site is None:
+        return NOT_VALIDATED_CAVEAT
+    return "" if site.confirmed else f"Unconfirmed: at {site.name}, {site.call_problem}."
+
+
 def verdict_caveat(prediction, site) -> str:
     """The line a verdict carries when it is not settled, or "": a verdict of a model no site file validates here
     (``site`` None; given only on request, research use), or validated at a site where it did poorly or on too
     few films to know. The Diagnose card and the case report put it inside the verdict itself, so that a verdict
     never reads as settled where it is not."""
-    if prediction.withheld or (site is not None and site.confirmed):
+    if prediction.withheld:
+        return ""
+    if prediction.covid_positive is None:  # a model without a COVID-19 class: its call is what a site checks
+        return call_caveat(site)
+    if site is not None and site.confirmed:
         return ""
     if site is None:
-        return "Unconfirmed: this model has not been validated at your hospital."
+        return NOT_VALIDATED_CAVEAT
     if site.poor:
         return f"Often wrong here: this model did poorly on {possessive(site.name)} own labelled films."
     return (f"Unconfirmed: {possessive(site.name)} labelled films are too few to know how often this model is right "
@@ -329,22 +362,27 @@ def site_call_sentence(prediction, site) -> str:
     """What the first line under a negative verdict ("No pneumonia seen", "Pneumonia, not COVID-19-like") was worth
     on the site's own labelled films, or why the site's films do not confirm it and it is not said (the headline then
     reads "Not COVID-19-like"); "" without a site or a negative verdict."""
-    if site is None or prediction.withheld or prediction.covid_positive is not False \
-            or prediction.call not in CALL_CLASSES:  # a two-class model's call is its verdict
-        return ""
-    if prediction.call_unconfirmed:
+    if site is None or prediction.withheld or prediction.covid_positive or prediction.call not in CALL_CLASSES:
+        return ""  # a two-class COVID-19 model's call is its verdict
+    if prediction.covid_positive is None:  # a model without a COVID-19 class: the site's counts are its calls
+        if not site.call_only or prediction.call_unconfirmed:
+            return ""  # the caveat in the verdict says why its call is not confirmed
+        words, labels = NO_COVID_CLASS_WORDS, {**LABEL_WORDS, "pneumonia": PNEUMONIA_ANY_CAUSE}
+    elif prediction.call_unconfirmed:
         return (f"Whether this film shows pneumonia of another cause is not said here: at {site.name}, "
                 f"{prediction.call_unconfirmed}. Read the film for it.")
+    else:
+        words, labels = CALL_WORDS, LABEL_WORDS
     call = prediction.call
     row = {label: (called or {}).get(call, 0) for label, called in (site.calls or {}).items()}
     k, n = row.get(call, 0), sum(row.values())
     if not n:
-        return f'At {site.name}, none of its own labelled films was called "{CALL_WORDS.get(call, call)}".'
-    others = ", ".join(f"{v} {LABEL_WORDS.get(label, label)}" for label, v in row.items() if label != call and v)
+        return f'At {site.name}, none of its own labelled films was called "{words.get(call, call)}".'
+    others = ", ".join(f"{v} {labels.get(label, label)}" for label, v in row.items() if label != call and v)
     by = " There a head fitted on its films makes the call between normal and pneumonia." if site.pneumonia_head \
         else ""
     return (f'At {site.name}, {share_with_interval(k, n)} of its own labelled films called '
-            f'"{CALL_WORDS.get(call, call)}" were {LABEL_WORDS.get(call, call)} ({k} of {n}'
+            f'"{words.get(call, call)}" were {labels.get(call, call)} ({k} of {n}'
             + (f"; the others: {others}" if others else "") + ")." + by)
 
 
@@ -366,8 +404,10 @@ def verdict_limits(prediction, metadata: dict, threshold: dict, site=None) -> li
     ``threshold``: :func:`operating_threshold`'s entry; a site's operating point has no TEST figures to quote.
     ``site``: the active site file; where it counts its verdicts, their worth at that hospital comes first and
     replaces the public TEST set's (which stays in the details at a kept shipped threshold)."""
-    if prediction.withheld or prediction.covid_positive is None:
+    if prediction.withheld:
         return []
+    if prediction.covid_positive is None:  # no verdict: what its call was worth where a site checked it
+        return [sentence for sentence in [site_call_sentence(prediction, site)] if sentence]
     worth = _worth_at_site(prediction, site)
     call = [sentence for sentence in [site_call_sentence(prediction, site)] if sentence]
     # "pneumonia of another cause can be present (see the first line)": said where the first line names the call

@@ -59,6 +59,20 @@ def make_checkpoint(path: Path, seed: int = 0, covid_threshold: float = 0.4, ood
     return path
 
 
+def make_pneumonia_checkpoint(path: Path, seed: int = 0, ood_threshold: float = 1e12) -> Path:
+    """A randomly initialised normal/pneumonia cnn checkpoint (``--target pneumonia``: no COVID-19 class) at 64 px."""
+    torch.manual_seed(seed)
+    model = build_model("cnn", 2)
+    atomic_save(classifier_checkpoint(
+        model, model_name="cnn", target="pneumonia", classes=("normal", "pneumonia"),
+        preprocess=PreprocessConfig(image_size=64), temperature=1.0, threshold={},
+        ood={"method": "mahalanobis", "means": torch.zeros(2, 256), "precision": torch.eye(256),
+             "threshold": ood_threshold, "percentile": 98.0},
+        training_data={"name": "fixture-films", "layout": "folders", "sources": {"kermany": 20}},
+        created="2025-01-01T00:00:00+0000", train_config={"model": "cnn", "epochs": 1}), path)
+    return path
+
+
 def xray_array(size: int = 64, seed: int = 0) -> np.ndarray:
     """uint8 SxS: a dark background with two bright 'lungs' shaped blobs and noise."""
     rng = np.random.default_rng(seed)

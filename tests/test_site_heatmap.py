@@ -186,7 +186,7 @@ def test_a_site_named_with_a_possessive_reads_as_english():
                 sensitivity={"value": 0.9, "low": 0.5, "high": 0.99}, specificity={"value": 0.9, "low": 0.8})
     e = explain(dataclasses.replace(clf, site=site), xray_array(80).astype(np.float32) / 255, target_class="covid19")
     assert e.explained_by == "the head fitted on St Mary's films"
-    p = type("P", (), {"withheld": False})()
+    p = type("P", (), {"withheld": False, "covid_positive": True})()
     assert verdict_caveat(p, site) == ("Unconfirmed: St Mary's labelled films are too few to know how often this model "
                                        "is right here.")
     assert verdict_caveat(p, dataclasses.replace(site, name="St Elsewhere")).startswith("Unconfirmed: St Elsewhere's")

@@ -19,7 +19,7 @@ from covid_core.formatting import code_span, counts_text
 from covid_core.model_catalog import activate_site_file, site_file_for
 from covid_core.model_charts import site_calibration_figure, site_roc_figure
 from covid_core.site_file import MAX_NAME_CHARS
-from covid_core.site_job import films_used_text
+from covid_core.site_job import call_only, films_to_review, films_used_text
 from site_panel import site_figures
 
 SKIPPED_SHOWN = 10  # a zip's skipped members named one by one; the rest counted
@@ -31,7 +31,9 @@ st.markdown("No model trained on public collections can promise its accuracy at 
             "What can be adapted safely (the decision threshold, the calibration, the familiarity reference, small "
             "heads on the frozen network for the verdict and for the call between normal and pneumonia) is adapted "
             "only where cross-validation by patient shows a gain. Until a validation is made the active site, "
-            "Diagnose shows no COVID-19 verdict from this model.")
+            "Diagnose shows no COVID-19 verdict from this model. A normal/pneumonia model, which gives no COVID-19 "
+            "verdict, is checked on its call (at least 10 normal and 10 pneumonia films; COVID-19 films count as "
+            "pneumonia), and its calls are marked unconfirmed until then.")
 
 classifiers = [e for e in ui.catalog() if e.usable and e.kind == "classifier"]
 if not classifiers:
@@ -49,7 +51,8 @@ with st.form("site_form", enter_to_submit=False):  # Enter in a field must not s
     c1, c2 = st.columns(2)
     name = c1.text_input("Site name", key="site_name", placeholder="e.g. St Elsewhere radiology",
                          max_chars=MAX_NAME_CHARS)
-    target = c2.slider("COVID-19 sensitivity to aim for", 0.70, 0.98, 0.90, 0.01, key="site_target")
+    target = c2.slider("COVID-19 sensitivity to aim for", 0.70, 0.98, 0.90, 0.01, key="site_target",
+                       help="Not used for a model without a COVID-19 class.")
     go_validate = st.form_submit_button("Validate", type="primary", icon=":material/fact_check:")
 
 jobs = ui.validation_jobs()  # the server's: a reloaded page or another tab finds a validation where it left it
@@ -119,8 +122,7 @@ if report["problems"]:
 for key, figure in (("site_roc", site_roc_figure(report)), ("site_calibration", site_calibration_figure(report))):
     if figure is not None:
         st.plotly_chart(figure, key=key)
-wrong = films[(films["right (after adaptation)"] == "no") | (films["verdict (after adaptation)"] == "withheld")
-              | (films.get("call right (after adaptation)", pd.Series("", index=films.index)) == "no")]
+wrong = films_to_review(films)
 with st.expander(f"Your films one by one: {len(wrong)} with a wrong verdict or call, or without a verdict, after "
                  "adaptation"):
     st.dataframe(wrong, hide_index=True)
@@ -141,5 +143,6 @@ if c3.button("Make it the active site for this model", key="site_activate", icon
         st.error(f"Could not write the site file beside `{entry.path.name}`: {exc.strerror or exc}")
     else:
         st.success(f"Saved as `{target_file.name}` beside the model: Diagnose now states this validation with every "
-                   "verdict and uses the adapted operating point."
+                   + ("call and makes the call as adapted here." if call_only(report) else
+                      "verdict and uses the adapted operating point.")
                    + (f" The previous site file was kept as `{retired.name}`." if retired else ""))

@@ -68,15 +68,17 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     probs = np.concatenate([b.probs for b in batches])
     features = np.concatenate([b.penultimate for b in batches])
     metrics = classification_metrics(table["label_idx"].to_numpy(), probs, clf.classes)
+    positive, ci = np.zeros(len(table), bool), None  # without a COVID-19 class, every call is the model's own
     if clf.threshold.get("class") in clf.classes:
         ci = clf.classes.index(clf.threshold["class"])
         covid = np.concatenate([b.covid for b in batches])  # p(COVID-19), or the site head's probability
         value = clf.site.threshold if clf.site is not None and clf.site.threshold is not None else clf.threshold["value"]
         metrics["at_threshold"] = {"class": clf.threshold["class"], "threshold": value,
                                    **rates_at_threshold(table["label_idx"].to_numpy() == ci, covid, value)}
-        if clf.site is not None:
-            metrics["site"] = clf.site.name
-            metrics["site_calls"] = _calls_at_site(clf, batches, covid >= value, table["label_idx"].to_numpy())
+        positive = covid >= value
+    if clf.site is not None:
+        metrics["site"] = clf.site.name
+        metrics["site_calls"] = _calls_at_site(clf, batches, positive, table["label_idx"].to_numpy(), ci)
     metrics["per_source"] = per_source_metrics(table, probs, clf.classes)
     metrics["shortcuts"] = shortcut_report(table, probs, clf.classes, features)
     if skipped:
@@ -84,17 +86,16 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     return metrics, table, probs
 
 
-def _calls_at_site(clf, batches, positive, labels) -> dict | None:
+def _calls_at_site(clf, batches, positive, labels, covid: int | None) -> dict | None:
     """How the call in words did at the site (``site.call_counts``: the site's pneumonia head decides it where it has
     one), over every film: evaluate withholds none; None for a model without a call between normal and pneumonia."""
     from ..site import call_counts
-    from ..site_file import CALL_CLASSES
+    from ..site_file import makes_call
 
-    if not set(CALL_CLASSES) <= set(clf.classes):
+    if not makes_call(clf.classes):
         return None
     scores = np.concatenate([b.call_scores(clf.classes) for b in batches])
-    return call_counts(scores, positive, np.zeros(len(labels), bool), labels, clf.classes,
-                       clf.classes.index(clf.threshold["class"]))
+    return call_counts(scores, positive, np.zeros(len(labels), bool), labels, clf.classes, covid)
 
 
 def _fmt(v):
@@ -128,10 +129,12 @@ def main(args: argparse.Namespace) -> int:
     if metrics.get("site_calls"):
         from ..site_file import call_problem, calls_right
 
+        only = "at_threshold" not in metrics  # a model without a COVID-19 verdict: the call is all it says
         (right_n, normal), (right_p, pneumonia) = calls_right(metrics["site_calls"])
-        problem = call_problem(metrics["site_calls"])
-        print(f"  the call under a negative verdict at site {printable(metrics['site'])}: {right_n} of {normal} normal "
-              f"films called normal, {right_p} of {pneumonia} pneumonia films called pneumonia"
+        problem = call_problem(metrics["site_calls"], call_only=only)
+        print(f"  the call {'' if only else 'under a negative verdict '}at site {printable(metrics['site'])}: "
+              f"{right_n} of {normal} normal films called normal, {right_p} of {pneumonia} pneumonia films called "
+              "pneumonia"
               + (f" (not confirmed by these films: {problem})" if problem else ""))
     probe = metrics["shortcuts"]["source_probe"]
     if probe:

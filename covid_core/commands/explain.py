@@ -65,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
     if prediction.not_validated:
         print(f"why no verdict: {verdict.withheld_reason(prediction)}")
     for sentence in verdict.verdict_limits(prediction, clf.metadata, verdict.operating_threshold(clf), site=clf.site):
-        print(f"what the verdict is worth: {sentence}")
+        print(f"what the {'call' if prediction.covid_positive is None else 'verdict'} is worth: {sentence}")
     print(f"validation: {verdict.validation_statement(clf.site, prediction, clf.metadata)}")
     by = f", the score of {result.explained_by}" if result.explained_by else ""
     print(f"explained class: {result.target_class} ({method}{by})")

@@ -150,6 +150,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"label at {clf.site.name}: for {len(unconfirmed_calls)} film(s) with a negative verdict the label's "
               f"call between normal and pneumonia is not confirmed there ({clf.site.call_problem}); the app reads "
               "them \"Not COVID-19-like\": read those films for pneumonia of another cause", file=sys.stderr)
+    if clf.site is not None and clf.site.call_only and clf.site.call_problem and any(
+            r.prediction is not None and not r.prediction.withheld for r in results):
+        print(f"label at {clf.site.name}: this model's call between normal and pneumonia is not confirmed there "
+              f"({clf.site.call_problem}); the app marks each call unconfirmed", file=sys.stderr)
     if any(r.prediction is not None and r.prediction.unconfirmed for r in results):
         print("covid_verdict unconfirmed: --unvalidated verdicts come from a model that no site file has validated "
               "at this hospital (research use); at hospitals it never saw, such models call many normal adults "

@@ -46,7 +46,7 @@ def main(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
     from ..formatting import counts_text, printable
     from ..site import validate_site_with_films
-    from ..site_job import (call_rows, call_text, films_used_text, given_rates_text, poor_site_warning,
+    from ..site_job import (call_only, call_rows, call_text, films_used_text, given_rates_text, poor_site_warning,
                             predictive_values_text, sample_size_text)
 
     out = Path(args.out)
@@ -66,8 +66,9 @@ def main(args: argparse.Namespace) -> int:
         extra = ""
         if when == "before" and f.get("ood_flagged") is not None:
             extra = f", flagged as unfamiliar {100 * f['ood_flagged']:.0f}%"
-        print(f"{when}: COVID-19 sensitivity {_ci(f['sensitivity'])}, specificity {_ci(f['specificity'])}, "
-              f"AUC {_ci(f['auc'])}" + (f", calibration error {f['ece']:.3f}" if f.get("ece") is not None else "")
+        verdicts = "the call only (no COVID-19 class)" if call_only(report) else (
+            f"COVID-19 sensitivity {_ci(f['sensitivity'])}, specificity {_ci(f['specificity'])}, AUC {_ci(f['auc'])}")
+        print(f"{when}: {verdicts}" + (f", calibration error {f['ece']:.3f}" if f.get("ece") is not None else "")
               + extra + (f" [{f['estimated_by']}]" if f.get("estimated_by") else ""))
     for text in (given_rates_text(report), predictive_values_text(report), sample_size_text(report),
                  poor_site_warning(report)):
