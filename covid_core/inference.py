@@ -252,8 +252,8 @@ def verdict_needs_site(classifier: Classifier) -> bool:
     one of its hospitals, the shipped recipe gave many of that hospital's films a wrong COVID-19 positive verdict
     (``covid_core.goals.UNSEEN_SOURCE_WRONG_VERDICTS``), and no familiarity rule told them from real COVID-19 films
     (docs/shortcuts.md); a verdict at a hospital that has not checked the model is therefore no verdict. Models
-    without a COVID-19 class cannot be validated by ``validate-site`` and keep their calls, with the not-validated
-    statement beside them.
+    without a COVID-19 class keep their calls, marked unconfirmed until a site file validates the call
+    (``validate-site`` checks the call between normal and pneumonia, the only one they make).
     """
     return (COVID_CLASS.get(classifier.target) is not None and classifier.site is None
             and not classifier.verdicts_unvalidated)

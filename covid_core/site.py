@@ -23,6 +23,9 @@ patient, scores itself) improves on the shipped model:
   call did (``calls``, :func:`call_counts`); Diagnose names the call only where those counts confirm it
   (:func:`covid_core.site_file.call_problem`).
 
+A model without a COVID-19 class (``--target pneumonia``) makes only the call between normal and pneumonia, so that
+call is what is measured and adapted (:func:`_validate_call_only`); its report says so in ``validates``.
+
 Steps that need more films than the site has (MIN_PER_CLASS COVID-19 and non-COVID films; for the call, normal
 and pneumonia films) are skipped with a reason. The result is a plain JSON site file (no images, no patient data)
 that ``predict``, ``evaluate`` and ``explain`` apply with ``--site`` (read by :mod:`covid_core.site_file`); it is

@@ -254,7 +254,7 @@ def call_caveat(site) -> str:
 def verdict_caveat(prediction, site) -> str:
     """The line a verdict carries when it is not settled, or "": a verdict of a model no site file validates here
     (``site`` None; given only on request, research use), or validated at a site where it did poorly or on too
-    few films to know. The Diagnose card and the case report put it inside the verdict itself, so that a verdict
+    few films to know; for a model without a COVID-19 class, its call where no site's films confirm it. The Diagnose card and the case report put it inside the verdict itself, so that a verdict
     never reads as settled where it is not."""
     if prediction.withheld:
         return ""
@@ -361,7 +361,8 @@ LABEL_WORDS = {"normal": "normal", "pneumonia": "pneumonia of another cause", "c
 def site_call_sentence(prediction, site) -> str:
     """What the first line under a negative verdict ("No pneumonia seen", "Pneumonia, not COVID-19-like") was worth
     on the site's own labelled films, or why the site's films do not confirm it and it is not said (the headline then
-    reads "Not COVID-19-like"); "" without a site or a negative verdict."""
+    reads "Not COVID-19-like"); "" without a site or a negative verdict. For a model without a COVID-19 class, what
+    its call was worth at a site that validated it (``Site.call_only``) and confirmed it (its caveat says why not)."""
     if site is None or prediction.withheld or prediction.covid_positive or prediction.call not in CALL_CLASSES:
         return ""  # a two-class COVID-19 model's call is its verdict
     if prediction.covid_positive is None:  # a model without a COVID-19 class: the site's counts are its calls
