@@ -13,7 +13,7 @@ from covid_core.errors import CovidCoreError
 from covid_core.formatting import code_span, counts_text
 from covid_core.model_catalog import retire_site_file, retired_site_files, site_file_for
 from covid_core.site_file import load_site
-from covid_core.site_job import (adaptation_lines, call_rows, call_text, comparison_rows, given_rates_text,
+from covid_core.site_job import (adaptation_lines, call_only, call_rows, call_text, comparison_rows, given_rates_text,
                                  poor_site_warning, predictive_values_text, report_counts, sample_size_text,
                                  site_history_rows)
 from covid_core.targets import COVID_CLASS
@@ -31,7 +31,7 @@ def site_figures(report: dict, **table) -> str:
         st.warning(poor, icon=":material/report:")
     calls = call_rows(report)
     if calls:
-        st.markdown("**The call in words on your films** (films given a verdict)")
+        st.markdown(f"**The call in words on your films** (films given a {'call' if call_only(report) else 'verdict'})")
         st.dataframe(pd.DataFrame(calls), hide_index=True, **table)
         st.caption(call_text(report))
     return poor
