@@ -12,6 +12,10 @@ and with the network's own call at the shipped threshold.
 
     python bench/site_call.py --data DATA_DIR --unseen nih --model WITHOUT_NIH.pt --sizes 10:20,10:40,20:80,all:all
 
+A model without a COVID-19 class (``--target pneumonia``) makes only that call, on every film it does not withhold:
+its site is SOURCE's films alone (they count COVID-19 as pneumonia; SOURCE has none), ``--sizes`` counts pneumonia
+and normal films (PNEUMONIA:NORMAL), and every film that is not withheld counts.
+
 The films are copied to a temporary folder (deleted at the end), never into the project.
 """
 
@@ -34,17 +38,20 @@ from site_validation import build_halves, prepared  # noqa: E402
 def call_rates(classifier, films) -> tuple[tuple[int, int], tuple[int, int]]:
     """((normal films called normal, normal films), (pneumonia films called pneumonia, pneumonia films)) among the
     films of ``films`` (``prepared``) labelled normal or pneumonia that get a negative verdict from ``classifier``
-    (its site file applied, if any; without one, at the shipped threshold) and are not withheld."""
+    (its site file applied, if any; without one, at the shipped threshold; a model without a COVID-19 class gives
+    none, so every film counts) and are not withheld."""
     from covid_core.inference import call_indices, score_pixels
     from covid_core.targets import COVID_CLASS
 
     table, pixels = films
     s = score_pixels(classifier, pixels)
-    site, classes = classifier.site, classifier.classes
-    threshold = site.threshold if site is not None and site.threshold is not None else classifier.threshold["value"]
-    positive = s.covid >= threshold
+    site, classes, covid = classifier.site, classifier.classes, COVID_CLASS.get(classifier.target)
+    positive = np.zeros(len(table), bool)
+    if covid is not None:
+        threshold = site.threshold if site is not None and site.threshold is not None else classifier.threshold["value"]
+        positive = s.covid >= threshold
     withheld = (s.ood > classifier.ood["threshold"]) if s.ood is not None else np.zeros(len(table), bool)
-    called = call_indices(s.call_scores(classes), positive, classes.index(COVID_CLASS[classifier.target]))
+    called = call_indices(s.call_scores(classes), positive, None if covid is None else classes.index(covid))
     label = np.array([classes.index(c) for c in table.label])
     out = []
     for name in ("normal", "pneumonia"):
@@ -64,14 +71,16 @@ def rates_text(rates) -> str:
 def main() -> int:
     from covid_core.checkpoint import load_classifier
     from covid_core.site import validate_site
-    from covid_core.site_file import call_problem, load_classifier_at_site
+    from covid_core.site_file import call_problem, load_classifier_at_site, makes_call
     from covid_core.targets import COVID_CLASS
 
     ap, args, sizes = parse_draw_arguments(__doc__, "10:20,10:40,20:80,all:all", draws=3)
     classifier = load_classifier(args.model)
-    if not {"normal", "pneumonia"} <= set(classifier.classes) or COVID_CLASS.get(classifier.target) is None:
-        ap.error(f"{args.model} makes no call between normal and pneumonia beside COVID-19 ({classifier.classes})")
-    covid = COVID_CLASS[classifier.target]
+    if not makes_call(classifier.classes):
+        ap.error(f"{args.model} makes no call between normal and pneumonia ({classifier.classes})")
+    covid = COVID_CLASS.get(classifier.target)
+    counted = ("normal", "pneumonia") + ((covid,) if covid else ())
+    first = covid or "pneumonia"  # the films --sizes counts first
     work = Path(tempfile.mkdtemp(prefix="site_call_"))
     try:
         halves = build_halves(args.data, classifier.target, args.seed, work, args.unseen)
@@ -79,16 +88,17 @@ def main() -> int:
         classifier.verdicts_unvalidated = True  # the network's own call, for comparison
         print(f"{Path(args.model).name}; half A {len(a)} films, half B {len(films_b[0])}; on half B the network's "
               f"own call (normal right / pneumonia right / mean): {rates_text(call_rates(classifier, films_b))}\n")
-        print("| COVID-19 : other films asked | draw | films used (normal / pneumonia / COVID-19) | head fitted | "
-              "call confirmed by the report | on half B with the site file: normal right / pneumonia right / mean |")
+        print(f"| {'COVID-19 : other' if covid else 'pneumonia : normal'} films asked | draw | films used "
+              f"({' / '.join(counted)}) | head fitted | call confirmed by the report | on half B with the site file: "
+              "normal right / pneumonia right / mean |")
         print("|---|---|---|---|---|---|")
-        for size, d, rows, folder in drawn_sites(a, covid, sizes, args.draws, args.seed, work):
+        for size, d, rows, folder in drawn_sites(a, first, sizes, args.draws, args.seed, work):
             report = validate_site(classifier, folder, name=folder.name, seed=d)
             site_file = work / f"{folder.name}.json"
             site_file.write_text(json.dumps(report))
             at_site = load_classifier_at_site(args.model, site=site_file)
-            problem = call_problem(report["after"].get("calls"))
-            used = " / ".join(str(int((rows.label == c).sum())) for c in ("normal", "pneumonia", covid))
+            problem = call_problem(report["after"].get("calls"), call_only=covid is None)
+            used = " / ".join(str(int((rows.label == c).sum())) for c in counted)
             asked = size_text(size)
             head = "yes" if "pneumonia_head" in report["parameters"] else "no"
             print(f"| {asked} | {d} | {used} | {head} | {'yes' if not problem else 'no: ' + problem} | "

@@ -452,10 +452,10 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "checkpoint": {"file": Path(classifier.path).name, "sha256": file_sha256(classifier.path)},
               "counts": counts, "films_used": int(len(table)), "patients": int(len(set(patients))),
-              "problems": films["problems"],
-              "target_sensitivity": target_sensitivity, "adapted": [], "skipped": [], "parameters": {}}
+              "problems": films["problems"], "adapted": [], "skipped": [], "parameters": {}}
     if covid is None:
         return _validate_call_only(classifier, folder, films, report, labels, patients, seed)
+    report["target_sensitivity"] = target_sensitivity
     ci = classifier.classes.index(covid)
     y = labels == ci
     if len(counts) < 2 or not y.any() or y.all():
@@ -583,7 +583,6 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
     from .ood import has_ood, ood_scores
 
     classes, logits, feats = classifier.classes, films["logits"], films["features"]
-    del report["target_sensitivity"]  # no COVID-19 verdict, so no operating point aims for a sensitivity
     report["validates"] = CALL_ONLY
     y = labels == classes.index("pneumonia")
     none = np.zeros(len(labels), bool)  # no COVID-19 verdict: every film's call is its most probable class
