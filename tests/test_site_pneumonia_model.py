@@ -166,3 +166,19 @@ def test_the_app_validates_a_pneumonia_model_and_diagnose_then_gives_its_call_as
     [statement] = [s.value for s in at.success if s.value.startswith("Validated at St Mary's")]  # not a warning
     assert statement.startswith("Validated at St Mary's for the call between normal and pneumonia")
     assert "Pneumonia probability at this site (the call's, from a head fitted on its films" in text
+
+
+def test_the_call_bench_counts_every_film_of_a_pneumonia_model_that_is_not_withheld(model, tmp_path):
+    """bench/site_call.py's half B figures: a model without a COVID-19 verdict has no negative verdict to wait for."""
+    import importlib
+
+    sys.path.insert(0, str(REPO / "bench"))
+    bench = importlib.import_module("site_call")
+    films = importlib.import_module("site_validation").prepared
+    from covid_core.checkpoint import load_classifier
+
+    folder = _hospital(tmp_path / "hospital", per_class=5)
+    classifier = load_classifier(model)
+    assert bench.call_rates(classifier, films(classifier, folder)) == ((0, 5), (5, 5))  # every film called pneumonia
+    classifier.ood = {**classifier.ood, "threshold": -1.0}  # every film unlike the training X-rays: none counts
+    assert bench.call_rates(classifier, films(classifier, folder)) == ((0, 0), (0, 0))
