@@ -123,8 +123,8 @@ for key, figure in (("site_roc", site_roc_figure(report)), ("site_calibration", 
     if figure is not None:
         st.plotly_chart(figure, key=key)
 wrong = films_to_review(films)
-with st.expander(f"Your films one by one: {len(wrong)} with a wrong verdict or call, or without a verdict, after "
-                 "adaptation"):
+kind = "a wrong call, or no call" if call_only(report) else "a wrong verdict or call, or without a verdict"
+with st.expander(f"Your films one by one: {len(wrong)} with {kind}, after adaptation"):
     st.dataframe(wrong, hide_index=True)
     st.caption("Where something was adapted, the scores and verdicts after adaptation are held out: each film is "
                "scored by what was fitted without its fold. The download has every film; the site file names none.")
