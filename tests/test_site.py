@@ -101,7 +101,7 @@ def test_predict_and_evaluate_apply_the_site_file(model, tmp_path):
     assert all((row["covid_verdict"] == "withheld") == (row["ood_flagged"] == "true") for row in rows)
     assert {row["covid_verdict"] for row in rows} & {"positive", "negative"}
     assert all(bool(row["withheld_why"]) == (row["covid_verdict"] == "withheld") for row in rows)
-    assert list(rows[0])[-4:] == ["site", "site_covid_score", "site_threshold", "withheld_why"]
+    assert list(rows[0])[-5:] == ["site", "site_covid_score", "site_threshold", "site_pneumonia_score", "withheld_why"]
     # the label column names the call's class, which agrees with the verdict given
     assert all((row["label"] == "covid19") == (row["covid_verdict"] == "positive") for row in rows
                if row["covid_verdict"] in ("positive", "negative")), [(r["label"], r["covid_verdict"]) for r in rows]

@@ -63,11 +63,15 @@ def test_a_pneumonia_model_is_validated_on_its_call_and_the_site_file_makes_its_
     at_site = _cli("predict", "--model", model, "--site", out, normal)
     assert shipped.returncode == 0 and at_site.returncode == 0, shipped.stderr + at_site.stderr
     assert shipped.stdout.splitlines()[1].startswith("normal.png,pneumonia,")  # the network's own call
-    assert at_site.stdout.splitlines()[1].startswith("normal.png,normal,")  # the site's head makes it
+    assert at_site.stdout.splitlines()[1].startswith("normal.png,normal,")  # the site's head makes it ...
+    head = float(at_site.stdout.splitlines()[1].split(",")[-2])  # ... and its score is given: site_pneumonia_score
+    assert at_site.stdout.splitlines()[0].endswith(",site_pneumonia_score,withheld_why") and head < 0.5
     assert "not confirmed" not in at_site.stderr
     explained = _cli("explain", "--model", model, "--site", out, normal, "--out", tmp_path / "e.png")
     assert explained.returncode == 0, explained.stderr
     assert explained.stdout.startswith("No pneumonia seen\n")  # no caveat: the site's films confirm the call
+    assert "Pneumonia probability at this site (the call's, from a head fitted on its films; the network's own is " \
+           "above): 0.0" in explained.stdout
     assert "what the call is worth: At St Mary's, 100.0% (95% CI 78-100%) of its own labelled films called " \
            "\"No pneumonia seen\" were normal (14 of 14)" in explained.stdout
     assert "validation: Validated at St Mary's for the call between normal and pneumonia (made there by a head " \

@@ -58,6 +58,8 @@ def main(args: argparse.Namespace) -> int:
           + (f" - {caveat}" if caveat else ""))
     probs = ", ".join(f"{c} {p:.3f}" for c, p in prediction.probabilities.items())
     print(f"prediction: {prediction.label} ({probs})")
+    if prediction.pneumonia_probability is not None:  # the call between normal and pneumonia follows the site's head
+        print(f"{verdict.SITE_PNEUMONIA_SCORE}: {prediction.pneumonia_probability:.3f}")
     if prediction.covid_positive is not None:
         print(f"{prediction.verdict} (p={prediction.covid_probability:.3f}, threshold {prediction.threshold:.3f})")
     for w in prediction.warnings:

@@ -7,10 +7,13 @@ words: "the model is not validated at this hospital", "the image is unlike the t
 turned or inverted", ...; empty where a verdict is given). A bad file gets its reason in `error`; the others
 still get predictions. A COVID-19 model gives verdicts only with a --site file from validate-site, or with
 --unvalidated (research use); without either every verdict is withheld and the reason goes to standard error
-(label and probabilities stay the model's raw output). With --site three more columns before withheld_why: site
+(label and probabilities stay the model's raw output). With --site four more columns before withheld_why: site
 (its name), site_covid_score and site_threshold, the score and threshold the verdict was decided with there;
-where validate-site fitted a head, that score is the head's, not p_covid19. Where the site's films do not confirm
-the call between normal and pneumonia, standard error says so for the films with a negative verdict.
+where validate-site fitted a head, that score is the head's, not p_covid19; and site_pneumonia_score, the
+probability of pneumonia rather than a normal film by the head the site fitted for that call (empty without one),
+which then decides the label between the two. Where the site's films do not confirm the call between normal and
+pneumonia, standard error says so for the films with a negative verdict (for a model without a COVID-19 class, for
+every film).
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
 """
@@ -72,16 +75,17 @@ class _SafeWriter:
         self._writer.writerow([printable(c) for c in cells] if self._terminal else cells)
 
 
-SITE_COLUMNS = ["site", "site_covid_score", "site_threshold"]
+SITE_COLUMNS = ["site", "site_covid_score", "site_threshold", "site_pneumonia_score"]
 
 
 def _site_cells(clf, p) -> list:
-    """The site columns of a film: the site's name, and the score and threshold its verdict was decided with (empty
-    for a film that could not be scored, ``p`` None)."""
+    """The site columns of a film: the site's name, the score and threshold its verdict was decided with, and the
+    score of the site's head for the call between normal and pneumonia (each empty for a film that could not be
+    scored, ``p`` None, or where the site has no such score)."""
     if clf.site is None:
         return []
-    return [clf.site.name, "" if p is None or p.covid_probability is None else f"{p.covid_probability:.6f}",
-            "" if p is None or p.threshold is None else f"{p.threshold:.6f}"]
+    values = (None,) * 3 if p is None else (p.covid_probability, p.threshold, p.pneumonia_probability)
+    return [clf.site.name] + ["" if v is None else f"{v:.6f}" for v in values]
 
 
 def _withheld_why(p) -> str:
