@@ -604,7 +604,8 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
         report["skipped" if refit is None else "adapted"].append(line)
         if refit is not None:
             report["parameters"]["temperature"] = refit
-            after.update(ece=expected_calibration_error(calibrated, labels), reliability=reliability(calibrated, labels))
+            after.update(ece=expected_calibration_error(calibrated, labels),
+                         reliability=reliability(calibrated, labels))
         withheld = familiarity_step(report, classifier, films, labels, folds, withheld)
     after["given"] = {"films": int(len(labels)), "withheld": int(withheld.sum())}
     after["calls"], call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients, classes, none,

@@ -184,7 +184,11 @@ def call_validation_statement(site) -> str:
 def site_doubt_sentence(site, whose: str) -> str:
     """Why the verdicts at ``site`` are not confirmed there, beside a list of them (the results table, ``predict``):
     the model did poorly on ``whose`` own labelled films (``Site.poor``: "on ``whose`` own labelled films, even after
-    adaptation, ..."), or they are too few to know how well it does (``Site.unsettled``); "" when they confirm it."""
+    adaptation, ..."), or they are too few to know how well it does (``Site.unsettled``); "" when they confirm it. For
+    a site file that validated only the call between normal and pneumonia, why its films do not confirm that call."""
+    if site.call_only:
+        problem = site.call_problem
+        return f"{whose} labelled films do not confirm this model's call: {problem}" if problem else ""
     if site.poor:
         return (f"on {whose} own labelled films, even after adaptation, {site.poor}, so many of these verdicts are "
                 "wrong either way")
@@ -253,9 +257,10 @@ def call_caveat(site) -> str:
 
 def verdict_caveat(prediction, site) -> str:
     """The line a verdict carries when it is not settled, or "": a verdict of a model no site file validates here
-    (``site`` None; given only on request, research use), or validated at a site where it did poorly or on too
-    few films to know; for a model without a COVID-19 class, its call where no site's films confirm it. The Diagnose card and the case report put it inside the verdict itself, so that a verdict
-    never reads as settled where it is not."""
+    (``site`` None; given only on request, research use), or validated at a site where it did poorly or on too few
+    films to know; for a model without a COVID-19 class, its call where no site's films confirm it. The Diagnose
+    card and the case report put it inside the verdict itself, so that a verdict never reads as settled where it is
+    not."""
     if prediction.withheld:
         return ""
     if prediction.covid_positive is None:  # a model without a COVID-19 class: its call is what a site checks
@@ -388,8 +393,8 @@ def site_call_sentence(prediction, site) -> str:
 
 
 #: The name of a site's pneumonia head's probability where it is shown beside the network's own probabilities.
-SITE_PNEUMONIA_SCORE = ("Pneumonia probability at this site (the call's, from a head fitted on its films; the network's "
-                        "own is above)")
+SITE_PNEUMONIA_SCORE = ("Pneumonia probability at this site (the call's, from a head fitted on its films; the "
+                        "network's own is above)")
 
 
 def _worth_at_site(prediction, site) -> str:

@@ -103,7 +103,8 @@ def test_too_few_films_leave_a_pneumonia_models_call_unconfirmed_and_every_reade
     assert verdict_caveat(p, classifier.site) == (
         "Unconfirmed: at Tiny, its labelled films given a call held 6 normal films and 6 of pneumonia (COVID-19 or "
         "another cause); checking the call needs at least 10 of each.")
-    assert "That does not confirm it: its labelled films given a call held 6" in validation_statement(classifier.site, p)
+    statement = validation_statement(classifier.site, p)
+    assert "That does not confirm it: its labelled films given a call held 6" in statement
     r = _cli("predict", "--model", model, "--site", out, tmp_path / "hospital" / "normal")
     assert r.returncode == 0 and "this model's call between normal and pneumonia is not confirmed there" in r.stderr
 
