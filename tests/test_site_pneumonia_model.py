@@ -187,3 +187,12 @@ def test_the_call_bench_counts_every_film_of_a_pneumonia_model_that_is_not_withh
     assert bench.call_rates(classifier, films(classifier, folder)) == ((0, 5), (5, 5))  # every film called pneumonia
     classifier.ood = {**classifier.ood, "threshold": -1.0}  # every film unlike the training X-rays: none counts
     assert bench.call_rates(classifier, films(classifier, folder)) == ((0, 0), (0, 0))
+
+
+def test_a_pneumonia_models_card_says_its_calls_are_unconfirmed_until_validated_not_that_verdicts_are_withheld(model):
+    import torch
+
+    from covid_core.cards.classifier import known_limits
+
+    limits = known_limits(torch.load(model, weights_only=True))
+    assert "until then its calls are marked unconfirmed." in limits and "no COVID-19 verdict" not in limits

@@ -30,14 +30,14 @@ PUBLIC_DATA_LIMITS = """\
   this data and will not at another hospital. The within-source figures above measure how far the model reads
   the disease rather than the source (DeGrave et al., Nature Machine Intelligence 2021).
 - TEST is patient-disjoint from TRAIN but drawn from the same sources: expect lower figures at another
-  hospital. Validate the model on your own labelled films: until then it gives no COVID-19 verdict.
+  hospital. Validate the model on your own labelled films: until then {until}.
 - NIH labels were text-mined from reports; its "Pneumonia" label is its noisiest, and a few "No Finding"
   films show lines, tubes or opacities."""
 
 OTHER_DATA_LIMITS = """\
 - Trained and tested on {name}. Its TEST films come from the same data set as its TRAIN films: expect lower
   figures at a hospital whose films it does not hold. Validate the model on that hospital's own labelled films:
-  until then it gives no COVID-19 verdict there.
+  until then {until} there.
 - {sources}"""
 
 COMMON_LIMITS = """\
@@ -51,8 +51,9 @@ def known_limits(ckpt: dict) -> str:
     data set, and whether the card could measure source shortcuts at all."""
     data = training_data(ckpt)
     name = code_span(data.name) if data.name else "its training data"
+    until = until_validated(ckpt)
     if data.public:
-        return PUBLIC_DATA_LIMITS.format(name=name) + "\n" + COMMON_LIMITS
+        return PUBLIC_DATA_LIMITS.format(name=name, until=until) + "\n" + COMMON_LIMITS
     sources = ("Its films come from several sources; the within-source figures above measure how far the model "
                "reads the disease rather than the source (DeGrave et al., Nature Machine Intelligence 2021), and "
                "classes that come from different sources can be told apart by the source alone."
@@ -60,7 +61,14 @@ def known_limits(ckpt: dict) -> str:
                "Its films come from one source, or name none (a provenance.csv beside the data gives each film's "
                "source and patient), so this card cannot measure whether the model reads the hospital rather than "
                "the disease: where the classes come from different hospitals or machines, it may.")
-    return OTHER_DATA_LIMITS.format(name=name, sources=sources) + "\n" + COMMON_LIMITS
+    return OTHER_DATA_LIMITS.format(name=name, sources=sources, until=until) + "\n" + COMMON_LIMITS
+
+
+def until_validated(ckpt: dict) -> str:
+    """What the model gives at a hospital before a site file validates it there, in words."""
+    if COVID_CLASS.get(ckpt.get("target")) is None:  # its call between normal and pneumonia is all it says
+        return "its calls are marked unconfirmed"
+    return "it gives no COVID-19 verdict"
 
 
 def reproduce_command(train_config: dict, out: str) -> str:
@@ -242,7 +250,7 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
                          "so a truly new hospital may look stranger): "
                          + "; ".join(f"{s} {pct(v['flagged'])} of {v['n']}" for s, v in new_source.items())
                          + ". Where this is low, the safeguard is not this score but site validation: until a "
-                           "site file validates the model at your hospital, it gives no COVID-19 verdict there.")
+                           f"site file validates the model at your hospital, {until_validated(ckpt)} there.")
     lines += ["", "## Known limits", known_limits(ckpt), ""]
     return "\n".join(lines)
 
