@@ -52,7 +52,7 @@ def site_validation_text(site) -> str:
         f", site file version {site.version}" if site.version else "") + (
         f"; the model did poorly there ({site.poor})" if site.poor else "") + (
         f"; too few films to confirm it ({site.unsettled})" if site.unsettled else "") + (
-        f"; only the call between normal and pneumonia was validated" if site.call_only else "") + (
+        "; only the call between normal and pneumonia was validated" if site.call_only else "") + (
         f"; the call is not confirmed there ({site.call_problem})" if site.call_only and site.call_problem else "")
 
 
