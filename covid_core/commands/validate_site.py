@@ -5,7 +5,8 @@ or without a test/ level; the CoronaHack layout; a folder of images with a filen
 the classes may be present. Broken and duplicate files are reported and skipped. Prints the figures before and
 after adaptation with 95% intervals and writes the site file (plain JSON: no images, no patient data), which
 `predict`, `evaluate` and `explain` apply with --site. --films-out also writes one row per film for the site's
-own review (its file names stay out of the site file).
+own review (its file names stay out of the site file). A normal/pneumonia model (no COVID-19 class) is validated on
+its call between normal and pneumonia, the only one it makes (COVID-19 films count as pneumonia).
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="", help="the site's name (default: the folder's name)")
     p.add_argument("--layout", choices=LAYOUTS, default="auto", help="data set layout")
     p.add_argument("--target-sensitivity", type=float, default=0.90,
-                   help="COVID-19 sensitivity the site's operating point aims for")
+                   help="COVID-19 sensitivity the site's operating point aims for (not used for a model without "
+                        "a COVID-19 class)")
     p.add_argument("--seed", type=int, default=0, help="seed of the cross-validation folds and the bootstrap")
     p.add_argument("--films-out", default=None,
                    help="also write one row per film (CSV: file, label, score, verdict, call in words and whether "
