@@ -85,6 +85,7 @@ def test_a_pneumonia_model_is_validated_on_its_call_and_the_site_file_makes_its_
 def test_too_few_films_leave_a_pneumonia_models_call_unconfirmed_and_every_reader_is_told(model, tmp_path):
     from covid_core.checkpoint import load_classifier
     from covid_core.inference import predict
+    from covid_core.report import case_report_html
     from covid_core.site import validate_site
     from covid_core.site_job import call_text, poor_site_warning
     from covid_core.verdict import validation_statement, verdict_caveat
@@ -105,6 +106,11 @@ def test_too_few_films_leave_a_pneumonia_models_call_unconfirmed_and_every_reade
         "another cause); checking the call needs at least 10 of each.")
     statement = validation_statement(classifier.site, p)
     assert "That does not confirm it: its labelled films given a call held 6" in statement
+    html = case_report_html(name="film.png", image=site_film("normal", 0, 0), prediction=p, classifier=classifier,
+                            model_label="m")  # the downloaded report says the same, in the verdict and beneath it
+    assert "Unconfirmed: at Tiny, its labelled films given a call held 6 normal films" in html
+    assert "Validated at Tiny for the call between normal and pneumonia" in html
+    assert "only the call between normal and pneumonia was validated; the call is not confirmed there" in html
     r = _cli("predict", "--model", model, "--site", out, tmp_path / "hospital" / "normal")
     assert r.returncode == 0 and "this model's call between normal and pneumonia is not confirmed there" in r.stderr
 
