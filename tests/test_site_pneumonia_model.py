@@ -66,7 +66,8 @@ def test_a_pneumonia_model_is_validated_on_its_call_and_the_site_file_makes_its_
     assert at_site.stdout.splitlines()[1].startswith("normal.png,normal,")  # the site's head makes it ...
     head = float(at_site.stdout.splitlines()[1].split(",")[-2])  # ... and its score is given: site_pneumonia_score
     assert at_site.stdout.splitlines()[0].endswith(",site_pneumonia_score,withheld_why") and head < 0.5
-    assert "not confirmed" not in at_site.stderr
+    assert "not confirmed" not in at_site.stderr and "unconfirmed" not in at_site.stderr
+    assert "label unconfirmed: no --site file validates this model's call" in shipped.stderr
     explained = _cli("explain", "--model", model, "--site", out, normal, "--out", tmp_path / "e.png")
     assert explained.returncode == 0, explained.stderr
     assert explained.stdout.startswith("No pneumonia seen\n")  # no caveat: the site's films confirm the call

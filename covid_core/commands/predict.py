@@ -13,7 +13,7 @@ where validate-site fitted a head, that score is the head's, not p_covid19; and 
 probability of pneumonia rather than a normal film by the head the site fitted for that call (empty without one),
 which then decides the label between the two. Where the site's films do not confirm the call between normal and
 pneumonia, standard error says so for the films with a negative verdict (for a model without a COVID-19 class, for
-every film).
+every film; also when no --site file validates such a model's call).
 Exit code 0 unless every file failed. --format submission writes the data challenge's
 filename,label with positive/negative (COVID-19 at the model's stored threshold).
 """
@@ -154,8 +154,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"label at {clf.site.name}: for {len(unconfirmed_calls)} film(s) with a negative verdict the label's "
               f"call between normal and pneumonia is not confirmed there ({clf.site.call_problem}); the app reads "
               "them \"Not COVID-19-like\": read those films for pneumonia of another cause", file=sys.stderr)
-    if clf.site is not None and clf.site.call_only and clf.site.call_problem and any(
-            r.prediction is not None and not r.prediction.withheld for r in results):
+    called = any(r.prediction is not None and not r.prediction.withheld for r in results)
+    if called and clf.threshold.get("class") is None and clf.site is None:  # a model without a COVID-19 class
+        print("label unconfirmed: no --site file validates this model's call between normal and pneumonia at this "
+              "hospital (make one with validate-site); the app marks each call unconfirmed", file=sys.stderr)
+    if called and clf.site is not None and clf.site.call_only and clf.site.call_problem:
         print(f"label at {clf.site.name}: this model's call between normal and pneumonia is not confirmed there "
               f"({clf.site.call_problem}); the app marks each call unconfirmed", file=sys.stderr)
     if any(r.prediction is not None and r.prediction.unconfirmed for r in results):
