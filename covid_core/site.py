@@ -584,7 +584,8 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
 
     classes, logits, feats = classifier.classes, films["logits"], films["features"]
     report["validates"] = CALL_ONLY
-    y = labels == classes.index("pneumonia")
+    pi = classes.index("pneumonia")
+    y = labels == pi
     none = np.zeros(len(labels), bool)  # no COVID-19 verdict: every film's call is its most probable class
     probs = calibrated_probabilities(logits, classifier.temperature)
     withheld = withheld_films(classifier.ood, feats, films["copies"])
@@ -593,17 +594,18 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
     report["before"] = {"ece": expected_calibration_error(probs, labels), "reliability": reliability(probs, labels),
                         "ood_flagged": None if flagged is None else float(flagged.mean()), "given": given,
                         "calls": call_counts(logits, none, withheld, labels, classes, None)}
-    shipped_rows = {"pneumonia probability": np.round(probs[:, classes.index("pneumonia")], 4),
+    shipped_rows = {"pneumonia probability": np.round(probs[:, pi], 4),
                     **_call_columns(logits, none, withheld, labels, classes, None, withheld_word="no call")}
     after = {"ece": report["before"]["ece"], "reliability": report["before"]["reliability"]}
+    after_probs = probs  # each film's probabilities after adaptation (held out, where the temperature is refitted)
     if min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS:
         folds = _folds(patients, y, seed=seed)
-        pi = classes.index("pneumonia")
         refit, calibrated, line = temperature_step(logits, labels, y, pi, folds, classifier.temperature, 0.5,
                                                    decisions="the calls between normal and pneumonia")
         report["skipped" if refit is None else "adapted"].append(line)
         if refit is not None:
             report["parameters"]["temperature"] = refit
+            after_probs = calibrated
             after.update(ece=expected_calibration_error(calibrated, labels),
                          reliability=reliability(calibrated, labels))
         withheld = familiarity_step(report, classifier, films, labels, folds, withheld)
@@ -614,8 +616,7 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
     after["estimated_by"] = ("patient-grouped cross-validation: no film scores itself" if adapted
                              else "no adaptation of the call: the shipped model's calls above")
     report["after"] = after
-    head_probability = call_scores[:, classes.index("pneumonia")] if "pneumonia_head" in report["parameters"] \
-        else probs[:, classes.index("pneumonia")]
+    head_probability = (call_scores if "pneumonia_head" in report["parameters"] else after_probs)[:, pi]
     return report, _films_table(films["table"], folder, classifier, labels, shipped_rows, {
         "pneumonia probability": np.round(head_probability, 4),
         **_call_columns(call_scores, none, withheld, labels, classes, None, withheld_word="no call")})
