@@ -33,8 +33,6 @@ def faithfulness_name(by: str = "") -> str:
             "means the heatmap shows evidence the model uses")
 
 
-FAITHFULNESS_NAME = faithfulness_name()
-
 #: Below this share of heatmap energy inside the thorax, the explanation is flagged.
 MIN_THORAX_SHARE = 0.5
 #: Above this share of heatmap energy on the border band, the explanation is flagged
