@@ -350,15 +350,25 @@ def call_counts(logits: np.ndarray, positive: np.ndarray, withheld: np.ndarray, 
     did on the films given a verdict: {labelled class: {called class: films}}, with every class the films are
     labelled with, and every class as a call, in the model's order. None for a model without the call
     (:func:`makes_call`)."""
+    return _calls(logits, positive, withheld, labels, classes, covid)[0]
+
+
+def _calls(scores, positive, withheld, labels, classes: list, covid: int | None,
+           withheld_word: str = "") -> tuple[dict | None, dict]:
+    """(:func:`call_counts`, the per-film columns of the call in words: the class it names, ``withheld_word`` for a
+    film given no verdict, and whether that is the film's label, "" for such a film), from one reading of the calls;
+    (None, {}) for a model without the call."""
     from .inference import call_indices
 
     if not makes_call(classes):
-        return None
-    given = ~np.asarray(withheld, bool)
-    called = call_indices(logits[given], positive[given], covid)
-    labelled = labels[given]
-    return {classes[i]: {c: int(((labelled == i) & (called == j)).sum()) for j, c in enumerate(classes)}
-            for i in range(len(classes)) if (labels == i).any()}
+        return None, {}
+    withheld = np.asarray(withheld, bool)
+    called = call_indices(scores, positive, covid)
+    given, labelled = called[~withheld], labels[~withheld]
+    counts = {classes[i]: {c: int(((labelled == i) & (given == j)).sum()) for j, c in enumerate(classes)}
+              for i in range(len(classes)) if (labels == i).any()}
+    return counts, {"call": np.where(withheld, withheld_word, np.asarray(classes)[called]),
+                    "call right": np.where(withheld, "", np.where(called == labels, "yes", "no"))}
 
 
 def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, patients: np.ndarray, classes: list,
@@ -391,33 +401,18 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
                   f"accuracy {network:.3f} -> {adapted:.3f})"), probability
 
 
-def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, positive, withheld, covid: int | None,
-                seed: int):
-    """The call step of the validation (:func:`pneumonia_step`), its line and any head written into ``report``:
-    (how the call did with it, :func:`call_counts`; the scores that decide it, for the per-film rows)."""
+def _adapt_call(report: dict, logits, pen, labels, patients, classes: list, seed: int) -> np.ndarray:
+    """The call step of the validation (:func:`pneumonia_step`), its line and any head written into ``report``;
+    returns the scores that decide the call after it (:func:`_calls` reads them)."""
     from .inference import head_as_scores
 
     head, line, held_out = pneumonia_step(logits, pen, labels, patients, classes, seed)
     if line:  # a model without the call has nothing to report
         report["skipped" if head is None else "adapted"].append(line)
-    scores = logits
-    if head is not None:
-        report["parameters"]["pneumonia_head"] = head
-        scores = head_as_scores(held_out, classes)
-    return call_counts(scores, positive, withheld, labels, classes, covid), scores
-
-
-def _call_columns(scores, positive, withheld, labels, classes: list, covid: int | None,
-                  withheld_word: str = "") -> dict:
-    """Per-film columns of the call in words, for a model that makes it ({} otherwise): the class it names
-    (``withheld_word`` for a film given no verdict), and whether that is the film's label ("" for such a film)."""
-    from .inference import call_indices
-
-    if not makes_call(classes):
-        return {}
-    called = call_indices(scores, positive, covid)
-    return {"call": np.where(withheld, withheld_word, np.asarray(classes)[called]),
-            "call right": np.where(withheld, "", np.where(called == labels, "yes", "no"))}
+    if head is None:
+        return logits
+    report["parameters"]["pneumonia_head"] = head
+    return head_as_scores(held_out, classes)
 
 
 def _film_rows(y, score, positive, withheld) -> dict:
@@ -473,22 +468,20 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
                   threshold=threshold,
                   ood_flagged=None if flagged is None else float(flagged.mean()),
                   given=given_figures(y, probs[:, ci], shipped_positive, patients, withheld, seed))
-    before["calls"] = call_counts(logits, shipped_positive, withheld, labels, classifier.classes, ci)
+    before["calls"], shipped_calls = _calls(logits, shipped_positive, withheld, labels, classifier.classes, ci)
     report["before"] = before
-    shipped_rows = {**_film_rows(y, probs[:, ci], shipped_positive, withheld),
-                    **_call_columns(logits, shipped_positive, withheld, labels, classifier.classes, ci)}
+    shipped_rows = {**_film_rows(y, probs[:, ci], shipped_positive, withheld), **shipped_calls}
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
     if not enough:
         report["skipped"].append(f"adapting the COVID-19 verdict: {int(y.sum())} COVID-19 and {int((~y).sum())} other "
                                  f"films; each of its steps needs at least {MIN_PER_CLASS} of each")
         after = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given")}
         after["estimated_by"] = "no adaptation of the COVID-19 verdict: the shipped figures above"
-        after["calls"], call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients,
-                                                  classifier.classes, shipped_positive, withheld, ci, seed)
+        call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients, classifier.classes, seed)
+        after["calls"], calls = _calls(call_scores, shipped_positive, withheld, labels, classifier.classes, ci)
         report["after"] = after
         return report, _films_table(table, folder, classifier, labels, shipped_rows, {
-            **_film_rows(y, probs[:, ci], shipped_positive, withheld),
-            **_call_columns(call_scores, shipped_positive, withheld, labels, classifier.classes, ci)})
+            **_film_rows(y, probs[:, ci], shipped_positive, withheld), **calls})
     folds = _folds(patients, y, seed=seed)
 
     # 1. temperature (held-out log-loss, and no worse held-out verdicts at the shipped threshold)
@@ -534,13 +527,12 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     after["ece"] = expected_calibration_error(calibrated, labels)  # held out: no film calibrated on itself
     after["reliability"] = reliability(calibrated, labels)
     # 4. the call between normal and pneumonia under a negative verdict (held-out balanced accuracy of that call)
-    after["calls"], call_scores = _adapt_call(report, logits, pen, labels, patients, classifier.classes,
-                                              after_positive, withheld, ci, seed)
+    call_scores = _adapt_call(report, logits, pen, labels, patients, classifier.classes, seed)
+    after["calls"], calls = _calls(call_scores, after_positive, withheld, labels, classifier.classes, ci)
     after["estimated_by"] = f"patient-grouped {len(folds)}-fold cross-validation: no film scores itself"
     report["after"] = after
     return report, _films_table(table, folder, classifier, labels, shipped_rows, {
-        **_film_rows(y, after_score, after_positive, withheld),
-        **_call_columns(call_scores, after_positive, withheld, labels, classifier.classes, ci)})
+        **_film_rows(y, after_score, after_positive, withheld), **calls})
 
 
 def familiarity_step(report: dict, classifier, films: dict, labels: np.ndarray, folds: list,
@@ -591,11 +583,11 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
     withheld = withheld_films(classifier.ood, feats, films["copies"])
     flagged = ood_scores(classifier.ood, feats) > classifier.ood["threshold"] if has_ood(classifier.ood) else None
     given = {"films": int(len(labels)), "withheld": int(withheld.sum())}
+    calls, shipped_calls = _calls(logits, none, withheld, labels, classes, None, withheld_word="no call")
     report["before"] = {"ece": expected_calibration_error(probs, labels), "reliability": reliability(probs, labels),
                         "ood_flagged": None if flagged is None else float(flagged.mean()), "given": given,
-                        "calls": call_counts(logits, none, withheld, labels, classes, None)}
-    shipped_rows = {"pneumonia probability": np.round(probs[:, pi], 4),
-                    **_call_columns(logits, none, withheld, labels, classes, None, withheld_word="no call")}
+                        "calls": calls}
+    shipped_rows = {"pneumonia probability": np.round(probs[:, pi], 4), **shipped_calls}
     after = {"ece": report["before"]["ece"], "reliability": report["before"]["reliability"]}
     after_probs = probs  # each film's probabilities after adaptation (held out, where the temperature is refitted)
     if min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS:
@@ -610,16 +602,15 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
                          reliability=reliability(calibrated, labels))
         withheld = familiarity_step(report, classifier, films, labels, folds, withheld)
     after["given"] = {"films": int(len(labels)), "withheld": int(withheld.sum())}
-    after["calls"], call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients, classes, none,
-                                              withheld, None, seed)
+    call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients, classes, seed)
+    after["calls"], calls = _calls(call_scores, none, withheld, labels, classes, None, withheld_word="no call")
     adapted = "pneumonia_head" in report["parameters"] or "ood_means" in report["parameters"]
     after["estimated_by"] = ("patient-grouped cross-validation: no film scores itself" if adapted
                              else "no adaptation of the call: the shipped model's calls above")
     report["after"] = after
     head_probability = (call_scores if "pneumonia_head" in report["parameters"] else after_probs)[:, pi]
     return report, _films_table(films["table"], folder, classifier, labels, shipped_rows, {
-        "pneumonia probability": np.round(head_probability, 4),
-        **_call_columns(call_scores, none, withheld, labels, classes, None, withheld_word="no call")})
+        "pneumonia probability": np.round(head_probability, 4), **calls})
 
 
 def _films_table(table, folder, classifier, labels, shipped: dict, after: dict):

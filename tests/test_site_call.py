@@ -250,11 +250,12 @@ def test_predict_says_when_the_label_names_a_call_the_site_did_not_confirm(model
 
 
 def test_a_two_class_covid_models_report_has_no_line_for_a_call_it_does_not_make():
-    from covid_core.site import _adapt_call
+    from covid_core.site import _adapt_call, _calls
 
     rng = np.random.default_rng(0)
     report = {"adapted": [], "skipped": [], "parameters": {}}
     labels = np.array([0, 1] * 15)
-    counts, _ = _adapt_call(report, rng.normal(size=(30, 2)), rng.normal(size=(30, 8)), labels,
-                            np.arange(30).astype(str), ["negative", "positive"], labels == 1, np.zeros(30, bool), 1, 0)
+    scores = _adapt_call(report, rng.normal(size=(30, 2)), rng.normal(size=(30, 8)), labels,
+                         np.arange(30).astype(str), ["negative", "positive"], 0)
+    counts, _ = _calls(scores, labels == 1, np.zeros(30, bool), labels, ["negative", "positive"], 1)
     assert counts is None and report == {"adapted": [], "skipped": [], "parameters": {}}
