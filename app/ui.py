@@ -291,8 +291,9 @@ def results_table(table, site=None) -> None:
     if table["verdict"].str.endswith("(unconfirmed)").any():
         st.caption(":material/warning: Verdicts marked unconfirmed come from a model not validated at your hospital "
                    "(research use): at hospitals it never saw, such models call many normal adults COVID-19.")
-    if table["verdict"].str.startswith("Most probable:").any() and call_caveat(site):  # a model without COVID-19
-        st.caption(f":material/warning: {call_caveat(site)}")
+    caveat = call_caveat(site)  # for the calls of a model without a COVID-19 class
+    if caveat and table["verdict"].str.startswith("Most probable:").any():
+        st.caption(f":material/warning: {caveat}")
     if site is not None and not site.confirmed and table["verdict"].str.startswith("COVID-19:").any():
         whose = possessive(plain(site.name))
         st.caption(f":material/warning: {'Often wrong here' if site.poor else 'Unconfirmed here'}: "
