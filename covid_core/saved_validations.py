@@ -44,13 +44,11 @@ def save_validation(store: Path, job) -> Path:
     return path
 
 
-def load_validation(store: Path, model: str) -> SavedValidation | None:
+def load_validation(store: Path, model: str, checkpoint_sha256: str | None) -> SavedValidation | None:
     """The newest saved validation of ``model`` (its checkpoint's path), or None when there is none or it cannot be
     read as one (a damaged file is left alone: the page then shows no earlier validation, never an error), or it
-    was made for another version of the checkpoint at that path."""
+    was made for another version of the checkpoint at that path than the one whose digest is ``checkpoint_sha256``."""
     import pandas as pd
-
-    from .datasets import file_sha256
 
     path = _saved_path(store, model)
     try:
@@ -58,12 +56,18 @@ def load_validation(store: Path, model: str) -> SavedValidation | None:
         report, films = data["report"], data["films"]
         if data["model"] != model or not isinstance(report, dict) or not _is_report(report):
             return None
-        if (report.get("checkpoint") or {}).get("sha256") != file_sha256(model):  # the model has been replaced since
+        if checkpoint_sha256 is None or made_for(report) != checkpoint_sha256:
             return None
         table = pd.read_json(io.StringIO(json.dumps(films)), orient="split", dtype=False)
         return SavedValidation(model, str(data["name"]), float(data["started"]), report, table)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def made_for(report: dict) -> str | None:
+    """The sha256 of the checkpoint a validation report was made for, or None when it does not say."""
+    made = report.get("checkpoint")
+    return made.get("sha256") if isinstance(made, dict) else None
 
 
 def _is_report(report: dict) -> bool:

@@ -7,8 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+from .datasets import file_sha256
 from .errors import ConfigError, CovidCoreError
-from .saved_validations import SavedValidation, load_validation, save_validation
+from .saved_validations import SavedValidation, load_validation, made_for, save_validation
 from .site import validate_site_with_films
 from .site_file import (CALL_ONLY, PNEUMONIA_ANY_CAUSE, are_call_counts, are_verdict_counts, call_problem,
                         calls_right, is_whole, poor_figures, unsettled_figures)
@@ -66,6 +67,8 @@ class ValidationJobs:
         self._lock = threading.Lock()
         self._newest: dict[str, ValidationJob | SavedValidation] = {}
         self._store = Path(store) if store is not None else None
+        self._digests: dict[str, tuple[tuple[int, int], str]] = {}  # model: (its file's (mtime, size), sha256)
+        self._looked_up: dict[str, str | None] = {}  # model: the checkpoint digest the store was last read for
 
     def start(self, classifier, folder, *, model: str, name: str, target: float,
               cleanup: str | None = None) -> ValidationJob:
@@ -82,13 +85,32 @@ class ValidationJobs:
 
     def newest(self, model: str) -> ValidationJob | SavedValidation | None:
         """The newest validation of ``model`` (its checkpoint's path), running or finished (also one saved before
-        the server restarted), or None."""
+        the server restarted), or None. A finished one made for another checkpoint than the one now at that path
+        (the model was retrained or replaced since) is forgotten: its site file would not fit the model."""
         with self._lock:
-            if model not in self._newest and self._store is not None:
-                saved = load_validation(self._store, model)
-                if saved is not None:
-                    self._newest[model] = saved
-            return self._newest.get(model)
+            digest = self._digest(model)
+            entry = self._newest.get(model)
+            if entry is not None and entry.report is not None and made_for(entry.report) != digest:
+                del self._newest[model]
+                entry = None
+            if entry is None and self._store is not None and self._looked_up.get(model, "") != digest:
+                self._looked_up[model] = digest  # read the store again only once the checkpoint changes
+                entry = load_validation(self._store, model, digest)
+                if entry is not None:
+                    self._newest[model] = entry
+            return entry
+
+    def _digest(self, model: str) -> str | None:
+        """The sha256 of the checkpoint at ``model``, hashed again only when its time or size changes; None when it
+        cannot be read."""
+        try:
+            stat = Path(model).stat()
+            key = (stat.st_mtime_ns, stat.st_size)
+            if self._digests.get(model, (None, ""))[0] != key:
+                self._digests[model] = (key, file_sha256(model))
+        except OSError:
+            return None
+        return self._digests[model][1]
 
 
 SWAPPED_AUC = 0.25  # a shipped AUC this far below chance on labelled films: the labels are probably swapped

@@ -634,13 +634,19 @@ def test_the_validate_page_names_the_active_site_file_and_where_to_see_or_retire
                                   "and the button that retires it are on the Models page") for c in at.caption)
 
 
-def _site_report(figures: dict, skipped: list[str]):
-    """(report, per-film table) of a finished validation of St Elsewhere whose figures (before and after adaptation)
-    are ``figures``, as :func:`covid_core.site.validate_site_with_films` returns them."""
+def _site_report(figures: dict, skipped: list[str], model):
+    """(report, per-film table) of a finished validation of St Elsewhere, made for the checkpoint at ``model``,
+    whose figures (before and after adaptation) are ``figures``, as :func:`covid_core.site.validate_site_with_films`
+    returns them."""
     import pandas as pd
 
+    from pathlib import Path
+
+    from covid_core.datasets import file_sha256
+
     report = {"site": "St Elsewhere", "films_used": 24, "counts": {"normal": 12, "covid19": 12}, "problems": [],
-              "adapted": [], "skipped": skipped, "before": figures, "after": figures}
+              "adapted": [], "skipped": skipped, "before": figures, "after": figures,
+              "checkpoint": {"file": Path(model).name, "sha256": file_sha256(model)}}
     films = pd.DataFrame({"file": ["covid19/a.png"], "label": ["covid19"], "verdict (after adaptation)": ["negative"],
                           "right (after adaptation)": ["no"]})
     return report, films
@@ -651,7 +657,7 @@ def _validate_page_with_report(env, monkeypatch, figures: dict, skipped: list[st
     from app_helpers import make_site_folder
 
     monkeypatch.setattr("covid_core.site_job.validate_site_with_films",
-                        lambda *a, **k: _site_report(figures, skipped))
+                        lambda classifier, *a, **k: _site_report(figures, skipped, classifier.path))
     at = page("validate")
     at.text_input(key="site_folder").set_value(str(make_site_folder(env / "hospital", per_class=1)))
     at.button[0].click().run()
@@ -670,7 +676,7 @@ def test_a_running_validation_is_found_again_by_a_reloaded_page_and_a_second_one
     def validating(classifier, folder, *, name, target_sensitivity, on_progress):
         on_progress(3, 24)
         assert release.wait(60)
-        return _site_report({"sensitivity": {"value": 0.9}, "specificity": {"value": 0.9}}, [])
+        return _site_report({"sensitivity": {"value": 0.9}, "specificity": {"value": 0.9}}, [], classifier.path)
 
     monkeypatch.setattr("covid_core.site_job.validate_site_with_films", validating)
     site = make_site_folder(env / "hospital", per_class=1)
@@ -704,13 +710,11 @@ def test_a_finished_validation_is_shown_again_after_the_server_restarts_and_can_
     from covid_core.model_catalog import site_file_for
 
     from app_helpers import make_checkpoint, make_site_folder
-    from covid_core.datasets import file_sha256
 
     figures = {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},
                "specificity": {"value": 0.85, "low": 0.75, "high": 0.93}}
     model = env / "weights" / "tiny_cnn.pt"
-    report, films = _site_report(figures, [])
-    report["checkpoint"] = {"file": model.name, "sha256": file_sha256(model)}
+    report, films = _site_report(figures, [], model)
     monkeypatch.setattr("covid_core.site_job.validate_site_with_films", lambda *a, **k: (report, films))
     first = page("validate")
     first.text_input(key="site_folder").set_value(str(make_site_folder(env / "hospital", per_class=1)))
@@ -738,6 +742,22 @@ def test_a_finished_validation_is_shown_again_after_the_server_restarts_and_can_
         st.cache_resource.clear()
         later = page("validate")  # no earlier validation shown, and no error
         assert "St Elsewhere: 24 films" not in " ".join(h.value for h in later.subheader) and not later.error, change
+
+
+def test_a_finished_validation_is_forgotten_once_its_model_is_retrained_in_place(env, monkeypatch):
+    """A report made for the checkpoint that was at a path is not shown, nor offered to be made active, for the
+    model now at that path: its site file would not fit it (and a stale report would be taken for the new model's)."""
+    from app_helpers import make_checkpoint
+
+    at = _validate_page_with_report(env, monkeypatch, {"sensitivity": {"value": 0.9}, "specificity": {"value": 0.9}},
+                                    [])
+    assert "St Elsewhere: 24 films" in " ".join(h.value for h in at.subheader)
+    make_checkpoint(env / "weights" / "tiny_cnn.pt", seed=1)  # the server keeps running
+    later = page("validate")
+    assert not later.exception, later.exception
+    assert "St Elsewhere: 24 films" not in " ".join(h.value for h in later.subheader)
+    assert not [b for b in later.button if b.key == "site_activate"]
+    assert any(c.value.startswith("This model has no active site file") for c in later.caption)
 
 
 def test_figures_from_too_few_films_are_named_and_the_site_is_made_active_only_on_purpose(env, monkeypatch):
