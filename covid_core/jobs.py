@@ -108,9 +108,18 @@ def start_training(config: TrainConfig, task: str = "classify", runs_dir: str | 
     Raises ConfigError (nothing is started) for an unknown task, invalid values or a
     missing data folder.
     """
+    _check_task(task)
+    config.validate()
+    return _launch(config, task, runs_dir)
+
+
+def _check_task(task: str) -> None:
     if task not in TASKS:
         raise ConfigError(f"unknown task {task!r}; choose one of: {', '.join(TASKS)}")
-    config.validate()
+
+
+def _launch(config: TrainConfig, task: str, runs_dir: str | Path | None) -> Job:
+    """Start a run of a validated ``config``."""
     try:
         return _start(config, task, runs_dir)
     except OSError as exc:  # a path the file system refuses (too long, unreadable...): a message, not a traceback
@@ -120,11 +129,12 @@ def start_training(config: TrainConfig, task: str = "classify", runs_dir: str | 
 
 def start_from_form(config: TrainConfig, data: str, task: str = "classify") -> Job:
     """The Train form's start: the data folder (which must lie under an allowed data root) becomes
-    ``config.data``, then :func:`start_training`. Every problem of the folder and the values is raised at once, in
-    one ConfigError, so a form is fixed in one go; nothing is started then."""
+    ``config.data``, then the run starts as :func:`start_training` starts it. Every problem of the folder and the
+    values is raised at once, in one ConfigError, so a form is fixed in one go; nothing is started then."""
     from .data_roots import check_data_folder
     from .errors import CovidCoreError
 
+    _check_task(task)
     problems = []
     try:
         config.data = str(check_data_folder(data))
@@ -137,7 +147,7 @@ def start_from_form(config: TrainConfig, data: str, task: str = "classify") -> J
         problems.insert(0, str(exc))
     if problems:
         raise ConfigError("; ".join(problems))
-    return start_training(config, task=task)
+    return _launch(config, task, None)
 
 
 def max_active_jobs() -> int:
