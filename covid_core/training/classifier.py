@@ -74,10 +74,12 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
     ``on_epoch(row)`` is called with each epoch's metrics; returning False stops training.
     ``resume`` is a run folder whose config and ``last.pt`` are continued.
     """
+    state = None  # the state saved after the last finished epoch of a resumed run, if any can be read
     if resume:
         run_dir, config = open_run(config, resume, TrainConfig.from_dict, config.model)
+        state = run_dir.resume_state()
     # Once an epoch is saved, the run's own weights hold the starting file's: resuming no longer needs the file.
-    in_run = resume and is_weights_file(config.pretrained) and run_dir.last_checkpoint.is_file()
+    in_run = state is not None and is_weights_file(config.pretrained)
     (replace(config, pretrained="none") if in_run else config).validate()
     device = distributed.pick_device(config.device)
     rank, world = distributed.setup(device)
@@ -93,7 +95,7 @@ def run(config: TrainConfig, on_epoch: Callable[[dict], bool | None] | None = No
         run_dir.write_json("config.json", asdict(config))
         run_dir.set_status("preparing", epoch=0, epochs=config.epochs, kind="classifier")
     with run_dir.failure_recorded(enabled=is_main):
-        _Training(config, run_dir, rank, world, device, progress).fit(on_epoch, should_stop, resume)
+        _Training(config, run_dir, rank, world, device, progress).fit(on_epoch, should_stop, resume, state)
     distributed.teardown(world)
     return run_dir.best_checkpoint
 
@@ -264,9 +266,10 @@ class _Training:
                           generator=torch.Generator().manual_seed(config.seed * 1000 + epoch),
                           persistent_workers=False, pin_memory=self.device.type == "cuda")
 
-    def fit(self, on_epoch, should_stop, resume) -> None:
+    def fit(self, on_epoch, should_stop, resume, state: dict | None) -> None:
+        """Train from the start, or with ``state`` (:meth:`RunDir.resume_state` of a resumed run) from after its
+        last saved epoch."""
         config, run_dir = self.config, self.run_dir
-        state = run_dir.resume_state() if resume else None
         self._build(resume, from_saved_epoch=state is not None)
         s = self._restore(resume, state)
         val_u8, val_labels = self.images[self.idx["val"]], self.labels[self.idx["val"]]
