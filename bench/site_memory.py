@@ -55,23 +55,23 @@ def site_folder(root: Path, films: int) -> Path:
 
 def measure(classifier, folder: Path, chunk: int) -> tuple[float, float, int]:
     """(peak memory rise in MB, seconds, films scored) of ``site_films`` with SCORE_CHUNK = ``chunk``."""
-    from covid_core import site
+    from covid_core import site_scoring
 
-    site.SCORE_CHUNK, default = chunk, site.SCORE_CHUNK
+    site_scoring.SCORE_CHUNK, default = chunk, site_scoring.SCORE_CHUNK
     try:
         before = peak_reset()
         start = time.perf_counter()
-        films = site.site_films(classifier, folder)
+        films = site_scoring.site_films(classifier, folder)
         seconds = time.perf_counter() - start
         rise = (peak() - before) / 2**20
     finally:
-        site.SCORE_CHUNK = default
+        site_scoring.SCORE_CHUNK = default
     return rise, seconds, len(films["table"])
 
 
 def main() -> int:
     from covid_core.checkpoint import load_classifier
-    from covid_core.site import SCORE_CHUNK
+    from covid_core.site_scoring import SCORE_CHUNK
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--films", type=int, default=600)

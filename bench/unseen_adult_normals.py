@@ -6,7 +6,7 @@ The only normal adults in this data from outside NIH are the COVID-19 collection
 ``--holdout-source cohen:normal,figure1:normal`` (bench/shortcut_ablation.py's row
 ``group_without_collection_normals``) saw none of them, nor any other film of their patients. Each checkpoint's
 p(COVID-19) of those 18 films is ranked against TEST's 60 COVID-19 films: AUC with a 95% interval that resamples
-patients (the site report's own, ``covid_core.site.figures``), the share of the normals most probably COVID-19,
+patients (the site report's own, ``covid_core.site_figures.figures``), the share of the normals most probably COVID-19,
 withheld by the familiarity or orientation check, and given a COVID-19 positive verdict at the model's stored
 threshold (nothing withheld, and as the product would give them). A checkpoint trained with those films is
 scored too, marked "seen": its figures are flattered by having learned them.
@@ -29,7 +29,7 @@ def figures(checkpoint: str, data: str) -> dict:
     from covid_core.checkpoint import load_classifier
     from covid_core.datasets import holdout_films, load_dataset
     from covid_core.inference import score_pixels
-    from covid_core.site import figures as site_figures
+    from covid_core.site_figures import figures as site_figures
     from shortcut_ablation import familiarity_withheld  # bench/ is on sys.path
 
     clf = load_classifier(checkpoint)

@@ -29,97 +29,28 @@ call is what is measured and adapted (:func:`_validate_call_only`); its report s
 Steps that need more films than the site has (MIN_PER_CLASS COVID-19 and non-COVID films; for the call, normal
 and pneumonia films) are skipped with a reason. The result is a plain JSON site file (no images, no patient data)
 that ``predict``, ``evaluate`` and ``explain`` apply with ``--site`` (read by :mod:`covid_core.site_file`); it is
-refused for any other checkpoint.
+refused for any other checkpoint. The site's films are read and scored by :mod:`covid_core.site_scoring`, the
+figures and their intervals made by :mod:`covid_core.site_figures`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
 import numpy as np
 
 from .datasets import file_sha256
-from .metrics import binary_auc, calibration_bins, mean_nll, rates_of_calls
-from .errors import ConfigError, CovidCoreError, DatasetError
+from .errors import ConfigError
+from .metrics import mean_nll
+from .site_figures import balanced_accuracy, figures, given_figures, reliability
 from .site_file import (CALL_ONLY, HEAD_THRESHOLD_FROM, MIN_PER_CLASS, SITE_FORMAT, Site, clean_site_name,
                         makes_call)
+from .site_scoring import PROBE_FILMS, scored_films, site_films, withheld_films
 from .targets import COVID_CLASS
 
-BOOTSTRAP = 1000
-SCORE_CHUNK = 64  # films decoded, then scored together: only their features, not their pixels, stay in memory
-PROBE_FILMS = 10  # the first films, kept as pixels for the familiarity probes (probes_let_through)
 
-
-# ---- figures ------------------------------------------------------------------------------------------------
-
-def _rates(y: np.ndarray, positive: np.ndarray) -> tuple[float | None, float | None]:
-    rates = rates_of_calls(y, positive)
-    return rates["sensitivity"], rates["specificity"]
-
-
-def _interval(values: list[float]) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None]
-    if len(values) < 20:
-        return None, None
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
-
-
-def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np.ndarray, seed: int = 0) -> dict:
-    """Sensitivity, specificity (of ``positive``) and AUC (of ``score``) with 95% intervals from a bootstrap that
-    resamples patients (all films of a drawn patient together); the confusion counts and the ROC curve."""
-    from sklearn.metrics import roc_curve
-
-    y, positive = np.asarray(y, bool), np.asarray(positive, bool)
-    sens, spec = _rates(y, positive)
-    out = {"sensitivity": {"value": sens}, "specificity": {"value": spec}, "auc": {"value": binary_auc(y, score)},
-           "counts": {"tp": int((y & positive).sum()), "fn": int((y & ~positive).sum()),
-                      "fp": int((~y & positive).sum()), "tn": int((~y & ~positive).sum())}}
-    if 0 < y.sum() < len(y):
-        fpr, tpr, _ = roc_curve(y, score)
-        out["roc"] = {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
-    groups = {}
-    for i, p in enumerate(patients):
-        groups.setdefault(p, []).append(i)
-    members = list(groups.values())
-    rng = np.random.default_rng(seed)
-    draws = {"sensitivity": [], "specificity": [], "auc": []}
-    for _ in range(BOOTSTRAP):
-        idx = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
-        s, c = _rates(y[idx], positive[idx])
-        draws["sensitivity"].append(s)
-        draws["specificity"].append(c)
-        draws["auc"].append(binary_auc(y[idx], score[idx]))
-    for key, values in draws.items():
-        out[key]["low"], out[key]["high"] = _interval(values)
-    positives, negatives = (len(set(np.asarray(patients)[films_of_kind])) for films_of_kind in (y, ~y))
-    _widen_to_patients(out["sensitivity"], sens, positives)
-    _widen_to_patients(out["specificity"], spec, negatives)
-    # The AUC is the chance that a COVID-19 film outscores another film. Pairing each patient of the smaller side
-    # with a different patient of the other gives that many independent trials of it: its floor interval.
-    _widen_to_patients(out["auc"], out["auc"]["value"], min(positives, negatives))
-    return out
-
-
-def _widen_to_patients(figure: dict, rate: float | None, n_patients: int) -> None:
-    """Widen a rate's bootstrap interval to at least the Wilson interval of the same rate counted on patients.
-
-    A bootstrap cannot draw a rate beyond what was seen: 15 of 15 COVID-19 films called positive gives an interval
-    of 100-100%, as if the next film could not be missed (and an AUC of 1.000, 1.000-1.000). Counting each patient
-    once (as many hits as the rate gives) is the cautious stand-in for films of one patient that are not
-    independent.
-    """
-    from .metrics import proportion_interval
-
-    if rate is None or n_patients == 0:
-        return
-    low, high = proportion_interval(round(rate * n_patients), n_patients)
-    if figure.get("low") is None:  # too few draws held films of that kind: the Wilson interval alone
-        figure["low"], figure["high"] = low, high
-    else:
-        figure["low"], figure["high"] = min(figure["low"], low), max(figure["high"], high)
-
+# ---- adapting: held-out folds and heads ---------------------------------------------------------------------
 
 def _folds(patients: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0):
     from sklearn.model_selection import StratifiedGroupKFold
@@ -161,28 +92,8 @@ def head_operating_point(features: np.ndarray, y: np.ndarray, patients: np.ndarr
     return _fit_head(features, y), _threshold_for(y, held_out, target)
 
 
-def _balanced(y, positive) -> float:
-    sens, spec = _rates(y, positive)
-    return float(np.mean([v for v in (sens, spec) if v is not None]))
-
-
 def _rows(feats: dict, rows) -> dict:
     return {k: v[rows] for k, v in feats.items()}
-
-
-def withheld_films(stats: dict | None, feats: dict, copies: list[dict]) -> np.ndarray:
-    """bool N: the films Diagnose would give no verdict with these familiarity statistics (None: no check), as
-    unlike the training X-rays or as turned (a rotated or inverted copy more familiar than the film)."""
-    from .ood import has_ood, ood_scores, turned_flags
-
-    n = len(next(iter(feats.values())))
-    if stats is None or not has_ood(stats):
-        return np.zeros(n, bool)
-    own = ood_scores(stats, feats)
-    out = own > stats["threshold"]
-    if copies:
-        out |= turned_flags(stats, own, copies)
-    return out
 
 
 def probes_let_through(classifier, site_pixels: np.ndarray, site, floor: float = 0.95) -> str:
@@ -209,131 +120,6 @@ def probes_let_through(classifier, site_pixels: np.ndarray, site, floor: float =
         if adapted < min(floor, shipped):
             problems.append(f"{words[kind]} (withheld {100 * shipped:.0f}% -> {100 * adapted:.0f}% of {len(images)})")
     return " and ".join(problems)
-
-
-def given_figures(y, score, positive, patients, withheld: np.ndarray, seed: int = 0) -> dict:
-    """:func:`figures` counting only the films that get a verdict (no ROC), with how many films got none."""
-    keep = ~np.asarray(withheld, bool)
-    out = {"films": int(len(keep)), "withheld": int((~keep).sum())}
-    if keep.any():
-        f = figures(np.asarray(y)[keep], np.asarray(score)[keep], np.asarray(positive)[keep],
-                    np.asarray(patients)[keep], seed)
-        f.pop("roc", None)
-        out.update(f)
-    return out
-
-
-# ---- reading the site's films --------------------------------------------------------------------------------
-
-def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict:
-    """The reliability curve of the top-class probability: per equal-width bin with films, its mean confidence,
-    its accuracy and its count ({"confidence", "accuracy", "n"} lists), for a calibration plot."""
-    rows = calibration_bins(probs, labels, bins)
-    return {"confidence": [round(c, 4) for c, _, _ in rows], "accuracy": [round(a, 4) for _, a, _ in rows],
-            "n": [n for _, _, n in rows]}
-
-
-def site_films(classifier, folder: str | Path, layout: str = "auto", on_progress=None) -> dict:
-    """Decode and score every labelled film of ``folder`` (all splits): its logits, features and, where the model
-    checks orientation, its turned copies' features. Broken and duplicate files are listed in ``problems`` and
-    skipped; the rest are used. Films are scored SCORE_CHUNK at a time, so only the first PROBE_FILMS films' pixels
-    are kept (``first_pixels``). Raises DatasetError when nothing usable is left."""
-    from .datasets import load_dataset
-    from .decode import decode_image
-    from .dicom_header import why_no_verdict
-    from .inference import check_not_blank
-    from .preprocess import prepare_pixels
-
-    table = load_dataset(folder, layout).for_target(classifier.target).reset_index(drop=True)
-    scored = _ChunkScorer(classifier, len(table))
-    keep, problems, seen = [], [], {}
-    for n, (i, row) in enumerate(table.iterrows()):
-        if on_progress is not None:
-            on_progress(n, len(table))
-        try:
-            data = Path(row["path"]).read_bytes()
-            digest = hashlib.sha256(data).hexdigest()
-            if digest in seen:
-                problems.append({"file": row["filename"], "problem": f"duplicate of {seen[digest]}; used once"})
-                continue
-            image = decode_image(data, row["filename"])
-            check_not_blank(image.pixels)
-            header = why_no_verdict(image.dicom_info)[1]
-            if header:  # Diagnose gives such a film no verdict, so it cannot count for or against the model
-                problems.append({"file": row["filename"], "problem": header})
-                continue
-        except (CovidCoreError, OSError) as exc:
-            problems.append({"file": row["filename"], "problem": str(exc)})
-            continue
-        seen[digest] = row["filename"]
-        scored.add(prepare_pixels(image.pixels, classifier.preprocess)[0])
-        keep.append(i)
-    if not keep:
-        raise DatasetError(f"no usable film in {folder}: " + "; ".join(f"{p['file']}: {p['problem']}"
-                                                                      for p in problems[:5]))
-    logits, feats, copies = scored.result()
-    return {"table": table.iloc[keep].reset_index(drop=True), "first_pixels": scored.first_pixels,
-            "logits": logits, "features": feats, "copies": copies, "problems": problems}
-
-
-def scored_films(classifier, pixels: np.ndarray):
-    """(logits, features, copies) of prepared films: ``logits_and_features``, and where the model checks orientation
-    (as Diagnose does: a film whose rotated or inverted copy is more familiar gets no verdict) its turned copies'
-    features (``turned_copy_features``); copies [] otherwise."""
-    from .inference import logits_and_features, turned_copy_features
-    from .ood import has_ood
-
-    logits, feats = logits_and_features(classifier.model, pixels, classifier.preprocess, device=classifier.device,
-                                        spatial_layer=classifier.spec.target_layer(classifier.model))
-    turned = has_ood(classifier.ood) and classifier.ood.get("orientation_check")
-    return logits, feats, turned_copy_features(classifier, pixels) if turned else []
-
-
-class _ChunkScorer:
-    """Collects prepared films and scores them (``scored_films``) SCORE_CHUNK at a time into arrays made for
-    ``capacity`` films."""
-
-    def __init__(self, classifier, capacity: int):
-        self.classifier, self.capacity = classifier, capacity
-        self.pending, self.first, self.done = [], [], 0
-        self.logits = self.feats = self.copies = None
-
-    def add(self, pixels: np.ndarray) -> None:
-        if len(self.first) < PROBE_FILMS:
-            self.first.append(pixels)
-        self.pending.append(pixels)
-        if len(self.pending) == SCORE_CHUNK:
-            self._score()
-
-    def _score(self) -> None:
-        pixels = np.stack(self.pending)
-        self.pending = []
-        logits, feats, copies = scored_films(self.classifier, pixels)
-        if self.logits is None:
-            self.logits, self.feats = self._room(logits), {k: self._room(v) for k, v in feats.items()}
-            self.copies = [{k: self._room(v) for k, v in copy.items()} for copy in copies]
-        rows = slice(self.done, self.done + len(pixels))
-        for room, new in zip([self.feats, *self.copies], [feats, *copies]):
-            for name, values in new.items():
-                room[name][rows] = values
-        self.logits[rows] = logits
-        self.done += len(pixels)
-
-    def _room(self, like: np.ndarray) -> np.ndarray:
-        return np.empty((self.capacity, *like.shape[1:]), like.dtype)
-
-    @property
-    def first_pixels(self) -> np.ndarray:
-        return np.stack(self.first)
-
-    def result(self):
-        """(logits, features, copies) of every film added, in order, as ``logits_and_features`` and
-        ``turned_copy_features`` would give them for all the films at once."""
-        if self.pending:
-            self._score()
-        n = self.done
-        return (self.logits[:n], {k: v[:n] for k, v in self.feats.items()},
-                [{k: v[:n] for k, v in copy.items()} for copy in self.copies])
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -389,8 +175,8 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
     held = np.zeros(len(rows))
     for train, test in _folds(patients[rows], y, seed=seed):
         held[test] = _head_scores(_fit_head(pen[rows][train], y[train]), pen[rows][test])
-    network = _balanced(y, logits[rows, pi] > logits[rows, ni])
-    adapted = _balanced(y, held >= 0.5)
+    network = balanced_accuracy(y, logits[rows, pi] > logits[rows, ni])
+    adapted = balanced_accuracy(y, held >= 0.5)
     if adapted <= network:
         return None, (f"the call between normal and pneumonia: a head on the frozen features did not beat the "
                       f"network's call held out (balanced accuracy {adapted:.3f} against {network:.3f})"), None
@@ -505,8 +291,8 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
         head, head_threshold = head_operating_point(pen[train], y[train], patients[train], target_sensitivity, seed)
         oof_score["head"][held] = _head_scores(head, pen[held])
         oof["head"][held] = oof_score["head"][held] >= head_threshold
-    shipped = _balanced(y, score >= threshold)
-    cv = {k: _balanced(y, v) for k, v in oof.items()}
+    shipped = balanced_accuracy(y, score >= threshold)
+    cv = {k: balanced_accuracy(y, v) for k, v in oof.items()}
     best = max(cv, key=cv.get)
     after_positive, after_score = score >= threshold, score
     if cv[best] > shipped:
@@ -655,8 +441,8 @@ def temperature_step(logits: np.ndarray, labels: np.ndarray, y: np.ndarray, ci: 
                                                                                 _torch(labels[train])))
     nll = [(mean_nll(shipped[held], labels[held]), mean_nll(held_out[held], labels[held])) for _, held in folds]
     nll_before, nll_after = np.mean(nll, axis=0)
-    verdicts_before = _balanced(y, shipped[:, ci] >= threshold)
-    verdicts_after = _balanced(y, held_out[:, ci] >= threshold)
+    verdicts_before = balanced_accuracy(y, shipped[:, ci] >= threshold)
+    verdicts_after = balanced_accuracy(y, held_out[:, ci] >= threshold)
     if nll_after >= nll_before:
         return None, shipped, "temperature: refitting did not lower the held-out log-loss"
     if verdicts_after < verdicts_before:

@@ -123,7 +123,7 @@ def test_a_site_folders_lateral_dicom_is_left_out_of_its_validation_with_the_rea
     from PIL import Image
 
     from covid_core.checkpoint import load_classifier
-    from covid_core.site import site_films
+    from covid_core.site_scoring import site_films
 
     for cls in ("normal", "covid19"):
         (tmp_path / "site" / cls).mkdir(parents=True)

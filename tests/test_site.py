@@ -364,7 +364,8 @@ def test_the_films_that_would_get_no_verdict_are_the_unfamiliar_and_the_turned_o
     """As in Diagnose: a film unlike the training features, or one whose rotated or inverted copy is more familiar
     than the film itself, gets no verdict; the site's figures for the verdicts given count only the others."""
     from covid_core.ood import fit_ood
-    from covid_core.site import given_figures, withheld_films
+    from covid_core.site_figures import given_figures
+    from covid_core.site_scoring import withheld_films
 
     rng = np.random.default_rng(0)
     train = rng.normal(0, 1, (200, 4))
@@ -398,7 +399,7 @@ def test_a_sites_figures_count_only_the_verdicts_given_and_diagnose_says_how_man
     report counts them, its "given" figures leave them out, and the verdict's validation statement quotes those
     figures with the counts."""
     from covid_core.ood import ood_scores
-    from covid_core.site import site_films
+    from covid_core.site_scoring import site_films
     from covid_core.site_file import load_classifier_at_site
     from covid_core.site_job import comparison_rows, given_rates_text, predictive_values_text
     from covid_core.verdict import validation_statement
@@ -523,7 +524,7 @@ def test_figures_from_too_few_films_to_confirm_the_model_are_named_so_before_it_
 def test_a_perfect_rate_on_a_few_patients_gets_an_interval_that_admits_a_miss():
     """15 of 15 COVID-19 films from 9 patients: a bootstrap alone says 100-100%; the interval is widened to the
     Wilson interval counted on patients (9 of 9: 70-100%)."""
-    from covid_core.site import figures
+    from covid_core.site_figures import figures
 
     y = np.array([True] * 15 + [False] * 20)
     positive = y.copy()
@@ -540,7 +541,7 @@ def test_a_perfect_rate_on_a_few_patients_gets_an_interval_that_admits_a_miss():
 def test_a_perfect_auc_on_a_few_patients_gets_an_interval_that_admits_a_misranking():
     """Every COVID-19 film (9 patients) outscores every other film (20 patients): the bootstrap says 1.000-1.000;
     the interval is widened to Wilson's 9 of 9 (70-100%), the smaller side's patients as independent pairs."""
-    from covid_core.site import figures
+    from covid_core.site_figures import figures
 
     y = np.array([True] * 15 + [False] * 20)
     patients = np.array([f"c{i % 9}" for i in range(15)] + [f"n{i}" for i in range(20)])
@@ -557,7 +558,7 @@ def test_a_sites_films_scored_a_few_at_a_time_get_the_scores_they_get_all_at_onc
     """validate-site scores a folder SCORE_CHUNK films at a time, so that only features stay in memory; the logits,
     features and turned copies' features come out in the table's order, as scoring every film at once gives them,
     and only the first PROBE_FILMS films' pixels are kept (for the familiarity probes)."""
-    from covid_core import site as site_module
+    from covid_core import site_scoring as site_module
 
     site = make_site_folder(tmp_path / "hospital", per_class=7)
     classifier = load_classifier(make_checkpoint(tmp_path / "m.pt"))

@@ -12,14 +12,15 @@ bench = importlib.import_module("site_memory")
 
 
 def test_the_synthetic_site_is_read_whole_by_either_way_of_scoring(tmp_path, tiny_checkpoint):
-    from covid_core import site
+    from covid_core import site_scoring
     from covid_core.checkpoint import load_classifier
 
-    default = site.SCORE_CHUNK
+    default = site_scoring.SCORE_CHUNK
     folder = bench.site_folder(tmp_path, 7)
-    assert site.site_films(load_classifier(tiny_checkpoint), folder)["problems"] == []  # no duplicate, none broken
+    # no duplicate, none broken
+    assert site_scoring.site_films(load_classifier(tiny_checkpoint), folder)["problems"] == []
     classifier = load_classifier(tiny_checkpoint)
     for chunk in (2, 10**9):
         rise, seconds, films = bench.measure(classifier, folder, chunk)
         assert films == 7 and rise >= 0 and seconds > 0
-    assert site.SCORE_CHUNK == default  # the bench puts the product's chunk back
+    assert site_scoring.SCORE_CHUNK == default  # the bench puts the product's chunk back
