@@ -1,9 +1,11 @@
-"""Unpack a zip of labelled films (a site's validation set) safely into a folder.
+"""Unpack a zip of labelled films (a site's validation set), or write the files of a folder chosen in the browser,
+safely into a folder on the server.
 
 Refused or skipped, with the reason: members whose path would leave the folder (``../``, absolute paths, drive
 letters), links, more than ``max_files`` members (a directory far larger than that many need is refused before it
 is read), and more than ``max_bytes`` unpacked in all. The size is counted while reading, not taken from the zip's
-own header, so a zip bomb that lies about its sizes stops at the cap.
+own header, so a zip bomb that lies about its sizes stops at the cap. Only films are kept: a file with an image
+extension, or a DICOM by its content (notes, spreadsheets and ``.DS_Store`` are passed over).
 """
 
 from __future__ import annotations
@@ -24,9 +26,33 @@ CHUNK = 1 << 20
 
 def _safe_member(name: str) -> PurePosixPath | None:
     path = PurePosixPath(name.replace("\\", "/"))
-    if path.is_absolute() or ".." in path.parts or (path.parts and ":" in path.parts[0]):
+    if "\0" in name or not path.parts or path.is_absolute() or ".." in path.parts or ":" in path.parts[0]:
         return None
     return path
+
+
+def _is_film(path: PurePosixPath, head: bytes) -> bool:
+    """Whether a file is kept as a film: an image extension, or a DICOM by its first bytes (a DICOM named IM000001)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS or is_dicom(head, path.name)
+
+
+def _too_large(what: str, max_bytes: int) -> DatasetError:
+    return DatasetError(f"{what} more than {max_bytes / 2**20:.0f} MB; refused")
+
+
+def _not_written(name: str, exc: OSError) -> DatasetError:
+    """The disk, not the films: a full disk, or a name this file system refuses."""
+    return DatasetError(f"could not write {name} here ({exc.strerror or exc}); nothing was validated")
+
+
+def _data_root(dest: Path) -> Path:
+    """``dest``, or the one folder everything in it is wrapped in ("hospital/normal/..."), down to the class
+    folders."""
+    root = dest
+    while root.is_dir() and len(entries := list(root.iterdir())) == 1 and entries[0].is_dir() \
+            and entries[0].name.lower() not in ("normal", "pneumonia", "covid19", "covid", "train", "test"):
+        root = entries[0]
+    return root
 
 
 #: Bytes of central directory allowed per member the caps admit: 46 bytes of record and a name of up to about 1 KB.
@@ -95,25 +121,50 @@ def extract_labelled_zip(data: bytes, dest: str | Path, max_files: int = MAX_FIL
             continue
         target = dest.joinpath(*path.parts)
         try:
-            if path.suffix.lower() not in IMAGE_EXTENSIONS:
-                with archive.open(member) as src:
-                    if not is_dicom(src.read(DICOM_PREAMBLE), path.name):
-                        continue  # notes, CSVs of other tools, .DS_Store...; a DICOM named IM000001 is kept
+            with archive.open(member) as src:
+                if not _is_film(path, src.read(DICOM_PREAMBLE)):
+                    continue  # notes, CSVs of other tools, .DS_Store...
             target.parent.mkdir(parents=True, exist_ok=True)
             with archive.open(member) as src, open(target, "wb") as out:
                 while chunk := src.read(CHUNK):
                     total += len(chunk)
                     if total > max_bytes:
-                        raise DatasetError(f"the zip unpacks to more than {max_bytes / 2**20:.0f} MB; refused")
+                        raise _too_large("the zip unpacks to", max_bytes)
                     out.write(chunk)
         except (zipfile.BadZipFile, *DAMAGE) as exc:  # this member only: the others are still read
             target.unlink(missing_ok=True)
             skipped.append(f"{member.filename}: {_damage_reason(exc)}; skipped")
-        except OSError as exc:  # the disk, not the zip: a full disk, or a name this file system refuses
-            raise DatasetError(f"could not unpack {member.filename} here ({exc.strerror or exc}); nothing was "
-                               "validated") from exc
-    root = dest
-    while root.is_dir() and len(entries := list(root.iterdir())) == 1 and entries[0].is_dir() \
-            and entries[0].name.lower() not in ("normal", "pneumonia", "covid19", "covid", "train", "test"):
-        root = entries[0]  # a zip of "hospital/normal/..." wraps its class folders in one folder
-    return root, skipped
+        except OSError as exc:
+            raise _not_written(member.filename, exc) from exc
+    return _data_root(dest), skipped
+
+
+def write_labelled_files(files, dest: str | Path, max_files: int = MAX_FILES,
+                         max_bytes: int = MAX_BYTES) -> tuple[Path, list[str]]:
+    """Write the films among ``files`` (pairs of a path inside the chosen folder, as the browser names it, such as
+    "hospital/normal/a.dcm", and its bytes) into ``dest``, as :func:`extract_labelled_zip` unpacks a zip; returns
+    (the data folder, the names it skipped with why).
+
+    Raises DatasetError for more than ``max_files`` files or more than ``max_bytes`` of films in all.
+    """
+    dest = Path(dest)
+    skipped, total = [], 0
+    for n, (name, data) in enumerate(files):
+        if n == max_files:
+            raise DatasetError(f"the folder holds more than {max_files} files, over the limit")
+        path = _safe_member(str(name))
+        if path is None:
+            skipped.append(f"{name}: its path leaves the folder; skipped")
+            continue
+        if not _is_film(path, data[:DICOM_PREAMBLE]):
+            continue
+        total += len(data)
+        if total > max_bytes:
+            raise _too_large("the folder's films take", max_bytes)
+        target = dest.joinpath(*path.parts)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as exc:
+            raise _not_written(str(name), exc) from exc
+    return _data_root(dest), skipped

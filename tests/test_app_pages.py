@@ -816,12 +816,39 @@ def test_validate_at_your_site_takes_a_zip_of_labelled_films(env):
     assert any("leaves the folder" in w.value for w in at.warning)
     assert any("damaged.png" in w.value and "fail the zip's checksum" in w.value for w in at.warning)
     assert sum("its path leaves the folder" in w.value for w in at.warning) == 9
-    assert any("and 3 more members of the zip skipped" in w.value for w in at.warning)
+    assert any("and 3 more files skipped" in w.value for w in at.warning)
     assert any(w.value.startswith(r"../\[a\](http\:evil.example).png\: its path") for w in at.warning)  # as it is
     _wait_for_site_report(at)
     assert list(at.dataframe[0].value[""]) == ["shipped model", "after adaptation (cross-validated)"]
     assert "hospital: 24 films" in " ".join(h.value for h in at.subheader)
     assert not (env / "outside.png").exists()
+
+
+def test_validate_at_your_site_takes_a_folder_chosen_on_the_users_computer(env):
+    """A DICOM set is too large for one zip under the upload limit: the browser sends a chosen folder's files one
+    by one, each named by its path inside the folder. Given with another set of films, nothing is started."""
+    from app_helpers import make_site_folder, site_film
+
+    files = [(f"St Elsewhere/{cls}/{cls}{i}.png", png_bytes(site_film(cls, i, k)), "image/png")
+             for k, cls in enumerate(("normal", "covid19")) for i in range(12)]
+    files.append(("St Elsewhere/normal/README.txt", b"labelled by the radiologists", "text/plain"))
+    at = page("validate")
+    at.file_uploader(key="site_dir").set_value(files)
+    at.text_input(key="site_folder").set_value(str(make_site_folder(env / "hospital", per_class=1)))
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    assert any(e.value.startswith("Not validated: give your labelled films one way") and e.value.endswith(
+        "a folder on this server or a folder from your computer, not both; clear one") for e in at.error)
+    assert not at.subheader and not at.get("progress")
+    at.text_input(key="site_folder").set_value("")
+    at.button[0].click().run()
+    assert not at.exception, at.exception
+    _wait_for_site_report(at)
+    assert "St Elsewhere: 24 films" in " ".join(h.value for h in at.subheader)  # the folder's name, README passed over
+    at.file_uploader(key="site_dir").set_value([])
+    at.button[0].click().run()
+    assert any(e.value.startswith("Not validated: give your labelled films one way") and e.value.endswith(
+        "a folder on this server, a zip, or a folder from your computer") for e in at.error)
 
 
 @pytest.mark.parametrize("name, form", [("validate", "site_form"), ("train", "train_form")])

@@ -239,6 +239,25 @@ def test_a_dicom_without_an_extension_is_analysed_and_a_note_is_refused_by_its_c
         assert shown.count("could not be analysed") == 1  # the DICOM was read
 
 
+def test_a_site_is_validated_from_a_folder_chosen_on_the_users_computer(app_server, tmp_path):
+    """The browser sends each file of a chosen folder named by its path inside it ("St Elsewhere/normal/..."): the
+    server must receive those paths, or the class folders, and so the labels, would be lost."""
+    from app_helpers import make_site_folder
+
+    folder = make_site_folder(tmp_path / "St Elsewhere", per_class=12)
+    with browser_page("validate-folder", app_server) as page:
+        page.goto(f"{app_server}/validate", wait_until="domcontentloaded")
+        page.get_by_text("choose the folder on your computer").first.wait_for(timeout=60_000)
+        page.locator("input[type=file][webkitdirectory]").set_input_files(str(folder))
+        page.wait_for_function("document.querySelectorAll('[data-testid=stFileChip]').length === 24",
+                               timeout=60_000)
+        page.wait_for_timeout(2000)  # the last uploads finish
+        page.get_by_role("button", name="Validate").click()
+        page.get_by_text("St Elsewhere: 24 films").first.wait_for(timeout=120_000)
+        shown = page.locator("body").inner_text()
+        assert "By label: 12 normal and 12 COVID-19 films." in shown, shown[:2000]
+
+
 def test_text_a_file_chose_fetches_nothing_and_links_nowhere(app_server, tmp_path):
     """A header value is whatever the file's maker wrote: a Manufacturer written as a Markdown image must show as
     text in the header table, not make the clinician's browser fetch it from another host. Nor may a header value

@@ -775,6 +775,34 @@ def test_a_zip_of_labelled_films_is_unpacked_inside_its_folder_and_within_its_ca
     assert sorted(p.name for p in root.rglob("*") if p.is_file()) == ["IM000001"]  # the DICOM, known by its mark
 
 
+def test_a_folder_chosen_in_the_browser_is_written_inside_its_folder_and_within_its_caps(tmp_path):
+    """The browser names each file of a chosen folder by its path inside it; a hostile client can send any name, so
+    the same checks as a zip's members apply: nothing is written outside, only films are kept, and the caps hold."""
+    from covid_core.archive import write_labelled_files
+    from covid_core.errors import DatasetError
+
+    film = png_bytes(xray_array(64))
+    dest = tmp_path / "out"
+    files = [("hospital/normal/a.png", film), ("hospital/covid19/b.png", film), ("../../escape.png", film),
+             ("/abs/evil.png", film), ("C:/evil.png", film), ("hospital/normal/nul\0.png", film), ("", film),
+             ("hospital/normal/IM000001", dicom_bytes(np.zeros((64, 64), np.uint16))),
+             ("hospital/normal/notes.txt", b"exported by the PACS"), ("hospital/.DS_Store", b"\0\0\0\1Bud1")]
+    root, skipped = write_labelled_files(iter(files), dest)
+    assert root == dest / "hospital"  # the chosen folder's own name comes first in every path
+    assert sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file()) == [
+        "hospital/covid19/b.png", "hospital/normal/IM000001", "hospital/normal/a.png"]
+    assert len(skipped) == 5 and all("leaves the folder" in s for s in skipped)
+    assert not (tmp_path / "escape.png").exists() and not list(tmp_path.glob("**/evil.png"))
+    with pytest.raises(DatasetError, match="films take more than 1 MB"):
+        write_labelled_files([("normal/a.png", film), ("normal/zeros.png", b"\0" * 2**20)], tmp_path / "big",
+                             max_bytes=2**20)
+    with pytest.raises(DatasetError, match="more than 2 files"):
+        write_labelled_files([(f"normal/{i}.png", film) for i in range(3)], tmp_path / "many", max_files=2)
+    (tmp_path / "taken").write_text("a file where a folder should go")
+    with pytest.raises(DatasetError, match="could not write normal/a.png here"):
+        write_labelled_files([("normal/a.png", film)], tmp_path / "taken")
+
+
 def test_a_file_name_cannot_send_the_terminal_control_codes(tmp_path, capsys):
     """A file's name can hold control characters (ESC, BEL, carriage return): printed as they are, a name such as
     ESC ] 0 ; ... BEL retitles the researcher's terminal, others move the cursor or overwrite a warning already

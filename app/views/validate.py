@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import time
-from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
 import ui
-from covid_core.archive import extract_labelled_zip
-from covid_core.data_roots import check_data_folder
 from covid_core.errors import CovidCoreError
 from covid_core.formatting import code_span, counts_text
 from covid_core.model_catalog import activate_site_file, site_file_for
@@ -21,8 +17,7 @@ from covid_core.model_charts import site_calibration_figure, site_roc_figure
 from covid_core.site_file import MAX_NAME_CHARS
 from covid_core.site_job import call_only, films_to_review, films_used_text
 from site_panel import site_figures
-
-SKIPPED_SHOWN = 10  # a zip's skipped members named one by one; the rest counted
+from site_sources import LIMITS, chosen_films
 
 st.title("Validate at your site")
 st.markdown("No model trained on public collections can promise its accuracy at your hospital. Label a few dozen "
@@ -46,8 +41,13 @@ with st.form("site_form", enter_to_submit=False):  # Enter in a field must not s
                            help="It must lie inside a configured data folder (COVID_XRAY_DATA_ROOTS).")
     zipped = st.file_uploader("... or a zip of them (folders normal/, pneumonia/, covid19/ inside)", type=["zip"],
                               key="site_zip", help=f"At most {st.get_option('server.maxUploadSize')} MB (the "
-                              "server's upload limit; give a folder for larger sets). Unpacked into a temporary "
-                              "folder, deleted when the validation ends; at most 5,000 files and 1 GB unpacked.")
+                              "server's upload limit; for a larger set choose its folder below). Unpacked into a "
+                              f"temporary folder, deleted when the validation ends; {LIMITS}.")
+    picked = st.file_uploader("... or choose the folder on your computer (with normal/, pneumonia/, covid19/ inside)",
+                              accept_multiple_files="directory", key="site_dir",
+                              help="Your browser sends each of its files (at most "
+                              f"{st.get_option('server.maxUploadSize')} MB each); they are written into a temporary "
+                              f"folder, deleted when the validation ends; {LIMITS}.")
     c1, c2 = st.columns(2)
     name = c1.text_input("Site name", key="site_name", placeholder="e.g. St Elsewhere radiology",
                          max_chars=MAX_NAME_CHARS)
@@ -59,20 +59,9 @@ jobs = ui.validation_jobs()  # the server's: a reloaded page or another tab find
 if go_validate:
     unpacked = None
     try:
-        if zipped is not None:
-            unpacked = tempfile.mkdtemp(prefix="site_")  # removed by the job when it ends
-            path, skipped = extract_labelled_zip(zipped.getvalue(), unpacked)
-            label = Path(zipped.name).stem
-            for line in skipped[:SKIPPED_SHOWN]:
-                st.warning(ui.plain(line), icon=":material/folder_off:")
-            if len(skipped) > SKIPPED_SHOWN:
-                st.warning(f"... and {len(skipped) - SKIPPED_SHOWN:,} more members of the zip skipped (damaged, "
-                           "encrypted, links or outside its folder)", icon=":material/folder_off:")
-        else:
-            path = check_data_folder(folder)
-            label = path.name
+        path, label, unpacked = chosen_films(folder, zipped, picked)
         shipped = ui.cached_classifier(str(entry.path), entry.path.stat().st_mtime_ns)  # no site file applied
-        jobs.start(shipped, path, model=str(entry.path), name=name.strip() or label, target=float(target),
+        jobs.start(shipped, path, model=str(entry.path), name=name.strip() or label or "site", target=float(target),
                    cleanup=unpacked)
     except CovidCoreError as exc:
         if unpacked:
