@@ -26,8 +26,8 @@ def chosen_films(folder: str, zipped, picked) -> tuple[Path, str, str | None]:
     given = [what for what, value in (("a folder on this server", folder.strip()), ("a zip", zipped),
                                       ("a folder from your computer", picked)) if value]
     if len(given) != 1:
-        raise ConfigError("give your labelled films one way: " + (" or ".join(given) + ", not both; clear one" if given
-                          else "a folder on this server, a zip, or a folder from your computer"))
+        raise ConfigError("give your labelled films one way: " + (f"you gave {' and '.join(given)}; clear all but one"
+                          if given else "a folder on this server, a zip, or a folder from your computer"))
     if not zipped and not picked:
         path = check_data_folder(folder)
         return path, path.name, None

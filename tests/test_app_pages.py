@@ -838,7 +838,7 @@ def test_validate_at_your_site_takes_a_folder_chosen_on_the_users_computer(env):
     at.button[0].click().run()
     assert not at.exception, at.exception
     assert any(e.value.startswith("Not validated: give your labelled films one way") and e.value.endswith(
-        "a folder on this server or a folder from your computer, not both; clear one") for e in at.error)
+        "you gave a folder on this server and a folder from your computer; clear all but one") for e in at.error)
     assert not at.subheader and not at.get("progress")
     at.text_input(key="site_folder").set_value("")
     at.button[0].click().run()
