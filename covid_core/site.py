@@ -52,12 +52,32 @@ from .targets import COVID_CLASS
 
 # ---- adapting: held-out folds and heads ---------------------------------------------------------------------
 
-def _folds(patients: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0):
+def _folds(patients: np.ndarray, y: np.ndarray, k: int = 5, seed: int = 0, nested: bool = False) -> list | None:
+    """Patient-grouped folds (train, held) stratified by ``y``, or None when they cannot be made: every training part
+    must hold films of both kinds, and with ``nested`` (its training parts are split again, as
+    :func:`head_operating_point` splits them) films of at least 2 patients of each kind."""
     from sklearn.model_selection import StratifiedGroupKFold
 
     n_groups = len(set(patients))
+    if n_groups < 2:
+        return None
     k = max(2, min(k, n_groups, int(y.sum()), int((~y).sum())))
-    return list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, patients))
+    folds = list(StratifiedGroupKFold(k, shuffle=True, random_state=seed).split(np.zeros(len(y)), y, patients))
+    need = 2 if nested else 1
+    for train, _ in folds:
+        if min(len(set(patients[train][y[train]])), len(set(patients[train][~y[train]]))) < need:
+            return None
+    return folds
+
+
+def _too_few_patients(patients: np.ndarray, y: np.ndarray, kinds: tuple[str, str], nested: bool) -> str:
+    """Why :func:`_folds` could not be made, in words: how many patients the films of each kind (``kinds``: the
+    positive's name, then the other's) come from, and the fewest that can be split (more may be needed, as patients
+    fall into folds)."""
+    pos, neg = len(set(patients[y])), len(set(patients[~y]))
+    return (f"the {kinds[0]} films come from {pos} patient{'s' * (pos != 1)} and the {kinds[1]} films from {neg}; "
+            f"cross-validating by patient needs films of more patients of each kind (at least {3 if nested else 2} "
+            "each)")
 
 
 def _threshold_for(y: np.ndarray, score: np.ndarray, target: float) -> float:
@@ -80,14 +100,18 @@ def _head_scores(head: dict, features: np.ndarray) -> np.ndarray:
 
 
 def head_operating_point(features: np.ndarray, y: np.ndarray, patients: np.ndarray, target: float,
-                         seed: int = 0) -> tuple[dict, float]:
-    """(a head fitted on every film, its threshold for sensitivity ``target``). The threshold is chosen on each
-    film's score by a head fitted without that patient's films (patient-grouped folds), not on the head's scores of
-    the films it was fitted on: those are overfitted (a head fitted on 393 films of a hospital the network never
-    saw scored every one of its 19 COVID-19 films at 0.86 or more, and the threshold chosen there for sensitivity
-    0.90 caught 13 of 41 COVID-19 films of other patients)."""
+                         seed: int = 0) -> tuple[dict, float] | None:
+    """(a head fitted on every film, its threshold for sensitivity ``target``), or None when the films cannot be
+    split by patient (:func:`_folds`). The threshold is chosen on each film's score by a head fitted without that
+    patient's films (patient-grouped folds), not on the head's scores of the films it was fitted on: those are
+    overfitted (a head fitted on 393 films of a hospital the network never saw scored every one of its 19 COVID-19
+    films at 0.86 or more, and the threshold chosen there for sensitivity 0.90 caught 13 of 41 COVID-19 films of
+    other patients)."""
+    folds = _folds(patients, y, seed=seed)
+    if folds is None:
+        return None
     held_out = np.zeros(len(y))
-    for train, held in _folds(patients, y, seed=seed):
+    for train, held in folds:
         held_out[held] = _head_scores(_fit_head(features[train], y[train]), features[held])
     return _fit_head(features, y), _threshold_for(y, held_out, target)
 
@@ -172,8 +196,12 @@ def pneumonia_step(logits: np.ndarray, pen: np.ndarray, labels: np.ndarray, pati
     if min(int(y.sum()), int((~y).sum())) < MIN_PER_CLASS:
         return None, (f"the call between normal and pneumonia: {int((~y).sum())} normal and {int(y.sum())} pneumonia "
                       f"films; checking and adapting it needs at least {MIN_PER_CLASS} of each"), None
+    folds = _folds(patients[rows], y, seed=seed)
+    if folds is None:
+        return None, ("the call between normal and pneumonia: "
+                      + _too_few_patients(patients[rows], y, ("pneumonia", "normal"), nested=False)), None
     held = np.zeros(len(rows))
-    for train, test in _folds(patients[rows], y, seed=seed):
+    for train, test in folds:
         held[test] = _head_scores(_fit_head(pen[rows][train], y[train]), pen[rows][test])
     network = balanced_accuracy(y, logits[rows, pi] > logits[rows, ni])
     adapted = balanced_accuracy(y, held >= 0.5)
@@ -208,6 +236,16 @@ def _film_rows(y, score, positive, withheld) -> dict:
     return {"score": np.round(score, 4), "verdict": verdict, "right": right}
 
 
+def _site_patients(table) -> tuple[np.ndarray, bool]:
+    """(each film's patient, whether the films say who that is). Where every film of the site falls to one patient
+    (one DICOM PatientID, or one folder name inside every class folder: an anonymised export), that says nothing, and
+    each film counts as its own patient."""
+    patients = table["patient"].astype(str).to_numpy() if "patient" in table else table["filename"].to_numpy()
+    if len(patients) > 1 and len(set(patients)) == 1:
+        return np.array([f"film-{i}" for i in range(len(patients))]), False
+    return patients, True
+
+
 def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", target_sensitivity: float = 0.90,
                              layout: str = "auto", seed: int = 0, on_progress=None):
     """(the site report, one row per film used): the report as :func:`validate_site`; the rows give each film's
@@ -227,13 +265,20 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     films = site_films(classifier, folder, layout, on_progress)
     table, logits, feats, copies = films["table"], films["logits"], films["features"], films["copies"]
     labels = table["label_idx"].to_numpy()
-    patients = table["patient"].astype(str).to_numpy() if "patient" in table else table["filename"].to_numpy()
+    patients, told_apart = _site_patients(table)
     counts = {c: int((labels == i).sum()) for i, c in enumerate(classifier.classes) if (labels == i).any()}
     report = {"format": SITE_FORMAT, "site": clean_site_name(name or Path(folder).name),
               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
               "checkpoint": {"file": Path(classifier.path).name, "sha256": file_sha256(classifier.path)},
-              "counts": counts, "films_used": int(len(table)), "patients": int(len(set(patients))),
+              "counts": counts, "films_used": int(len(table)),
+              "patients": int(len(set(patients))) if told_apart else None,
               "problems": films["problems"], "adapted": [], "skipped": [], "parameters": {}}
+    if not told_apart:
+        report["skipped"].append(
+            f"telling patients apart: all {len(table)} films carry the same patient ID in their DICOM headers, or lie "
+            "in folders of the same name inside their class folders, as an anonymised export does; each file is "
+            "counted as its own patient, so that several films of one patient, if there are any, narrow the "
+            "intervals more than they should")
     if covid is None:
         return _validate_call_only(classifier, folder, films, report, labels, patients, seed)
     report["target_sensitivity"] = target_sensitivity
@@ -258,9 +303,12 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     report["before"] = before
     shipped_rows = {**_film_rows(y, probs[:, ci], shipped_positive, withheld), **shipped_calls}
     enough = min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS
-    if not enough:
-        report["skipped"].append(f"adapting the COVID-19 verdict: {int(y.sum())} COVID-19 and {int((~y).sum())} other "
-                                 f"films; each of its steps needs at least {MIN_PER_CLASS} of each")
+    folds = _folds(patients, y, seed=seed, nested=True) if enough else None
+    if folds is None:
+        report["skipped"].append("adapting the COVID-19 verdict: " + (
+            _too_few_patients(patients, y, ("COVID-19", "other"), nested=True) if enough else
+            f"{int(y.sum())} COVID-19 and {int((~y).sum())} other films; each of its steps needs at least "
+            f"{MIN_PER_CLASS} of each"))
         after = {k: before[k] for k in ("sensitivity", "specificity", "auc", "counts", "given")}
         after["estimated_by"] = "no adaptation of the COVID-19 verdict: the shipped figures above"
         call_scores = _adapt_call(report, logits, feats["penultimate"], labels, patients, classifier.classes, seed)
@@ -268,7 +316,6 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
         report["after"] = after
         return report, _films_table(table, folder, classifier, labels, shipped_rows, {
             **_film_rows(y, probs[:, ci], shipped_positive, withheld), **calls})
-    folds = _folds(patients, y, seed=seed)
 
     # 1. temperature (held-out log-loss, and no worse held-out verdicts at the shipped threshold)
     refit, calibrated, line = temperature_step(logits, labels, y, ci, folds, classifier.temperature, threshold)
@@ -288,26 +335,32 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     oof_score = {"threshold": score, "head": np.zeros(len(y))}
     for train, held in folds:
         oof["threshold"][held] = score[held] >= _threshold_for(y[train], score[train], target_sensitivity)
-        head, head_threshold = head_operating_point(pen[train], y[train], patients[train], target_sensitivity, seed)
-        oof_score["head"][held] = _head_scores(head, pen[held])
-        oof["head"][held] = oof_score["head"][held] >= head_threshold
+        fitted = head_operating_point(pen[train], y[train], patients[train], target_sensitivity, seed)
+        if fitted is None:  # a training part too small to split by patient again: no head is tried
+            oof.pop("head", None)
+            continue
+        oof_score["head"][held] = _head_scores(fitted[0], pen[held])
+        if "head" in oof:
+            oof["head"][held] = oof_score["head"][held] >= fitted[1]
     shipped = balanced_accuracy(y, score >= threshold)
     cv = {k: balanced_accuracy(y, v) for k, v in oof.items()}
     best = max(cv, key=cv.get)
     after_positive, after_score = score >= threshold, score
-    if cv[best] > shipped:
+    final_head = head_operating_point(pen, y, patients, target_sensitivity, seed) if best == "head" else None
+    if cv[best] > shipped and (best == "threshold" or final_head is not None):
         if best == "threshold":
             report["parameters"]["threshold"] = _threshold_for(y, probs[:, ci], target_sensitivity)
         else:
-            head, head_threshold = head_operating_point(pen, y, patients, target_sensitivity, seed)
+            head, head_threshold = final_head
             report["parameters"].update(head=head, threshold=head_threshold, head_threshold_from=HEAD_THRESHOLD_FROM)
         how = "a site threshold" if best == "threshold" else "a head on the frozen features with its own threshold"
         report["adapted"].append(f"operating point: {how} for sensitivity {target_sensitivity:.2f} (held-out "
                                  f"balanced accuracy {shipped:.3f} -> {cv[best]:.3f})")
         after_positive, after_score = oof[best], oof_score[best]
     else:
+        head_text = f"({cv['head']:.3f})" if "head" in cv else "(too few patients to try one)"
         report["skipped"].append(f"operating point: neither a site threshold ({cv['threshold']:.3f}) nor a head "
-                                 f"({cv['head']:.3f}) beat the shipped threshold's balanced accuracy ({shipped:.3f})")
+                                 f"{head_text} beat the shipped threshold's balanced accuracy ({shipped:.3f})")
     after = figures(y, after_score, after_positive, patients, seed)
     after["given"] = given_figures(y, after_score, after_positive, patients, withheld, seed)
     after["ece"] = expected_calibration_error(calibrated, labels)  # held out: no film calibrated on itself
@@ -376,8 +429,8 @@ def _validate_call_only(classifier, folder, films: dict, report: dict, labels: n
     shipped_rows = {"pneumonia probability": np.round(probs[:, pi], 4), **shipped_calls}
     after = {"ece": report["before"]["ece"], "reliability": report["before"]["reliability"]}
     after_probs = probs  # each film's probabilities after adaptation (held out, where the temperature is refitted)
-    if min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS:
-        folds = _folds(patients, y, seed=seed)
+    folds = _folds(patients, y, seed=seed) if min(int(y.sum()), int((~y).sum())) >= MIN_PER_CLASS else None
+    if folds is not None:
         refit, calibrated, line = temperature_step(logits, labels, y, pi, folds, classifier.temperature, 0.5,
                                                    decisions="the calls between normal and pneumonia")
         report["skipped" if refit is None else "adapted"].append(line)

@@ -265,6 +265,63 @@ def test_one_class_only_too_few_films_unknown_labels_and_an_empty_folder(model, 
         validate_site(classifier, tmp_path / "few", target_sensitivity=1.5)
 
 
+def _site_of_patients(root: Path, patients: dict[str, int], films: int = 12) -> Path:
+    """``films`` films of each class in ``patients`` ({class: patients}), shared out among that many patient folders
+    inside the class folder (root/<class>/<patient>/*.png), as a PACS export lays them out."""
+    from app_helpers import png_bytes, site_film
+
+    for k, (cls, n) in enumerate(patients.items()):
+        for i in range(films):
+            folder = root / cls / f"{cls}-patient{i % n}"
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{i}.png").write_bytes(png_bytes(site_film(cls, i, k)))
+    return root
+
+
+def test_a_site_whose_films_come_from_too_few_patients_is_measured_but_not_adapted(model, tmp_path):
+    """Twelve COVID-19 films of two patients cannot be cross-validated by patient (a head fitted without one of
+    them is then chosen on films of the other alone): validate-site stopped with scikit-learn's ValueError. It now
+    measures the films and says why nothing was adapted; the call's own step likewise."""
+    classifier = load_classifier(model)
+    site = _site_of_patients(tmp_path / "few", {"normal": 4, "pneumonia": 1, "covid19": 2})
+    report = validate_site(classifier, site)
+    assert report["patients"] == 7 and report["films_used"] == 36
+    assert ("adapting the COVID-19 verdict: the COVID-19 films come from 2 patients and the other films from 5; "
+            "cross-validating by patient needs films of more patients of each kind (at least 3 each)"
+            in report["skipped"]), report["skipped"]
+    assert ("the call between normal and pneumonia: the pneumonia films come from 1 patient and the normal films "
+            "from 4; cross-validating by patient needs films of more patients of each kind (at least 2 each)"
+            in report["skipped"]), report["skipped"]
+    assert not report["adapted"] and not report["parameters"]
+    assert report["before"]["sensitivity"]["value"] is not None  # measured all the same
+    r = _cli("validate-site", "--model", model, "--data", site, "--out", tmp_path / "site.json")
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+    assert "36 films of 7 patients used" in r.stdout
+
+
+def test_films_that_all_carry_one_patient_id_count_as_one_patient_each_and_the_report_says_so(model, tmp_path):
+    """An anonymised export gives every film the same PatientID (or the same folder inside every class folder):
+    counted as one patient, no fold could be held out. Each film then counts as its own patient, and the report
+    says so, since films of one patient would narrow the intervals more than they should."""
+    from app_helpers import site_film
+    from covid_core.site_job import films_used_text
+    from synthetic_files import dicom_bytes
+
+    for k, cls in enumerate(("normal", "covid19")):
+        (tmp_path / "anon" / cls).mkdir(parents=True)
+        for i in range(12):  # dicom_bytes writes PatientID PID-12345 into every film
+            (tmp_path / "anon" / cls / f"IM{i:06d}").write_bytes(dicom_bytes(site_film(cls, i, k).astype(np.uint16)))
+    report = validate_site(load_classifier(model), tmp_path / "anon")
+    assert report["patients"] is None and films_used_text(report) == "24 films"
+    assert any(line.startswith("telling patients apart: all 24 films carry the same patient ID") and
+               "each file is counted as its own patient" in line for line in report["skipped"])
+    assert "patient-grouped" in report["after"]["estimated_by"]  # adapted as usual, each film a patient
+    series = _site_of_patients(tmp_path / "series", {"normal": 1, "covid19": 1})  # one folder name in both
+    for cls in ("normal", "covid19"):
+        (series / cls / f"{cls}-patient0").rename(series / cls / "DICOM")
+    assert validate_site(load_classifier(model), series)["patients"] is None
+
+
 def test_a_site_files_version_follows_its_content(model, tmp_path):
     """Results scored with one version of a site file are told apart from another's (the app's case cache)."""
     from covid_core.datasets import file_sha256
