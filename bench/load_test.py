@@ -146,9 +146,10 @@ async def run_sessions(url: str, n: int, timeout_s: float) -> list[dict]:
 
 
 @contextlib.contextmanager
-def serving_app(checkpoint: str | None = None, app_root: Path = REPO):
-    """A Streamlit server of ``app_root``'s app on 127.0.0.1 with one classifier (``checkpoint``, or a random tiny
-    cnn) in a temporary weights folder; yields (url, server pid); stops it and removes its files at the end."""
+def serving_app(checkpoint: str | None = None, app_root: Path = REPO, script: Path | None = None):
+    """A Streamlit server of ``app_root``'s app (or of another ``script``) on 127.0.0.1 with one classifier
+    (``checkpoint``, or a random tiny cnn) in a temporary weights folder; yields (url, server pid); stops it and
+    removes its files at the end."""
     work = Path(tempfile.mkdtemp(prefix="bench_app_"))
     weights = work / "weights"
     weights.mkdir()
@@ -160,7 +161,7 @@ def serving_app(checkpoint: str | None = None, app_root: Path = REPO):
     env = dict(os.environ, COVID_XRAY_WEIGHTS=str(weights), COVID_CORE_RUNS=str(work / "runs"),
                COVID_CORE_CACHE=str(work / "cache"))
     server = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(Path(app_root) / "app" / "streamlit_app.py"),
+        [sys.executable, "-m", "streamlit", "run", str(script or Path(app_root) / "app" / "streamlit_app.py"),
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
          "--browser.gatherUsageStats", "false"],
         cwd=app_root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

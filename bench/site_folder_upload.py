@@ -89,30 +89,10 @@ st.write(f"{len(files or [])} files received")
 def bare_streamlit(folder: Path, films: int, timeout_s: float, work: Path, pw) -> dict:
     """The same folder uploaded to a Streamlit app that only receives it (no covid_core): what Streamlit's upload
     itself costs the server, and keeps."""
-    import subprocess
-    import urllib.request
-
-    from load_test import free_port
-
     script = work / "bare_app.py"
     script.write_text(BARE_APP)
-    port = free_port()
-    server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
-                               "--server.port", str(port), "--server.headless", "true",
-                               "--browser.gatherUsageStats", "false"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "_stcore/health", timeout=2).read()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the bare Streamlit app did not start") from None
-                time.sleep(0.5)
-        idle = tree_rss_mb(server.pid)
+    with serving_app(script=script) as (url, pid):
+        idle = tree_rss_mb(pid)
         browser = pw.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
                                      args=CHROMIUM_ARGS)
         page = browser.new_page()
@@ -120,13 +100,10 @@ def bare_streamlit(folder: Path, films: int, timeout_s: float, work: Path, pw) -
         page.locator("input[type=file]").set_input_files(str(folder))
         page.get_by_text(f"{films} files received").wait_for(timeout=timeout_s * 1000)
         time.sleep(5)
-        held = tree_rss_mb(server.pid)
+        held = tree_rss_mb(pid)
         browser.close()
         time.sleep(CLOSED_TTL_S + 15)
-        return {"idle_mb": idle, "held_mb": held, "closed_mb": tree_rss_mb(server.pid)}
-    finally:
-        server.terminate()
-        server.wait(20)
+        return {"idle_mb": idle, "held_mb": held, "closed_mb": tree_rss_mb(pid)}
 
 
 def main() -> int:

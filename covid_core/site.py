@@ -27,7 +27,8 @@ A model without a COVID-19 class (``--target pneumonia``) makes only the call be
 call is what is measured and adapted (:func:`_validate_call_only`); its report says so in ``validates``.
 
 Steps that need more films than the site has (MIN_PER_CLASS COVID-19 and non-COVID films; for the call, normal
-and pneumonia films) are skipped with a reason. The result is a plain JSON site file (no images, no patient data)
+and pneumonia films), or films of more patients than it has to cross-validate by patient, are skipped with a
+reason. The result is a plain JSON site file (no images, no patient data)
 that ``predict``, ``evaluate`` and ``explain`` apply with ``--site`` (read by :mod:`covid_core.site_file`); it is
 refused for any other checkpoint. The site's films are read and scored by :mod:`covid_core.site_scoring`, the
 figures and their intervals made by :mod:`covid_core.site_figures`.
