@@ -1,9 +1,11 @@
 """Seeded random mutation of what users hand the product: images of every format (DICOMs in each compression
-among them) through decode + predict, a site's zip of labelled films, a metadata CSV, and a hand-edited site file.
+among them) through decode + predict, a site's zip of labelled films, a metadata CSV, a hand-edited site file, and
+random layouts of a site's films among patients and classes.
 
 Each input must either go through or raise a CovidCoreError (a message for the user): any other exception, or an
 image taking over 5 s, fails the test. The number of images is ``$COVID_FUZZ_INPUTS`` (default 2,000; half as many
-zips, a quarter as many CSVs, a tenth as many site files); the counts are printed (run with ``-s`` to see them).
+zips, a quarter as many CSVs, a tenth as many site files, a 200th as many site layouts); the counts are printed (run
+with ``-s`` to see them).
 """
 
 from __future__ import annotations
@@ -319,3 +321,54 @@ def test_fuzzed_site_files_are_refused_or_give_finite_verdicts_with_their_words(
     print(f"\nfuzz: {len(edits)} edited site files: {counts}, {len(failures)} failures")
     assert not failures, "\n".join(failures[:20])
     assert counts["read"] > len(edits) // 20 and counts["refused"] > len(edits) // 20
+
+
+@pytest.mark.parametrize("kind", ["3class", "pneumonia"])
+def test_sites_of_random_patient_layouts_are_validated_or_refused_with_a_reason(tmp_path, kind):
+    """A site's films come in any share of classes and patients: a few COVID-19 patients with many films each, one
+    PatientID (or one folder name) for every film, classes missing. Two such layouts stopped validate-site with
+    scikit-learn's ValueError. Seeded random layouts of patient folders inside class folders (some named alike in
+    every class) must each give a report, its steps skipped with a reason where the patients are too few, or a
+    CovidCoreError; a report's figures must be finite or None. $COVID_FUZZ_INPUTS / 200 layouts per kind."""
+    import math
+
+    from app_helpers import make_checkpoint, make_pneumonia_checkpoint, png_bytes, site_film
+    from covid_core.checkpoint import load_classifier
+    from covid_core.errors import CovidCoreError
+    from covid_core.site import validate_site
+
+    classifier = load_classifier((make_checkpoint if kind == "3class" else make_pneumonia_checkpoint)(
+        tmp_path / "model.pt"))
+    rng = random.Random(SEED)
+    outcomes = {"report": 0, "refused": 0, "skipped for patients": 0}
+    failures = []
+    for n in range(max(4, N_INPUTS // 200)):
+        root = tmp_path / f"site{n}"
+        shared = rng.random() < 0.3  # the same folder names inside every class folder (one PatientID-like key)
+        for k, cls in enumerate(("normal", "pneumonia", "covid19")):
+            for p in range(rng.choice([0, 1, 1, 2, 3, 5])):
+                folder = root / cls / (f"series{p}" if shared else f"{cls}-patient{p}")
+                folder.mkdir(parents=True, exist_ok=True)
+                for i in range(rng.choice([1, 3, 6, 12])):
+                    (folder / f"{i}.png").write_bytes(png_bytes(site_film(cls, 10 * p + i, k)))
+        if not root.exists():
+            continue
+        try:
+            report = validate_site(classifier, root, seed=n)
+        except CovidCoreError:
+            outcomes["refused"] += 1
+            continue
+        except Exception as exc:  # noqa: BLE001 - what the test exists to catch
+            failures.append(f"layout {n}: {type(exc).__name__}: {exc}")
+            continue
+        outcomes["report"] += 1
+        outcomes["skipped for patients"] += any("cross-validating by patient" in s for s in report["skipped"])
+        for when in ("before", "after"):
+            for key in ("sensitivity", "specificity", "auc"):
+                value = (report.get(when, {}).get(key) or {}).get("value")
+                if value is not None and not math.isfinite(value):
+                    failures.append(f"layout {n}: {when} {key} is {value}")
+    print(f"\nfuzz: {sum(outcomes.values()) - outcomes['skipped for patients']} site layouts ({kind}): {outcomes}, "
+          f"{len(failures)} failures")
+    assert not failures, "\n".join(failures[:20])
+    assert outcomes["report"] > 0
