@@ -336,23 +336,23 @@ def validate_site_with_films(classifier, folder: str | Path, *, name: str = "", 
     oof_score = {"threshold": score, "head": np.zeros(len(y))}
     for train, held in folds:
         oof["threshold"][held] = score[held] >= _threshold_for(y[train], score[train], target_sensitivity)
+        if "head" not in oof:
+            continue
         fitted = head_operating_point(pen[train], y[train], patients[train], target_sensitivity, seed)
         if fitted is None:  # a training part too small to split by patient again: no head is tried
-            oof.pop("head", None)
+            del oof["head"]
             continue
         oof_score["head"][held] = _head_scores(fitted[0], pen[held])
-        if "head" in oof:
-            oof["head"][held] = oof_score["head"][held] >= fitted[1]
+        oof["head"][held] = oof_score["head"][held] >= fitted[1]
     shipped = balanced_accuracy(y, score >= threshold)
     cv = {k: balanced_accuracy(y, v) for k, v in oof.items()}
     best = max(cv, key=cv.get)
     after_positive, after_score = score >= threshold, score
-    final_head = head_operating_point(pen, y, patients, target_sensitivity, seed) if best == "head" else None
-    if cv[best] > shipped and (best == "threshold" or final_head is not None):
+    if cv[best] > shipped:
         if best == "threshold":
             report["parameters"]["threshold"] = _threshold_for(y, probs[:, ci], target_sensitivity)
-        else:
-            head, head_threshold = final_head
+        else:  # split by the same folds as above, which passed the stricter nested check: never None here
+            head, head_threshold = head_operating_point(pen, y, patients, target_sensitivity, seed)
             report["parameters"].update(head=head, threshold=head_threshold, head_threshold_from=HEAD_THRESHOLD_FROM)
         how = "a site threshold" if best == "threshold" else "a head on the frozen features with its own threshold"
         report["adapted"].append(f"operating point: {how} for sensitivity {target_sensitivity:.2f} (held-out "
