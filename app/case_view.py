@@ -21,6 +21,7 @@ import streamlit as st
 
 import ui
 from covid_core.decode import apply_window
+from covid_core.formatting import probability_pcts
 from covid_core.report import case_report_html
 from covid_core.verdict import (RATE_TERMS, SITE_PNEUMONIA_SCORE, VERDICT_RATE, headline, operating_threshold,
                                 scored_by_site_head, validation_statement, verdict_caveat, verdict_limits,
@@ -109,7 +110,7 @@ def probability_chart(prediction, threshold_line: bool = True) -> go.Figure:
     probs = [prediction.probabilities[c] for c in classes]
     colors = ["#c92a2a" if c in ("covid19", "positive") else "#1c5d99" for c in classes]
     fig = go.Figure(go.Bar(x=probs, y=classes, orientation="h", marker_color=colors,
-                           text=[f"{100 * p:.1f}%" for p in probs], textposition="auto"))
+                           text=probability_pcts(*probs), textposition="auto"))
     if prediction.threshold is not None and threshold_line:
         fig.add_vline(x=prediction.threshold, line_dash="dash", line_color="#495057",
                       annotation_text=f"threshold {prediction.threshold:.2f}", annotation_position="top")
@@ -149,7 +150,7 @@ def details(case, classifier, key: str) -> None:
             st.caption(f"Operating threshold {prediction.threshold:.3f}{on} "
                        f"({ui.plain(threshold.get('rule', 'stored with the model'))}).{terms}")
         if prediction.pneumonia_probability is not None and not prediction.withheld:
-            st.caption(f"{SITE_PNEUMONIA_SCORE}: {100 * prediction.pneumonia_probability:.1f}%.")
+            st.caption(f"{SITE_PNEUMONIA_SCORE}: {probability_pcts(prediction.pneumonia_probability)[0]}.")
         if prediction.ood_score is not None:
             st.caption(f"Familiarity score (out-of-distribution score) {prediction.ood_score:.2f}; above "
                        f"{float(classifier.ood.get('threshold', 1.0)):.2f} the film counts as unlike the training "

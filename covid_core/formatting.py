@@ -8,6 +8,20 @@ def pct(v) -> str:
     return "n/a" if v is None else f"{100 * float(v):.1f}%"
 
 
+def probability_pcts(*values: float) -> list[str]:
+    """Probabilities as percents, with the fewest decimals (0 to 2) at which none that is not certain reads as
+    certain (0% or 100%) and no two that differ read alike: 0.35 -> "35%", 0.995 -> "99.5%", (0.7749, 0.7751) ->
+    ("77.49%", "77.51%"); closer to certainty than 2 decimals tell, "<0.01%" or ">99.99%"."""
+    values = [float(v) for v in values]
+    for digits in range(3):
+        texts = [f"{100 * v:.{digits}f}" for v in values]
+        certain = any(0 < v < 1 and float(t) in (0, 100) for v, t in zip(values, texts))
+        if not certain and len(set(texts)) == len(set(values)):
+            break
+    limits = {"0.00": "<0.01", "100.00": ">99.99"}
+    return [(limits.get(t, t) if 0 < v < 1 else t) + "%" for v, t in zip(values, texts)]
+
+
 def fixed(v, digits: int = 3) -> str:
     """0.87654 -> "0.877"; None -> "n/a"."""
     return "n/a" if v is None else f"{v:.{digits}f}"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from . import __version__
 from .csv_safe import safe_cell
-from .formatting import pct as _pct
+from .formatting import pct as _pct, probability_pcts
 from .training_data import training_data
 from .verdict import (RATE_TERMS, SITE_PNEUMONIA_SCORE, THRESHOLD_RATES, VERDICT_RATE, headline, operating_threshold,
                       rate_text, scored_by_site_head, validation_statement, verdict_caveat, verdict_limits,
@@ -80,16 +80,17 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     fig_html = "".join(f'<figure><img src="{uri}" alt="{esc(cap)}"><figcaption>{cap}</figcaption></figure>'
                        for cap, uri in figures)
     probs = "".join(
-        f'<tr><th>{esc(c)}</th><td><div class="bar" style="width:{100 * p:.1f}%"></div></td><td>{100 * p:.1f}%</td></tr>'
+        f'<tr><th>{esc(c)}</th><td><div class="bar" style="width:{100 * p:.1f}%"></div></td>'
+        f'<td>{esc(probability_pcts(p)[0])}</td></tr>'
         for c, p in sorted(prediction.probabilities.items(), key=lambda kv: -kv[1]))
     numbers = []
     if prediction.threshold is not None:
         numbers += [("COVID-19 probability at this site (the verdict's; the network's own is above)"
                      if scored_by_site_head(classifier)
-                     else "COVID-19 probability", _pct(prediction.covid_probability)),
+                     else "COVID-19 probability", probability_pcts(prediction.covid_probability)[0]),
                     ("Operating threshold", f"{prediction.threshold:.3f} ({thr.get('rule', 'stored rule')})")]
     if prediction.pneumonia_probability is not None and not prediction.withheld:
-        numbers.append((SITE_PNEUMONIA_SCORE, _pct(prediction.pneumonia_probability)))
+        numbers.append((SITE_PNEUMONIA_SCORE, probability_pcts(prediction.pneumonia_probability)[0]))
     if prediction.threshold is not None:
         if not prediction.withheld:  # no verdict, so no verdict's reliability
             this_verdict = VERDICT_RATE.get(prediction.covid_call)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .evaluation import false_covid_calls, metrics_on_test, texture_swap_warning
-from .formatting import pct as _pct, possessive
+from .formatting import pct as _pct, possessive, probability_pcts
 from .goals import UNSEEN_SOURCE_WRONG_VERDICTS
 from .site_file import CALL_CLASSES, PNEUMONIA_ANY_CAUSE, calls_right
 from .targets import COVID_CLASS
@@ -233,12 +233,12 @@ def headline(prediction) -> Headline:
     if prediction.call_unconfirmed and not prediction.covid_positive:  # the site did not confirm normal/pneumonia
         title, abnormal = CALL_WORDS["negative"], False
     word = "positive" if prediction.covid_positive else "negative"
-    covid_line = (f"COVID-19: {word} (probability {100 * prediction.covid_probability:.0f}%, "
-                  f"{'at or above' if prediction.covid_positive else 'below'} the operating threshold of "
-                  f"{100 * prediction.threshold:.0f}%)")
+    probability, threshold = probability_pcts(prediction.covid_probability, prediction.threshold)
+    covid_line = (f"COVID-19: {word} (probability {probability}, "
+                  f"{'at or above' if prediction.covid_positive else 'below'} the operating threshold of {threshold})")
     top = prediction.label  # where the threshold, not the most probable class, decided the verdict, say so
     if (top != prediction.call) if prediction.covid_positive else (top in COVID_CLASS.values()):
-        share = f"{100 * prediction.probabilities[top]:.0f}%"
+        share = probability_pcts(prediction.probabilities[top])[0]
         covid_line += (f"; the model finds {MORE_PROBABLE_WORDS.get(top, top)} more probable ({share})"
                        if prediction.covid_positive else f"; the network still ranks COVID-19 first ({share})")
     return Headline(title, covid_line, "abnormal" if abnormal else word)  # a positive verdict's call is COVID-19

@@ -68,3 +68,17 @@ def test_a_model_without_a_covid_class_never_calls_a_film_not_covid_like():
     assert h.title == "Pneumonia (COVID-19 or another cause)" and "not COVID" not in h.title and h.covid_line == ""
     normal = Prediction(**{**two.__dict__, "probabilities": {"normal": 0.7, "pneumonia": 0.3}, "label": "normal"})
     assert headline(normal).title == "No pneumonia seen"
+
+
+def test_the_verdicts_percentages_never_round_to_certainty_or_onto_the_threshold():
+    sure = headline(_prediction(0.002, 0.003, 0.995, threshold=0.78)).covid_line
+    assert "probability 99.5%," in sure and "100%" not in sure  # 99.5% is not certainty
+    assert "probability >99.99%," in headline(_prediction(0.0, 0.00001, 0.99999, threshold=0.78)).covid_line
+    low = headline(_prediction(0.996, 0.0, 0.004, threshold=0.3)).covid_line
+    assert "probability 0.4%, below" in low
+    close = headline(_prediction(0.1, 0.124, 0.776, threshold=0.784)).covid_line  # both read 78% at whole percents
+    assert "probability 77.6%, below the operating threshold of 78.4%" in close
+    closer = headline(_prediction(0.1, 0.1251, 0.7749, threshold=0.7751)).covid_line
+    assert "probability 77%, below the operating threshold of 78%" in closer  # they read apart at whole percents
+    assert "probability 35%, at or above the operating threshold of 30%" in headline(
+        _prediction(0.20, 0.45, 0.35, threshold=0.30)).covid_line  # whole percents where they say it
