@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .decode import DICOM_EXTENSIONS, DICOM_PREAMBLE, is_dicom, read_dicom
+from .digests import file_sha256
 from .errors import ConfigError, DatasetError
 from .targets import check_target, class_names, map_finding
 
@@ -392,14 +393,6 @@ def load_dataset(root: str | Path, layout: str = "auto") -> DataSet:
     if table.empty:
         raise DatasetError(f"no images found in {root} ({layout} layout)")
     return DataSet(root=root, layout=layout, table=table.drop(columns=["row"]).reset_index(drop=True))
-
-
-def file_sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def find_duplicates(dataset: DataSet) -> pd.DataFrame:

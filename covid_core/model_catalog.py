@@ -8,7 +8,6 @@ Weights folder: ``$COVID_XRAY_WEIGHTS`` or ``<repo>/weights``.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -16,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .checkpoint import CLASSIFIER_FORMAT, load_checkpoint_dict
+from .digests import file_sha256
 from .errors import CheckpointError
 from .runs import default_runs_dir, list_runs
 from .training_data import training_data
@@ -82,14 +82,6 @@ class CatalogEntry:
 _CACHE: dict[tuple, CatalogEntry] = {}
 
 
-def file_fingerprint(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:12]
-
-
 def describe_checkpoint(path: str | Path, label: str | None = None, source: str = "weights") -> CatalogEntry:
     """Inspect one file; never raises for a bad checkpoint (the entry carries the reason)."""
     path = Path(path)
@@ -116,7 +108,7 @@ def describe_checkpoint(path: str | Path, label: str | None = None, source: str 
             entry.reason = "a training resume state (last.pt), not a finished model"
         else:
             entry.reason = f"not a covid_core classifier checkpoint (format {ckpt.get('format')!r})"
-        entry.fingerprint = file_fingerprint(path)
+        entry.fingerprint = file_sha256(path)[:12]
     _CACHE[key] = entry
     return entry
 

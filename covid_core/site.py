@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import file_sha256
+from .digests import file_sha256
 from .errors import ConfigError
 from .metrics import mean_nll
 from .site_figures import balanced_accuracy, figures, given_figures, reliability

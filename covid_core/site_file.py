@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .datasets import file_sha256
+from .digests import file_sha256
 from .errors import ConfigError
 from .formatting import WORD_JOINER, inert
 from .stored_values import is_finite_number

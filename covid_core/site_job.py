@@ -7,7 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-from .datasets import file_sha256
+from .digests import file_sha256
 from .errors import ConfigError, CovidCoreError
 from .saved_validations import SavedValidation, load_validation, made_for, save_validation
 from .site import validate_site_with_films

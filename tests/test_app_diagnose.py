@@ -274,7 +274,7 @@ def test_uploads_are_never_written_to_disk(weights, tmp_path, monkeypatch):
 def _site_file(checkpoint, path, sha=None, parameters=None, given=None, after=None):
     import json
 
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     after = after or {"sensitivity": {"value": 0.9, "low": 0.8, "high": 0.97},

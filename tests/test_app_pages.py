@@ -341,7 +341,7 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
 
 
 def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_file(env):
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     at = page("models")
@@ -392,7 +392,7 @@ def test_models_page_says_where_a_model_is_validated_and_can_retire_the_site_fil
 
 def test_a_hand_edited_site_file_with_counts_that_are_not_numbers_is_shown_without_a_traceback(env):
     """load_site checks the figures Diagnose quotes; the Models page also reads the file's other sections."""
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     model = env / "weights" / "tiny_cnn.pt"
@@ -412,7 +412,7 @@ def test_a_hand_edited_site_file_with_counts_that_are_not_numbers_is_shown_witho
 def test_a_site_file_with_values_of_the_wrong_kind_where_no_verdict_reads_them_is_shown_as_n_a(env):
     """The shipped model's figures, the counts by label and the adaptation's lines are not checked by load_site
     (no verdict reads them); the Models page reads them, and shows what is not a figure as "n/a"."""
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     model = env / "weights" / "tiny_cnn.pt"
@@ -642,7 +642,7 @@ def _site_report(figures: dict, skipped: list[str], model):
 
     from pathlib import Path
 
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
 
     report = {"site": "St Elsewhere", "films_used": 24, "counts": {"normal": 12, "covid19": 12}, "problems": [],
               "adapted": [], "skipped": skipped, "before": figures, "after": figures,

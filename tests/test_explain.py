@@ -254,7 +254,7 @@ def test_cli_writes_an_overlay_with_the_original_size(tiny_checkpoint, tmp_path,
     # validated at a site: what the verdict was worth there, and where it was validated, as Diagnose says them
     import json
 
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     site = tmp_path / "site.json"

@@ -197,7 +197,7 @@ def test_a_site_file_for_another_model_or_not_json_is_refused(model, tmp_path):
 ])
 def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, tmp_path, parameters, after, reason):
     """A site file is plain JSON beside the model: a hand edit or a broken copy must not crash a verdict."""
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     site = tmp_path / "site.json"
@@ -214,7 +214,7 @@ def test_a_damaged_site_file_is_refused_with_the_reason_not_a_traceback(model, t
 def test_a_site_file_whose_head_or_means_do_not_fit_the_model_is_refused(model, tmp_path):
     import torch
 
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT, Site, _misfit, load_classifier_at_site
 
     site = tmp_path / "site.json"
@@ -324,7 +324,7 @@ def test_films_that_all_carry_one_patient_id_count_as_one_patient_each_and_the_r
 
 def test_a_site_files_version_follows_its_content(model, tmp_path):
     """Results scored with one version of a site file are told apart from another's (the app's case cache)."""
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     def write(path, threshold):
@@ -342,7 +342,7 @@ def test_a_site_files_version_follows_its_content(model, tmp_path):
 def test_a_sites_name_is_plain_words_wherever_it_is_shown(model, tmp_path):
     """A site file passed around (``--site``, a copy beside the model) must not put a link, an image fetched from
     elsewhere, LaTeX or HTML into Diagnose's statement: its name is read back as plain words."""
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT, clean_site_name
 
     path = tmp_path / "site.json"
@@ -658,7 +658,7 @@ def test_a_heads_threshold_keeps_its_sensitivity_on_films_of_other_patients():
 def test_a_site_file_whose_heads_threshold_was_chosen_on_its_fitted_films_is_refused(model, tmp_path):
     """Such a threshold caught a third of other patients' COVID-19 films at an unseen hospital: the file is refused
     with the reason, and Diagnose gives no verdict, as before any validation, until the site validates again."""
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     head = {"mean": [0.0] * 256, "scale": [1.0] * 256, "coef": [0.1] * 256, "intercept": 0.0}

@@ -185,7 +185,7 @@ def test_diagnose_names_the_call_at_a_site_only_where_its_films_confirmed_it(tmp
 
 
 def test_a_site_files_pneumonia_head_decides_the_call_under_a_negative_verdict(model, tmp_path):
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.decode import decode_image
     from covid_core.inference import predict
     from covid_core.report import case_report_html
@@ -231,7 +231,7 @@ def test_predict_says_when_the_label_names_a_call_the_site_did_not_confirm(model
     import sys
 
     from conftest import REPO
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     films = make_site_folder(tmp_path / "hospital", per_class=2, classes=("normal", "pneumonia"))

@@ -101,7 +101,7 @@ def test_the_heads_output_is_the_logit_of_the_probability_the_verdict_uses():
 
 
 def _site_with_heads(model, path, dims=256):
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
     from covid_core.site_file import SITE_FORMAT
 
     calls = {"normal": {"normal": 40, "pneumonia": 10}, "pneumonia": {"normal": 8, "pneumonia": 42}}

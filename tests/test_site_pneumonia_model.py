@@ -117,7 +117,7 @@ def test_too_few_films_leave_a_pneumonia_models_call_unconfirmed_and_every_reade
 
 
 def _site_file(model: Path, path: Path, **fields) -> Path:
-    from covid_core.datasets import file_sha256
+    from covid_core.digests import file_sha256
 
     path.write_text(json.dumps({"format": SITE_FORMAT, "site": "St Elsewhere",
                                 "checkpoint": {"sha256": file_sha256(model)}, "parameters": {}, "after": {}, **fields}))

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from ..balance import WEIGHTED_SAMPLING, class_weights, group_sample_weights
 from ..checkpoint import atomic_save, classifier_checkpoint
-from ..datasets import file_sha256, limit_per_split, load_dataset, split_validation, without_source_in_training
+from ..datasets import limit_per_split, load_dataset, split_validation, without_source_in_training
+from ..digests import file_sha256
 from ..errors import ConfigError
 from ..models import build_model, get_spec, head_parameters, is_weights_file, last_linear
 from ..runs import RunDir, open_run
