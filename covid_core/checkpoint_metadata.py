@@ -73,8 +73,8 @@ RATES = {**_record([], sensitivity=SHARE_OR_NULL, specificity=SHARE_OR_NULL, ppv
          "dependentRequired": {k: ["tp", "fp", "fn", "tn"] for k in ("tp", "fp", "fn", "tn")}}  # all four or none
 SHORTCUTS = _record(
     [], within_source={"type": "object", "additionalProperties": _record(
-        ["description", "auc", "n_negative", "n_positive"], description=TEXT, auc=SHARE_OR_NULL, n_negative=COUNT,
-        n_positive=COUNT, positive_called=SHARE_OR_NULL)},
+        ["description", "auc", "n_negative", "n_positive"], description=TEXT, auc=SHARE_OR_NULL, auc_low=SHARE_OR_NULL,
+        auc_high=SHARE_OR_NULL, n_negative=COUNT, n_positive=COUNT, positive_called=SHARE_OR_NULL)},
     source_probe={"type": ["object", "null"], "required": ["sources", "majority_share", "accuracy", "n"],
                   "properties": {"sources": {"type": "array", "items": TEXT}, "majority_share": SHARE,
                                  "accuracy": SHARE, "n": COUNT}})
@@ -90,7 +90,8 @@ def _metrics(classes: list[str]) -> dict:
     row = _record(["sensitivity", "specificity", "ppv", "auc"], sensitivity=SHARE_OR_NULL,
                   specificity=SHARE_OR_NULL, ppv=SHARE_OR_NULL, auc=SHARE_OR_NULL, support=COUNT)
     return _record(["per_class", "confusion_matrix"], n=COUNT, accuracy=SHARE_OR_NULL, macro_auc=SHARE_OR_NULL,
-                   ece=SHARE_OR_NULL, nll={"type": ["number", "null"]}, classes={"type": "array", "items": TEXT},
+                   macro_auc_low=SHARE_OR_NULL, macro_auc_high=SHARE_OR_NULL, ece=SHARE_OR_NULL,
+                   nll={"type": ["number", "null"]}, classes={"type": "array", "items": TEXT},
                    per_class={"type": "object", "required": classes, "additionalProperties": row},
                    confusion_matrix={"type": "array", "minItems": n, "maxItems": n,
                                      "items": {"type": "array", "minItems": n, "maxItems": n, "items": COUNT}},

@@ -28,6 +28,16 @@ def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "norma
     return {"n": int(m.sum()), "auc": auc, "accuracy": float(((score >= 0.5) == y).mean())}
 
 
+def macro_auc_interval(table, probs: np.ndarray) -> dict:
+    """{"macro_auc_low", "macro_auc_high"}: the 95% interval of the macro AUC of ``probs`` on ``table``'s films, from
+    a bootstrap that draws its patients (each film its own patient without a "patient" column)."""
+    from .intervals import macro_auc_with_interval
+
+    patients = table["patient"].astype(str).to_numpy() if "patient" in table.columns else np.arange(len(table))
+    found = macro_auc_with_interval(table["label_idx"].to_numpy(), probs, patients)
+    return {"macro_auc_low": found["low"], "macro_auc_high": found["high"]}
+
+
 def per_source_metrics(table, probs: np.ndarray, classes) -> dict:
     """{source: {"n", "accuracy", "true": {class: n}, "predicted": {class: n}}} for confound checks."""
     out = {}
@@ -118,15 +128,24 @@ def texture_swap_warning(metadata: dict) -> str | None:
             "normal.")
 
 
+#: What the intervals beside the within-source AUCs are (the card and the Models page).
+WITHIN_SOURCE_INTERVALS_NOTE = ("Each AUC's 95% interval comes from a bootstrap that draws the split's patients, "
+                                "widened to the Wilson interval on the patients of its smaller side: a question "
+                                "asked of a dozen films is answered only roughly.")
+
+
 def shortcut_rows(metadata: dict) -> list[dict]:
     """The within-source AUCs and the source probe of a checkpoint (see covid_core.shortcuts), VALIDATION then
-    TEST, then the texture swaps stored by ``model-card --data``, as rows {"split", "question", "figure", "films",
-    "positives labelled as such"}: the card and the Models page show the same table."""
+    TEST, then the texture swaps stored by ``model-card --data``, as rows {"split", "question", "figure", "interval"
+    (the AUC's 95% interval (low, high), or None), "films", "positives labelled as such"}: the card and the Models
+    page show the same table."""
     rows = []
     for split, metrics in (("VALIDATION", (metadata.get("metrics") or {}).get("val")), ("TEST", metrics_on_test(metadata))):
         shortcuts = (metrics or {}).get("shortcuts") or {}
         for q in (shortcuts.get("within_source") or {}).values():
-            rows.append({"split": split, "question": q["description"], "figure": q["auc"],
+            interval = (q["auc_low"], q["auc_high"]) if q.get("auc_low") is not None and q.get("auc_high") is not None \
+                else None
+            rows.append({"split": split, "question": q["description"], "figure": q["auc"], "interval": interval,
                          "films": f"{q['n_negative']} / {q['n_positive']}",
                          "positives labelled as such": q.get("positive_called")})
         probe = shortcuts.get("source_probe")
@@ -134,7 +153,7 @@ def shortcut_rows(metadata: dict) -> list[dict]:
             rows.append({"split": split, "question": f"source probe: naming the source ({', '.join(probe['sources'])}) "
                                                      f"from the penultimate features (lower is better; majority "
                                                      f"share {probe['majority_share']:.3f})",
-                         "figure": probe["accuracy"], "films": str(probe["n"]),
+                         "figure": probe["accuracy"], "interval": None, "films": str(probe["n"]),
                          "positives labelled as such": None})
     for r in (metadata.get("card") or {}).get("texture_swap") or []:
         films, donor = SWAP_WORDS.get(r["films"], r["films"]), SWAP_WORDS.get(r["donor"], r["donor"])
@@ -142,5 +161,6 @@ def shortcut_rows(metadata: dict) -> list[dict]:
         rows.append({"split": "TEST", "question": f"texture swap: {films} films given the amplitude spectrum of "
                                                   f"{donor} film, own phase kept: share called COVID-19 positive "
                                                   f"(as they are: {r['as_is']:.3f})",
-                     "figure": r["swapped"], "films": str(r["n"]), "positives labelled as such": None})
+                     "figure": r["swapped"], "interval": None, "films": str(r["n"]),
+                     "positives labelled as such": None})
     return rows

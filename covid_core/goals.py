@@ -14,15 +14,41 @@ from .evaluation import metrics_on_test
 from .targets import COVID_CLASS
 
 
-def _within(key: str) -> Callable[[dict], float | None]:
+def _within(key: str, field: str = "auc") -> Callable[[dict], float | None]:
     def value(metadata: dict):
         shortcuts = metrics_on_test(metadata).get("shortcuts") or {}
-        return ((shortcuts.get("within_source") or {}).get(key) or {}).get("auc")
+        return ((shortcuts.get("within_source") or {}).get(key) or {}).get(field)
     return value
+
+
+def _within_interval(key: str) -> Callable[[dict], tuple | None]:
+    low, high = _within(key, "auc_low"), _within(key, "auc_high")
+    return lambda metadata: _pair(low(metadata), high(metadata))
+
+
+def _macro_auc_interval(metadata: dict) -> tuple | None:
+    test = metrics_on_test(metadata)
+    return _pair(test.get("macro_auc_low"), test.get("macro_auc_high"))
+
+
+def _pair(low, high) -> tuple | None:
+    return None if low is None or high is None else (low, high)
 
 
 def _threshold_rate(key: str) -> Callable[[dict], float | None]:
     return lambda metadata: ((metadata.get("threshold") or {}).get("test") or {}).get(key)
+
+
+def _threshold_rate_interval(hits: str, misses: str) -> Callable[[dict], tuple | None]:
+    """The Wilson interval of a rate at the threshold from its TEST counts (each film counted as independent)."""
+    def interval(metadata: dict):
+        from .metrics import proportion_interval
+
+        counts = ((metadata.get("threshold") or {}).get("test") or {})
+        if not isinstance(counts.get(hits), int) or not isinstance(counts.get(misses), int):
+            return None
+        return proportion_interval(counts[hits], counts[hits] + counts[misses])
+    return interval
 
 
 @dataclass(frozen=True)
@@ -31,6 +57,7 @@ class Goal:
     target: float
     value: Callable[[dict], float | None]  # checkpoint metadata -> the TEST figure, or None if not measured
     at_most: bool = False  # True: lower is better (the figure must not exceed the target)
+    interval: Callable[[dict], tuple | None] = lambda metadata: None  # its 95% interval (low, high), if known
 
     def met(self, value: float | None) -> bool | None:
         if value is None:
@@ -39,11 +66,14 @@ class Goal:
 
 
 GOALS = (
-    Goal("macro AUC", 0.97, lambda m: metrics_on_test(m).get("macro_auc")),
-    Goal("NIH adults: normal vs pneumonia AUC", 0.90, _within("nih_normal_vs_pneumonia")),
-    Goal("COVID-19 collection: COVID-19 vs other pneumonia AUC", 0.85, _within("cohen_covid_vs_other_pneumonia")),
-    Goal("COVID-19 verdict sensitivity", 0.90, _threshold_rate("sensitivity")),
-    Goal("COVID-19 verdict PPV", 0.90, _threshold_rate("ppv")),
+    Goal("macro AUC", 0.97, lambda m: metrics_on_test(m).get("macro_auc"), interval=_macro_auc_interval),
+    Goal("NIH adults: normal vs pneumonia AUC", 0.90, _within("nih_normal_vs_pneumonia"),
+         interval=_within_interval("nih_normal_vs_pneumonia")),
+    Goal("COVID-19 collection: COVID-19 vs other pneumonia AUC", 0.85, _within("cohen_covid_vs_other_pneumonia"),
+         interval=_within_interval("cohen_covid_vs_other_pneumonia")),
+    Goal("COVID-19 verdict sensitivity", 0.90, _threshold_rate("sensitivity"),
+         interval=_threshold_rate_interval("tp", "fn")),
+    Goal("COVID-19 verdict PPV", 0.90, _threshold_rate("ppv"), interval=_threshold_rate_interval("tp", "fp")),
     Goal("expected calibration error", 0.05, lambda m: metrics_on_test(m).get("ece"), at_most=True),
 )
 
@@ -88,16 +118,43 @@ def test_set_limit(metadata: dict) -> str:
 
 
 def goal_rows(metadata: dict) -> list[dict]:
-    """{"goal", "target", "value", "met"} per goal for a 3-class checkpoint's metadata; "met" is None where the
-    figure was not measured. Empty for other targets, to which these goals do not apply."""
+    """{"goal", "target", "value", "interval", "met", "open"} per goal for a 3-class checkpoint's metadata. "met" is
+    None where the figure was not measured; "interval" is its 95% interval (low, high), or None where the checkpoint
+    holds none; "open" is True where the target lies inside that interval (other films of these sources could fall
+    on either side of it). Empty for other targets, to which these goals do not apply."""
     if metadata.get("target") != "3class":
         return []
     rows = []
     for goal in GOALS:
-        value = goal.value(metadata)
+        value, interval = goal.value(metadata), goal.interval(metadata)
         rows.append({"goal": goal.name, "target": f"{'at most' if goal.at_most else 'at least'} {goal.target:.2f}",
-                     "value": value, "met": goal.met(value)})
+                     "value": value, "interval": interval, "met": goal.met(value),
+                     "open": interval is not None and interval[0] <= goal.target <= interval[1]})
     return rows
+
+
+def interval_text(interval: tuple | None) -> str:
+    """(0.53, 0.85) -> "0.530-0.850"; None -> ""."""
+    return "" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
+
+
+#: What the intervals beside the goals' TEST figures are, for under the goals table (card and Models page).
+GOAL_INTERVALS_NOTE = ("95% intervals: for the AUCs, from a bootstrap that draws TEST's patients (a within-source AUC "
+                       "widened to the Wilson interval on the patients of its smaller side); for the verdict's rates, "
+                       "Wilson intervals counting films. Where a goal lies inside the interval, TEST cannot tell "
+                       "whether the model reaches it on other films of these sources.")
+
+
+def goal_figure_text(row: dict) -> str:
+    """A goal row's TEST figure with its interval: "0.705 (0.530-0.850)", "0.049", or "n/a"."""
+    if row["value"] is None:
+        return "n/a"
+    return f"{row['value']:.3f}" + (f" ({interval_text(row['interval'])})" if row["interval"] else "")
+
+
+def goal_met_text(row: dict) -> str:
+    """"reached", "not reached", "not measured", with "(inside the interval)" where the target lies inside it."""
+    return MET_WORDS[row["met"]] + (" (inside the interval)" if row["open"] and row["met"] is not None else "")
 
 
 #: Whether a goal is met, in words (``met`` of :func:`goal_rows`: True, False, or None when not measured).

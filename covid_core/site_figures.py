@@ -5,21 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .intervals import patient_resamples, percentile_interval, widen_to_patients
 from .metrics import binary_auc, calibration_bins, rates_of_calls
-
-BOOTSTRAP = 1000
 
 
 def _rates(y: np.ndarray, positive: np.ndarray) -> tuple[float | None, float | None]:
     rates = rates_of_calls(y, positive)
     return rates["sensitivity"], rates["specificity"]
-
-
-def _interval(values: list[float]) -> tuple[float | None, float | None]:
-    values = [v for v in values if v is not None]
-    if len(values) < 20:
-        return None, None
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
 def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np.ndarray, seed: int = 0) -> dict:
@@ -35,46 +27,21 @@ def figures(y: np.ndarray, score: np.ndarray, positive: np.ndarray, patients: np
     if 0 < y.sum() < len(y):
         fpr, tpr, _ = roc_curve(y, score)
         out["roc"] = {"fpr": fpr.round(4).tolist(), "tpr": tpr.round(4).tolist()}
-    groups = {}
-    for i, p in enumerate(patients):
-        groups.setdefault(p, []).append(i)
-    members = list(groups.values())
-    rng = np.random.default_rng(seed)
     draws = {"sensitivity": [], "specificity": [], "auc": []}
-    for _ in range(BOOTSTRAP):
-        idx = np.concatenate([members[k] for k in rng.integers(0, len(members), len(members))])
+    for idx in patient_resamples(patients, seed=seed):
         s, c = _rates(y[idx], positive[idx])
         draws["sensitivity"].append(s)
         draws["specificity"].append(c)
         draws["auc"].append(binary_auc(y[idx], score[idx]))
     for key, values in draws.items():
-        out[key]["low"], out[key]["high"] = _interval(values)
+        out[key]["low"], out[key]["high"] = percentile_interval(values)
     positives, negatives = (len(set(np.asarray(patients)[films_of_kind])) for films_of_kind in (y, ~y))
-    _widen_to_patients(out["sensitivity"], sens, positives)
-    _widen_to_patients(out["specificity"], spec, negatives)
+    widen_to_patients(out["sensitivity"], sens, positives)
+    widen_to_patients(out["specificity"], spec, negatives)
     # The AUC is the chance that a COVID-19 film outscores another film. Pairing each patient of the smaller side
     # with a different patient of the other gives that many independent trials of it: its floor interval.
-    _widen_to_patients(out["auc"], out["auc"]["value"], min(positives, negatives))
+    widen_to_patients(out["auc"], out["auc"]["value"], min(positives, negatives))
     return out
-
-
-def _widen_to_patients(figure: dict, rate: float | None, n_patients: int) -> None:
-    """Widen a rate's bootstrap interval to at least the Wilson interval of the same rate counted on patients.
-
-    A bootstrap cannot draw a rate beyond what was seen: 15 of 15 COVID-19 films called positive gives an interval
-    of 100-100%, as if the next film could not be missed (and an AUC of 1.000, 1.000-1.000). Counting each patient
-    once (as many hits as the rate gives) is the cautious stand-in for films of one patient that are not
-    independent.
-    """
-    from .metrics import proportion_interval
-
-    if rate is None or n_patients == 0:
-        return
-    low, high = proportion_interval(round(rate * n_patients), n_patients)
-    if figure.get("low") is None:  # too few draws held films of that kind: the Wilson interval alone
-        figure["low"], figure["high"] = low, high
-    else:
-        figure["low"], figure["high"] = min(figure["low"], low), max(figure["high"], high)
 
 
 def given_figures(y, score, positive, patients, withheld: np.ndarray, seed: int = 0) -> dict:

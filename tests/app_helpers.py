@@ -21,7 +21,12 @@ CLASSES = ("normal", "pneumonia", "covid19")
 def fake_metrics() -> dict:
     """Plausible TEST metrics of a 3-class model (made up for the tests, never shown as real)."""
     per_class = {c: {"sensitivity": 0.8, "specificity": 0.9, "ppv": 0.7, "auc": 0.9, "support": 10} for c in CLASSES}
-    test = {"n": 30, "accuracy": 0.8, "macro_auc": 0.9, "ece": 0.05, "classes": list(CLASSES), "per_class": per_class,
+    within = {"kermany_normal_vs_pneumonia": {"description": "Kermany children: normal vs pneumonia", "auc": 0.95,
+                                              "auc_low": 0.81, "auc_high": 0.99, "n_negative": 10, "n_positive": 10,
+                                              "positive_called": 0.9}}
+    test = {"n": 30, "accuracy": 0.8, "macro_auc": 0.9, "macro_auc_low": 0.82, "macro_auc_high": 0.96, "ece": 0.05,
+            "shortcuts": {"within_source": within, "source_probe": None}, "classes": list(CLASSES),
+            "per_class": per_class,
             "confusion_matrix": [[8, 1, 1], [1, 8, 1], [0, 2, 8]],
             "per_source": {"kermany": {"n": 20, "accuracy": 0.85, "true": {"normal": 10, "pneumonia": 10, "covid19": 0},
                                        "predicted": {"normal": 10, "pneumonia": 9, "covid19": 1},

@@ -333,7 +333,8 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     assert card and "## Known limits" in card[0] and "0.930" in card[0] and "97.5% of 40 non-X-ray" in card[0]
     # the goals against the fixture's TEST figures, as the card states them
     goals = [df.value for df in at.dataframe if "goal" in df.value.columns][0].set_index("goal")
-    assert goals.loc["macro AUC", "met"] == "not reached" and goals.loc["macro AUC", "value"] == 0.9
+    assert goals.loc["macro AUC", "met"] == "not reached"
+    assert goals.loc["macro AUC", "TEST (95% interval)"] == "0.900 (0.820-0.960)"
     assert goals.loc["COVID-19 verdict PPV", "met"] == "not reached"
     assert any("at most 10% of films given a wrong" in c.value and "at about chance (AUC 0.35-0.70)" in c.value
                and "other hospitals, left out, ranked at AUC 0.56-0.68, 67-89% of them" in c.value
@@ -458,14 +459,22 @@ def test_models_page_shows_within_source_figures_and_warns_of_another_data_versi
     ckpt = load_checkpoint_dict(path)
     ckpt["metrics"]["test"]["shortcuts"] = {
         "within_source": {"nih_normal_vs_pneumonia": {"description": "NIH adults: normal vs pneumonia", "auc": 0.61,
-                                                      "n_negative": 58, "n_positive": 59, "positive_called": 0.2}},
+                                                      "auc_low": 0.5, "auc_high": 0.71, "n_negative": 58,
+                                                      "n_positive": 59, "positive_called": 0.2}},
         "source_probe": {"accuracy": 0.93, "balanced_accuracy": 0.9, "majority_share": 0.52, "n": 396,
                          "sources": ["cohen", "kermany", "nih"]}}
+    ckpt["metrics"]["test"]["macro_auc_high"] = 0.975
     atomic_save(ckpt, path)
     at = page("models")
     within = [t.value for t in at.table if "question" in t.value.columns][0]  # static: long questions wrap
     within = within.map(lambda v: v.replace("\\", ""))  # Markdown-escaped; the browser shows the plain text
     assert within.set_index("question").loc["NIH adults: normal vs pneumonia", "figure"] == "0.610"
+    assert within.set_index("question").loc["NIH adults: normal vs pneumonia", "interval"] == "0.500-0.710"
+    goals = [d.value for d in at.dataframe if "goal" in d.value.columns][0].set_index("goal")
+    assert goals.loc["NIH adults: normal vs pneumonia AUC", "TEST (95% interval)"] == "0.610 (0.500-0.710)"
+    assert goals.loc["NIH adults: normal vs pneumonia AUC", "met"] == "not reached"  # 0.90 lies far above 0.71
+    assert goals.loc["macro AUC", "TEST (95% interval)"] == "0.900 (0.820-0.975)"
+    assert goals.loc["macro AUC", "met"] == "not reached (inside the interval)"
     assert any(q.startswith("source probe") for q in within["question"])
     assert not any("another version of the data" in w.value for w in at.warning)
     at.text_input(key="models_data").set_value(str(folders_data)).run()

@@ -372,3 +372,20 @@ def test_fuzzed_checkpoint_metadata_never_breaks_the_models_page_the_card_or_a_v
         assert verdict.validation_statement(None, p, classifier.metadata).startswith("Not validated at your hospital")
     print(f"\nfuzz: 150 edited checkpoints: {counts}")
     assert counts["usable"] > 50 and counts["unusable"] > 5
+
+
+def test_a_damaged_interval_leaves_out_its_section_and_the_card_still_renders(tmp_path):
+    from covid_core.cards.classifier import card_markdown
+    from covid_core.goals import goal_rows
+
+    def edit(c):
+        c["metrics"]["test"]["shortcuts"]["within_source"]["kermany_normal_vs_pneumonia"]["auc_low"] = "0.5"  # a word
+        c["metrics"]["val"]["macro_auc_high"] = 7.0
+
+    path = _edited(tmp_path, edit)
+    ckpt = load_checkpoint_dict(path)
+    notes = dict(n.split(" (", 1) for n in ckpt["damaged_sections"])
+    assert set(notes) == {"TEST figures", "VALIDATION figures"}
+    assert "auc_low" in notes["TEST figures"] and "macro_auc_high" in notes["VALIDATION figures"]
+    assert all(r["interval"] is None for r in goal_rows(ckpt) if "AUC" in r["goal"])
+    assert card_markdown(ckpt, "m.pt", "weights/m.pt").startswith("# Model card")

@@ -62,3 +62,32 @@ def test_the_test_figures_of_a_covid_model_come_with_what_they_do_not_say():
     assert f"AUC {UNSEEN_SOURCE_COVID_VS_NORMAL_AUC}" in text and f"{UNSEEN_SOURCE_WRONG_VERDICTS} of its films" in text
     assert test_set_limit({"target": "covid"}) == text
     assert test_set_limit({"target": "pneumonia"}) == ""  # no COVID-19 verdict, nothing withheld for want of a site
+
+
+def _with_intervals(**changes):
+    meta = _metadata(macro_auc_low=0.93, macro_auc_high=0.975)
+    meta["metrics"]["test"]["shortcuts"]["within_source"]["cohen_covid_vs_other_pneumonia"].update(
+        auc_low=0.52, auc_high=0.86)
+    meta["threshold"]["test"].update(tp=56, fp=24, fn=4, tn=312, ppv=0.70)
+    for key, value in changes.items():
+        meta["metrics"]["test"][key] = value
+    return meta
+
+
+def test_each_goal_figure_comes_with_its_interval_and_says_when_the_goal_lies_inside_it():
+    rows = {r["goal"]: r for r in goal_rows(_with_intervals())}
+    assert rows["macro AUC"]["interval"] == (0.93, 0.975) and rows["macro AUC"]["open"]  # 0.97 could be reached
+    assert rows["COVID-19 collection: COVID-19 vs other pneumonia AUC"]["open"]  # 0.85 lies inside 0.52-0.86
+    ppv = rows["COVID-19 verdict PPV"]
+    assert ppv["interval"][0] < 0.70 < ppv["interval"][1] < 0.90 and not ppv["open"]  # Wilson on 56 of 80
+    assert rows["expected calibration error"]["interval"] is None and not rows["expected calibration error"]["open"]
+    section = "\n".join(goals_section(_with_intervals()))
+    assert "| macro AUC | at least 0.97 | 0.954 (0.930-0.975) | **not reached (inside the interval)** |" in section
+    assert "| COVID-19 verdict PPV | at least 0.90 | 0.700 (0.5" in section  # Wilson on 56 of 80: 0.59-0.79
+    assert "| expected calibration error | at most 0.05 | 0.060 | **not reached** |" in section
+    assert "Where a goal lies inside the interval, TEST cannot tell" in section
+
+
+def test_a_checkpoint_without_intervals_shows_its_figures_alone():
+    section = "\n".join(goals_section(_metadata()))
+    assert "| NIH adults: normal vs pneumonia AUC | at least 0.90 | 0.910 | reached |" in section

@@ -90,3 +90,21 @@ def test_leave_one_source_out_flags_a_source_unlike_the_others_and_not_one_like_
     assert all(type(k) is str for k in out)  # numpy strings would make the checkpoint unloadable with weights_only
     assert out["far"]["flagged"] > 0.9  # unseen and unlike the rest: noticed
     assert out["a"]["flagged"] < 0.2  # unseen but like "b": passes, as it should
+
+
+def test_each_within_source_auc_comes_with_an_interval_that_draws_patients():
+    rng = np.random.default_rng(4)
+    t = _table(rng)
+    sick = (t.label != "normal").to_numpy()
+    p_disease = np.where(sick, 0.7, 0.3) + rng.normal(0, 0.2, len(t))
+    p_covid = np.where(t.label == "covid19", 0.6, 0.4) + rng.normal(0, 0.2, len(t))
+    probs = _probs(p_disease.clip(0, 1), p_covid.clip(0, 1))
+    out = within_source_aucs(t, probs, CLASSES)
+    for q in out.values():
+        assert q["auc_low"] <= q["auc"] <= q["auc_high"], q
+    width = {k: q["auc_high"] - q["auc_low"] for k, q in out.items()}
+    assert width["cohen_covid_vs_other_pneumonia"] > width["nih_normal_vs_pneumonia"]  # 10 other pneumonias, not 40
+    one_patient_each_source = t.assign(patient=t.source + t.label)  # every film of a group is one patient's
+    lumped = within_source_aucs(one_patient_each_source, probs, CLASSES)["nih_normal_vs_pneumonia"]
+    assert lumped["auc"] == out["nih_normal_vs_pneumonia"]["auc"]
+    assert lumped["auc_high"] - lumped["auc_low"] > 0.5  # two patients tell almost nothing

@@ -10,9 +10,10 @@ from mean_heatmaps import mean_heatmaps_section
 from model_overview import denoiser_card, overview_section
 from site_panel import site_section
 from covid_core.cards.classifier import card_markdown
-from covid_core.evaluation import TEXTURE_SWAP_NOTE, false_covid_calls, shortcut_rows
+from covid_core.evaluation import TEXTURE_SWAP_NOTE, WITHIN_SOURCE_INTERVALS_NOTE, false_covid_calls, shortcut_rows
 from covid_core.formatting import fixed, pct
-from covid_core.goals import MET_WORDS, goal_rows, new_hospital_caption, test_set_limit
+from covid_core.goals import (GOAL_INTERVALS_NOTE, goal_figure_text, goal_met_text, goal_rows, interval_text,
+                              new_hospital_caption, test_set_limit)
 from covid_core.model_catalog import source_confounds
 from covid_core.model_charts import confusion_figure, roc_figure
 from covid_core.model_summary import measured_limits, model_facts, per_source_rows
@@ -86,9 +87,9 @@ if within:
     st.subheader("Disease or hospital? (within-source figures)")
     st.caption("Within one source the hospital, age group and markers are the same for both answers, so only the "
                "lungs can separate them: an AUC near 0.5 means the model reads the source, not the disease. "
-               + TEXTURE_SWAP_NOTE)
+               + WITHIN_SOURCE_INTERVALS_NOTE + " " + TEXTURE_SWAP_NOTE)
     # a static table: its long questions wrap, so every figure stays in view in a 1024 px window
-    ui.plain_table(pd.DataFrame([{**r, "figure": fixed(r["figure"]),
+    ui.plain_table(pd.DataFrame([{**r, "figure": fixed(r["figure"]), "interval": interval_text(r["interval"]),
                                   "positives labelled as such": "" if r["positives labelled as such"] is None
                                   else pct(r["positives labelled as such"])} for r in within])
                    .set_index("split"))
@@ -99,9 +100,9 @@ else:
 goals = goal_rows(meta)
 if goals:
     st.subheader("Goals")
-    st.dataframe(pd.DataFrame([{**r, "met": MET_WORDS[r["met"]]} for r in goals]), hide_index=True,
-                 column_config={"value": st.column_config.NumberColumn("TEST", format="%.3f")})
-    st.caption(new_hospital_caption())
+    st.dataframe(pd.DataFrame([{"goal": r["goal"], "target": r["target"], "TEST (95% interval)": goal_figure_text(r),
+                                "met": goal_met_text(r)} for r in goals]), hide_index=True)
+    st.caption(f"{GOAL_INTERVALS_NOTE} {new_hospital_caption()}")
 
 per_source = test.get("per_source") or {}
 if per_source:

@@ -11,10 +11,11 @@ import shlex
 
 import numpy as np
 
-from ..evaluation import TEXTURE_SWAP_NOTE, covid_calls_by_source, shortcut_rows, texture_swap_warning
-from ..goals import (MET_WORDS, NEW_HOSPITAL_GOALS, UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC,
+from ..evaluation import (TEXTURE_SWAP_NOTE, WITHIN_SOURCE_INTERVALS_NOTE, covid_calls_by_source, shortcut_rows,
+                          texture_swap_warning)
+from ..goals import (GOAL_INTERVALS_NOTE, NEW_HOSPITAL_GOALS, UNSEEN_ADULT_NORMALS_COVID_VS_NORMAL_AUC,
                      UNSEEN_ADULT_NORMALS_WRONG_VERDICTS, UNSEEN_SOURCE_COVID_VS_NORMAL_AUC, UNSEEN_SOURCE_WRONG_VERDICTS,
-                     goal_rows)
+                     goal_figure_text, goal_met_text, goal_rows, interval_text)
 from ..targets import COVID_CLASS
 from ..formatting import code_block, code_span, fixed, markdown_plain, pct
 from ..preprocess import PreprocessConfig
@@ -154,7 +155,8 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
              "", "## TEST metrics", ""]
     if metrics:
         lines += [f"- Images: {metrics.get('n')}; accuracy **{fixed(metrics.get('accuracy'))}**; macro AUC "
-                  f"**{fixed(metrics.get('macro_auc'))}**; expected calibration error {fixed(metrics.get('ece'))} "
+                  f"**{fixed(metrics.get('macro_auc'))}**{_macro_interval(metrics)}; expected calibration error "
+                  f"{fixed(metrics.get('ece'))} "
                   f"(temperature {ckpt.get('temperature') or 1.0:.3f}, fitted on validation)", "",
                   "| class | support | sensitivity | specificity | PPV | AUC |", "| --- | --- | --- | --- | --- | --- |"]
         for c in classes:
@@ -199,7 +201,8 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
         if positive:
             lines += ["", "Non-COVID films given a COVID-19 positive verdict at the operating threshold (the false "
                           "positives behind PPV): " + "; ".join(positive) + "."]
-    rows = [f"| {r['split']} | {r['question']} | {fixed(r['figure'])} | {r['films']}"
+    rows = [f"| {r['split']} | {r['question']} | {fixed(r['figure'])}"
+            + (f" ({interval_text(r['interval'])})" if r["interval"] else "") + f" | {r['films']}"
             + ("" if r["positives labelled as such"] is None else
                f"; {pct(r['positives labelled as such'])} of the positives labelled as such") + " |"
             for r in shortcut_rows(ckpt)]
@@ -207,8 +210,9 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
         lines += ["", "## Disease or hospital? (within-source figures)",
                   "Within one source the hospital, age group and markers are the same for both answers, so only the "
                   "lungs can separate them. AUCs near 0.5 mean the model reads the source, not the disease. "
-                  + TEXTURE_SWAP_NOTE, "",
-                  "| split | question | figure | films (negative / positive) |", "| --- | --- | --- | --- |",
+                  + WITHIN_SOURCE_INTERVALS_NOTE + " " + TEXTURE_SWAP_NOTE, "",
+                  "| split | question | figure (95% interval) | films (negative / positive) |",
+                  "| --- | --- | --- | --- |",
                   *rows]
         texture = texture_swap_warning(ckpt)
         if texture:
@@ -262,8 +266,10 @@ def goals_section(ckpt: dict) -> list[str]:
     if not rows:
         return []
     return ["", "## Goals", "The goals the shipped 3-class models are held to, against this model's TEST figures.", "",
-            "| goal | target | TEST | |", "| --- | --- | --- | --- |",
-            *[f"| {r['goal']} | {r['target']} | {fixed(r['value'])} | {_emphasised_if_missed(r['met'])} |" for r in rows], "",
+            "| goal | target | TEST (95% interval) | |", "| --- | --- | --- | --- |",
+            *[f"| {r['goal']} | {r['target']} | {goal_figure_text(r)} | {_emphasised_if_missed(r)} |"
+              for r in rows], "",
+            GOAL_INTERVALS_NOTE, "",
             f"{NEW_HOSPITAL_GOALS} Not measured here: TEST holds no film from outside the training sources. Measure it "
             "at your hospital (Validate page, `validate-site`). The closest measurement on coronahack-mini, training "
             "without one source and scoring that source's films (`bench/shortcut_ablation.py`, docs/shortcuts.md), "
@@ -279,5 +285,10 @@ def goals_section(ckpt: dict) -> list[str]:
             "unconfirmed verdicts): before validation it gives none there, right or wrong."]
 
 
-def _emphasised_if_missed(met: bool | None) -> str:
-    return f"**{MET_WORDS[met]}**" if met is False else MET_WORDS[met]
+def _macro_interval(metrics: dict) -> str:
+    low, high = metrics.get("macro_auc_low"), metrics.get("macro_auc_high")
+    return "" if low is None or high is None else f" (95% interval {interval_text((low, high))}, patients resampled)"
+
+
+def _emphasised_if_missed(row: dict) -> str:
+    return f"**{goal_met_text(row)}**" if row["met"] is False else goal_met_text(row)

@@ -51,7 +51,7 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     from ..inference import score_pixels
     from ..metrics import classification_metrics, rates_at_threshold
     from ..shortcuts import shortcut_report
-    from ..evaluation import per_source_metrics
+    from ..evaluation import macro_auc_interval, per_source_metrics
 
     clf = load_classifier_at_site(model_path, site=site)
     table = load_dataset(data, layout).for_target(clf.target)
@@ -67,7 +67,8 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
                for i in range(0, len(images), batch_size)]
     probs = np.concatenate([b.probs for b in batches])
     features = np.concatenate([b.penultimate for b in batches])
-    metrics = classification_metrics(table["label_idx"].to_numpy(), probs, clf.classes)
+    metrics = {**classification_metrics(table["label_idx"].to_numpy(), probs, clf.classes),
+               **macro_auc_interval(table, probs)}
     positive, ci = np.zeros(len(table), bool), None  # without a COVID-19 class, every call is the model's own
     if clf.threshold.get("class") in clf.classes:
         ci = clf.classes.index(clf.threshold["class"])
@@ -98,6 +99,10 @@ def _calls_at_site(clf, batches, positive, labels, covid: int | None) -> dict | 
     return call_counts(scores, positive, np.zeros(len(labels), bool), labels, clf.classes, covid)
 
 
+def _interval(low, high) -> str:
+    return "" if low is None or high is None else f" (95% interval {low:.3f}-{high:.3f})"
+
+
 def _fmt(v):
     return "n/a" if v is None else f"{v:.3f}"
 
@@ -113,7 +118,9 @@ def main(args: argparse.Namespace) -> int:
 
         print(f"skipped {printable(unreadable_list(metrics['skipped']))}; they are in no figure below")
     print(f"{args.split.upper()}: {metrics['n']} images, accuracy {_fmt(metrics['accuracy'])}, "
-          f"macro AUC {_fmt(metrics['macro_auc'])}, calibration error {_fmt(metrics['ece'])}")
+          f"macro AUC {_fmt(metrics['macro_auc'])}"
+          f"{_interval(metrics.get('macro_auc_low'), metrics.get('macro_auc_high'))}, "
+          f"calibration error {_fmt(metrics['ece'])}")
     for c in classes:
         m = metrics["per_class"][c]
         print(f"  {c:>10}: n={m['support']:4d}  sensitivity {_fmt(m['sensitivity'])}  specificity "
@@ -124,8 +131,9 @@ def main(args: argparse.Namespace) -> int:
     for source, s in metrics["per_source"].items():
         print(f"  source {source}: n={s['n']} accuracy {_fmt(s['accuracy'])} predicted {s['predicted']}")
     for q in metrics["shortcuts"]["within_source"].values():
-        print(f"  within source, {q['description']}: AUC {_fmt(q['auc'])} ({q['n_negative']} vs {q['n_positive']} "
-              "films)")
+        print(f"  within source, {q['description']}: AUC {_fmt(q['auc'])}"
+              f"{_interval(q.get('auc_low'), q.get('auc_high'))} "
+              f"({q['n_negative']} vs {q['n_positive']} films)")
     if metrics.get("site_calls"):
         from ..site_file import call_problem, calls_right
 

@@ -10,7 +10,7 @@ import torch
 
 from .. import __version__
 from ..checkpoint import Classifier, atomic_save, load_checkpoint_dict
-from ..evaluation import per_source_metrics
+from ..evaluation import macro_auc_interval, per_source_metrics
 from ..inference import calibrated_probabilities, logits_and_features
 from ..metrics import choose_threshold, classification_metrics, fit_temperature, rates_at_threshold, roc_points
 from ..models import build_model, get_spec
@@ -92,6 +92,7 @@ def finalize(run_dir: RunDir, config: TrainConfig, table, images, pre, classes, 
         test_metrics, test_probs, _, test_features = evaluate(model, images[idx["test"]], labels[idx["test"]],
                                                                  classes, pre, device, temperature)
         test_table = table.iloc[idx["test"]]
+        test_metrics.update(macro_auc_interval(test_table, test_probs))
         test_metrics["per_source"] = per_source_metrics(test_table, test_probs, classes)
         test_metrics["shortcuts"] = shortcut_report(test_table.reset_index(drop=True), test_probs, classes,
                                                     test_features)
