@@ -24,6 +24,15 @@ def _probs(p_disease: np.ndarray, p_covid: np.ndarray) -> np.ndarray:
     return np.stack([normal, p_disease * (1 - p_covid), p_disease * p_covid], 1)
 
 
+def _lung_reader(rng, t, gap: float, noise: float) -> np.ndarray:
+    """Probabilities of a model that reads the disease: p(disease) 0.5 +/- gap by the label, p(COVID-19) 0.5 +/-
+    (gap - 0.1), each with Gaussian noise."""
+    sick = (t.label != "normal").to_numpy()
+    p_disease = np.where(sick, 0.5 + gap, 0.5 - gap) + rng.normal(0, noise, len(t))
+    p_covid = np.where(t.label == "covid19", 0.4 + gap, 0.6 - gap) + rng.normal(0, noise, len(t))
+    return _probs(p_disease.clip(0, 1), p_covid.clip(0, 1))
+
+
 def test_a_model_that_reads_the_hospital_scores_chance_within_each_source():
     rng = np.random.default_rng(0)
     t = _table(rng)
@@ -41,10 +50,7 @@ def test_a_model_that_reads_the_hospital_scores_chance_within_each_source():
 def test_a_model_that_reads_the_lungs_separates_within_each_source():
     rng = np.random.default_rng(1)
     t = _table(rng)
-    sick = (t.label != "normal").to_numpy()
-    p_disease = np.where(sick, 0.9, 0.1) + rng.normal(0, 0.05, len(t))
-    p_covid = np.where(t.label == "covid19", 0.8, 0.2) + rng.normal(0, 0.05, len(t))
-    out = within_source_aucs(t, _probs(p_disease.clip(0, 1), p_covid.clip(0, 1)), CLASSES)
+    out = within_source_aucs(t, _lung_reader(rng, t, gap=0.4, noise=0.05), CLASSES)
     assert all(q["auc"] > 0.95 for q in out.values()), out
     assert out["nih_normal_vs_pneumonia"]["positive_called"] == 1.0
 
@@ -95,10 +101,7 @@ def test_leave_one_source_out_flags_a_source_unlike_the_others_and_not_one_like_
 def test_each_within_source_auc_comes_with_an_interval_that_draws_patients():
     rng = np.random.default_rng(4)
     t = _table(rng)
-    sick = (t.label != "normal").to_numpy()
-    p_disease = np.where(sick, 0.7, 0.3) + rng.normal(0, 0.2, len(t))
-    p_covid = np.where(t.label == "covid19", 0.6, 0.4) + rng.normal(0, 0.2, len(t))
-    probs = _probs(p_disease.clip(0, 1), p_covid.clip(0, 1))
+    probs = _lung_reader(rng, t, gap=0.2, noise=0.2)
     out = within_source_aucs(t, probs, CLASSES)
     for q in out.values():
         assert q["auc_low"] <= q["auc"] <= q["auc_high"], q
