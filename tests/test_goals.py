@@ -88,6 +88,11 @@ def test_each_goal_figure_comes_with_its_interval_and_says_when_the_goal_lies_in
     assert "Where a goal lies inside the interval, TEST cannot tell" in section
 
 
+def test_the_bench_names_each_unmet_goal_with_its_interval():
+    text = unmet_goals_text(_with_intervals())
+    assert "macro AUC 0.954 (0.930-0.975; at least 0.97)" in text and "expected calibration error 0.060 (at most" in text
+
+
 def test_a_checkpoint_without_intervals_shows_its_figures_alone():
     section = "\n".join(goals_section(_metadata()))
     assert "| NIH adults: normal vs pneumonia AUC | at least 0.90 | 0.910 | reached |" in section
