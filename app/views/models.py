@@ -92,7 +92,7 @@ if within:
     ui.plain_table(pd.DataFrame([{**r, "figure": fixed(r["figure"]), "interval": interval_text(r["interval"]),
                                   "positives labelled as such": "" if r["positives labelled as such"] is None
                                   else pct(r["positives labelled as such"])} for r in within])
-                   .set_index("split"))
+                   .set_index("split").rename(columns={"interval": "95% interval"}))
 else:
     st.info("This checkpoint holds no within-source figures: regenerate its card with "
             "`python -m covid_core model-card CHECKPOINT --data DATA_DIR`.")
@@ -100,8 +100,9 @@ else:
 goals = goal_rows(meta)
 if goals:
     st.subheader("Goals")
-    st.dataframe(pd.DataFrame([{"goal": r["goal"], "target": r["target"], "TEST (95% interval)": goal_figure_text(r),
-                                "met": goal_met_text(r)} for r in goals]), hide_index=True)
+    # static, as the table above: its cells wrap, so whether each goal is met stays in view in a 1024 px window
+    ui.plain_table(pd.DataFrame([{"goal": r["goal"], "target": r["target"], "TEST (95% interval)": goal_figure_text(r),
+                                  "met": goal_met_text(r)} for r in goals]).set_index("goal"))
     st.caption(f"{GOAL_INTERVALS_NOTE} {new_hospital_caption()}")
 
 per_source = test.get("per_source") or {}
