@@ -36,7 +36,16 @@ def _tab_icon():
     return icon
 
 
+@st.cache_resource
+def _freed_memory_release():
+    """Once per server: hand memory freed by let-go uploads back to the system (covid_core.freed_memory)."""
+    from covid_core.freed_memory import start_releasing
+
+    return start_releasing()
+
+
 st.set_page_config(page_title="Chest X-ray AI (research)", page_icon=_tab_icon(), layout="wide")
+_freed_memory_release()
 
 pages = [
     st.Page("views/diagnose.py", title="Diagnose", icon=":material/stethoscope:", default=True),

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from covid_core.freed_memory import RELEASE_EVERY_S
 from load_test import MemoryWatch, serving_app, tree_rss_mb  # bench/ is on sys.path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,13 +90,14 @@ st.write(f"{len(files or [])} files received")
 
 def visit_once(browser, url: str, timeout_s: float) -> None:
     """Another user opens the app and closes the tab: Streamlit lets go of closed sessions whose time has run out
-    only when it stores another one, not by a clock."""
+    only when it stores another one, not by a clock. Then wait until the app has handed freed memory back to the
+    system (covid_core.freed_memory, every RELEASE_EVERY_S seconds)."""
     page = browser.new_page()
     page.goto(url, timeout=timeout_s * 1000)
     page.wait_for_selector("[data-testid=stMain]", timeout=timeout_s * 1000)
     time.sleep(3)
     page.close()
-    time.sleep(10)
+    time.sleep(RELEASE_EVERY_S + 10)
 
 
 def bare_streamlit(folder: Path, films: int, timeout_s: float, work: Path, pw) -> dict:
