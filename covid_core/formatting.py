@@ -10,8 +10,8 @@ def pct(v) -> str:
 
 def probability_pcts(*values: float) -> list[str]:
     """Probabilities as percents, with the fewest decimals (0 to 2) at which none that is not certain reads as
-    certain (0% or 100%) and no two that differ read alike: 0.35 -> "35%", 0.995 -> "99.5%", (0.7749, 0.7751) ->
-    ("77.49%", "77.51%"); closer to certainty than 2 decimals tell, "<0.01%" or ">99.99%"."""
+    certain (0% or 100%) and no two that differ read alike: 0.35 -> "35%", 0.995 -> "99.5%", (0.776, 0.784) ->
+    ("77.6%", "78.4%"), not ("78%", "78%"); closer to certainty than 2 decimals tell, "<0.01%" or ">99.99%"."""
     values = [float(v) for v in values]
     for digits in range(3):
         texts = [f"{100 * v:.{digits}f}" for v in values]
