@@ -110,6 +110,7 @@ def _sections(classes: list[str]) -> dict[tuple[str, ...], tuple[str, dict]]:
         ("threshold", "val_sensitivity"): ("VALIDATION sensitivity at the operating threshold", SHARE_OR_NULL),
         ("threshold", "val_specificity"): ("VALIDATION specificity at the operating threshold", SHARE_OR_NULL),
         ("card", "test"): ("the card's TEST figures", _metrics(classes)),
+        ("card", "val"): ("the card's VALIDATION figures", _metrics(classes)),
         ("card", "normal_vs_pneumonia"): ("normal vs pneumonia on TEST", _record(
             ["n", "auc", "accuracy"], n=COUNT, auc=SHARE, accuracy=SHARE_OR_NULL)),
         ("card", "covid_calls_at_threshold"): ("COVID-19 verdicts by source", {"type": "array", "items": _record(

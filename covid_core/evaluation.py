@@ -90,6 +90,12 @@ def metrics_on_test(metadata: dict) -> dict:
     return (metadata.get("card") or {}).get("test") or (metadata.get("metrics") or {}).get("test") or {}
 
 
+def metrics_on_val(metadata: dict) -> dict:
+    """A checkpoint's VALIDATION metrics: the card's re-evaluation (``model-card --data``) if present, else
+    training's."""
+    return (metadata.get("card") or {}).get("val") or (metadata.get("metrics") or {}).get("val") or {}
+
+
 def false_covid_calls(metadata: dict) -> tuple[list[dict], bool]:
     """(rows, at_threshold): the non-COVID TEST films called COVID-19, per source and true class.
 
@@ -140,7 +146,7 @@ def shortcut_rows(metadata: dict) -> list[dict]:
     (the AUC's 95% interval (low, high), or None), "films", "positives labelled as such"}: the card and the Models
     page show the same table."""
     rows = []
-    for split, metrics in (("VALIDATION", (metadata.get("metrics") or {}).get("val")), ("TEST", metrics_on_test(metadata))):
+    for split, metrics in (("VALIDATION", metrics_on_val(metadata)), ("TEST", metrics_on_test(metadata))):
         shortcuts = (metrics or {}).get("shortcuts") or {}
         for q in (shortcuts.get("within_source") or {}).values():
             interval = (q["auc_low"], q["auc_high"]) if q.get("auc_low") is not None and q.get("auc_high") is not None \

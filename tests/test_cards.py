@@ -289,3 +289,27 @@ def test_model_card_with_data_records_the_data_set_an_older_checkpoint_was_train
     # the fixture's 18 films (3 per class and split), whose source is not named
     assert record == {"name": "st-elsewhere", "layout": "folders", "sources": {"unknown": 18}}
     assert "- Data set: `st-elsewhere`, folders layout" in (tmp_path / "m.md").read_text()
+
+
+def test_model_card_with_the_training_data_re_measures_validation_too_and_not_with_other_data(tmp_path, monkeypatch):
+    """VALIDATION is carved from TRAIN as the run carved it, so it is re-measured (with its intervals) only from the
+    data set the checkpoint was trained on: from another, that carving could hold films the model learned from."""
+    from app_helpers import make_checkpoint, make_folders_data
+    from covid_core.checkpoint import atomic_save
+    from covid_core.cli import main
+    from covid_core.datasets import load_dataset
+    from covid_core.evaluation import metrics_on_val
+
+    monkeypatch.setenv("COVID_CORE_CACHE", str(tmp_path / "cache"))
+    data = make_folders_data(tmp_path / "data", per_class=8)
+    path = make_checkpoint(tmp_path / "m.pt")
+    assert main(["model-card", str(path), "--data", str(data), "--cam-limit", "2"]) == 0
+    assert "val" not in load_checkpoint_dict(path)["card"]  # the fixture's fingerprint is another data set's
+    ckpt = load_checkpoint_dict(path)
+    ckpt["data_fingerprint"] = load_dataset(data).fingerprint()
+    atomic_save(ckpt, path)
+    assert main(["model-card", str(path), "--data", str(data), "--cam-limit", "2"]) == 0
+    ckpt = load_checkpoint_dict(path)
+    val = metrics_on_val(ckpt)
+    assert val is ckpt["card"]["val"] and 0 < val["n"] < 24  # part of TRAIN's 24 films, none of TEST's
+    assert val["macro_auc_low"] <= val["macro_auc"] <= val["macro_auc_high"]

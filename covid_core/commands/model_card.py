@@ -1,7 +1,8 @@
 """Write a classifier's model card (weights/<name>.md) from its checkpoint's metadata.
 
-With --data, first re-evaluates TEST (as `evaluate` does), adds the normal-vs-pneumonia analysis, per-source
-results, the texture swaps (covid_core.shortcuts.texture_swap) and the per-class Grad-CAM thorax share, and
+With --data, first re-evaluates TEST (as `evaluate` does, and VALIDATION too when --data is the data set the
+checkpoint was trained on: the same fingerprint), adds the normal-vs-pneumonia analysis, per-source results, the
+texture swaps (covid_core.shortcuts.texture_swap) and the per-class Grad-CAM thorax share, and
 stores them in the checkpoint under `card`; the TEST rates at the operating threshold (`threshold.test`) are
 refreshed from the same evaluation, with their counts. A checkpoint from before the data set it was trained on was
 recorded (`training_data`) gains that record when --data is that data set (the same fingerprint).
@@ -22,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
-    """The `card` dict: TEST metrics, normal-vs-pneumonia, thorax share per class."""
+    """The `card` dict: TEST and VALIDATION metrics, normal-vs-pneumonia, thorax share per class."""
     from ..checkpoint import load_classifier
     from ..explain import mean_heatmaps_and_thorax_share
     from ..evaluation import covid_calls_at_threshold, pair_metrics
@@ -33,6 +34,11 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     table = table[table["split"] == "test"]
     card = {"test": metrics, "normal_vs_pneumonia": pair_metrics(table["label_idx"].to_numpy(), probs, metrics["classes"])}
     classifier = load_classifier(checkpoint)
+    if classifier.metadata.get("train_config") and _trained_on(classifier.metadata, data):
+        # VALIDATION carved from TRAIN as the run carved it, re-measured (with its intervals); on another data set
+        # that carving could hold films the model was trained on, so it is left as training measured it
+        card["val"] = evaluate_checkpoint(checkpoint, data, split="val", progress=False,
+                                          advice="Fix or remove them: a card's VALIDATION figures count every film")[0]
     threshold = classifier.threshold
     if threshold.get("class") in metrics["classes"]:
         covid = threshold["class"]
@@ -57,6 +63,13 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
         card["ood_check"] = ood_check(classifier, test_xrays)
         card["ood_new_source"] = ood_leave_one_source_out(classifier, data)
     return card
+
+
+def _trained_on(metadata: dict, data: str) -> bool:
+    """Whether ``data`` is the data set the checkpoint was trained on (the same fingerprint)."""
+    from ..datasets import load_dataset
+
+    return bool(metadata.get("data_fingerprint")) and load_dataset(data).fingerprint() == metadata["data_fingerprint"]
 
 
 def ood_leave_one_source_out(classifier, data: str) -> dict:
