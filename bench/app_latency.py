@@ -25,6 +25,7 @@ from PIL import Image
 
 from covid_core.checkpoint import atomic_save, classifier_checkpoint, load_classifier
 from covid_core.decode import decode_image
+from covid_core.explain.cam import DEFAULT_METHOD
 from covid_core.inference import predict
 from covid_core.model_catalog import weights_dir
 from covid_core.models import build_model, get_spec
@@ -68,7 +69,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--image", default=None, help="a 512x512 image file (default: a synthetic 512x512 JPEG)")
     ap.add_argument("--models", default="cnn,resnet18")
-    ap.add_argument("--method", default="gradcam")
+    ap.add_argument("--method", default=DEFAULT_METHOD, help="a heatmap method (default: the product's)")
     args = ap.parse_args()
     from covid_core.explain import explain, overlay
 

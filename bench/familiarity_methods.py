@@ -34,7 +34,7 @@ def features(checkpoint: str, data: str):
     table = split_as_trained(load_dataset(data).for_target(clf.target), cfg)
     images = load_or_build(table["path"].tolist(), clf.preprocess, progress=False)
     _, feats = logits_and_features(clf.model, images, clf.preprocess, device=clf.device,
-                                   spatial_layer=clf.spec.target_layer(clf.model))
+                                   spatial_layer=clf.spec.feature_layer(clf.model))
     return feats, table["split"].to_numpy(), table["source"].astype(str).to_numpy(), table["label_idx"].to_numpy()
 
 

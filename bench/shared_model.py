@@ -44,7 +44,7 @@ def main() -> int:
 
     def heatmap():
         start = time.perf_counter()
-        e = explain_case(classifier, case, "gradcam", call)
+        e = explain_case(classifier, case, target_class=call)
         return e, time.perf_counter() - start
 
     reference, _ = heatmap()  # also warms up

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from covid_core.explain.cam import DEFAULT_METHOD
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".dcm", ".bmp", ".tif", ".tiff"}
 
 
@@ -68,7 +70,7 @@ def main() -> int:
     ap.add_argument("--site", required=True, help="a site file made by validate-site for --model, with a head")
     ap.add_argument("--films", required=True, type=Path, help="one folder per class")
     ap.add_argument("--per-class", type=int, default=40)
-    ap.add_argument("--method", default="gradcam")
+    ap.add_argument("--method", default=DEFAULT_METHOD, help="a heatmap method (default: the product's)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     classifier = load_classifier_at_site(args.model, site=args.site)

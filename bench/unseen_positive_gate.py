@@ -31,7 +31,7 @@ def distances_to_class(clf, images: np.ndarray, class_index: int) -> tuple[np.nd
     from covid_core.ood import class_distances
 
     logits, feats = logits_and_features(clf.model, images, clf.preprocess,
-                                        spatial_layer=clf.spec.target_layer(clf.model))
+                                        spatial_layer=clf.spec.feature_layer(clf.model))
     out = {part["name"]: class_distances(part, feats[part["name"]])[:, class_index] / part["threshold"]
            for part in clf.ood["parts"]}
     return calibrated_probabilities(logits, clf.temperature), out

@@ -19,6 +19,7 @@ import numpy as np
 from .checkpoint import Classifier
 from .decode import DecodedImage, decode_image
 from .dicom_header import why_no_verdict
+from .explain.cam import DEFAULT_METHOD
 from .errors import CovidCoreError
 from .inference import (Prediction, check_not_blank, predict, prediction_at, score_pixels,
                         withheld_by_header)
@@ -33,8 +34,9 @@ class Case:
     """One analysed film.
 
     image: the decoded film, downscaled to at most DISPLAY_MAX_SIDE a side (pixels float32 HxW in [0, 1];
-    ``raw`` likewise for DICOM; None when only the verdict was asked for). prediction: computed on the full-resolution film; its geometry maps model
-    space onto ``image``. original_size: (height, width) of the file as decoded.
+    ``raw`` likewise for DICOM; None when only the verdict was asked for). prediction: computed on the
+    full-resolution film; its geometry maps model space onto ``image``. original_size: (height, width) of the file
+    as decoded.
     """
 
     name: str
@@ -124,7 +126,7 @@ def open_case(source, name: str, classifier: Classifier, max_side: int | None = 
     return _case(name, decoded, predict(classifier, decoded), max_side, keep_image=True)
 
 
-def explain_case(classifier: Classifier, case: Case, method: str = "gradcam", target_class: str | None = None,
+def explain_case(classifier: Classifier, case: Case, method: str = DEFAULT_METHOD, target_class: str | None = None,
                  with_faithfulness: bool = True):
     """The case's :class:`~covid_core.explain.Explanation`, heatmap at the display copy's size."""
     from .explain import explain_pixels

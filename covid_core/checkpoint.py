@@ -197,7 +197,7 @@ def _score_a_test_film(classifier: Classifier, name: str) -> None:
     try:
         with torch.no_grad():
             x = to_model_input(film, classifier.preprocess).to(classifier.device)
-            logits, feats = model_features(classifier.model, x, classifier.spec.target_layer(classifier.model))
+            logits, feats = model_features(classifier.model, x, classifier.spec.feature_layer(classifier.model))
             probs = torch.softmax(logits.float() / classifier.temperature, dim=1).cpu().numpy()
             familiarity = (ood_scores(classifier.ood, {k: f.float().cpu().numpy() for k, f in feats.items()})
                            if has_ood(classifier.ood) else np.zeros(1))

@@ -116,8 +116,9 @@ def _sections(classes: list[str]) -> dict[tuple[str, ...], tuple[str, dict]]:
         ("card", "covid_calls_at_threshold"): ("COVID-19 verdicts by source", {"type": "array", "items": _record(
             ["source", "true class", "n", "called covid", "share"], source=TEXT, n=COUNT, share=SHARE,
             **{"true class": TEXT, "called covid": COUNT})}),
-        ("card", "thorax_share"): ("Grad-CAM energy inside the thorax",
+        ("card", "thorax_share"): ("heatmap energy inside the thorax",
                                    {"type": "object", "additionalProperties": SHARE_OR_NULL}),
+        ("card", "thorax_heatmap"): ("the heatmap the thorax share was measured on", TEXT),
         ("card", "ood_check"): ("what the familiarity check flags", _record(
             ["non_xray_flagged", "non_xray_n", "transformed_xray_flagged", "transformed_xray_n", "test_flagged",
              "test_n"], non_xray_flagged=SHARE, non_xray_n=COUNT, transformed_xray_flagged=SHARE,

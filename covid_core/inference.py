@@ -204,7 +204,7 @@ def turned_copy_features(classifier: Classifier, pixels_u8: np.ndarray) -> list[
     pixels_u8 = np.asarray(pixels_u8)
     copies = [np.ascontiguousarray(np.rot90(pixels_u8, k, (1, 2))) for k in (1, 2, 3)] + [255 - pixels_u8]
     return [logits_and_features(classifier.model, c, classifier.preprocess, device=classifier.device,
-                                spatial_layer=classifier.spec.target_layer(classifier.model))[1] for c in copies]
+                                spatial_layer=classifier.spec.feature_layer(classifier.model))[1] for c in copies]
 
 
 def score_pixels(classifier: Classifier, pixels_u8: np.ndarray, orientation: bool = True) -> Scores:
@@ -215,7 +215,7 @@ def score_pixels(classifier: Classifier, pixels_u8: np.ndarray, orientation: boo
     copies is more familiar than the film itself is turned or inverted, whatever its own familiarity score (the
     score alone let about 1 in 15 turned films through). Metrics that need no familiarity flag skip it.
     """
-    spatial = classifier.spec.target_layer(classifier.model)
+    spatial = classifier.spec.feature_layer(classifier.model)
     logits, feats = logits_and_features(classifier.model, pixels_u8, classifier.preprocess,
                                         device=classifier.device, spatial_layer=spatial)
     site = classifier.site

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .formatting import markdown_plain
 from .formatting import pct as _pct
 from .training_data import training_data
 
@@ -65,8 +66,14 @@ def per_source_rows(per_source: dict, classes: list[str]) -> list[dict]:
              **{f"true {c}": (v.get("true") or {}).get(c, 0) for c in classes}} for s, v in per_source.items()]
 
 
+def thorax_heatmap(card: dict) -> str:
+    """The heatmap a card's thorax shares were measured on: its method and layer ("hirescam at layer3.1"); cards
+    written before they named it measured Grad-CAM at the network's last stage."""
+    return markdown_plain(str(card.get("thorax_heatmap") or "gradcam at the last stage"))
+
+
 def measured_limits(card: dict) -> list[tuple[str, str]]:
-    """(measure, on TEST) rows from a checkpoint's ``card`` section: normal vs pneumonia, where Grad-CAM looks,
+    """(measure, on TEST) rows from a checkpoint's ``card`` section: normal vs pneumonia, where the heatmap looks,
     and what the familiarity check flags."""
     rows = []
     pair = card.get("normal_vs_pneumonia")
@@ -75,9 +82,9 @@ def measured_limits(card: dict) -> list[tuple[str, str]]:
                                             f"({pair['n']} films whose true class is one of the two)"))
     thorax = card.get("thorax_share") or {}
     if thorax:
-        rows.append(("Grad-CAM energy inside the thorax", ", ".join(f"{c} {_pct(v)}" for c, v in thorax.items())
-                     + f" (mean over at most {card.get('thorax_n', '?')} films per class; evidence outside the chest "
-                       "is a shortcut warning sign)"))
+        rows.append(("heatmap energy inside the thorax", ", ".join(f"{c} {_pct(v)}" for c, v in thorax.items())
+                     + f" ({thorax_heatmap(card)}; mean over at most {card.get('thorax_n', '?')} films per class; "
+                       "evidence outside the chest is a shortcut warning sign)"))
     check = card.get("ood_check")
     if check:
         rows.append(("flagged as unlike the training X-rays",

@@ -1,8 +1,9 @@
 """The model registry: every classifier by name, with what call sites need to know.
 
 A :class:`ModelSpec` holds the builder, default input size, channel count, a
-description and the Grad-CAM target layer, so no call site special-cases an
-architecture (as torchvision's ``get_model`` and timm's ``_cfg`` do).
+description, the layer whose features the familiarity check reads and the layer the
+heatmap explains, so no call site special-cases an architecture (as torchvision's
+``get_model`` and timm's ``_cfg`` do).
 """
 
 from __future__ import annotations
@@ -24,14 +25,17 @@ class ModelSpec:
     """A registered architecture.
 
     build(num_classes) -> nn.Module taking float32 Bx1xSxS, returning logits BxC.
-    target_layer(model) -> the module whose activations Grad-CAM explains.
+    feature_layer(model) -> the last convolutional stage, whose spatial features the familiarity check reads.
+    heatmap_layer(model) -> the module whose activations the heatmap (Grad-CAM family) explains: one stage before
+        the last where ``bench/heatmap_methods.py`` measured that stage's maps to show more of what the model uses.
     imagenet_weights: torchvision weights enum name, or None if there are none.
     style_layers(model) -> the early stages whose outputs MixStyle mixes (``--mix-style``).
     """
 
     name: str
     build: Callable[[int], nn.Module]
-    target_layer: Callable[[nn.Module], nn.Module]
+    feature_layer: Callable[[nn.Module], nn.Module]
+    heatmap_layer: Callable[[nn.Module], nn.Module]
     default_image_size: int
     description: str
     imagenet_weights: str | None = None
@@ -99,19 +103,20 @@ def _densenet121(num_classes: int) -> nn.Module:
 
 
 register_model(ModelSpec(
-    "cnn", BaselineCNN, lambda m: m.features[-1], 128,
+    "cnn", BaselineCNN, lambda m: m.features[-1], lambda m: m.features[-2], 128,
     "baseline sequential CNN (4 conv blocks, ~1.2M parameters)",
     style_layers=lambda m: [m.features[0], m.features[1]]))
 register_model(ModelSpec(
-    "resnet18", _resnet("resnet18"), lambda m: m.layer4[-1], 160,  # docs/shortcuts.md: 160 px beat 96, 224, 256
+    # docs/shortcuts.md: 160 px beat 96, 224 and 256; docs/heatmaps.md: layer3's maps show more of what it uses
+    "resnet18", _resnet("resnet18"), lambda m: m.layer4[-1], lambda m: m.layer3[-1], 160,
     "ResNet-18 (He et al. 2016), 11M parameters", imagenet_weights="ResNet18_Weights",
     style_layers=lambda m: [m.layer1, m.layer2]))
 register_model(ModelSpec(
-    "resnet50", _resnet("resnet50"), lambda m: m.layer4[-1], 224,
+    "resnet50", _resnet("resnet50"), lambda m: m.layer4[-1], lambda m: m.layer4[-1], 224,
     "ResNet-50, 24M parameters", imagenet_weights="ResNet50_Weights",
     style_layers=lambda m: [m.layer1, m.layer2]))
 register_model(ModelSpec(
-    "densenet121", _densenet121, lambda m: m.features[-1], 224,
+    "densenet121", _densenet121, lambda m: m.features[-1], lambda m: m.features[-1], 224,
     "DenseNet-121, CheXNet's backbone (Rajpurkar et al. 2017), 7M parameters",
     imagenet_weights="DenseNet121_Weights",
     style_layers=lambda m: [m.features.denseblock1, m.features.denseblock2]))
@@ -247,7 +252,7 @@ def model_features(model: nn.Module, x: torch.Tensor, spatial_layer: nn.Module |
     """(logits BxC, {name: features BxD}) from one forward pass, via forward hooks.
 
     "penultimate": the input of the final linear layer (globally pooled, so blind to where things are).
-    "spatial" (only with ``spatial_layer``, usually the spec's Grad-CAM layer): that layer's output
+    "spatial" (only with ``spatial_layer``, usually the spec's ``feature_layer``): that layer's output
     average-pooled to ``grid`` x ``grid`` cells, which keeps the layout (lungs above the diaphragm), so a
     rotated or upside-down film looks unfamiliar.
     """

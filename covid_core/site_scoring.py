@@ -65,7 +65,7 @@ def scored_films(classifier, pixels: np.ndarray):
     from .ood import has_ood
 
     logits, feats = logits_and_features(classifier.model, pixels, classifier.preprocess, device=classifier.device,
-                                        spatial_layer=classifier.spec.target_layer(classifier.model))
+                                        spatial_layer=classifier.spec.feature_layer(classifier.model))
     turned = has_ood(classifier.ood) and classifier.ood.get("orientation_check")
     return logits, feats, turned_copy_features(classifier, pixels) if turned else []
 

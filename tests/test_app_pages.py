@@ -324,7 +324,9 @@ def test_models_card_shows_metrics_roc_confusion_and_confound(env):
     assert any("cohen" in w.value and "covid19" in w.value for w in at.warning)  # one-class source
     # The limits stored by `model-card`: normal vs pneumonia, thorax share per class, OOD check.
     assert "| normal vs pneumonia | AUC 0.930, accuracy 90.0% (20 films" in text
-    assert "| Grad-CAM energy inside the thorax | normal 60.0%, pneumonia 41.0%, covid19 55.0%" in text
+    # a card written before cards named their heatmap measured Grad-CAM at the last stage, and says so
+    assert ("| heatmap energy inside the thorax | normal 60.0%, pneumonia 41.0%, covid19 55.0% (gradcam at the last "
+            "stage;") in text
     assert "97.5% of 40 non-X-rays, 90.0% of 80 rotated or inverted X-rays, 3.3% of 30 TEST X-rays" in text
     calls = [df.value for df in at.dataframe if "called covid" in df.value.columns][0]
     assert calls.set_index("true class").loc["pneumonia", "called covid"] == 1

@@ -245,6 +245,10 @@ def test_model_card_with_data_refreshes_the_threshold_rates_with_their_counts(tm
     # the false positives by source and class, counted at the same threshold, add up to the same number
     assert sum(r["called covid"] for r in ckpt["card"]["covid_calls_at_threshold"]) == rates["fp"]
     assert "TEST at this threshold" in (tmp_path / "m.md").read_text()
+    # the thorax shares name the heatmap they were measured on: the method and the layer Diagnose shows
+    assert ckpt["card"]["thorax_heatmap"] == "hirescam at features.2"
+    assert "Mean share of heatmap energy (hirescam at features.2) inside the estimated thorax" in \
+        (tmp_path / "m.md").read_text()
 
 
 def test_model_card_names_an_unreadable_test_film_and_changes_nothing(tmp_path, monkeypatch, capsys):

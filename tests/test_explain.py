@@ -289,10 +289,15 @@ def test_cli_bad_inputs_give_one_line_errors(tiny_checkpoint, tmp_path, capsys, 
     assert not (tmp_path / "o.png").exists()
 
 
-def test_cli_method_list_matches_the_package():
-    from covid_core.commands import explain as command
+def test_cli_offers_the_package_methods_and_defaults_to_the_heatmap_the_app_shows():
+    from covid_core.cli import build_parser
+    from covid_core.explain import DEFAULT_METHOD
 
-    assert command._METHODS == CAM_METHODS
+    parser = build_parser()
+    args = parser.parse_args(["explain", "--model", "m.pt", "x.png", "--out", "o.png"])
+    assert args.method == DEFAULT_METHOD == CAM_METHODS[0] == "hirescam"
+    explain_parser = parser._subparsers._group_actions[0].choices["explain"]
+    assert ", ".join(CAM_METHODS) in " ".join(explain_parser.format_help().split())
 
 
 def test_faithfulness_warning_only_when_removing_the_evidence_does_not_lower_the_probability():

@@ -12,12 +12,14 @@ from covid_core.preprocess import PreprocessConfig
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_every_model_runs_on_one_channel_and_names_its_cam_layer(name):
+def test_every_model_runs_on_one_channel_and_names_its_layers(name):
     torch.manual_seed(0)
     model = build_model(name, 3).eval()
     x = torch.randn(2, 1, 64, 64)
-    layer = get_spec(name).target_layer(model)
+    layer = get_spec(name).feature_layer(model)
     assert isinstance(layer, torch.nn.Module) and any(True for _ in layer.parameters())
+    heatmap_layer = get_spec(name).heatmap_layer(model)
+    assert any(heatmap_layer is m for m in model.modules()) and any(True for _ in heatmap_layer.parameters())
     with torch.no_grad():
         logits, feats = model_features(model, x, spatial_layer=layer)
         plain = model(x)

@@ -33,7 +33,7 @@ def test_a_heatmap_made_while_another_thread_scores_films_comes_from_its_own_fil
     film = (np.random.default_rng(0).random((1, size, size)) * 255).astype(np.uint8)
     other = np.zeros((4, size, size), np.uint8)
     other[:, size // 4:3 * size // 4, size // 4:3 * size // 4] = 200
-    layer = clf.spec.target_layer(clf.model)
+    layer, features_layer = clf.spec.heatmap_layer(clf.model), clf.spec.feature_layer(clf.model)
     x = to_model_input(film, clf.preprocess)
     dims = last_linear(clf.model).in_features
     head = {"mean": [0.0] * dims, "scale": [1.0] * dims, "intercept": 0.0,
@@ -46,7 +46,7 @@ def test_a_heatmap_made_while_another_thread_scores_films_comes_from_its_own_fil
         return compute_cams(model, layer, x, "gradcam", [score])[0]
 
     def features():
-        return logits_and_features(clf.model, other, clf.preprocess, spatial_layer=layer)[1]
+        return logits_and_features(clf.model, other, clf.preprocess, spatial_layer=features_layer)[1]
 
     expected_map, expected_features = heatmap(), features()
     assert expected_map.max() > 0  # a map that could come out wrong

@@ -123,7 +123,7 @@ def test_the_explain_command_names_the_head_whose_score_it_explains(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr
     [line] = [x for x in r.stdout.splitlines() if x.startswith("explained class: ")]
-    assert line.endswith("(gradcam, the score of the head fitted on St Elsewhere's films)")
+    assert line.endswith("(hirescam, the score of the head fitted on St Elsewhere's films)")
     assert line.split()[2] in ("normal", "pneumonia")
 
 

@@ -77,7 +77,7 @@ def test_a_pneumonia_model_is_validated_on_its_call_and_the_site_file_makes_its_
            "\"No pneumonia seen\" were normal (14 of 14)" in explained.stdout
     assert "validation: Validated at St Mary's for the call between normal and pneumonia (made there by a head " \
            "fitted on its films)" in explained.stdout
-    assert "explained class: normal (gradcam, the score of the head fitted on St Mary's films)" in explained.stdout
+    assert "explained class: normal (hirescam, the score of the head fitted on St Mary's films)" in explained.stdout
     evaluated = _cli("evaluate", "--model", model, "--site", out, "--data", tmp_path / "hospital", "--split", "all")
     assert evaluated.returncode == 0, evaluated.stderr
     assert "the call at site St Mary's: 14 of 14 normal films called normal, 14 of 14 pneumonia" in evaluated.stdout

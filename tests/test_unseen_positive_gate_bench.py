@@ -21,7 +21,7 @@ def test_the_nearest_class_distance_is_the_familiarity_score(tiny_checkpoint):
     clf = load_classifier(tiny_checkpoint)
     rng = np.random.default_rng(0)
     films = rng.integers(0, 256, size=(30, 64, 64), dtype=np.uint8)
-    _, feats = logits_and_features(clf.model, films, clf.preprocess, spatial_layer=clf.spec.target_layer(clf.model))
+    _, feats = logits_and_features(clf.model, films, clf.preprocess, spatial_layer=clf.spec.feature_layer(clf.model))
     clf.ood.update(fit_ood(feats, np.arange(30) % 3, feats))
 
     per_class = [gate.distances_to_class(clf, films, c)[1] for c in range(3)]

@@ -56,7 +56,7 @@ with st.sidebar:
     with st.expander("Heatmap settings (expert)"):
         if explain_mod is not None and offered:
             cam_method = st.selectbox("Method", explain_mod.CAM_METHODS, key="diag_cam",
-                                      help="gradcam is the default; the others are variants of class activation maps.")
+                                      help="The first, the default, showed the most of what the model uses.")
             cam_target = st.selectbox("Explain class", ["the call's class", *entry.metadata.get("classes", [])],
                                       key="diag_target")
             opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.45, 0.05, key="diag_opacity")

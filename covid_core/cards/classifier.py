@@ -18,6 +18,7 @@ from ..goals import (GOAL_INTERVALS_NOTE, NEW_HOSPITAL_GOALS, UNSEEN_ADULT_NORMA
                      goal_figure_text, goal_met_text, goal_rows, interval_text)
 from ..targets import COVID_CLASS
 from ..formatting import code_block, code_span, fixed, markdown_plain, pct
+from ..model_summary import thorax_heatmap
 from ..preprocess import PreprocessConfig
 from ..training_data import training_data
 from . import data_arguments, unreadable_lines
@@ -220,8 +221,8 @@ def card_markdown(ckpt: dict, name: str, out_path: str) -> str:
     lines += goals_section(ckpt)
     thorax = card.get("thorax_share")
     if thorax:
-        lines += ["", "## Where the model looks (Grad-CAM on TEST)",
-                  "Mean share of Grad-CAM energy inside the estimated thorax, per true class ("
+        lines += ["", "## Where the model looks (heatmaps on TEST)",
+                  f"Mean share of heatmap energy ({thorax_heatmap(card)}) inside the estimated thorax, per true class ("
                   + (f"a seeded random sample of at most {card.get('thorax_n', '?')} images per class"
                      if card.get("thorax_sample") == "seeded random" else
                      f"the first {card.get('thorax_n', '?')} images per class by file name")

@@ -12,9 +12,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..explain.cam import CAM_METHODS, DEFAULT_METHOD
 from . import add_site_arguments
-
-_METHODS = ("gradcam", "gradcam++", "hirescam", "xgradcam", "layercam", "eigencam", "scorecam")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_site_arguments(p)
     p.add_argument("image", metavar="IMAGE", help="chest X-ray file (PNG, JPEG, BMP, TIFF, DICOM)")
     p.add_argument("--out", required=True, help="overlay PNG to write (original width and height)")
-    p.add_argument("--method", default="gradcam", help=f"one of: {', '.join(_METHODS)}")
+    p.add_argument("--method", default=DEFAULT_METHOD, help=f"one of: {', '.join(CAM_METHODS)}")
     p.add_argument("--target-class", default=None,
                    help="class to explain, e.g. covid19 (default: the class of the call: COVID-19 when the verdict is "
                         "positive, else the most probable other class)")

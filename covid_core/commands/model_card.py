@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     """The `card` dict: TEST and VALIDATION metrics, normal-vs-pneumonia, thorax share per class."""
     from ..checkpoint import load_classifier
-    from ..explain import mean_heatmaps_and_thorax_share
+    from ..explain import heatmap_description, mean_heatmaps_and_thorax_share
     from ..evaluation import covid_calls_at_threshold, pair_metrics
     from .evaluate import evaluate_checkpoint
 
@@ -54,6 +54,7 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     shares = mean_heatmaps_and_thorax_share(classifier, data, split="test", limit=cam_limit).thorax_share
     card["thorax_share"] = {c: float(v) for c, v in shares.items() if v is not None}
     card["thorax_n"], card["thorax_sample"] = cam_limit, "seeded random"
+    card["thorax_heatmap"] = heatmap_description(classifier)
     from ..decode import decode_image
     from ..ood import has_ood
     from ..ood_check import ood_check
@@ -85,7 +86,7 @@ def ood_leave_one_source_out(classifier, data: str) -> dict:
         return {}
     images = load_or_build(table["path"].tolist(), classifier.preprocess, progress=False)
     _, feats = logits_and_features(classifier.model, images, classifier.preprocess, device=classifier.device,
-                                   spatial_layer=classifier.spec.target_layer(classifier.model))
+                                   spatial_layer=classifier.spec.feature_layer(classifier.model))
     split, sources = table["split"].to_numpy(), table["source"].astype(str).to_numpy()
 
     def rows(name):

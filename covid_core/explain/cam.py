@@ -1,6 +1,6 @@
 """Class activation maps from the ``grad-cam`` package (pytorch-grad-cam), by lowercase name.
 
-The target layer always comes from the model registry (``ModelSpec.target_layer``), so no
+The target layer always comes from the model registry (``ModelSpec.heatmap_layer``), so no
 call site knows about architectures. ``pytorch_grad_cam`` is imported inside the functions
 because importing it takes seconds and the app must start fast.
 """
@@ -18,17 +18,21 @@ from ..errors import ConfigError
 from ..models import forward_lock
 from .scores import ExplainedScore
 
-#: Method names accepted everywhere (CLI, app, API), mapped to the package's class names.
+#: Method names accepted everywhere (CLI, app, API), mapped to the package's class names; the default first.
 _CLASS_NAMES = {
+    "hirescam": "HiResCAM",
     "gradcam": "GradCAM",
     "gradcam++": "GradCAMPlusPlus",
-    "hirescam": "HiResCAM",
     "xgradcam": "XGradCAM",
     "layercam": "LayerCAM",
     "eigencam": "EigenCAM",
     "scorecam": "ScoreCAM",
 }
 CAM_METHODS = tuple(_CLASS_NAMES)
+#: HiResCAM (Draelos & Carin 2020) multiplies the gradient by the activations cell by cell instead of averaging the
+#: gradient over the map first, so the map sums to what the cells add to the score. On TEST its maps at
+#: ``ModelSpec.heatmap_layer`` showed the most of what the shipped models use (docs/heatmaps.md).
+DEFAULT_METHOD = CAM_METHODS[0]
 
 #: Methods whose map does not depend on the class asked for (first principal component of
 #: the activations): switching the target class leaves their heatmap unchanged.
@@ -73,7 +77,7 @@ def _gradients_from(model: nn.Module, layer: nn.Module):
             p.requires_grad_(flag)
 
 
-def compute_cams(model: nn.Module, target_layer: nn.Module, x: torch.Tensor, method: str = "gradcam",
+def compute_cams(model: nn.Module, target_layer: nn.Module, x: torch.Tensor, method: str = DEFAULT_METHOD,
                  targets: list | None = None) -> tuple[np.ndarray, torch.Tensor]:
     """CAMs for a batch.
 

@@ -16,6 +16,7 @@ from ..datasets import load_dataset
 from ..decode import decode_image
 from ..errors import CovidCoreError, DatasetError
 from ..preprocess import prepare_pixels
+from .cam import DEFAULT_METHOD
 from .explanation import explain_pixels
 
 
@@ -33,7 +34,7 @@ class ClassMeans(NamedTuple):
     films: dict[str, list[str]]
 
 
-def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
+def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str = "test", method: str = DEFAULT_METHOD,
                                    limit: int | None = None, layout: str = "auto",
                                    on_progress: Callable[[int, int], None] | None = None) -> ClassMeans:
     """Per class: the mean heatmap, the mean thorax share and the mean image (see :class:`ClassMeans`).
@@ -79,7 +80,7 @@ def mean_heatmaps_and_thorax_share(classifier: Classifier, data_dir, split: str 
     return ClassMeans(maps, shares, images, films)
 
 
-def class_mean_heatmaps(classifier: Classifier, data_dir, split: str = "test", method: str = "gradcam",
+def class_mean_heatmaps(classifier: Classifier, data_dir, split: str = "test", method: str = DEFAULT_METHOD,
                         limit: int | None = None) -> dict[str, np.ndarray]:
     """{class: float32 SxS mean heatmap in [0, 1]} (see :func:`mean_heatmaps_and_thorax_share`)."""
     return mean_heatmaps_and_thorax_share(classifier, data_dir, split, method, limit).heatmaps

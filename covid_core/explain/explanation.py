@@ -18,7 +18,7 @@ from ..errors import ConfigError
 from ..inference import calibrated_probabilities
 from ..preprocess import Geometry, prepare_pixels, to_model_input
 from ..targets import COVID_CLASS
-from .cam import check_method, compute_cams
+from .cam import DEFAULT_METHOD, check_method, compute_cams
 from .scores import explained_score
 from ..thorax import estimate_thorax
 from .trust import (border_band, energy_shares, faithfulness, faithfulness_name, faithfulness_warning,
@@ -86,6 +86,13 @@ def classes_to_explain(classifier: Classifier, predicted_class: str) -> list[str
     return [predicted_class, *extra]
 
 
+def heatmap_description(classifier: Classifier, method: str = DEFAULT_METHOD) -> str:
+    """The method and the layer a heatmap of ``classifier`` explains, in a few words: "hirescam at layer3.1"."""
+    layer = classifier.spec.heatmap_layer(classifier.model)
+    name = next((n for n, m in classifier.model.named_modules() if m is layer), "?")
+    return f"{check_method(method)} at {name}"
+
+
 def _pixels(image: DecodedImage | np.ndarray) -> np.ndarray:
     pixels = image.pixels if isinstance(image, DecodedImage) else np.asarray(image, np.float32)
     if pixels.ndim != 2:
@@ -94,7 +101,7 @@ def _pixels(image: DecodedImage | np.ndarray) -> np.ndarray:
 
 
 def explain_pixels(classifier: Classifier, pixels_u8: np.ndarray, geometries: list[Geometry],
-                   method: str = "gradcam", target_class: str | None = None,
+                   method: str = DEFAULT_METHOD, target_class: str | None = None,
                    with_faithfulness: bool = True, site_heads: bool = True) -> list[Explanation]:
     """Explain preprocessed images: uint8 NxSxS (from ``prepare_pixels``) with their geometries.
 
@@ -103,7 +110,7 @@ def explain_pixels(classifier: Classifier, pixels_u8: np.ndarray, geometries: li
     method = check_method(method)
     wanted = None if target_class is None else class_index(classifier, target_class)
     model, score = explained_score(classifier, wanted, site_heads)
-    layer = classifier.spec.target_layer(classifier.model)
+    layer = classifier.spec.heatmap_layer(classifier.model)
     n = len(classifier.classes)
     out = []
     for start in range(0, len(pixels_u8), BATCH_SIZE):
@@ -141,7 +148,7 @@ def _one(classifier, pixels_u8, geometry, cam, method, chosen, faith, probs, by)
     )
 
 
-def explain_batch(classifier: Classifier, images: list, method: str = "gradcam", target_class: str | None = None,
+def explain_batch(classifier: Classifier, images: list, method: str = DEFAULT_METHOD, target_class: str | None = None,
                   with_faithfulness: bool = True) -> list[Explanation]:
     """Explain many images (DecodedImage or float32 HxW in [0, 1]); one Explanation each, in order.
 
@@ -154,7 +161,7 @@ def explain_batch(classifier: Classifier, images: list, method: str = "gradcam",
     return explain_pixels(classifier, pixels, [g for _, g in prepared], method, target_class, with_faithfulness)
 
 
-def explain(classifier: Classifier, image: DecodedImage | np.ndarray, method: str = "gradcam",
+def explain(classifier: Classifier, image: DecodedImage | np.ndarray, method: str = DEFAULT_METHOD,
             target_class: str | None = None, with_faithfulness: bool = True) -> Explanation:
     """Explain one image (DecodedImage or float32 HxW in [0, 1]) for ``target_class``
     (a class name of the model; None = the predicted class)."""

@@ -26,7 +26,7 @@ from .loop import evaluate
 def fit_classifier_ood(model, spec, images_u8, labels, idx: dict, config: PreprocessConfig, device) -> dict:
     """The checkpoint's ``ood`` entry: Gaussians fitted on the TRAIN rows, thresholds on the VAL rows (see ood.py)."""
     model = getattr(model, "module", model)
-    layer = spec.target_layer(model)
+    layer = spec.feature_layer(model)
     _, train_feats = logits_and_features(model, images_u8[idx["train"]], config, 64, device, layer)
     _, val_feats = logits_and_features(model, images_u8[idx["val"]], config, 64, device, layer)
     return fit_ood(train_feats, labels[idx["train"]], val_feats)
