@@ -92,7 +92,7 @@ def films(case, shown: np.ndarray, overlay_rgb, explanation, denoised, beside=No
 def heatmap_figures(explanation) -> None:
     e1, e2 = st.columns(2)
     e1.metric("Highlight inside the chest", ui.pct(explanation.thorax_share),
-              help="Technical: share of the Grad-CAM heatmap's energy inside the estimated thorax. Low values mean the "
+              help="Technical: share of the heatmap's energy inside the estimated thorax. Low values mean the "
                    "model looked at borders, markers or text rather than the lungs.")
     if explanation.faithfulness is not None:
         # the change of the class's probability (the same sign as the warning below): a fall means "yes"

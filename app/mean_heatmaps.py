@@ -1,4 +1,4 @@
-"""The Models page's mean Grad-CAM per class: where a model looks, on average, in each class of a data set."""
+"""The Models page's mean heatmap per class: where a model looks, on average, in each class of a data set."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def _mean_maps(model_key: str, data: str, method: str, limit: int, _classifier):
 def mean_heatmaps_section(entry) -> None:
     """Ask for a data folder, then draw each class's mean heatmap over its mean film with its thorax share."""
     meta = entry.metadata
-    st.subheader("Mean Grad-CAM per class")
+    st.subheader("Mean heatmap per class")
     explain_mod, explain_error = ui.optional_module("covid_core.explain")
     if explain_mod is None:
         st.info(explain_error)

@@ -73,7 +73,7 @@ def case_report_html(*, name: str, image: np.ndarray, prediction, classifier, mo
     verdict_class = {"positive": "pos", "abnormal": "abn", "negative": "neg"}.get(h.tone, "neutral")
     figures = [("Image", png_data_uri(image))]
     if overlay_rgb is not None:
-        figures.append((f"Grad-CAM ({esc(getattr(explanation, 'method', ''))}, "
+        figures.append((f"Heatmap ({esc(getattr(explanation, 'method', ''))}, "
                         f"red: {esc(str(getattr(explanation, 'pushed', '')))})", png_data_uri(overlay_rgb)))
     if denoised is not None:
         figures.append(("Denoised (DAE)", png_data_uri(denoised)))
