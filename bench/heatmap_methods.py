@@ -12,7 +12,8 @@ it (covid_core.explain.explain_pixels, the network's own logit), and the bench p
 - MoRF - LeRF, ROAD's combined figure, which a map cannot raise by removing any large region;
 - the share of films whose MoRF drop is not above 0 (Diagnose then says the heatmap does not show what the model
   relies on), the mean share of the map's energy inside the estimated thorax and on the border band;
-- seconds per film for the map alone, and with both ROAD figures.
+- seconds per film for the map alone, and with both ROAD figures;
+- then, by predicted class, the films, their mean MoRF drop and the share with no drop.
 
 ROAD fills removed pixels with noise; both figures use a fixed seed, so runs on the same films agree.
 
@@ -112,7 +113,10 @@ def measure(classifier, pixels: np.ndarray, geometries: list, method: str) -> di
     cams = np.stack([e.heatmap_model for e in found])
     lerf = least_relevant_drop(classifier, pixels, cams, classes)
     morf = np.array([e.faithfulness for e in found], np.float32)
-    return {"morf": float(morf.mean()), "lerf": float(lerf.mean()), "combined": float((morf - lerf).mean()),
+    by_class = {c: (int(np.sum(picked)), float(morf[picked].mean()), float(np.mean(morf[picked] <= 0)))
+                for c in classifier.classes if (picked := np.array([e.target_class == c for e in found])).any()}
+    return {"by_class": by_class,
+            "morf": float(morf.mean()), "lerf": float(lerf.mean()), "combined": float((morf - lerf).mean()),
             "no_drop": float(np.mean(morf <= 0)), "empty": float(np.mean([not e.heatmap_model.max() > 0 for e in found])),
             "thorax": float(np.mean([e.thorax_share for e in found])),
             "border": float(np.mean([e.border_share for e in found])),
@@ -148,6 +152,7 @@ def main() -> int:
     print("| layer (grid) | method | MoRF drop | LeRF drop | MoRF - LeRF | no drop | empty | thorax share | "
           "border share | s/film map | s/film with ROAD |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
+    by_class = []
     for layer, variant in variants:
         grid = grid_of(variant)
         for method in args.methods:
@@ -155,6 +160,14 @@ def main() -> int:
             print(f"| {layer} ({grid}) | {method} | {row['morf']:+.3f} | {row['lerf']:+.3f} | {row['combined']:+.3f} | "
                   f"{row['no_drop']:.1%} | {row['empty']:.1%} | {row['thorax']:.2f} | {row['border']:.2f} | "
                   f"{row['map_s']:.3f} | {row['total_s']:.3f} |", flush=True)
+            by_class.append((f"{layer} ({grid})", method, row["by_class"]))
+    print("\nBy predicted class: films, MoRF drop (mean), no drop")
+    print("| layer (grid) | method | " + " | ".join(classifier.classes) + " |")
+    print("|---|---|" + "---|" * len(classifier.classes))
+    for layer, method, rows in by_class:
+        cells = [f"{n}, {drop:+.3f}, {none:.1%}" if (n, drop, none) != (0, 0, 0) else ""
+                 for n, drop, none in (rows.get(c, (0, 0, 0)) for c in classifier.classes)]
+        print(f"| {layer} | {method} | " + " | ".join(cells) + " |")
     return 0
 
 

@@ -59,7 +59,8 @@ def test_the_bench_prints_a_row_per_method_and_layer(tmp_path, folder_dataset, t
          str(folder_dataset), "--per-class", "2", "--methods", "hirescam", "gradcam", "--layers", "registry",
          "features.3"], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 0, result.stderr
-    rows = [line for line in result.stdout.splitlines() if line.startswith(("| registry", "| features.3"))]
+    overall, by_class_text = result.stdout.split("By predicted class")
+    rows = [line for line in overall.splitlines() if line.startswith(("| registry", "| features.3"))]
     # the tiny cnn at 64 px: the registry's heatmap layer (one stage before the last) has 8x8 cells, the last 4x4
     assert [r.split("|")[1:3] for r in rows] == [[" registry (8x8) ", " hirescam "], [" registry (8x8) ", " gradcam "],
                                                 [" features.3 (4x4) ", " hirescam "],
@@ -67,6 +68,12 @@ def test_the_bench_prints_a_row_per_method_and_layer(tmp_path, folder_dataset, t
     for row in rows:
         figures = [cell.strip().rstrip("%") for cell in row.split("|")[3:-1]]
         assert all(np.isfinite(float(f)) for f in figures)
+    # then a row per map by predicted class, whose films add up to the films explained (2 drawn per class)
+    by_class = by_class_text.splitlines()[3:]
+    assert len(by_class) == 4
+    for row in by_class:
+        cells = [c.strip() for c in row.split("|")[3:-1]]
+        assert sum(int(c.split(",")[0]) for c in cells if c) == 6
 
 
 def test_an_unknown_layer_is_named(tmp_path, folder_dataset, tiny_checkpoint):
