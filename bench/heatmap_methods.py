@@ -117,7 +117,8 @@ def measure(classifier, pixels: np.ndarray, geometries: list, method: str) -> di
                 for c in classifier.classes if (picked := np.array([e.target_class == c for e in found])).any()}
     return {"by_class": by_class,
             "morf": float(morf.mean()), "lerf": float(lerf.mean()), "combined": float((morf - lerf).mean()),
-            "no_drop": float(np.mean(morf <= 0)), "empty": float(np.mean([not e.heatmap_model.max() > 0 for e in found])),
+            "no_drop": float(np.mean(morf <= 0)),
+            "empty": float(np.mean([not e.heatmap_model.max() > 0 for e in found])),
             "thorax": float(np.mean([e.thorax_share for e in found])),
             "border": float(np.mean([e.border_share for e in found])),
             "map_s": map_s, "total_s": (time.perf_counter() - start) / len(pixels)}
