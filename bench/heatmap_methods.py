@@ -1,7 +1,8 @@
 """Which heatmap shows what the model uses? Grad-CAM family methods and target layers, on labelled films.
 
-For every method (and every target layer asked for), each film's predicted class is explained as Diagnose explains
-it (covid_core.explain.explain_pixels, the network's own logit), and the bench prints, per method and layer:
+For every method (and every target layer asked for), each film's most probable class is explained through the
+product's own path (covid_core.explain.explain_pixels, the network's own logit; Diagnose explains the call's class,
+the same one unless the COVID-19 threshold decides otherwise), and the bench prints, per method and layer:
 
 - the map's grid: the target layer's spatial size at the model's input size (a 5x5 grid is upsampled to the film,
   so it can only point at a fifth of the chest at a time);
@@ -9,7 +10,8 @@ it (covid_core.explain.explain_pixels, the network's own logit), and the bench p
   linear imputation, Rong et al. 2022): the product's faithfulness figure; higher is better;
 - LeRF: the drop when the 20% LEAST highlighted pixels are removed; near 0 is better (the map left out what the
   model does not use);
-- MoRF - LeRF, ROAD's combined figure, which a map cannot raise by removing any large region;
+- MoRF - LeRF (twice ROAD's combined figure at this one share), which a map cannot raise by pointing at any large
+  region;
 - the share of films whose MoRF drop is not above 0 (Diagnose then says the heatmap does not show what the model
   relies on), the mean share of the map's energy inside the estimated thorax and on the border band;
 - seconds per film for the map alone, and with both ROAD figures;
@@ -56,7 +58,7 @@ def sample_films(data_dir: str, target: str, split: str, per_class: int, seed: i
 
 
 def with_layer(classifier, layer: str):
-    """The classifier with Grad-CAM's target layer replaced by the submodule named ``layer`` (dotted path)."""
+    """The classifier with its heatmap layer replaced by the submodule named ``layer`` (dotted path)."""
     if layer == REGISTRY:
         return classifier
     classifier.model.get_submodule(layer)  # raises AttributeError naming the path when there is no such module
