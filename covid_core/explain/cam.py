@@ -30,7 +30,7 @@ _CLASS_NAMES = {
 }
 CAM_METHODS = tuple(_CLASS_NAMES)
 #: HiResCAM (Draelos & Carin 2020) multiplies the gradient by the activations cell by cell instead of averaging the
-#: gradient over the map first, so the map sums to what the cells add to the score. On TEST its maps at
+#: gradient over the map first: a first-order account of what each cell adds to the score. On TEST its maps at
 #: ``ModelSpec.heatmap_layer`` showed the most of what the shipped models use (docs/heatmaps.md).
 DEFAULT_METHOD = CAM_METHODS[0]
 
