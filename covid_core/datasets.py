@@ -240,6 +240,9 @@ def _attach_provenance(table: pd.DataFrame, metadata_dir: Path) -> pd.DataFrame:
 
 def _read_coronahack(root: Path) -> pd.DataFrame:
     csv = root / CORONAHACK_CSV
+    if not csv.is_file():
+        raise DatasetError(f"the coronahack layout needs {CORONAHACK_CSV} in {root}, and there is none; choose the "
+                           f"layout that fits the folder, or auto to detect it ({', '.join(LAYOUTS)})")
     df = _read_csv(csv)
     _require_columns(df, CORONAHACK_COLUMNS, CORONAHACK_CSV)
     image_root = root / "Coronahack-Chest-XRay-Dataset" / "Coronahack-Chest-XRay-Dataset"

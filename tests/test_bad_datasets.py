@@ -143,6 +143,13 @@ def test_folders_unknown_class_is_named_with_the_valid_names(tmp_path):
         load_dataset(root)
 
 
+@pytest.mark.parametrize("layout", ["coronahack", "covidx"])
+def test_a_layout_asked_for_that_does_not_fit_the_folder_is_refused_with_the_choices(tmp_path, layout):
+    root = folders(tmp_path, {"train/normal": 2, "train/covid": 2, "test/normal": 1})
+    with pytest.raises(DatasetError, match=layout):
+        load_dataset(root, layout)
+
+
 def test_folders_symlinks_escaping_are_refused(tmp_path, outside):
     root = folders(tmp_path, {"train/normal": 2, "train/covid": 2, "test/normal": 1})
     (root / "train" / "normal" / "evil.png").symlink_to(outside)

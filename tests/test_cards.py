@@ -317,3 +317,9 @@ def test_model_card_with_the_training_data_re_measures_validation_too_and_not_wi
     val = metrics_on_val(ckpt)
     assert val is ckpt["card"]["val"] and 0 < val["n"] < 24  # part of TRAIN's 24 films, none of TEST's
     assert val["macro_auc_low"] <= val["macro_auc"] <= val["macro_auc_high"]
+    # trained on data laid out another way: this folder is then not that data set, and its TEST is still measured
+    del ckpt["card"]["val"]
+    ckpt["train_config"] = {**ckpt["train_config"], "layout": "coronahack"}
+    atomic_save(ckpt, path)
+    assert main(["model-card", str(path), "--data", str(data), "--cam-limit", "2"]) == 0
+    assert "val" not in load_checkpoint_dict(path)["card"]

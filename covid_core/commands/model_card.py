@@ -34,7 +34,7 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     table = table[table["split"] == "test"]
     card = {"test": metrics, "normal_vs_pneumonia": pair_metrics(table["label_idx"].to_numpy(), probs, metrics["classes"])}
     classifier = load_classifier(checkpoint)
-    if classifier.metadata.get("train_config") and _trained_on(classifier.metadata, data):
+    if trained_on(classifier.metadata, data) is not None:
         # VALIDATION carved from TRAIN as the run carved it, re-measured (with its intervals); on another data set
         # that carving could hold films the model was trained on, so it is left as training measured it
         card["val"] = evaluate_checkpoint(checkpoint, data, split="val", progress=False,
@@ -66,13 +66,6 @@ def build_card_section(checkpoint: str, data: str, cam_limit: int = 40) -> dict:
     return card
 
 
-def _trained_on(metadata: dict, data: str) -> bool:
-    """Whether ``data`` is the data set the checkpoint was trained on (the same fingerprint)."""
-    from ..datasets import load_dataset
-
-    return bool(metadata.get("data_fingerprint")) and load_dataset(data).fingerprint() == metadata["data_fingerprint"]
-
-
 def ood_leave_one_source_out(classifier, data: str) -> dict:
     """covid_core.ood.leave_one_source_out on the checkpoint's own TRAIN / VALIDATION / TEST films."""
     from ..cache import load_or_build
@@ -98,19 +91,29 @@ def ood_leave_one_source_out(classifier, data: str) -> dict:
     return leave_one_source_out(train_f, labels, train_s, val_f, val_s, test_f, test_s)
 
 
-def training_data_from(ckpt: dict, data: str) -> dict | None:
-    """The ``training_data`` record a checkpoint from before it was kept would hold, rebuilt from ``data`` when that is
-    the data set it was trained on (the same fingerprint), with the films its training settings used; else None."""
+def trained_on(ckpt: dict, data: str):
+    """(data set, training table) of ``data`` read as the checkpoint's training settings read their data, when it is
+    the data set the checkpoint was trained on (the same fingerprint); else None."""
+    from ..errors import DatasetError
     from ..training import TrainConfig, training_table
-    from ..training_data import training_data_record
 
     cfg = ckpt.get("train_config")
     if not isinstance(cfg, dict) or not ckpt.get("data_fingerprint"):
         return None
-    dataset, table = training_table(TrainConfig.from_dict({**cfg, "data": data}))
-    if dataset.fingerprint() != ckpt["data_fingerprint"]:
+    try:
+        dataset, table = training_table(TrainConfig.from_dict({**cfg, "data": data}))
+    except DatasetError:  # not readable as the training settings read their data: so not that data set
         return None
-    return training_data_record(dataset.root, dataset.layout, table)
+    return (dataset, table) if dataset.fingerprint() == ckpt["data_fingerprint"] else None
+
+
+def training_data_from(ckpt: dict, data: str) -> dict | None:
+    """The ``training_data`` record a checkpoint from before it was kept would hold, rebuilt from ``data`` when that is
+    the data set it was trained on, with the films its training settings used; else None."""
+    from ..training_data import training_data_record
+
+    found = trained_on(ckpt, data)
+    return None if found is None else training_data_record(found[0].root, found[0].layout, found[1])
 
 
 def main(args: argparse.Namespace) -> int:
