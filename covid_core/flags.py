@@ -12,6 +12,15 @@ import argparse
 from dataclasses import dataclass
 
 
+#: The largest seed a run takes: every random generator a run seeds accepts it (numpy's stop at 2**32 - 1).
+MAX_SEED = 2**31 - 1
+SEED_RULE = f"seed must be a whole number from 0 to {MAX_SEED}"
+
+
+def valid_seed(seed) -> bool:
+    return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+
+
 @dataclass(frozen=True)
 class Flag:
     """``field``: the config attribute, or a tuple of two for ``nargs=2`` (e.g. a min and a max).

@@ -107,6 +107,16 @@ def test_absurd_settings_are_refused(field, value, message):
         TrainConfig(**{"data": "x", field: value}).validate()
 
 
+@pytest.mark.parametrize("seed", [-1, 2**32, 1.5, True])
+def test_a_seed_no_random_generator_takes_is_refused_before_the_run_starts(seed):
+    from covid_core.denoise.training import DAETrainConfig
+
+    for config in (TrainConfig(data="x", seed=seed), DAETrainConfig(data="x", seed=seed)):
+        with pytest.raises(ConfigError, match="seed must be a whole number from 0 to 2147483647"):
+            config.validate()
+    TrainConfig(data="x", seed=2**31 - 1).validate()
+
+
 @pytest.mark.parametrize("field", ["amplitude_mix", "random_conv", "source_mix", "patch_crop"])
 def test_a_batch_mix_without_augmentation_is_refused_not_silently_dropped(field):
     with pytest.raises(ConfigError, match="part of augmentation: turn augmentation on, or set them to 0"):

@@ -16,7 +16,7 @@ from covid_core.models import get_spec, list_models
 from covid_core.runs import default_runs_dir
 from covid_core.preprocess import EQUALIZE_CHOICES, FIT_CHOICES, FIT_LABELS
 from covid_core.targets import TARGETS
-from covid_core.flags import help_for
+from covid_core.flags import MAX_SEED, help_for
 from covid_core.training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
 
 st.title("Train")
@@ -65,7 +65,7 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field must not 
     c20, c21, c22 = st.columns(3)
     sensitivity = c20.number_input("COVID-19 sensitivity target", min_value=0.5, max_value=0.99, step=0.01,
                                    value=D.covid_sensitivity, key="train_sensitivity", help=tip("covid_sensitivity"))
-    seed = c21.number_input("Seed", min_value=0, max_value=2**31 - 1, value=D.seed, step=1, key="train_seed",
+    seed = c21.number_input("Seed", min_value=0, max_value=MAX_SEED, value=D.seed, step=1, key="train_seed",
                             help=tip("seed"))
     limit = c22.number_input("Images per split (0 = all)", min_value=0, value=0, step=10, key="train_limit",
                              help=tip("limit", "0 for all, or at least 8. "))

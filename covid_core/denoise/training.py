@@ -23,7 +23,7 @@ from ..checkpoint import atomic_save
 from ..datasets import LAYOUTS, limit_per_split, load_dataset, split_validation
 from ..errors import ConfigError
 from ..training_data import readable_training_films
-from ..flags import Flag
+from ..flags import SEED_RULE, Flag, valid_seed
 from ..preprocess import PreprocessConfig
 from ..runs import hardware_description, open_run
 from .dae import DEFAULT_CHANNELS, DEFAULT_UNSHUFFLE, DAENet, dae_checkpoint
@@ -68,6 +68,7 @@ class DAETrainConfig:
             raise ConfigError("unshuffle must be a whole number from 1 to 8")
         checks = [
             (1 <= self.val_images <= 10000, "validation images must be from 1 to 10000"),
+            (valid_seed(self.seed), SEED_RULE),
             (1 <= self.epochs <= 1000, "epochs must be from 1 to 1000"),
             (1 <= self.steps_per_epoch <= 100000, "steps per epoch must be from 1 to 100000"),
             (1 <= self.batch_size <= 1024, "batch size must be from 1 to 1024"),

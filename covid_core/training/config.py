@@ -10,7 +10,7 @@ from ..augment import AUGMENTATION_CHOICES
 from ..balance import BALANCE_CHOICES
 from ..datasets import LAYOUTS, VAL_STRATA, stored_val_strata
 from ..errors import ConfigError
-from ..flags import Flag
+from ..flags import SEED_RULE, Flag, valid_seed
 from ..models import get_spec, list_models
 from ..preprocess import EQUALIZE_CHOICES, FIT_CHOICES, PreprocessConfig
 from ..targets import TARGETS, check_target
@@ -93,6 +93,7 @@ class TrainConfig:
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
             (self.val_strata in VAL_STRATA, f"the validation split is stratified by one of {', '.join(VAL_STRATA)}"),
             (self.patience >= 1, "patience must be at least 1"),
+            (valid_seed(self.seed), SEED_RULE),
             (self.balance in BALANCE_CHOICES, f"balance must be one of: {', '.join(BALANCE_CHOICES)}"),
             (0 <= self.label_smoothing < 0.5, "label smoothing must be from 0 to 0.5"),
             (self.ema_decay == 0 or 0.5 <= self.ema_decay < 1, "EMA decay must be 0 (off) or from 0.5 to below 1"),
