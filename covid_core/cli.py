@@ -75,6 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         except CovidCoreError as exc:
             print(f"error: {printable(exc)}", file=sys.stderr)
             return 2
+        except OSError as exc:  # a disk that fills up, a file taken away while it is written: said, not a traceback
+            print(f"error: {printable(exc)}", file=sys.stderr)
+            return 1
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

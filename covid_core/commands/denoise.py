@@ -11,6 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import output_file
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from ..denoise import METHODS
@@ -31,13 +33,10 @@ def main(args: argparse.Namespace) -> int:
     from ..denoise import CLASSICAL_DEFAULTS, denoise, matched_settings
     from ..errors import ConfigError, InvalidImageError
 
-    source, out = Path(args.input), Path(args.output)
+    source = Path(args.input)
     if not source.is_file():
         raise InvalidImageError(f"input file {source} does not exist")
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"output {out} must end in .png (the result is written as PNG)")
-    if not out.parent.is_dir():
-        raise ConfigError(f"output folder {out.parent} does not exist; create it first")
+    out = output_file(args.output, ".png", "output")  # the result is written as PNG
     image = decode_image(source).pixels
     params, how = {}, ""
     if args.method == "dip":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..explain.cam import CAM_METHODS, DEFAULT_METHOD
-from . import add_site_arguments
+from . import add_site_arguments, output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,9 +42,7 @@ def main(args: argparse.Namespace) -> int:
         raise ConfigError(f"unknown colormap {args.colormap!r}; choose one of: {', '.join(COLORMAPS)}")
     if not 0.0 <= args.opacity <= 1.0:
         raise ConfigError(f"opacity {args.opacity} is out of range; choose a number from 0 to 1")
-    out = Path(args.out)
-    if out.suffix.lower() != ".png":
-        raise ConfigError(f"--out {out} must end in .png")
+    out = output_file(args.out, ".png")
     clf = load_classifier_at_site(args.model, site=args.site, verdicts_unvalidated=args.unvalidated)
     if args.target_class is not None:
         class_index(clf, args.target_class)  # unknown class: one-line error listing the choices
@@ -77,7 +75,6 @@ def main(args: argparse.Namespace) -> int:
     if result.shortcut_warning:
         print(f"warning: {result.shortcut_warning}")
     rgb = overlay(image.pixels, result.heatmap, args.opacity, args.colormap)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if not cv2.imwrite(str(out), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
         raise ConfigError(f"could not write {out}; check the folder is writable")
     print(f"wrote {out} ({rgb.shape[1]}x{rgb.shape[0]})")

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import output_file
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="classifier checkpoint (.pt)")
@@ -123,7 +125,7 @@ def main(args: argparse.Namespace) -> int:
 
     path = Path(args.checkpoint)
     ckpt = load_checkpoint_dict(path)
-    out = Path(args.out) if args.out else path.with_suffix(".md")
+    out = output_file(args.out or path.with_suffix(".md"))
     for note in ckpt.get("damaged_sections") or []:
         print(f"warning: not in the card, damaged or laid out by another version: {note}", file=sys.stderr)
     if str(ckpt.get("format", "")).startswith("covid_core.dae"):

@@ -21,13 +21,14 @@ filename,label with positive/negative (COVID-19 at the model's stored threshold)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 from pathlib import Path
 
 from ..decode import SUPPORTED_FORMATS
 from ..formatting import printable
-from . import add_site_arguments
+from . import add_site_arguments, output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -95,12 +96,34 @@ def _withheld_why(p) -> str:
     return p.verdict.removeprefix("No verdict: ") if p.covid_call == "withheld" else ""
 
 
+def _write_rows(out, args: argparse.Namespace, clf, results) -> None:
+    """The CSV: a header, then one row per film (``args.format``: full, or submission's filename,label)."""
+    writer = _SafeWriter(csv.writer(out), terminal=not args.out)
+    if args.format == "submission":
+        writer.writerow(["filename", "label"])
+    else:
+        writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged",
+                         "error", *(SITE_COLUMNS if clf.site is not None else []), "withheld_why"])
+    for r in results:
+        p = r.prediction
+        if args.format == "submission":
+            writer.writerow([r.name, "" if p is None else ("positive" if p.covid_positive else "negative")])
+            continue
+        if p is None:
+            writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *_site_cells(clf, p), ""])
+        else:
+            writer.writerow([r.name, p.call, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
+                             "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *_site_cells(clf, p),
+                             _withheld_why(p)])
+
+
 def main(args: argparse.Namespace) -> int:
     from ..site_file import load_classifier_at_site
     from ..errors import ConfigError
     from ..case import open_cases
     from ..inference import verdict_needs_site
 
+    out_path = output_file(args.out, flag="--out") if args.out else None  # before the work, not after it
     clf = load_classifier_at_site(args.model, site=args.site, verdicts_unvalidated=args.unvalidated)
     files, others = _expand(args.paths)
     if others:
@@ -115,28 +138,17 @@ def main(args: argparse.Namespace) -> int:
                           "only where it is validated: add --site SITE_FILE (from validate-site), or --unvalidated "
                           "for research use")
     results = open_cases([str(f) for f, _ in files], [name for _, name in files], clf, keep_images=False)
-    out = open(args.out, "w", newline="") if args.out else sys.stdout
+    out = open(out_path, "w", newline="") if out_path else sys.stdout
     try:
-        writer = _SafeWriter(csv.writer(out), terminal=not args.out)
-        if args.format == "submission":
-            writer.writerow(["filename", "label"])
-        else:
-            writer.writerow(["filename", "label", *[f"p_{c}" for c in clf.classes], "covid_verdict", "ood_flagged",
-                             "error", *(SITE_COLUMNS if clf.site is not None else []), "withheld_why"])
-        for r in results:
-            p = r.prediction
-            if args.format == "submission":
-                writer.writerow([r.name, "" if p is None else ("positive" if p.covid_positive else "negative")])
-                continue
-            if p is None:
-                writer.writerow([r.name, "", *[""] * len(clf.classes), "", "", r.error, *_site_cells(clf, p), ""])
-            else:
-                writer.writerow([r.name, p.call, *[f"{p.probabilities[c]:.6f}" for c in clf.classes], p.covid_call,
-                                 "" if p.ood_flagged is None else str(p.ood_flagged).lower(), "", *_site_cells(clf, p),
-                                 _withheld_why(p)])
+        _write_rows(out, args, clf, results)
+        out.flush()  # a full disk shows here, not in a close that could not say which file
+    except OSError as exc:
+        raise ConfigError(f"could not write {out_path or 'standard output'}: {exc.strerror or exc}; "
+                          "what was written is incomplete") from exc
     finally:
-        if args.out:
-            out.close()
+        if out_path:
+            with contextlib.suppress(OSError):  # already said above, if writing failed
+                out.close()
     failed = sum(r.error is not None for r in results)
     if args.format == "full" and any(r.prediction is not None and r.prediction.not_validated for r in results):
         from ..verdict import NOT_VALIDATED_REASON

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from . import output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -45,17 +46,13 @@ def _ci(f: dict | None) -> str:
 
 def main(args: argparse.Namespace) -> int:
     from ..checkpoint import load_classifier
-    from ..errors import ConfigError
     from ..formatting import counts_text, printable
     from ..site import validate_site_with_films
     from ..site_job import (call_only, call_rows, call_text, films_used_text, given_rates_text, poor_site_warning,
                             predictive_values_text, sample_size_text)
 
-    out = Path(args.out)
-    if out.suffix.lower() != ".json":
-        raise ConfigError(f"--out {out} must end in .json")
-    if args.films_out and Path(args.films_out).suffix.lower() != ".csv":
-        raise ConfigError(f"--films-out {args.films_out} must end in .csv")
+    out = output_file(args.out, ".json")
+    films_out = output_file(args.films_out, ".csv", "--films-out") if args.films_out else None
     classifier = load_classifier(args.model)
     report, films = validate_site_with_films(classifier, args.data, name=args.name,
                                              target_sensitivity=args.target_sensitivity, layout=args.layout,
@@ -85,11 +82,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"adapted: {line}")
     for line in report["skipped"]:
         print(f"not adapted: {line}")
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
     print(f"wrote {out}")
-    if args.films_out:
-        Path(args.films_out).parent.mkdir(parents=True, exist_ok=True)
-        films.to_csv(args.films_out, index=False)
-        print(f"wrote {args.films_out} ({len(films)} films)")
+    if films_out:
+        films.to_csv(films_out, index=False)
+        print(f"wrote {films_out} ({len(films)} films)")
     return 0
