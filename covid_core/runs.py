@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigError, CovidCoreError
+from .outputs import output_file
 from .stored_values import section, share
 
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -251,6 +252,8 @@ def run_from_command_line(train, config, args, describe, check_data) -> int:
     per epoch (``describe(row)``), a clean stop on SIGTERM, the best checkpoint's path at the end."""
     if not args.resume:
         config.validate()
+        if config.out:
+            output_file(config.out)  # a copy the run could not write would be found out only after training
         # The Train page makes a run's folder (its log, its launch facts) before the run starts: that folder is
         # told why the run could not start. From the command line, no folder is made for such a run.
         made = Path(config.runs_dir or default_runs_dir()) / check_run_id(config.run_id) if config.run_id else None

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from covid_core.commands import output_file
+from covid_core.outputs import output_file
 from covid_core.errors import ConfigError
 
 
@@ -83,3 +83,16 @@ def test_a_full_disk_is_said_in_one_line(tmp_path, tiny_checkpoint):
     # any other command's write that fails is said too, not shown as a traceback
     card = _cli("model-card", tiny_checkpoint, "--out", "/dev/full")
     assert card.returncode == 1 and "Traceback" not in card.stderr and "No space left on device" in card.stderr
+
+
+@pytest.mark.parametrize("task", ["classify", "denoise"])
+def test_a_run_whose_checkpoint_copy_could_not_be_written_is_refused_before_it_trains(tmp_path, folder_dataset,
+                                                                                      task):
+    runs = tmp_path / "runs"
+    result = subprocess.run(
+        [sys.executable, "-m", "covid_core", "train", "--task", task, "--data", str(folder_dataset), "--epochs", "1",
+         "--out", str(_under_a_file(tmp_path) / "model.pt")], capture_output=True, text=True, timeout=300,
+        cwd=REPO, env={**os.environ, "COVID_CORE_RUNS": str(runs)})
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"cannot make the folder {tmp_path / 'file'} for --out" in result.stderr
+    assert not runs.exists()  # no run folder, no training

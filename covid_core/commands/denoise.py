@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import output_file
+from ..outputs import output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

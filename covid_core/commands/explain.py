@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..explain.cam import CAM_METHODS, DEFAULT_METHOD
-from . import add_site_arguments, output_file
+from ..outputs import output_file
+from . import add_site_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

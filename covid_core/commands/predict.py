@@ -28,7 +28,8 @@ from pathlib import Path
 
 from ..decode import SUPPORTED_FORMATS
 from ..formatting import printable
-from . import add_site_arguments, output_file
+from ..outputs import output_file
+from . import add_site_arguments
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

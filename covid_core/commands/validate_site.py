@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from . import output_file
+from ..outputs import output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

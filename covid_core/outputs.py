@@ -1,0 +1,25 @@
+"""Where a command or a run writes a file: checked before any work is done."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import ConfigError
+
+
+def output_file(path, suffix: str | None = None, flag: str = "--out") -> Path:
+    """``path`` ready to be written, checked before any work is done: ``suffix`` (".png") when one is required, and
+    its folder made where missing. ConfigError naming the folder and why, when it cannot be made or written to."""
+    out = Path(path).expanduser()
+    if suffix and out.suffix.lower() != suffix:
+        raise ConfigError(f"{flag} {out} must end in {suffix}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot make the folder {out.parent} for {flag}: {exc.strerror or exc}") from exc
+    if not os.access(out.parent, os.W_OK):
+        raise ConfigError(f"cannot write to the folder {out.parent} ({flag}): permission denied")
+    if out.is_dir():
+        raise ConfigError(f"{flag} {out} is a folder; give a file name")
+    return out
