@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO
-from covid_core.outputs import output_file
+from covid_core.outputs import output_file, output_folder
 from covid_core.errors import ConfigError
 
 
@@ -49,6 +49,12 @@ def test_a_path_that_cannot_be_written_is_refused_with_the_reason(tmp_path, make
     path = make(tmp_path)
     with pytest.raises(ConfigError, match=words.format(path).replace(".", r"\.")):
         output_file(path, suffix)
+
+
+def test_an_output_folder_is_made_and_a_file_in_its_place_refused(tmp_path):
+    assert output_folder(tmp_path / "a" / "b").is_dir()
+    with pytest.raises(ConfigError, match="is a file; give a folder"):
+        output_folder(_under_a_file(tmp_path))
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root may write anywhere: the permission check cannot fail")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import numpy as np
 
@@ -109,7 +108,9 @@ def _fmt(v):
 
 def main(args: argparse.Namespace) -> int:
     from ..metrics import roc_points
+    from ..outputs import output_folder
 
+    out = output_folder(args.out) if args.out else None  # before the work, not after it
     metrics, table, probs = evaluate_checkpoint(args.model, args.data, args.layout, args.split, args.batch_size,
                                                 site=args.site, skip_unreadable=args.skip_unreadable)
     classes = metrics["classes"]
@@ -148,9 +149,7 @@ def main(args: argparse.Namespace) -> int:
     if probe:
         print(f"  source probe (a linear probe on the penultimate features naming the source; lower is better): "
               f"accuracy {_fmt(probe['accuracy'])}, majority share {_fmt(probe['majority_share'])}")
-    if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
+    if out is not None:
         (out / "roc.json").write_text(json.dumps(roc_points(table["label_idx"].to_numpy(), probs, classes)))
         with open(out / "confusion_matrix.csv", "w") as f:
             f.write("true\\predicted," + ",".join(classes) + "\n")
