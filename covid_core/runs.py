@@ -6,6 +6,7 @@ Run ids are created with ``mkdir`` (atomic), so two runs started at once never s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -76,7 +77,9 @@ class RunDir:
         run_dir = cls(Path(path))
         saved = run_dir.read_json("config.json")
         if saved is None:
-            raise ConfigError(f"{path} is not a run folder (no config.json)")
+            found = (Path(path) / "config.json").is_file()
+            raise ConfigError(f"{path} is not a run folder: " + (
+                "its config.json is damaged (not a run's settings)" if found else "it has no config.json"))
         return run_dir, saved
 
     def write_json(self, name: str, obj) -> None:
@@ -200,7 +203,13 @@ def open_run(config, resume: str | None, from_dict, prefix: str, create: bool = 
     """
     if resume:
         run_dir, saved = RunDir.for_resume(resume)
-        return run_dir, from_dict(saved)
+        config = from_dict(saved)
+        try:  # the weights come from the run's own checkpoint: a pretrained file no longer there does not matter
+            dataclasses.replace(config, pretrained="none").validate() if hasattr(config, "pretrained") \
+                else config.validate()
+        except (ConfigError, TypeError, ValueError) as exc:
+            raise ConfigError(f"{resume}: its saved settings are damaged ({exc}); start a new run") from exc
+        return run_dir, config
     config.runs_dir = config.runs_dir or str(default_runs_dir())
     config.run_id = config.run_id or new_run_id(prefix)
     if create:

@@ -483,3 +483,17 @@ def test_training_starts_from_a_weights_file_and_its_card_says_which(folder_data
     assert starting_point({"train_config": {"pretrained": ["x"]}}) == "the weights file ['x']"  # damaged: no crash
     weights.unlink()  # the card of a model whose starting file is gone still names it
     assert f"--pretrained {weights}" in reproduce_command(ckpt["train_config"], "out.pt")
+
+
+@pytest.mark.parametrize("config_text, words", [
+    ("{garbage", "its config.json is damaged"),
+    ('{"model": "cnn", "epochs": "many"}', "its saved settings are damaged"),
+    ('{"model": "cnn", "epochs": 2, "lr": -1}', "learning rate must be above 0"),
+])
+def test_resuming_a_run_whose_saved_settings_are_damaged_says_so(tmp_path, config_text, words):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(config_text)
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run)], capture_output=True,
+                            text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and words in result.stderr
