@@ -184,6 +184,19 @@ def test_dip_cancel_and_time_budget():
     assert timed.stopped_reason == "time budget" and timed.iterations == 1
 
 
+@pytest.mark.parametrize("settings, words", [
+    ({"max_iters": 0}, "DIP iterations must be a whole number from 1"),
+    ({"max_iters": -5}, "DIP iterations must be a whole number from 1"),
+    ({"max_iters": 2.5}, "DIP iterations must be a whole number from 1"),
+    ({"time_budget_s": -1.0}, "DIP time budget must be from 0"),
+    ({"time_budget_s": float("nan")}, "DIP time budget must be from 0"),
+])
+def test_dip_settings_that_would_return_the_noisy_film_unchanged_are_refused(settings, words):
+    # no step at all would hand back the input as if it were denoised
+    with pytest.raises(ConfigError, match=words):
+        run_dip(phantom(32, 32), channels=8, **settings)
+
+
 # ---- classical ------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("method", ["nlm", "gaussian", "median", "bm3d"])

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import ConfigError
 from .base import Denoiser, check_image
 from .quality import psnr
 
@@ -96,6 +97,10 @@ class WindowedVariance:
         return float(np.maximum(self.sumsq / self.window - mean * mean, 0).mean())
 
 
+#: The most a run of Deep Image Prior may be asked for: steps, and seconds (a day).
+MAX_ITERS, MAX_BUDGET_S = 100_000, 86_400.0
+
+
 def run_dip(image: np.ndarray, max_iters: int = 1200, time_budget_s: float = 110.0, seed: int = 0,
             on_progress: Callable[[int, float, np.ndarray | None], bool | None] | None = None,
             preview_every: int = 25, *, channels: int = 32, levels: int = 4, lr: float = 0.01,
@@ -109,6 +114,10 @@ def run_dip(image: np.ndarray, max_iters: int = 1200, time_budget_s: float = 110
     is the current estimate (float32 HxW) every ``preview_every`` steps, else None.
     ``clean`` is only for reporting PSNR in the history (benchmarks); it never affects stopping.
     """
+    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or not 1 <= max_iters <= MAX_ITERS:
+        raise ConfigError(f"DIP iterations must be a whole number from 1 to {MAX_ITERS}, not {max_iters!r}")
+    if not 0 <= time_budget_s <= MAX_BUDGET_S:  # also refuses NaN; 0 stops after the first step
+        raise ConfigError(f"DIP time budget must be from 0 to {MAX_BUDGET_S:g} seconds, not {time_budget_s!r}")
     noisy = check_image(image)
     h, w = noisy.shape
     started = time.perf_counter()
