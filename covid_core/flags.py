@@ -9,6 +9,7 @@ background job runs and the model card prints. A field that has no flag cannot b
 from __future__ import annotations
 
 import argparse
+import numbers
 from dataclasses import dataclass
 
 
@@ -18,7 +19,7 @@ SEED_RULE = f"seed must be a whole number from 0 to {MAX_SEED}"
 
 
 def valid_seed(seed) -> bool:
-    return isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
+    return isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ minimum for ``es_patience`` steps and return the estimate from that minimum.
 
 from __future__ import annotations
 
+import numbers
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -114,7 +115,7 @@ def run_dip(image: np.ndarray, max_iters: int = 1200, time_budget_s: float = 110
     is the current estimate (float32 HxW) every ``preview_every`` steps, else None.
     ``clean`` is only for reporting PSNR in the history (benchmarks); it never affects stopping.
     """
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or not 1 <= max_iters <= MAX_ITERS:
+    if isinstance(max_iters, bool) or not isinstance(max_iters, numbers.Integral) or not 1 <= max_iters <= MAX_ITERS:
         raise ConfigError(f"DIP iterations must be a whole number from 1 to {MAX_ITERS}, not {max_iters!r}")
     if not 0 <= time_budget_s <= MAX_BUDGET_S:  # also refuses NaN; 0 stops after the first step
         raise ConfigError(f"DIP time budget must be from 0 to {MAX_BUDGET_S:g} seconds, not {time_budget_s!r}")
