@@ -497,3 +497,12 @@ def test_resuming_a_run_whose_saved_settings_are_damaged_says_so(tmp_path, confi
     result = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run)], capture_output=True,
                             text=True, timeout=300, cwd=REPO)
     assert result.returncode == 2 and "Traceback" not in result.stderr and words in result.stderr
+
+
+@pytest.mark.parametrize("batch_size", [0, -3, 100000])
+def test_evaluate_refuses_a_batch_size_no_pass_can_use_before_it_reads_the_data(tmp_path, tiny_checkpoint,
+                                                                               batch_size):
+    from covid_core.commands.evaluate import evaluate_checkpoint
+
+    with pytest.raises(ConfigError, match="batch size must be a whole number from 1 to 1024"):
+        evaluate_checkpoint(str(tiny_checkpoint), str(tmp_path / "no such data"), batch_size=batch_size)

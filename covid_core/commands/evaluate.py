@@ -37,6 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "stops the evaluation, so that no figure leaves films out unnoticed)")
 
 
+#: Images per forward pass at most: a training run's bound too (covid_core.training.config).
+MAX_BATCH = 1024
+
+
 def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split: str = "test",
                         batch_size: int = 64, progress: bool = True, site: str | None = None,
                         skip_unreadable: bool = False, advice: str = SKIP_ADVICE):
@@ -46,12 +50,14 @@ def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split:
     from ..cache import readable_films
     from ..site_file import load_classifier_at_site
     from ..datasets import load_dataset, split_as_trained
-    from ..errors import DatasetError
+    from ..errors import ConfigError, DatasetError
     from ..inference import score_pixels
     from ..metrics import classification_metrics, rates_at_threshold
     from ..shortcuts import shortcut_report
     from ..evaluation import macro_auc_interval, per_source_metrics
 
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= MAX_BATCH:
+        raise ConfigError(f"batch size must be a whole number from 1 to {MAX_BATCH}, not {batch_size!r}")
     clf = load_classifier_at_site(model_path, site=site)
     table = load_dataset(data, layout).for_target(clf.target)
     if split == "val":
