@@ -31,10 +31,9 @@ def pair_metrics(labels: np.ndarray, probs: np.ndarray, classes, a: str = "norma
 def macro_auc_interval(table, probs: np.ndarray) -> dict:
     """{"macro_auc_low", "macro_auc_high"}: the 95% interval of the macro AUC of ``probs`` on ``table``'s films, from
     a bootstrap that draws its patients (each film its own patient without a "patient" column)."""
-    from .intervals import macro_auc_with_interval
+    from .intervals import macro_auc_with_interval, table_patients
 
-    patients = table["patient"].astype(str).to_numpy() if "patient" in table.columns else np.arange(len(table))
-    found = macro_auc_with_interval(table["label_idx"].to_numpy(), probs, patients)
+    found = macro_auc_with_interval(table["label_idx"].to_numpy(), probs, table_patients(table))
     return {"macro_auc_low": found["low"], "macro_auc_high": found["high"]}
 
 

@@ -11,6 +11,13 @@ from .metrics import proportion_interval
 BOOTSTRAP = 1000
 
 
+def table_patients(table) -> np.ndarray:
+    """The patient of each film of a DataFrame, as text; each film its own patient without a "patient" column."""
+    if "patient" in table.columns:
+        return table["patient"].astype(str).to_numpy()
+    return np.arange(len(table)).astype(str)
+
+
 def patient_resamples(patients, draws: int = BOOTSTRAP, seed: int = 0):
     """``draws`` index arrays, each the films of as many patients as there are, drawn with replacement."""
     groups = {}

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .intervals import auc_with_interval
+from .intervals import auc_with_interval, table_patients
 
 
 @dataclass(frozen=True)
@@ -64,8 +64,7 @@ def within_source_aucs(table: pd.DataFrame, probs: np.ndarray, classes) -> dict:
         return {}
     sources = table["source"].astype(str).to_numpy()
     labels = table["label"].astype(str).to_numpy()
-    patients = (table["patient"].astype(str).to_numpy() if "patient" in table.columns
-                else np.arange(len(table)).astype(str))
+    patients = table_patients(table)
     predicted = np.asarray(classes)[np.asarray(probs).argmax(1)] if len(probs) else np.array([])
     out = {}
     for q in WITHIN_SOURCE_QUESTIONS:
