@@ -134,8 +134,10 @@ def goal_rows(metadata: dict) -> list[dict]:
 
 
 def interval_text(interval: tuple | None) -> str:
-    """(0.53, 0.85) -> "0.530-0.850"; None -> ""."""
-    return "" if interval is None else f"{interval[0]:.3f}-{interval[1]:.3f}"
+    """(0.53, 0.85) -> "0.530-0.850"; None, or an end unknown -> ""."""
+    if interval is None or None in interval:
+        return ""
+    return f"{interval[0]:.3f}-{interval[1]:.3f}"
 
 
 #: What the intervals beside the goals' TEST figures are, for under the goals table (card and Models page).

@@ -287,8 +287,8 @@ def goals_section(ckpt: dict) -> list[str]:
 
 
 def _macro_interval(metrics: dict) -> str:
-    low, high = metrics.get("macro_auc_low"), metrics.get("macro_auc_high")
-    return "" if low is None or high is None else f" (95% interval {interval_text((low, high))}, patients resampled)"
+    text = interval_text((metrics.get("macro_auc_low"), metrics.get("macro_auc_high")))
+    return f" (95% interval {text}, patients resampled)" if text else ""
 
 
 def _emphasised_if_missed(row: dict) -> str:

@@ -105,7 +105,10 @@ def _calls_at_site(clf, batches, positive, labels, covid: int | None) -> dict | 
 
 
 def _interval(low, high) -> str:
-    return "" if low is None or high is None else f" (95% interval {low:.3f}-{high:.3f})"
+    from ..goals import interval_text
+
+    text = interval_text((low, high))
+    return f" (95% interval {text})" if text else ""
 
 
 def _fmt(v):
