@@ -16,6 +16,8 @@ from dataclasses import dataclass
 #: The largest seed a run takes: every random generator a run seeds accepts it (numpy's stop at 2**32 - 1).
 MAX_SEED = 2**31 - 1
 SEED_RULE = f"seed must be a whole number from 0 to {MAX_SEED}"
+#: The most films a run or an evaluation passes through the network at once.
+MAX_BATCH = 1024
 
 
 def valid_seed(seed) -> bool:

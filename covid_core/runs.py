@@ -6,7 +6,6 @@ Run ids are created with ``mkdir`` (atomic), so two runs started at once never s
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
@@ -204,9 +203,8 @@ def open_run(config, resume: str | None, from_dict, prefix: str, create: bool = 
     if resume:
         run_dir, saved = RunDir.for_resume(resume)
         config = from_dict(saved)
-        try:  # the weights come from the run's own checkpoint: a pretrained file no longer there does not matter
-            dataclasses.replace(config, pretrained="none").validate() if hasattr(config, "pretrained") \
-                else config.validate()
+        try:
+            config.validate(resumed=True)
         except (ConfigError, TypeError, ValueError) as exc:
             raise ConfigError(f"{resume}: its saved settings are damaged ({exc}); start a new run") from exc
         return run_dir, config

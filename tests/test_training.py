@@ -506,3 +506,10 @@ def test_evaluate_refuses_a_batch_size_no_pass_can_use_before_it_reads_the_data(
 
     with pytest.raises(ConfigError, match="batch size must be a whole number from 1 to 1024"):
         evaluate_checkpoint(str(tiny_checkpoint), str(tmp_path / "no such data"), batch_size=batch_size)
+
+
+def test_a_resumed_run_does_not_need_the_pretrained_file_it_started_from():
+    config = TrainConfig(data="x", pretrained="no/such/weights.pt")
+    with pytest.raises(ConfigError, match="pretrained must be none, imagenet, or the path"):
+        config.validate()
+    assert config.validate(resumed=True) is config  # its weights come from the run's own checkpoint

@@ -16,7 +16,7 @@ from covid_core.models import get_spec, list_models
 from covid_core.runs import default_runs_dir
 from covid_core.preprocess import EQUALIZE_CHOICES, FIT_CHOICES, FIT_LABELS
 from covid_core.targets import TARGETS
-from covid_core.flags import MAX_SEED, help_for
+from covid_core.flags import MAX_BATCH, MAX_SEED, help_for
 from covid_core.training import RUN_FLAGS, TRAIN_FLAGS, TrainConfig
 
 st.title("Train")
@@ -43,7 +43,8 @@ with st.form("train_form", enter_to_submit=False):  # Enter in a field must not 
     c4, c5, c6, c7 = st.columns(4)
     epochs = c4.number_input("Epochs", min_value=1, max_value=1000, value=D.epochs, step=1, key="train_epochs",
                              help="Classifier only: the denoiser trains with its own epochs, batch and learning rate.")
-    batch_size = c5.number_input("Batch size", min_value=1, max_value=1024, value=D.batch_size, step=1, key="train_bs")
+    batch_size = c5.number_input("Batch size", min_value=1, max_value=MAX_BATCH, value=D.batch_size, step=1,
+                                 key="train_bs")
     lr = c6.number_input("Learning rate", min_value=1e-6, max_value=1.0, value=D.lr, step=1e-4, format="%.5f",
                          key="train_lr", help=tip("lr"))
     image_size = c7.number_input("Image size (0 = model default)", min_value=0, max_value=1024, value=0, step=16,

@@ -14,6 +14,7 @@ import json
 
 import numpy as np
 
+from ..flags import MAX_BATCH
 from ..formatting import printable
 from . import add_site_arguments
 
@@ -35,10 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-unreadable", action="store_true",
                    help="evaluate the films that can be read and list the others (by default one unreadable film "
                         "stops the evaluation, so that no figure leaves films out unnoticed)")
-
-
-#: Images per forward pass at most: a training run's bound too (covid_core.training.config).
-MAX_BATCH = 1024
 
 
 def evaluate_checkpoint(model_path: str, data: str, layout: str = "auto", split: str = "test",

@@ -23,7 +23,7 @@ from ..checkpoint import atomic_save
 from ..datasets import LAYOUTS, limit_per_split, load_dataset, split_validation
 from ..errors import ConfigError
 from ..training_data import readable_training_films
-from ..flags import SEED_RULE, Flag, valid_seed
+from ..flags import MAX_BATCH, SEED_RULE, Flag, valid_seed
 from ..preprocess import PreprocessConfig
 from ..runs import hardware_description, open_run
 from .dae import DEFAULT_CHANNELS, DEFAULT_UNSHUFFLE, DAENet, dae_checkpoint
@@ -63,7 +63,7 @@ class DAETrainConfig:
     out: str | None = None
     command: str | None = None
 
-    def validate(self) -> "DAETrainConfig":
+    def validate(self, resumed: bool = False) -> "DAETrainConfig":  # resumed: as TrainConfig's; nothing differs
         if not (isinstance(self.unshuffle, int) and 1 <= self.unshuffle <= 8):
             raise ConfigError("unshuffle must be a whole number from 1 to 8")
         checks = [
@@ -71,7 +71,7 @@ class DAETrainConfig:
             (valid_seed(self.seed), SEED_RULE),
             (1 <= self.epochs <= 1000, "epochs must be from 1 to 1000"),
             (1 <= self.steps_per_epoch <= 100000, "steps per epoch must be from 1 to 100000"),
-            (1 <= self.batch_size <= 1024, "batch size must be from 1 to 1024"),
+            (1 <= self.batch_size <= MAX_BATCH, f"batch size must be from 1 to {MAX_BATCH}"),
             (0 < self.lr <= 1, "learning rate must be above 0 and at most 1"),
             (32 <= self.image_size <= 2048, "image size must be from 32 to 2048"),
             (16 <= self.crop <= self.image_size, "crop must be from 16 pixels to the image size"),

@@ -10,7 +10,7 @@ from ..augment import AUGMENTATION_CHOICES
 from ..balance import BALANCE_CHOICES
 from ..datasets import LAYOUTS, VAL_STRATA, stored_val_strata
 from ..errors import ConfigError
-from ..flags import SEED_RULE, Flag, valid_seed
+from ..flags import MAX_BATCH, SEED_RULE, Flag, valid_seed
 from ..models import get_spec, list_models
 from ..preprocess import EQUALIZE_CHOICES, FIT_CHOICES, PreprocessConfig
 from ..targets import TARGETS, check_target
@@ -65,12 +65,15 @@ class TrainConfig:
     run_id: str | None = None
     out: str | None = None
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, resumed: bool = False) -> "TrainConfig":
+        """Self, or ConfigError naming the first setting out of range. ``resumed``: the run continues from its own
+        checkpoint, so a pretrained weights file no longer there does not matter."""
         get_spec(self.model)
         check_target(self.target)
         checks = [
             (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000, "epochs must be a whole number from 1 to 1000"),
-            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 1024, "batch size must be from 1 to 1024"),
+            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= MAX_BATCH,
+             f"batch size must be from 1 to {MAX_BATCH}"),
             (0 < self.lr <= 1, "learning rate must be above 0 and at most 1"),
             (0 <= self.weight_decay <= 1, "weight decay must be from 0 to 1"),
             (self.image_size is None or 32 <= self.image_size <= 1024, "image size must be from 32 to 1024"),
@@ -86,8 +89,8 @@ class TrainConfig:
             (self.augment or not (self.amplitude_mix or self.random_conv or self.source_mix or self.patch_crop),
              "amplitude mix, random convolution, source mix and patch crop are part of augmentation: turn "
              "augmentation on, or set them to 0"),
-            (self.pretrained in ("none", "imagenet") or (isinstance(self.pretrained, str)
-                                                         and os.path.isfile(self.pretrained)),
+            (resumed or self.pretrained in ("none", "imagenet")
+             or (isinstance(self.pretrained, str) and os.path.isfile(self.pretrained)),
              "pretrained must be none, imagenet, or the path of a weights file that exists"),
             (0 <= self.freeze_epochs < self.epochs or self.freeze_epochs == 0, "freeze epochs must be fewer than epochs"),
             (0 < self.val_fraction < 0.5, "validation fraction must be between 0 and 0.5"),
